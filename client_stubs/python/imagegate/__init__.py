@@ -1,0 +1,1 @@
+"""imagegate client stubs (generated; do not edit)."""

@@ -1,0 +1,36 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The OpenAI spec is not copied into the project: it is read from the shared
+# reference folder beside the checkout (or from IMAGEGATE_OPENAI_SPEC).
+SPEC_PATH = Path(
+    os.environ.get(
+        "IMAGEGATE_OPENAI_SPEC",
+        REPO_ROOT.parent / "shared" / "reference" / "openai-openapi.yaml",
+    )
+)
+
+
+@pytest.fixture(scope="session")
+def openai_spec() -> dict[str, Any]:
+    """The OpenAI OpenAPI document; skips (saying why) when it is not beside the repo."""
+    if not SPEC_PATH.is_file():
+        pytest.skip(
+            f"OpenAI spec not found at {SPEC_PATH}: these tests compare against "
+            "../shared/reference/openai-openapi.yaml (or $IMAGEGATE_OPENAI_SPEC), "
+            "which this checkout does not have beside it"
+        )
+    with SPEC_PATH.open("rb") as handle:
+        spec: dict[str, Any] = yaml.load(
+            handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        )
+    return spec

@@ -1,0 +1,239 @@
+"""Per-model rules of OpenAI's Images API, as one data table.
+
+The gateway (before going upstream) and the emulator (as the upstream) read the same
+table, so a rule lives in exactly one place. Models churn faster than the spec: the
+live API retired ``dall-e-2``/``dall-e-3``/``gpt-image-1`` while the spec still lists
+them, and added the 2.5/2.6 families that only the SDK knows. Retired models stay in
+the table because the spec (and older deployments of compatible servers) still
+accept them. A model missing from the table is *unknown*: the gateway passes it
+through unvalidated; the emulator treats it like a GPT image model
+(:data:`GPT_LIKE_DEFAULT`).
+
+Where the spec and SDK are silent about a new model (for example whether the 2.6
+family accepts ``input_fidelity``), the table errs on the side of accepting: a
+local rejection of a request OpenAI would have served is worse than a round trip.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+
+MB = 1024 * 1024
+
+
+class Operation(enum.Enum):
+    GENERATION = "generation"
+    EDIT = "edit"
+    VARIATION = "variation"
+
+
+@dataclass(frozen=True)
+class FlexibleSizeRule:
+    """``WIDTHxHEIGHT`` sizes of the gpt-image-2 family (spec: CreateImageRequest.size)."""
+
+    multiple_of: int = 16
+    """Width and height must both be divisible by this."""
+    max_aspect_ratio: float = 3.0
+    """Long edge / short edge must be at most this (1:3 to 3:1)."""
+    max_edge: int = 3840
+    """The largest supported resolution is 3840x2160."""
+    max_pixels: int = 3840 * 2160
+
+
+@dataclass(frozen=True)
+class ModelRules:
+    """What one model accepts. Every field is a rule the spec or SDK states."""
+
+    name: str
+    gpt_image: bool
+    """GPT image models return base64 only, report usage, and accept the GPT-only params."""
+    prompt_max_chars: int
+    operations: frozenset[Operation]
+    generation_params: frozenset[str]
+    """Parameters accepted by POST /images/generations (others are ``unknown_parameter``)."""
+    edit_params: frozenset[str] = frozenset()
+    variation_params: frozenset[str] = frozenset()
+    n_max: int = 10
+    sizes: frozenset[str] = frozenset()
+    """Allowed literal sizes (``auto`` included when the model sizes automatically)."""
+    flexible_size: FlexibleSizeRule | None = None
+    """When set, any ``WxH`` satisfying the rule is allowed as well."""
+    qualities: frozenset[str] = frozenset({"auto"})
+    output_formats: frozenset[str] = frozenset()
+    styles: frozenset[str] = frozenset()
+    input_fidelities: frozenset[str] = frozenset()
+    max_input_images: int = 1
+    input_image_formats: frozenset[str] = frozenset({"png"})
+    """Sniffed formats allowed for ``image`` uploads."""
+    image_max_bytes: int = 4 * MB
+    mask_max_bytes: int = 4 * MB
+    square_png_input: bool = False
+    """dall-e-2 wants one square PNG (edits and variations)."""
+    json_edits: bool = False
+    """Edits may use the JSON body (EditImageBodyJsonParam); GPT image models only."""
+    default_size: str = "1024x1024"
+    default_response_format: str | None = None
+    """``url`` for DALL-E models; None for GPT image models (they never take it)."""
+    aliases: tuple[str, ...] = field(default=())
+
+
+# Parameters every GPT image model accepts on generations; the rest are added per model.
+_GPT_GENERATION = frozenset(
+    {
+        "prompt",
+        "model",
+        "n",
+        "size",
+        "quality",
+        "background",
+        "moderation",
+        "output_compression",
+        "output_format",
+        "partial_images",
+        "stream",
+        "user",
+        "safety_identifier",
+    }
+)
+_GPT_EDIT_EXTRA = frozenset({"image", "mask", "input_fidelity"})
+# The 2.5 family (and, by assumption, 2.6) adds planning, GIF/SVG output and markup.
+_NEWER_GENERATION_EXTRA = frozenset({"complexity", "frame_count", "frame_duration_ms", "svg"})
+_STANDARD_GPT_SIZES = frozenset({"auto", "1024x1024", "1536x1024", "1024x1536"})
+_GPT_QUALITIES = frozenset({"auto", "low", "medium", "high"})
+_GPT_FORMATS = frozenset({"png", "jpeg", "webp"})
+
+
+def _gpt(
+    name: str,
+    *,
+    flexible: bool = False,
+    newer: bool = False,
+    input_fidelities: frozenset[str] = frozenset({"low", "high"}),
+) -> ModelRules:
+    generation = _GPT_GENERATION | (_NEWER_GENERATION_EXTRA if newer else frozenset())
+    edit = generation | _GPT_EDIT_EXTRA | (frozenset({"markup"}) if newer else frozenset())
+    if not input_fidelities:
+        edit -= {"input_fidelity"}
+    return ModelRules(
+        name=name,
+        gpt_image=True,
+        prompt_max_chars=32000,
+        operations=frozenset({Operation.GENERATION, Operation.EDIT}),
+        generation_params=generation,
+        edit_params=edit,
+        sizes=_STANDARD_GPT_SIZES,
+        flexible_size=FlexibleSizeRule() if flexible else None,
+        qualities=_GPT_QUALITIES | (frozenset({"xhigh", "max"}) if newer else frozenset()),
+        output_formats=_GPT_FORMATS | (frozenset({"gif", "svg"}) if newer else frozenset()),
+        input_fidelities=input_fidelities,
+        max_input_images=16,
+        input_image_formats=frozenset({"png", "jpeg", "webp"}),
+        image_max_bytes=50 * MB,
+        mask_max_bytes=4 * MB,
+        json_edits=True,
+        default_size="auto",
+    )
+
+
+_DALL_E_2 = ModelRules(
+    name="dall-e-2",
+    gpt_image=False,
+    prompt_max_chars=1000,
+    operations=frozenset(Operation),
+    generation_params=frozenset(
+        {"prompt", "model", "n", "size", "quality", "response_format", "user"}
+    ),
+    edit_params=frozenset(
+        {"prompt", "model", "n", "size", "response_format", "user", "image", "mask"}
+    ),
+    variation_params=frozenset({"image", "model", "n", "size", "response_format", "user"}),
+    sizes=frozenset({"256x256", "512x512", "1024x1024"}),
+    qualities=frozenset({"auto", "standard"}),
+    square_png_input=True,
+    default_response_format="url",
+)
+
+_DALL_E_3 = ModelRules(
+    name="dall-e-3",
+    gpt_image=False,
+    prompt_max_chars=4000,
+    operations=frozenset({Operation.GENERATION}),
+    generation_params=frozenset(
+        {"prompt", "model", "n", "size", "quality", "response_format", "style", "user"}
+    ),
+    n_max=1,
+    sizes=frozenset({"1024x1024", "1792x1024", "1024x1792"}),
+    qualities=frozenset({"auto", "standard", "hd"}),
+    styles=frozenset({"vivid", "natural"}),
+    default_response_format="url",
+)
+
+MODEL_RULES: dict[str, ModelRules] = {
+    rules.name: rules
+    for rules in (
+        _DALL_E_2,
+        _DALL_E_3,
+        _gpt("gpt-image-1"),
+        _gpt("gpt-image-1-mini", input_fidelities=frozenset({"low"})),
+        _gpt("gpt-image-1.5"),
+        _gpt("chatgpt-image-latest"),
+        # gpt-image-2: "For gpt-image-2, omit this parameter" (input_fidelity).
+        _gpt("gpt-image-2", flexible=True, input_fidelities=frozenset()),
+        _gpt("gpt-image-2-2026-04-21", flexible=True, input_fidelities=frozenset()),
+        _gpt("gpt-image-2.5-sunburst", flexible=True, newer=True),
+        _gpt("gpt-image-2.5-sunburst-2026-09-08", flexible=True, newer=True),
+        _gpt("gpt-image-2.5-flare", flexible=True, newer=True),
+        _gpt("gpt-image-2.5-flare-2026-09-08", flexible=True, newer=True),
+        # The SDK lists 2.6 without details; assume it accepts what 2.5 does.
+        _gpt("gpt-image-2.6-sunburst", flexible=True, newer=True),
+        _gpt("gpt-image-2.6-flare", flexible=True, newer=True),
+    )
+}
+
+GPT_LIKE_DEFAULT: ModelRules = replace(MODEL_RULES["gpt-image-2.5-sunburst"], name="")
+"""Rules the emulator applies to a model it does not know (the most permissive GPT model)."""
+
+# Spec defaults when the request omits ``model``.
+DEFAULT_GENERATION_MODEL = "dall-e-2"
+DEFAULT_GPT_GENERATION_MODEL = "gpt-image-1.5"
+"""Spec: generations default to dall-e-2 *unless a GPT-only parameter is used*."""
+DEFAULT_EDIT_MODEL = "gpt-image-1.5"
+DEFAULT_VARIATION_MODEL = "dall-e-2"
+
+GPT_ONLY_GENERATION_PARAMS = frozenset(
+    {"background", "moderation", "output_compression", "output_format", "partial_images", "stream"}
+)
+
+
+def rules_for(model: str) -> ModelRules | None:
+    """The rules of a known model, or None for a model the table does not know."""
+    return MODEL_RULES.get(model)
+
+
+def parse_size(size: str) -> tuple[int, int] | None:
+    """``"1536x1024"`` -> (1536, 1024); None for ``auto`` or anything malformed."""
+    width, sep, height = size.partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        return None
+    if len(width) > 6 or len(height) > 6:  # keeps absurd digit strings cheap to reject
+        return None
+    return int(width), int(height)
+
+
+def size_allowed(rules: ModelRules, size: str) -> bool:
+    """Whether ``size`` is a literal size of the model or satisfies its WxH rule."""
+    if size in rules.sizes:
+        return True
+    flexible = rules.flexible_size
+    dims = parse_size(size)
+    if flexible is None or dims is None:
+        return False
+    width, height = dims
+    if width <= 0 or height <= 0:
+        return False
+    if width % flexible.multiple_of or height % flexible.multiple_of:
+        return False
+    if max(width, height) > flexible.max_edge or width * height > flexible.max_pixels:
+        return False
+    return max(width, height) / min(width, height) <= flexible.max_aspect_ratio

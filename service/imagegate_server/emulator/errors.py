@@ -1,0 +1,99 @@
+"""OpenAI-shaped errors: ``{"error": {"message", "type", "param", "code"}}``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ApiError(Exception):
+    """An error response the emulator sends as OpenAI would."""
+
+    status: int
+    message: str
+    type: str = "invalid_request_error"
+    param: str | None = None
+    code: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
+    return ApiError(400, message, "invalid_request_error", param, code)
+
+
+def missing_api_key() -> ApiError:
+    return ApiError(
+        401,
+        "You didn't provide an API key. You need to provide your API key in an "
+        "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+        code="invalid_api_key",
+    )
+
+
+def wrong_api_key(key: str) -> ApiError:
+    # OpenAI shows only the key's tail; so does the emulator (never the whole key).
+    tail = key[-4:] if len(key) > 8 else ""
+    return ApiError(401, f"Incorrect API key provided: ...{tail}.", code="invalid_api_key")
+
+
+def for_status(status: int) -> ApiError:
+    """The canned error body of an injected status fault."""
+    if status == 401:
+        return wrong_api_key("")
+    if status == 403:
+        return ApiError(
+            403,
+            "You are not allowed to sample from this model",
+            "invalid_request_error",
+            code="permission_denied",
+        )
+    if status == 404:
+        return ApiError(
+            404,
+            "The model does not exist or you do not have access to it.",
+            code="model_not_found",
+        )
+    if status == 429:
+        return ApiError(
+            429,
+            "Rate limit reached for images per minute. Please try again later.",
+            "requests",
+            code="rate_limit_exceeded",
+        )
+    if status >= 500:
+        return ApiError(
+            status,
+            "The server had an error while processing your request. Sorry about that!",
+            "server_error",
+        )
+    return ApiError(status, f"Injected error {status}.", "invalid_request_error")
+
+
+def insufficient_quota() -> ApiError:
+    return ApiError(
+        429,
+        "You exceeded your current quota, please check your plan and billing details.",
+        "insufficient_quota",
+        code="insufficient_quota",
+    )
+
+
+def moderation_blocked() -> ApiError:
+    return ApiError(
+        400,
+        "Your request was rejected by the safety system. If you believe this is an "
+        "error, contact us and include the request ID.",
+        "image_generation_user_error",
+        code="moderation_blocked",
+    )

@@ -1,0 +1,184 @@
+"""Fault injection: the ``x-emulator-fault`` header syntax and its per-key counters.
+
+Syntax: comma-separated items, each ``NAME[;PARAM=VALUE]...``::
+
+    429;retry-after=2          429 rate_limit_exceeded with retry-after (seconds)
+    429;retry-after-ms=1500    ... with retry-after-ms
+    quota                      429 insufficient_quota (must not be retried)
+    500 | 502 | 503            server_error
+    401 | 403 | 404            invalid_api_key / permission_denied / model_not_found
+    moderation                 400 image_generation_user_error, code moderation_blocked
+    reset;after=64             send the first 64 bytes of the response, then a TCP RST
+    delay;ms=500               wait before the first byte (before anything else happens)
+    slow;bytes=1024;ms=100     trickle the body: 1024 bytes every 100 ms
+    latency;ms=10000;jitter-ms=110000   simulated generation time for this request
+
+Any item also takes ``first=K`` (and optionally ``key=NAME``): it then applies only to
+the first K requests carrying the same key (default: the item's own text), so a test
+can make two attempts fail and check that the third, retried one succeeds.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from imagegate_server.emulator.config import LatencyModel
+from imagegate_server.emulator.errors import (
+    ApiError,
+    for_status,
+    insufficient_quota,
+    moderation_blocked,
+)
+
+FAULT_HEADER = "x-emulator-fault"
+_STATUS_CODES = frozenset({401, 403, 404, 429, 500, 502, 503})
+
+
+class FaultSyntaxError(ValueError):
+    """The fault text is not in the documented syntax."""
+
+
+@dataclass(frozen=True)
+class SlowBody:
+    chunk_bytes: int
+    interval_s: float
+
+
+@dataclass
+class FaultPlan:
+    """What to do to one request, after ``first=K`` counters were applied."""
+
+    error: ApiError | None = None
+    reset_after_bytes: int | None = None
+    delay_s: float = 0.0
+    slow: SlowBody | None = None
+    latency: LatencyModel | None = None
+    applied: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Item:
+    text: str
+    name: str
+    params: dict[str, str]
+
+
+def _parse(text: str) -> list[_Item]:
+    items = []
+    for raw in text.split(","):
+        raw = raw.strip()
+        if not raw:
+            continue
+        name, *pairs = (part.strip() for part in raw.split(";"))
+        params = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise FaultSyntaxError(f"expected PARAM=VALUE, got {pair[:40]!r}")
+            params[key.strip().lower()] = value.strip()
+        items.append(_Item(raw, name.lower(), params))
+    return items
+
+
+def _number(item: _Item, key: str, default: float | None = None) -> float:
+    value = item.params.get(key)
+    if value is None:
+        if default is None:
+            raise FaultSyntaxError(f"{item.name!r} needs {key}=")
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise FaultSyntaxError(f"{key}= must be a number, got {value[:20]!r}") from None
+    if not 0 <= number < 1e9:
+        raise FaultSyntaxError(f"{key}= out of range")
+    return number
+
+
+class FaultInjector:
+    """Turns fault text into a :class:`FaultPlan`, counting ``first=K`` per key."""
+
+    def __init__(self) -> None:
+        self._seen: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+    @staticmethod
+    def check(text: str) -> None:
+        """Raise :class:`FaultSyntaxError` unless ``text`` is valid (counts nothing)."""
+        for item in _parse(text):
+            FaultInjector._check(item)
+
+    def plan(self, text: str) -> FaultPlan:
+        """Raises :class:`FaultSyntaxError` for text outside the documented syntax."""
+        items = _parse(text)
+        for item in items:
+            self._check(item)
+        plan = FaultPlan()
+        for item in items:
+            if "first" in item.params:
+                key = item.params.get("key", item.text)
+                limit = int(_number(item, "first"))
+                with self._lock:
+                    self._seen[key] += 1
+                    if self._seen[key] > limit:
+                        continue
+            self._apply(item, plan)
+            plan.applied.append(item.text)
+        return plan
+
+    @staticmethod
+    def _check(item: _Item) -> None:
+        known = {"first", "key"} | {
+            "429": {"retry-after", "retry-after-ms"},
+            "reset": {"after"},
+            "delay": {"ms"},
+            "slow": {"bytes", "ms"},
+            "latency": {"ms", "jitter-ms"},
+        }.get(item.name, set())
+        unknown = set(item.params) - known
+        if unknown:
+            raise FaultSyntaxError(f"unknown parameter {sorted(unknown)[0]!r} for {item.name!r}")
+        if item.name.isdigit():
+            if int(item.name) not in _STATUS_CODES:
+                raise FaultSyntaxError(f"unsupported status {item.name}")
+        elif item.name not in ("quota", "moderation", "reset", "delay", "slow", "latency"):
+            raise FaultSyntaxError(f"unknown fault {item.name[:40]!r}")
+        if "first" in item.params:
+            _number(item, "first")
+        for key in set(item.params) - {"first", "key"}:
+            _number(item, key)
+
+    @staticmethod
+    def _apply(item: _Item, plan: FaultPlan) -> None:
+        name = item.name
+        if name.isdigit() or name in ("quota", "moderation"):
+            if plan.error is not None:  # the first error wins
+                return
+            if name == "quota":
+                plan.error = insufficient_quota()
+            elif name == "moderation":
+                plan.error = moderation_blocked()
+            else:
+                plan.error = for_status(int(name))
+                if "retry-after" in item.params:
+                    plan.error.headers["retry-after"] = item.params["retry-after"]
+                if "retry-after-ms" in item.params:
+                    plan.error.headers["retry-after-ms"] = item.params["retry-after-ms"]
+        elif name == "reset":
+            plan.reset_after_bytes = int(_number(item, "after", 64))
+        elif name == "delay":
+            plan.delay_s += _number(item, "ms") / 1000
+        elif name == "slow":
+            plan.slow = SlowBody(
+                max(1, int(_number(item, "bytes", 1024))), _number(item, "ms", 100) / 1000
+            )
+        elif name == "latency":
+            plan.latency = LatencyModel(
+                _number(item, "ms", 0) / 1000, _number(item, "jitter-ms", 0) / 1000
+            )

@@ -1,0 +1,193 @@
+"""From a parsed body to a validated, fully defaulted job (or OpenAI's 400)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from imagegate_server.emulator.errors import bad_request
+from imagegate_server.emulator.parsing import (
+    FILE_FIELDS,
+    Body,
+    Upload,
+    decode_image_ref,
+    form_params,
+)
+from imagegate_server.models import GPT_LIKE_DEFAULT, ModelRules, Operation, parse_size, rules_for
+from imagegate_server.validation import (
+    UnknownModelPolicy,
+    Violation,
+    resolve_model,
+    validate_edit,
+    validate_generation,
+    validate_variation,
+)
+
+_GPT = UnknownModelPolicy.GPT_LIKE
+
+
+@dataclass
+class Job:
+    """Everything needed to produce the images of one request, defaults applied."""
+
+    operation: Operation
+    model: str
+    rules: ModelRules
+    prompt: str
+    n: int
+    width: int
+    height: int
+    quality: str
+    """The quality used, as echoed back (``auto`` resolved to ``medium``)."""
+    output_format: str
+    transparent: bool
+    compression: int
+    response_format: str
+    stream: bool
+    partial_images: int
+    style: str
+    frame_count: int
+    frame_duration_ms: int
+    images: list[Upload] = field(default_factory=list)
+    mask: Upload | None = None
+    markup: Upload | None = None
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @property
+    def identity_prompt(self) -> str:
+        """What identities hash: the prompt, or for variations the input image's hash."""
+        if self.operation is Operation.VARIATION and self.images:
+            return self.images[0].sha256
+        return self.prompt
+
+
+def _raise_first(violations: list[Violation]) -> None:
+    if violations:
+        first = violations[0]
+        raise bad_request(first.message, first.param, first.code.value)
+
+
+def _json_object(body: Body) -> dict[str, Any]:
+    if body.kind == "empty":
+        return {}
+    if not isinstance(body.json, dict):
+        raise bad_request("Invalid body: expected a JSON object.", None, "invalid_type")
+    return body.json
+
+
+def build_job(operation: Operation, body: Body) -> Job:
+    """Raise :class:`ApiError` 400 exactly where OpenAI would."""
+    images: list[Upload] = []
+    mask: Upload | None = None
+    markup: Upload | None = None
+    form = body.kind == "multipart"
+    if form:
+        params = form_params(body.form)
+        for upload in body.files:
+            if upload.field in ("image", "image[]"):
+                images.append(upload)
+            elif upload.field == "mask":
+                mask = upload
+            elif upload.field == "markup":
+                markup = upload
+            # A file under any other name is an unknown parameter, as OpenAI says.
+            if upload.field not in FILE_FIELDS:
+                params[upload.field] = "<file>"
+    else:
+        params = _json_object(body)
+
+    if operation is Operation.GENERATION:
+        if form:
+            raise bad_request("Generations take a JSON body.", None, "invalid_value")
+        _raise_first(validate_generation(params, unknown_model=_GPT))
+    elif operation is Operation.EDIT:
+        if not form:
+            # Check the structure first, then decode data: URLs and check the files.
+            _raise_first(validate_edit(params, [], form=False, unknown_model=_GPT))
+            refs: Any = params["images"]  # validated: a list of ImageRefParam objects
+            images = [decode_image_ref(f"images[{i}]", ref) for i, ref in enumerate(refs)]
+            mask_ref: Any = params.get("mask")
+            mask = decode_image_ref("mask", mask_ref) if mask_ref else None
+        descriptors = [
+            upload.descriptor(_image_param(upload, i, len(images), form))
+            for i, upload in enumerate(images)
+        ]
+        _raise_first(
+            validate_edit(
+                params,
+                descriptors,
+                mask.descriptor("mask") if mask else None,
+                markup.descriptor("markup") if markup else None,
+                form=form,
+                unknown_model=_GPT,
+            )
+        )
+    else:
+        if not form and body.kind != "empty":
+            raise bad_request(
+                "Variations take a multipart/form-data body.", "image", "invalid_value"
+            )
+        image = images[0] if images else None
+        if len(images) > 1:
+            raise bad_request("Variations take exactly one image.", "image", "invalid_value")
+        _raise_first(
+            validate_variation(
+                params, image.descriptor("image") if image else None, unknown_model=_GPT
+            )
+        )
+    return _defaults(operation, params, images, mask, markup)
+
+
+def _image_param(upload: Upload, index: int, count: int, form: bool) -> str:
+    if not form:
+        return upload.field  # already images[i]
+    return "image" if count == 1 and upload.field == "image" else f"image[{index}]"
+
+
+def _int(value: object, default: int) -> int:
+    return default if value is None else int(str(value))
+
+
+def _defaults(
+    operation: Operation,
+    params: dict[str, Any],
+    images: list[Upload],
+    mask: Upload | None,
+    markup: Upload | None,
+) -> Job:
+    model = resolve_model(operation, params) or ""
+    rules = rules_for(model) or GPT_LIKE_DEFAULT
+    size = params.get("size")
+    dims = parse_size(size) if isinstance(size, str) else None
+    width, height = dims or (1024, 1024)
+    quality = params.get("quality") or "auto"
+    if rules.gpt_image:
+        quality = "medium" if quality == "auto" else quality
+    stream = params.get("stream")
+    return Job(
+        operation=operation,
+        model=model,
+        rules=rules,
+        prompt=str(params.get("prompt") or ""),
+        n=_int(params.get("n"), 1),
+        width=width,
+        height=height,
+        quality=str(quality),
+        output_format=str(params.get("output_format") or "png") if rules.gpt_image else "png",
+        transparent=params.get("background") == "transparent",
+        compression=_int(params.get("output_compression"), 100),
+        response_format=(
+            "b64_json" if rules.gpt_image else str(params.get("response_format") or "url")
+        ),
+        stream=stream is True or str(stream).lower() == "true",
+        partial_images=_int(params.get("partial_images"), 0),
+        style=str(params.get("style") or "vivid"),
+        frame_count=_int(params.get("frame_count"), 9),
+        frame_duration_ms=max(10, round(_int(params.get("frame_duration_ms"), 200), -1)),
+        images=images,
+        mask=mask,
+        markup=markup,
+    )

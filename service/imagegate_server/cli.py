@@ -13,7 +13,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 # Modules that contribute sub-commands, in the order they appear in --help.
-COMMAND_MODULES: tuple[str, ...] = ("imagegate_server.emulator.command",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "imagegate_server.serve",
+    "imagegate_server.emulator.command",
+    "imagegate_server.healthcheck",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,109 @@
+"""The gateway's exception tree: one base class, one subclass per kind of failure.
+
+Each carries exactly what the caller may see (never an upstream exception's text);
+:mod:`imagegate_server.gateway.status` turns them into gRPC statuses with
+``google.rpc`` details.
+
+    ImagegateError
+    ├── InvalidRequest        bad input found locally       INVALID_ARGUMENT + BadRequest
+    ├── LimitExceeded         a gateway limit               RESOURCE_EXHAUSTED + QuotaFailure
+    ├── ResultTooLarge        unary result over send limit  RESOURCE_EXHAUSTED
+    └── UpstreamFailure       anything from/about OpenAI
+        ├── UpstreamError     OpenAI answered with an error status
+        ├── UpstreamTimeout   deadline or upstream timeout  DEADLINE_EXCEEDED
+        ├── UpstreamUnreachable  connect failure / reset    UNAVAILABLE
+        └── UpstreamProtocolError  unparseable answer       UNAVAILABLE
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Anything that looks like an OpenAI key is cut from upstream messages before they
+# are relayed: OpenAI's own 401 message quotes part of the key.
+_KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-*]{4,}")
+
+
+def redact(text: str) -> str:
+    """``text`` with key-like tokens replaced, and bounded in length."""
+    return _KEY_PATTERN.sub("sk-***", text)[:1000]
+
+
+class ImagegateError(Exception):
+    """Base of every error the gateway answers with."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """A field of the request (proto path, e.g. ``parameters.images[1]``) and what is wrong."""
+
+    field: str
+    description: str
+    reason: str = ""
+    """A machine-readable reason (OpenAI-like code), when there is one."""
+
+
+class InvalidRequest(ImagegateError):
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        summary = "; ".join(f"{v.field}: {v.description}" for v in violations[:5])
+        super().__init__(f"invalid request: {summary}")
+        self.violations = violations
+
+    @classmethod
+    def one(cls, field: str, description: str, reason: str = "") -> InvalidRequest:
+        return cls([FieldViolation(field, description, reason)])
+
+
+class LimitExceeded(ImagegateError):
+    def __init__(self, subject: str, description: str) -> None:
+        super().__init__(description)
+        self.subject = subject
+
+
+class ResultTooLarge(ImagegateError):
+    pass
+
+
+class UpstreamFailure(ImagegateError):
+    def __init__(self, message: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+class UpstreamError(UpstreamFailure):
+    """OpenAI answered with an error status and (usually) its error JSON."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        request_id: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(redact(message), request_id)
+        self.status = status
+        self.error_type = error_type
+        self.code = code
+        self.param = param
+        self.retry_after_s = retry_after_s
+
+
+class UpstreamTimeout(UpstreamFailure):
+    pass
+
+
+class UpstreamUnreachable(UpstreamFailure):
+    pass
+
+
+class UpstreamProtocolError(UpstreamFailure):
+    pass

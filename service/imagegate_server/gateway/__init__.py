@@ -1,0 +1,1 @@
+"""The gRPC side: the ImagesService servicer, uploads, parameters, results, statuses."""

@@ -1,0 +1,109 @@
+"""OpenAI answers -> ImagesResult and image slices.
+
+Base64 is decoded exactly once, here; from here on images are raw bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from imagegate.v1 import params_pb2, results_pb2
+
+from imagegate_server.errors import UpstreamProtocolError
+from imagegate_server.gateway.params import enum_number
+
+
+def decode_image(b64: object, request_id: str | None) -> bytes:
+    if not isinstance(b64, str):
+        raise UpstreamProtocolError("the upstream sent an image without data", request_id)
+    try:
+        return base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise UpstreamProtocolError("the upstream sent invalid base64", request_id) from None
+
+
+def apply_metadata(result: results_pb2.ImagesResult, payload: Mapping[str, Any]) -> None:
+    """Copy the echoed settings and usage of an ImagesResponse or a completed event."""
+    for name, enum in (
+        ("background", params_pb2.Background.DESCRIPTOR),
+        ("output_format", params_pb2.OutputFormat.DESCRIPTOR),
+        ("quality", params_pb2.Quality.DESCRIPTOR),
+    ):
+        # Values newer than the contract map to UNSPECIFIED rather than failing.
+        setattr(result, name, enum_number(enum, payload.get(name)))
+    for name in ("size", "safety_identifier"):
+        value = payload.get(name)
+        if isinstance(value, str):
+            setattr(result, name, value)
+    usage = payload.get("usage")
+    if isinstance(usage, dict):
+        _copy_ints(result.usage, usage, ("input_tokens", "output_tokens", "total_tokens"))
+        for name in ("input_tokens_details", "output_tokens_details"):
+            details = usage.get(name)
+            if isinstance(details, dict):
+                _copy_ints(getattr(result.usage, name), details, ("text_tokens", "image_tokens"))
+    svg_usage = payload.get("svg_usage")
+    if isinstance(svg_usage, dict):
+        fields = ("input_tokens", "output_tokens", "reasoning_tokens", "total_tokens")
+        _copy_ints(result.svg_usage, svg_usage, fields)
+        if isinstance(svg_usage.get("model"), str):
+            result.svg_usage.model = svg_usage["model"]
+
+
+def _copy_ints(target: Any, source: Mapping[str, Any], names: tuple[str, ...]) -> None:
+    target.SetInParent()  # present even when every count is zero
+    for name in names:
+        value = source.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            setattr(target, name, value)
+
+
+def images_result(
+    payload: Mapping[str, Any], request_id: str | None
+) -> tuple[results_pb2.ImagesResult, list[bytes | None]]:
+    """The result of an ImagesResponse, with each image's bytes (None for a URL)."""
+    result = results_pb2.ImagesResult()
+    created = payload.get("created")
+    if isinstance(created, int):
+        result.created = created
+    apply_metadata(result, payload)
+    images: list[bytes | None] = []
+    data = payload.get("data")
+    for item in data if isinstance(data, list) else []:
+        if not isinstance(item, dict):
+            raise UpstreamProtocolError("the upstream sent a malformed image", request_id)
+        image = result.images.add()
+        if isinstance(item.get("revised_prompt"), str):
+            image.revised_prompt = item["revised_prompt"]
+        if item.get("b64_json") is not None:
+            images.append(decode_image(item["b64_json"], request_id))
+        elif isinstance(item.get("url"), str):
+            image.url = item["url"]
+            images.append(None)
+        else:
+            raise UpstreamProtocolError("the upstream sent an image without data", request_id)
+    return result, images
+
+
+def slices(
+    data: bytes,
+    chunk_bytes: int,
+    image_index: int,
+    partial_image_index: int | None = None,
+) -> Iterator[results_pb2.ImageChunk]:
+    """An image as ordered slices of at most ``chunk_bytes``; the last one says so."""
+    view = memoryview(data)
+    for offset in range(0, max(len(data), 1), chunk_bytes):
+        piece = view[offset : offset + chunk_bytes]
+        chunk = results_pb2.ImageChunk(
+            image_index=image_index,
+            offset=offset,
+            data=bytes(piece),
+            last=offset + chunk_bytes >= len(data),
+        )
+        if partial_image_index is not None:
+            chunk.partial_image_index = partial_image_index
+        yield chunk

@@ -1,0 +1,123 @@
+"""A running gateway: gRPC server, health, reflection, the upstream client and,
+when no OpenAI key is configured, the embedded emulator as the upstream.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from imagegate.v1 import images_service_pb2, images_service_pb2_grpc
+from pydantic import SecretStr
+
+from imagegate_server.emulator import Emulator, EmulatorConfig
+from imagegate_server.gateway.servicer import ImagesServicer
+from imagegate_server.settings import Settings
+from imagegate_server.upstream.client import Upstream, UpstreamConfig
+from imagegate_server.upstream.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = images_service_pb2.DESCRIPTOR.services_by_name["ImagesService"].full_name
+
+
+class Gateway:
+    """Start with ``await gateway.start()`` (or ``async with``); ``port`` is then bound."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = 0
+        self.emulator: Emulator | None = None
+        self._upstream: Upstream | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+
+    async def start(self) -> int:
+        settings = self.settings
+        key = settings.api_key()
+        base_url = settings.openai_base_url
+        if key is None:
+            # Offline default: a private key between us and our own emulator.
+            key = SecretStr(secrets.token_urlsafe(24))
+            self.emulator = Emulator(
+                EmulatorConfig(
+                    api_key=key.get_secret_value(), cached_renders=settings.emulator_cache_renders
+                )
+            )
+            base_url = await self.emulator.start("127.0.0.1", 0)
+            log.info(
+                "no OpenAI key configured: serving from the embedded emulator (offline)",
+                extra={"upstream": base_url},
+            )
+        else:
+            log.info("using the OpenAI API", extra={"upstream": base_url})
+        self._upstream = Upstream(
+            UpstreamConfig(
+                base_url=base_url,
+                api_key=key,
+                organization=settings.openai_organization,
+                project=settings.openai_project,
+                connect_timeout_s=settings.connect_timeout_s,
+                retry=RetryPolicy(
+                    settings.max_retries, settings.retry_backoff_s, settings.retry_backoff_max_s
+                ),
+                max_connections=settings.max_connections,
+                http2=settings.http2,
+            )
+        )
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_send_message_length", settings.max_send_message_bytes),
+                ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+                ("grpc.so_reuseport", 1),
+            ]
+        )
+        images_service_pb2_grpc.add_ImagesServiceServicer_to_server(
+            ImagesServicer(self._upstream, settings), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+        await server.start()
+        self._server = server
+        for service in ("", SERVICE_NAME):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"address": f"{settings.host}:{self.port}"})
+        return self.port
+
+    async def wait(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain: health NOT_SERVING, refuse new calls, let in-flight calls finish."""
+        grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            log.info("draining", extra={"grace_s": grace})
+            await self._server.stop(grace)
+            self._server = None
+        if self._upstream is not None:
+            await self._upstream.aclose()
+            self._upstream = None
+        if self.emulator is not None:
+            await self.emulator.stop()
+            self.emulator = None
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop(0)

@@ -1,0 +1,174 @@
+"""Uploaded files, assembled from a client stream with byte caps enforced as they arrive.
+
+Each declared file is spooled: in memory up to a small threshold, then in a
+temporary file, so memory per call stays bounded whatever the upload size. A file
+over its cap, or a request over the gateway's cap, fails the call at the first byte
+over it, without reading the rest of the stream. The file type comes from the
+file's magic bytes, never from its declared type or name.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import IO
+
+from google.protobuf.message import Message
+from imagegate.v1 import params_pb2
+
+from imagegate_server.errors import InvalidRequest, LimitExceeded
+from imagegate_server.imageformat import HEADER_BYTES, ImageInfo, read_image_info
+from imagegate_server.upstream.client import FilePart
+from imagegate_server.validation import FileDescriptor
+
+MAX_CHUNK_BYTES = 1024 * 1024
+_EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif"}
+_UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f/\\\"]")
+
+
+class UploadedFile:
+    """One declared file: its bytes so far, spooled, and what its header says."""
+
+    def __init__(self, path: str, declared: params_pb2.FileInfo, cap: int, spool_at: int) -> None:
+        self.path = path
+        """The proto path of the declaration, e.g. ``parameters.images[1]``."""
+        self.declared = declared
+        self.cap = cap
+        self.size = 0
+        self._head = bytearray()
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=spool_at)  # noqa: SIM115
+        if declared.HasField("size_bytes") and declared.size_bytes >= cap:
+            raise _too_large(path, cap)
+
+    def append(self, data: bytes) -> None:
+        if self.size + len(data) >= self.cap:
+            raise _too_large(self.path, self.cap)
+        if len(self._head) < HEADER_BYTES:
+            self._head += data[: HEADER_BYTES - len(self._head)]
+        self._spool.write(data)
+        self.size += len(data)
+
+    def finish(self) -> None:
+        if self.size == 0:
+            raise InvalidRequest.one(self.path, "declared but no bytes arrived", "missing_file")
+        if self.declared.HasField("size_bytes") and self.declared.size_bytes != self.size:
+            raise InvalidRequest.one(
+                f"{self.path}.size_bytes",
+                f"declared {self.declared.size_bytes} bytes but {self.size} arrived",
+                "size_mismatch",
+            )
+
+    @property
+    def info(self) -> ImageInfo | None:
+        return read_image_info(bytes(self._head))
+
+    def descriptor(self, param: str) -> FileDescriptor:
+        return FileDescriptor(
+            param=param,
+            size=self.size,
+            info=self.info,
+            content_type=self.declared.content_type or None,
+        )
+
+    def part(self, field: str) -> FilePart:
+        info = self.info
+        content_type = info.content_type if info else self.declared.content_type
+        extension = _EXTENSIONS[info.format] if info else "bin"
+        filename = _UNSAFE_FILENAME.sub("_", self.declared.filename)[:255] or f"image.{extension}"
+        return FilePart(field, filename, content_type or "application/octet-stream", self._rewound)
+
+    def _rewound(self) -> IO[bytes]:
+        self._spool.seek(0)
+        return self._spool
+
+    def close(self) -> None:
+        self._spool.close()
+
+
+def _too_large(path: str, cap: int) -> InvalidRequest:
+    return InvalidRequest.one(
+        path, f"the file must be less than {cap} bytes for this model", "image_too_large"
+    )
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    request_cap: int
+    spool_at: int
+
+
+class Upload:
+    """The files of one call, keyed by their role and index."""
+
+    def __init__(self, limits: UploadLimits) -> None:
+        self._limits = limits
+        self._files: dict[tuple[int, int], UploadedFile] = {}
+        self.total = 0
+
+    def declare(
+        self, role: int, index: int, path: str, info: params_pb2.FileInfo, cap: int
+    ) -> None:
+        self._files[role, index] = UploadedFile(path, info, cap, self._limits.spool_at)
+
+    def get(self, role: int, index: int = 0) -> UploadedFile | None:
+        return self._files.get((role, index))
+
+    def add(self, chunk: params_pb2.FileChunk, position: int) -> None:
+        where = f"chunk[{position}]"
+        if len(chunk.data) > MAX_CHUNK_BYTES:
+            raise InvalidRequest.one(f"{where}.data", "a chunk carries at most 1 MiB")
+        if chunk.role == params_pb2.FILE_ROLE_UNSPECIFIED:
+            raise InvalidRequest.one(f"{where}.role", "must name the file (image, mask, markup)")
+        if chunk.role != params_pb2.FILE_ROLE_IMAGE and chunk.image_index:
+            raise InvalidRequest.one(f"{where}.image_index", "must be 0 for a mask or markup")
+        file = self._files.get((chunk.role, chunk.image_index))
+        if file is None:
+            raise InvalidRequest.one(
+                f"{where}.image_index"
+                if chunk.role == params_pb2.FILE_ROLE_IMAGE
+                else f"{where}.role",
+                "names a file the parameters did not declare",
+            )
+        self.total += len(chunk.data)
+        if self.total > self._limits.request_cap:
+            raise LimitExceeded(
+                "upload bytes per request",
+                f"the upload exceeds this gateway's limit of {self._limits.request_cap} bytes",
+            )
+        file.append(chunk.data)
+
+    def finish(self) -> None:
+        for file in self._files.values():
+            file.finish()
+
+    def close(self) -> None:
+        for file in self._files.values():
+            file.close()
+
+
+async def receive(
+    stream: AsyncIterator[Message],
+) -> tuple[Message, AsyncIterator[params_pb2.FileChunk]]:
+    """Split an upload stream into its parameters message and its chunks.
+
+    Every upload request type has the oneof ``payload {parameters, chunk}``. The
+    chunk iterator enforces the ordering rules: parameters first and only once.
+    """
+    first = await anext(stream, None)
+    if first is None or first.WhichOneof("payload") != "parameters":
+        raise InvalidRequest.one("parameters", "the first message must carry the parameters")
+    parameters: Message = getattr(first, "parameters")  # noqa: B009 (typed per request type)
+
+    async def chunks() -> AsyncIterator[params_pb2.FileChunk]:
+        async for message in stream:
+            kind = message.WhichOneof("payload")
+            if kind == "parameters":
+                raise InvalidRequest.one("parameters", "sent twice; only the first message")
+            if kind is None:
+                raise InvalidRequest.one("payload", "a message must carry parameters or a chunk")
+            chunk: params_pb2.FileChunk = getattr(message, "chunk")  # noqa: B009
+            yield chunk
+
+    return parameters, chunks()

@@ -1,0 +1,110 @@
+"""Configuration, only through pydantic-settings.
+
+Sources, highest first: ``IMAGEGATE_*`` environment variables, a ``.env`` file in
+the working directory, files in the secrets directory (``IMAGEGATE_SECRETS_DIR``,
+default ``/run/secrets``; a file named like the setting, e.g. ``openai_api_key``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+def _secrets_dir() -> str | None:
+    # Only an existing directory: pydantic-settings warns about a missing one.
+    path = os.environ.get("IMAGEGATE_SECRETS_DIR", "/run/secrets")
+    return path if os.path.isdir(path) else None
+
+
+class Settings(BaseSettings):
+    """Every knob of the gateway. Each field is ``IMAGEGATE_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IMAGEGATE_",
+        env_file=".env",
+        extra="ignore",
+        secrets_dir=_secrets_dir(),
+        hide_input_in_errors=True,
+    )
+
+    host: str = "127.0.0.1"
+    """Address the gRPC server binds."""
+    port: int = Field(default=50051, ge=0, le=65535)
+    """gRPC port; 0 picks a free one (see ``--port-file``)."""
+
+    openai_api_key: SecretStr | None = None
+    """The OpenAI key. Unset (and no key file): the embedded emulator is the upstream."""
+    openai_api_key_file: Path | None = None
+    """A file holding the key (a mounted secret); read once at start-up."""
+    openai_base_url: str = "https://api.openai.com/v1"
+    """The Images API base URL (any OpenAI-compatible server). Ignored in emulator mode."""
+    openai_organization: str | None = None
+    """Sent as ``OpenAI-Organization`` when set."""
+    openai_project: str | None = None
+    """Sent as ``OpenAI-Project`` when set."""
+
+    default_model: str = "gpt-image-1.5"
+    """Model for generations and edits that name none (the live API wants one)."""
+    default_variation_model: str = "dall-e-2"
+    """Model for variations that name none (the only one OpenAI offers for them)."""
+    extra_parameters: frozenset[str] = frozenset()
+    """Allowlist of ``extra_parameters`` keys forwarded upstream (JSON list in env)."""
+
+    upstream_timeout_s: float = Field(default=300.0, gt=0)
+    """Upper bound of one upstream call; the caller's deadline may shorten it."""
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    """Upper bound of establishing a connection to the upstream."""
+    max_retries: int = Field(default=2, ge=0, le=10)
+    """Retries of connect errors and 429s (never of anything that may have billed)."""
+    retry_backoff_s: float = Field(default=0.5, ge=0)
+    """First backoff; doubles per retry, with full jitter, unless retry-after says more."""
+    retry_backoff_max_s: float = Field(default=20.0, ge=0)
+    """Cap of one backoff (retry-after beyond it ends retrying)."""
+    max_connections: int = Field(default=4096, ge=1)
+    """httpx connection pool size: bounds concurrent upstream calls per process."""
+    http2: bool = False
+    """Use HTTP/2 to the upstream (multiplexes many calls over few connections)."""
+
+    max_request_bytes: int = Field(default=256 * MIB, ge=1)
+    """Gateway cap of all uploaded bytes of one call (RESOURCE_EXHAUSTED past it)."""
+    max_file_bytes: int = Field(default=50 * MIB, ge=1)
+    """Cap per uploaded file when the model is unknown (known models use OpenAI's caps)."""
+    spool_threshold_bytes: int = Field(default=1 * MIB, ge=0)
+    """Uploads larger than this go to a temporary file, so memory per call is bounded."""
+    max_send_message_bytes: int = Field(default=64 * MIB, ge=4 * MIB)
+    """Largest unary result; bigger ones are RESOURCE_EXHAUSTED naming the stream RPC."""
+    max_receive_message_bytes: int = Field(default=4 * MIB + 64 * 1024, ge=1 * MIB)
+    """Largest request message (an upload chunk is at most 1 MiB plus framing)."""
+    result_chunk_bytes: int = Field(default=1 * MIB, ge=1024, le=1 * MIB)
+    """Slice size of images on the streaming RPCs (the contract promises <= 1 MiB)."""
+
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    """On SIGTERM: health goes NOT_SERVING, in-flight calls get this long to finish."""
+    log_level: str = "INFO"
+    """Python logging level name."""
+
+    emulator_cache_renders: bool = True
+    """Emulator mode: reuse renders, so the emulator is never the bottleneck."""
+
+    @field_validator("extra_parameters", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # Accept "a,b" as well as the JSON list pydantic-settings expects.
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return frozenset(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    def api_key(self) -> SecretStr | None:
+        """The configured key (variable first, then the key file), or None."""
+        if self.openai_api_key is not None and self.openai_api_key.get_secret_value():
+            return self.openai_api_key
+        if self.openai_api_key_file is not None:
+            key = self.openai_api_key_file.read_text().strip()
+            return SecretStr(key) if key else None
+        return None

@@ -1,0 +1,161 @@
+"""Each fault mode, observed through the official client (or raw HTTP where needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import openai
+import pytest
+from emulator_support import API_KEY, SchemaCheck
+
+from imagegate_server.emulator import Emulator, EmulatorConfig, LatencyModel
+
+FAULT = "x-emulator-fault"
+
+
+def fault(text: str) -> dict[str, str]:
+    return {FAULT: text}
+
+
+async def generate(client: openai.AsyncOpenAI, faults: str) -> openai.types.ImagesResponse:
+    return await client.images.generate(
+        model="gpt-image-1", prompt="p", size="1024x1024", extra_headers=fault(faults)
+    )
+
+
+async def test_429_with_retry_after(client: openai.AsyncOpenAI, check_schema: SchemaCheck) -> None:
+    with pytest.raises(openai.RateLimitError) as caught:
+        await generate(client, "429;retry-after=2")
+    response = caught.value.response
+    assert response.headers["retry-after"] == "2"
+    assert response.headers["x-ratelimit-remaining-requests"] == "0"
+    check_schema("ErrorResponse", response.json())
+    assert caught.value.code == "rate_limit_exceeded"
+
+
+async def test_429_with_retry_after_ms(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as caught:
+        await generate(client, "429;retry-after-ms=1500")
+    assert caught.value.response.headers["retry-after-ms"] == "1500"
+
+
+async def test_insufficient_quota(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as caught:
+        await generate(client, "quota")
+    assert caught.value.code == "insufficient_quota" and caught.value.type == "insufficient_quota"
+
+
+@pytest.mark.parametrize(
+    ("status", "exception"),
+    [
+        ("500", openai.InternalServerError),
+        ("502", openai.InternalServerError),
+        ("503", openai.InternalServerError),
+        ("401", openai.AuthenticationError),
+        ("403", openai.PermissionDeniedError),
+        ("404", openai.NotFoundError),
+    ],
+)
+async def test_status_faults(
+    client: openai.AsyncOpenAI, check_schema: SchemaCheck, status: str, exception: type[Exception]
+) -> None:
+    with pytest.raises(exception) as caught:
+        await generate(client, status)
+    assert isinstance(caught.value, openai.APIStatusError)
+    assert caught.value.status_code == int(status)
+    check_schema("ErrorResponse", caught.value.response.json())
+
+
+async def test_moderation_blocked(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await generate(client, "moderation")
+    assert caught.value.code == "moderation_blocked"
+
+
+async def test_reset_mid_body(client: openai.AsyncOpenAI, emulator: Emulator) -> None:
+    with pytest.raises(openai.APIConnectionError):
+        await generate(client, "reset;after=100")
+    assert emulator.journal.entries[-1].has_event("connection_reset_sent")
+
+
+async def test_reset_mid_stream(emulator: Emulator) -> None:
+    async with httpx.AsyncClient(base_url=emulator.base_url) as http:
+        with pytest.raises(httpx.TransportError):
+            await http.post(
+                "/images/generations",
+                headers={"Authorization": f"Bearer {API_KEY}", FAULT: "reset;after=200"},
+                json={"model": "gpt-image-1", "prompt": "p", "stream": True, "partial_images": 2},
+            )
+
+
+async def test_delay_slow_body_and_latency_still_succeed(
+    client: openai.AsyncOpenAI, emulator: Emulator
+) -> None:
+    result = await generate(
+        client, "delay;ms=20, slow;bytes=65536;ms=1, latency;ms=10;jitter-ms=10"
+    )
+    assert result.data and result.data[0].b64_json
+    events = [e for e in emulator.journal.entries[-1].events if e.kind == "fault"]
+    assert events[0].detail == "delay;ms=20, slow;bytes=65536;ms=1, latency;ms=10;jitter-ms=10"
+
+
+async def test_fail_first_k_then_succeed_with_client_retries(emulator: Emulator) -> None:
+    retrying = openai.AsyncOpenAI(api_key=API_KEY, base_url=emulator.base_url, max_retries=2)
+    key = uuid.uuid4().hex
+    result = await retrying.images.generate(
+        model="gpt-image-1",
+        prompt="p",
+        extra_headers=fault(f"429;retry-after-ms=1;first=2;key={key}"),
+    )
+    assert result.data
+    statuses = [e.status for e in emulator.journal.by_path("/v1/images/generations")]
+    assert statuses == [429, 429, 200]
+
+
+async def test_configured_faults_and_runtime_changes() -> None:
+    config = EmulatorConfig(api_key=API_KEY, default_faults="503")
+    async with Emulator(config) as emulator:
+        client = openai.AsyncOpenAI(api_key=API_KEY, base_url=emulator.base_url, max_retries=0)
+        with pytest.raises(openai.InternalServerError):
+            await client.images.generate(model="gpt-image-1", prompt="p")
+        # A request header replaces the configured faults ("" = none).
+        assert (await generate(client, "")).data
+        emulator.set_faults("")
+        assert (await client.images.generate(model="gpt-image-1", prompt="p")).data
+        async with httpx.AsyncClient(base_url=emulator.origin) as http:
+            assert (await http.post("/_emulator/faults", json={"faults": "502"})).status_code == 200
+            bad = await http.post("/_emulator/faults", json={"faults": "explode"})
+            assert bad.status_code == 400
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.images.generate(model="gpt-image-1", prompt="p")
+        assert caught.value.status_code == 502
+
+
+async def test_capacity_latency_configuration_applies_to_every_request() -> None:
+    # The latency model is observable without timing: a 30 s request that the client
+    # abandons is journalled as a disconnect, never as a finished 200.
+    config = EmulatorConfig(api_key=API_KEY, latency=LatencyModel(fixed_s=30))
+    async with Emulator(config) as emulator, httpx.AsyncClient(base_url=emulator.base_url) as http:
+        task = asyncio.create_task(
+            http.post(
+                "/images/generations",
+                headers={"Authorization": f"Bearer {API_KEY}"},
+                json={"model": "gpt-image-1", "prompt": "slow"},
+            )
+        )
+        await emulator.journal.wait_for(lambda entries: any(e.body_kind == "json" for e in entries))
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await emulator.journal.wait_for(
+            lambda entries: entries[-1].has_event("client_disconnected")
+        )
+        assert emulator.journal.entries[-1].status is None
+
+
+async def test_invalid_fault_syntax_is_a_400(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await generate(client, "429;retry-after=soon")
+    assert caught.value.param == FAULT

@@ -1,0 +1,275 @@
+"""The three operations through the official openai client, checked against the spec."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from emulator_support import API_KEY, SchemaCheck, decode, png_bytes
+from PIL import Image
+
+from imagegate_server.emulator import Emulator, identity, read_identity
+
+
+async def test_gpt_generation_shape_usage_and_identity(
+    client: openai.AsyncOpenAI, check_schema: SchemaCheck
+) -> None:
+    raw = await client.images.with_raw_response.generate(
+        model="gpt-image-1.5", prompt="a red fox in snow", n=3, size="1024x1536", quality="low"
+    )
+    check_schema("ImagesResponse", raw.http_response.json())
+    assert raw.headers["x-request-id"].startswith("req_")
+    for name in (
+        "openai-processing-ms",
+        "x-ratelimit-limit-requests",
+        "x-ratelimit-remaining-tokens",
+        "x-ratelimit-reset-requests",
+        "x-ratelimit-limit-tokens",
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-reset-tokens",
+    ):
+        assert name in raw.headers
+    result = raw.parse()
+    assert (result.size, result.quality, result.output_format, result.background) == (
+        "1024x1536",
+        "low",
+        "png",
+        "opaque",
+    )
+    assert result.usage is not None and result.usage.output_tokens_details is not None
+    assert result.usage.total_tokens == result.usage.input_tokens + result.usage.output_tokens
+    assert result.usage.input_tokens_details.text_tokens > 0
+    assert result.data is not None and len(result.data) == 3
+    for index, item in enumerate(result.data):
+        assert item.url is None
+        image = decode(item.b64_json)
+        assert image.size == (1024, 1536) and image.format == "PNG"
+        assert image.info["imagegate-identity"] == identity("a red fox in snow", index)
+
+
+async def test_generation_is_deterministic(client: openai.AsyncOpenAI) -> None:
+    first = await client.images.generate(model="gpt-image-1", prompt="same", size="1024x1024")
+    second = await client.images.generate(model="gpt-image-1", prompt="same", size="1024x1024")
+    other = await client.images.generate(model="gpt-image-1", prompt="different", size="1024x1024")
+    assert first.data and second.data and other.data
+    assert first.data[0].b64_json == second.data[0].b64_json
+    assert first.data[0].b64_json != other.data[0].b64_json
+
+
+@pytest.mark.parametrize(("fmt", "pil"), [("jpeg", "JPEG"), ("webp", "WEBP")])
+async def test_output_formats_carry_identity(
+    client: openai.AsyncOpenAI, fmt: Any, pil: str
+) -> None:
+    result = await client.images.generate(
+        model="gpt-image-2",
+        prompt="lake",
+        size="1536x864",
+        output_format=fmt,
+        output_compression=50,
+    )
+    assert result.data and result.output_format == fmt and result.size == "1536x864"
+    image = decode(result.data[0].b64_json)
+    assert image.format == pil and image.size == (1536, 864)
+    assert read_identity(base64.b64decode(result.data[0].b64_json or "")) == identity("lake", 0)
+
+
+async def test_gif_output_is_animated(client: openai.AsyncOpenAI) -> None:
+    result = await client.images.generate(
+        model="gpt-image-2.5-flare",
+        prompt="spin",
+        size="256x256",
+        output_format="gif",
+        frame_count=4,
+    )
+    assert result.data
+    image = decode(result.data[0].b64_json)
+    assert image.format == "GIF" and getattr(image, "n_frames", 1) == 4
+
+
+async def test_dall_e_urls_are_served_by_the_emulator(
+    client: openai.AsyncOpenAI, check_schema: SchemaCheck
+) -> None:
+    raw = await client.images.with_raw_response.generate(
+        model="dall-e-3", prompt="a lighthouse", size="1792x1024", style="natural"
+    )
+    check_schema("ImagesResponse", raw.http_response.json())
+    result = raw.parse()
+    assert result.usage is None and result.data
+    assert result.data[0].revised_prompt and "lighthouse" in result.data[0].revised_prompt
+    assert result.data[0].url and result.data[0].b64_json is None
+    async with httpx.AsyncClient() as http:
+        fetched = await http.get(result.data[0].url)
+    assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(fetched.content)).size == (1792, 1024)
+
+
+async def test_dall_e_2_b64(client: openai.AsyncOpenAI) -> None:
+    result = await client.images.generate(
+        model="dall-e-2", prompt="p", size="256x256", response_format="b64_json", n=2
+    )
+    assert result.data and [decode(d.b64_json).size for d in result.data] == [(256, 256)] * 2
+
+
+async def test_edit_changes_only_the_masked_area(
+    client: openai.AsyncOpenAI, emulator: Emulator, check_schema: SchemaCheck
+) -> None:
+    source = png_bytes(256, 256, (10, 200, 10, 255))
+    mask_image = Image.new("RGBA", (256, 256), (0, 0, 0, 255))
+    mask_image.paste((0, 0, 0, 0), (0, 0, 128, 256))  # left half transparent: edit there
+    buffer = io.BytesIO()
+    mask_image.save(buffer, "PNG")
+    raw = await client.images.with_raw_response.edit(
+        model="dall-e-2",
+        image=("in.png", source, "image/png"),
+        mask=("m.png", buffer.getvalue(), "image/png"),
+        prompt="purple shapes everywhere",
+        size="256x256",
+        response_format="b64_json",
+    )
+    check_schema("ImagesResponse", raw.http_response.json())
+    result = raw.parse()
+    assert result.data
+    edited = decode(result.data[0].b64_json).convert("RGBA")
+    right = edited.crop((128, 0, 256, 256))
+    assert right.getcolors() == [(128 * 256, (10, 200, 10, 255))]  # untouched
+    left_colours = edited.crop((0, 0, 128, 256)).getcolors(1 << 16) or []
+    assert max(count for count, _ in left_colours) < 128 * 256  # repainted, not all green
+    entry = emulator.journal.by_path("/v1/images/edits")[-1]
+    assert [f.field for f in entry.files] == ["image", "mask"]
+    assert entry.files[0].sha256 == hashlib.sha256(source).hexdigest()
+    assert entry.files[0].size == len(source) and entry.files[0].content_type == "image/png"
+    assert ("prompt", "purple shapes everywhere") in entry.form
+
+
+async def test_edit_without_mask_uses_the_image_transparency(client: openai.AsyncOpenAI) -> None:
+    image = Image.new("RGBA", (128, 128), (0, 0, 255, 255))
+    image.paste((0, 0, 0, 0), (0, 0, 128, 64))  # top half transparent
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    result = await client.images.edit(
+        model="gpt-image-1",
+        image=("i.png", buffer.getvalue(), "image/png"),
+        prompt="sky",
+        size="1024x1024",
+    )
+    assert result.data
+    edited = decode(result.data[0].b64_json).convert("RGBA")
+    assert edited.crop((0, 600, 1024, 1024)).getcolors() == [(1024 * 424, (0, 0, 255, 255))]
+    assert len(edited.crop((0, 0, 1024, 400)).getcolors(1 << 20) or []) > 1
+
+
+async def test_edit_with_many_images_and_streaming(
+    client: openai.AsyncOpenAI, emulator: Emulator, check_schema: SchemaCheck
+) -> None:
+    images = [(f"{i}.png", png_bytes(64, 64, (i * 10, 0, 0, 255)), "image/png") for i in range(16)]
+    stream = await client.images.edit(
+        model="gpt-image-1.5", image=images, prompt="collage", stream=True, partial_images=1
+    )
+    events = [event async for event in stream]
+    assert [e.type for e in events] == ["image_edit.partial_image", "image_edit.completed"]
+    for event in events:
+        check_schema(
+            "ImageEditPartialImageEvent"
+            if event.type.endswith("partial_image")
+            else "ImageEditCompletedEvent",
+            event.model_dump(exclude_none=True),
+        )
+    entry = emulator.journal.by_path("/v1/images/edits")[-1]
+    assert [f.field for f in entry.files] == ["image[]"] * 16
+    assert entry.form_values("stream") == ["true"]
+
+
+async def test_too_many_images_is_openai_400(client: openai.AsyncOpenAI) -> None:
+    images = [("i.png", png_bytes(8, 8), "image/png")] * 17
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.images.edit(model="gpt-image-1", image=images, prompt="x")
+    assert caught.value.code == "array_above_max_length" and caught.value.param == "image"
+
+
+async def test_json_edit_body(emulator: Emulator, check_schema: SchemaCheck) -> None:
+    data_url = "data:image/png;base64," + base64.b64encode(png_bytes(64, 64)).decode()
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with httpx.AsyncClient(base_url=emulator.base_url, headers=headers) as http:
+        ok = await http.post(
+            "/images/edits",
+            json={
+                "model": "gpt-image-1.5",
+                "prompt": "x",
+                "images": [{"image_url": data_url}] * 2,
+                "output_format": "webp",
+            },
+        )
+        by_id = await http.post("/images/edits", json={"prompt": "x", "images": [{"file_id": "f"}]})
+        remote = await http.post(
+            "/images/edits",
+            json={"prompt": "x", "images": [{"image_url": "https://example.com/a.png"}]},
+        )
+    assert ok.status_code == 200
+    check_schema("ImagesResponse", ok.json())
+    assert decode(ok.json()["data"][0]["b64_json"]).format == "WEBP"
+    for response, param in ((by_id, "images[0].file_id"), (remote, "images[0].image_url")):
+        assert response.status_code == 400
+        check_schema("ErrorResponse", response.json())
+        assert response.json()["error"]["param"] == param
+
+
+async def test_variations(client: openai.AsyncOpenAI, emulator: Emulator) -> None:
+    source = Image.new("RGB", (256, 256), (250, 10, 10))
+    source.paste((10, 10, 250), (0, 0, 128, 256))
+    buffer = io.BytesIO()
+    source.save(buffer, "PNG")
+    result = await client.images.create_variation(
+        image=("s.png", buffer.getvalue(), "image/png"),
+        n=2,
+        size="256x256",
+        response_format="b64_json",
+    )
+    assert result.data and len(result.data) == 2
+    first, second = (decode(d.b64_json).convert("RGB") for d in result.data)
+    assert first.size == (256, 256) and first.tobytes() != second.tobytes()
+    # Related: the two-colour split survives (a channel rotation, maybe mirrored).
+    assert len({first.getpixel((10, 128)), first.getpixel((245, 128))}) == 2
+    url_result = await client.images.create_variation(
+        image=("s.png", buffer.getvalue(), "image/png")
+    )
+    assert url_result.data and url_result.data[0].url
+    assert emulator.journal.entries[-1].form == []
+
+
+async def test_stream_generation_events(
+    client: openai.AsyncOpenAI, check_schema: SchemaCheck
+) -> None:
+    stream = await client.images.generate(
+        model="gpt-image-1", prompt="waves", stream=True, partial_images=2, n=2
+    )
+    events = [event async for event in stream]
+    types = [e.type for e in events]
+    assert types == (["image_generation.partial_image"] * 2 + ["image_generation.completed"]) * 2
+    assert [getattr(e, "partial_image_index", None) for e in events[:3]] == [0, 1, None]
+    for event in events:
+        payload = event.model_dump(exclude_none=True)
+        assert "index" not in payload
+        check_schema(
+            "ImageGenPartialImageEvent"
+            if event.type.endswith("partial_image")
+            else "ImageGenCompletedEvent",
+            payload,
+        )
+
+
+async def test_raw_sse_framing(emulator: Emulator) -> None:
+    async with httpx.AsyncClient(base_url=emulator.base_url) as http:
+        response = await http.post(
+            "/images/generations",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            json={"model": "gpt-image-1", "prompt": "x", "stream": True, "size": "1024x1024"},
+        )
+    assert response.headers["content-type"].startswith("text/event-stream")
+    text = response.text
+    assert text.startswith("event: image_generation.completed\ndata: {")
+    assert "[DONE]" not in text and text.endswith("\n\n")

@@ -1,0 +1,143 @@
+"""Helpers for gateway tests: upload streams, status details, test images."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from imagegate.v1 import images_service_pb2 as pb
+from imagegate.v1 import params_pb2, results_pb2
+from PIL import Image
+
+from imagegate_server.gateway.server import Gateway
+
+CHUNK = 64 * 1024
+# Distinctive, so a test can search logs and errors for it.
+OPENAI_KEY = "sk-gatewaytest-SECRETKEY-0123456789abcdef"
+# ``await start_gateway(**settings)`` (see conftest).
+GatewayFactory = Callable[..., Awaitable["Gateway"]]
+
+
+def png(width: int, height: int, *, alpha: bool = False, noise: bool = False) -> bytes:
+    mode = "RGBA" if alpha else "RGB"
+    if noise:
+        # Incompressible pixels, for uploads of a given size.
+        import os
+
+        image = Image.frombytes(mode, (width, height), os.urandom(width * height * len(mode)))
+    else:
+        image = Image.new(mode, (width, height), (200, 30, 30, 0) if alpha else (200, 30, 30))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def mask_png(width: int, height: int) -> bytes:
+    """Opaque except a transparent square in the top-left corner: the area to edit."""
+    image = Image.new("RGBA", (width, height), (0, 0, 0, 255))
+    image.paste((0, 0, 0, 0), (0, 0, max(1, width // 8), max(1, height // 8)))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def chunks_of(role: int, data: bytes, index: int = 0) -> list[params_pb2.FileChunk]:
+    return [
+        params_pb2.FileChunk(role=role, image_index=index, data=data[i : i + CHUNK])
+        for i in range(0, len(data), CHUNK)
+    ]
+
+
+@dataclass
+class UploadStream:
+    """An async request iterator that counts how many messages the server pulled."""
+
+    messages: list[object]
+    pulled: int = field(default=0)
+
+    async def __aiter__(self) -> AsyncIterator[object]:
+        for message in self.messages:
+            self.pulled += 1
+            yield message
+
+
+def edit_requests(
+    parameters: params_pb2.EditParameters,
+    chunks: Iterable[params_pb2.FileChunk],
+    request_type: type = pb.CreateImageEditRequest,
+) -> UploadStream:
+    return UploadStream(
+        [request_type(parameters=parameters), *(request_type(chunk=c) for c in chunks)]
+    )
+
+
+def error_trailer(error: grpc.aio.AioRpcError, key: str) -> str | None:
+    for name, value in error.trailing_metadata() or ():
+        if name == key:
+            return str(value)
+    return None
+
+
+def rich_status(error: grpc.aio.AioRpcError) -> status_pb2.Status:
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            assert isinstance(value, bytes)
+            return status_pb2.Status.FromString(value)
+    raise AssertionError("no google.rpc.Status details in the trailers")
+
+
+def detail(error: grpc.aio.AioRpcError, kind: type) -> object | None:
+    for packed in rich_status(error).details:
+        message = kind()
+        if packed.Unpack(message):
+            return message
+    return None
+
+
+def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    bad_request = detail(error, error_details_pb2.BadRequest)
+    assert isinstance(bad_request, error_details_pb2.BadRequest), "no BadRequest detail"
+    return {v.field: v.description for v in bad_request.field_violations}
+
+
+async def trailer(call: object, key: str) -> str | None:
+    metadata = await call.trailing_metadata()  # type: ignore[attr-defined]
+    for name, value in metadata or ():
+        if name == key:
+            return str(value)
+    return None
+
+
+def assemble(
+    events: list[object],
+) -> tuple[dict[int, bytes], dict[tuple[int, int], bytes], results_pb2.ImagesResult]:
+    """Final images, partial images and the result from a stream RPC's messages."""
+    finals: dict[int, bytearray] = {}
+    partials: dict[tuple[int, int], bytearray] = {}
+    result = None
+    for event in events:
+        kind = event.WhichOneof("event")  # type: ignore[attr-defined]
+        if kind == "result":
+            assert result is None, "a second result"
+            result = event.result  # type: ignore[attr-defined]
+            continue
+        assert result is None, "an image chunk after the result"
+        chunk = event.image_chunk  # type: ignore[attr-defined]
+        assert len(chunk.data) <= 1024 * 1024
+        if chunk.HasField("partial_image_index"):
+            target = partials.setdefault(
+                (chunk.image_index, chunk.partial_image_index), bytearray()
+            )
+        else:
+            target = finals.setdefault(chunk.image_index, bytearray())
+        assert chunk.offset == len(target), "slices out of order"
+        target += chunk.data
+    assert result is not None, "the stream ended without a result"
+    return (
+        {k: bytes(v) for k, v in finals.items()},
+        {k: bytes(v) for k, v in partials.items()},
+        result,
+    )

@@ -1,0 +1,348 @@
+"""CreateImageEdit(Stream) and CreateImageVariation(Stream): the upload protocol end to end."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import grpc
+import pytest
+from gateway_support import (
+    UploadStream,
+    assemble,
+    chunks_of,
+    edit_requests,
+    mask_png,
+    png,
+    violations,
+)
+from imagegate.v1 import images_service_pb2 as pb
+from imagegate.v1 import images_service_pb2_grpc, params_pb2
+from PIL import Image
+
+from imagegate_server.emulator import Emulator
+from imagegate_server.gateway.server import Gateway
+
+EDITS = "/v1/images/edits"
+IMAGE, MASK = params_pb2.FILE_ROLE_IMAGE, params_pb2.FILE_ROLE_MASK
+
+
+async def test_several_images_and_a_mask_reach_openai_as_multipart(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    first, second, mask = png(64, 64), png(64, 64, noise=True), png(64, 64, alpha=True)
+    parameters = params_pb2.EditParameters(
+        prompt="add a hat",
+        model="gpt-image-1.5",
+        images=[
+            params_pb2.FileInfo(
+                filename="cat.png", content_type="image/png", size_bytes=len(first)
+            ),
+            params_pb2.FileInfo(),  # no name, no type: both derived from the bytes
+        ],
+        mask=params_pb2.FileInfo(filename="mask.png"),
+        input_fidelity=params_pb2.INPUT_FIDELITY_HIGH,
+        n=2,
+        output_compression=50,
+        output_format=params_pb2.OUTPUT_FORMAT_JPEG,
+    )
+    # Chunks of different files may interleave.
+    chunks = [*chunks_of(MASK, mask), *chunks_of(IMAGE, second, 1), *chunks_of(IMAGE, first, 0)]
+    reply = await stub.CreateImageEdit(edit_requests(parameters, chunks))
+    (entry,) = emulator.journal.by_path(EDITS)
+    assert entry.body_kind == "multipart"
+    files = [(f.field, f.filename, f.content_type, f.sha256) for f in entry.files]
+    assert files == [
+        ("image[]", "cat.png", "image/png", hashlib.sha256(first).hexdigest()),
+        ("image[]", "image.png", "image/png", hashlib.sha256(second).hexdigest()),
+        ("mask", "mask.png", "image/png", hashlib.sha256(mask).hexdigest()),
+    ]
+    assert dict(entry.form) == {
+        "prompt": "add a hat",
+        "model": "gpt-image-1.5",
+        "input_fidelity": "high",
+        "n": "2",
+        "output_compression": "50",
+        "output_format": "jpeg",
+    }
+    assert len(reply.result.images) == 2
+    assert all(image.data.startswith(b"\xff\xd8\xff") for image in reply.result.images)
+
+
+async def test_one_image_is_sent_as_image_not_image_array(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    data = png(32, 32)
+    parameters = params_pb2.EditParameters(prompt="x", images=[params_pb2.FileInfo()])
+    await stub.CreateImageEdit(edit_requests(parameters, chunks_of(IMAGE, data)))
+    (entry,) = emulator.journal.by_path(EDITS)
+    assert [f.field for f in entry.files] == ["image"]
+
+
+async def test_referenced_images_go_upstream_as_the_json_edit_body(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    import base64
+
+    data_url = "data:image/png;base64," + base64.b64encode(png(32, 32)).decode()
+    parameters = params_pb2.EditParameters(
+        prompt="x",
+        model="gpt-image-1.5",
+        image_references=[params_pb2.ImageReference(image_url=data_url)],
+    )
+    reply = await stub.CreateImageEdit(edit_requests(parameters, []))
+    (entry,) = emulator.journal.by_path(EDITS)
+    assert entry.body_kind == "json"
+    assert entry.json["images"] == [{"image_url": data_url}]
+    assert len(reply.result.images) == 1
+
+
+async def test_a_result_over_4_mib_reaches_a_client_with_default_limits(
+    emulator: Emulator, start_gateway: object
+) -> None:
+    # Edits keep the unmasked pixels, so an incompressible input gives results of
+    # about its own size: two 1024x1024 noise images are over 4 MiB together.
+    gateway: Gateway = await start_gateway(max_send_message_bytes=4 * 1024 * 1024)  # type: ignore[operator]
+    source, mask = png(1024, 1024, noise=True), mask_png(1024, 1024)
+    parameters = params_pb2.EditParameters(
+        prompt="x",
+        model="gpt-image-1.5",
+        n=2,
+        size="1024x1024",
+        images=[params_pb2.FileInfo()],
+        mask=params_pb2.FileInfo(),
+    )
+    chunks = [*chunks_of(IMAGE, source), *chunks_of(MASK, mask)]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        client = images_service_pb2_grpc.ImagesServiceStub(channel)
+        call = client.CreateImageEditStream(
+            edit_requests(parameters, chunks, pb.CreateImageEditStreamRequest)
+        )
+        finals, _, result = assemble([event async for event in call])
+        assert sorted(finals) == [0, 1] and len(result.images) == 2
+        assert sum(len(image) for image in finals.values()) > 4 * 1024 * 1024
+        for image in finals.values():
+            assert Image.open(io.BytesIO(image)).size == (1024, 1024)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await client.CreateImageEdit(edit_requests(parameters, chunks))
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "CreateImageEditStream" in (caught.value.details() or "")
+
+
+def _bad(parameters: params_pb2.EditParameters, *later: object) -> UploadStream:
+    return UploadStream(
+        [pb.CreateImageEditRequest(parameters=parameters), *later]  # type: ignore[list-item]
+    )
+
+
+ONE_IMAGE = params_pb2.EditParameters(prompt="x", images=[params_pb2.FileInfo()])
+CHUNK = pb.CreateImageEditRequest(chunk=params_pb2.FileChunk(role=IMAGE, data=png(16, 16)))
+
+
+@pytest.mark.parametrize(
+    ("stream", "field"),
+    [
+        (UploadStream([CHUNK]), "parameters"),
+        (_bad(ONE_IMAGE, CHUNK, pb.CreateImageEditRequest(parameters=ONE_IMAGE)), "parameters"),
+        (
+            _bad(
+                ONE_IMAGE,
+                pb.CreateImageEditRequest(
+                    chunk=params_pb2.FileChunk(role=IMAGE, image_index=3, data=b"x")
+                ),
+            ),
+            "chunk[0].image_index",
+        ),
+        (
+            _bad(ONE_IMAGE, pb.CreateImageEditRequest(chunk=params_pb2.FileChunk(data=b"x"))),
+            "chunk[0].role",
+        ),
+        (
+            _bad(
+                ONE_IMAGE,
+                pb.CreateImageEditRequest(chunk=params_pb2.FileChunk(role=MASK, data=b"x")),
+            ),
+            "chunk[0].role",
+        ),
+        (_bad(ONE_IMAGE), "parameters.images[0]"),
+        (_bad(params_pb2.EditParameters(prompt="x")), "parameters.images"),
+        (
+            _bad(
+                params_pb2.EditParameters(
+                    prompt="x", images=[params_pb2.FileInfo(size_bytes=10**6)]
+                ),
+                CHUNK,
+            ),
+            "parameters.images[0].size_bytes",
+        ),
+        (
+            _bad(
+                ONE_IMAGE,
+                pb.CreateImageEditRequest(
+                    chunk=params_pb2.FileChunk(role=IMAGE, data=b"not an image")
+                ),
+            ),
+            "parameters.images[0]",
+        ),
+        (
+            _bad(
+                params_pb2.EditParameters(
+                    prompt="x", images=[params_pb2.FileInfo(content_type="image/gif")]
+                ),
+                CHUNK,
+            ),
+            "parameters.images[0]",
+        ),
+        (
+            _bad(
+                params_pb2.EditParameters(
+                    prompt="x", model="dall-e-2", images=[params_pb2.FileInfo()]
+                ),
+                pb.CreateImageEditRequest(chunk=params_pb2.FileChunk(role=IMAGE, data=png(32, 16))),
+            ),
+            "parameters.images[0]",
+        ),
+        (
+            _bad(
+                params_pb2.EditParameters(
+                    prompt="x", images=[params_pb2.FileInfo()], mask=params_pb2.FileInfo()
+                ),
+                CHUNK,
+                pb.CreateImageEditRequest(
+                    chunk=params_pb2.FileChunk(role=MASK, data=png(8, 8, alpha=True))
+                ),
+            ),
+            "parameters.mask",
+        ),
+        (
+            _bad(
+                params_pb2.EditParameters(
+                    prompt="x",
+                    images=[params_pb2.FileInfo()],
+                    image_references=[params_pb2.ImageReference(file_id="file-1")],
+                ),
+            ),
+            "parameters.image_references",
+        ),
+    ],
+    ids=[
+        "chunk-first",
+        "second-parameters",
+        "unknown-index",
+        "no-role",
+        "undeclared-mask",
+        "missing-bytes",
+        "no-image",
+        "truncated",
+        "not-an-image",
+        "declared-type-lies",
+        "dall-e-2-not-square",
+        "mask-dimensions",
+        "mixed-uploads-and-references",
+    ],
+)
+async def test_protocol_and_file_violations_are_invalid_argument_before_any_upstream_call(
+    stub: images_service_pb2_grpc.ImagesServiceStub,
+    emulator: Emulator,
+    stream: UploadStream,
+    field: str,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.CreateImageEdit(stream)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in violations(caught.value), violations(caught.value)
+    assert emulator.journal.by_path(EDITS) == []
+
+
+async def test_an_oversize_upload_fails_at_the_cap_without_reading_the_rest(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    # dall-e-2 takes images under 4 MB; stream 16 MiB without declaring a size.
+    parameters = params_pb2.EditParameters(
+        prompt="x", model="dall-e-2", images=[params_pb2.FileInfo()]
+    )
+    head = png(16, 16)
+    piece = params_pb2.FileChunk(role=IMAGE, data=bytes(64 * 1024))
+    chunks = [params_pb2.FileChunk(role=IMAGE, data=head)] + [piece] * 256
+    stream = edit_requests(parameters, chunks)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.CreateImageEdit(stream)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "parameters.images[0]" in violations(caught.value)
+    # 4 MiB is 64 chunks; allow for gRPC's flow-control window, but not the 16 MiB.
+    assert stream.pulled < 128, stream.pulled
+    assert emulator.journal.by_path(EDITS) == []
+
+
+async def test_a_declared_oversize_file_is_rejected_before_any_byte(
+    stub: images_service_pb2_grpc.ImagesServiceStub,
+) -> None:
+    parameters = params_pb2.EditParameters(
+        prompt="x", images=[params_pb2.FileInfo(size_bytes=60 * 1024 * 1024)]
+    )
+    stream = edit_requests(parameters, chunks_of(IMAGE, png(16, 16)))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.CreateImageEdit(stream)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "parameters.images[0]" in violations(caught.value)
+
+
+async def test_the_per_request_cap_is_resource_exhausted_with_quota_failure(
+    start_gateway: object,
+) -> None:
+    from gateway_support import detail
+    from google.rpc import error_details_pb2
+
+    gateway: Gateway = await start_gateway(max_request_bytes=100_000)  # type: ignore[operator]
+    parameters = params_pb2.EditParameters(prompt="x", images=[params_pb2.FileInfo()])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        client = images_service_pb2_grpc.ImagesServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await client.CreateImageEdit(
+                edit_requests(parameters, chunks_of(IMAGE, png(256, 256, noise=True)))
+            )
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert isinstance(
+        detail(caught.value, error_details_pb2.QuotaFailure), error_details_pb2.QuotaFailure
+    )
+
+
+async def test_variations_upload_one_square_png(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    data = png(64, 64)
+    parameters = params_pb2.VariationParameters(
+        image=params_pb2.FileInfo(filename="in.png"),
+        n=2,
+        size="256x256",
+        response_format=params_pb2.RESPONSE_FORMAT_B64_JSON,
+    )
+    requests = UploadStream(
+        [
+            pb.CreateImageVariationRequest(parameters=parameters),
+            *(pb.CreateImageVariationRequest(chunk=c) for c in chunks_of(IMAGE, data)),
+        ]
+    )
+    reply = await stub.CreateImageVariation(requests)
+    (entry,) = emulator.journal.by_path("/v1/images/variations")
+    assert [(f.field, f.filename) for f in entry.files] == [("image", "in.png")]
+    assert dict(entry.form) == {
+        "model": "dall-e-2",
+        "n": "2",
+        "size": "256x256",
+        "response_format": "b64_json",
+    }
+    assert len(reply.result.images) == 2
+    for image in reply.result.images:
+        assert Image.open(io.BytesIO(image.data)).size == (256, 256)
+
+    streamed = UploadStream(
+        [
+            pb.CreateImageVariationStreamRequest(parameters=parameters),
+            *(pb.CreateImageVariationStreamRequest(chunk=c) for c in chunks_of(IMAGE, data)),
+        ]
+    )
+    finals, partials, result = assemble(
+        [event async for event in stub.CreateImageVariationStream(streamed)]
+    )
+    assert sorted(finals) == [0, 1] and partials == {} and len(result.images) == 2

@@ -1,0 +1,230 @@
+"""The error table, retries, deadlines and cancellation, against injected upstream faults.
+
+One test per row of the table in imagegate_server/gateway/status.py (and the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+
+import grpc
+import pytest
+from gateway_support import OPENAI_KEY, GatewayFactory, detail, error_trailer, rich_status
+from google.rpc import error_details_pb2
+from imagegate.v1 import images_service_pb2 as pb
+from imagegate.v1 import images_service_pb2_grpc, params_pb2
+
+from imagegate_server.emulator import Emulator
+
+GENERATIONS = "/v1/images/generations"
+REQUEST = pb.CreateImageRequest(
+    parameters=params_pb2.GenerationParameters(prompt="a cat", model="gpt-image-1.5")
+)
+
+
+async def _fail(
+    stub: images_service_pb2_grpc.ImagesServiceStub, **kwargs: object
+) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.CreateImage(REQUEST, **kwargs)  # type: ignore[arg-type]
+    return caught.value
+
+
+def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    info = detail(error, error_details_pb2.ErrorInfo)
+    assert isinstance(info, error_details_pb2.ErrorInfo)
+    return info
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "reason"),
+    [
+        ("moderation", grpc.StatusCode.INVALID_ARGUMENT, "moderation_blocked"),
+        ("401", grpc.StatusCode.INTERNAL, "UPSTREAM_AUTHENTICATION"),
+        ("403", grpc.StatusCode.PERMISSION_DENIED, None),
+        ("404", grpc.StatusCode.NOT_FOUND, None),
+        ("quota", grpc.StatusCode.RESOURCE_EXHAUSTED, "insufficient_quota"),
+        ("500", grpc.StatusCode.UNAVAILABLE, None),
+        ("502", grpc.StatusCode.UNAVAILABLE, None),
+        ("503", grpc.StatusCode.UNAVAILABLE, None),
+    ],
+)
+async def test_upstream_error_statuses_map_to_grpc_codes(
+    stub: images_service_pb2_grpc.ImagesServiceStub,
+    emulator: Emulator,
+    fault: str,
+    code: grpc.StatusCode,
+    reason: str | None,
+) -> None:
+    emulator.set_faults(fault)
+    error = await _fail(stub)
+    assert error.code() == code
+    info = _error_info(error)
+    if reason:
+        assert info.reason == reason
+    (entry,) = emulator.journal.by_path(GENERATIONS)  # never retried: it may have billed
+    assert info.metadata["upstream_request_id"] == entry.request_id
+    assert error_trailer(error, "x-upstream-request-id") == entry.request_id
+    assert not detail(error, error_details_pb2.RetryInfo)
+    assert OPENAI_KEY not in (error.details() or "")
+
+
+async def test_an_upstream_400_names_the_param_and_reason(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    # An unknown model is not validated locally, so the emulator's 400 comes back.
+    gateway = await start_gateway()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        client = images_service_pb2_grpc.ImagesServiceStub(channel)
+        parameters = params_pb2.GenerationParameters(prompt="x", model="new-model", n=12)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await client.CreateImage(pb.CreateImageRequest(parameters=parameters))
+    error = caught.value
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = _error_info(error)
+    assert info.metadata["param"] == "n" and info.metadata["upstream_status"] == "400"
+    assert info.reason  # OpenAI's code or type
+
+
+async def test_rate_limits_carry_retry_info_when_retries_are_used_up(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = await start_gateway(max_retries=0)
+    emulator.set_faults("429;retry-after=7")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        error = await _fail(images_service_pb2_grpc.ImagesServiceStub(channel))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    retry = detail(error, error_details_pb2.RetryInfo)
+    assert isinstance(retry, error_details_pb2.RetryInfo)
+    assert retry.retry_delay.seconds == 7
+
+
+async def test_429_is_retried_honouring_retry_after_ms_then_succeeds(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    emulator.set_faults("429;retry-after-ms=300;first=2")
+    reply = await stub.CreateImage(REQUEST)
+    assert len(reply.result.images) == 1
+    entries = emulator.journal.by_path(GENERATIONS)
+    assert [e.status for e in entries] == [429, 429, 200]
+    # The retries waited as told (300 ms each), not the 10 ms backoff configured.
+    gaps = [b.started_at - a.started_at for a, b in itertools.pairwise(entries)]
+    assert min(gaps) >= 0.29, gaps
+
+
+async def test_a_retry_after_past_the_deadline_is_not_waited_for(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    emulator.set_faults("429;retry-after=5;first=1")
+    error = await _fail(stub, timeout=2)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert len(emulator.journal.by_path(GENERATIONS)) == 1
+
+
+async def test_insufficient_quota_and_server_errors_are_not_retried(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    emulator.set_faults("quota;first=1")
+    assert (await _fail(stub)).code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    emulator.set_faults("500;first=1")
+    assert (await _fail(stub)).code() == grpc.StatusCode.UNAVAILABLE
+    assert [e.status for e in emulator.journal.by_path(GENERATIONS)] == [429, 500]
+
+
+async def test_a_reset_mid_body_is_unavailable_and_not_retried(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    emulator.set_faults("reset;after=64")
+    error = await _fail(stub)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert len(emulator.journal.by_path(GENERATIONS)) == 1
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_an_unreachable_upstream_is_unavailable_after_retries(
+    start_gateway: GatewayFactory,
+) -> None:
+    gateway = await start_gateway(openai_base_url=f"http://127.0.0.1:{_closed_port()}/v1")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        error = await _fail(images_service_pb2_grpc.ImagesServiceStub(channel))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_the_caller_deadline_bounds_the_upstream_call(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    emulator.set_faults("latency;ms=20000")
+    error = await _fail(stub, timeout=0.5)
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await emulator.journal.wait_for(
+        lambda entries: entries[0].has_event("client_disconnected"), timeout_s=5
+    )
+
+
+async def test_the_configured_upstream_timeout_is_deadline_exceeded(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = await start_gateway(upstream_timeout_s=0.3)
+    emulator.set_faults("latency;ms=20000")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        error = await _fail(images_service_pb2_grpc.ImagesServiceStub(channel))
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "internal" not in (error.details() or "").lower()
+
+
+async def test_a_cancelled_call_aborts_the_upstream_request(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    emulator.set_faults("latency;ms=20000")
+    call = stub.CreateImage(REQUEST)
+    await emulator.journal.wait_for(lambda entries: bool(entries), timeout_s=5)
+    call.cancel()
+    await emulator.journal.wait_for(
+        lambda entries: entries[0].has_event("client_disconnected"), timeout_s=5
+    )
+    with pytest.raises(asyncio.CancelledError):
+        await call
+
+
+async def test_a_cancelled_stream_aborts_the_upstream_stream(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    emulator.set_faults("slow;bytes=512;ms=200")
+    parameters = params_pb2.GenerationParameters(
+        prompt="x", model="gpt-image-1.5", partial_images=3
+    )
+    call = stub.CreateImageStream(pb.CreateImageStreamRequest(parameters=parameters))
+    await emulator.journal.wait_for(lambda entries: bool(entries), timeout_s=5)
+    call.cancel()
+    await emulator.journal.wait_for(
+        lambda entries: entries[0].has_event("client_disconnected"), timeout_s=5
+    )
+
+
+async def test_the_key_never_reaches_callers_or_logs(
+    stub: images_service_pb2_grpc.ImagesServiceStub,
+    emulator: Emulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    texts = []
+    for fault in ("401", "403", "500", "reset;after=10", "429;retry-after=1"):
+        emulator.set_faults(fault)
+        error = await _fail(stub)
+        texts.append(error.details() or "")
+        texts.append(rich_status(error).SerializeToString().decode("latin-1"))
+        texts.extend(str(value) for _, value in error.trailing_metadata() or ())
+    emulator.set_faults("")
+    await stub.CreateImage(REQUEST)
+    texts.extend(record.getMessage() + str(record.__dict__) for record in caplog.records)
+    assert caplog.records, "expected the gateway to log calls"
+    leaked = [text for text in texts if OPENAI_KEY in text or OPENAI_KEY[-12:] in text]
+    assert not leaked

@@ -7,8 +7,9 @@ import io
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from imagegate_server.imageformat import HEADER_BYTES, read_image_info, sniff_format
 from PIL import Image
+
+from imagegate_server.imageformat import HEADER_BYTES, read_image_info, sniff_format
 
 
 def encode(image: Image.Image, fmt: str, **options: object) -> bytes:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from imagegate_server.imageformat import ImageInfo
 from imagegate_server.models import MB, MODEL_RULES, Operation, size_allowed
 from imagegate_server.validation import (

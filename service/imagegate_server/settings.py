@@ -84,13 +84,17 @@ class Settings(BaseSettings):
     result_chunk_bytes: int = Field(default=1 * MIB, ge=1024, le=1 * MIB)
     """Slice size of images on the streaming RPCs (the contract promises <= 1 MiB)."""
 
+    drain_notice_s: float = Field(default=0.0, ge=0)
+    """On SIGTERM: how long health reports NOT_SERVING while calls are still accepted,
+    so load balancers stop routing here before the server refuses new calls."""
     shutdown_grace_s: float = Field(default=30.0, ge=0)
-    """On SIGTERM: health goes NOT_SERVING, in-flight calls get this long to finish."""
+    """After the notice: new calls are refused, in-flight calls get this long to finish."""
     log_level: str = "INFO"
     """Python logging level name."""
 
-    emulator_cache_renders: bool = True
-    """Emulator mode: reuse renders, so the emulator is never the bottleneck."""
+    emulator_cache_renders: bool = False
+    """Emulator mode: stamp identities into cached renders (for load tests, where
+    rendering must not be the bottleneck); off, images show their prompt."""
 
     @field_validator("extra_parameters", mode="before")
     @classmethod

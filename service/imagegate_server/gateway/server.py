@@ -4,6 +4,7 @@ when no OpenAI key is configured, the embedded emulator as the upstream.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from types import TracebackType
@@ -99,6 +100,8 @@ class Gateway:
         """Drain: health NOT_SERVING, refuse new calls, let in-flight calls finish."""
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
         await self._health.enter_graceful_shutdown()
+        if self._server is not None and self.settings.drain_notice_s > 0:
+            await asyncio.sleep(self.settings.drain_notice_s)
         if self._server is not None:
             log.info("draining", extra={"grace_s": grace})
             await self._server.stop(grace)

@@ -1,0 +1,140 @@
+"""``imagegate demo``: the whole product on one machine, offline, in a few seconds.
+
+Starts the gateway on a free loopback port with no OpenAI key (so it serves from
+the embedded emulator), then makes images through the gRPC path with the
+generated stubs: a generation, a streamed generation with partial images, and an
+edit of the first image. Writes every image under ``--out`` and says where.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import grpc
+from imagegate.v1 import images_service_pb2 as pb
+from imagegate.v1 import images_service_pb2_grpc, params_pb2
+from PIL import Image
+
+from imagegate_server import logs
+from imagegate_server.gateway.server import Gateway
+from imagegate_server.settings import Settings
+
+CHUNK = 64 * 1024
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="run the gateway on its embedded emulator and make images through gRPC"
+    )
+    parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # The demo is offline by definition: ignore any configured key.
+    for name in ("IMAGEGATE_OPENAI_API_KEY", "IMAGEGATE_OPENAI_API_KEY_FILE"):
+        os.environ.pop(name, None)
+    settings = Settings(host="127.0.0.1", port=0, shutdown_grace_s=1)
+    logs.configure("WARNING")
+    args.out.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(_demo(settings, args.out))
+
+
+async def _demo(settings: Settings, out: Path) -> int:
+    gateway = Gateway(settings)
+    await gateway.start()
+    target = f"127.0.0.1:{gateway.port}"
+    print(f"imagegate is serving on {target} (upstream: the embedded emulator, offline)")
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = images_service_pb2_grpc.ImagesServiceStub(channel)
+            written = await _make_images(stub, out)
+    finally:
+        await gateway.stop(1)
+    print(f"\n{len(written)} images written through the gRPC path:")
+    for path in written:
+        print(f"  {path}  ({path.stat().st_size} bytes)")
+    return 0
+
+
+async def _make_images(
+    stub: images_service_pb2_grpc.ImagesServiceAsyncStub, out: Path
+) -> list[Path]:
+    written: list[Path] = []
+
+    print("CreateImage: 2 images of 'a lighthouse on a cliff at dusk' ...")
+    reply = await stub.CreateImage(
+        pb.CreateImageRequest(
+            parameters=params_pb2.GenerationParameters(
+                prompt="a lighthouse on a cliff at dusk", model="gpt-image-1.5", n=2
+            )
+        )
+    )
+    for index, image in enumerate(reply.result.images):
+        written.append(_write(out / f"lighthouse-{index + 1}.png", image.data))
+    usage = reply.result.usage
+    print(f"  usage: {usage.input_tokens} input + {usage.output_tokens} output tokens")
+
+    print("CreateImageStream: 'a paper boat', with 2 partial images ...")
+    images: dict[tuple[int, int | None], bytearray] = {}
+    async for event in stub.CreateImageStream(
+        pb.CreateImageStreamRequest(
+            parameters=params_pb2.GenerationParameters(
+                prompt="a paper boat on a pond", model="gpt-image-1.5", partial_images=2
+            )
+        )
+    ):
+        if event.WhichOneof("event") == "image_chunk":
+            chunk = event.image_chunk
+            partial = chunk.partial_image_index if chunk.HasField("partial_image_index") else None
+            images.setdefault((chunk.image_index, partial), bytearray()).extend(chunk.data)
+            if chunk.last:
+                kind = "final image" if partial is None else f"partial image {partial}"
+                print(f"  received {kind}")
+    for (index, partial), data in sorted(images.items(), key=lambda kv: (kv[0][1] is None, kv[0])):
+        name = f"boat-{index + 1}" + ("" if partial is None else f"-partial-{partial}")
+        written.append(_write(out / f"{name}.png", bytes(data)))
+
+    print("CreateImageEdit: the first lighthouse and a mask, streamed up in 64 KiB chunks ...")
+    source = reply.result.images[0].data
+    mask = _mask(source)
+
+    async def upload() -> Any:
+        yield pb.CreateImageEditRequest(
+            parameters=params_pb2.EditParameters(
+                prompt="add a full moon",
+                model="gpt-image-1.5",
+                images=[params_pb2.FileInfo(filename="lighthouse.png", size_bytes=len(source))],
+                mask=params_pb2.FileInfo(filename="mask.png", size_bytes=len(mask)),
+            )
+        )
+        for role, data in ((params_pb2.FILE_ROLE_IMAGE, source), (params_pb2.FILE_ROLE_MASK, mask)):
+            for offset in range(0, len(data), CHUNK):
+                yield pb.CreateImageEditRequest(
+                    chunk=params_pb2.FileChunk(role=role, data=data[offset : offset + CHUNK])
+                )
+
+    edited = await stub.CreateImageEdit(upload())
+    written.append(_write(out / "lighthouse-edited.png", edited.result.images[0].data))
+    return written
+
+
+def _mask(image: bytes) -> bytes:
+    """Opaque but for a transparent upper-right quarter: the area the edit may change."""
+    with Image.open(io.BytesIO(image)) as source:
+        width, height = source.size
+    mask = Image.new("RGBA", (width, height), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (width // 2, 0, width, height // 2))
+    out = io.BytesIO()
+    mask.save(out, "PNG")
+    return out.getvalue()
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

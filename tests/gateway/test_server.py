@@ -1,0 +1,114 @@
+"""The running service: `imagegate serve`, configuration, health, reflection, draining."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from gateway_support import OPENAI_KEY, GatewayFactory
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from imagegate.v1 import images_service_pb2 as pb
+from imagegate.v1 import images_service_pb2_grpc, params_pb2
+
+from imagegate_server.emulator import Emulator
+
+SERVICE = "imagegate.v1.ImagesService"
+REQUEST = pb.CreateImageRequest(parameters=params_pb2.GenerationParameters(prompt="a cat"))
+
+
+async def _wait_for_file(path: Path, process: asyncio.subprocess.Process) -> str:
+    for _ in range(200):
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        if process.returncode is not None:
+            break
+        await asyncio.sleep(0.05)
+    raise AssertionError("imagegate serve did not report its port")
+
+
+async def test_serve_without_a_key_runs_on_the_embedded_emulator(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEGATE_")}
+    port_file = tmp_path / "port"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "imagegate_server.cli", "serve", "--host", "127.0.0.1",
+        "--port", "0", "--port-file", str(port_file),
+        env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        port = await _wait_for_file(port_file, process)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for service in ("", SERVICE):
+                answer = await health.Check(health_pb2.HealthCheckRequest(service=service))
+                assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            reply = await images_service_pb2_grpc.ImagesServiceStub(channel).CreateImage(REQUEST)
+            assert reply.result.images[0].data.startswith(b"\x89PNG")
+            names = await _reflected_services(channel)
+            assert SERVICE in names and "grpc.health.v1.Health" in names
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.stderr is not None
+    lines = (await process.stderr.read()).decode().splitlines()
+    first = json.loads(lines[0])
+    assert "emulator" in first["msg"] and "no OpenAI key" in first["msg"]
+    assert all(json.loads(line) for line in lines)  # every log line is JSON
+
+
+async def _reflected_services(channel: grpc.aio.Channel) -> set[str]:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+    async def one() -> object:
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+    async for answer in stub.ServerReflectionInfo(one()):
+        return {s.name for s in answer.list_services_response.service}
+    return set()
+
+
+async def test_the_key_can_come_from_a_mounted_file(
+    tmp_path: Path, start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    key_file = tmp_path / "openai_api_key"
+    key_file.write_text(OPENAI_KEY + "\n")
+    gateway = await start_gateway(openai_api_key=None, openai_api_key_file=key_file)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        reply = await images_service_pb2_grpc.ImagesServiceStub(channel).CreateImage(REQUEST)
+    assert len(reply.result.images) == 1
+    assert gateway.emulator is None  # it talked to the configured upstream, with that key
+
+
+async def test_draining_warns_then_refuses_new_calls_and_finishes_in_flight_ones(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = await start_gateway(drain_notice_s=0.5)
+    emulator.set_faults("latency;ms=1500")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        images = images_service_pb2_grpc.ImagesServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        in_flight = images.CreateImage(REQUEST)
+        await emulator.journal.wait_for(lambda entries: bool(entries), timeout_s=5)
+        stopping = asyncio.create_task(gateway.stop(10))
+        await asyncio.sleep(0.1)
+        # The notice: health says NOT_SERVING, yet the server still answers.
+        answer = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
+        assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        await asyncio.sleep(0.6)
+        # Then new calls are refused ...
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        # ... while the call in flight completes.
+        reply = await in_flight
+        await stopping
+    assert len(reply.result.images) == 1

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "imagegate_server.serve",
+    "imagegate_server.demo",
     "imagegate_server.emulator.command",
     "imagegate_server.healthcheck",
 )

@@ -138,9 +138,12 @@ class CallBuilder:
                 "parameters.image_references",
                 "referenced and uploaded images cannot be mixed in one request",
             )
-        params["images"] = [mapping.to_openai(ref) for ref in p.image_references]
+        params["images"] = [
+            mapping.to_openai(ref, f"parameters.image_references[{i}]")
+            for i, ref in enumerate(p.image_references)
+        ]
         if p.HasField("mask_reference"):
-            params["mask"] = mapping.to_openai(p.mask_reference)
+            params["mask"] = mapping.to_openai(p.mask_reference, "parameters.mask_reference")
         violations = validate_edit(params, [], form=False)
         self._check(p, params, mapping.field_violations(violations, JSON_EDIT_RENAMES))
         await _drain(chunks, Upload(self._limits))  # no file is declared: any chunk is an error

@@ -18,7 +18,7 @@ from google.protobuf.descriptor import EnumDescriptor
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Value
 
-from imagegate_server.errors import FieldViolation
+from imagegate_server.errors import FieldViolation, InvalidRequest
 from imagegate_server.validation import Violation
 
 # Fields that are not OpenAI parameters of the same name.
@@ -27,10 +27,17 @@ NON_PARAMETER_FIELDS = frozenset(
 )
 
 
-def enum_text(enum: EnumDescriptor, number: int) -> str:
-    """OpenAI's value for an enum number (``RESPONSE_FORMAT_B64_JSON`` -> ``b64_json``)."""
+def enum_text(enum: EnumDescriptor, number: int) -> str | None:
+    """OpenAI's value for an enum number (``RESPONSE_FORMAT_B64_JSON`` -> ``b64_json``).
+
+    None for a number the contract does not define: proto3 enums are open, so a
+    caller (or a newer stub) can send one.
+    """
+    value = enum.values_by_number.get(number)
+    if value is None:
+        return None
     prefix = enum.values_by_number[0].name.removesuffix("UNSPECIFIED")
-    return enum.values_by_number[number].name.removeprefix(prefix).lower()
+    return value.name.removeprefix(prefix).lower()
 
 
 def enum_number(enum: EnumDescriptor, text: object) -> int:
@@ -42,16 +49,21 @@ def enum_number(enum: EnumDescriptor, text: object) -> int:
     return value.number if value is not None else 0
 
 
-def to_openai(message: Message) -> dict[str, Any]:
+def to_openai(message: Message, path: str = "parameters") -> dict[str, Any]:
     """The OpenAI parameters a parameters message sets (unset fields omitted)."""
     params: dict[str, Any] = {}
     for field, value in message.ListFields():
         if field.name in NON_PARAMETER_FIELDS:
             continue
         if field.enum_type is not None:
-            params[field.name] = enum_text(field.enum_type, value)
+            text = enum_text(field.enum_type, value)
+            if text is None:
+                raise InvalidRequest.one(
+                    f"{path}.{field.name}", f"{value} is not a value of {field.enum_type.name}"
+                )
+            params[field.name] = text
         elif field.message_type is not None:
-            nested = to_openai(value)
+            nested = to_openai(value, f"{path}.{field.name}")
             if nested:
                 params[field.name] = nested
         else:
@@ -62,7 +74,7 @@ def to_openai(message: Message) -> dict[str, Any]:
 def check_extra_parameters(
     params: Mapping[str, Any], extra: Mapping[str, Value], allowlist: frozenset[str]
 ) -> list[FieldViolation]:
-    """Violations of ``extra_parameters``: keys off the allowlist or set twice."""
+    """Violations of ``extra_parameters``: keys off the allowlist, set twice, or not JSON."""
     violations = []
     for key in sorted(extra):
         path = f"parameters.extra_parameters[{key!r}]"
@@ -72,13 +84,25 @@ def check_extra_parameters(
             )
         elif key in params:
             violations.append(FieldViolation(path, f"'{key}' is also set as a field; set it once"))
+        elif _json_value(extra[key]) is _NOT_JSON:
+            violations.append(FieldViolation(path, "not representable as JSON (NaN or infinity?)"))
     return violations
 
 
 def add_extra_parameters(params: dict[str, Any], extra: Mapping[str, Value]) -> None:
     """Add (already checked) extra parameters as their JSON values."""
     for key, value in extra.items():
-        params[key] = json_format.MessageToDict(value)
+        params[key] = _json_value(value)
+
+
+_NOT_JSON = object()
+
+
+def _json_value(value: Value) -> Any:
+    try:
+        return json_format.MessageToDict(value)
+    except (ValueError, json_format.Error):
+        return _NOT_JSON
 
 
 def to_form(params: Mapping[str, Any]) -> dict[str, str | list[str]]:

@@ -155,8 +155,9 @@ class ImagesServicer(images_service_pb2_grpc.ImagesServiceServicer):
                 _echo_request_id(context, reply.request_id)
                 result, images = images_result(reply.payload, reply.request_id)
                 for index, data in enumerate(images):
-                    for chunk in slices(data or b"", chunk_bytes, index) if data else ():
-                        yield chunk
+                    if data is not None:  # None: a URL result, carried in the result
+                        for chunk in slices(data, chunk_bytes, index):
+                            yield chunk
                 yield result
                 return
             async with self._upstream.stream(call.path, call.body(stream=True), deadline) as sse:

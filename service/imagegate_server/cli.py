@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "imagegate_server.demo",
     "imagegate_server.emulator.command",
     "imagegate_server.healthcheck",
+    "imagegate_server.client.command",
 )
 
 

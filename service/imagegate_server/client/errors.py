@@ -1,0 +1,169 @@
+"""A failed call -> one line a person can act on.
+
+The gateway puts the useful part of an error in ``google.rpc.Status`` details
+(which field, OpenAI's reason, when to retry); the status message alone often
+lacks it. Failures the gateway never saw (nothing listening, our own deadline)
+carry no details, and gRPC's own text for them is long and cryptic, so those get
+a plain sentence naming the target instead.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+PROGRAM = "imagegate"
+DETAILS_KEY = "grpc-status-details-bin"
+UPSTREAM_REQUEST_ID = "x-upstream-request-id"
+# Metadata of ErrorInfo that is noise on a command line (the HTTP status is implied
+# by the gRPC code) or printed under its own label.
+_QUIET_METADATA = frozenset({"upstream_status", "upstream_request_id", "param"})
+_CONNECT_CAUSES = (
+    ("connection refused", "connection refused"),
+    ("dns resolution failed", "name not resolved"),
+    ("name or service not known", "name not resolved"),
+    ("connection reset", "connection reset"),
+    ("timeout occurred", "connect timed out"),
+    ("handshake", "TLS handshake failed"),
+    ("ssl", "TLS error"),
+)
+
+
+def one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def rich_status(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
+    """The google.rpc.Status the server attached, if any."""
+    try:
+        # AioRpcError offers the code/details/trailing_metadata that from_call reads;
+        # the stubs only declare grpc.Call.
+        status: status_pb2.Status | None = rpc_status.from_call(error)  # type: ignore[arg-type]
+        return status
+    except ValueError:
+        # Code or message disagree with the trailer (a proxy rewrote the status):
+        # the details are still worth showing, so decode them directly.
+        for key, value in trailers(error):
+            if key == DETAILS_KEY and isinstance(value, bytes):
+                return status_pb2.Status.FromString(value)
+        return None
+
+
+def trailers(error: grpc.aio.AioRpcError) -> list[tuple[str, str | bytes]]:
+    # The runtime Metadata yields (key, value) pairs; the stubs type it loosely.
+    metadata: Any = error.trailing_metadata()
+    return [(str(key), value) for key, value in metadata or ()]
+
+
+def _unpack(detail: any_pb2.Any) -> list[str]:
+    """Compact phrases for one detail; unknown detail types are skipped."""
+    if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+        bad_request = error_details_pb2.BadRequest()
+        detail.Unpack(bad_request)
+        return [_violation(v) for v in bad_request.field_violations]
+    if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+        info = error_details_pb2.ErrorInfo()
+        detail.Unpack(info)
+        parts = [f"reason {info.reason}"] if info.reason else []
+        if info.metadata.get("param"):
+            parts.append(f"param {info.metadata['param']}")
+        parts.extend(
+            f"{key} {value}"
+            for key, value in sorted(info.metadata.items())
+            if key not in _QUIET_METADATA
+        )
+        if info.metadata.get("upstream_request_id"):
+            parts.append(f"upstream request {info.metadata['upstream_request_id']}")
+        return [", ".join(parts)] if parts else []
+    if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+        retry = error_details_pb2.RetryInfo()
+        detail.Unpack(retry)
+        seconds = retry.retry_delay.ToNanoseconds() / 1e9
+        return [f"retry after {seconds:g}s"]
+    if detail.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
+        quota = error_details_pb2.QuotaFailure()
+        detail.Unpack(quota)
+        return [
+            f"quota {v.subject}" + (f": {one_line(v.description)}" if v.description else "")
+            for v in quota.violations
+        ]
+    if detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+        failure = error_details_pb2.PreconditionFailure()
+        detail.Unpack(failure)
+        return [f"{v.type} {v.subject}".strip() for v in failure.violations]
+    return []
+
+
+def _violation(violation: error_details_pb2.BadRequest.FieldViolation) -> str:
+    # The gateway names fields by their proto path from the request
+    # ("parameters.n"); the CLI user knows the parameter ("n").
+    field = violation.field.removeprefix("parameters.")
+    return f"field {field}"
+
+
+def _field_descriptions(status: status_pb2.Status, message: str) -> list[str]:
+    """Violation descriptions that the status message does not already say."""
+    extra: list[str] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            for v in bad_request.field_violations:
+                text = one_line(v.description)
+                if text and text not in message and text not in extra:
+                    extra.append(text)
+    return extra
+
+
+def describe_rpc_error(
+    error: grpc.aio.AioRpcError, *, target: str, timeout: float, token_given: bool
+) -> str:
+    """The whole line, ``imagegate: CODE: message (details)``."""
+    code = error.code()
+    message = one_line(error.details() or "")
+    status = rich_status(error)
+    if status is None:
+        text = _without_details(code, message, target, timeout, token_given)
+        return f"{PROGRAM}: {code.name}: {text}"
+    if status.message:
+        message = one_line(status.message)
+    descriptions = _field_descriptions(status, message)
+    if descriptions:
+        message = "; ".join([message, *descriptions]) if message else "; ".join(descriptions)
+    parts: list[str] = []
+    for detail in status.details:
+        parts.extend(p for p in _unpack(detail) if p)
+    request_id = _trailer(error, UPSTREAM_REQUEST_ID)
+    if request_id and not any(request_id in part for part in parts):
+        parts.append(f"upstream request {request_id}")
+    suffix = f" ({'; '.join(parts)})" if parts else ""
+    return f"{PROGRAM}: {code.name}: {message or code.name.lower()}{suffix}"
+
+
+def _trailer(error: grpc.aio.AioRpcError, key: str) -> str | None:
+    for name, value in trailers(error):
+        if name == key:
+            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return None
+
+
+def _without_details(
+    code: grpc.StatusCode, message: str, target: str, timeout: float, token_given: bool
+) -> str:
+    """Errors raised by gRPC itself (or a proxy), which carry no google.rpc details."""
+    if code == grpc.StatusCode.UNAVAILABLE:
+        lowered = message.lower()
+        cause = next((label for needle, label in _CONNECT_CAUSES if needle in lowered), None)
+        if cause is not None or "failed to connect" in lowered:
+            return f"could not reach {target} ({cause or 'failed to connect'})"
+        return message or f"could not reach {target}"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"no answer from {target} within {timeout:g}s (raise --timeout)"
+    if code == grpc.StatusCode.UNAUTHENTICATED and not token_given:
+        return f"{message or 'unauthenticated'} (pass --token or set IMAGEGATE_TOKEN)"
+    return message or code.name.lower()

@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "imagegate_server.emulator.command",
     "imagegate_server.healthcheck",
     "imagegate_server.client.command",
+    "imagegate_server.bench.command",
 )
 
 

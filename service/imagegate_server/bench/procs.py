@@ -1,0 +1,163 @@
+"""The emulator and the gateway, each in its own process, plus RSS sampling.
+
+Separate processes keep the measurement honest: the gateway's RSS is its own, and
+neither server's event loop is slowed by the load generator's (they still share
+the machine's CPUs, which the report says).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+API_KEY = "sk-bench-0123456789"
+START_TIMEOUT_S = 30.0
+_LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+@dataclass
+class Stack:
+    """A running emulator and gateway: where to reach them and the gateway's pid."""
+
+    emulator_url: str
+    """The emulator's base URL, ``http://127.0.0.1:PORT/v1``."""
+    gateway_target: str
+    """The gateway's gRPC target, ``127.0.0.1:PORT``."""
+    gateway_pid: int
+    emulator_pid: int
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    latency_ms: float = 0.0
+    cached_renders: bool = True
+    gateway_env: dict[str, str] = field(default_factory=dict)
+    """Extra ``IMAGEGATE_*`` settings for the gateway."""
+
+
+def _spawn(argv: Sequence[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "imagegate_server.bench.child", *argv]
+    with log.open("wb") as out:
+        # The child's output goes to a file, never a pipe nobody drains.
+        return subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+            command, stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+
+
+async def _wait_for(path: Path, pattern: re.Pattern[str], proc: subprocess.Popen[bytes]) -> str:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT_S
+    while loop.time() < deadline:
+        match = pattern.search(_read(path))
+        if match:
+            return match.group(1)
+        if proc.poll() is not None:
+            break
+        await asyncio.sleep(0.05)
+    tail = _read(path)[-2000:]
+    raise RuntimeError(f"process {proc.args!r} did not start:\n{tail}")
+
+
+def _read(path: Path) -> str:
+    # A small log file on local disk: reading it inline does not stall the loop.
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@contextlib.asynccontextmanager
+async def running_stack(config: StackConfig, workdir: Path) -> AsyncIterator[Stack]:
+    """Start the emulator, then the gateway pointed at it; stop both on exit."""
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEGATE_")}
+    emulator_argv = ["emulator", "--host", "127.0.0.1", "--port", "0", "--api-key", API_KEY]
+    emulator_argv += ["--latency-ms", str(config.latency_ms)]
+    if config.cached_renders:
+        emulator_argv.append("--cached-renders")
+    emulator_log = workdir / "emulator.log"
+    emulator = _spawn(emulator_argv, emulator_log, env)
+    gateway: subprocess.Popen[bytes] | None = None
+    try:
+        url = await _wait_for(emulator_log, _LISTENING, emulator)
+        port_file = workdir / "gateway.port"
+        port_file.unlink(missing_ok=True)
+        gateway_env = dict(
+            env,
+            IMAGEGATE_OPENAI_API_KEY=API_KEY,
+            IMAGEGATE_OPENAI_BASE_URL=url,
+            IMAGEGATE_SHUTDOWN_GRACE_S="0",
+            **config.gateway_env,
+        )
+        gateway_argv = ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file"]
+        gateway = _spawn([*gateway_argv, str(port_file)], workdir / "gateway.log", gateway_env)
+        port = await _wait_for(port_file, re.compile(r"(\d+)"), gateway)
+        yield Stack(url, f"127.0.0.1:{port}", gateway.pid, emulator.pid)
+    finally:
+        if gateway is not None:
+            await asyncio.to_thread(_stop, gateway)
+        await asyncio.to_thread(_stop, emulator)
+
+
+def rss_bytes(pid: int) -> int:
+    """Current resident set size of a process, from /proc (0 if it is gone)."""
+    return _status_field(pid, "VmRSS")
+
+
+def _status_field(pid: int, name: str) -> int:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(rf"^{name}:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else 0
+
+
+class RssSampler:
+    """Samples a process's RSS every ``interval_s`` while a phase runs; keeps the peak.
+
+    VmHWM would give the lifetime peak, but a scenario needs the peak of one phase
+    (after a baseline), so the sampler polls VmRSS; 50 ms is far shorter than any phase.
+    """
+
+    def __init__(self, pid: int, interval_s: float = 0.05) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.peak = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> RssSampler:
+        self.peak = rss_bytes(self.pid)
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.peak = max(self.peak, rss_bytes(self.pid))
+
+    async def _run(self) -> None:
+        # Bounded like every loop here: an hour of samples outlasts any scenario.
+        for _ in range(int(3600 / self.interval_s)):
+            # The read is a tiny procfs file: cheap enough inline on the loop.
+            self.peak = max(self.peak, rss_bytes(self.pid))
+            await asyncio.sleep(self.interval_s)

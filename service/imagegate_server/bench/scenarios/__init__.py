@@ -1,0 +1,1 @@
+"""The issue's four scenarios, each ``async def run(ctx: Context) -> ScenarioResult``."""

@@ -1,0 +1,100 @@
+"""2. capacity: how many calls the gateway holds in flight while each takes 10 s upstream.
+
+All calls of a step start together and the step passes only if every one succeeds.
+Steps grow until the first failure (or the last step). Each step gets a fresh
+emulator and gateway, so idle upstream connections of the previous step neither
+count against the next step's file descriptors nor its RSS.
+
+Settings the gateway needs for this (documented in the report):
+``IMAGEGATE_MAX_CONNECTIONS`` above the in-flight count, because over HTTP/1.1 each
+upstream call holds one connection (the default of 4,096 would queue the rest), and
+an open-file limit above twice the count (one gRPC stream is cheap, but each
+upstream connection is a socket).
+"""
+
+from __future__ import annotations
+
+import math
+
+from imagegate.v1 import images_service_pb2 as pb
+from imagegate.v1 import params_pb2
+
+from imagegate_server.bench.clients import GrpcPool, decode_images, direct_client
+from imagegate_server.bench.measure import Call, all_at_once
+from imagegate_server.bench.model import Check, Context, Row, ScenarioResult
+from imagegate_server.bench.procs import RssSampler, Stack, StackConfig, running_stack
+
+# The bytes in the reply, as the direct path decodes them (dall-e-2 defaults to a URL).
+B64 = params_pb2.RESPONSE_FORMAT_B64_JSON
+NAME = "capacity"
+STEPS = (1000, 2500, 5000, 10000)
+TINY_STEPS = (50,)
+TARGET = 10000
+RSS_LIMIT_MIB = 1024.0
+CALLS_PER_CHANNEL = 1000
+MAX_CONNECTIONS = "12000"
+BODY = {"model": "dall-e-2", "prompt": "held", "size": "256x256", "response_format": "b64_json"}
+REQUEST = pb.CreateImageRequest(
+    parameters=params_pb2.GenerationParameters(
+        prompt="held", model="dall-e-2", size="256x256", response_format=B64
+    )
+)
+
+
+def gateway_call(pool: GrpcPool, timeout_s: float) -> Call:
+    async def call() -> None:
+        reply = await pool.stub().CreateImage(REQUEST, timeout=timeout_s)
+        if not reply.result.images:
+            raise ValueError("no image in the reply")
+
+    return call
+
+
+async def _step(stack: Stack, count: int, latency_s: float) -> tuple[Row, Row]:
+    timeout_s = latency_s * 6 + 30
+    pool = GrpcPool(stack.gateway_target, math.ceil(count / CALLS_PER_CHANNEL))
+    try:
+        await pool.ready()
+        async with RssSampler(stack.gateway_pid) as rss:
+            load = await all_at_once(gateway_call(pool, timeout_s), count)
+        gateway_row = Row.of(NAME, f"{count} held", "gateway", count, load, rss.peak)
+    finally:
+        await pool.close()
+    async with direct_client(stack.emulator_url, count, timeout_s) as http:
+
+        async def direct() -> None:
+            response = await http.post("images/generations", json=BODY)
+            response.raise_for_status()
+            decode_images(response.json())
+
+        load = await all_at_once(direct, count)
+    return gateway_row, Row.of(NAME, f"{count} held", "direct", count, load)
+
+
+async def run(ctx: Context) -> ScenarioResult:
+    result = ScenarioResult(NAME)
+    latency_s = 1.0 if ctx.tiny else 10.0
+    config = StackConfig(
+        latency_ms=latency_s * 1000, gateway_env={"IMAGEGATE_MAX_CONNECTIONS": MAX_CONNECTIONS}
+    )
+    held, held_rss = 0, 0.0
+    for count in TINY_STEPS if ctx.tiny else STEPS:
+        async with running_stack(config, ctx.workdir / NAME / str(count)) as stack:
+            gateway_row, direct_row = await _step(stack, count, latency_s)
+        result.rows += [gateway_row, direct_row]
+        if gateway_row.errors:
+            result.notes.append(f"{count} in flight: {gateway_row.error_kinds}; stopped stepping")
+            break
+        held, held_rss = count, gateway_row.gateway_peak_rss_mib or 0.0
+    target = TINY_STEPS[-1] if ctx.tiny else TARGET
+    result.checks.append(
+        Check(NAME, "calls held in flight, all succeeding", held, target, True, " calls")
+    )
+    result.checks.append(
+        Check(NAME, f"gateway peak RSS at {held} in flight", held_rss, RSS_LIMIT_MIB, False, " MiB")
+    )
+    result.notes.append(
+        f"upstream latency {latency_s:g} s per call; gateway IMAGEGATE_MAX_CONNECTIONS="
+        f"{MAX_CONNECTIONS}; one gRPC channel per {CALLS_PER_CHANNEL} calls"
+    )
+    return result

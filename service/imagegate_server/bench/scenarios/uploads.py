@@ -1,0 +1,131 @@
+"""3. uploads: CreateImageEdit with large inputs against a direct multipart POST.
+
+The inputs are noise PNGs (incompressible, valid, accepted by both the gateway and
+the emulator), generated once and cached in the system's temporary directory.
+Memory per in-flight upload is the gateway's RSS growth during the phase divided by
+the concurrency; the gateway promises to spool past ``spool_threshold_bytes``, so the
+bound is 1 MiB of working memory plus that threshold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from imagegate.v1 import images_service_pb2 as pb
+from imagegate.v1 import params_pb2
+from PIL import Image
+
+from imagegate_server.bench.clients import GrpcPool, Pair, decode_images, direct_client
+from imagegate_server.bench.clients import upload_chunks as chunks_of
+from imagegate_server.bench.measure import Call, closed_loop
+from imagegate_server.bench.model import MIB, Check, Context, Row, ScenarioResult
+from imagegate_server.bench.procs import RssSampler, StackConfig, rss_bytes, running_stack
+from imagegate_server.settings import Settings
+
+NAME = "uploads"
+MODEL = "gpt-image-1.5"
+PROMPT = "make it blue"
+IMAGE = params_pb2.FILE_ROLE_IMAGE
+
+
+def noise_png(target_bytes: int) -> bytes:
+    """A valid RGB PNG of about ``target_bytes`` (random pixels do not compress)."""
+    cache = Path(tempfile.gettempdir()) / "imagegate-bench"
+    cache.mkdir(exist_ok=True)
+    path = cache / f"noise-{target_bytes}.png"
+    if path.exists():
+        return path.read_bytes()
+    side = math.isqrt(target_bytes // 3)
+    image = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    out = io.BytesIO()
+    image.save(out, "PNG", compress_level=1)
+    path.write_bytes(out.getvalue())
+    return out.getvalue()
+
+
+def gateway_call(pool: GrpcPool, data: bytes) -> Call:
+    info = params_pb2.FileInfo(filename="in.png", content_type="image/png", size_bytes=len(data))
+    parameters = params_pb2.EditParameters(prompt=PROMPT, model=MODEL, images=[info])
+
+    async def requests() -> AsyncIterator[pb.CreateImageEditRequest]:
+        yield pb.CreateImageEditRequest(parameters=parameters)
+        for piece in chunks_of(data):
+            chunk = params_pb2.FileChunk(role=IMAGE, image_index=0, data=bytes(piece))
+            yield pb.CreateImageEditRequest(chunk=chunk)
+
+    async def call() -> None:
+        reply = await pool.stub().CreateImageEdit(requests(), timeout=300)
+        if not reply.result.images or not reply.result.images[0].data:
+            raise ValueError("no image in the reply")
+
+    return call
+
+
+def direct_call(pair: Pair, data: bytes) -> Call:
+    async def call() -> None:
+        response = await pair.http.post(
+            "images/edits",
+            data={"prompt": PROMPT, "model": MODEL},
+            files={"image": ("in.png", data, "image/png")},
+        )
+        response.raise_for_status()
+        decode_images(response.json())
+
+    return call
+
+
+async def run(ctx: Context) -> ScenarioResult:
+    result = ScenarioResult(NAME)
+    concurrency = 4 if ctx.tiny else 16
+    cases = [(512 * 1024, 8), (2 * MIB, 8)] if ctx.tiny else [(4 * MIB, 96), (40 * MIB, 32)]
+    spool = Settings().spool_threshold_bytes
+    bound_mib = 1 + spool / MIB
+    async with running_stack(StackConfig(), ctx.workdir / NAME) as stack:
+        pair = Pair(GrpcPool(stack.gateway_target), direct_client(stack.emulator_url, 64, 300))
+        try:
+            await pair.grpc.ready()
+            for target, calls in cases:
+                data = await asyncio.to_thread(noise_png, target)
+                case = f"{len(data) / MIB:.1f} MiB"
+                gateway = gateway_call(pair.grpc, data)
+                # Warm-up at full concurrency, so the baseline already holds what any
+                # burst leaves behind (allocator arenas, connections), not per-call memory.
+                await closed_loop(gateway, concurrency, concurrency, 300)
+                baseline = rss_bytes(stack.gateway_pid)
+                async with RssSampler(stack.gateway_pid) as rss:
+                    load = await closed_loop(gateway, concurrency, calls, 300)
+                g = Row.of(NAME, case, "gateway", concurrency, load, rss.peak)
+                g.extra["mib_per_s"] = load.throughput * len(data) / MIB
+                d_load = await closed_loop(direct_call(pair, data), concurrency, calls, 300)
+                d = Row.of(NAME, case, "direct", concurrency, d_load)
+                d.extra["mib_per_s"] = d_load.throughput * len(data) / MIB
+                result.rows += [g, d]
+                ratio = load.throughput / max(d_load.throughput, 1e-9)
+                result.checks.append(
+                    Check(NAME, f"throughput gateway/direct, {case}", ratio, 0.7, True, "x")
+                )
+                per_call = max(0, rss.peak - baseline) / MIB / concurrency
+                g.extra["mib_per_upload"] = per_call
+                result.checks.append(
+                    Check(
+                        NAME,
+                        f"gateway memory per in-flight upload, {case}",
+                        per_call,
+                        bound_mib,
+                        False,
+                        " MiB",
+                        f"RSS {baseline / MIB:.0f} -> {rss.peak / MIB:.0f} MiB",
+                    )
+                )
+        finally:
+            await pair.close()
+    result.notes.append(
+        f"concurrency {concurrency}; bound = 1 MiB + spool threshold ({spool / MIB:g} MiB)"
+    )
+    return result

@@ -51,6 +51,9 @@ class GrpcPool:
         ]
         self._stubs = itertools.cycle(stubs)
 
+    def channel(self) -> grpc.aio.Channel:
+        return self._channels[0]
+
     def stub(self) -> ImagesServiceAsyncStub:
         return next(self._stubs)
 

@@ -21,6 +21,7 @@ class LoadResult:
     latencies_s: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
+    peak_in_flight: int = 0
 
     @property
     def ok(self) -> int:
@@ -81,13 +82,24 @@ async def closed_loop(call: Call, concurrency: int, calls: int, time_limit_s: fl
     return result
 
 
-async def all_at_once(call: Call, count: int) -> LoadResult:
-    """Start ``count`` calls together and wait for all: how many can be held in flight."""
+async def ramped(call: Call, count: int, ramp_s: float, batch: int = 100) -> LoadResult:
+    """Start ``count`` calls spread evenly over ``ramp_s`` and wait for all of them.
+
+    A ramp rather than one burst: thousands of simultaneous connects overflow a listen
+    backlog (aiohttp's default is 128, the emulator's too), and the kernel's SYN
+    retransmits (1 s, 2 s, 4 s, ...) then measure TCP, not the servers. With calls
+    that last longer than the ramp, all of them are still in flight together;
+    ``peak_in_flight`` says whether they were.
+    """
     result = LoadResult()
     loop = asyncio.get_running_loop()
     start = loop.time()
+    in_flight = 0
 
     async def one() -> None:
+        nonlocal in_flight
+        in_flight += 1
+        result.peak_in_flight = max(result.peak_in_flight, in_flight)
         began = time.perf_counter()
         try:
             await call()
@@ -95,7 +107,15 @@ async def all_at_once(call: Call, count: int) -> LoadResult:
             result.errors[error_name(exc)] += 1
         else:
             result.latencies_s.append(time.perf_counter() - began)
+        finally:
+            in_flight -= 1
 
-    await asyncio.gather(*(one() for _ in range(count)))
+    batches = max(1, -(-count // batch))
+    tasks: list[asyncio.Task[None]] = []
+    for index in range(batches):
+        size = min(batch, count - index * batch)
+        tasks += [asyncio.create_task(one()) for _ in range(size)]
+        await asyncio.sleep(ramp_s / batches)
+    await asyncio.gather(*tasks)
     result.elapsed_s = loop.time() - start
     return result

@@ -1,6 +1,9 @@
 """2. capacity: how many calls the gateway holds in flight while each takes 10 s upstream.
 
-All calls of a step start together and the step passes only if every one succeeds.
+The calls of a step start over a short ramp (2,000 a second, so that connection
+bursts do not overflow listen backlogs; see :func:`ramped`), all are in flight
+together since each lasts longer than the ramp, and the step passes only if every
+one succeeds.
 Steps grow until the first failure (or the last step). Each step gets a fresh
 emulator and gateway, so idle upstream connections of the previous step neither
 count against the next step's file descriptors nor its RSS.
@@ -20,7 +23,7 @@ from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import params_pb2
 
 from imagegate_server.bench.clients import GrpcPool, decode_images, direct_client
-from imagegate_server.bench.measure import Call, all_at_once
+from imagegate_server.bench.measure import Call, LoadResult, ramped
 from imagegate_server.bench.model import Check, Context, Row, ScenarioResult
 from imagegate_server.bench.procs import RssSampler, Stack, StackConfig, running_stack
 
@@ -32,6 +35,7 @@ TINY_STEPS = (50,)
 TARGET = 10000
 RSS_LIMIT_MIB = 1024.0
 CALLS_PER_CHANNEL = 1000
+RAMP_PER_S = 2000
 MAX_CONNECTIONS = "12000"
 BODY = {"model": "dall-e-2", "prompt": "held", "size": "256x256", "response_format": "b64_json"}
 REQUEST = pb.CreateImageRequest(
@@ -50,14 +54,21 @@ def gateway_call(pool: GrpcPool, timeout_s: float) -> Call:
     return call
 
 
+def _row(count: int, path: str, load: LoadResult, peak_rss: int | None = None) -> Row:
+    row = Row.of(NAME, f"{count} held", path, count, load, peak_rss)
+    row.extra["peak_in_flight"] = load.peak_in_flight
+    return row
+
+
 async def _step(stack: Stack, count: int, latency_s: float) -> tuple[Row, Row]:
     timeout_s = latency_s * 6 + 30
+    ramp_s = min(count / RAMP_PER_S, latency_s / 2)
     pool = GrpcPool(stack.gateway_target, math.ceil(count / CALLS_PER_CHANNEL))
     try:
         await pool.ready()
         async with RssSampler(stack.gateway_pid) as rss:
-            load = await all_at_once(gateway_call(pool, timeout_s), count)
-        gateway_row = Row.of(NAME, f"{count} held", "gateway", count, load, rss.peak)
+            load = await ramped(gateway_call(pool, timeout_s), count, ramp_s)
+        gateway_row = _row(count, "gateway", load, rss.peak)
     finally:
         await pool.close()
     async with direct_client(stack.emulator_url, count, timeout_s) as http:
@@ -67,8 +78,8 @@ async def _step(stack: Stack, count: int, latency_s: float) -> tuple[Row, Row]:
             response.raise_for_status()
             decode_images(response.json())
 
-        load = await all_at_once(direct, count)
-    return gateway_row, Row.of(NAME, f"{count} held", "direct", count, load)
+        load = await ramped(direct, count, ramp_s)
+    return gateway_row, _row(count, "direct", load)
 
 
 async def run(ctx: Context) -> ScenarioResult:
@@ -85,6 +96,8 @@ async def run(ctx: Context) -> ScenarioResult:
         if gateway_row.errors:
             result.notes.append(f"{count} in flight: {gateway_row.error_kinds}; stopped stepping")
             break
+        if gateway_row.extra["peak_in_flight"] < count:
+            result.notes.append(f"{count}: calls finished before the ramp ended")
         held, held_rss = count, gateway_row.gateway_peak_rss_mib or 0.0
     target = TINY_STEPS[-1] if ctx.tiny else TARGET
     result.checks.append(

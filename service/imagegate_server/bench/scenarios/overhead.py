@@ -8,6 +8,7 @@ concurrency level, against the same emulator, after one warm-up each.
 
 from __future__ import annotations
 
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import params_pb2
 
@@ -36,6 +37,17 @@ def gateway_call(pool: GrpcPool) -> Call:
         reply = await pool.stub().CreateImage(REQUEST, timeout=30)
         if not reply.result.images or not reply.result.images[0].data:
             raise ValueError("no image in the reply")
+
+    return call
+
+
+def floor_call(pool: GrpcPool) -> Call:
+    """A gRPC health check: what any Python gRPC hop costs, before the gateway's own work."""
+    stub = health_pb2_grpc.HealthStub(pool.channel())
+    request = health_pb2.HealthCheckRequest()
+
+    async def call() -> None:
+        await stub.Check(request, timeout=30)
 
     return call
 
@@ -69,6 +81,10 @@ async def run(ctx: Context) -> ScenarioResult:
                 load = await closed_loop(direct, concurrency, calls, time_limit)
                 measured["direct", concurrency] = load
                 result.rows.append(Row.of(NAME, "256x256", "direct", concurrency, load))
+            # The floor of the hop, to split the overhead into gRPC's and ours.
+            calls = levels[0][1]
+            load = await closed_loop(floor_call(pair.grpc), 1, calls, time_limit)
+            result.rows.append(Row.of(NAME, "gRPC Health/Check (floor)", "gateway", 1, load))
         finally:
             await pair.close()
     gateway_1, direct_1 = measured["gateway", 1], measured["direct", 1]

@@ -112,3 +112,16 @@ async def test_draining_warns_then_refuses_new_calls_and_finishes_in_flight_ones
         reply = await in_flight
         await stopping
     assert len(reply.result.images) == 1
+
+
+async def test_http2_upstream_setting_serves_calls(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    # Over plain http httpx speaks HTTP/1.1 even with HTTP/2 enabled (no ALPN); the
+    # point is that the setting's dependency (h2) is installed and the path works.
+    gateway = await start_gateway(http2=True, max_connections=600)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        stub = images_service_pb2_grpc.ImagesServiceStub(channel)
+        replies = await asyncio.gather(*(stub.CreateImage(REQUEST) for _ in range(4)))
+    assert all(len(reply.result.images) == 1 for reply in replies)
+    assert len(emulator.journal.by_path("/v1/images/generations")) == 4

@@ -56,7 +56,8 @@ class Emulator:
             build_app(self._state), handler_cancellation=True, access_log=None, shutdown_timeout=1
         )
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        # A deep accept queue: load tests open thousands of connections at once.
+        site = web.TCPSite(runner, host, port, backlog=4096)
         await site.start()
         self._runner = runner
         bound_host, bound_port = runner.addresses[0][:2]

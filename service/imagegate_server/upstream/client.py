@@ -8,6 +8,7 @@ whichever is sooner, as ``loop.time()``); no attempt or backoff runs past it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -78,24 +79,37 @@ class EventStream:
     request_id: str | None
 
 
+# httpcore's pool scans all of its connections on every request event, so its cost
+# grows with the square of the pool size (encode/httpcore#1035): thousands of
+# long-held calls in one pool burn the CPU in that scan. Pools of this size, used
+# round-robin, keep the scan short while the total stays max_connections.
+POOL_SHARD_CONNECTIONS = 256
+
+
 class Upstream:
     def __init__(self, config: UpstreamConfig) -> None:
         self._config = config
-        limits = httpx.Limits(
-            max_connections=config.max_connections,
-            max_keepalive_connections=config.max_connections,
-            keepalive_expiry=30.0,
-        )
-        self._client = httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/") + "/",
-            limits=limits,
-            http2=config.http2,
-            headers={"user-agent": f"imagegate/{__version__}"},
-            follow_redirects=False,
-        )
+        shards = max(1, -(-config.max_connections // POOL_SHARD_CONNECTIONS))
+        per_shard = -(-config.max_connections // shards)
+        self._clients = [
+            httpx.AsyncClient(
+                base_url=config.base_url.rstrip("/") + "/",
+                limits=httpx.Limits(
+                    max_connections=per_shard,
+                    max_keepalive_connections=per_shard,
+                    keepalive_expiry=30.0,
+                ),
+                http2=config.http2,
+                headers={"user-agent": f"imagegate/{__version__}"},
+                follow_redirects=False,
+            )
+            for _ in range(shards)
+        ]
+        self._next = itertools.cycle(self._clients)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for client in self._clients:
+            await client.aclose()
 
     async def call(self, path: str, body: Body, deadline: float) -> Reply:
         """POST and return the JSON answer; errors raise :class:`UpstreamFailure`."""
@@ -186,6 +200,7 @@ class Upstream:
 
     async def _attempt(self, path: str, body: Body, remaining: float) -> httpx.Response:
         config = self._config
+        client = next(self._next)
         headers = {"authorization": f"Bearer {config.api_key.get_secret_value()}"}
         if config.organization:
             headers["openai-organization"] = config.organization
@@ -193,18 +208,18 @@ class Upstream:
             headers["openai-project"] = config.project
         timeout = httpx.Timeout(remaining, connect=min(config.connect_timeout_s, remaining))
         if body.json is not None:
-            request = self._client.build_request(
+            request = client.build_request(
                 "POST", path, json=body.json, headers=headers, timeout=timeout
             )
-            return await self._client.send(request, stream=True)
+            return await client.send(request, stream=True)
         # The uploads own their spooled files; open() rewinds them for each attempt.
         files = [
             (part.field, (part.filename, part.open(), part.content_type)) for part in body.files
         ]
-        request = self._client.build_request(
+        request = client.build_request(
             "POST", path, data=body.form, files=files, headers=headers, timeout=timeout
         )
-        return await self._client.send(request, stream=True)
+        return await client.send(request, stream=True)
 
 
 async def _error_from(response: httpx.Response) -> UpstreamError:

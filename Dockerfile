@@ -1,7 +1,7 @@
 # imagegate: the gRPC gateway, on Debian bookworm's python3 (3.11), run as non-root.
 #
 #   docker build -t imagegate .        (or buildah bud --format docker, see .ci/docker.sh)
-#   docker run -p 50051:50051 -e OPENAI_API_KEY=... imagegate
+#   docker run -p 50051:50051 -e IMAGEGATE_OPENAI_API_KEY=... imagegate
 #
 # Without an OpenAI key the server runs its embedded emulator, so the image also
 # works offline. Health: grpc.health.v1 on the serving port ("" and

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     """Cap of one backoff (retry-after beyond it ends retrying)."""
     max_connections: int = Field(default=4096, ge=1)
     """httpx connection pool size: bounds concurrent upstream calls per process."""
+    max_pending_calls: int = Field(default=20000, ge=1)
+    """Calls gRPC may queue while the server is busy accepting (bursts of new calls)."""
     http2: bool = False
     """Use HTTP/2 to the upstream (multiplexes many calls over few connections)."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 from types import TracebackType
 
@@ -75,6 +76,17 @@ class Gateway:
                 ("grpc.max_send_message_length", settings.max_send_message_bytes),
                 ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
                 ("grpc.so_reuseport", 1),
+                # Calls that arrive faster than the event loop accepts them wait in
+                # gRPC core, which cancels them past this many (default 1000): a
+                # burst of new calls would fail before reaching the servicer.
+                ("grpc.server.max_pending_requests", settings.max_pending_calls),
+                ("grpc.server.max_pending_requests_hard_limit", 2 * settings.max_pending_calls),
+                # ... and cancels those waiting longer than this (default 30 s); a
+                # caller's own deadline still ends the wait sooner.
+                (
+                    "grpc.server_max_unrequested_time_in_server",
+                    math.ceil(settings.upstream_timeout_s),
+                ),
             ]
         )
         images_service_pb2_grpc.add_ImagesServiceServicer_to_server(

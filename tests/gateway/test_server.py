@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import grpc
-import pytest
 from gateway_support import OPENAI_KEY, GatewayFactory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc

@@ -39,12 +39,17 @@ def generate(out: Path) -> None:
         str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto")
     )
     well_known = resources.files("grpc_tools") / "_proto"
+    # mypy-protobuf's plugins sit beside the interpreter running this script (the
+    # venv's bin/); named by path, they need no activated venv on PATH.
+    plugins = Path(sys.executable).parent
     command = [
         sys.executable,
         "-m",
         "grpc_tools.protoc",
         f"--proto_path={PROTO_ROOT}",
         f"--proto_path={well_known}",
+        f"--plugin=protoc-gen-mypy={plugins / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={plugins / 'protoc-gen-mypy_grpc'}",
         f"--python_out={out}",
         f"--grpc_python_out={out}",
         f"--mypy_out={out}",

@@ -106,6 +106,33 @@ def resolve_model(operation: Operation, params: Mapping[str, object]) -> str | N
     return model if isinstance(model, str) else None
 
 
+def parse_integer(value: object, *, form: bool) -> int | None:
+    """An integer parameter as validation reads it, or None if it is not one.
+
+    JSON gives ints and integral floats (``2.0``); forms give decimal strings. Callers
+    that act on a validated request use this too, so they read what was validated.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+        return int(value)
+    if form and isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text[:1] in "+-" else text
+        if digits.isdigit() and digits.isascii() and len(digits) <= 12:
+            return int(text)
+    return None
+
+
+def parse_boolean(value: object, *, form: bool) -> bool | None:
+    """A boolean parameter as validation reads it (forms say ``true``/``false``)."""
+    if isinstance(value, bool):
+        return value
+    if form and isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
 def validate_generation(
     params: Mapping[str, object],
     *,
@@ -222,28 +249,19 @@ class _Checker:
         value = self.value(name)
         if value is None:
             return None
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer() and math.isfinite(value):
-            return int(value)
-        if self.form and isinstance(value, str):
-            text = value.strip()
-            digits = text[1:] if text[:1] in "+-" else text
-            if digits.isdigit() and digits.isascii() and len(digits) <= 12:
-                return int(text)
-        self.add(name, f"Invalid type for '{name}': expected an integer.", Code.INVALID_TYPE)
-        return None
+        parsed = parse_integer(value, form=self.form)
+        if parsed is None:
+            self.add(name, f"Invalid type for '{name}': expected an integer.", Code.INVALID_TYPE)
+        return parsed
 
     def boolean(self, name: str) -> bool | None:
         value = self.value(name)
         if value is None:
             return None
-        if isinstance(value, bool):
-            return value
-        if self.form and isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        self.add(name, f"Invalid type for '{name}': expected a boolean.", Code.INVALID_TYPE)
-        return None
+        parsed = parse_boolean(value, form=self.form)
+        if parsed is None:
+            self.add(name, f"Invalid type for '{name}': expected a boolean.", Code.INVALID_TYPE)
+        return parsed
 
     def choice(self, name: str, allowed: frozenset[str]) -> str | None:
         value = self.string(name)

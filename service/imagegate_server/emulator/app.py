@@ -204,7 +204,10 @@ async def _images(request: web.Request, operation: Operation) -> web.StreamRespo
             await asyncio.sleep(plan.delay_s)
         if plan.error is not None:
             raise plan.error
-        job = build_job(operation, body)
+        # Off the event loop: building the job decodes every uploaded image.
+        job = await asyncio.get_running_loop().run_in_executor(
+            state.executor, build_job, operation, body
+        )
         latency = (plan.latency or state.config.latency).sample(state.rng)
         if job.stream:
             return await _stream(responder, job, latency)
@@ -261,13 +264,8 @@ def _render_one(state: EmulatorState, job: Job, index: int) -> bytes:
     if job.operation is Operation.GENERATION:
         return renderer.generate(spec)
     if job.operation is Operation.EDIT:
-        return renderer.edit(
-            spec,
-            job.images[0].data,
-            job.mask.data if job.mask else None,
-            job.markup.data if job.markup else None,
-        )
-    return renderer.variation(spec, job.images[0].data)
+        return renderer.edit(spec, job.pictures[0], job.mask_picture, job.markup_picture)
+    return renderer.variation(spec, job.pictures[0])
 
 
 async def _render_all(state: EmulatorState, job: Job) -> list[bytes]:

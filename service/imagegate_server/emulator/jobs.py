@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from PIL import Image
+
 from imagegate_server.emulator.errors import bad_request
 from imagegate_server.emulator.parsing import (
     FILE_FIELDS,
@@ -13,10 +15,19 @@ from imagegate_server.emulator.parsing import (
     decode_image_ref,
     form_params,
 )
-from imagegate_server.models import GPT_LIKE_DEFAULT, ModelRules, Operation, parse_size, rules_for
+from imagegate_server.emulator.pictures import decode_picture
+from imagegate_server.models import (
+    GPT_LIKE_DEFAULT,
+    ModelRules,
+    Operation,
+    parse_size,
+    rules_for,
+)
 from imagegate_server.validation import (
     UnknownModelPolicy,
     Violation,
+    parse_boolean,
+    parse_integer,
     resolve_model,
     validate_edit,
     validate_generation,
@@ -24,6 +35,8 @@ from imagegate_server.validation import (
 )
 
 _GPT = UnknownModelPolicy.GPT_LIKE
+# GIF frame delays are encoded in centiseconds in 16 bits; OpenAI caps them there too.
+_MAX_FRAME_DURATION_MS = 655_350
 
 
 @dataclass
@@ -51,6 +64,10 @@ class Job:
     images: list[Upload] = field(default_factory=list)
     mask: Upload | None = None
     markup: Upload | None = None
+    pictures: list[Image.Image] = field(default_factory=list)
+    """``images`` decoded (RGBA), in the same order."""
+    mask_picture: Image.Image | None = None
+    markup_picture: Image.Image | None = None
 
     @property
     def size(self) -> str:
@@ -99,6 +116,7 @@ def build_job(operation: Operation, body: Body) -> Job:
     else:
         params = _json_object(body)
 
+    names: list[str] = []
     if operation is Operation.GENERATION:
         if form:
             raise bad_request("Generations take a JSON body.", None, "invalid_value")
@@ -111,10 +129,8 @@ def build_job(operation: Operation, body: Body) -> Job:
             images = [decode_image_ref(f"images[{i}]", ref) for i, ref in enumerate(refs)]
             mask_ref: Any = params.get("mask")
             mask = decode_image_ref("mask", mask_ref) if mask_ref else None
-        descriptors = [
-            upload.descriptor(_image_param(upload, i, len(images), form))
-            for i, upload in enumerate(images)
-        ]
+        names = [_image_param(upload, i, len(images), form) for i, upload in enumerate(images)]
+        descriptors = [upload.descriptor(name) for upload, name in zip(images, names, strict=True)]
         _raise_first(
             validate_edit(
                 params,
@@ -126,6 +142,7 @@ def build_job(operation: Operation, body: Body) -> Job:
             )
         )
     else:
+        names = ["image"] * len(images)
         if not form and body.kind != "empty":
             raise bad_request(
                 "Variations take a multipart/form-data body.", "image", "invalid_value"
@@ -138,56 +155,71 @@ def build_job(operation: Operation, body: Body) -> Job:
                 params, image.descriptor("image") if image else None, unknown_model=_GPT
             )
         )
-    return _defaults(operation, params, images, mask, markup)
+    # Decode only what passed validation: a corrupt body is then the one problem left.
+    pictures = [decode_picture(upload, name) for upload, name in zip(images, names, strict=True)]
+    job = _defaults(operation, params, images, pictures, form)
+    job.mask, job.markup = mask, markup
+    job.mask_picture = decode_picture(mask, "mask") if mask else None
+    job.markup_picture = decode_picture(markup, "markup") if markup else None
+    return job
 
 
 def _image_param(upload: Upload, index: int, count: int, form: bool) -> str:
     if not form:
         return upload.field  # already images[i]
-    return "image" if count == 1 and upload.field == "image" else f"image[{index}]"
+    if upload.field == "image" and count == 1:
+        return "image"
+    return f"image[{index}]"
 
 
-def _int(value: object, default: int) -> int:
-    return default if value is None else int(str(value))
+def _int(params: dict[str, Any], name: str, default: int, form: bool) -> int:
+    """A validated integer parameter, read exactly as validation read it."""
+    parsed = parse_integer(params.get(name), form=form)
+    return default if parsed is None else parsed
+
+
+def _size(
+    operation: Operation, rules: ModelRules, size: object, pictures: list[Image.Image]
+) -> tuple[int, int]:
+    del operation, rules, pictures  # (the next commit sizes auto edits by their input)
+    dims = parse_size(size) if isinstance(size, str) else None
+    return dims or (1024, 1024)
 
 
 def _defaults(
     operation: Operation,
     params: dict[str, Any],
     images: list[Upload],
-    mask: Upload | None,
-    markup: Upload | None,
+    pictures: list[Image.Image],
+    form: bool,
 ) -> Job:
     model = resolve_model(operation, params) or ""
     rules = rules_for(model) or GPT_LIKE_DEFAULT
-    size = params.get("size")
-    dims = parse_size(size) if isinstance(size, str) else None
-    width, height = dims or (1024, 1024)
+    width, height = _size(operation, rules, params.get("size"), pictures)
     quality = params.get("quality") or "auto"
     if rules.gpt_image:
         quality = "medium" if quality == "auto" else quality
-    stream = params.get("stream")
+    frame_duration_ms = round(_int(params, "frame_duration_ms", 200, form), -1)
     return Job(
         operation=operation,
         model=model,
         rules=rules,
         prompt=str(params.get("prompt") or ""),
-        n=_int(params.get("n"), 1),
+        n=_int(params, "n", 1, form),
         width=width,
         height=height,
         quality=str(quality),
         output_format=str(params.get("output_format") or "png") if rules.gpt_image else "png",
         transparent=params.get("background") == "transparent",
-        compression=_int(params.get("output_compression"), 100),
+        compression=_int(params, "output_compression", 100, form),
         response_format=(
             "b64_json" if rules.gpt_image else str(params.get("response_format") or "url")
         ),
-        stream=stream is True or str(stream).lower() == "true",
-        partial_images=_int(params.get("partial_images"), 0),
+        stream=parse_boolean(params.get("stream"), form=form) is True,
+        partial_images=_int(params, "partial_images", 0, form),
         style=str(params.get("style") or "vivid"),
-        frame_count=_int(params.get("frame_count"), 9),
-        frame_duration_ms=max(10, round(_int(params.get("frame_duration_ms"), 200), -1)),
+        frame_count=_int(params, "frame_count", 9, form),
+        frame_duration_ms=min(_MAX_FRAME_DURATION_MS, max(10, frame_duration_ms)),
         images=images,
-        mask=mask,
-        markup=markup,
+        pictures=pictures,
     )

@@ -256,25 +256,33 @@ class Renderer:
         return _stamp(template, spec.identity, spec.output_format)
 
     def edit(
-        self, spec: RenderSpec, base: bytes, mask: bytes | None, markup: bytes | None
+        self,
+        spec: RenderSpec,
+        base: Image.Image,
+        mask: Image.Image | None,
+        markup: Image.Image | None,
     ) -> bytes:
         """Change only the pixels under the mask's fully transparent area (or, without a
-        mask, the image's own fully transparent area, or where ``markup`` is drawn)."""
+        mask, the image's own fully transparent area, or where ``markup`` is drawn).
+
+        Inputs are decoded RGBA images. When the output size is the input's, the other
+        pixels are the input's exactly (resize to the same size is a copy); otherwise the
+        input is scaled first and "unchanged" means "as scaled"."""
         size = (spec.width, spec.height)
-        original = _open_rgba(base).resize(size)
+        original = base.resize(size)
         if mask is not None:
-            region = _alpha_zero(_open_rgba(mask).resize(size, Image.Resampling.NEAREST))
+            region = _alpha_zero(mask.resize(size, Image.Resampling.NEAREST))
         elif markup is not None:
-            overlay = _open_rgba(markup).resize(size, Image.Resampling.NEAREST)
+            overlay = markup.resize(size, Image.Resampling.NEAREST)
             region = overlay.getchannel("A").point(lambda a: 255 if a > 0 else 0)
         else:
             region = _alpha_zero(original)
         scene = draw_scene(spec)
         return encode(Image.composite(scene, original, region), spec, spec.identity)
 
-    def variation(self, spec: RenderSpec, source: bytes) -> bytes:
+    def variation(self, spec: RenderSpec, source: Image.Image) -> bytes:
         """A visibly related transform: mirrored/rotated, hue-shifted, lightly blurred."""
-        image = _open_rgba(source).convert("RGB")
+        image = source.convert("RGB")
         if spec.index % 2:
             image = ImageOps.mirror(image)
         image = image.rotate(8 * ((spec.index % 5) - 2), resample=Image.Resampling.BILINEAR)

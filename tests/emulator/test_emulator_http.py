@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
@@ -32,6 +33,36 @@ async def test_missing_and_wrong_keys(emulator: Emulator, check_schema: SchemaCh
         entry.headers.get("Authorization") in (None, "<redacted>")
         for entry in emulator.journal.entries
     )
+
+
+async def test_auth_is_checked_before_the_body(emulator: Emulator) -> None:
+    async with httpx.AsyncClient(base_url=emulator.base_url) as http:
+        broken = await http.post(
+            "/images/generations",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+        )
+    assert broken.status_code == 401  # not a 400 about the JSON it never needed to read
+    assert broken.json()["error"]["code"] == "invalid_api_key"
+
+    # A 64 MB upload without a key: the 401 arrives after a few bytes of the body. The
+    # read has a timeout only so that a regression fails instead of hanging.
+    port = httpx.URL(emulator.origin).port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"POST /v1/images/edits HTTP/1.1\r\nHost: emulator\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n"
+            + f"Content-Length: {64 * 1024 * 1024}\r\n\r\n".encode()
+            + b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+            + b"Content-Type: image/png\r\n\r\n"
+            + b"\x89PNG" * 1024
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), timeout=20)
+    finally:
+        writer.close()
+    assert status_line.startswith(b"HTTP/1.1 401"), status_line
 
 
 async def test_any_key_is_accepted_without_configured_key() -> None:

@@ -1,6 +1,6 @@
 """The emulator's HTTP routes: the three Images operations, image URLs, debug endpoints.
 
-Per request: journal it, read the body, check the bearer key, apply faults, validate
+Per request: journal it, check the bearer key, read the body, apply faults, validate
 (the shared validation module), wait the simulated latency, render in a thread pool,
 answer as JSON or server-sent events, through a writer that can trickle or reset.
 Errors never carry exception text: they are OpenAI-shaped, details go to the log.
@@ -86,6 +86,7 @@ class _Responder:
         self.started = time.monotonic()
         self.plan = FaultPlan()
         self.sent = 0
+        self.events_sent = 0
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         remaining = max(0, _LIMIT_REQUESTS - self.state.in_flight)
@@ -181,6 +182,9 @@ async def _images(request: web.Request, operation: Operation) -> web.StreamRespo
     responder = _Responder(request, entry, request_id)
     state.in_flight += 1
     try:
+        # Before the body: a caller without a key gets OpenAI's 401, not a 400 about
+        # its JSON, and a 64 MB upload is refused without being read.
+        _check_auth(request, state.config)
         body = await read_body(request, state.config.max_file_bytes)
         entry.body_kind = body.kind
         entry.json = body.json
@@ -189,7 +193,6 @@ async def _images(request: web.Request, operation: Operation) -> web.StreamRespo
             FileRecord(f.field, f.filename, f.content_type, f.size, f.sha256) for f in body.files
         ]
         state.journal.notify()
-        _check_auth(request, state.config)
         fault_text = request.headers.get(FAULT_HEADER, state.default_faults)
         try:
             responder.plan = state.faults.plan(fault_text)
@@ -349,7 +352,8 @@ async def _stream(responder: _Responder, job: Job, latency: float) -> web.Stream
                 "partial_image_index": step,
                 **common,
             }
-            await responder.write(response, _sse(event))
+            if not await _send_event(responder, response, event):
+                return response
         await asyncio.sleep(latency / steps)
         event = {
             "type": f"{prefix}.completed",
@@ -358,9 +362,24 @@ async def _stream(responder: _Responder, job: Job, latency: float) -> web.Stream
             **common,
             "usage": per_image_usage,
         }
-        await responder.write(response, _sse(event))
+        if not await _send_event(responder, response, event):
+            return response
     await response.write_eof()
     return response
+
+
+async def _send_event(
+    responder: _Responder, response: web.StreamResponse, event: dict[str, Any]
+) -> bool:
+    """Send ``event``, or end the stream with the fault plan's ``error`` event (False)."""
+    failure = responder.plan.stream_error_event(responder.events_sent)
+    if failure is not None:
+        await responder.write(response, _sse(failure))
+        await response.write_eof()
+        return False
+    await responder.write(response, _sse(event))
+    responder.events_sent += 1
+    return True
 
 
 def _single(job: Job) -> Job:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 from emulator_support import API_KEY, SchemaCheck
 
 from imagegate_server.emulator import Emulator, EmulatorConfig, LatencyModel
+from imagegate_server.emulator.faults import FaultInjector, FaultSyntaxError
 
 FAULT = "x-emulator-fault"
 
@@ -159,3 +161,66 @@ async def test_invalid_fault_syntax_is_a_400(client: openai.AsyncOpenAI) -> None
     with pytest.raises(openai.BadRequestError) as caught:
         await generate(client, "429;retry-after=soon")
     assert caught.value.param == FAULT
+
+
+@pytest.mark.parametrize(("status", "code"), [(413, "request_too_large"), (422, "invalid_value")])
+async def test_413_and_422_faults_are_openai_shaped(
+    client: openai.AsyncOpenAI, check_schema: SchemaCheck, status: int, code: str
+) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        await generate(client, str(status))
+    assert caught.value.status_code == status and caught.value.code == code
+    check_schema("ErrorResponse", caught.value.response.json())
+
+
+async def test_x_should_retry_fault_sets_the_header(emulator: Emulator) -> None:
+    async with httpx.AsyncClient(base_url=emulator.base_url) as http:
+        for verdict in ("true", "false"):
+            response = await http.post(
+                "/images/generations",
+                headers={
+                    "Authorization": f"Bearer {API_KEY}",
+                    FAULT: f"503;x-should-retry={verdict}",
+                },
+                json={"model": "gpt-image-1", "prompt": "p"},
+            )
+            assert response.status_code == 503
+            assert response.headers["x-should-retry"] == verdict
+
+
+async def _stream_events(emulator: Emulator, faults: str) -> list[str]:
+    async with httpx.AsyncClient(base_url=emulator.base_url) as http:
+        response = await http.post(
+            "/images/generations",
+            headers={"Authorization": f"Bearer {API_KEY}", FAULT: faults},
+            json={"model": "gpt-image-1", "prompt": "p", "stream": True, "partial_images": 2},
+        )
+    assert response.status_code == 200
+    return [line for line in response.text.splitlines() if line.startswith("event:")]
+
+
+async def test_stream_error_faults_end_the_stream_with_an_error_event(
+    emulator: Emulator,
+) -> None:
+    events = await _stream_events(emulator, "stream-error;after=1")
+    assert events == ["event: image_generation.partial_image", "event: error"]
+    assert await _stream_events(emulator, "stream-moderation") == ["event: error"]
+
+
+async def test_stream_moderation_event_carries_openai_error_fields(emulator: Emulator) -> None:
+    async with httpx.AsyncClient(base_url=emulator.base_url) as http:
+        response = await http.post(
+            "/images/generations",
+            headers={"Authorization": f"Bearer {API_KEY}", FAULT: "stream-moderation"},
+            json={"model": "gpt-image-1", "prompt": "p", "stream": True},
+        )
+    data = next(line for line in response.text.splitlines() if line.startswith("data:"))
+    error = json.loads(data.removeprefix("data: "))["error"]
+    assert error["code"] == "moderation_blocked"
+    assert error["type"] == "image_generation_user_error"
+
+
+@pytest.mark.parametrize("text", ["503;x-should-retry=maybe", "stream-error;after=x", "418"])
+def test_new_fault_syntax_is_checked(text: str) -> None:
+    with pytest.raises(FaultSyntaxError):
+        FaultInjector.check(text)

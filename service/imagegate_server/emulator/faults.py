@@ -7,7 +7,13 @@ Syntax: comma-separated items, each ``NAME[;PARAM=VALUE]...``::
     quota                      429 insufficient_quota (must not be retried)
     500 | 502 | 503            server_error
     401 | 403 | 404            invalid_api_key / permission_denied / model_not_found
+    413 | 422                  request_too_large / invalid_value (invalid_request_error)
     moderation                 400 image_generation_user_error, code moderation_blocked
+    503;x-should-retry=true    any error status with OpenAI's x-should-retry header
+                               (true or false)
+    stream-error;after=1       a streamed answer sends 1 event, then an SSE ``error``
+                               event (server_error) and ends
+    stream-moderation;after=0  ... an ``error`` event with code moderation_blocked
     reset;after=64             send the first 64 bytes of the response, then a TCP RST
     delay;ms=500               wait before the first byte (before anything else happens)
     slow;bytes=1024;ms=100     trickle the body: 1024 bytes every 100 ms
@@ -33,7 +39,10 @@ from imagegate_server.emulator.errors import (
 )
 
 FAULT_HEADER = "x-emulator-fault"
-_STATUS_CODES = frozenset({401, 403, 404, 429, 500, 502, 503})
+_STATUS_CODES = frozenset({401, 403, 404, 413, 422, 429, 500, 502, 503})
+_STREAM_FAULTS = ("stream-error", "stream-moderation")
+# Parameters whose value is a word, not a number.
+_WORD_PARAMS = {"x-should-retry": ("true", "false")}
 
 
 class FaultSyntaxError(ValueError):
@@ -55,7 +64,16 @@ class FaultPlan:
     delay_s: float = 0.0
     slow: SlowBody | None = None
     latency: LatencyModel | None = None
+    stream_error: ApiError | None = None
+    """Sent as an SSE ``error`` event after ``stream_error_after`` events."""
+    stream_error_after: int = 0
     applied: list[str] = field(default_factory=list)
+
+    def stream_error_event(self, events_sent: int) -> dict[str, object] | None:
+        """The ``error`` event a streamed answer sends now instead of its next event."""
+        if self.stream_error is None or events_sent < self.stream_error_after:
+            return None
+        return {"type": "error", "error": self.stream_error.body()["error"]}
 
 
 @dataclass(frozen=True)
@@ -137,22 +155,38 @@ class FaultInjector:
         known = {"first", "key"} | {
             "429": {"retry-after", "retry-after-ms"},
             "reset": {"after"},
+            "stream-error": {"after"},
+            "stream-moderation": {"after"},
             "delay": {"ms"},
             "slow": {"bytes", "ms"},
             "latency": {"ms", "jitter-ms"},
         }.get(item.name, set())
+        if item.name.isdigit():
+            known |= set(_WORD_PARAMS)
         unknown = set(item.params) - known
         if unknown:
             raise FaultSyntaxError(f"unknown parameter {sorted(unknown)[0]!r} for {item.name!r}")
         if item.name.isdigit():
             if int(item.name) not in _STATUS_CODES:
                 raise FaultSyntaxError(f"unsupported status {item.name}")
-        elif item.name not in ("quota", "moderation", "reset", "delay", "slow", "latency"):
+        elif item.name not in (
+            "quota",
+            "moderation",
+            "reset",
+            "delay",
+            "slow",
+            "latency",
+            *_STREAM_FAULTS,
+        ):
             raise FaultSyntaxError(f"unknown fault {item.name[:40]!r}")
         if "first" in item.params:
             _number(item, "first")
         for key in set(item.params) - {"first", "key"}:
-            _number(item, key)
+            if key in _WORD_PARAMS:
+                if item.params[key].lower() not in _WORD_PARAMS[key]:
+                    raise FaultSyntaxError(f"{key}= must be one of {', '.join(_WORD_PARAMS[key])}")
+            else:
+                _number(item, key)
 
     @staticmethod
     def _apply(item: _Item, plan: FaultPlan) -> None:
@@ -165,11 +199,18 @@ class FaultInjector:
             elif name == "moderation":
                 plan.error = moderation_blocked()
             else:
-                plan.error = for_status(int(name))
+                plan.error = _status_error(int(name))
+                if "x-should-retry" in item.params:
+                    plan.error.headers["x-should-retry"] = item.params["x-should-retry"].lower()
                 if "retry-after" in item.params:
                     plan.error.headers["retry-after"] = item.params["retry-after"]
                 if "retry-after-ms" in item.params:
                     plan.error.headers["retry-after-ms"] = item.params["retry-after-ms"]
+        elif name in _STREAM_FAULTS:
+            plan.stream_error = (
+                moderation_blocked() if name == "stream-moderation" else for_status(500)
+            )
+            plan.stream_error_after = int(_number(item, "after", 0))
         elif name == "reset":
             plan.reset_after_bytes = int(_number(item, "after", 64))
         elif name == "delay":
@@ -182,3 +223,22 @@ class FaultInjector:
             plan.latency = LatencyModel(
                 _number(item, "ms", 0) / 1000, _number(item, "jitter-ms", 0) / 1000
             )
+
+
+def _status_error(status: int) -> ApiError:
+    """The canned OpenAI error of a status fault."""
+    if status == 413:
+        return ApiError(
+            413,
+            "Request too large: the uploaded files exceed the maximum request size.",
+            "invalid_request_error",
+            code="request_too_large",
+        )
+    if status == 422:
+        return ApiError(
+            422,
+            "The request was well-formed but could not be processed.",
+            "invalid_request_error",
+            code="invalid_value",
+        )
+    return for_status(status)

@@ -275,3 +275,13 @@ async def test_quiet_prints_only_paths(
         ["generate", "ok", "-o", str(tmp_path / "x.png"), "--target", target, "-q"], capsys
     )
     assert (code, out, err) == (0, f"{tmp_path / 'x.png'}\n", "")
+
+
+def test_a_multi_line_error_message_is_printed_as_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The catch-all quotes exception text, which may span lines (e.g. a parser's).
+    from imagegate_server.client.command import _fail
+
+    assert _fail("imagegate: unexpected error: ValueError: first\n  second\n") == 1
+    assert capsys.readouterr().err == "imagegate: unexpected error: ValueError: first second\n"

@@ -33,7 +33,7 @@ from imagegate_server.client.call import (
     run,
     summarize,
 )
-from imagegate_server.client.errors import PROGRAM, describe_rpc_error
+from imagegate_server.client.errors import PROGRAM, describe_rpc_error, one_line
 from imagegate_server.client.fetch import FetchError
 from imagegate_server.client.options import ParameterOptions, UsageError, enum_choices
 from imagegate_server.client.output import OutputError, OutputPlan
@@ -249,7 +249,8 @@ def _vary(args: argparse.Namespace) -> int:
 
 
 def _fail(message: str) -> int:
-    sys.stderr.write(f"{message}\n")
+    # One line whatever the message carries: scripts and logs read errors line-wise.
+    sys.stderr.write(f"{one_line(message)}\n")
     return 1
 
 
@@ -307,7 +308,7 @@ def _main(args: argparse.Namespace, build: Any) -> int:
     except (OutputError, UploadError, FetchError) as error:
         return _fail(f"{PROGRAM}: {error}")
     except Exception as error:  # a bug of ours: still one line, never a traceback
-        return _fail(f"{PROGRAM}: unexpected error: {type(error).__name__}: {error}")
+        return _fail(one_line(f"{PROGRAM}: unexpected error: {type(error).__name__}: {error}"))
     assert receiver.result is not None  # finish() checked it
     summarize(saved, receiver.result, progress)
     return 0

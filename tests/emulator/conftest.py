@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -60,18 +61,46 @@ def _relax_lagging_enums(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+class SchemaCheckSkipped(UserWarning):
+    """A response was not checked against the spec because the spec is absent."""
+
+
+_skipped_schema_checks: list[str] = []
+
+
 @pytest.fixture(scope="session")
-def openapi_spec() -> dict[str, Any]:
+def openapi_spec() -> dict[str, Any] | None:
+    """The OpenAI spec, or None when ../shared/reference is not checked out."""
     if not SPEC_PATH.exists():
-        pytest.skip(f"OpenAI spec not found at {SPEC_PATH} (checkout ../shared/reference)")
+        return None
     with SPEC_PATH.open() as handle:
         loaded: dict[str, Any] = yaml.safe_load(handle)
     return loaded
 
 
 @pytest.fixture(scope="session")
-def check_schema(openapi_spec: dict[str, Any]) -> SchemaCheck:
-    """``check_schema("ImagesResponse", payload)`` raises unless payload matches."""
+def check_schema(openapi_spec: dict[str, Any] | None) -> SchemaCheck:
+    """``check_schema("ImagesResponse", payload)`` raises unless payload matches.
+
+    Without the spec only the schema assertion is skipped, with a warning: the tests
+    still make their behavioural assertions (skipping them would hide regressions on
+    any machine without ../shared)."""
+    if openapi_spec is None:
+
+        def skip(name: str, payload: Any) -> None:
+            del payload
+            _skipped_schema_checks.append(name)
+            warnings.warn(
+                SchemaCheckSkipped(
+                    f"schema check of {name} skipped: OpenAI spec absent at {SPEC_PATH} "
+                    "(check out ../shared/reference/openai-openapi.yaml or set "
+                    "IMAGEGATE_OPENAI_SPEC)"
+                ),
+                stacklevel=2,
+            )
+
+        return skip
+
     spec = _relax_lagging_enums(openapi_spec)
     registry: Registry[Any] = Registry().with_resource(
         "urn:openai", Resource.from_contents(spec, default_specification=DRAFT202012)
@@ -82,3 +111,13 @@ def check_schema(openapi_spec: dict[str, Any]) -> SchemaCheck:
         Draft202012Validator(schema, registry=registry).validate(payload)
 
     return check
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _skipped_schema_checks:
+        terminalreporter.write_sep(
+            "=",
+            f"{len(_skipped_schema_checks)} response schema checks SKIPPED: "
+            f"OpenAI spec absent at {SPEC_PATH}",
+            yellow=True,
+        )

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import random
+import time
 import uuid
+from dataclasses import dataclass
 
 import httpx
 import openai
@@ -101,6 +105,71 @@ async def test_delay_slow_body_and_latency_still_succeed(
     assert result.data and result.data[0].b64_json
     events = [e for e in emulator.journal.entries[-1].events if e.kind == "fault"]
     assert events[0].detail == "delay;ms=20, slow;bytes=65536;ms=1, latency;ms=10;jitter-ms=10"
+
+
+@dataclass
+class Timed:
+    """When a response's parts arrived, in seconds after the request was sent."""
+
+    headers_s: float
+    arrivals: list[tuple[float, int]]
+    """(seconds, bytes) per chunk read from the socket."""
+
+    @property
+    def size(self) -> int:
+        return sum(size for _, size in self.arrivals)
+
+
+async def timed_generation(emulator: Emulator, faults: str | None) -> Timed:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    if faults is not None:
+        headers[FAULT] = faults
+    body = {"model": "dall-e-2", "prompt": "p", "size": "256x256", "response_format": "b64_json"}
+    async with httpx.AsyncClient(base_url=emulator.base_url, timeout=60) as http:
+        started = time.monotonic()
+        async with http.stream("POST", "/images/generations", headers=headers, json=body) as r:
+            assert r.status_code == 200
+            headers_s = time.monotonic() - started
+            arrivals = [(time.monotonic() - started, len(c)) async for c in r.aiter_raw()]
+    return Timed(headers_s, arrivals)
+
+
+# Timing assertions are lower bounds only: a loaded machine can make things slower,
+# never faster than the emulator's own sleeps.
+@pytest.mark.parametrize("faults", ["delay;ms=400", "latency;ms=400"])
+async def test_delay_and_latency_hold_back_the_first_byte(emulator: Emulator, faults: str) -> None:
+    timed = await timed_generation(emulator, faults)
+    assert timed.headers_s >= 0.4
+
+
+async def test_slow_body_trickles_in_chunks(emulator: Emulator) -> None:
+    chunk, interval = 1024, 0.03
+    timed = await timed_generation(emulator, f"slow;bytes={chunk};ms={interval * 1000:.0f}")
+    writes = math.ceil(timed.size / chunk)
+    assert writes >= 5  # the body is big enough for the assertions below to mean much
+    # The server sleeps after every chunk, so the last byte cannot come sooner than this.
+    assert timed.arrivals[-1][0] >= (writes - 1) * interval * 0.9
+    # ... and the bytes came in several separate arrivals spread over time, not at once.
+    assert len(timed.arrivals) >= 3
+    assert timed.arrivals[-1][0] - timed.arrivals[0][0] >= interval
+    assert max(size for _, size in timed.arrivals) < timed.size
+
+
+async def test_configured_latency_applies_to_each_request() -> None:
+    config = EmulatorConfig(api_key=API_KEY, latency=LatencyModel(fixed_s=0.3, jitter_s=0.2))
+    async with Emulator(config) as emulator:
+        for _ in range(2):
+            assert (await timed_generation(emulator, None)).headers_s >= 0.3
+
+
+def test_jitter_spreads_latency_over_its_range() -> None:
+    model = FaultInjector().plan("latency;ms=10000;jitter-ms=110000").latency
+    assert model == LatencyModel(fixed_s=10, jitter_s=110)
+    samples = [model.sample(random.Random(seed)) for seed in range(300)]
+    assert all(10 <= sample < 120 for sample in samples)
+    assert len(set(samples)) > 250  # varies from request to request
+    assert min(samples) < 10 + 110 * 0.1 and max(samples) > 10 + 110 * 0.9  # covers the range
+    assert {LatencyModel(fixed_s=3).sample(random.Random(seed)) for seed in range(20)} == {3}
 
 
 async def test_fail_first_k_then_succeed_with_client_retries(emulator: Emulator) -> None:

@@ -346,3 +346,146 @@ async def test_variations_upload_one_square_png(
         [event async for event in stub.CreateImageVariationStream(streamed)]
     )
     assert sorted(finals) == [0, 1] and partials == {} and len(result.images) == 2
+
+
+@pytest.mark.parametrize(
+    ("parameters", "chunks", "field"),
+    [
+        (params_pb2.EditParameters(prompt="x", model="gpt-image-9"), [], "parameters.images"),
+        (
+            params_pb2.EditParameters(
+                prompt="x",
+                model="gpt-image-9",
+                images=[params_pb2.FileInfo(content_type="image/png")],
+            ),
+            [params_pb2.FileChunk(role=IMAGE, data=b"%PDF-1.7 not an image")],
+            "parameters.images[0]",
+        ),
+        (
+            params_pb2.EditParameters(
+                prompt="x",
+                model="gpt-image-9",
+                images=[params_pb2.FileInfo()],
+                mask=params_pb2.FileInfo(),
+            ),
+            [
+                *chunks_of(IMAGE, png(16, 16)),
+                params_pb2.FileChunk(role=MASK, data=b"plain text"),
+            ],
+            "parameters.mask",
+        ),
+    ],
+    ids=["no-image", "not-an-image", "mask-not-an-image"],
+)
+async def test_unknown_models_still_get_the_file_checks(
+    stub: images_service_pb2_grpc.ImagesServiceStub,
+    emulator: Emulator,
+    parameters: params_pb2.EditParameters,
+    chunks: list[params_pb2.FileChunk],
+    field: str,
+) -> None:
+    # Unknown models skip the per-model rules, not the checks every model needs.
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.CreateImageEdit(edit_requests(parameters, chunks))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in violations(caught.value)
+    assert emulator.journal.by_path(EDITS) == []
+
+
+async def test_unknown_models_get_variation_file_checks(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    parameters = params_pb2.VariationParameters(model="dall-e-9", image=params_pb2.FileInfo())
+    requests = UploadStream(
+        [
+            pb.CreateImageVariationRequest(parameters=parameters),
+            pb.CreateImageVariationRequest(
+                chunk=params_pb2.FileChunk(role=IMAGE, data=b"GIF89 almost")
+            ),
+        ]
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.CreateImageVariation(requests)
+    assert "parameters.image" in violations(caught.value)
+    assert emulator.journal.entries == []
+
+
+async def test_edit_stream_relays_partial_images(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    source = png(64, 64)
+    parameters = params_pb2.EditParameters(
+        prompt="add a hat", model="gpt-image-1.5", images=[params_pb2.FileInfo()], partial_images=2
+    )
+    call = stub.CreateImageEditStream(
+        edit_requests(parameters, chunks_of(IMAGE, source), pb.CreateImageEditStreamRequest)
+    )
+    finals, partials, result = assemble([event async for event in call])
+    assert sorted(partials) == [(0, 0), (0, 1)] and sorted(finals) == [0]
+    assert all(data.startswith(b"\x89PNG") for data in partials.values())
+    (entry,) = emulator.journal.by_path(EDITS)
+    assert entry.form_values("stream") == ["true"] and entry.form_values("partial_images") == ["2"]
+    assert len(result.images) == 1
+
+
+async def test_edit_parameters_reach_openai_as_multipart_fields(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    source = png(64, 64)
+    parameters = params_pb2.EditParameters(
+        prompt="add a hat",
+        model="gpt-image-1.5",
+        images=[params_pb2.FileInfo()],
+        background=params_pb2.BACKGROUND_TRANSPARENT,
+        quality=params_pb2.QUALITY_HIGH,
+        size="1024x1536",
+        output_format=params_pb2.OUTPUT_FORMAT_WEBP,
+    )
+    await stub.CreateImageEdit(edit_requests(parameters, chunks_of(IMAGE, source)))
+    (entry,) = emulator.journal.by_path(EDITS)
+    assert {name: entry.form_values(name) for name in ("background", "quality", "size")} == {
+        "background": ["transparent"],
+        "quality": ["high"],
+        "size": ["1024x1536"],
+    }
+    assert entry.form_values("output_format") == ["webp"]
+
+
+async def test_svg_options_flatten_and_markup_travels_as_a_file(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    source, markup = png(64, 64), png(64, 64, alpha=True)
+    parameters = params_pb2.EditParameters(
+        prompt="trace it",
+        model="gpt-image-2.5-flare",
+        images=[params_pb2.FileInfo()],
+        markup=params_pb2.FileInfo(filename="markup.png"),
+        output_format=params_pb2.OUTPUT_FORMAT_SVG,
+    )
+    parameters.svg.model = "svg-author-1"
+    parameters.svg.reasoning.effort = params_pb2.SVG_REASONING_EFFORT_LOW
+    chunks = [*chunks_of(IMAGE, source), *chunks_of(params_pb2.FILE_ROLE_MARKUP, markup)]
+    await stub.CreateImageEdit(edit_requests(parameters, chunks))
+    (entry,) = emulator.journal.by_path(EDITS)
+    assert entry.form_values("svg[model]") == ["svg-author-1"]
+    assert entry.form_values("svg[reasoning][effort]") == ["low"]
+    assert entry.form_values("output_format") == ["svg"]
+    assert [(f.field, f.sha256) for f in entry.files if f.field == "markup"] == [
+        ("markup", hashlib.sha256(markup).hexdigest())
+    ]
+
+
+async def test_gif_frame_count_reaches_openai(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    parameters = params_pb2.EditParameters(
+        prompt="make it wave",
+        model="gpt-image-2.5-flare",
+        images=[params_pb2.FileInfo()],
+        output_format=params_pb2.OUTPUT_FORMAT_GIF,
+        frame_count=3,
+    )
+    reply = await stub.CreateImageEdit(edit_requests(parameters, chunks_of(IMAGE, png(64, 64))))
+    (entry,) = emulator.journal.by_path(EDITS)
+    assert entry.form_values("frame_count") == ["3"]
+    assert reply.result.images[0].data.startswith(b"GIF8")

@@ -17,7 +17,7 @@ from imagegate.v1 import params_pb2
 
 from imagegate_server.errors import FieldViolation, InvalidRequest
 from imagegate_server.gateway import params as mapping
-from imagegate_server.gateway.uploads import Upload, UploadLimits, receive
+from imagegate_server.gateway.uploads import Upload, UploadedFile, UploadLimits, receive
 from imagegate_server.models import ModelRules, Operation, rules_for
 from imagegate_server.settings import Settings
 from imagegate_server.upstream.client import Body, FilePart
@@ -37,6 +37,9 @@ EDIT_RENAMES = {"image": "images"}
 JSON_EDIT_RENAMES = {"images": "image_references", "mask": "mask_reference"}
 # Formats OpenAI cannot stream (GIF and SVG answers come whole).
 _UNSTREAMABLE_FORMATS = frozenset({"gif", "svg"})
+# Input files any OpenAI image model may take. Unknown models skip the per-model
+# rules, not these: bytes of another type would go out mislabelled.
+_IMAGE_FORMATS = frozenset({"png", "jpeg", "webp", "gif"})
 
 
 @dataclass
@@ -80,6 +83,11 @@ class CallBuilder:
         params = self._openai_params(p, self._settings.default_model, streaming)
         if p.image_references or p.HasField("mask_reference"):
             return await self._json_edit(p, params, chunks, streaming)
+        if not p.images:
+            # Every edit needs an image, whatever the model: say so before any upload.
+            raise InvalidRequest.one(
+                "parameters.images", "declare at least one image", "missing_required_parameter"
+            )
         rules = rules_for(params["model"])
         upload = Upload(self._limits)
         try:
@@ -101,6 +109,8 @@ class CallBuilder:
             await _drain(chunks, upload)
             images = [upload.get(IMAGE, i) for i in range(len(p.images))]
             mask, markup = upload.get(MASK), upload.get(MARKUP)
+            if rules is None:
+                _check_image_types([*images, mask, markup])
             violations = validate_edit(
                 params,
                 [file.descriptor(f"images[{i}]") for i, file in enumerate(images) if file],
@@ -171,6 +181,8 @@ class CallBuilder:
             await _drain(chunks, upload)
             image = upload.get(IMAGE)
             assert image is not None
+            if rules is None:
+                _check_image_types([image])
             violations = validate_variation(params, image.descriptor("image"))
             self._check(p, params, mapping.field_violations(violations))
             files = [image.part("image")]
@@ -194,6 +206,19 @@ class CallBuilder:
         violations = violations + mapping.check_extra_parameters(params, extra, allowlist)
         if violations:
             raise InvalidRequest(violations)
+
+
+def _check_image_types(files: list[UploadedFile | None]) -> None:
+    """The magic-byte check that known models get from their rules (validation.py)."""
+    violations = [
+        FieldViolation(
+            file.path, "the content must be a PNG, JPEG, WebP or GIF image", "invalid_image_format"
+        )
+        for file in files
+        if file is not None and (file.info is None or file.info.format not in _IMAGE_FORMATS)
+    ]
+    if violations:
+        raise InvalidRequest(violations)
 
 
 async def _drain(chunks: AsyncIterator[params_pb2.FileChunk], upload: Upload) -> None:

@@ -227,6 +227,17 @@ def test_valid_edits() -> None:
     )
 
 
+def test_dall_e_2_edits_take_standard_quality() -> None:
+    # Spec: CreateImageEditRequest.quality lists `standard`, the DALL-E value.
+    params = {"prompt": "p", "model": "dall-e-2", "quality": "standard"}
+    assert validate_edit(params, [png()]) == []
+    assert validate_edit({**params, "quality": "auto"}, [png()]) == []
+    assert only(validate_edit({**params, "quality": "hd"}, [png()])) == (
+        "quality",
+        Code.INVALID_VALUE,
+    )
+
+
 @pytest.mark.parametrize(
     ("model", "images", "mask", "markup", "param", "code"),
     [

@@ -144,8 +144,9 @@ _DALL_E_2 = ModelRules(
     generation_params=frozenset(
         {"prompt", "model", "n", "size", "quality", "response_format", "user"}
     ),
+    # Spec, CreateImageEditRequest.quality: `standard` (a DALL-E value) is in the enum.
     edit_params=frozenset(
-        {"prompt", "model", "n", "size", "response_format", "user", "image", "mask"}
+        {"prompt", "model", "n", "size", "quality", "response_format", "user", "image", "mask"}
     ),
     variation_params=frozenset({"image", "model", "n", "size", "response_format", "user"}),
     sizes=frozenset({"256x256", "512x512", "1024x1024"}),

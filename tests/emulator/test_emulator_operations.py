@@ -146,6 +146,22 @@ async def test_edit_changes_only_the_masked_area(
     assert ("prompt", "purple shapes everywhere") in entry.form
 
 
+async def test_dall_e_2_edit_with_standard_quality(
+    client: openai.AsyncOpenAI, check_schema: SchemaCheck
+) -> None:
+    raw = await client.images.with_raw_response.edit(
+        model="dall-e-2",
+        image=("in.png", png_bytes(256, 256, (0, 0, 0, 0)), "image/png"),
+        prompt="p",
+        quality="standard",
+        size="256x256",
+        response_format="b64_json",
+    )
+    check_schema("ImagesResponse", raw.http_response.json())
+    result = raw.parse()
+    assert result.data and decode(result.data[0].b64_json).size == (256, 256)
+
+
 async def test_edit_without_mask_uses_the_image_transparency(client: openai.AsyncOpenAI) -> None:
     image = Image.new("RGBA", (128, 128), (0, 0, 255, 255))
     image.paste((0, 0, 0, 0), (0, 0, 128, 64))  # top half transparent

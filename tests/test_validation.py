@@ -238,6 +238,16 @@ def test_dall_e_2_edits_take_standard_quality() -> None:
     )
 
 
+def test_gif_output_takes_no_mask() -> None:
+    params = {"prompt": "p", "model": "gpt-image-2.5-flare", "output_format": "gif"}
+    assert validate_edit(params, [png()]) == []
+    assert only(validate_edit(params, [png()], png("mask"))) == ("mask", Code.INVALID_VALUE)
+    json_params = {**params, "images": [{"file_id": "f"}], "mask": {"file_id": "m"}}
+    assert only(validate_edit(json_params, [], form=False)) == ("mask", Code.INVALID_VALUE)
+    # Other formats keep their masks.
+    assert validate_edit({**params, "output_format": "webp"}, [png()], png("mask")) == []
+
+
 @pytest.mark.parametrize(
     ("model", "images", "mask", "markup", "param", "code"),
     [

@@ -182,6 +182,7 @@ def validate_edit(
         checker.known_params((rules.edit_params - {"image", "markup"}) | {"images"})
         checker.image_refs()
     checker.common(rules, Operation.EDIT)
+    checker.gif_without_mask(rules, mask is not None or (not form and checker.given("mask")))
     checker.edit_files(rules, images, mask, markup, require_images=form)
     return checker.violations
 
@@ -460,6 +461,18 @@ class _Checker:
                 )
         if fmt == "svg" and n is not None and n != 1:
             self.add("n", "SVG output requires n=1.", Code.INVALID_VALUE)
+
+    def gif_without_mask(self, rules: ModelRules, has_mask: bool) -> None:
+        # The SDK: "GIF output does not support streaming, partial images, masks, or
+        # custom output compression" (the first two and the last are format_rules').
+        gif = self.value("output_format") == "gif" and "gif" in rules.output_formats
+        if gif and has_mask:
+            self.add(
+                "mask",
+                "'mask' is not supported with output_format 'gif'; omit the mask or choose "
+                "another output format.",
+                Code.INVALID_VALUE,
+            )
 
     def image_refs(self) -> None:
         """Structure of the JSON edit body's ``images`` and ``mask`` (ImageRefParam)."""

@@ -139,6 +139,24 @@ async def test_file_rules(client: openai.AsyncOpenAI) -> None:
     assert variation.value.param == "model"
 
 
+async def test_gif_edit_with_a_mask_is_refused(
+    client: openai.AsyncOpenAI, check_schema: SchemaCheck
+) -> None:
+    image = ("a.png", png_bytes(256, 256), "image/png")
+    mask = ("m.png", png_bytes(256, 256, (0, 0, 0, 0)), "image/png")
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.images.edit(
+            model="gpt-image-2.5-flare", prompt="p", image=image, mask=mask, output_format="gif"
+        )
+    assert (caught.value.param, caught.value.code) == ("mask", "invalid_value")
+    assert "gif" in caught.value.message
+    check_schema("ErrorResponse", caught.value.response.json())
+    served = await client.images.edit(
+        model="gpt-image-2.5-flare", prompt="p", image=image, output_format="gif", size="256x256"
+    )
+    assert served.data and served.output_format == "gif"
+
+
 async def test_unknown_path_and_malformed_json(emulator: Emulator) -> None:
     headers = {"Authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
     async with httpx.AsyncClient(base_url=emulator.base_url, headers=headers) as http:

@@ -10,15 +10,14 @@ file's magic bytes, never from its declared type or name.
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import IO
 
 from google.protobuf.message import Message
 from imagegate.v1 import params_pb2
 
 from imagegate_server.errors import InvalidRequest, LimitExceeded
+from imagegate_server.gateway.spool import Spool
 from imagegate_server.imageformat import HEADER_BYTES, ImageInfo, read_image_info
 from imagegate_server.upstream.client import FilePart
 from imagegate_server.validation import FileDescriptor
@@ -38,7 +37,7 @@ class UploadedFile:
         self.cap = cap
         self.size = 0
         self._head = bytearray()
-        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=spool_at)  # noqa: SIM115
+        self.spool = Spool(spool_at)
         if declared.HasField("size_bytes") and declared.size_bytes >= cap:
             raise _too_large(path, cap)
 
@@ -47,7 +46,7 @@ class UploadedFile:
             raise _too_large(self.path, self.cap)
         if len(self._head) < HEADER_BYTES:
             self._head += data[: HEADER_BYTES - len(self._head)]
-        self._spool.write(data)
+        self.spool.write(data)
         self.size += len(data)
 
     def finish(self) -> None:
@@ -77,14 +76,11 @@ class UploadedFile:
         content_type = info.content_type if info else self.declared.content_type
         extension = _EXTENSIONS[info.format] if info else "bin"
         filename = _UNSAFE_FILENAME.sub("_", self.declared.filename)[:255] or f"image.{extension}"
-        return FilePart(field, filename, content_type or "application/octet-stream", self._rewound)
-
-    def _rewound(self) -> IO[bytes]:
-        self._spool.seek(0)
-        return self._spool
+        content_type = content_type or "application/octet-stream"
+        return FilePart(field, filename, content_type, self.spool.reader)
 
     def close(self) -> None:
-        self._spool.close()
+        self.spool.close()
 
 
 def _too_large(path: str, cap: int) -> InvalidRequest:

@@ -199,6 +199,25 @@ def test_default_model_follows_the_spec() -> None:
     assert resolve_model(Operation.VARIATION, {}) == "dall-e-2"
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"complexity": "low"},
+        {"output_format": "gif", "frame_count": 4},
+        {"output_format": "gif", "frame_duration_ms": 100},
+        {"output_format": "svg", "svg": {"model": "m"}},
+    ],
+)
+def test_newer_gpt_only_parameters_imply_a_model_that_accepts_them(
+    extra: dict[str, object],
+) -> None:
+    params = {"prompt": "p", **extra}
+    model = resolve_model(Operation.GENERATION, params)
+    assert model is not None and model != "dall-e-2"
+    assert MODEL_RULES[model].gpt_image
+    assert validate_generation(params) == []
+
+
 def test_form_values_are_strings() -> None:
     params = {
         "prompt": "p",

@@ -199,11 +199,26 @@ GPT_LIKE_DEFAULT: ModelRules = replace(MODEL_RULES["gpt-image-2.5-sunburst"], na
 DEFAULT_GENERATION_MODEL = "dall-e-2"
 DEFAULT_GPT_GENERATION_MODEL = "gpt-image-1.5"
 """Spec: generations default to dall-e-2 *unless a GPT-only parameter is used*."""
+DEFAULT_NEWER_GPT_GENERATION_MODEL = "gpt-image-2.5-sunburst"
+"""Generations that use a parameter only the 2.5/2.6 family accepts (``complexity``,
+GIF/SVG settings) default to the model the SDK names as gpt-image-1's successor:
+defaulting to gpt-image-1.5 would reject those very parameters as unknown."""
 DEFAULT_EDIT_MODEL = "gpt-image-1.5"
 DEFAULT_VARIATION_MODEL = "dall-e-2"
 
-GPT_ONLY_GENERATION_PARAMS = frozenset(
-    {"background", "moderation", "output_compression", "output_format", "partial_images", "stream"}
+NEWER_GPT_ONLY_GENERATION_PARAMS = _NEWER_GENERATION_EXTRA
+GPT_ONLY_GENERATION_PARAMS = (
+    frozenset(
+        {
+            "background",
+            "moderation",
+            "output_compression",
+            "output_format",
+            "partial_images",
+            "stream",
+        }
+    )
+    | NEWER_GPT_ONLY_GENERATION_PARAMS
 )
 
 

@@ -28,9 +28,11 @@ from imagegate_server.models import (
     DEFAULT_EDIT_MODEL,
     DEFAULT_GENERATION_MODEL,
     DEFAULT_GPT_GENERATION_MODEL,
+    DEFAULT_NEWER_GPT_GENERATION_MODEL,
     DEFAULT_VARIATION_MODEL,
     GPT_LIKE_DEFAULT,
     GPT_ONLY_GENERATION_PARAMS,
+    NEWER_GPT_ONLY_GENERATION_PARAMS,
     ModelRules,
     Operation,
     rules_for,
@@ -99,6 +101,8 @@ def resolve_model(operation: Operation, params: Mapping[str, object]) -> str | N
     model = params.get("model")
     if model is None:
         if operation is Operation.GENERATION:
+            if any(params.get(name) is not None for name in NEWER_GPT_ONLY_GENERATION_PARAMS):
+                return DEFAULT_NEWER_GPT_GENERATION_MODEL
             if any(params.get(name) is not None for name in GPT_ONLY_GENERATION_PARAMS):
                 return DEFAULT_GPT_GENERATION_MODEL
             return DEFAULT_GENERATION_MODEL

@@ -157,6 +157,17 @@ async def test_gif_edit_with_a_mask_is_refused(
     assert served.data and served.output_format == "gif"
 
 
+async def test_complexity_without_a_model_is_a_gpt_generation(emulator: Emulator) -> None:
+    async with httpx.AsyncClient(base_url=emulator.base_url) as http:
+        response = await http.post(
+            "/images/generations",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            json={"prompt": "p", "complexity": "low", "size": "1024x1024"},
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["total_tokens"] > 0  # GPT image models report usage
+
+
 async def test_unknown_path_and_malformed_json(emulator: Emulator) -> None:
     headers = {"Authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
     async with httpx.AsyncClient(base_url=emulator.base_url, headers=headers) as http:

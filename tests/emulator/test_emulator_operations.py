@@ -108,10 +108,14 @@ async def test_dall_e_urls_are_served_by_the_emulator(
     assert Image.open(io.BytesIO(fetched.content)).size == (1792, 1024)
 
 
-async def test_dall_e_2_b64(client: openai.AsyncOpenAI) -> None:
-    result = await client.images.generate(
+async def test_dall_e_2_b64(client: openai.AsyncOpenAI, check_schema: SchemaCheck) -> None:
+    raw = await client.images.with_raw_response.generate(
         model="dall-e-2", prompt="p", size="256x256", response_format="b64_json", n=2
     )
+    check_schema("ImagesResponse", raw.http_response.json())
+    result = raw.parse()
+    assert result.usage is None and result.data
+    assert all(item.url is None and item.revised_prompt is None for item in result.data)
     assert result.data and [decode(d.b64_json).size for d in result.data] == [(256, 256)] * 2
 
 
@@ -234,25 +238,31 @@ async def test_json_edit_body(emulator: Emulator, check_schema: SchemaCheck) -> 
         assert response.json()["error"]["param"] == param
 
 
-async def test_variations(client: openai.AsyncOpenAI, emulator: Emulator) -> None:
+async def test_variations(
+    client: openai.AsyncOpenAI, emulator: Emulator, check_schema: SchemaCheck
+) -> None:
     source = Image.new("RGB", (256, 256), (250, 10, 10))
     source.paste((10, 10, 250), (0, 0, 128, 256))
     buffer = io.BytesIO()
     source.save(buffer, "PNG")
-    result = await client.images.create_variation(
+    raw = await client.images.with_raw_response.create_variation(
         image=("s.png", buffer.getvalue(), "image/png"),
         n=2,
         size="256x256",
         response_format="b64_json",
     )
+    check_schema("ImagesResponse", raw.http_response.json())
+    result = raw.parse()
     assert result.data and len(result.data) == 2
     first, second = (decode(d.b64_json).convert("RGB") for d in result.data)
     assert first.size == (256, 256) and first.tobytes() != second.tobytes()
     # Related: the two-colour split survives (a channel rotation, maybe mirrored).
     assert len({first.getpixel((10, 128)), first.getpixel((245, 128))}) == 2
-    url_result = await client.images.create_variation(
+    url_raw = await client.images.with_raw_response.create_variation(
         image=("s.png", buffer.getvalue(), "image/png")
     )
+    check_schema("ImagesResponse", url_raw.http_response.json())
+    url_result = url_raw.parse()
     assert url_result.data and url_result.data[0].url
     assert emulator.journal.entries[-1].form == []
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import random
 from typing import Any
 
 import httpx
@@ -164,6 +165,57 @@ async def test_dall_e_2_edit_with_standard_quality(
     check_schema("ImagesResponse", raw.http_response.json())
     result = raw.parse()
     assert result.data and decode(result.data[0].b64_json).size == (256, 256)
+
+
+def noise_png(width: int, height: int, seed: int = 1) -> tuple[Image.Image, bytes]:
+    """Every pixel different from its neighbours: any resampling would show."""
+    rng = random.Random(seed)
+    image = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return image.convert("RGBA"), buffer.getvalue()
+
+
+async def test_auto_size_edit_keeps_unmasked_pixels_exactly(client: openai.AsyncOpenAI) -> None:
+    source, data = noise_png(320, 480)  # a WxH size gpt-image-2 makes
+    mask_image = Image.new("RGBA", source.size, (0, 0, 0, 255))
+    mask_image.paste((0, 0, 0, 0), (0, 0, 160, 480))  # edit the left half only
+    mask = io.BytesIO()
+    mask_image.save(mask, "PNG")
+    result = await client.images.edit(
+        model="gpt-image-2",
+        image=("noise.png", data, "image/png"),
+        mask=("m.png", mask.getvalue(), "image/png"),
+        prompt="paint the left half",
+    )
+    assert result.data and result.size == "320x480"
+    edited = decode(result.data[0].b64_json).convert("RGBA")
+    assert edited.size == source.size
+    kept = (160, 0, 320, 480)
+    assert edited.crop(kept).tobytes() == source.crop(kept).tobytes()
+    assert edited.crop((0, 0, 160, 480)).tobytes() != source.crop((0, 0, 160, 480)).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("model", "input_size", "output_size"),
+    [
+        ("gpt-image-1", (1024, 1536), "1024x1536"),  # one of the model's sizes: kept
+        ("gpt-image-1", (64, 64), "1024x1024"),  # otherwise the closest shape it makes
+        ("gpt-image-1", (64, 128), "1024x1536"),
+        ("gpt-image-2", (64, 128), "64x128"),
+    ],
+)
+async def test_auto_size_edit_follows_the_input(
+    client: openai.AsyncOpenAI, model: str, input_size: tuple[int, int], output_size: str
+) -> None:
+    result = await client.images.edit(
+        model=model,
+        image=("i.png", png_bytes(*input_size, (0, 0, 0, 0)), "image/png"),
+        prompt="p",
+        size="auto",
+    )
+    assert result.size == output_size and result.data
+    assert decode(result.data[0].b64_json).size == tuple(map(int, output_size.split("x")))
 
 
 async def test_edit_without_mask_uses_the_image_transparency(client: openai.AsyncOpenAI) -> None:

@@ -22,6 +22,7 @@ from imagegate_server.models import (
     Operation,
     parse_size,
     rules_for,
+    size_allowed,
 )
 from imagegate_server.validation import (
     UnknownModelPolicy,
@@ -37,6 +38,8 @@ from imagegate_server.validation import (
 _GPT = UnknownModelPolicy.GPT_LIKE
 # GIF frame delays are encoded in centiseconds in 16 bits; OpenAI caps them there too.
 _MAX_FRAME_DURATION_MS = 655_350
+# What ``size=auto`` picks from when the input's own size is not one the model makes.
+_AUTO_SIZES = ((1024, 1024), (1536, 1024), (1024, 1536))
 
 
 @dataclass
@@ -181,9 +184,18 @@ def _int(params: dict[str, Any], name: str, default: int, form: bool) -> int:
 def _size(
     operation: Operation, rules: ModelRules, size: object, pictures: list[Image.Image]
 ) -> tuple[int, int]:
-    del operation, rules, pictures  # (the next commit sizes auto edits by their input)
-    dims = parse_size(size) if isinstance(size, str) else None
-    return dims or (1024, 1024)
+    """The output size; ``auto`` on an edit keeps the input's size when the model can
+    make it (so unmasked pixels stay exactly as uploaded), else the closest shape."""
+    text = size if isinstance(size, str) else rules.default_size
+    dims = parse_size(text)
+    if dims is not None:
+        return dims
+    if text != "auto" or operation is not Operation.EDIT or not pictures:
+        return 1024, 1024
+    width, height = pictures[0].size
+    if size_allowed(rules, f"{width}x{height}"):
+        return width, height
+    return min(_AUTO_SIZES, key=lambda wh: abs(wh[0] / wh[1] - width / height))
 
 
 def _defaults(

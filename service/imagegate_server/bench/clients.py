@@ -19,6 +19,7 @@ import httpx
 from imagegate.v1 import images_service_pb2_grpc
 
 from imagegate_server.bench.procs import API_KEY
+from imagegate_server.upstream.client import POOL_SHARD_CONNECTIONS
 
 if TYPE_CHECKING:
     # Only in the stubs: the async flavour the constructor returns for an aio channel.
@@ -75,6 +76,28 @@ def direct_client(base_url: str, max_connections: int, timeout_s: float) -> http
         ),
         timeout=httpx.Timeout(timeout_s, connect=timeout_s),
     )
+
+
+class DirectPool:
+    """Direct clients used round robin, each pooling at most ``POOL_SHARD_CONNECTIONS``.
+
+    Sharded like the gateway's own upstream client: httpcore's pool scan grows with
+    the square of its size, so one pool of thousands of held connections would slow
+    the baseline down for a reason the gateway has already worked around.
+    """
+
+    def __init__(self, base_url: str, max_connections: int, timeout_s: float) -> None:
+        shards = -(-max_connections // POOL_SHARD_CONNECTIONS)
+        per_shard = -(-max_connections // shards)
+        self._clients = [direct_client(base_url, per_shard, timeout_s) for _ in range(shards)]
+        self._next = itertools.cycle(self._clients)
+
+    def client(self) -> httpx.AsyncClient:
+        return next(self._next)
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()
 
 
 def decode_images(payload: dict[str, Any]) -> list[bytes]:

@@ -22,7 +22,7 @@ import math
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import params_pb2
 
-from imagegate_server.bench.clients import GrpcPool, decode_images, direct_client
+from imagegate_server.bench.clients import DirectPool, GrpcPool, decode_images
 from imagegate_server.bench.measure import Call, LoadResult, ramped
 from imagegate_server.bench.model import Check, Context, Row, ScenarioResult
 from imagegate_server.bench.procs import RssSampler, Stack, StackConfig, running_stack
@@ -71,14 +71,17 @@ async def _step(stack: Stack, count: int, latency_s: float) -> tuple[Row, Row]:
         gateway_row = _row(count, "gateway", load, rss.peak)
     finally:
         await pool.close()
-    async with direct_client(stack.emulator_url, count, timeout_s) as http:
+    http = DirectPool(stack.emulator_url, count, timeout_s)
 
-        async def direct() -> None:
-            response = await http.post("images/generations", json=BODY)
-            response.raise_for_status()
-            decode_images(response.json())
+    async def direct() -> None:
+        response = await http.client().post("images/generations", json=BODY)
+        response.raise_for_status()
+        decode_images(response.json())
 
+    try:
         load = await ramped(direct, count, ramp_s)
+    finally:
+        await http.aclose()
     return gateway_row, _row(count, "direct", load)
 
 
@@ -108,6 +111,7 @@ async def run(ctx: Context) -> ScenarioResult:
     )
     result.notes.append(
         f"upstream latency {latency_s:g} s per call; gateway IMAGEGATE_MAX_CONNECTIONS="
-        f"{MAX_CONNECTIONS}; one gRPC channel per {CALLS_PER_CHANNEL} calls"
+        f"{MAX_CONNECTIONS}; one gRPC channel per {CALLS_PER_CHANNEL} calls; the direct "
+        "client pools its connections in shards, as the gateway does"
     )
     return result

@@ -6,9 +6,11 @@ One test per row of the table in imagegate_server/gateway/status.py (and the REA
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import socket
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -17,7 +19,7 @@ from google.rpc import error_details_pb2
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2
 
-from imagegate_server.emulator import Emulator
+from imagegate_server.emulator import Emulator, EmulatorConfig
 
 GENERATIONS = "/v1/images/generations"
 REQUEST = pb.CreateImageRequest(
@@ -44,6 +46,8 @@ def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
     [
         ("moderation", grpc.StatusCode.INVALID_ARGUMENT, "moderation_blocked"),
         ("401", grpc.StatusCode.INTERNAL, "UPSTREAM_AUTHENTICATION"),
+        ("413", grpc.StatusCode.INVALID_ARGUMENT, "request_too_large"),
+        ("422", grpc.StatusCode.INVALID_ARGUMENT, "invalid_value"),
         ("403", grpc.StatusCode.PERMISSION_DENIED, None),
         ("404", grpc.StatusCode.NOT_FOUND, None),
         ("quota", grpc.StatusCode.RESOURCE_EXHAUSTED, "insufficient_quota"),
@@ -228,3 +232,103 @@ async def test_the_key_never_reaches_callers_or_logs(
     assert caplog.records, "expected the gateway to log calls"
     leaked = [text for text in texts if OPENAI_KEY in text or OPENAI_KEY[-12:] in text]
     assert not leaked
+
+
+async def test_x_should_retry_true_makes_an_error_retryable(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    # OpenAI vouches that the 503 generated nothing: retrying cannot bill twice.
+    emulator.set_faults("503;x-should-retry=true;first=1")
+    reply = await stub.CreateImage(REQUEST)
+    assert len(reply.result.images) == 1
+    assert [e.status for e in emulator.journal.by_path(GENERATIONS)] == [503, 200]
+
+
+async def test_x_should_retry_false_stops_a_429_retry(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    emulator.set_faults("429;retry-after-ms=10;x-should-retry=false;first=1")
+    assert (await _fail(stub)).code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert [e.status for e in emulator.journal.by_path(GENERATIONS)] == [429]
+
+
+async def test_a_refused_connection_is_retried_until_the_upstream_listens(
+    start_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="imagegate_server.upstream.client")
+    port = _closed_port()
+    gateway = await start_gateway(
+        openai_base_url=f"http://127.0.0.1:{port}/v1", max_retries=8, retry_backoff_s=0.2
+    )
+    late = Emulator(EmulatorConfig(api_key=OPENAI_KEY, cached_renders=True))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        call = images_service_pb2_grpc.ImagesServiceStub(channel).CreateImage(REQUEST, timeout=30)
+        for _ in range(500):  # the first attempt was refused
+            if any(r.getMessage() == "retrying upstream call" for r in caplog.records):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the gateway did not retry the refused connection")
+        await late.start("127.0.0.1", port)
+        try:
+            reply = await call
+            assert len(reply.result.images) == 1
+            assert len(late.journal.by_path(GENERATIONS)) == 1
+        finally:
+            await late.stop()
+
+
+@pytest.fixture
+def unanswering_port() -> Iterator[int]:
+    """A port whose accept queue is full: connecting hangs, as to a dead host."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    yield port
+    for sock in (*fillers, listener):
+        sock.close()
+
+
+async def test_a_connect_timeout_is_unavailable_not_deadline_exceeded(
+    start_gateway: GatewayFactory, unanswering_port: int
+) -> None:
+    # The table's "connect failure -> UNAVAILABLE": the caller's deadline is far off.
+    gateway = await start_gateway(
+        openai_base_url=f"http://127.0.0.1:{unanswering_port}/v1",
+        connect_timeout_s=0.2,
+        max_retries=1,
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        error = await _fail(images_service_pb2_grpc.ImagesServiceStub(channel), timeout=10)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_connect_cut_short_by_the_callers_deadline_is_deadline_exceeded(
+    start_gateway: GatewayFactory, unanswering_port: int
+) -> None:
+    gateway = await start_gateway(
+        openai_base_url=f"http://127.0.0.1:{unanswering_port}/v1", connect_timeout_s=5
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        error = await _fail(images_service_pb2_grpc.ImagesServiceStub(channel), timeout=0.5)
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_organization_and_project_headers_reach_openai(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = await start_gateway(openai_organization="org-imagegate", openai_project="proj_42")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        await images_service_pb2_grpc.ImagesServiceStub(channel).CreateImage(REQUEST)
+    (entry,) = emulator.journal.by_path(GENERATIONS)
+    headers = {name.lower(): value for name, value in entry.headers.items()}
+    assert headers["openai-organization"] == "org-imagegate"
+    assert headers["openai-project"] == "proj_42"

@@ -84,6 +84,8 @@ class EventStream:
 # long-held calls in one pool burn the CPU in that scan. Pools of this size, used
 # round-robin, keep the scan short while the total stays max_connections.
 POOL_SHARD_CONNECTIONS = 256
+# A timer may fire a hair before its time: within this of the deadline, it was the deadline.
+_DEADLINE_SLACK_S = 0.01
 
 
 class Upstream:
@@ -165,13 +167,13 @@ class Upstream:
                 raise UpstreamTimeout("the deadline passed before the upstream answered")
             try:
                 response = await self._attempt(path, body, remaining)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                # Nothing reached OpenAI: safe to retry.
-                failure: Exception = (
-                    UpstreamTimeout("no upstream connection in time")
-                    if isinstance(exc, httpx.ConnectTimeout)
-                    else UpstreamUnreachable("could not connect to the upstream")
-                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
+                # Nothing reached OpenAI: safe to retry. A connect or pool wait cut
+                # short by our own deadline is that deadline passing; one that ran
+                # out of its own (connect) time is an upstream that cannot be reached.
+                if deadline - loop.time() < _DEADLINE_SLACK_S:
+                    raise UpstreamTimeout("no upstream connection before the deadline") from None
+                failure: Exception = UpstreamUnreachable("could not connect to the upstream")
                 delay = policy.backoff(attempt)
             except httpx.TimeoutException:
                 raise UpstreamTimeout("the upstream did not answer in time") from None

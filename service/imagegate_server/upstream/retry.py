@@ -4,7 +4,8 @@ OpenAI has no idempotency key: a request that reached the model is billed even i
 its answer is lost. So only failures that prove nothing was generated are retried:
 a connection that was never established, and 429 (refused before generating),
 except ``insufficient_quota``, which no wait cures. Read timeouts and 5xx after the
-body was sent go back to the caller.
+body was sent go back to the caller, unless OpenAI's ``x-should-retry`` header says
+otherwise.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def retry_after_s(headers: httpx.Headers) -> float | None:
 
 
 def is_retryable_response(response: httpx.Response, error_code: str | None) -> bool:
-    if response.headers.get("x-should-retry") == "false":
+    # OpenAI's own verdict wins: "true" vouches that the attempt generated (and
+    # billed) nothing, "false" that waiting will not help. The official SDKs obey it.
+    should_retry = response.headers.get("x-should-retry")
+    if should_retry == "false":
         return False
+    if should_retry == "true":
+        return True
     return response.status_code == 429 and error_code != "insufficient_quota"

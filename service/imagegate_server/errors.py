@@ -30,6 +30,10 @@ def redact(text: str) -> str:
     return _KEY_PATTERN.sub("sk-***", text)[:1000]
 
 
+class StartupError(Exception):
+    """The gateway cannot start; the message is one line for the operator (no secrets)."""
+
+
 class ImagegateError(Exception):
     """Base of every error the gateway answers with."""
 

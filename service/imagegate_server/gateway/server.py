@@ -13,11 +13,13 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from imagegate.v1 import images_service_pb2, images_service_pb2_grpc
+from imagegate.v1 import images_service_pb2
 from pydantic import SecretStr
 
 from imagegate_server.emulator import Emulator, EmulatorConfig
+from imagegate_server.errors import StartupError
 from imagegate_server.gateway.servicer import ImagesServicer
+from imagegate_server.gateway.wire import add_images_service
 from imagegate_server.settings import Settings
 from imagegate_server.upstream.client import Upstream, UpstreamConfig
 from imagegate_server.upstream.retry import RetryPolicy
@@ -39,6 +41,14 @@ class Gateway:
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
 
     async def start(self) -> int:
+        """Raises :class:`StartupError` (after releasing whatever it had opened)."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop(0)
+            raise
+
+    async def _start(self) -> int:
         settings = self.settings
         key = settings.api_key()
         base_url = settings.openai_base_url
@@ -89,16 +99,20 @@ class Gateway:
                 ),
             ]
         )
-        images_service_pb2_grpc.add_ImagesServiceServicer_to_server(
-            ImagesServicer(self._upstream, settings), server
-        )
+        add_images_service(ImagesServicer(self._upstream, settings), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = server.add_insecure_port(f"{settings.host}:{settings.port}")
-        await server.start()
         self._server = server
+        address = f"{settings.host}:{settings.port}"
+        try:
+            self.port = server.add_insecure_port(address)
+        except RuntimeError:  # gRPC says only "Failed to bind"
+            raise StartupError(
+                f"cannot listen on {address}: the address is in use or not available here"
+            ) from None
+        await server.start()
         for service in ("", SERVICE_NAME):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"address": f"{settings.host}:{self.port}"})
@@ -112,10 +126,11 @@ class Gateway:
         """Drain: health NOT_SERVING, refuse new calls, let in-flight calls finish."""
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
         await self._health.enter_graceful_shutdown()
-        if self._server is not None and self.settings.drain_notice_s > 0:
+        if self._server is not None and self.port and self.settings.drain_notice_s > 0:
             await asyncio.sleep(self.settings.drain_notice_s)
         if self._server is not None:
-            log.info("draining", extra={"grace_s": grace})
+            if self.port:
+                log.info("draining", extra={"grace_s": grace})
             await self._server.stop(grace)
             self._server = None
         if self._upstream is not None:

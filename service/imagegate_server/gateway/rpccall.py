@@ -1,0 +1,80 @@
+"""One RPC's bookkeeping: its request id, the upstream's, its deadline, its log line.
+
+Every call gets a request id (the caller's ``x-request-id`` when it is a short
+token, else a fresh one), returned in trailing metadata and written to the
+"rpc finished" log line, so a caller's report can be found in the logs. The
+upstream's ``x-request-id`` is kept per call, because ``context.abort`` replaces
+trailers set earlier: every ending, success or failure, sends both ids again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from imagegate_server.gateway.status import UPSTREAM_REQUEST_ID
+
+log = logging.getLogger("imagegate_server.gateway.servicer")
+
+REQUEST_ID = "x-request-id"
+# Ids end up in logs and trailers: accept only short, plain tokens from callers.
+_SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}")
+
+Trailers = tuple[tuple[str, str | bytes], ...]
+
+
+def _caller_request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID and isinstance(value, str) and _SANE_ID.fullmatch(value):
+            return value
+    return None
+
+
+@dataclass
+class RpcCall:
+    rpc: str
+    deadline: float
+    """Absolute, in ``loop.time()``: the caller's deadline or the upstream timeout."""
+    request_id: str
+    upstream_request_id: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def begin(
+        cls, rpc: str, deadline: float, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> RpcCall:
+        return cls(rpc, deadline, _caller_request_id(context) or uuid.uuid4().hex)
+
+    def upstream_answered(self, request_id: str | None) -> None:
+        if request_id:
+            self.upstream_request_id = request_id
+
+    def trailers(self, base: Iterable[tuple[str, str | bytes]] = ()) -> Trailers:
+        """``base`` plus this call's ids (each once)."""
+        trailers = list(base)
+        present = {key for key, _ in trailers}
+        if REQUEST_ID not in present:
+            trailers.append((REQUEST_ID, self.request_id))
+        if self.upstream_request_id and UPSTREAM_REQUEST_ID not in present:
+            trailers.append((UPSTREAM_REQUEST_ID, self.upstream_request_id))
+        return tuple(trailers)
+
+    def log_finished(self, code: str, reason: str = "") -> None:
+        extra: dict[str, object] = {
+            "rpc": self.rpc,
+            "code": code,
+            "request_id": self.request_id,
+            "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
+        }
+        if self.upstream_request_id:
+            extra["upstream_request_id"] = self.upstream_request_id
+        if reason:
+            extra["reason"] = reason
+        log.info("rpc finished", extra=extra)

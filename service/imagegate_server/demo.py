@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +35,18 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # The demo is offline by definition: ignore any configured key.
-    for name in ("IMAGEGATE_OPENAI_API_KEY", "IMAGEGATE_OPENAI_API_KEY_FILE"):
-        os.environ.pop(name, None)
-    settings = Settings(host="127.0.0.1", port=0, shutdown_grace_s=1)
+    # The demo is offline by definition: arguments outrank every settings source,
+    # so no key from the environment, .env or the secrets directory applies, and
+    # neither .env nor the secrets directory is read at all.
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        _secrets_dir=None,
+        openai_api_key=None,
+        openai_api_key_file=None,
+        host="127.0.0.1",
+        port=0,
+        shutdown_grace_s=1,
+    )
     logs.configure("WARNING")
     args.out.mkdir(parents=True, exist_ok=True)
     return asyncio.run(_demo(settings, args.out))
@@ -48,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
 async def _demo(settings: Settings, out: Path) -> int:
     gateway = Gateway(settings)
     await gateway.start()
+    # Settings cannot name a key now; this guards the promise against future sources.
+    assert gateway.emulator is not None, "the demo must run on the embedded emulator"
     target = f"127.0.0.1:{gateway.port}"
     print(f"imagegate is serving on {target} (upstream: the embedded emulator, offline)")
     try:

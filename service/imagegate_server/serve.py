@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from imagegate_server import logs
+from imagegate_server.errors import StartupError
 from imagegate_server.gateway.server import Gateway
 from imagegate_server.settings import Settings
 
@@ -37,17 +39,26 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         # Name the settings, never echo their values (one may be the key).
         names = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
-        print(f"imagegate serve: invalid settings: {names}")
+        print(f"imagegate serve: invalid settings: {names}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
-    return asyncio.run(_serve(settings, args.port_file))
+    try:
+        return asyncio.run(_serve(settings, args.port_file))
+    except StartupError as exc:
+        # The gateway has released what it opened; the operator needs one line.
+        print(f"imagegate serve: {exc}", file=sys.stderr)
+        return 1
 
 
 async def _serve(settings: Settings, port_file: Path | None) -> int:
     gateway = Gateway(settings)
     await gateway.start()
     if port_file is not None:
-        await asyncio.to_thread(port_file.write_text, f"{gateway.port}\n")
+        try:
+            await asyncio.to_thread(port_file.write_text, f"{gateway.port}\n")
+        except OSError:
+            await gateway.stop(0)
+            raise StartupError(f"cannot write the port file {str(port_file)[:200]!r}") from None
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -2,7 +2,13 @@
 
 Sources, highest first: ``IMAGEGATE_*`` environment variables, a ``.env`` file in
 the working directory, files in the secrets directory (``IMAGEGATE_SECRETS_DIR``,
-default ``/run/secrets``; a file named like the setting, e.g. ``openai_api_key``).
+default ``/run/secrets``; a file named like the environment variable, in lower
+case: ``imagegate_openai_api_key``, since pydantic-settings applies the prefix to
+secret file names too).
+
+A key source that is configured but yields no key (an empty value, an empty or
+unreadable key file) stops the start-up: silently serving from the offline
+emulator instead would look like a working gateway to OpenAI.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from imagegate_server.errors import StartupError
 
 MIB = 1024 * 1024
 
@@ -39,9 +47,11 @@ class Settings(BaseSettings):
     """gRPC port; 0 picks a free one (see ``--port-file``)."""
 
     openai_api_key: SecretStr | None = None
-    """The OpenAI key. Unset (and no key file): the embedded emulator is the upstream."""
+    """The OpenAI key (also from ``imagegate_openai_api_key`` in the secrets directory).
+    Unset, and no key file: the embedded emulator is the upstream. Set but empty: an error."""
     openai_api_key_file: Path | None = None
-    """A file holding the key (a mounted secret); read once at start-up."""
+    """A file holding the key (a mounted secret); read once at start-up. Missing,
+    unreadable or empty: an error."""
     openai_base_url: str = "https://api.openai.com/v1"
     """The Images API base URL (any OpenAI-compatible server). Ignored in emulator mode."""
     openai_organization: str | None = None
@@ -107,10 +117,29 @@ class Settings(BaseSettings):
         return value
 
     def api_key(self) -> SecretStr | None:
-        """The configured key (variable first, then the key file), or None."""
-        if self.openai_api_key is not None and self.openai_api_key.get_secret_value():
-            return self.openai_api_key
+        """The configured key (variable first, then the key file), or None for none.
+
+        Raises :class:`StartupError` for a key source that is set but gives no key.
+        """
+        if self.openai_api_key is not None:
+            key = self.openai_api_key.get_secret_value().strip()
+            if not key:
+                raise StartupError(
+                    "IMAGEGATE_OPENAI_API_KEY (or imagegate_openai_api_key in the "
+                    "secrets directory or .env) is set but empty; set the key or unset it"
+                )
+            return SecretStr(key)
         if self.openai_api_key_file is not None:
-            key = self.openai_api_key_file.read_text().strip()
-            return SecretStr(key) if key else None
+            path = self.openai_api_key_file
+            try:
+                key = path.read_text().strip()
+            except (OSError, UnicodeDecodeError):
+                raise StartupError(
+                    f"IMAGEGATE_OPENAI_API_KEY_FILE: cannot read the key file {str(path)[:200]!r}"
+                ) from None
+            if not key:
+                raise StartupError(
+                    f"IMAGEGATE_OPENAI_API_KEY_FILE: the key file {str(path)[:200]!r} is empty"
+                )
+            return SecretStr(key)
         return None

@@ -38,7 +38,8 @@ RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends python3 ca-certificates >/dev/null \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --user-group --no-create-home \
-        --home-dir /nonexistent --shell /usr/sbin/nologin imagegate
+        --home-dir /nonexistent --shell /usr/sbin/nologin imagegate \
+ && install -d -o root -g root -m 0555 /srv/imagegate
 # Configuration before the COPY: buildah's layer cache keeps these steps across
 # builds (it does not reuse a COPY --from), and with its vfs driver every step
 # costs a copy of the whole file system.
@@ -48,7 +49,10 @@ ENV PATH=/opt/imagegate/bin:$PATH \
 EXPOSE 50051
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["imagegate", "healthcheck", "--target", "127.0.0.1:50051", "--timeout", "4"]
-WORKDIR /tmp
+# Settings read .env from the working directory: it must be one the app user (or
+# anyone else in the container) cannot write, unlike /tmp. Mount a .env here, or
+# use IMAGEGATE_* variables and /run/secrets.
+WORKDIR /srv/imagegate
 USER 10001:10001
 ENTRYPOINT ["imagegate", "serve", "--host", "0.0.0.0", "--port", "50051"]
 COPY --from=build /opt/imagegate /opt/imagegate

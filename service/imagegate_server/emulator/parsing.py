@@ -11,16 +11,19 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from imagegate_server.emulator.errors import bad_request
 from imagegate_server.imageformat import HEADER_BYTES, ImageInfo, read_image_info
 from imagegate_server.validation import FileDescriptor
 
 FILE_FIELDS = frozenset({"image", "image[]", "mask", "markup"})
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _MAX_TEXT_FIELD = 1024 * 1024
 
 
@@ -63,8 +66,13 @@ async def read_body(request: web.Request, max_file_bytes: int) -> Body:
     if content_type not in ("application/json", "application/octet-stream", ""):
         raise bad_request(f"Unsupported content type: '{content_type[:100]}'.")
     try:
-        return Body("json", json=json.loads(raw))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        decoded = json.loads(raw)
+        if _SURROGATE_ESCAPE.search(raw):
+            # JSON can escape a lone UTF-16 surrogate ("\ud800"), which no UTF-8 text
+            # holds: refuse it here rather than fail later while drawing the prompt.
+            json.dumps(decoded, ensure_ascii=False).encode()
+        return Body("json", json=decoded)
+    except (UnicodeError, json.JSONDecodeError):
         raise bad_request(
             "We could not parse the JSON body of your request. (HINT: This likely means "
             "you aren't using your HTTP library correctly.)"
@@ -87,7 +95,9 @@ async def _multipart(request: web.Request, max_file_bytes: int) -> Body:
                     raise bad_request(f"Field '{name[:100]}' is too large.", name)
                 await part.release()
                 body.form.append((name, data.decode("utf-8", errors="replace")))
-    except (ValueError, AssertionError, UnicodeDecodeError):
+    # aiohttp's reader raises ValueError for bad framing, HttpProcessingError for bad
+    # part headers (control characters in a name) and RuntimeError for unknown encodings.
+    except (ValueError, AssertionError, UnicodeDecodeError, HttpProcessingError, RuntimeError):
         raise bad_request("Could not parse multipart form.") from None
     return body
 

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     """Largest unary result; bigger ones are RESOURCE_EXHAUSTED naming the stream RPC."""
     max_receive_message_bytes: int = Field(default=4 * MIB + 64 * 1024, ge=1 * MIB)
     """Largest request message (an upload chunk is at most 1 MiB plus framing)."""
+    receive_window_bytes: int = Field(default=256 * 1024, ge=0)
+    """HTTP/2 receive window of each call: how far an upload may run ahead of the
+    gateway's reading, so it bounds the memory an upload holds in gRPC's buffers.
+    An upload's throughput is at most this window per round trip: raise it for
+    callers on high-latency links. 0 lets gRPC grow windows by BDP probing, which
+    held 2-5 MiB per large upload on loopback (see the README's performance notes)."""
     result_chunk_bytes: int = Field(default=1 * MIB, ge=1024, le=1 * MIB)
     """Slice size of images on the streaming RPCs (the contract promises <= 1 MiB)."""
 

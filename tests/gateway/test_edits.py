@@ -489,3 +489,23 @@ async def test_gif_frame_count_reaches_openai(
     (entry,) = emulator.journal.by_path(EDITS)
     assert entry.form_values("frame_count") == ["3"]
     assert reply.result.images[0].data.startswith(b"GIF8")
+
+
+@pytest.mark.parametrize("window", [0, 64 * 1024], ids=["bdp-probing", "fixed-64k"])
+async def test_a_multi_mib_upload_arrives_whole_whatever_the_receive_window(
+    emulator: Emulator, start_gateway: object, window: int
+) -> None:
+    gateway: Gateway = await start_gateway(receive_window_bytes=window)  # type: ignore[operator]
+    source = png(1200, 1200, noise=True)  # about 4 MiB, 66 chunks
+    parameters = params_pb2.EditParameters(
+        prompt="x",
+        model="gpt-image-1.5",
+        output_format=params_pb2.OUTPUT_FORMAT_JPEG,
+        images=[params_pb2.FileInfo(filename="big.png", size_bytes=len(source))],
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        client = images_service_pb2_grpc.ImagesServiceStub(channel)
+        reply = await client.CreateImageEdit(edit_requests(parameters, chunks_of(IMAGE, source)))
+    assert reply.result.images[0].data
+    (entry,) = emulator.journal.by_path(EDITS)
+    assert [f.sha256 for f in entry.files] == [hashlib.sha256(source).hexdigest()]

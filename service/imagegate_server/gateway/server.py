@@ -86,6 +86,7 @@ class Gateway:
                 ("grpc.max_send_message_length", settings.max_send_message_bytes),
                 ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
                 ("grpc.so_reuseport", 1),
+                *_receive_window(settings.receive_window_bytes),
                 # Calls that arrive faster than the event loop accepts them wait in
                 # gRPC core, which cancels them past this many (default 1000): a
                 # burst of new calls would fail before reaching the servicer.
@@ -151,3 +152,10 @@ class Gateway:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop(0)
+
+
+def _receive_window(window_bytes: int) -> list[tuple[str, int]]:
+    """A fixed per-call window; gRPC's default BDP probing grows it with the link."""
+    if window_bytes == 0:
+        return []
+    return [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", window_bytes)]

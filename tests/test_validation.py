@@ -218,6 +218,21 @@ def test_newer_gpt_only_parameters_imply_a_model_that_accepts_them(
     assert validate_generation(params) == []
 
 
+def test_safety_identifier_names_the_end_user_for_every_model() -> None:
+    # openai 3.57: it supersedes `user` on generations and edits, whatever the model,
+    # so it neither fails on DALL-E models nor implies a GPT model by default.
+    for model in ("dall-e-2", "dall-e-3", "gpt-image-1.5"):
+        assert validate_generation({"prompt": "p", "model": model, "safety_identifier": "u"}) == []
+    assert resolve_model(Operation.GENERATION, {"prompt": "p", "safety_identifier": "u"}) == (
+        "dall-e-2"
+    )
+    edit = {"prompt": "p", "model": "dall-e-2", "safety_identifier": "u"}
+    assert validate_edit(edit, [png()]) == []
+    assert only(
+        validate_variation({"model": "dall-e-2", "safety_identifier": "u"}, png(alpha=False))
+    ) == ("safety_identifier", Code.UNKNOWN_PARAMETER)
+
+
 def test_form_values_are_strings() -> None:
     params = {
         "prompt": "p",

@@ -141,12 +141,15 @@ _DALL_E_2 = ModelRules(
     gpt_image=False,
     prompt_max_chars=1000,
     operations=frozenset(Operation),
+    # safety_identifier (openai 3.57) supersedes user on generations and edits, for
+    # every model: it names the end user, not a model feature.
     generation_params=frozenset(
-        {"prompt", "model", "n", "size", "quality", "response_format", "user"}
+        {"prompt", "model", "n", "size", "quality", "response_format", "user", "safety_identifier"}
     ),
     # Spec, CreateImageEditRequest.quality: `standard` (a DALL-E value) is in the enum.
     edit_params=frozenset(
-        {"prompt", "model", "n", "size", "quality", "response_format", "user", "image", "mask"}
+        {"prompt", "model", "n", "size", "quality", "response_format", "user", "safety_identifier"}
+        | {"image", "mask"}
     ),
     variation_params=frozenset({"image", "model", "n", "size", "response_format", "user"}),
     sizes=frozenset({"256x256", "512x512", "1024x1024"}),
@@ -162,6 +165,7 @@ _DALL_E_3 = ModelRules(
     operations=frozenset({Operation.GENERATION}),
     generation_params=frozenset(
         {"prompt", "model", "n", "size", "quality", "response_format", "style", "user"}
+        | {"safety_identifier"}
     ),
     n_max=1,
     sizes=frozenset({"1024x1024", "1792x1024", "1024x1792"}),
@@ -207,18 +211,9 @@ DEFAULT_EDIT_MODEL = "gpt-image-1.5"
 DEFAULT_VARIATION_MODEL = "dall-e-2"
 
 NEWER_GPT_ONLY_GENERATION_PARAMS = _NEWER_GENERATION_EXTRA
-GPT_ONLY_GENERATION_PARAMS = (
-    frozenset(
-        {
-            "background",
-            "moderation",
-            "output_compression",
-            "output_format",
-            "partial_images",
-            "stream",
-        }
-    )
-    | NEWER_GPT_ONLY_GENERATION_PARAMS
+# Parameters no DALL-E model accepts: using one makes the spec's default a GPT model.
+GPT_ONLY_GENERATION_PARAMS = (_GPT_GENERATION | NEWER_GPT_ONLY_GENERATION_PARAMS) - (
+    _DALL_E_2.generation_params | _DALL_E_3.generation_params
 )
 
 

@@ -108,6 +108,10 @@ async def test_draining_warns_then_refuses_new_calls_and_finishes_in_flight_ones
             try:
                 await health.Check(check)
             except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.CANCELLED:
+                    # gRPC core cancels a call it accepted but had not yet dispatched
+                    # when the stop began (seen on a loaded machine); the next is refused.
+                    continue
                 refused = error
                 break
             await asyncio.sleep(0.05)

@@ -285,3 +285,16 @@ def test_a_multi_line_error_message_is_printed_as_one_line(
 
     assert _fail("imagegate: unexpected error: ValueError: first\n  second\n") == 1
     assert capsys.readouterr().err == "imagegate: unexpected error: ValueError: first second\n"
+
+
+def test_an_upload_status_lost_by_the_grpc_client_is_explained() -> None:
+    # grpc/grpc#36066: the asyncio client can swap the gateway's answer to an upload it
+    # ended early for this INTERNAL; a bare "Internal error from Core" helps nobody.
+    from imagegate_server.client.errors import LOST_UPLOAD_STATUS, describe_rpc_error
+
+    lost = grpc.aio.AioRpcError(
+        grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(), LOST_UPLOAD_STATUS
+    )
+    line = describe_rpc_error(lost, target="127.0.0.1:1", timeout=5, token_given=False)
+    assert line.startswith("imagegate: INTERNAL: the gateway ended the call during the upload")
+    assert "grpc/grpc#36066" in line and "\n" not in line

@@ -23,6 +23,9 @@ UPSTREAM_REQUEST_ID = "x-upstream-request-id"
 # Metadata of ErrorInfo that is noise on a command line (the HTTP status is implied
 # by the gRPC code) or printed under its own label.
 _QUIET_METADATA = frozenset({"upstream_status", "upstream_request_id", "param"})
+# What grpc's asyncio client reports instead of the server's status when a write
+# fails because the server has already ended the call.
+LOST_UPLOAD_STATUS = "Internal error from Core"
 _CONNECT_CAUSES = (
     ("connection refused", "connection refused"),
     ("dns resolution failed", "name not resolved"),
@@ -164,6 +167,13 @@ def _without_details(
         return message or f"could not reach {target}"
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"no answer from {target} within {timeout:g}s (raise --timeout)"
+    if code == grpc.StatusCode.INTERNAL and message == LOST_UPLOAD_STATUS:
+        # grpc/grpc#36066: when the gateway ends an upload before the client has sent
+        # every chunk, grpc's asyncio client may replace the gateway's answer with this.
+        return (
+            "the gateway ended the call during the upload and gRPC's Python client lost "
+            "its reason (grpc/grpc#36066); check the files' sizes and types"
+        )
     if code == grpc.StatusCode.UNAUTHENTICATED and not token_given:
         return f"{message or 'unauthenticated'} (pass --token or set IMAGEGATE_TOKEN)"
     return message or code.name.lower()

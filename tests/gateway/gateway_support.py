@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 from imagegate.v1 import images_service_pb2 as pb
-from imagegate.v1 import params_pb2, results_pb2
+from imagegate.v1 import images_service_pb2_grpc, params_pb2, results_pb2
 from PIL import Image
 
 from imagegate_server.gateway.server import Gateway
@@ -53,15 +54,40 @@ def chunks_of(role: int, data: bytes, index: int = 0) -> list[params_pb2.FileChu
 
 @dataclass
 class UploadStream:
-    """An async request iterator that counts how many messages the server pulled."""
+    """Request messages that count how many the server pulled (async or plain iteration)."""
 
     messages: list[object]
     pulled: int = field(default=0)
 
     async def __aiter__(self) -> AsyncIterator[object]:
+        for message in self:
+            yield message
+
+    def __iter__(self) -> Iterator[object]:
         for message in self.messages:
             self.pulled += 1
             yield message
+
+
+async def rejected_upload(gateway: Gateway, rpc: str, stream: UploadStream) -> grpc.RpcError:
+    """The gateway's status for an upload it rejects, seen through the sync client.
+
+    When a server ends a client-streaming call before the client has sent every
+    message, grpc's asyncio client may report INTERNAL "Internal error from Core"
+    instead of the server's status (grpc/grpc#36066); the sync client reports what
+    the server sent. In a thread, since the gateway serves from the test's event loop.
+    """
+
+    def call() -> grpc.RpcError:
+        with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+            method = getattr(images_service_pb2_grpc.ImagesServiceStub(channel), rpc)
+            try:
+                method(iter(stream), timeout=60)
+            except grpc.RpcError as error:
+                return error
+        raise AssertionError(f"{rpc} succeeded, but the gateway should have rejected it")
+
+    return await asyncio.to_thread(call)
 
 
 def edit_requests(

@@ -14,6 +14,7 @@ from gateway_support import (
     edit_requests,
     mask_png,
     png,
+    rejected_upload,
     violations,
 )
 from imagegate.v1 import images_service_pb2 as pb
@@ -242,20 +243,19 @@ CHUNK = pb.CreateImageEditRequest(chunk=params_pb2.FileChunk(role=IMAGE, data=pn
     ],
 )
 async def test_protocol_and_file_violations_are_invalid_argument_before_any_upstream_call(
-    stub: images_service_pb2_grpc.ImagesServiceStub,
+    gateway: Gateway,
     emulator: Emulator,
     stream: UploadStream,
     field: str,
 ) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.CreateImageEdit(stream)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field in violations(caught.value), violations(caught.value)
+    error = await rejected_upload(gateway, "CreateImageEdit", stream)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in violations(error), violations(error)
     assert emulator.journal.by_path(EDITS) == []
 
 
 async def test_an_oversize_upload_fails_at_the_cap_without_reading_the_rest(
-    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+    gateway: Gateway, emulator: Emulator
 ) -> None:
     # dall-e-2 takes images under 4 MB; stream 16 MiB without declaring a size.
     parameters = params_pb2.EditParameters(
@@ -265,26 +265,22 @@ async def test_an_oversize_upload_fails_at_the_cap_without_reading_the_rest(
     piece = params_pb2.FileChunk(role=IMAGE, data=bytes(64 * 1024))
     chunks = [params_pb2.FileChunk(role=IMAGE, data=head)] + [piece] * 256
     stream = edit_requests(parameters, chunks)
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.CreateImageEdit(stream)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "parameters.images[0]" in violations(caught.value)
+    error = await rejected_upload(gateway, "CreateImageEdit", stream)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "parameters.images[0]" in violations(error)
     # 4 MiB is 64 chunks; allow for gRPC's flow-control window, but not the 16 MiB.
     assert stream.pulled < 128, stream.pulled
     assert emulator.journal.by_path(EDITS) == []
 
 
-async def test_a_declared_oversize_file_is_rejected_before_any_byte(
-    stub: images_service_pb2_grpc.ImagesServiceStub,
-) -> None:
+async def test_a_declared_oversize_file_is_rejected_before_any_byte(gateway: Gateway) -> None:
     parameters = params_pb2.EditParameters(
         prompt="x", images=[params_pb2.FileInfo(size_bytes=60 * 1024 * 1024)]
     )
     stream = edit_requests(parameters, chunks_of(IMAGE, png(16, 16)))
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.CreateImageEdit(stream)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "parameters.images[0]" in violations(caught.value)
+    error = await rejected_upload(gateway, "CreateImageEdit", stream)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "parameters.images[0]" in violations(error)
 
 
 async def test_the_per_request_cap_is_resource_exhausted_with_quota_failure(
@@ -295,16 +291,10 @@ async def test_the_per_request_cap_is_resource_exhausted_with_quota_failure(
 
     gateway: Gateway = await start_gateway(max_request_bytes=100_000)  # type: ignore[operator]
     parameters = params_pb2.EditParameters(prompt="x", images=[params_pb2.FileInfo()])
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
-        client = images_service_pb2_grpc.ImagesServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await client.CreateImageEdit(
-                edit_requests(parameters, chunks_of(IMAGE, png(256, 256, noise=True)))
-            )
-    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert isinstance(
-        detail(caught.value, error_details_pb2.QuotaFailure), error_details_pb2.QuotaFailure
-    )
+    stream = edit_requests(parameters, chunks_of(IMAGE, png(256, 256, noise=True)))
+    error = await rejected_upload(gateway, "CreateImageEdit", stream)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert isinstance(detail(error, error_details_pb2.QuotaFailure), error_details_pb2.QuotaFailure)
 
 
 async def test_variations_upload_one_square_png(
@@ -378,22 +368,21 @@ async def test_variations_upload_one_square_png(
     ids=["no-image", "not-an-image", "mask-not-an-image"],
 )
 async def test_unknown_models_still_get_the_file_checks(
-    stub: images_service_pb2_grpc.ImagesServiceStub,
+    gateway: Gateway,
     emulator: Emulator,
     parameters: params_pb2.EditParameters,
     chunks: list[params_pb2.FileChunk],
     field: str,
 ) -> None:
     # Unknown models skip the per-model rules, not the checks every model needs.
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.CreateImageEdit(edit_requests(parameters, chunks))
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field in violations(caught.value)
+    error = await rejected_upload(gateway, "CreateImageEdit", edit_requests(parameters, chunks))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in violations(error)
     assert emulator.journal.by_path(EDITS) == []
 
 
 async def test_unknown_models_get_variation_file_checks(
-    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+    gateway: Gateway, emulator: Emulator
 ) -> None:
     parameters = params_pb2.VariationParameters(model="dall-e-9", image=params_pb2.FileInfo())
     requests = UploadStream(
@@ -404,9 +393,8 @@ async def test_unknown_models_get_variation_file_checks(
             ),
         ]
     )
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.CreateImageVariation(requests)
-    assert "parameters.image" in violations(caught.value)
+    error = await rejected_upload(gateway, "CreateImageVariation", requests)
+    assert "parameters.image" in violations(error)
     assert emulator.journal.entries == []
 
 

@@ -65,8 +65,6 @@ class Job:
     frame_count: int
     frame_duration_ms: int
     images: list[Upload] = field(default_factory=list)
-    mask: Upload | None = None
-    markup: Upload | None = None
     pictures: list[Image.Image] = field(default_factory=list)
     """``images`` decoded (RGBA), in the same order."""
     mask_picture: Image.Image | None = None
@@ -161,7 +159,6 @@ def build_job(operation: Operation, body: Body) -> Job:
     # Decode only what passed validation: a corrupt body is then the one problem left.
     pictures = [decode_picture(upload, name) for upload, name in zip(images, names, strict=True)]
     job = _defaults(operation, params, images, pictures, form)
-    job.mask, job.markup = mask, markup
     job.mask_picture = decode_picture(mask, "mask") if mask else None
     job.markup_picture = decode_picture(markup, "markup") if markup else None
     return job

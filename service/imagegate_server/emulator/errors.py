@@ -64,6 +64,20 @@ def for_status(status: int) -> ApiError:
             "The model does not exist or you do not have access to it.",
             code="model_not_found",
         )
+    if status == 413:
+        return ApiError(
+            413,
+            "Request too large: the uploaded files exceed the maximum request size.",
+            "invalid_request_error",
+            code="request_too_large",
+        )
+    if status == 422:
+        return ApiError(
+            422,
+            "The request was well-formed but could not be processed.",
+            "invalid_request_error",
+            code="invalid_value",
+        )
     if status == 429:
         return ApiError(
             429,

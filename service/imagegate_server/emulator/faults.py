@@ -199,7 +199,7 @@ class FaultInjector:
             elif name == "moderation":
                 plan.error = moderation_blocked()
             else:
-                plan.error = _status_error(int(name))
+                plan.error = for_status(int(name))
                 if "x-should-retry" in item.params:
                     plan.error.headers["x-should-retry"] = item.params["x-should-retry"].lower()
                 if "retry-after" in item.params:
@@ -223,22 +223,3 @@ class FaultInjector:
             plan.latency = LatencyModel(
                 _number(item, "ms", 0) / 1000, _number(item, "jitter-ms", 0) / 1000
             )
-
-
-def _status_error(status: int) -> ApiError:
-    """The canned OpenAI error of a status fault."""
-    if status == 413:
-        return ApiError(
-            413,
-            "Request too large: the uploaded files exceed the maximum request size.",
-            "invalid_request_error",
-            code="request_too_large",
-        )
-    if status == 422:
-        return ApiError(
-            422,
-            "The request was well-formed but could not be processed.",
-            "invalid_request_error",
-            code="invalid_value",
-        )
-    return for_status(status)

@@ -308,7 +308,7 @@ def _main(args: argparse.Namespace, build: Any) -> int:
     except (OutputError, UploadError, FetchError) as error:
         return _fail(f"{PROGRAM}: {error}")
     except Exception as error:  # a bug of ours: still one line, never a traceback
-        return _fail(one_line(f"{PROGRAM}: unexpected error: {type(error).__name__}: {error}"))
+        return _fail(f"{PROGRAM}: unexpected error: {type(error).__name__}: {error}")
     assert receiver.result is not None  # finish() checked it
     summarize(saved, receiver.result, progress)
     return 0

@@ -69,25 +69,33 @@ class UploadStream:
             yield message
 
 
-async def rejected_upload(gateway: Gateway, rpc: str, stream: UploadStream) -> grpc.RpcError:
-    """The gateway's status for an upload it rejects, seen through the sync client.
+async def sync_upload(gateway: Gateway, rpc: str, stream: UploadStream) -> grpc.RpcError | None:
+    """Send an upload through the sync client: the call's error, or None if it succeeded.
 
     When a server ends a client-streaming call before the client has sent every
     message, grpc's asyncio client may report INTERNAL "Internal error from Core"
-    instead of the server's status (grpc/grpc#36066); the sync client reports what
-    the server sent. In a thread, since the gateway serves from the test's event loop.
+    instead of the server's status (grpc/grpc#36066; 34 of 2,000 such calls here, 0
+    of 2,000 with the sync client), so tests of rejected uploads read the status here.
+    In a thread, since the gateway serves from the test's event loop.
     """
 
-    def call() -> grpc.RpcError:
+    def call() -> grpc.RpcError | None:
         with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
             method = getattr(images_service_pb2_grpc.ImagesServiceStub(channel), rpc)
             try:
                 method(iter(stream), timeout=60)
             except grpc.RpcError as error:
                 return error
-        raise AssertionError(f"{rpc} succeeded, but the gateway should have rejected it")
+        return None
 
     return await asyncio.to_thread(call)
+
+
+async def rejected_upload(gateway: Gateway, rpc: str, stream: UploadStream) -> grpc.RpcError:
+    """The gateway's status for an upload it rejects (read as :func:`sync_upload` says)."""
+    error = await sync_upload(gateway, rpc, stream)
+    assert error is not None, f"{rpc} succeeded, but the gateway should have rejected it"
+    return error
 
 
 def edit_requests(

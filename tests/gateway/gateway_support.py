@@ -13,6 +13,7 @@ from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2, results_pb2
 from PIL import Image
 
+from imagegate_server.emulator import Emulator
 from imagegate_server.gateway.server import Gateway
 
 CHUNK = 64 * 1024
@@ -174,4 +175,11 @@ def assemble(
         {k: bytes(v) for k, v in finals.items()},
         {k: bytes(v) for k, v in partials.items()},
         result,
+    )
+
+
+async def upstream_disconnected(emulator: Emulator) -> None:
+    """Wait until the emulator saw the gateway abandon its first request (5 s at most)."""
+    await emulator.journal.wait_for(
+        lambda entries: entries[0].has_event("client_disconnected"), timeout_s=5
     )

@@ -14,7 +14,14 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from gateway_support import OPENAI_KEY, GatewayFactory, detail, error_trailer, rich_status
+from gateway_support import (
+    OPENAI_KEY,
+    GatewayFactory,
+    detail,
+    error_trailer,
+    rich_status,
+    upstream_disconnected,
+)
 from google.rpc import error_details_pb2
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2
@@ -168,9 +175,7 @@ async def test_the_caller_deadline_bounds_the_upstream_call(
     emulator.set_faults("latency;ms=20000")
     error = await _fail(stub, timeout=0.5)
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    await emulator.journal.wait_for(
-        lambda entries: entries[0].has_event("client_disconnected"), timeout_s=5
-    )
+    await upstream_disconnected(emulator)
 
 
 async def test_the_configured_upstream_timeout_is_deadline_exceeded(
@@ -191,9 +196,7 @@ async def test_a_cancelled_call_aborts_the_upstream_request(
     call = stub.CreateImage(REQUEST)
     await emulator.journal.wait_for(lambda entries: bool(entries), timeout_s=5)
     call.cancel()
-    await emulator.journal.wait_for(
-        lambda entries: entries[0].has_event("client_disconnected"), timeout_s=5
-    )
+    await upstream_disconnected(emulator)
     with pytest.raises(asyncio.CancelledError):
         await call
 
@@ -208,9 +211,7 @@ async def test_a_cancelled_stream_aborts_the_upstream_stream(
     call = stub.CreateImageStream(pb.CreateImageStreamRequest(parameters=parameters))
     await emulator.journal.wait_for(lambda entries: bool(entries), timeout_s=5)
     call.cancel()
-    await emulator.journal.wait_for(
-        lambda entries: entries[0].has_event("client_disconnected"), timeout_s=5
-    )
+    await upstream_disconnected(emulator)
 
 
 async def test_the_key_never_reaches_callers_or_logs(

@@ -19,6 +19,7 @@ from gateway_support import (
     error_trailer,
     png,
     trailer,
+    upstream_disconnected,
 )
 from google.rpc import error_details_pb2
 from imagegate.v1 import images_service_pb2 as pb
@@ -121,9 +122,7 @@ async def test_upstream_timeout_bounds_a_whole_stream_not_each_read(
                 pass
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 2.5
-    await emulator.journal.wait_for(
-        lambda entries: entries[0].has_event("client_disconnected"), timeout_s=5
-    )
+    await upstream_disconnected(emulator)
 
 
 async def test_upstream_timeout_bounds_a_stalled_upload_on_a_stream_rpc(

@@ -136,21 +136,20 @@ def _gpt(
     )
 
 
+# safety_identifier (openai 3.57) supersedes user on generations and edits, for every
+# model: it names the end user, not a model feature.
+_DALL_E_2_GENERATION = frozenset(
+    {"prompt", "model", "n", "size", "quality", "response_format", "user", "safety_identifier"}
+)
+
 _DALL_E_2 = ModelRules(
     name="dall-e-2",
     gpt_image=False,
     prompt_max_chars=1000,
     operations=frozenset(Operation),
-    # safety_identifier (openai 3.57) supersedes user on generations and edits, for
-    # every model: it names the end user, not a model feature.
-    generation_params=frozenset(
-        {"prompt", "model", "n", "size", "quality", "response_format", "user", "safety_identifier"}
-    ),
+    generation_params=_DALL_E_2_GENERATION,
     # Spec, CreateImageEditRequest.quality: `standard` (a DALL-E value) is in the enum.
-    edit_params=frozenset(
-        {"prompt", "model", "n", "size", "quality", "response_format", "user", "safety_identifier"}
-        | {"image", "mask"}
-    ),
+    edit_params=_DALL_E_2_GENERATION | {"image", "mask"},
     variation_params=frozenset({"image", "model", "n", "size", "response_format", "user"}),
     sizes=frozenset({"256x256", "512x512", "1024x1024"}),
     qualities=frozenset({"auto", "standard"}),

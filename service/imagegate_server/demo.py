@@ -80,7 +80,7 @@ async def _make_images(
     reply = await stub.CreateImage(
         pb.CreateImageRequest(
             parameters=params_pb2.GenerationParameters(
-                prompt="a lighthouse on a cliff at dusk", model="gpt-image-1.5", n=2
+                prompt="a lighthouse on a cliff at dusk", model="gpt-image-2", n=2
             )
         )
     )
@@ -94,7 +94,7 @@ async def _make_images(
     async for event in stub.CreateImageStream(
         pb.CreateImageStreamRequest(
             parameters=params_pb2.GenerationParameters(
-                prompt="a paper boat on a pond", model="gpt-image-1.5", partial_images=2
+                prompt="a paper boat on a pond", model="gpt-image-2", partial_images=2
             )
         )
     ):
@@ -117,7 +117,7 @@ async def _make_images(
         yield pb.CreateImageEditRequest(
             parameters=params_pb2.EditParameters(
                 prompt="add a full moon",
-                model="gpt-image-1.5",
+                model="gpt-image-2",
                 images=[params_pb2.FileInfo(filename="lighthouse.png", size_bytes=len(source))],
                 mask=params_pb2.FileInfo(filename="mask.png", size_bytes=len(mask)),
             )

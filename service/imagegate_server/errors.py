@@ -6,6 +6,7 @@ Each carries exactly what the caller may see (never an upstream exception's text
 
     ImagegateError
     ├── InvalidRequest        bad input found locally       INVALID_ARGUMENT + BadRequest
+    ├── ModelRetired          OpenAI shut the model down    NOT_FOUND + ErrorInfo(MODEL_RETIRED)
     ├── LimitExceeded         a gateway limit               RESOURCE_EXHAUSTED + QuotaFailure
     ├── ResultTooLarge        unary result over send limit  RESOURCE_EXHAUSTED
     └── UpstreamFailure       anything from/about OpenAI
@@ -17,6 +18,7 @@ Each carries exactly what the caller may see (never an upstream exception's text
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass
 
@@ -61,6 +63,26 @@ class InvalidRequest(ImagegateError):
     @classmethod
     def one(cls, field: str, description: str, reason: str = "") -> InvalidRequest:
         return cls([FieldViolation(field, description, reason)])
+
+
+class ModelRetired(ImagegateError):
+    """The call names a model OpenAI no longer serves; answered without going upstream."""
+
+    def __init__(
+        self, model: str, shutdown: datetime.date, replacement: str, *, operation_served: bool
+    ) -> None:
+        advice = (
+            f"use '{replacement}' instead"
+            if operation_served
+            else f"OpenAI serves this operation with no other model ('{replacement}' replaces "
+            "it for the others); use a compatible server that still offers it"
+        )
+        super().__init__(
+            f"model '{model[:100]}' was shut down by OpenAI on {shutdown.isoformat()}; {advice}"
+        )
+        self.model = model
+        self.shutdown = shutdown
+        self.replacement = replacement
 
 
 class LimitExceeded(ImagegateError):

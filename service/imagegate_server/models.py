@@ -2,12 +2,13 @@
 
 The gateway (before going upstream) and the emulator (as the upstream) read the same
 table, so a rule lives in exactly one place. Models churn faster than the spec: the
-live API retired ``dall-e-2``/``dall-e-3``/``gpt-image-1`` while the spec still lists
-them, and added the 2.5/2.6 families that only the SDK knows. Retired models stay in
-the table because the spec (and older deployments of compatible servers) still
-accept them. A model missing from the table is *unknown*: the gateway passes it
-through unvalidated; the emulator treats it like a GPT image model
-(:data:`GPT_LIKE_DEFAULT`).
+live API retired ``dall-e-2``/``dall-e-3``/``gpt-image-1`` and, on 2026-12-01, the
+gpt-image-1.5 generation, while the spec still lists them, and added the 2.5/2.6
+families that only the SDK knows. Retired models stay in the table because the spec
+(and OpenAI-compatible servers such as the emulator) still accept them; each carries
+its :class:`Lifecycle`, the only place in the code that knows a shutdown date. A
+model missing from the table is *unknown*: the gateway passes it through
+unvalidated; the emulator treats it like a GPT image model (:data:`GPT_LIKE_DEFAULT`).
 
 Where the spec and SDK are silent about a new model (for example whether the 2.6
 family accepts ``input_fidelity``), the table errs on the side of accepting: a
@@ -16,8 +17,9 @@ local rejection of a request OpenAI would have served is worse than a round trip
 
 from __future__ import annotations
 
+import datetime
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 MB = 1024 * 1024
 
@@ -39,6 +41,17 @@ class FlexibleSizeRule:
     max_edge: int = 3840
     """The largest supported resolution is 3840x2160."""
     max_pixels: int = 3840 * 2160
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """A shutdown OpenAI announced for a model (its deprecations page)."""
+
+    shutdown: datetime.date
+    """The first UTC day on which OpenAI no longer serves the model."""
+    replacement: str
+    """The model OpenAI names as its replacement (which may itself be retired later:
+    see :func:`replacement_for`)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +88,8 @@ class ModelRules:
     default_size: str = "1024x1024"
     default_response_format: str | None = None
     """``url`` for DALL-E models; None for GPT image models (they never take it)."""
-    aliases: tuple[str, ...] = field(default=())
+    lifecycle: Lifecycle | None = None
+    """Set when OpenAI announced a shutdown; None for models it serves for now."""
 
 
 # Parameters every GPT image model accepts on generations; the rest are added per model.
@@ -110,6 +124,7 @@ def _gpt(
     flexible: bool = False,
     newer: bool = False,
     input_fidelities: frozenset[str] = frozenset({"low", "high"}),
+    lifecycle: Lifecycle | None = None,
 ) -> ModelRules:
     generation = _GPT_GENERATION | (_NEWER_GENERATION_EXTRA if newer else frozenset())
     edit = generation | _GPT_EDIT_EXTRA | (frozenset({"markup"}) if newer else frozenset())
@@ -133,8 +148,19 @@ def _gpt(
         mask_max_bytes=4 * MB,
         json_edits=True,
         default_size="auto",
+        lifecycle=lifecycle,
     )
 
+
+# OpenAI's deprecations page (research/openai-images.md and tenancy.md section 2):
+# DALL-E 2 and 3 were removed on 2026-05-12 in favour of gpt-image-1; gpt-image-1 shut
+# down on 2026-10-23; gpt-image-1.5, gpt-image-1-mini and chatgpt-image-latest shut
+# down on 2026-12-01 (announced 2026-06-02), all replaced by gpt-image-2.
+LIFECYCLE_TABLE_DATE = datetime.date(2026, 12, 1)
+"""The day the lifecycles below were last checked against OpenAI's announcements."""
+_DALL_E_SHUTDOWN = Lifecycle(datetime.date(2026, 5, 12), replacement="gpt-image-1")
+_GPT_IMAGE_1_SHUTDOWN = Lifecycle(datetime.date(2026, 10, 23), replacement="gpt-image-2")
+_GPT_IMAGE_1_5_SHUTDOWN = Lifecycle(datetime.date(2026, 12, 1), replacement="gpt-image-2")
 
 # safety_identifier (openai 3.57) supersedes user on generations and edits, for every
 # model: it names the end user, not a model feature.
@@ -155,6 +181,7 @@ _DALL_E_2 = ModelRules(
     qualities=frozenset({"auto", "standard"}),
     square_png_input=True,
     default_response_format="url",
+    lifecycle=_DALL_E_SHUTDOWN,
 )
 
 _DALL_E_3 = ModelRules(
@@ -171,6 +198,7 @@ _DALL_E_3 = ModelRules(
     qualities=frozenset({"auto", "standard", "hd"}),
     styles=frozenset({"vivid", "natural"}),
     default_response_format="url",
+    lifecycle=_DALL_E_SHUTDOWN,
 )
 
 MODEL_RULES: dict[str, ModelRules] = {
@@ -178,10 +206,15 @@ MODEL_RULES: dict[str, ModelRules] = {
     for rules in (
         _DALL_E_2,
         _DALL_E_3,
-        _gpt("gpt-image-1"),
-        _gpt("gpt-image-1-mini", input_fidelities=frozenset({"low"})),
-        _gpt("gpt-image-1.5"),
-        _gpt("chatgpt-image-latest"),
+        _gpt("gpt-image-1", lifecycle=_GPT_IMAGE_1_SHUTDOWN),
+        _gpt(
+            "gpt-image-1-mini",
+            input_fidelities=frozenset({"low"}),
+            lifecycle=_GPT_IMAGE_1_5_SHUTDOWN,
+        ),
+        _gpt("gpt-image-1.5", lifecycle=_GPT_IMAGE_1_5_SHUTDOWN),
+        _gpt("gpt-image-1.5-2025-12-16", lifecycle=_GPT_IMAGE_1_5_SHUTDOWN),
+        _gpt("chatgpt-image-latest", lifecycle=_GPT_IMAGE_1_5_SHUTDOWN),
         # gpt-image-2: "For gpt-image-2, omit this parameter" (input_fidelity).
         _gpt("gpt-image-2", flexible=True, input_fidelities=frozenset()),
         _gpt("gpt-image-2-2026-04-21", flexible=True, input_fidelities=frozenset()),
@@ -219,6 +252,23 @@ GPT_ONLY_GENERATION_PARAMS = (_GPT_GENERATION | NEWER_GPT_ONLY_GENERATION_PARAMS
 def rules_for(model: str) -> ModelRules | None:
     """The rules of a known model, or None for a model the table does not know."""
     return MODEL_RULES.get(model)
+
+
+def retired(model: str, today: datetime.date) -> Lifecycle | None:
+    """The model's lifecycle if OpenAI no longer serves it on ``today`` (UTC), else None."""
+    rules = MODEL_RULES.get(model)
+    lifecycle = rules.lifecycle if rules else None
+    return lifecycle if lifecycle is not None and today >= lifecycle.shutdown else None
+
+
+def replacement_for(model: str, today: datetime.date) -> str:
+    """The model to use instead of a retired one: its replacement, followed while that
+    is retired too (dall-e-3 -> gpt-image-1 -> gpt-image-2)."""
+    seen = {model}
+    while (lifecycle := retired(model, today)) is not None and lifecycle.replacement not in seen:
+        model = lifecycle.replacement
+        seen.add(model)
+    return model
 
 
 def parse_size(size: str) -> tuple[int, int] | None:

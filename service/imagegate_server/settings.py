@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from imagegate_server.errors import StartupError
 
 MIB = 1024 * 1024
+OPENAI_API_HOST = "api.openai.com"
 
 
 def _secrets_dir() -> str | None:
@@ -59,10 +62,17 @@ class Settings(BaseSettings):
     openai_project: str | None = None
     """Sent as ``OpenAI-Project`` when set."""
 
-    default_model: str = "gpt-image-1.5"
+    default_model: str = "gpt-image-2"
     """Model for generations and edits that name none (the live API wants one)."""
     default_variation_model: str = "dall-e-2"
-    """Model for variations that name none (the only one OpenAI offers for them)."""
+    """Model for variations that name none: dall-e-2 is the only model that ever
+    served them, and OpenAI retired it, so variations need a compatible server (such
+    as the emulator) that still offers it."""
+    refuse_retired_models: Literal["auto", "on", "off"] = "auto"
+    """Answer calls for a model past its OpenAI shutdown date locally (NOT_FOUND with
+    the replacement) instead of sending them upstream. ``auto``: on when the upstream
+    is OpenAI itself (``api.openai.com``), off for the emulator and other compatible
+    servers, which may still serve retired models."""
     extra_parameters: frozenset[str] = frozenset()
     """Allowlist of ``extra_parameters`` keys forwarded upstream (JSON list in env)."""
 
@@ -121,6 +131,12 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.lstrip().startswith("["):
             return frozenset(item.strip() for item in value.split(",") if item.strip())
         return value
+
+    def refuses_retired_models(self, *, emulator: bool) -> bool:
+        """Whether calls for retired models are answered locally (see the field)."""
+        if self.refuse_retired_models != "auto":
+            return self.refuse_retired_models == "on"
+        return not emulator and urlsplit(self.openai_base_url).hostname == OPENAI_API_HOST
 
     def api_key(self) -> SecretStr | None:
         """The configured key (variable first, then the key file), or None for none.

@@ -34,7 +34,7 @@ async def test_several_images_and_a_mask_reach_openai_as_multipart(
     first, second, mask = png(64, 64), png(64, 64, noise=True), png(64, 64, alpha=True)
     parameters = params_pb2.EditParameters(
         prompt="add a hat",
-        model="gpt-image-1.5",
+        model="gpt-image-2.5-flare",
         images=[
             params_pb2.FileInfo(
                 filename="cat.png", content_type="image/png", size_bytes=len(first)
@@ -60,7 +60,7 @@ async def test_several_images_and_a_mask_reach_openai_as_multipart(
     ]
     assert dict(entry.form) == {
         "prompt": "add a hat",
-        "model": "gpt-image-1.5",
+        "model": "gpt-image-2.5-flare",
         "input_fidelity": "high",
         "n": "2",
         "output_compression": "50",
@@ -88,7 +88,7 @@ async def test_referenced_images_go_upstream_as_the_json_edit_body(
     data_url = "data:image/png;base64," + base64.b64encode(png(32, 32)).decode()
     parameters = params_pb2.EditParameters(
         prompt="x",
-        model="gpt-image-1.5",
+        model="gpt-image-2",
         image_references=[params_pb2.ImageReference(image_url=data_url)],
     )
     reply = await stub.CreateImageEdit(edit_requests(parameters, []))
@@ -107,7 +107,7 @@ async def test_a_result_over_4_mib_reaches_a_client_with_default_limits(
     source, mask = png(1024, 1024, noise=True), mask_png(1024, 1024)
     parameters = params_pb2.EditParameters(
         prompt="x",
-        model="gpt-image-1.5",
+        model="gpt-image-2",
         n=2,
         size="1024x1024",
         images=[params_pb2.FileInfo()],
@@ -403,7 +403,7 @@ async def test_edit_stream_relays_partial_images(
 ) -> None:
     source = png(64, 64)
     parameters = params_pb2.EditParameters(
-        prompt="add a hat", model="gpt-image-1.5", images=[params_pb2.FileInfo()], partial_images=2
+        prompt="add a hat", model="gpt-image-2", images=[params_pb2.FileInfo()], partial_images=2
     )
     call = stub.CreateImageEditStream(
         edit_requests(parameters, chunks_of(IMAGE, source), pb.CreateImageEditStreamRequest)
@@ -422,7 +422,7 @@ async def test_edit_parameters_reach_openai_as_multipart_fields(
     source = png(64, 64)
     parameters = params_pb2.EditParameters(
         prompt="add a hat",
-        model="gpt-image-1.5",
+        model="gpt-image-2",
         images=[params_pb2.FileInfo()],
         background=params_pb2.BACKGROUND_TRANSPARENT,
         quality=params_pb2.QUALITY_HIGH,
@@ -487,7 +487,7 @@ async def test_a_multi_mib_upload_arrives_whole_whatever_the_receive_window(
     source = png(1200, 1200, noise=True)  # about 4 MiB, 66 chunks
     parameters = params_pb2.EditParameters(
         prompt="x",
-        model="gpt-image-1.5",
+        model="gpt-image-2",
         output_format=params_pb2.OUTPUT_FORMAT_JPEG,
         images=[params_pb2.FileInfo(filename="big.png", size_bytes=len(source))],
     )

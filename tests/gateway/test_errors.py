@@ -30,7 +30,7 @@ from imagegate_server.emulator import Emulator, EmulatorConfig
 
 GENERATIONS = "/v1/images/generations"
 REQUEST = pb.CreateImageRequest(
-    parameters=params_pb2.GenerationParameters(prompt="a cat", model="gpt-image-1.5")
+    parameters=params_pb2.GenerationParameters(prompt="a cat", model="gpt-image-2")
 )
 
 
@@ -205,9 +205,7 @@ async def test_a_cancelled_stream_aborts_the_upstream_stream(
     stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
 ) -> None:
     emulator.set_faults("slow;bytes=512;ms=200")
-    parameters = params_pb2.GenerationParameters(
-        prompt="x", model="gpt-image-1.5", partial_images=3
-    )
+    parameters = params_pb2.GenerationParameters(prompt="x", model="gpt-image-2", partial_images=3)
     call = stub.CreateImageStream(pb.CreateImageStreamRequest(parameters=parameters))
     await emulator.journal.wait_for(lambda entries: bool(entries), timeout_s=5)
     call.cancel()

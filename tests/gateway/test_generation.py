@@ -122,7 +122,7 @@ async def test_url_results_come_back_as_urls(stub: object) -> None:
         ),
         (
             params_pb2.GenerationParameters(
-                prompt="x", model="gpt-image-1.5", response_format=params_pb2.RESPONSE_FORMAT_URL
+                prompt="x", model="gpt-image-2", response_format=params_pb2.RESPONSE_FORMAT_URL
             ),
             "parameters.response_format",
         ),
@@ -155,7 +155,7 @@ async def test_allowlisted_extra_parameters_are_forwarded_verbatim(
     emulator: Emulator, start_gateway: object
 ) -> None:
     gateway = await start_gateway(extra_parameters=frozenset({"prompt_rewriter"}))  # type: ignore[operator]
-    parameters = params_pb2.GenerationParameters(prompt="x", model="gpt-image-1.5")
+    parameters = params_pb2.GenerationParameters(prompt="x", model="gpt-image-2")
     parameters.extra_parameters["prompt_rewriter"].CopyFrom(struct_pb2.Value(string_value="off"))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
         client = images_service_pb2_grpc.ImagesServiceStub(channel)
@@ -193,7 +193,7 @@ async def test_stream_relays_partial_images_before_the_generation_completes(
     # Trickle the SSE body so the generation visibly takes time upstream.
     emulator.set_faults("slow;bytes=8192;ms=20")
     parameters = params_pb2.GenerationParameters(
-        prompt="a boat", model="gpt-image-1.5", partial_images=2
+        prompt="a boat", model="gpt-image-2", partial_images=2
     )
     call = stub.CreateImageStream(pb.CreateImageStreamRequest(parameters=parameters))  # type: ignore[attr-defined]
     events = []

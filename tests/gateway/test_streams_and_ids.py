@@ -33,11 +33,11 @@ EDITS = "/v1/images/edits"
 IMAGE, MASK = params_pb2.FILE_ROLE_IMAGE, params_pb2.FILE_ROLE_MASK
 STREAM_REQUEST = pb.CreateImageStreamRequest(
     parameters=params_pb2.GenerationParameters(
-        prompt="a cat", model="gpt-image-1.5", partial_images=2
+        prompt="a cat", model="gpt-image-2", partial_images=2
     )
 )
 REQUEST = pb.CreateImageRequest(
-    parameters=params_pb2.GenerationParameters(prompt="a cat", model="gpt-image-1.5")
+    parameters=params_pb2.GenerationParameters(prompt="a cat", model="gpt-image-2")
 )
 
 
@@ -111,7 +111,7 @@ async def test_upstream_timeout_bounds_a_whole_stream_not_each_read(
     emulator.set_faults("latency;ms=3000")
     request = pb.CreateImageStreamRequest(
         parameters=params_pb2.GenerationParameters(
-            prompt="x", model="gpt-image-1.5", partial_images=3
+            prompt="x", model="gpt-image-2", partial_images=3
         )
     )
     started = time.monotonic()
@@ -130,7 +130,7 @@ async def test_upstream_timeout_bounds_a_stalled_upload_on_a_stream_rpc(
 ) -> None:
     gateway = await start_gateway(upstream_timeout_s=1)
     parameters = params_pb2.EditParameters(
-        prompt="x", model="gpt-image-1.5", images=[params_pb2.FileInfo()]
+        prompt="x", model="gpt-image-2", images=[params_pb2.FileInfo()]
     )
 
     async def stalled() -> AsyncIterator[pb.CreateImageEditStreamRequest]:
@@ -164,7 +164,7 @@ async def test_a_result_too_large_keeps_the_upstream_request_id(
     # Two 1024x1024 noise edits: over 4 MiB, the smallest unary limit allowed.
     source = png(1024, 1024, noise=True)
     parameters = params_pb2.EditParameters(
-        prompt="x", model="gpt-image-1.5", n=2, size="1024x1024", images=[params_pb2.FileInfo()]
+        prompt="x", model="gpt-image-2", n=2, size="1024x1024", images=[params_pb2.FileInfo()]
     )
     roomy = await start_gateway(max_send_message_bytes=64 * 1024 * 1024)
     options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]

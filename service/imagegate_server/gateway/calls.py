@@ -8,6 +8,7 @@ before any byte goes upstream.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,10 +16,10 @@ from typing import Any
 from google.protobuf.message import Message
 from imagegate.v1 import params_pb2
 
-from imagegate_server.errors import FieldViolation, InvalidRequest
+from imagegate_server.errors import FieldViolation, InvalidRequest, ModelRetired
 from imagegate_server.gateway import params as mapping
 from imagegate_server.gateway.uploads import Upload, UploadedFile, UploadLimits, receive
-from imagegate_server.models import ModelRules, Operation, rules_for
+from imagegate_server.models import ModelRules, Operation, replacement_for, retired, rules_for
 from imagegate_server.settings import Settings
 from imagegate_server.upstream.client import Body, FilePart
 from imagegate_server.validation import (
@@ -63,12 +64,15 @@ class UpstreamCall:
 
 
 class CallBuilder:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, refuse_retired: bool = False) -> None:
         self._settings = settings
+        self._refuse_retired = refuse_retired
         self._limits = UploadLimits(settings.max_request_bytes, settings.spool_threshold_bytes)
 
     def generation(self, p: params_pb2.GenerationParameters, streaming: bool) -> UpstreamCall:
-        params = self._openai_params(p, self._settings.default_model, streaming)
+        params = self._openai_params(
+            p, self._settings.default_model, streaming, Operation.GENERATION
+        )
         violations = mapping.field_violations(validate_generation(params))
         self._check(p, params, violations)
         mapping.add_extra_parameters(params, p.extra_parameters)
@@ -80,7 +84,7 @@ class CallBuilder:
         message, chunks = await receive(stream)
         assert isinstance(message, params_pb2.EditParameters)
         p = message
-        params = self._openai_params(p, self._settings.default_model, streaming)
+        params = self._openai_params(p, self._settings.default_model, streaming, Operation.EDIT)
         if p.image_references or p.HasField("mask_reference"):
             return await self._json_edit(p, params, chunks, streaming)
         if not p.images:
@@ -166,7 +170,9 @@ class CallBuilder:
         message, chunks = await receive(stream)
         assert isinstance(message, params_pb2.VariationParameters)
         p = message
-        params = self._openai_params(p, self._settings.default_variation_model, streaming=False)
+        params = self._openai_params(
+            p, self._settings.default_variation_model, False, Operation.VARIATION
+        )
         if not p.HasField("image"):
             raise InvalidRequest.one(
                 "parameters.image", "declare the input image", "missing_required_parameter"
@@ -192,9 +198,13 @@ class CallBuilder:
         mapping.add_extra_parameters(params, p.extra_parameters)
         return UpstreamCall("images/variations", params, files, upload=upload)
 
-    def _openai_params(self, p: Message, default_model: str, streaming: bool) -> dict[str, Any]:
+    def _openai_params(
+        self, p: Message, default_model: str, streaming: bool, operation: Operation
+    ) -> dict[str, Any]:
         params = mapping.to_openai(p)
         params.setdefault("model", default_model)
+        if self._refuse_retired:
+            _refuse_if_retired(params["model"], operation)
         if not streaming:
             # The unary RPCs return the whole result; partial images are for streams.
             params.pop("partial_images", None)
@@ -206,6 +216,19 @@ class CallBuilder:
         violations = violations + mapping.check_extra_parameters(params, extra, allowlist)
         if violations:
             raise InvalidRequest(violations)
+
+
+def _refuse_if_retired(model: str, operation: Operation) -> None:
+    # Before any upload byte is read: the caller learns what to use instead at the
+    # cost of one message, not of a round trip that OpenAI would refuse.
+    today = datetime.datetime.now(datetime.UTC).date()
+    lifecycle = retired(model, today)
+    if lifecycle is None:
+        return
+    replacement = replacement_for(model, today)
+    rules = rules_for(replacement)
+    served = rules is not None and operation in rules.operations
+    raise ModelRetired(model, lifecycle.shutdown, replacement, operation_served=served)
 
 
 def _check_image_types(files: list[UploadedFile | None]) -> None:

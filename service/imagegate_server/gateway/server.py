@@ -5,6 +5,7 @@ when no OpenAI key is configured, the embedded emulator as the upstream.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import math
 import secrets
@@ -20,6 +21,7 @@ from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.errors import StartupError
 from imagegate_server.gateway.servicer import ImagesServicer
 from imagegate_server.gateway.wire import add_images_service
+from imagegate_server.models import replacement_for, retired
 from imagegate_server.settings import Settings
 from imagegate_server.upstream.client import Upstream, UpstreamConfig
 from imagegate_server.upstream.retry import RetryPolicy
@@ -100,7 +102,17 @@ class Gateway:
                 ),
             ]
         )
-        add_images_service(ImagesServicer(self._upstream, settings), server)
+        refuse_retired = settings.refuses_retired_models(emulator=self.emulator is not None)
+        if refuse_retired:
+            today = datetime.datetime.now(datetime.UTC).date()
+            default = settings.default_model
+            if retired(default, today) is not None:
+                log.warning(
+                    "the default model is retired: calls that name no model will be refused",
+                    extra={"model": default, "replacement": replacement_for(default, today)},
+                )
+        servicer = ImagesServicer(self._upstream, settings, refuse_retired=refuse_retired)
+        add_images_service(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

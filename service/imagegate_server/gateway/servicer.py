@@ -50,10 +50,12 @@ class ImagesServicer(images_service_pb2_grpc.ImagesServiceServicer):
     """Register with :func:`imagegate_server.gateway.wire.add_images_service`, whose
     parsing hands malformed request messages in as :class:`Malformed`."""
 
-    def __init__(self, upstream: Upstream, settings: Settings) -> None:
+    def __init__(
+        self, upstream: Upstream, settings: Settings, *, refuse_retired: bool = False
+    ) -> None:
         self._upstream = upstream
         self._settings = settings
-        self._calls = CallBuilder(settings)
+        self._calls = CallBuilder(settings, refuse_retired=refuse_retired)
 
     # -- RPCs -----------------------------------------------------------------
 

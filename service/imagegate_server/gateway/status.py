@@ -3,6 +3,8 @@
 The table (also in the contract's service comment and the README):
 
     InvalidRequest                 INVALID_ARGUMENT    BadRequest
+    ModelRetired                   NOT_FOUND           ErrorInfo(MODEL_RETIRED: model,
+                                                       shutdown_date, replacement)
     LimitExceeded                  RESOURCE_EXHAUSTED  QuotaFailure
     ResultTooLarge                 RESOURCE_EXHAUSTED
     OpenAI 400/413/422 (and other 4xx not below)
@@ -31,6 +33,7 @@ from imagegate_server.errors import (
     ImagegateError,
     InvalidRequest,
     LimitExceeded,
+    ModelRetired,
     ResultTooLarge,
     UpstreamError,
     UpstreamFailure,
@@ -89,6 +92,19 @@ def failure(error: ImagegateError) -> RpcFailure:
                     )
                     for v in error.violations
                 ]
+            )
+        )
+    elif isinstance(error, ModelRetired):
+        code = grpc.StatusCode.NOT_FOUND
+        details.append(
+            error_details_pb2.ErrorInfo(
+                reason="MODEL_RETIRED",
+                domain=ERROR_DOMAIN,
+                metadata={
+                    "model": error.model[:100],
+                    "shutdown_date": error.shutdown.isoformat(),
+                    "replacement": error.replacement,
+                },
             )
         )
     elif isinstance(error, LimitExceeded):

@@ -28,7 +28,7 @@ from imagegate_server.bench.procs import RssSampler, StackConfig, running_stack
 
 NAME = "results"
 SIZE = "1536x1024"
-MODEL = "gpt-image-1.5"
+MODEL = "gpt-image-2"
 # One timed call: returns (seconds to the first image byte, image bytes received).
 Timed = Callable[[float], Awaitable[tuple[float, int]]]
 

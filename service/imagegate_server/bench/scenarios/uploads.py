@@ -35,7 +35,7 @@ from imagegate_server.bench.procs import RssSampler, StackConfig, rss_bytes, run
 from imagegate_server.settings import Settings
 
 NAME = "uploads"
-MODEL = "gpt-image-1.5"
+MODEL = "gpt-image-2"
 PROMPT = "make it blue"
 IMAGE = params_pb2.FILE_ROLE_IMAGE
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import pytest
@@ -9,17 +10,29 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagegate_server.imageformat import ImageInfo
-from imagegate_server.models import MB, MODEL_RULES, Operation, size_allowed
+from imagegate_server.models import (
+    MB,
+    MODEL_RULES,
+    Operation,
+    parse_size,
+    resolve_model,
+    size_allowed,
+)
 from imagegate_server.validation import (
     Code,
     FileDescriptor,
     UnknownModelPolicy,
     Violation,
-    resolve_model,
     validate_edit,
     validate_generation,
     validate_variation,
 )
+
+# The emulator's two edit bodies: multipart (string values, files as parts) and JSON
+# (typed values, images as references); variations are multipart only.
+multipart_edit = functools.partial(validate_edit, form_values=True, image_references=False)
+json_edit = functools.partial(validate_edit, form_values=False, image_references=True)
+multipart_variation = functools.partial(validate_variation, form_values=True)
 
 
 def png(
@@ -227,9 +240,9 @@ def test_safety_identifier_names_the_end_user_for_every_model() -> None:
         "dall-e-2"
     )
     edit = {"prompt": "p", "model": "dall-e-2", "safety_identifier": "u"}
-    assert validate_edit(edit, [png()]) == []
+    assert multipart_edit(edit, [png()]) == []
     assert only(
-        validate_variation({"model": "dall-e-2", "safety_identifier": "u"}, png(alpha=False))
+        multipart_variation({"model": "dall-e-2", "safety_identifier": "u"}, png(alpha=False))
     ) == ("safety_identifier", Code.UNKNOWN_PARAMETER)
 
 
@@ -241,20 +254,22 @@ def test_form_values_are_strings() -> None:
         "stream": "true",
         "partial_images": "1",
     }
-    assert validate_edit(params, [png()], form=True) == []
+    assert multipart_edit(params, [png()]) == []
     bad = {"prompt": "p", "model": "gpt-image-1", "n": "two", "stream": "yes"}
-    assert {v.param for v in validate_edit(bad, [png()], form=True)} == {"n", "stream"}
+    assert {v.param for v in multipart_edit(bad, [png()])} == {"n", "stream"}
 
 
 def test_valid_edits() -> None:
     assert (
-        validate_edit({"prompt": "p", "model": "dall-e-2", "size": "512x512"}, [png()], png("mask"))
+        multipart_edit(
+            {"prompt": "p", "model": "dall-e-2", "size": "512x512"}, [png()], png("mask")
+        )
         == []
     )
     many = [jpeg(f"image[{i}]") for i in range(16)]
-    assert validate_edit({"prompt": "p", "model": "gpt-image-1.5"}, many, png("mask")) == []
+    assert multipart_edit({"prompt": "p", "model": "gpt-image-1.5"}, many, png("mask")) == []
     assert (
-        validate_edit(
+        multipart_edit(
             {"prompt": "p", "model": "gpt-image-2.5-flare"}, [png()], markup=png("markup")
         )
         == []
@@ -264,9 +279,9 @@ def test_valid_edits() -> None:
 def test_dall_e_2_edits_take_standard_quality() -> None:
     # Spec: CreateImageEditRequest.quality lists `standard`, the DALL-E value.
     params = {"prompt": "p", "model": "dall-e-2", "quality": "standard"}
-    assert validate_edit(params, [png()]) == []
-    assert validate_edit({**params, "quality": "auto"}, [png()]) == []
-    assert only(validate_edit({**params, "quality": "hd"}, [png()])) == (
+    assert multipart_edit(params, [png()]) == []
+    assert multipart_edit({**params, "quality": "auto"}, [png()]) == []
+    assert only(multipart_edit({**params, "quality": "hd"}, [png()])) == (
         "quality",
         Code.INVALID_VALUE,
     )
@@ -274,12 +289,12 @@ def test_dall_e_2_edits_take_standard_quality() -> None:
 
 def test_gif_output_takes_no_mask() -> None:
     params = {"prompt": "p", "model": "gpt-image-2.5-flare", "output_format": "gif"}
-    assert validate_edit(params, [png()]) == []
-    assert only(validate_edit(params, [png()], png("mask"))) == ("mask", Code.INVALID_VALUE)
+    assert multipart_edit(params, [png()]) == []
+    assert only(multipart_edit(params, [png()], png("mask"))) == ("mask", Code.INVALID_VALUE)
     json_params = {**params, "images": [{"file_id": "f"}], "mask": {"file_id": "m"}}
-    assert only(validate_edit(json_params, [], form=False)) == ("mask", Code.INVALID_VALUE)
+    assert only(json_edit(json_params, [])) == ("mask", Code.INVALID_VALUE)
     # Other formats keep their masks.
-    assert validate_edit({**params, "output_format": "webp"}, [png()], png("mask")) == []
+    assert multipart_edit({**params, "output_format": "webp"}, [png()], png("mask")) == []
 
 
 @pytest.mark.parametrize(
@@ -347,7 +362,7 @@ def test_edit_file_violations(
     param: str | None,
     code: Code | None,
 ) -> None:
-    violations = validate_edit({"prompt": "p", "model": model}, images, mask, markup)
+    violations = multipart_edit({"prompt": "p", "model": model}, images, mask, markup)
     if param is None:
         assert violations == []
     else:
@@ -355,23 +370,23 @@ def test_edit_file_violations(
 
 
 def test_edit_model_rules() -> None:
-    assert only(validate_edit({"prompt": "p", "model": "dall-e-3"}, [png()])) == (
+    assert only(multipart_edit({"prompt": "p", "model": "dall-e-3"}, [png()])) == (
         "model",
         Code.INVALID_VALUE,
     )
-    assert only(validate_edit({"prompt": "x" * 1001, "model": "dall-e-2"}, [png()]))[1] is (
+    assert only(multipart_edit({"prompt": "x" * 1001, "model": "dall-e-2"}, [png()]))[1] is (
         Code.STRING_ABOVE_MAX_LENGTH
     )
     assert (
         only(
-            validate_edit(
+            multipart_edit(
                 {"prompt": "p", "model": "gpt-image-2", "input_fidelity": "high"}, [png()]
             )
         )[0]
         == "input_fidelity"
     )
     assert only(
-        validate_edit(
+        multipart_edit(
             {"prompt": "p", "model": "gpt-image-1-mini", "input_fidelity": "high"}, [png()]
         )
     ) == ("input_fidelity", Code.INVALID_VALUE)
@@ -408,7 +423,7 @@ def test_edit_model_rules() -> None:
 def test_json_edit_bodies(
     params: Mapping[str, object], param: str | None, code: Code | None
 ) -> None:
-    violations = validate_edit(params, [], form=False)
+    violations = json_edit(params, [])
     if param is None:
         assert violations == []
     else:
@@ -416,15 +431,18 @@ def test_json_edit_bodies(
 
 
 def test_variations() -> None:
-    assert validate_variation({"n": "3", "size": "256x256"}, png()) == []
-    assert only(validate_variation({"model": "gpt-image-1"}, png())) == (
+    assert multipart_variation({"n": "3", "size": "256x256"}, png()) == []
+    assert only(multipart_variation({"model": "gpt-image-1"}, png())) == (
         "model",
         Code.INVALID_VALUE,
     )
-    assert only(validate_variation({}, png(w=10, h=20))) == ("image", Code.INVALID_IMAGE_DIMENSIONS)
-    assert only(validate_variation({}, None)) == ("image", Code.MISSING_REQUIRED_PARAMETER)
-    assert only(validate_variation({"prompt": "p"}, png())) == ("prompt", Code.UNKNOWN_PARAMETER)
-    assert only(validate_variation({"size": "1536x1024"}, png())) == ("size", Code.INVALID_VALUE)
+    assert only(multipart_variation({}, png(w=10, h=20))) == (
+        "image",
+        Code.INVALID_IMAGE_DIMENSIONS,
+    )
+    assert only(multipart_variation({}, None)) == ("image", Code.MISSING_REQUIRED_PARAMETER)
+    assert only(multipart_variation({"prompt": "p"}, png())) == ("prompt", Code.UNKNOWN_PARAMETER)
+    assert only(multipart_variation({"size": "1536x1024"}, png())) == ("size", Code.INVALID_VALUE)
 
 
 # --- property tests: malformed input always gives violations, never an exception ---
@@ -474,9 +492,11 @@ def test_arbitrary_params_never_raise(
 ) -> None:
     params["model"] = model
     for violations in (
-        validate_generation(params, form=form, unknown_model=policy),
-        validate_edit(params, [png()], form=form, unknown_model=policy),
-        validate_variation(params, png(), form=form, unknown_model=policy),
+        validate_generation(params, form_values=form, unknown_model=policy),
+        validate_edit(
+            params, [png()], form_values=form, image_references=not form, unknown_model=policy
+        ),
+        validate_variation(params, png(), form_values=form, unknown_model=policy),
     ):
         assert all(isinstance(v, Violation) and v.message for v in violations)
 
@@ -536,6 +556,26 @@ def test_gpt_image_2_wxh_rule(width: int, height: int) -> None:
 )
 def test_arbitrary_files_never_raise(file: FileDescriptor) -> None:
     for model in ("dall-e-2", "gpt-image-1"):
-        violations = validate_edit({"prompt": "p", "model": model}, [file], file)
+        violations = multipart_edit({"prompt": "p", "model": model}, [file], file)
         if file.info is None or file.info.width is None:
             assert violations
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        "²x²",
+        "①⓪②④x1024",
+        "\u0661\u0660\u0662\u0664x\u0661\u0660\u0662\u0664",
+        "1024x1024\n",
+        " 1024x1024",
+    ],
+)
+def test_sizes_are_ascii_digits_only(size: str) -> None:
+    # str.isdigit() accepts all of these; int() refuses the first two and reads the
+    # Arabic-Indic digits as 1024.
+    assert parse_size(size) is None
+    assert only(validate_generation({"prompt": "p", "model": "gpt-image-2", "size": size})) == (
+        "size",
+        Code.INVALID_VALUE,
+    )

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import datetime
 import enum
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 MB = 1024 * 1024
@@ -249,6 +251,21 @@ GPT_ONLY_GENERATION_PARAMS = (_GPT_GENERATION | NEWER_GPT_ONLY_GENERATION_PARAMS
 )
 
 
+def resolve_model(operation: Operation, params: Mapping[str, object]) -> str | None:
+    """The model a request means (the spec's defaults applied, as OpenAI and the
+    emulator apply them); None if ``model`` is not a string."""
+    model = params.get("model")
+    if model is None:
+        if operation is Operation.GENERATION:
+            if any(params.get(name) is not None for name in NEWER_GPT_ONLY_GENERATION_PARAMS):
+                return DEFAULT_NEWER_GPT_GENERATION_MODEL
+            if any(params.get(name) is not None for name in GPT_ONLY_GENERATION_PARAMS):
+                return DEFAULT_GPT_GENERATION_MODEL
+            return DEFAULT_GENERATION_MODEL
+        return DEFAULT_EDIT_MODEL if operation is Operation.EDIT else DEFAULT_VARIATION_MODEL
+    return model if isinstance(model, str) else None
+
+
 def rules_for(model: str) -> ModelRules | None:
     """The rules of a known model, or None for a model the table does not know."""
     return MODEL_RULES.get(model)
@@ -271,14 +288,18 @@ def replacement_for(model: str, today: datetime.date) -> str:
     return model
 
 
+# ASCII digits only: str.isdigit() also accepts superscripts and circled digits (which
+# int() then refuses) and Arabic-Indic digits (which int() reads as 1024). At most six
+# digits a side keeps absurd sizes cheap to reject.
+_SIZE = re.compile(r"([0-9]{1,6})x([0-9]{1,6})")
+
+
 def parse_size(size: str) -> tuple[int, int] | None:
     """``"1536x1024"`` -> (1536, 1024); None for ``auto`` or anything malformed."""
-    width, sep, height = size.partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
+    match = _SIZE.fullmatch(size)
+    if match is None:
         return None
-    if len(width) > 6 or len(height) > 6:  # keeps absurd digit strings cheap to reject
-        return None
-    return int(width), int(height)
+    return int(match[1]), int(match[2])
 
 
 def size_allowed(rules: ModelRules, size: str) -> bool:

@@ -235,3 +235,19 @@ async def test_gif_and_dall_e_answers_are_sliced_without_upstream_streaming(
     assert partials == {} and sorted(finals) == [0, 1]
     assert "stream" not in emulator.journal.by_path(GENERATIONS)[0].json
     assert isinstance(result, results_pb2.ImagesResult)
+
+
+@pytest.mark.parametrize(
+    "size", ["²x²", "①⓪②④x1024", "\u0661\u0660\u0662\u0664x\u0661\u0660\u0662\u0664"]
+)
+async def test_a_size_with_non_ascii_digits_is_invalid_argument(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator, size: str
+) -> None:
+    request = pb.CreateImageRequest(
+        parameters=params_pb2.GenerationParameters(prompt="x", model="gpt-image-2", size=size)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.CreateImage(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "parameters.size" in violations(caught.value)
+    assert emulator.journal.entries == []

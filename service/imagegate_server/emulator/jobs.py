@@ -21,6 +21,7 @@ from imagegate_server.models import (
     ModelRules,
     Operation,
     parse_size,
+    resolve_model,
     rules_for,
     size_allowed,
 )
@@ -29,7 +30,6 @@ from imagegate_server.validation import (
     Violation,
     parse_boolean,
     parse_integer,
-    resolve_model,
     validate_edit,
     validate_generation,
     validate_variation,
@@ -125,7 +125,11 @@ def build_job(operation: Operation, body: Body) -> Job:
     elif operation is Operation.EDIT:
         if not form:
             # Check the structure first, then decode data: URLs and check the files.
-            _raise_first(validate_edit(params, [], form=False, unknown_model=_GPT))
+            _raise_first(
+                validate_edit(
+                    params, [], form_values=False, image_references=True, unknown_model=_GPT
+                )
+            )
             refs: Any = params["images"]  # validated: a list of ImageRefParam objects
             images = [decode_image_ref(f"images[{i}]", ref) for i, ref in enumerate(refs)]
             mask_ref: Any = params.get("mask")
@@ -138,7 +142,8 @@ def build_job(operation: Operation, body: Body) -> Job:
                 descriptors,
                 mask.descriptor("mask") if mask else None,
                 markup.descriptor("markup") if markup else None,
-                form=form,
+                form_values=form,
+                image_references=not form,
                 unknown_model=_GPT,
             )
         )
@@ -153,7 +158,10 @@ def build_job(operation: Operation, body: Body) -> Job:
             raise bad_request("Variations take exactly one image.", "image", "invalid_value")
         _raise_first(
             validate_variation(
-                params, image.descriptor("image") if image else None, unknown_model=_GPT
+                params,
+                image.descriptor("image") if image else None,
+                form_values=form,
+                unknown_model=_GPT,
             )
         )
     # Decode only what passed validation: a corrupt body is then the one problem left.
@@ -174,7 +182,7 @@ def _image_param(upload: Upload, index: int, count: int, form: bool) -> str:
 
 def _int(params: dict[str, Any], name: str, default: int, form: bool) -> int:
     """A validated integer parameter, read exactly as validation read it."""
-    parsed = parse_integer(params.get(name), form=form)
+    parsed = parse_integer(params.get(name), form_values=form)
     return default if parsed is None else parsed
 
 
@@ -224,7 +232,7 @@ def _defaults(
         response_format=(
             "b64_json" if rules.gpt_image else str(params.get("response_format") or "url")
         ),
-        stream=parse_boolean(params.get("stream"), form=form) is True,
+        stream=parse_boolean(params.get("stream"), form_values=form) is True,
         partial_images=_int(params, "partial_images", 0, form),
         style=str(params.get("style") or "vivid"),
         frame_count=_int(params, "frame_count", 9, form),

@@ -107,7 +107,9 @@ class CallBuilder:
             # Judge the parameters before reading any upload byte: a bad request
             # should cost neither the caller's bandwidth nor ours.
             early = [
-                v for v in validate_edit(params, [], form=True) if not v.param.startswith("image")
+                v
+                for v in validate_edit(params, [], form_values=False, image_references=False)
+                if not v.param.startswith("image")
             ]
             self._check(p, params, mapping.field_violations(early, EDIT_RENAMES))
             await _drain(chunks, upload)
@@ -120,7 +122,8 @@ class CallBuilder:
                 [file.descriptor(f"images[{i}]") for i, file in enumerate(images) if file],
                 mask.descriptor("mask") if mask else None,
                 markup.descriptor("markup") if markup else None,
-                form=True,
+                form_values=False,
+                image_references=False,
             )
             self._check(p, params, mapping.field_violations(violations, EDIT_RENAMES))
             image_field = "image" if len(images) == 1 else "image[]"
@@ -158,7 +161,7 @@ class CallBuilder:
         ]
         if p.HasField("mask_reference"):
             params["mask"] = mapping.to_openai(p.mask_reference, "parameters.mask_reference")
-        violations = validate_edit(params, [], form=False)
+        violations = validate_edit(params, [], form_values=False, image_references=True)
         self._check(p, params, mapping.field_violations(violations, JSON_EDIT_RENAMES))
         await _drain(chunks, Upload(self._limits))  # no file is declared: any chunk is an error
         mapping.add_extra_parameters(params, p.extra_parameters)
@@ -182,14 +185,16 @@ class CallBuilder:
         try:
             cap = rules.image_max_bytes if rules else self._settings.max_file_bytes
             upload.declare(IMAGE, 0, "parameters.image", p.image, cap)
-            early = [v for v in validate_variation(params, None) if v.param != "image"]
+            early = [
+                v for v in validate_variation(params, None, form_values=False) if v.param != "image"
+            ]
             self._check(p, params, mapping.field_violations(early))
             await _drain(chunks, upload)
             image = upload.get(IMAGE)
             assert image is not None
             if rules is None:
                 _check_image_types([image])
-            violations = validate_variation(params, image.descriptor("image"))
+            violations = validate_variation(params, image.descriptor("image"), form_values=False)
             self._check(p, params, mapping.field_violations(violations))
             files = [image.part("image")]
         except BaseException:

@@ -1,0 +1,26 @@
+"""Sizes written with digits other than ASCII are OpenAI 400s, not emulator crashes."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from emulator_support import API_KEY
+
+from imagegate_server.emulator import Emulator
+
+
+@pytest.mark.parametrize(
+    "size", ["²x²", "①⓪②④x1024", "\u0661\u0660\u0662\u0664x\u0661\u0660\u0662\u0664"]
+)
+async def test_a_size_with_non_ascii_digits_is_an_invalid_value(
+    emulator: Emulator, size: str
+) -> None:
+    async with httpx.AsyncClient(
+        base_url=emulator.base_url, headers={"authorization": f"Bearer {API_KEY}"}
+    ) as http:
+        response = await http.post(
+            "/images/generations", json={"prompt": "p", "model": "gpt-image-2", "size": size}
+        )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == ("size", "invalid_value")

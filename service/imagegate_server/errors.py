@@ -1,7 +1,7 @@
 """The gateway's exception tree: one base class, one subclass per kind of failure.
 
 Each carries exactly what the caller may see (never an upstream exception's text);
-:mod:`imagegate_server.gateway.status` turns them into gRPC statuses with
+:mod:`imagegate_server.gateway.edge.status` turns them into gRPC statuses with
 ``google.rpc`` details.
 
     ImagegateError
@@ -19,7 +19,9 @@ Each carries exactly what the caller may see (never an upstream exception's text
 from __future__ import annotations
 
 import datetime
+import enum
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # Anything that looks like an OpenAI key is cut from upstream messages before they
@@ -27,8 +29,12 @@ from dataclasses import dataclass
 _KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-*]{4,}")
 
 
-def redact(text: str) -> str:
-    """``text`` with key-like tokens replaced, and bounded in length."""
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with the given secrets (the configured keys, whatever their shape) and
+    anything shaped like an OpenAI key replaced, and bounded in length."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
     return _KEY_PATTERN.sub("sk-***", text)[:1000]
 
 
@@ -101,11 +107,35 @@ class UpstreamFailure(ImagegateError):
         self.request_id = request_id
 
 
+class UpstreamErrorKind(enum.Enum):
+    """What an OpenAI error means for the caller, whatever carried it (an HTTP status,
+    an SSE error event): the upstream classifies, the edge maps kinds to gRPC codes."""
+
+    INVALID_REQUEST = "invalid_request"
+    """The request (400, 413, 422, other 4xx) or its content (moderation)."""
+    AUTHENTICATION = "authentication"
+    """The gateway's own key was refused (401): an operator problem."""
+    PERMISSION = "permission"
+    """403."""
+    NOT_FOUND = "not_found"
+    """404: an unknown model, for example."""
+    RATE_LIMITED = "rate_limited"
+    """429: refused before generating; waiting helps."""
+    QUOTA = "quota"
+    """429 insufficient_quota: waiting does not help."""
+    SERVER = "server"
+    """5xx, or a server error event mid-stream."""
+
+
 class UpstreamError(UpstreamFailure):
-    """OpenAI answered with an error status and (usually) its error JSON."""
+    """OpenAI answered with an error (status and error JSON, or an SSE error event).
+
+    The message is relayed to callers: whoever builds one redacts it first.
+    """
 
     def __init__(
         self,
+        kind: UpstreamErrorKind,
         status: int,
         message: str,
         *,
@@ -115,8 +145,11 @@ class UpstreamError(UpstreamFailure):
         request_id: str | None = None,
         retry_after_s: float | None = None,
     ) -> None:
-        super().__init__(redact(message), request_id)
+        super().__init__(message, request_id)
+        self.kind = kind
         self.status = status
+        """The HTTP status (for an error event, the status its HTTP twin carries);
+        reported to callers as information, never branched on above the upstream."""
         self.error_type = error_type
         self.code = code
         self.param = param

@@ -22,11 +22,21 @@ PNG and WebP keep their dimensions in the first 30 bytes; JPEG may put large
 EXIF/ICC segments before its SOF marker, hence the generous margin.
 """
 
-CONTENT_TYPES: dict[ImageFormat, str] = {
+# The one home of these facts, for every format OpenAI reads or writes (the four
+# sniffable input formats, plus SVG output).
+CONTENT_TYPES: dict[str, str] = {
     "png": "image/png",
     "jpeg": "image/jpeg",
     "webp": "image/webp",
     "gif": "image/gif",
+    "svg": "image/svg+xml",
+}
+EXTENSIONS: dict[str, str] = {
+    "png": "png",
+    "jpeg": "jpg",
+    "webp": "webp",
+    "gif": "gif",
+    "svg": "svg",
 }
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -1,6 +1,6 @@
 """The error table, retries, deadlines and cancellation, against injected upstream faults.
 
-One test per row of the table in imagegate_server/gateway/status.py (and the README).
+One test per row of the table in imagegate_server/gateway/edge/status.py (and the README).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import os
 
 import httpx
 
-from imagegate_server.gateway.spool import Spool
+from imagegate_server.gateway.requests.spool import Spool
 
 THRESHOLD = 256 * 1024
 

@@ -19,7 +19,7 @@ import httpx
 from imagegate.v1 import images_service_pb2_grpc
 
 from imagegate_server.bench.procs import API_KEY
-from imagegate_server.upstream.client import POOL_SHARD_CONNECTIONS
+from imagegate_server.upstream import POOL_SHARD_CONNECTIONS
 
 if TYPE_CHECKING:
     # Only in the stubs: the async flavour the constructor returns for an aio channel.

@@ -1,1 +1,8 @@
-"""The gRPC side: the ImagesService servicer, uploads, parameters, results, statuses."""
+"""The gRPC side of the gateway, one package per stage of a call.
+
+edge/       the servicer, each RPC's bookkeeping (ids, deadline, log line), the
+            guard that turns every ending into a status, lenient wire parsing
+requests/   proto parameters and uploaded files -> a validated ImagesRequest
+mapping/    the upstream's answers and events -> results and image slices
+server.py   the assembled server: gRPC, health, reflection, upstream, emulator
+"""

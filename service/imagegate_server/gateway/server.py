@@ -19,12 +19,11 @@ from pydantic import SecretStr
 
 from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.errors import StartupError
-from imagegate_server.gateway.servicer import ImagesServicer
-from imagegate_server.gateway.wire import add_images_service
+from imagegate_server.gateway.edge.servicer import ImagesServicer
+from imagegate_server.gateway.edge.wire import add_images_service
 from imagegate_server.models import replacement_for, retired
 from imagegate_server.settings import Settings
-from imagegate_server.upstream.client import Upstream, UpstreamConfig
-from imagegate_server.upstream.retry import RetryPolicy
+from imagegate_server.upstream import RetryPolicy, Upstream, UpstreamConfig
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ class Gateway:
                     extra={"model": default, "replacement": replacement_for(default, today)},
                 )
         servicer = ImagesServicer(self._upstream, settings, refuse_retired=refuse_retired)
-        add_images_service(servicer, server)
+        add_images_service(servicer.behaviour, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

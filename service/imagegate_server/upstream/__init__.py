@@ -1,9 +1,33 @@
-"""The HTTP side: one shared httpx client, OpenAI's key, retries, SSE.
+"""The upstream: OpenAI's Images API (or any compatible server) in operation terms.
 
-Nothing here knows about gRPC; nothing above it knows about HTTP.
+``async with upstream.send(ImagesRequest(operation, params, files, stream), deadline)
+as reply`` gives an :class:`ImagesAnswer` or :class:`ImageEvents`, or raises a
+classified :class:`~imagegate_server.errors.UpstreamFailure`. Everything about HTTP
+lives behind it: paths, JSON or multipart, form encoding, file parts (``wire``), SSE
+framing and event JSON (``sse``, ``events``), error bodies and statuses (``errors``),
+safe retries (``retry``), the shared httpx client and the key (``client``). Nothing
+here knows about gRPC; nothing above it knows about HTTP.
 """
 
-from imagegate_server.upstream.client import Body, Upstream, UpstreamConfig
-from imagegate_server.upstream.sse import ServerSentEvent, iter_events
+from imagegate_server.upstream.answers import ImageEvent, ImageEvents, ImagesAnswer, Reply
+from imagegate_server.upstream.client import (
+    POOL_SHARD_CONNECTIONS,
+    Upstream,
+    UpstreamConfig,
+)
+from imagegate_server.upstream.request import FileRole, ImagesRequest, UploadFile
+from imagegate_server.upstream.retry import RetryPolicy
 
-__all__ = ["Body", "ServerSentEvent", "Upstream", "UpstreamConfig", "iter_events"]
+__all__ = [
+    "POOL_SHARD_CONNECTIONS",
+    "FileRole",
+    "ImageEvent",
+    "ImageEvents",
+    "ImagesAnswer",
+    "ImagesRequest",
+    "Reply",
+    "RetryPolicy",
+    "UploadFile",
+    "Upstream",
+    "UpstreamConfig",
+]

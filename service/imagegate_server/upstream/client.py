@@ -11,23 +11,27 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any
 
 import httpx
 from pydantic import SecretStr
 
 from imagegate_server import __version__
 from imagegate_server.errors import (
-    UpstreamError,
+    UpstreamFailure,
     UpstreamProtocolError,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from imagegate_server.upstream.retry import RetryPolicy, is_retryable_response, retry_after_s
-from imagegate_server.upstream.sse import ServerSentEvent, iter_events
+from imagegate_server.upstream import wire
+from imagegate_server.upstream.answers import ImageEvent, ImageEvents, ImagesAnswer, Reply
+from imagegate_server.upstream.errors import ErrorDecoder
+from imagegate_server.upstream.events import image_events
+from imagegate_server.upstream.request import ImagesRequest
+from imagegate_server.upstream.retry import RetryPolicy, is_retryable_response
+from imagegate_server.upstream.sse import iter_events
 
 log = logging.getLogger(__name__)
 
@@ -44,41 +48,6 @@ class UpstreamConfig:
     http2: bool = False
 
 
-@dataclass(frozen=True)
-class FilePart:
-    """A multipart file; ``open`` returns it rewound, so a retry resends all of it."""
-
-    field: str
-    filename: str
-    content_type: str
-    open: Callable[[], IO[bytes]]
-
-
-@dataclass(frozen=True)
-class Body:
-    """An upstream request body: JSON, or multipart form fields plus files."""
-
-    json: dict[str, Any] | None = None
-    form: dict[str, str | list[str]] = field(default_factory=dict)
-    files: list[FilePart] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A successful non-streaming answer."""
-
-    payload: dict[str, Any]
-    request_id: str | None
-
-
-@dataclass
-class EventStream:
-    """A successful streaming answer: SSE events as they arrive."""
-
-    events: AsyncIterator[ServerSentEvent]
-    request_id: str | None
-
-
 # httpcore's pool scans all of its connections on every request event, so its cost
 # grows with the square of the pool size (encode/httpcore#1035): thousands of
 # long-held calls in one pool burn the CPU in that scan. Pools of this size, used
@@ -91,6 +60,7 @@ _DEADLINE_SLACK_S = 0.01
 class Upstream:
     def __init__(self, config: UpstreamConfig) -> None:
         self._config = config
+        self._errors = ErrorDecoder([config.api_key.get_secret_value()])
         shards = max(1, -(-config.max_connections // POOL_SHARD_CONNECTIONS))
         per_shard = -(-config.max_connections // shards)
         self._clients = [
@@ -113,10 +83,26 @@ class Upstream:
         for client in self._clients:
             await client.aclose()
 
-    async def call(self, path: str, body: Body, deadline: float) -> Reply:
-        """POST and return the JSON answer; errors raise :class:`UpstreamFailure`."""
-        response = await self._send(path, body, deadline)
+    @asynccontextmanager
+    async def send(self, request: ImagesRequest, deadline: float) -> AsyncIterator[Reply]:
+        """Send ``request``; yield the whole answer, or its events when it streams.
+
+        Errors raise :class:`UpstreamFailure` subclasses, classified. Leaving the
+        block closes the response (and so aborts a stream still running).
+        """
+        response = await self._send(request, deadline)
         request_id = response.headers.get("x-request-id")
+        try:
+            if request.stream:
+                yield ImageEvents(self._events(response, request_id), request_id)
+            else:
+                yield await self._answer(response, request_id, deadline)
+        finally:
+            await response.aclose()
+
+    async def _answer(
+        self, response: httpx.Response, request_id: str | None, deadline: float
+    ) -> ImagesAnswer:
         try:
             async with asyncio.timeout_at(deadline):
                 content = await response.aread()
@@ -124,38 +110,27 @@ class Upstream:
             raise UpstreamTimeout("the upstream did not finish in time", request_id) from None
         except httpx.TransportError:
             raise UpstreamUnreachable("the upstream connection broke", request_id) from None
-        finally:
-            await response.aclose()
         try:
             payload = json.loads(content)
         except ValueError:
             raise UpstreamProtocolError("the upstream sent invalid JSON", request_id) from None
         if not isinstance(payload, dict):
             raise UpstreamProtocolError("the upstream sent unexpected JSON", request_id)
-        return Reply(payload, request_id)
-
-    @asynccontextmanager
-    async def stream(self, path: str, body: Body, deadline: float) -> AsyncIterator[EventStream]:
-        """POST with ``stream=true`` and yield the SSE events as they arrive."""
-        response = await self._send(path, body, deadline)
-        request_id = response.headers.get("x-request-id")
-        try:
-            yield EventStream(self._events(response, request_id), request_id)
-        finally:
-            await response.aclose()
+        return ImagesAnswer(payload, request_id)
 
     async def _events(
         self, response: httpx.Response, request_id: str | None
-    ) -> AsyncIterator[ServerSentEvent]:
+    ) -> AsyncIterator[ImageEvent]:
         try:
-            async for event in iter_events(response.aiter_lines()):
+            sse = iter_events(response.aiter_lines())
+            async for event in image_events(sse, request_id, self._errors):
                 yield event
         except httpx.TimeoutException:
             raise UpstreamTimeout("the upstream stream stalled", request_id) from None
         except httpx.TransportError:
             raise UpstreamUnreachable("the upstream stream broke", request_id) from None
 
-    async def _send(self, path: str, body: Body, deadline: float) -> httpx.Response:
+    async def _send(self, request: ImagesRequest, deadline: float) -> httpx.Response:
         """Send with retries; return a response with status < 400, body unread."""
         loop = asyncio.get_running_loop()
         policy = self._config.retry
@@ -166,14 +141,14 @@ class Upstream:
             if remaining <= 0:
                 raise UpstreamTimeout("the deadline passed before the upstream answered")
             try:
-                response = await self._attempt(path, body, remaining)
+                response = await self._attempt(request, remaining)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
                 # Nothing reached OpenAI: safe to retry. A connect or pool wait cut
                 # short by our own deadline is that deadline passing; one that ran
                 # out of its own (connect) time is an upstream that cannot be reached.
                 if deadline - loop.time() < _DEADLINE_SLACK_S:
                     raise UpstreamTimeout("no upstream connection before the deadline") from None
-                failure: Exception = UpstreamUnreachable("could not connect to the upstream")
+                failure: UpstreamFailure = UpstreamUnreachable("could not connect to the upstream")
                 delay = policy.backoff(attempt)
             except httpx.TimeoutException:
                 raise UpstreamTimeout("the upstream did not answer in time") from None
@@ -183,7 +158,7 @@ class Upstream:
             else:
                 if response.status_code < 400:
                     return response
-                error = await _error_from(response)
+                error = await self._errors.from_response(response)
                 if not is_retryable_response(response, error.code):
                     raise error
                 if error.retry_after_s is not None and error.retry_after_s > policy.backoff_max_s:
@@ -196,11 +171,15 @@ class Upstream:
                 raise failure
             log.info(
                 "retrying upstream call",
-                extra={"path": path, "attempt": attempt + 1, "delay_s": round(delay, 3)},
+                extra={
+                    "path": wire.path_of(request),
+                    "attempt": attempt + 1,
+                    "delay_s": round(delay, 3),
+                },
             )
             await asyncio.sleep(delay)
 
-    async def _attempt(self, path: str, body: Body, remaining: float) -> httpx.Response:
+    async def _attempt(self, request: ImagesRequest, remaining: float) -> httpx.Response:
         config = self._config
         client = next(self._next)
         headers = {"authorization": f"Bearer {config.api_key.get_secret_value()}"}
@@ -209,50 +188,17 @@ class Upstream:
         if config.project:
             headers["openai-project"] = config.project
         timeout = httpx.Timeout(remaining, connect=min(config.connect_timeout_s, remaining))
-        if body.json is not None:
-            request = client.build_request(
-                "POST", path, json=body.json, headers=headers, timeout=timeout
+        path = wire.path_of(request)
+        body = wire.json_body(request)
+        if body is not None:
+            built = client.build_request("POST", path, json=body, headers=headers, timeout=timeout)
+        else:
+            built = client.build_request(
+                "POST",
+                path,
+                data=wire.form_fields(request),
+                files=wire.file_parts(request.files),
+                headers=headers,
+                timeout=timeout,
             )
-            return await client.send(request, stream=True)
-        # The uploads own their spooled files; open() rewinds them for each attempt.
-        files = [
-            (part.field, (part.filename, part.open(), part.content_type)) for part in body.files
-        ]
-        request = client.build_request(
-            "POST", path, data=body.form, files=files, headers=headers, timeout=timeout
-        )
-        return await client.send(request, stream=True)
-
-
-async def _error_from(response: httpx.Response) -> UpstreamError:
-    """An :class:`UpstreamError` from an error response (read and closed here)."""
-    try:
-        content = await response.aread()
-    except httpx.HTTPError:
-        content = b""
-    finally:
-        await response.aclose()
-    message = f"the upstream answered HTTP {response.status_code}"
-    error_type = code = param = None
-    try:
-        error = json.loads(content).get("error")
-    except (ValueError, AttributeError):
-        error = None
-    if isinstance(error, dict):
-        message = str(error.get("message") or message)
-        error_type = _text(error.get("type"))
-        code = _text(error.get("code"))
-        param = _text(error.get("param"))
-    return UpstreamError(
-        response.status_code,
-        message,
-        error_type=error_type,
-        code=code,
-        param=param,
-        request_id=response.headers.get("x-request-id"),
-        retry_after_s=retry_after_s(response.headers),
-    )
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+        return await client.send(built, stream=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from imagegate_server.gateway.status import UPSTREAM_REQUEST_ID
+from imagegate_server.gateway.edge.status import UPSTREAM_REQUEST_ID
 
 log = logging.getLogger("imagegate_server.gateway.servicer")
 

@@ -1,5 +1,6 @@
 """Errors -> gRPC status codes with ``google.rpc`` details.
 
+Upstream errors arrive classified by kind (the upstream knows HTTP; this does not).
 The table (also in the contract's service comment and the README):
 
     InvalidRequest                 INVALID_ARGUMENT    BadRequest
@@ -36,6 +37,7 @@ from imagegate_server.errors import (
     ModelRetired,
     ResultTooLarge,
     UpstreamError,
+    UpstreamErrorKind,
     UpstreamFailure,
     UpstreamTimeout,
 )
@@ -61,20 +63,22 @@ def _pack(*details: object) -> list[any_pb2.Any]:
     return packed
 
 
+_CODE_OF_KIND = {
+    UpstreamErrorKind.INVALID_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
+    UpstreamErrorKind.AUTHENTICATION: grpc.StatusCode.INTERNAL,
+    UpstreamErrorKind.PERMISSION: grpc.StatusCode.PERMISSION_DENIED,
+    UpstreamErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    UpstreamErrorKind.RATE_LIMITED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    UpstreamErrorKind.QUOTA: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    UpstreamErrorKind.SERVER: grpc.StatusCode.UNAVAILABLE,
+}
+
+
 def _upstream_code(error: UpstreamError) -> tuple[grpc.StatusCode, str]:
-    status = error.status
-    if status == 401:
+    if error.kind is UpstreamErrorKind.AUTHENTICATION:
         return grpc.StatusCode.INTERNAL, "UPSTREAM_AUTHENTICATION"
-    reason = error.code or error.error_type or f"UPSTREAM_HTTP_{status}"
-    if status == 403:
-        return grpc.StatusCode.PERMISSION_DENIED, reason
-    if status == 404:
-        return grpc.StatusCode.NOT_FOUND, reason
-    if status == 429:
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, reason
-    if status >= 500:
-        return grpc.StatusCode.UNAVAILABLE, reason
-    return grpc.StatusCode.INVALID_ARGUMENT, reason
+    reason = error.code or error.error_type or f"UPSTREAM_HTTP_{error.status}"
+    return _CODE_OF_KIND[error.kind], reason
 
 
 def failure(error: ImagegateError) -> RpcFailure:
@@ -143,7 +147,7 @@ def failure(error: ImagegateError) -> RpcFailure:
                     ]
                 )
             )
-        if error.status == 429 and error.code != "insufficient_quota" and error.retry_after_s:
+        if error.kind is UpstreamErrorKind.RATE_LIMITED and error.retry_after_s:
             delay = duration_pb2.Duration()
             delay.FromNanoseconds(int(error.retry_after_s * 1e9))
             details.append(error_details_pb2.RetryInfo(retry_delay=delay))

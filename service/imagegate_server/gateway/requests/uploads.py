@@ -9,7 +9,6 @@ file's magic bytes, never from its declared type or name.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -17,14 +16,12 @@ from google.protobuf.message import Message
 from imagegate.v1 import params_pb2
 
 from imagegate_server.errors import InvalidRequest, LimitExceeded
-from imagegate_server.gateway.spool import Spool
+from imagegate_server.gateway.requests.spool import Spool
 from imagegate_server.imageformat import HEADER_BYTES, ImageInfo, read_image_info
-from imagegate_server.upstream.client import FilePart
+from imagegate_server.upstream import FileRole, UploadFile
 from imagegate_server.validation import FileDescriptor
 
 MAX_CHUNK_BYTES = 1024 * 1024
-_EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif"}
-_UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f/\\\"]")
 
 
 class UploadedFile:
@@ -71,13 +68,16 @@ class UploadedFile:
             content_type=self.declared.content_type or None,
         )
 
-    def part(self, field: str) -> FilePart:
+    def upload_file(self, role: FileRole) -> UploadFile:
+        """The file as the upstream sends it (its type from its magic bytes)."""
         info = self.info
-        content_type = info.content_type if info else self.declared.content_type
-        extension = _EXTENSIONS[info.format] if info else "bin"
-        filename = _UNSAFE_FILENAME.sub("_", self.declared.filename)[:255] or f"image.{extension}"
-        content_type = content_type or "application/octet-stream"
-        return FilePart(field, filename, content_type, self.spool.reader)
+        return UploadFile(
+            role=role,
+            format=info.format if info else None,
+            open=self.spool.reader,
+            declared_filename=self.declared.filename,
+            declared_content_type=self.declared.content_type,
+        )
 
     def close(self) -> None:
         self.spool.close()

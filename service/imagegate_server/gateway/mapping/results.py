@@ -1,4 +1,4 @@
-"""OpenAI answers -> ImagesResult and image slices.
+"""OpenAI's ImagesResponse -> ImagesResult, and images -> slices.
 
 Base64 is decoded exactly once, here; from here on images are raw bytes.
 """
@@ -13,7 +13,8 @@ from typing import Any
 from imagegate.v1 import params_pb2, results_pb2
 
 from imagegate_server.errors import UpstreamProtocolError
-from imagegate_server.gateway.params import enum_number
+from imagegate_server.gateway.contract import enum_number
+from imagegate_server.upstream import ImagesAnswer
 
 
 def decode_image(b64: object, request_id: str | None) -> bytes:
@@ -64,7 +65,8 @@ def _copy_ints(target: Any, source: Mapping[str, Any], names: tuple[str, ...]) -
 def images_result(
     payload: Mapping[str, Any], request_id: str | None
 ) -> tuple[results_pb2.ImagesResult, list[bytes | None]]:
-    """The result of an ImagesResponse, with each image's bytes (None for a URL)."""
+    """The result of an ImagesResponse, and each image's bytes apart (None for a URL):
+    a unary answer puts them into the result, a stream slices them."""
     result = results_pb2.ImagesResult()
     created = payload.get("created")
     if isinstance(created, int):
@@ -107,3 +109,12 @@ def slices(
         if partial_image_index is not None:
             chunk.partial_image_index = partial_image_index
         yield chunk
+
+
+def unary_result(answer: ImagesAnswer) -> results_pb2.ImagesResult:
+    """The whole result of a unary RPC, each image's bytes in it."""
+    result, images = images_result(answer.payload, answer.request_id)
+    for image, data in zip(result.images, images, strict=True):
+        if data is not None:
+            image.data = data
+    return result

@@ -1,32 +1,30 @@
-"""Validated upstream calls, built from the contract's parameters messages.
+"""The requests stage: a parameters message (and uploaded files) -> a validated
+:class:`ImagesRequest`.
 
-Each builder turns a parameters message (plus uploaded files) into an
-:class:`UpstreamCall`: the path, the OpenAI parameters, the files, and whether
-OpenAI can stream it. Everything OpenAI would reject anyway is rejected here,
-before any byte goes upstream.
+Parameters are mapped to OpenAI's once and validated in at most two passes: before
+any upload byte is read (so a bad request costs neither the caller's bandwidth nor
+ours) and, for uploads, once more with what the files' headers say. Everything
+OpenAI would reject anyway is rejected here, before any byte goes upstream.
 """
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from google.protobuf.message import Message
 from imagegate.v1 import params_pb2
 
 from imagegate_server.errors import FieldViolation, InvalidRequest, ModelRetired
-from imagegate_server.gateway import params as mapping
-from imagegate_server.gateway.uploads import Upload, UploadedFile, UploadLimits, receive
-from imagegate_server.models import ModelRules, Operation, replacement_for, retired, rules_for
+from imagegate_server.gateway.requests import params as mapping
+from imagegate_server.gateway.requests.uploads import Upload, UploadedFile, UploadLimits
+from imagegate_server.models import Operation, replacement_for, retired, rules_for
 from imagegate_server.settings import Settings
-from imagegate_server.upstream.client import Body, FilePart
-from imagegate_server.validation import (
-    validate_edit,
-    validate_generation,
-    validate_variation,
-)
+from imagegate_server.upstream import ImagesRequest, UploadFile
+from imagegate_server.validation import validate_edit, validate_generation, validate_variation
 
 IMAGE, MASK, MARKUP = (
     params_pb2.FILE_ROLE_IMAGE,
@@ -42,80 +40,82 @@ _UNSTREAMABLE_FORMATS = frozenset({"gif", "svg"})
 # rules, not these: bytes of another type would go out mislabelled.
 _IMAGE_FORMATS = frozenset({"png", "jpeg", "webp", "gif"})
 
+Chunks = AsyncIterator[params_pb2.FileChunk]
+
 
 @dataclass
-class UpstreamCall:
-    path: str
-    params: dict[str, Any]
-    files: list[FilePart] = field(default_factory=list)
-    streamable: bool = False
-    """OpenAI can stream this call as SSE (GPT image models, not GIF/SVG)."""
+class PreparedRequest:
+    """A validated request and the upload spools its files read from (closed on exit)."""
+
+    request: ImagesRequest
     upload: Upload | None = None
 
-    def body(self, stream: bool) -> Body:
-        params = dict(self.params, stream=True) if stream else self.params
-        if self.files:
-            return Body(form=mapping.to_form(params), files=self.files)
-        return Body(json=params)
+    def __enter__(self) -> ImagesRequest:
+        return self.request
 
-    def close(self) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         if self.upload is not None:
             self.upload.close()
 
 
-class CallBuilder:
+class RequestBuilder:
     def __init__(self, settings: Settings, *, refuse_retired: bool = False) -> None:
         self._settings = settings
         self._refuse_retired = refuse_retired
         self._limits = UploadLimits(settings.max_request_bytes, settings.spool_threshold_bytes)
 
-    def generation(self, p: params_pb2.GenerationParameters, streaming: bool) -> UpstreamCall:
-        params = self._openai_params(
-            p, self._settings.default_model, streaming, Operation.GENERATION
-        )
-        violations = mapping.field_violations(validate_generation(params))
-        self._check(p, params, violations)
-        mapping.add_extra_parameters(params, p.extra_parameters)
-        return UpstreamCall(
-            "images/generations", params, streamable=streaming and _can_stream(params, "generation")
-        )
+    async def prepare(
+        self, operation: Operation, parameters: Message, chunks: Chunks, *, streaming: bool
+    ) -> PreparedRequest:
+        """``streaming``: the caller takes a stream, so OpenAI may stream if it can."""
+        if operation is Operation.GENERATION:
+            assert isinstance(parameters, params_pb2.GenerationParameters)
+            return await self._generation(parameters, chunks, streaming)
+        if operation is Operation.EDIT:
+            assert isinstance(parameters, params_pb2.EditParameters)
+            return await self._edit(parameters, chunks, streaming)
+        assert isinstance(parameters, params_pb2.VariationParameters)
+        return await self._variation(parameters, chunks)
 
-    async def edit(self, stream: AsyncIterator[Message], streaming: bool) -> UpstreamCall:
-        message, chunks = await receive(stream)
-        assert isinstance(message, params_pb2.EditParameters)
-        p = message
-        params = self._openai_params(p, self._settings.default_model, streaming, Operation.EDIT)
+    async def _generation(
+        self, p: params_pb2.GenerationParameters, chunks: Chunks, streaming: bool
+    ) -> PreparedRequest:
+        params = self._openai_params(p, Operation.GENERATION, streaming)
+        self._check(p, params, mapping.field_violations(validate_generation(params)))
+        await _drain(chunks, Upload(self._limits))  # a generation declares no file
+        return self._done(p, params, Operation.GENERATION, streaming)
+
+    async def _edit(
+        self, p: params_pb2.EditParameters, chunks: Chunks, streaming: bool
+    ) -> PreparedRequest:
+        params = self._openai_params(p, Operation.EDIT, streaming)
         if p.image_references or p.HasField("mask_reference"):
-            return await self._json_edit(p, params, chunks, streaming)
+            return await self._referenced_edit(p, params, chunks, streaming)
         if not p.images:
             # Every edit needs an image, whatever the model: say so before any upload.
             raise InvalidRequest.one(
                 "parameters.images", "declare at least one image", "missing_required_parameter"
             )
-        rules = rules_for(params["model"])
         upload = Upload(self._limits)
         try:
             for index, info in enumerate(p.images):
-                cap = rules.image_max_bytes if rules else self._settings.max_file_bytes
-                upload.declare(IMAGE, index, f"parameters.images[{index}]", info, cap)
+                self._declare(upload, IMAGE, index, f"parameters.images[{index}]", info, params)
             if p.HasField("mask"):
-                cap = rules.mask_max_bytes if rules else self._settings.max_file_bytes
-                upload.declare(MASK, 0, "parameters.mask", p.mask, cap)
+                self._declare(upload, MASK, 0, "parameters.mask", p.mask, params)
             if p.HasField("markup"):
-                cap = rules.image_max_bytes if rules else self._settings.max_file_bytes
-                upload.declare(MARKUP, 0, "parameters.markup", p.markup, cap)
-            # Judge the parameters before reading any upload byte: a bad request
-            # should cost neither the caller's bandwidth nor ours.
-            early = [
-                v
-                for v in validate_edit(params, [], form_values=False, image_references=False)
-                if not v.param.startswith("image")
-            ]
+                self._declare(upload, MARKUP, 0, "parameters.markup", p.markup, params)
+            early = validate_edit(params, [], form_values=False, image_references=False)
+            early = [v for v in early if not v.param.startswith("image")]
             self._check(p, params, mapping.field_violations(early, EDIT_RENAMES))
             await _drain(chunks, upload)
             images = [upload.get(IMAGE, i) for i in range(len(p.images))]
             mask, markup = upload.get(MASK), upload.get(MARKUP)
-            if rules is None:
+            if rules_for(params["model"]) is None:
                 _check_image_types([*images, mask, markup])
             violations = validate_edit(
                 params,
@@ -126,30 +126,24 @@ class CallBuilder:
                 image_references=False,
             )
             self._check(p, params, mapping.field_violations(violations, EDIT_RENAMES))
-            image_field = "image" if len(images) == 1 else "image[]"
-            files = [file.part(image_field) for file in images if file]
-            files += [
-                file.part(name) for name, file in (("mask", mask), ("markup", markup)) if file
-            ]
+            files: list[UploadFile] = [file.upload_file("image") for file in images if file]
+            if mask is not None:
+                files.append(mask.upload_file("mask"))
+            if markup is not None:
+                files.append(markup.upload_file("markup"))
         except BaseException:
             upload.close()
             raise
-        mapping.add_extra_parameters(params, p.extra_parameters)
-        return UpstreamCall(
-            "images/edits",
-            params,
-            files,
-            streamable=streaming and _can_stream(params, "edit"),
-            upload=upload,
-        )
+        return self._done(p, params, Operation.EDIT, streaming, files, upload)
 
-    async def _json_edit(
+    async def _referenced_edit(
         self,
         p: params_pb2.EditParameters,
         params: dict[str, Any],
-        chunks: AsyncIterator[params_pb2.FileChunk],
+        chunks: Chunks,
         streaming: bool,
-    ) -> UpstreamCall:
+    ) -> PreparedRequest:
+        """An edit of images OpenAI fetches itself (URLs, file ids): a JSON body."""
         if p.images or p.HasField("mask") or p.HasField("markup"):
             raise InvalidRequest.one(
                 "parameters.image_references",
@@ -164,50 +158,45 @@ class CallBuilder:
         violations = validate_edit(params, [], form_values=False, image_references=True)
         self._check(p, params, mapping.field_violations(violations, JSON_EDIT_RENAMES))
         await _drain(chunks, Upload(self._limits))  # no file is declared: any chunk is an error
-        mapping.add_extra_parameters(params, p.extra_parameters)
-        return UpstreamCall(
-            "images/edits", params, streamable=streaming and _can_stream(params, "edit")
-        )
+        return self._done(p, params, Operation.EDIT, streaming)
 
-    async def variation(self, stream: AsyncIterator[Message]) -> UpstreamCall:
-        message, chunks = await receive(stream)
-        assert isinstance(message, params_pb2.VariationParameters)
-        p = message
-        params = self._openai_params(
-            p, self._settings.default_variation_model, False, Operation.VARIATION
-        )
+    async def _variation(
+        self, p: params_pb2.VariationParameters, chunks: Chunks
+    ) -> PreparedRequest:
+        params = self._openai_params(p, Operation.VARIATION, streaming=False)
         if not p.HasField("image"):
             raise InvalidRequest.one(
                 "parameters.image", "declare the input image", "missing_required_parameter"
             )
-        rules = rules_for(params["model"])
         upload = Upload(self._limits)
         try:
-            cap = rules.image_max_bytes if rules else self._settings.max_file_bytes
-            upload.declare(IMAGE, 0, "parameters.image", p.image, cap)
-            early = [
-                v for v in validate_variation(params, None, form_values=False) if v.param != "image"
-            ]
+            self._declare(upload, IMAGE, 0, "parameters.image", p.image, params)
+            early = validate_variation(params, None, form_values=False)
+            early = [v for v in early if v.param != "image"]
             self._check(p, params, mapping.field_violations(early))
             await _drain(chunks, upload)
             image = upload.get(IMAGE)
             assert image is not None
-            if rules is None:
+            if rules_for(params["model"]) is None:
                 _check_image_types([image])
             violations = validate_variation(params, image.descriptor("image"), form_values=False)
             self._check(p, params, mapping.field_violations(violations))
-            files = [image.part("image")]
+            files = [image.upload_file("image")]
         except BaseException:
             upload.close()
             raise
-        mapping.add_extra_parameters(params, p.extra_parameters)
-        return UpstreamCall("images/variations", params, files, upload=upload)
+        return self._done(p, params, Operation.VARIATION, False, files, upload)
 
-    def _openai_params(
-        self, p: Message, default_model: str, streaming: bool, operation: Operation
-    ) -> dict[str, Any]:
+    # -- steps every operation shares --------------------------------------------
+
+    def _openai_params(self, p: Message, operation: Operation, streaming: bool) -> dict[str, Any]:
         params = mapping.to_openai(p)
-        params.setdefault("model", default_model)
+        default = (
+            self._settings.default_variation_model
+            if operation is Operation.VARIATION
+            else self._settings.default_model
+        )
+        params.setdefault("model", default)
         if self._refuse_retired:
             _refuse_if_retired(params["model"], operation)
         if not streaming:
@@ -215,12 +204,42 @@ class CallBuilder:
             params.pop("partial_images", None)
         return params
 
+    def _declare(
+        self,
+        upload: Upload,
+        role: int,
+        index: int,
+        path: str,
+        info: params_pb2.FileInfo,
+        params: dict[str, Any],
+    ) -> None:
+        rules = rules_for(params["model"])
+        if rules is None:
+            cap = self._settings.max_file_bytes
+        else:
+            cap = rules.mask_max_bytes if role == MASK else rules.image_max_bytes
+        upload.declare(role, index, path, info, cap)
+
     def _check(self, p: Message, params: dict[str, Any], violations: list[FieldViolation]) -> None:
         extra = getattr(p, "extra_parameters")  # noqa: B009 (every parameters message has it)
         allowlist = self._settings.extra_parameters
         violations = violations + mapping.check_extra_parameters(params, extra, allowlist)
         if violations:
             raise InvalidRequest(violations)
+
+    def _done(
+        self,
+        p: Message,
+        params: dict[str, Any],
+        operation: Operation,
+        streaming: bool,
+        files: list[UploadFile] | None = None,
+        upload: Upload | None = None,
+    ) -> PreparedRequest:
+        mapping.add_extra_parameters(params, getattr(p, "extra_parameters"))  # noqa: B009
+        stream = streaming and _can_stream(params, operation)
+        request = ImagesRequest(operation, params, files or [], stream)
+        return PreparedRequest(request, upload)
 
 
 def _refuse_if_retired(model: str, operation: Operation) -> None:
@@ -237,7 +256,7 @@ def _refuse_if_retired(model: str, operation: Operation) -> None:
 
 
 def _check_image_types(files: list[UploadedFile | None]) -> None:
-    """The magic-byte check that known models get from their rules (validation.py)."""
+    """The magic-byte check that known models get from their rules (validation)."""
     violations = [
         FieldViolation(
             file.path, "the content must be a PNG, JPEG, WebP or GIF image", "invalid_image_format"
@@ -249,7 +268,7 @@ def _check_image_types(files: list[UploadedFile | None]) -> None:
         raise InvalidRequest(violations)
 
 
-async def _drain(chunks: AsyncIterator[params_pb2.FileChunk], upload: Upload) -> None:
+async def _drain(chunks: Chunks, upload: Upload) -> None:
     position = 0
     async for chunk in chunks:
         upload.add(chunk, position)
@@ -257,11 +276,11 @@ async def _drain(chunks: AsyncIterator[params_pb2.FileChunk], upload: Upload) ->
     upload.finish()
 
 
-def _can_stream(params: dict[str, Any], operation: str) -> bool:
-    if params.get("output_format") in _UNSTREAMABLE_FORMATS:
+def _can_stream(params: dict[str, Any], operation: Operation) -> bool:
+    if operation is Operation.VARIATION or params.get("output_format") in _UNSTREAMABLE_FORMATS:
         return False
-    rules: ModelRules | None = rules_for(params["model"])
+    rules = rules_for(params["model"])
     if rules is None:
         return True  # unknown models are newer GPT image models, which stream
-    accepted = rules.generation_params if operation == "generation" else rules.edit_params
+    accepted = rules.generation_params if operation is Operation.GENERATION else rules.edit_params
     return rules.gpt_image and "stream" in accepted and Operation.GENERATION in rules.operations

@@ -1,0 +1,1 @@
+"""The edge: where calls arrive and end (servicer, bookkeeping, guard, statuses, wire)."""

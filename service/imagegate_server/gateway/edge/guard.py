@@ -1,0 +1,89 @@
+"""One RPC's life at the edge: its deadline, and every ending turned into a status.
+
+The work of a call (receiving, validating, the upstream call, mapping) runs under
+one absolute deadline: the caller's, or the configured upstream timeout if sooner.
+Every way a call can end, success or any exception, is answered here, in one
+place, so no exception text reaches a caller and every ending is logged once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from contextlib import aclosing
+from typing import Any, TypeVar
+
+import grpc
+
+from imagegate_server.errors import ImagegateError, UpstreamFailure, UpstreamTimeout
+from imagegate_server.gateway.edge.rpc import RpcCall
+from imagegate_server.gateway.edge.status import INTERNAL, RpcFailure, failure
+
+log = logging.getLogger("imagegate_server.gateway.servicer")
+
+T = TypeVar("T")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class Guard:
+    def __init__(self, upstream_timeout_s: float) -> None:
+        self._upstream_timeout_s = upstream_timeout_s
+
+    def begin(self, rpc: str, context: Context) -> RpcCall:
+        limit = self._upstream_timeout_s
+        remaining = context.time_remaining()
+        if remaining is not None:
+            limit = min(limit, remaining)
+        return RpcCall.begin(rpc, asyncio.get_running_loop().time() + limit, context)
+
+    async def unary(self, call: RpcCall, context: Context, work: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout_at(call.deadline):
+                answer = await work
+        except BaseException as exc:
+            await self._abort(context, call, exc)
+            raise
+        context.set_trailing_metadata(call.trailers())
+        call.log_finished("OK")
+        return answer
+
+    async def stream(
+        self, call: RpcCall, context: Context, items: AsyncGenerator[T]
+    ) -> AsyncIterator[T]:
+        try:
+            async with aclosing(items) as pending:
+                while True:
+                    # The deadline bounds the work between items (upload, upstream,
+                    # relaying), not the yield: cancelling inside gRPC's send would
+                    # break the call instead of ending it with a status.
+                    async with asyncio.timeout_at(call.deadline):
+                        item = await anext(pending, None)
+                    if item is None:
+                        break
+                    yield item
+        except BaseException as exc:
+            await self._abort(context, call, exc)
+            raise
+        context.set_trailing_metadata(call.trailers())
+        call.log_finished("OK")
+
+    async def _abort(self, context: Context, call: RpcCall, exc: BaseException) -> None:
+        """Abort the call with the status for ``exc``; return for exceptions to re-raise."""
+        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            call.log_finished("CANCELLED")
+            return
+        if isinstance(exc, grpc.aio.AbortError):
+            return
+        if isinstance(exc, TimeoutError):
+            exc = UpstreamTimeout("the deadline passed before the upstream answered")
+        if isinstance(exc, UpstreamFailure):
+            call.upstream_answered(exc.request_id)
+        if isinstance(exc, ImagegateError):
+            answer: RpcFailure = failure(exc)
+        else:
+            # Our bug: the details go to the log, never to the caller.
+            log.error("unexpected error in %s", call.rpc, exc_info=exc)
+            answer = INTERNAL
+        call.log_finished(answer.code.name, reason=answer.message)
+        await context.abort(answer.code, answer.message, call.trailers(answer.trailing_metadata))

@@ -1,0 +1,63 @@
+"""A reply, whole or streamed, into what a stream RPC sends: slices, then the result.
+
+A whole answer (OpenAI could not stream the call) becomes each image's slices, then
+the result. Streamed events become each partial image's slices as it arrives, each
+completed image's slices, and finally the result built from the completed events'
+metadata. OpenAI's completed events carry no image index: images are numbered in
+the order they complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from imagegate.v1 import results_pb2
+
+from imagegate_server.errors import UpstreamProtocolError
+from imagegate_server.gateway.mapping.results import (
+    apply_metadata,
+    decode_image,
+    images_result,
+    slices,
+)
+from imagegate_server.upstream import ImageEvents, ImagesAnswer, Reply
+
+StreamItem = results_pb2.ImageChunk | results_pb2.ImagesResult
+
+
+async def stream_items(reply: Reply, chunk_bytes: int) -> AsyncIterator[StreamItem]:
+    if isinstance(reply, ImagesAnswer):
+        result, images = images_result(reply.payload, reply.request_id)
+        for index, data in enumerate(images):
+            if data is not None:  # None: a URL result, carried in the result
+                for chunk in slices(data, chunk_bytes, index):
+                    yield chunk
+        yield result
+        return
+    async for item in _from_events(reply, chunk_bytes):
+        yield item
+
+
+async def _from_events(reply: ImageEvents, chunk_bytes: int) -> AsyncIterator[StreamItem]:
+    result = results_pb2.ImagesResult()
+    finished = 0
+    async for event in reply:
+        payload = event.payload
+        data = decode_image(payload.get("b64_json"), reply.request_id)
+        if event.partial:
+            partial = payload.get("partial_image_index")
+            partial = partial if isinstance(partial, int) and partial >= 0 else 0
+            for chunk in slices(data, chunk_bytes, finished, partial):
+                yield chunk
+            continue
+        created = payload.get("created_at")
+        if not result.created and isinstance(created, int):
+            result.created = created
+        apply_metadata(result, payload)
+        result.images.add()
+        for chunk in slices(data, chunk_bytes, finished):
+            yield chunk
+        finished += 1
+    if not finished:
+        raise UpstreamProtocolError("the upstream stream ended without an image")
+    yield result

@@ -1,0 +1,1 @@
+"""The requests stage: parameters and uploads -> a validated ImagesRequest."""

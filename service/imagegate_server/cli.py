@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "imagegate_server.healthcheck",
     "imagegate_server.client.command",
     "imagegate_server.bench.command",
+    "imagegate_server.clients.command",
 )
 
 

@@ -1,0 +1,53 @@
+"""What one client may do and spend: the effective policy after the file's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from fnmatch import fnmatchcase
+
+from imagegate_server.models import Operation
+
+MICRO_USD_PER_USD = 1_000_000
+
+
+def micro_usd(dollars: Decimal) -> int:
+    """Decimal dollars as integer micro-dollars (the schema allows at most 6 places)."""
+    scaled = dollars * MICRO_USD_PER_USD
+    if scaled != scaled.to_integral_value():
+        raise ValueError("more than 6 decimal places")
+    return int(scaled)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Limits of one client. ``None`` means unlimited (or: all allowed)."""
+
+    requests_per_minute: int | None = None
+    images_per_minute: int | None = None
+    """A call costs its ``n``: OpenAI limits image models in images per minute."""
+    max_concurrent: int | None = None
+    max_n: int | None = None
+    models: tuple[str, ...] | None = None
+    """Allowed models: exact names or glob patterns (``gpt-image-2*``)."""
+    operations: frozenset[Operation] | None = None
+    daily_budget_micro_usd: int | None = None
+    """Spend per UTC day, in integer micro-dollars."""
+    monthly_budget_micro_usd: int | None = None
+    """Spend per UTC calendar month, in integer micro-dollars."""
+    stamp_identity: bool = True
+    """Send the client id as OpenAI's ``safety_identifier`` (or ``user``) unless the
+    caller set one."""
+
+    def allows_model(self, model: str) -> bool:
+        """Whether ``model`` matches one of :attr:`models` (case-sensitive globs)."""
+        if self.models is None:
+            return True
+        return any(fnmatchcase(model, pattern) for pattern in self.models)
+
+    def allows_operation(self, operation: Operation) -> bool:
+        return self.operations is None or operation in self.operations
+
+
+UNLIMITED = Policy()
+"""The policy of a client with no limits at all (and of a file without defaults)."""

@@ -1,0 +1,274 @@
+"""The clients file's one schema (TOML and YAML alike), as pydantic models.
+
+Every field has its own validator with an operator-facing message, so that a
+mistake is reported as ``clients.team-a.images_per_minute: must be an integer >= 1``
+and never with the offending value (it might be a pasted token). Fields absent from
+a client inherit ``[defaults]``; the string ``"unlimited"`` overrides a default with
+no limit (and is how a file says "no limit" explicitly).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
+from pydantic_core import PydanticCustomError
+
+from imagegate_server.clients.tokens import TOKEN_ID_PATTERN
+
+CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_TOKEN_ID = re.compile(TOKEN_ID_PATTERN)
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+# SPIFFE IDs: lower-case trust domain, path segments of [A-Za-z0-9._-] (SPIFFE-ID spec).
+_SPIFFE_ID = re.compile(r"spiffe://[a-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+_DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
+_MODEL_PATTERN = re.compile(r"[^\s]{1,200}")
+OPERATIONS = ("generation", "edit", "variation")
+UNLIMITED = "unlimited"
+
+# Policy fields, in file order; ClientEntry adds tokens and identities.
+POLICY_FIELDS = (
+    "requests_per_minute",
+    "images_per_minute",
+    "max_concurrent",
+    "max_n",
+    "models",
+    "operations",
+    "daily_budget_usd",
+    "monthly_budget_usd",
+    "stamp_identity",
+)
+
+
+def _problem(message: str) -> PydanticCustomError:
+    return PydanticCustomError("imagegate", message)
+
+
+def _limit(value: object) -> int | None:
+    if value == UNLIMITED:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _problem('must be an integer >= 1 (or "unlimited")')
+    return value
+
+
+def _budget(value: object) -> Decimal | None:
+    if value == UNLIMITED:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise _problem('must be an amount in US dollars, e.g. 25.50 (or "unlimited")')
+    try:
+        # str() of a float is its shortest repr: 0.1 stays 0.1, not 0.1000000000000000055.
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise _problem('must be an amount in US dollars, e.g. 25.50 (or "unlimited")') from None
+    if not amount.is_finite() or amount < 0:
+        raise _problem("must be a finite amount >= 0")
+    if amount != amount.quantize(Decimal("0.000001")):
+        raise _problem("must have at most 6 decimal places (micro-dollars)")
+    return amount
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _problem("must be true or false")
+    return value
+
+
+def _string_list(value: object, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _problem(f"must be a list of {what}")
+    return value
+
+
+def _models(value: object) -> tuple[str, ...]:
+    items = _string_list(value, "model names or glob patterns")
+    if not all(_MODEL_PATTERN.fullmatch(item) for item in items):
+        raise _problem("model names and patterns must be non-empty, without spaces")
+    return tuple(items)
+
+
+def _operations(value: object) -> frozenset[str]:
+    items = _string_list(value, "operations")
+    if not all(item in OPERATIONS for item in items):
+        raise _problem(f"operations must be among {', '.join(OPERATIONS)}")
+    return frozenset(items)
+
+
+def _identities(value: object) -> tuple[str, ...]:
+    items = _string_list(value, "certificate identities")
+    identities = []
+    for item in items:
+        identity = normalize_identity(item)
+        if identity is None:
+            raise _problem("each identity must be a spiffe:// ID or a DNS name")
+        identities.append(identity)
+    return tuple(identities)
+
+
+def normalize_identity(identity: str) -> str | None:
+    """The canonical form of a certificate identity, or None if it is neither a
+    SPIFFE ID nor a DNS name. DNS names compare case-insensitively; SPIFFE paths
+    are case-sensitive (their trust domain must already be lower case)."""
+    identity = identity.strip()
+    if identity.startswith("spiffe://"):
+        return identity if len(identity) <= 2048 and _SPIFFE_ID.fullmatch(identity) else None
+    if len(identity) <= 253 and _DNS_NAME.fullmatch(identity):
+        return identity.lower()
+    return None
+
+
+def _timestamp(value: object) -> datetime:
+    # TOML and YAML both have native datetimes; a quoted ISO 8601 string works too.
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise _problem("must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z") from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise _problem("must include a time zone, e.g. 2026-12-01T00:00:00Z")
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    raise _problem("must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z")
+
+
+def _token_id(value: object) -> str:
+    if not isinstance(value, str) or not _TOKEN_ID.fullmatch(value):
+        raise _problem("must be the token's id (4-32 letters and digits)")
+    return value
+
+
+def _sha256(value: object) -> str:
+    if not isinstance(value, str) or not _SHA256_HEX.fullmatch(value):
+        raise _problem("must be 64 hex digits (the SHA-256 of the token)")
+    return value.lower()
+
+
+def _client_name(value: object) -> str:
+    if not isinstance(value, str) or not CLIENT_NAME.fullmatch(value):
+        raise _problem(
+            "client names are 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+Limit = Annotated[int | None, PlainValidator(_limit)]
+Budget = Annotated[Decimal | None, PlainValidator(_budget)]
+Flag = Annotated[bool, PlainValidator(_flag)]
+Models = Annotated[tuple[str, ...], PlainValidator(_models)]
+Operations = Annotated[frozenset[str], PlainValidator(_operations)]
+Identities = Annotated[tuple[str, ...], PlainValidator(_identities)]
+Timestamp = Annotated[datetime, PlainValidator(_timestamp)]
+TokenId = Annotated[str, PlainValidator(_token_id)]
+Sha256 = Annotated[str, PlainValidator(_sha256)]
+ClientName = Annotated[str, PlainValidator(_client_name)]
+
+
+class _Strict(BaseModel):
+    # Unknown fields are errors: a misspelt limit must not silently mean "unlimited".
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PolicyFields(_Strict):
+    """The policy part, shared by ``[defaults]`` and each client. Absent = inherit."""
+
+    requests_per_minute: Limit = None
+    images_per_minute: Limit = None
+    max_concurrent: Limit = None
+    max_n: Limit = None
+    models: Models | None = None
+    operations: Operations | None = None
+    daily_budget_usd: Budget = None
+    monthly_budget_usd: Budget = None
+    stamp_identity: Flag = True
+
+
+class TokenEntry(_Strict):
+    id: TokenId
+    sha256: Sha256
+    created: Timestamp
+    expires: Timestamp | None = None
+
+
+class ClientEntry(PolicyFields):
+    tokens: tuple[TokenEntry, ...] = ()
+    identities: Identities = ()
+
+
+class ClientsDocument(_Strict):
+    defaults: PolicyFields = PolicyFields()
+    clients: dict[ClientName, ClientEntry] = {}
+
+
+def cross_check(document: ClientsDocument) -> tuple[str, str] | None:
+    """``(where, problem)`` for a token id or identity that two entries claim, or None.
+
+    A token id is the lookup key, and an identity must name one client, so either
+    belonging to two entries would make the answer depend on file order."""
+    token_owner: dict[str, str] = {}
+    identity_owner: dict[str, str] = {}
+    for name, entry in document.clients.items():
+        for index, token in enumerate(entry.tokens):
+            owner = token_owner.setdefault(token.id, name)
+            if owner != name or sum(t.id == token.id for t in entry.tokens) > 1:
+                return f"clients.{name}.tokens[{index}].id", _claimed("token id", owner, name)
+        for index, identity in enumerate(entry.identities):
+            owner = identity_owner.setdefault(identity, name)
+            if owner != name or entry.identities.count(identity) > 1:
+                return f"clients.{name}.identities[{index}]", _claimed("identity", owner, name)
+    return None
+
+
+def _claimed(what: str, owner: str, name: str) -> str:
+    return f"{what} listed twice" if owner == name else f"{what} already belongs to client {owner}"
+
+
+def describe(error: ValidationError) -> tuple[str, str]:
+    """``(where, problem)`` of the first error: a dotted field path and a short
+    message. Never the input value."""
+    errors = error.errors(include_url=False, include_input=False)
+    first = errors[0]
+    loc = list(first["loc"])
+    kind = first["type"]
+    if loc and loc[-1] == "[key]":
+        loc.pop()  # the key itself is the subject
+    where = _path(loc)
+    if kind == "imagegate":
+        problem = first["msg"]
+    elif kind == "extra_forbidden":
+        problem = "unknown field"
+    elif kind == "missing":
+        problem = "is required"
+    elif kind in ("model_type", "dict_type", "model_attributes_type"):
+        problem = "must be a table (a mapping)"
+    else:
+        problem = "is not valid"
+    if len(errors) > 1:
+        problem += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return where, problem
+
+
+def _path(loc: list[int | str]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            text = _safe_key(item)
+            parts.append(text if not parts else f".{text}")
+    return "".join(parts)
+
+
+def _safe_key(key: Any) -> str:
+    # A key is file content; keep it short, and never echo something token-like.
+    text = str(key)
+    if "igk_" in text or len(text) > 64:
+        return "<invalid key>"
+    return text

@@ -52,6 +52,14 @@ def test_the_documented_examples_load_and_say_the_same_in_toml_and_yaml() -> Non
     assert toml.by_identity("BATCH.jobs.svc.cluster.local") is batch  # DNS: any case
 
 
+def test_the_yaml_in_the_docs_page_is_the_example_file(tmp_path: Path) -> None:
+    page = (REPO / "docs" / "clients.md").read_text()
+    block = page.split("```yaml\n", 1)[1].split("```", 1)[0]
+    documented = load_registry(write(tmp_path, block, "documented.yaml"))
+    example = load_registry(REPO / "docs" / "clients.example.toml")
+    assert dict(documented.clients) == dict(example.clients)
+
+
 def test_yml_extension_and_an_empty_yaml_file(tmp_path: Path) -> None:
     path = write(tmp_path, "", "clients.yml")
     assert len(load_registry(path)) == 0

@@ -8,6 +8,8 @@ Each carries exactly what the caller may see (never an upstream exception's text
     ├── InvalidRequest        bad input found locally       INVALID_ARGUMENT + BadRequest
     ├── ModelRetired          OpenAI shut the model down    NOT_FOUND + ErrorInfo(MODEL_RETIRED)
     ├── LimitExceeded         a gateway limit               RESOURCE_EXHAUSTED + QuotaFailure
+    │   └── LimitRefused      a per-client or gateway-wide limit of the limiter
+    ├── LimiterUnavailable    the limits store is down and this kind fails closed  UNAVAILABLE
     ├── ResultTooLarge        unary result over send limit  RESOURCE_EXHAUSTED
     └── UpstreamFailure       anything from/about OpenAI
         ├── UpstreamError     OpenAI answered with an error status
@@ -95,6 +97,36 @@ class LimitExceeded(ImagegateError):
     def __init__(self, subject: str, description: str) -> None:
         super().__init__(description)
         self.subject = subject
+
+
+class LimitRefused(LimitExceeded):
+    """The limiter refused a call: one named limit (the ``QuotaFailure`` subject) is spent.
+
+    ``retry_after_s`` is when that limit frees: exact for rates, the start of the next
+    UTC day or month for budgets, None when no wait can be known (concurrent calls end
+    when they end) or when no wait helps (``permanent``: the call alone exceeds the
+    limit, e.g. ``n`` above the burst, or a reservation above the whole budget).
+    """
+
+    def __init__(
+        self,
+        limit: str,
+        description: str,
+        *,
+        client: str,
+        retry_after_s: float | None,
+        permanent: bool = False,
+    ) -> None:
+        super().__init__(limit, description)
+        self.limit = limit
+        self.client = client
+        self.retry_after_s = retry_after_s
+        self.permanent = permanent
+
+
+class LimiterUnavailable(ImagegateError):
+    """The shared limits store (Redis) cannot be reached and a kind of limit this call
+    needs fails closed (by default: budgets). The message names no address or secret."""
 
 
 class ResultTooLarge(ImagegateError):

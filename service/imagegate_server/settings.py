@@ -142,6 +142,29 @@ class Settings(BaseSettings):
     tls_reload_s: float = Field(default=5.0, ge=0)
     """How often, at most, a new TLS handshake checks the certificate files for
     changes (rotation without restart); 0 checks on every handshake."""
+    redis_url: SecretStr | None = None
+    """Redis for limits and spend shared by several replicas (``redis://``, ``rediss://``
+    or ``unix://``; may hold a password, so it is a secret and never logged). Unset:
+    limits are kept in this process (right for one replica)."""
+    redis_prefix: str = "imagegate:"
+    """Prefix of every limiter key, so several gateways (or other apps) can share one
+    Redis. No braces: they would break the per-client hash tags."""
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+    """Connect and reply timeout of one Redis command. Past it Redis counts as
+    unreachable and the outage policy below applies; keep it short, since every
+    call waits for the limiter before going upstream."""
+    redis_max_connections: int = Field(default=64, ge=1)
+    """Connections to Redis per process; more calls wait for a free one (up to the
+    timeout), so a burst of thousands of calls cannot exhaust Redis's client limit."""
+    redis_fail_open_rates: bool = True
+    """While Redis is unreachable, admit calls without counting their requests and
+    images per minute (the upstream's own 429s still protect the organisation)."""
+    redis_fail_open_concurrency: bool = True
+    """While Redis is unreachable, admit calls without counting concurrent calls."""
+    redis_fail_open_budgets: bool = False
+    """While Redis is unreachable, admit calls of clients with a spend budget without
+    checking it. Off (the default): they are refused with UNAVAILABLE, since spend
+    cannot be taken back."""
 
     emulator_cache_renders: bool = False
     """Emulator mode: stamp identities into cached renders (for load tests, where
@@ -153,6 +176,13 @@ class Settings(BaseSettings):
         # Accept "a,b" as well as the JSON list pydantic-settings expects.
         if isinstance(value, str) and not value.lstrip().startswith("["):
             return frozenset(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _no_hash_tag(cls, value: str) -> str:
+        if "{" in value or "}" in value:
+            raise ValueError("must not contain '{' or '}' (keys carry per-client hash tags)")
         return value
 
     def refuses_retired_models(self, *, emulator: bool) -> bool:

@@ -1,0 +1,100 @@
+"""Per-client limits and spend: one interface, two backends.
+
+What a call must pass is an :class:`Admission`: its client's rates (requests and
+images per minute), the gateway-wide ceiling, concurrent calls, and spend budgets
+per UTC day and month. :meth:`Limiter.admit` checks and charges all of them, or
+none, and returns a :class:`Ticket`; :meth:`Limiter.settle` frees the ticket's slot
+and reservation and books the call's real cost. :func:`build_limiter` picks
+:class:`MemoryLimiter` (one replica, the default) or :class:`RedisLimiter`
+(``IMAGEGATE_REDIS_URL``, shared by every replica).
+
+Algorithms
+    Rates are GCRA (:mod:`.gcra`): one theoretical arrival time (TAT) per limit,
+    emission interval T = 60 s / per_minute in whole microseconds rounded up,
+    tolerance = burst x T. A call costs ``cost`` units (``n`` for images); the
+    refusal's wait is exact. A cost above the burst never passes (``permanent``,
+    no retry time). Concurrency counts the client's admitted, unsettled calls; each
+    expires ``hold_s`` after admission, so a replica that died frees its slots.
+    Budgets are integer micro-dollars: a call passes when, for every budget,
+    spent-this-period + open reservations + its reservation <= limit. Settling adds
+    the real cost (above or below the estimate) to the day's and month's spend at
+    settle time; reservations expire with the slot.
+
+Clocks
+    Memory: the monotonic clock for rates and expiries, UTC wall time for periods.
+    Redis: ``redis.call('TIME')`` inside the scripts for everything, so replicas
+    with skewed clocks agree; the UTC day and month are computed in Lua from it.
+
+Redis keys (prefix ``IMAGEGATE_REDIS_PREFIX``, default ``imagegate:``)
+    Per client, all under one hash tag ``{c:<client, percent-encoded>}`` so one
+    script touches one Cluster slot: ``:rates`` (hash: limit name -> TAT us),
+    ``:open`` (sorted set: ticket -> expiry us; admitted calls in flight),
+    ``:spend`` (hash: ``day``/``day_micros``, ``month``/``month_micros`` for the
+    current periods, ``reserved`` total, ``r:<ticket>`` per reservation) and
+    ``:done`` (sorted set of recently settled tickets). The gateway-wide rates are
+    the hash ``{gateway}:rates``. Every key expires when idle (rates: once drained;
+    spend: 33 days after the last write). ``admit.lua`` sweeps expired tickets
+    (refunding their reservations) before it checks; a replayed admit or settle of
+    the same ticket (redis-py retries once after a lost connection) changes nothing.
+
+The two-step ceiling
+    The gateway-wide key lives in another slot, so one script cannot hold it with a
+    client's keys. ``ceiling_admit.lua`` charges it first; if the client's script
+    then refuses, ``ceiling_refund.lua`` gives the cost back (TAT -= cost x T, not
+    before now). The error is bounded and only ever conservative: between the two
+    steps (one round trip) other replicas see the ceiling charged by a call that
+    will not run and may refuse early; a refund lost to an outage or a crash keeps
+    at most that call's cost charged until it drains (cost x T). The ceiling never
+    admits more than its limit. When the ceiling refuses, the client's limits are
+    not consulted, so the refusal names the ceiling even if a client limit would
+    also refuse with a longer wait. The memory backend has no such gap.
+
+Outages (Redis only)
+    Connection errors and timeouts (``IMAGEGATE_REDIS_TIMEOUT_S``) mark Redis
+    unreachable: one warning line when that starts, one info line when it answers
+    again, never a line per call; :attr:`RedisLimiter.reachable` shows the state.
+    Meanwhile one call per second probes it and the others do not wait for it. An
+    admission that includes a kind configured to fail closed
+    (``IMAGEGATE_REDIS_FAIL_OPEN_*``; by default budgets) raises
+    :class:`~imagegate_server.errors.LimiterUnavailable`; otherwise it passes
+    uncounted (``Ticket.accounted`` is False: no slot, no reservation; its cost is
+    still booked at settle if Redis is back by then). A settle that cannot reach
+    Redis is dropped (the slot and reservation expire by themselves) and logged only
+    as part of the outage.
+"""
+
+from imagegate_server.errors import LimiterUnavailable, LimitRefused
+from imagegate_server.limits.base import Limiter
+from imagegate_server.limits.factory import build_limiter
+from imagegate_server.limits.memory import MemoryLimiter
+from imagegate_server.limits.model import (
+    CONCURRENCY_LIMIT,
+    Admission,
+    Budget,
+    BudgetStatus,
+    ClientStatus,
+    Period,
+    RateLimit,
+    RateStatus,
+    Ticket,
+)
+from imagegate_server.limits.redis_limiter import OutagePolicy, RedisLimiter
+
+__all__ = [
+    "CONCURRENCY_LIMIT",
+    "Admission",
+    "Budget",
+    "BudgetStatus",
+    "ClientStatus",
+    "LimitRefused",
+    "Limiter",
+    "LimiterUnavailable",
+    "MemoryLimiter",
+    "OutagePolicy",
+    "Period",
+    "RateLimit",
+    "RateStatus",
+    "RedisLimiter",
+    "Ticket",
+    "build_limiter",
+]

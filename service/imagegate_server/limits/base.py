@@ -1,0 +1,71 @@
+"""The one interface every limiter backend offers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from imagegate_server.limits.model import Admission, Budget, ClientStatus, RateLimit, Ticket
+
+DONE_RETENTION_S = 10.0
+"""How long Redis remembers a settled ticket, so a command that redis-py retries after
+a lost reply (within one timeout) is not applied twice. Within a process the ticket
+itself knows it was settled, however late a second settle comes."""
+
+
+class Limiter(Protocol):
+    backend: str
+    """"memory" or "redis" (for logs and metrics)."""
+
+    @property
+    def reachable(self) -> bool:
+        """False while the shared store is unreachable (always True in memory)."""
+        ...
+
+    async def admit(self, admission: Admission) -> Ticket:
+        """Check and charge every limit of the call, all or nothing.
+
+        Raises :class:`~imagegate_server.errors.LimitRefused` naming the refusing limit
+        (the one with the longest wait when several refuse), or
+        :class:`~imagegate_server.errors.LimiterUnavailable` when the store is down and
+        a kind this call needs fails closed.
+        """
+        ...
+
+    async def settle(self, ticket: Ticket, cost_micros: int) -> None:
+        """Free the call's slot and reservation and add its real cost to today's and
+        this month's spend (0 = release). Idempotent; never raises for store outages."""
+        ...
+
+    async def status(
+        self,
+        client: str,
+        rates: Sequence[RateLimit],
+        max_concurrent: int | None,
+        budgets: Sequence[Budget],
+    ) -> ClientStatus:
+        """What remains of the client's limits now; charges nothing."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class Clock(Protocol):
+    """Where a backend in this process reads time (the tests drive it by hand)."""
+
+    def monotonic_us(self) -> int:
+        """For rates and expiries: never jumps."""
+        ...
+
+    def unix_s(self) -> float:
+        """UTC wall time, for budget periods."""
+        ...
+
+
+class SystemClock:
+    def monotonic_us(self) -> int:
+        return time.monotonic_ns() // 1000
+
+    def unix_s(self) -> float:
+        return time.time()

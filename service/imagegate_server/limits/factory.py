@@ -1,0 +1,42 @@
+"""Choosing the limiter backend from the settings."""
+
+from __future__ import annotations
+
+from imagegate_server.errors import StartupError
+from imagegate_server.limits.base import Limiter
+from imagegate_server.limits.memory import MemoryLimiter
+from imagegate_server.limits.redis_limiter import OutagePolicy, RedisLimiter
+from imagegate_server.settings import Settings
+
+_SCHEMES = ("redis", "rediss", "unix")
+
+
+def build_limiter(settings: Settings) -> Limiter:
+    """Redis when ``IMAGEGATE_REDIS_URL`` is set, else this process's memory.
+
+    Raises :class:`StartupError` (one line, no URL in it: it may hold a password) for
+    a URL that is set but empty or not a Redis URL. Nothing is connected here.
+    """
+    if settings.redis_url is None:
+        return MemoryLimiter()
+    url = settings.redis_url.get_secret_value().strip()
+    if not url:
+        raise StartupError("IMAGEGATE_REDIS_URL is set but empty; set a Redis URL or unset it")
+    scheme = url.partition("://")[0].lower()
+    if scheme not in _SCHEMES:
+        raise StartupError("IMAGEGATE_REDIS_URL must start with redis://, rediss:// or unix://")
+    try:
+        return RedisLimiter.from_url(
+            url,
+            prefix=settings.redis_prefix,
+            timeout_s=settings.redis_timeout_s,
+            max_connections=settings.redis_max_connections,
+            policy=OutagePolicy(
+                rates_open=settings.redis_fail_open_rates,
+                concurrency_open=settings.redis_fail_open_concurrency,
+                budgets_open=settings.redis_fail_open_budgets,
+            ),
+        )
+    except ValueError:
+        # redis-py's message may quote the URL.
+        raise StartupError("IMAGEGATE_REDIS_URL is not a valid Redis URL") from None

@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from imagegate_server.errors import LimiterUnavailable, LimitRefused
-from imagegate_server.limits import gcra, scripts
+from imagegate_server.limits import gcra, lua
 from imagegate_server.limits.base import DONE_RETENTION_S
 from imagegate_server.limits.model import (
     CONCURRENCY_LIMIT,
@@ -120,9 +120,7 @@ class RedisLimiter:
         self.policy = policy or OutagePolicy()
         self._probe_interval_s = probe_interval_s
         self._location = location
-        self._scripts = {
-            name: client.register_script(scripts.source(name)) for name in scripts.NAMES
-        }
+        self._scripts = {name: client.register_script(lua.source(name)) for name in lua.NAMES}
         self._reachable = True
         self._probe_at = 0.0
         self.outages = 0

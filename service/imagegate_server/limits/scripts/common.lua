@@ -1,4 +1,4 @@
--- Prepended to every imagegate limiter script (see limits/scripts.py).
+-- Prepended to every imagegate limiter script (see limits/lua.py).
 -- Numbers are Lua doubles: every value here is an integer below 2^53 (microseconds
 -- since 1970 are about 1.8e15), so the arithmetic is exact. Values are written back
 -- with int_str, never with Lua's default 14-digit number formatting.

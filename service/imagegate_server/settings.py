@@ -142,6 +142,7 @@ class Settings(BaseSettings):
     tls_reload_s: float = Field(default=5.0, ge=0)
     """How often, at most, a new TLS handshake checks the certificate files for
     changes (rotation without restart); 0 checks on every handshake."""
+
     redis_url: SecretStr | None = None
     """Redis for limits and spend shared by several replicas (``redis://``, ``rediss://``
     or ``unix://``; may hold a password, so it is a secret and never logged). Unset:

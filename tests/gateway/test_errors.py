@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from aiohttp import web
 from gateway_support import (
     OPENAI_KEY,
     GatewayFactory,
@@ -331,3 +332,42 @@ async def test_organization_and_project_headers_reach_openai(
     headers = {name.lower(): value for name, value in entry.headers.items()}
     assert headers["openai-organization"] == "org-imagegate"
     assert headers["openai-project"] == "proj_42"
+
+
+async def test_a_key_of_any_shape_quoted_by_the_upstream_is_redacted(
+    start_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An OpenAI-compatible server that quotes the key it was sent in its error message
+    # (for a 400 the message is relayed to the caller and into the log line).
+    key = "local-proxy-key-7Fq2vX9w"  # not shaped like sk-...
+    seen: list[str] = []
+
+    async def quote_key(request: web.Request) -> web.Response:
+        sent = request.headers.get("authorization", "").removeprefix("Bearer ")
+        seen.append(sent)
+        error = {"message": f"Key {sent} may not use this model", "type": "invalid_request_error"}
+        return web.json_response({"error": error}, status=400)
+
+    app = web.Application()
+    app.router.add_post("/v1/images/generations", quote_key)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        caplog.set_level(logging.INFO)
+        gateway = await start_gateway(
+            openai_api_key=key, openai_base_url=f"http://127.0.0.1:{port}/v1"
+        )
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+            error = await _fail(images_service_pb2_grpc.ImagesServiceStub(channel))
+    finally:
+        await runner.cleanup()
+    assert seen == [key]
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "may not use this model" in (error.details() or "")
+    texts = [error.details() or "", rich_status(error).SerializeToString().decode("latin-1")]
+    texts.extend(record.getMessage() + str(record.__dict__) for record in caplog.records)
+    assert any("may not use this model" in text for text in texts[2:]), "no log line"
+    assert not [text for text in texts if key in text]

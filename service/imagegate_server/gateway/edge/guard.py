@@ -86,4 +86,15 @@ class Guard:
             log.error("unexpected error in %s", call.rpc, exc_info=exc)
             answer = INTERNAL
         call.log_finished(answer.code.name, reason=answer.message)
-        await context.abort(answer.code, answer.message, call.trailers(answer.trailing_metadata))
+        try:
+            await context.abort(
+                answer.code, answer.message, call.trailers(answer.trailing_metadata)
+            )
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            # gRPC core ended the call first: the caller's deadline passed in core at
+            # the moment our own timer fired (or the caller went away), so the status
+            # cannot be sent and the caller already has its DEADLINE_EXCEEDED. gRPC
+            # logs a failed send as an ERROR with a traceback, but not a cancellation.
+            raise asyncio.CancelledError from None

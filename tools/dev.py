@@ -6,8 +6,9 @@
 
 Needs nothing but python3: it creates ``.venv`` beside this repository's
 pyproject.toml and installs the server, the Python client stubs and the dev tools
-there, pinned by ``constraints.txt``. Re-running is cheap: the install is skipped
-while pyproject.toml and constraints.txt are unchanged.
+there (both editable), pinned by ``constraints.txt``. Re-running is cheap: the
+install is skipped while the pyproject.toml files, constraints.txt and the
+generated stubs are unchanged.
 """
 
 from __future__ import annotations
@@ -24,17 +25,17 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 STAMP = VENV / ".imagegate-installed"
-INPUTS = (
-    ROOT / "pyproject.toml",
-    ROOT / "client_stubs" / "python" / "pyproject.toml",
-    ROOT / "constraints.txt",
-)
+STUBS = ROOT / "client_stubs" / "python"
+INPUTS = (ROOT / "pyproject.toml", STUBS / "pyproject.toml", ROOT / "constraints.txt")
 
 
 def _fingerprint() -> str:
+    """Of everything the install depends on: the generated stubs too, so that a
+    regeneration (even one that keeps every pyproject.toml) reinstalls them."""
     digest = hashlib.sha256()
-    for path in INPUTS:
-        digest.update(path.read_bytes())
+    for path in (*INPUTS, *sorted(STUBS.glob("imagegate/**/*"))):
+        if path.is_file():
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -47,7 +48,9 @@ def setup() -> None:
     print("installing imagegate, its client stubs and dev tools into .venv ...", flush=True)
     pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run(
-        [*pip, "-c", "constraints.txt", "./client_stubs/python", "-e", ".[dev]"],
+        # Both editable: tests import the stubs and the server from this checkout,
+        # never a stale copy in site-packages.
+        [*pip, "-c", "constraints.txt", "-e", "./client_stubs/python", "-e", ".[dev]"],
         check=True,
         cwd=ROOT,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,19 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from imagegate.v1 import params_pb2
 
-from imagegate_server.client import command
 from imagegate_server.client.options import (
     ParameterOptions,
     ValueOption,
     enum_choices,
     option_name,
 )
+from imagegate_server.client.request import PreparedCall, prepare
 
-Builder = Callable[[argparse.Namespace], tuple[Message, Any]]
+
+def build(args: argparse.Namespace) -> tuple[Message, PreparedCall]:
+    """The one request builder of the three commands: (parameters, the prepared call)."""
+    prepared = prepare(args)
+    return prepared.parameters, prepared
 
 
 @pytest.fixture
@@ -38,10 +41,10 @@ def _base(command_name: str, files: dict[str, Path]) -> list[str]:
     return ["vary", str(files["a"]), "-o", "out.png"]
 
 
-COMMANDS: list[tuple[str, Descriptor, Builder]] = [
-    ("generate", params_pb2.GenerationParameters.DESCRIPTOR, command.build_generate),
-    ("edit", params_pb2.EditParameters.DESCRIPTOR, command.build_edit),
-    ("vary", params_pb2.VariationParameters.DESCRIPTOR, command.build_vary),
+COMMANDS: list[tuple[str, Descriptor]] = [
+    ("generate", params_pb2.GenerationParameters.DESCRIPTOR),
+    ("edit", params_pb2.EditParameters.DESCRIPTOR),
+    ("vary", params_pb2.VariationParameters.DESCRIPTOR),
 ]
 
 
@@ -74,9 +77,9 @@ def _has(message: Message, path: tuple[str, ...]) -> bool:
     return bool(getattr(message, path[-1]))
 
 
-@pytest.mark.parametrize(("name", "descriptor", "build"), COMMANDS, ids=[c[0] for c in COMMANDS])
+@pytest.mark.parametrize(("name", "descriptor"), COMMANDS, ids=[c[0] for c in COMMANDS])
 def test_every_value_field_has_an_option_named_after_it(
-    name: str, descriptor: Descriptor, build: Builder, files: dict[str, Path]
+    name: str, descriptor: Descriptor, files: dict[str, Path]
 ) -> None:
     options = ParameterOptions(descriptor)
     assert options.values, "descriptor walk found no value fields"
@@ -88,9 +91,9 @@ def test_every_value_field_has_an_option_named_after_it(
         assert _get(params, option.path) == expected, option.flag
 
 
-@pytest.mark.parametrize(("name", "descriptor", "build"), COMMANDS, ids=[c[0] for c in COMMANDS])
+@pytest.mark.parametrize(("name", "descriptor"), COMMANDS, ids=[c[0] for c in COMMANDS])
 def test_every_field_is_reachable_from_the_command_line(
-    name: str, descriptor: Descriptor, build: Builder, files: dict[str, Path]
+    name: str, descriptor: Descriptor, files: dict[str, Path]
 ) -> None:
     """Each top-level field is either a value option or one of the fixed spellings."""
     options = ParameterOptions(descriptor)
@@ -109,9 +112,9 @@ def test_every_field_is_reachable_from_the_command_line(
         assert field.name in by_value or field.name in special, f"{field.name} has no option"
 
 
-@pytest.mark.parametrize(("name", "descriptor", "build"), COMMANDS, ids=[c[0] for c in COMMANDS])
+@pytest.mark.parametrize(("name", "descriptor"), COMMANDS, ids=[c[0] for c in COMMANDS])
 def test_options_not_given_leave_fields_unset(
-    name: str, descriptor: Descriptor, build: Builder, files: dict[str, Path]
+    name: str, descriptor: Descriptor, files: dict[str, Path]
 ) -> None:
     params, _ = build(parse(_base(name, files)))
     for field in descriptor.fields:
@@ -127,15 +130,13 @@ def test_options_not_given_leave_fields_unset(
 
 def test_zero_is_sent_when_given() -> None:
     """Presence: --partial-images 0 must reach the server as 0, not as unset."""
-    params, _ = command.build_generate(
-        parse(["generate", "p", "-o", "x.png", "--partial-images", "0", "--n", "0"])
-    )
+    params, _ = build(parse(["generate", "p", "-o", "x.png", "--partial-images", "0", "--n", "0"]))
     assert params.HasField("partial_images") and params.partial_images == 0
     assert params.HasField("n") and params.n == 0
 
 
 def test_enum_options_take_openai_spelling() -> None:
-    params, _ = command.build_generate(
+    params, _ = build(
         parse(
             [
                 "generate",
@@ -193,7 +194,7 @@ def test_option_names_use_dashes() -> None:
 
 
 def test_extra_parameters_keep_json_types() -> None:
-    params, _ = command.build_generate(
+    params, _ = build(
         parse(
             [
                 "generate",
@@ -232,7 +233,7 @@ def test_edit_uploads_and_references(files: dict[str, Path]) -> None:
             "high",
         ]
     )
-    params, job = command.build_edit(args)
+    params, job = build(args)
     assert params.prompt == "make it blue"
     assert [i.filename for i in params.images] == ["a.png", "b.png"]
     assert all(i.content_type == "image/png" for i in params.images)
@@ -260,7 +261,7 @@ def test_edit_markup_and_references_in_order(files: dict[str, Path]) -> None:
             "x.png",
         ]
     )
-    params, _ = command.build_edit(args)
+    params, _ = build(args)
     refs = [
         (r.WhichOneof("source"), getattr(r, r.WhichOneof("source")))
         for r in params.image_references
@@ -273,7 +274,7 @@ def test_edit_markup_and_references_in_order(files: dict[str, Path]) -> None:
     assert params.mask_reference.file_id == "file-mask"
     assert len(params.images) == 0
 
-    params, _ = command.build_edit(
+    params, _ = build(
         parse(["edit", str(files["a"]), "--markup", str(files["markup"]), "p", "-o", "x.png"])
     )
     assert params.markup.filename == "markup.png"
@@ -281,7 +282,7 @@ def test_edit_markup_and_references_in_order(files: dict[str, Path]) -> None:
 
 
 def test_vary_declares_its_image(files: dict[str, Path]) -> None:
-    params, _ = command.build_vary(parse(["vary", str(files["a"]), "-o", "x.png", "-n", "2"]))
+    params, _ = build(parse(["vary", str(files["a"]), "-o", "x.png", "-n", "2"]))
     assert params.image.filename == "a.png"
     assert params.image.content_type == "image/png"
     assert params.n == 2

@@ -2,22 +2,22 @@
 
 All three commands answer the same way (image slices, then one ImagesResult), so
 one :class:`Receiver` serves them; the commands differ only in how they start the
-call (see :mod:`.command`).
+call (see :mod:`.request`).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TextIO, TypeVar
+from typing import TYPE_CHECKING, Protocol, TextIO
 
-import grpc
 from google.protobuf.message import Message
 from imagegate.v1 import images_service_pb2_grpc, params_pb2, results_pb2
 
 from imagegate_server.client.assemble import ImageAssembler, StreamProtocolError
+from imagegate_server.client.connection import Connection
 from imagegate_server.client.fetch import fetch
 from imagegate_server.client.output import (
     OutputPlan,
@@ -28,12 +28,11 @@ from imagegate_server.client.output import (
     write_file,
 )
 from imagegate_server.client.progress import Progress
-from imagegate_server.client.upload import UploadError
+from imagegate_server.client.upload import UploadTracker
 
 if TYPE_CHECKING:
     from imagegate.v1.images_service_pb2_grpc import ImagesServiceAsyncStub
 
-Request = TypeVar("Request")
 _SUFFIX_KINDS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".gif": "gif"}
 
 
@@ -41,24 +40,6 @@ class ResponseStream(Protocol):
     """What the stub returns for a server-streaming call (an aio call object)."""
 
     def __aiter__(self) -> AsyncIterator[Message]: ...
-
-
-@dataclass(frozen=True)
-class Connection:
-    target: str
-    timeout: float
-    token: str | None = None
-    tls: bool = False
-    ca_cert: bytes | None = None
-
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
-
-    def channel(self) -> grpc.aio.Channel:
-        if self.tls or self.ca_cert is not None:
-            credentials = grpc.ssl_channel_credentials(root_certificates=self.ca_cert)
-            return grpc.aio.secure_channel(self.target, credentials)
-        return grpc.aio.insecure_channel(self.target)
 
 
 Starter = Callable[["ImagesServiceAsyncStub", Connection], ResponseStream]
@@ -71,29 +52,6 @@ class SavedImage:
     url: str | None
     description: str
     revised_prompt: str | None
-
-
-@dataclass
-class UploadTracker:
-    """Upload progress, and the error that made gRPC cancel the call, if any.
-
-    gRPC swallows an exception raised by the request iterator and only reports
-    CANCELLED; keeping it here lets the command print the real cause.
-    """
-
-    total: int = 0
-    sent: int = 0
-    error: UploadError | None = None
-
-    def wrap(self, requests: Iterator[Request]) -> Iterator[Request]:
-        try:
-            yield from requests
-        except UploadError as error:
-            self.error = error
-            raise
-
-    def add(self, count: int) -> None:
-        self.sent += count
 
 
 def event_of(response: Message) -> results_pb2.ImageChunk | results_pb2.ImagesResult | None:

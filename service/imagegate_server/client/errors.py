@@ -124,14 +124,26 @@ def _field_descriptions(status: status_pb2.Status, message: str) -> list[str]:
 
 
 def describe_rpc_error(
-    error: grpc.aio.AioRpcError, *, target: str, timeout: float, token_given: bool
+    error: grpc.aio.AioRpcError,
+    *,
+    target: str,
+    timeout: float,
+    token_given: bool,
+    tls: bool = False,
+    client_certificate: bool = False,
 ) -> str:
-    """The whole line, ``imagegate: CODE: message (details)``."""
+    """The whole line, ``imagegate: CODE: message (details)``.
+
+    ``tls`` and ``client_certificate`` say how the CLI connected, so that a
+    connection the gateway dropped during the handshake can be explained.
+    """
     code = error.code()
     message = one_line(error.details() or "")
     status = rich_status(error)
     if status is None:
         text = _without_details(code, message, target, timeout, token_given)
+        if code == grpc.StatusCode.UNAVAILABLE and tls and _closed_on_connect(message):
+            text = f"{text}; {_handshake_hint(client_certificate)}"
         return f"{PROGRAM}: {code.name}: {text}"
     if status.message:
         message = one_line(status.message)
@@ -153,6 +165,20 @@ def _trailer(error: grpc.aio.AioRpcError, key: str) -> str | None:
         if name == key:
             return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
     return None
+
+
+def _closed_on_connect(message: str) -> bool:
+    lowered = message.lower()
+    return "failed to connect" in lowered and "socket closed" in lowered
+
+
+def _handshake_hint(client_certificate: bool) -> str:
+    # A gateway that requires mTLS verifies the client's certificate after the
+    # TLS 1.3 handshake looks done to the client, so all the client sees is its
+    # connection being closed; say what most likely happened.
+    if client_certificate:
+        return "the gateway closed the TLS connection: it may not accept this --cert"
+    return "the gateway closed the TLS connection: it may require a client certificate (--cert)"
 
 
 def _without_details(

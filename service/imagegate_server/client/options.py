@@ -6,7 +6,7 @@ an option named after it (``output_compression`` -> ``--output-compression``,
 ``svg.reasoning.effort`` -> ``--svg-reasoning-effort``) without a hand-kept list
 that could fall behind the contract. Enum options take OpenAI's lowercase values
 (``--quality high``). Fields that are not plain values have fixed spellings:
-uploads are positional files or ``--mask``/``--markup`` (see :mod:`.command`),
+uploads are positional files or ``--mask``/``--markup`` (see :mod:`.parsers`),
 references are ``--image-url``/``--file-id``/``--mask-url``/``--mask-file-id``
 and the forward-compatible map is ``--extra KEY=JSON``.
 
@@ -187,7 +187,11 @@ class ValueOption:
 
 
 class ParameterOptions:
-    """The options of one parameters message, added to a parser, and applied back."""
+    """The options of one parameters message, added to a parser, and applied back.
+
+    Use :func:`options_for`: the parser and the request builder must see the same
+    walk of the descriptor, and walking it once is enough.
+    """
 
     def __init__(self, descriptor: Descriptor) -> None:
         self.descriptor = descriptor
@@ -340,3 +344,13 @@ class ParameterOptions:
             raise UsageError(f"--{base}-url and --{base}-file-id are exclusive")
         for kind, text in chosen:
             setattr(getattr(message, field.name), kind, text)
+
+
+_BY_MESSAGE: dict[str, ParameterOptions] = {}
+
+
+def options_for(descriptor: Descriptor) -> ParameterOptions:
+    """The options of a parameters message, built on first use."""
+    if descriptor.full_name not in _BY_MESSAGE:
+        _BY_MESSAGE[descriptor.full_name] = ParameterOptions(descriptor)
+    return _BY_MESSAGE[descriptor.full_name]

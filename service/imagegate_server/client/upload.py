@@ -102,3 +102,26 @@ def request_stream(
                 f"{upload.path} changed during the upload ({upload.size} bytes declared, "
                 f"{sent} read)"
             )
+
+
+@dataclass
+class UploadTracker:
+    """Upload progress, and the error that made gRPC cancel the call, if any.
+
+    gRPC swallows an exception raised by the request iterator and only reports
+    CANCELLED; keeping it here lets the command print the real cause.
+    """
+
+    total: int = 0
+    sent: int = 0
+    error: UploadError | None = None
+
+    def wrap(self, requests: Iterator[Request]) -> Iterator[Request]:
+        try:
+            yield from requests
+        except UploadError as error:
+            self.error = error
+            raise
+
+    def add(self, count: int) -> None:
+        self.sent += count

@@ -1,0 +1,94 @@
+"""How the client reaches the gateway: target, deadline, bearer token, TLS and mTLS.
+
+The token travels as ``authorization: Bearer <token>`` metadata, the form the
+gateway's authentication reads. It is a credential: it stays out of this class's
+repr and out of every line the CLI prints (see :func:`.command.run`), since error
+lines and progress end up in CI logs. ``--tls`` checks the gateway's certificate
+against the system CAs, ``--ca-cert`` against a private CA, and ``--cert``/``--key``
+present a client certificate to gateways that require one (mTLS); each implies TLS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from imagegate_server.client.options import UsageError
+from imagegate_server.client.parsers import DEFAULT_TARGET
+
+
+class CredentialsError(Exception):
+    """A certificate or key file that cannot be read (exit code 1)."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    target: str
+    timeout: float
+    token: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_cert: bytes | None = None
+    client_cert: bytes | None = None
+    """PEM certificate chain presented to the gateway (mTLS)."""
+    client_key: bytes | None = field(default=None, repr=False)
+
+    @property
+    def secure(self) -> bool:
+        return self.tls or self.ca_cert is not None or self.client_cert is not None
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+    def channel(self) -> grpc.aio.Channel:
+        if self.secure:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=self.ca_cert,
+                private_key=self.client_key,
+                certificate_chain=self.client_cert,
+            )
+            return grpc.aio.secure_channel(self.target, credentials)
+        return grpc.aio.insecure_channel(self.target)
+
+
+def _valid_token(token: str) -> bool:
+    # HTTP/2 header values: visible ASCII. gRPC would otherwise fail the call with
+    # "Invalid metadata" after logging a core error; a bearer token has no spaces.
+    return all("!" <= char <= "~" for char in token)
+
+
+def _read(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise CredentialsError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def connection_from(args: argparse.Namespace) -> Connection:
+    """The connection options of a client command, with their environment defaults.
+
+    Raises UsageError for a combination that cannot work, CredentialsError for a
+    file that cannot be read.
+    """
+    if (args.cert is None) != (args.key is None):
+        raise UsageError("--cert and --key go together: give both or neither")
+    token = args.token or os.environ.get("IMAGEGATE_TOKEN") or None
+    if token is not None and not _valid_token(token):
+        # Never echo it: the value is a secret even when it is malformed.
+        raise UsageError(
+            "the token (--token or $IMAGEGATE_TOKEN) may hold only visible ASCII characters"
+        )
+    return Connection(
+        target=args.target or os.environ.get("IMAGEGATE_TARGET") or DEFAULT_TARGET,
+        timeout=args.timeout,
+        token=token,
+        tls=args.tls,
+        ca_cert=_read(args.ca_cert),
+        client_cert=_read(args.cert),
+        client_key=_read(args.key),
+    )

@@ -1,0 +1,120 @@
+"""The command lines of ``imagegate generate | edit | vary``.
+
+    imagegate generate PROMPT -o FILE [parameters] [connection]
+    imagegate edit IMAGE... [--mask MASK | --markup MARKUP] PROMPT -o FILE [parameters]
+    imagegate vary IMAGE -o FILE [parameters]
+
+Only the parsers live here. cli.py imports this module to build ``imagegate --help``,
+so it needs nothing heavier than the parameter descriptors; gRPC and the rest of
+the client load in the handler, once a command really runs (:mod:`.command`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from imagegate.v1 import params_pb2
+
+from imagegate_server.client.options import options_for
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_TIMEOUT = 300.0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    generate = subparsers.add_parser(
+        "generate",
+        help="generate images from a prompt (client)",
+        description="Generate images from PROMPT through the gateway (CreateImageStream).",
+    )
+    generate.add_argument("prompt", metavar="PROMPT")
+    options_for(params_pb2.GenerationParameters.DESCRIPTOR).add_to(generate)
+    _add_output_and_connection(generate, partials=True)
+    generate.set_defaults(handler=_run, operation="generate", client_parser=generate)
+
+    edit = subparsers.add_parser(
+        "edit",
+        # Options between the images and the prompt, as in the usage line above.
+        intermixed=True,
+        help="edit or extend images (client)",
+        description="Edit IMAGE... as PROMPT says (CreateImageEditStream). Input images "
+        "are uploaded, or referenced with --image-url/--file-id instead.",
+    )
+    edit.add_argument("images", metavar="IMAGE", nargs="*", help="input image files")
+    edit.add_argument("prompt", metavar="PROMPT")
+    edit.add_argument("--mask", metavar="MASK", type=Path, help="mask PNG to upload")
+    edit.add_argument("--markup", metavar="FILE", type=Path, help="markup PNG to upload")
+    options_for(params_pb2.EditParameters.DESCRIPTOR).add_to(edit)
+    _add_output_and_connection(edit, partials=True)
+    edit.set_defaults(handler=_run, operation="edit", client_parser=edit)
+
+    vary = subparsers.add_parser(
+        "vary",
+        help="create variations of an image (client)",
+        description="Create variations of IMAGE (CreateImageVariationStream).",
+    )
+    vary.add_argument("image", metavar="IMAGE", type=Path)
+    options_for(params_pb2.VariationParameters.DESCRIPTOR).add_to(vary)
+    _add_output_and_connection(vary, partials=False)
+    vary.set_defaults(handler=_run, operation="vary", client_parser=vary)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from imagegate_server.client.command import run  # gRPC and the call, only now
+
+    return run(args)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
+def _add_output_and_connection(parser: argparse.ArgumentParser, *, partials: bool) -> None:
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="where to write the image; with n > 1: FILE-1.ext, FILE-2.ext, ...; without "
+        "an extension one is added per output format (not needed for URL results)",
+    )
+    if partials:
+        out.add_argument(
+            "--save-partials",
+            action="store_true",
+            help="also write partial images (FILE.partial-1.ext, ...) as they arrive",
+        )
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+    conn = parser.add_argument_group("connection")
+    conn.add_argument(
+        "--target",
+        metavar="HOST:PORT",
+        help=f"the gateway (default: $IMAGEGATE_TARGET or {DEFAULT_TARGET})",
+    )
+    conn.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="deadline of the call (default: %(default)g; high quality takes minutes)",
+    )
+    conn.add_argument("--token", help="bearer token for the gateway (default: $IMAGEGATE_TOKEN)")
+    conn.add_argument("--tls", action="store_true", help="connect with TLS (system CAs)")
+    conn.add_argument(
+        "--ca-cert", metavar="PEM", type=Path, help="TLS with this CA bundle (implies --tls)"
+    )
+    conn.add_argument(
+        "--cert",
+        metavar="PEM",
+        type=Path,
+        help="client certificate (chain) for gateways that require mTLS; needs --key, "
+        "implies --tls",
+    )
+    conn.add_argument("--key", metavar="PEM", type=Path, help="private key of --cert")

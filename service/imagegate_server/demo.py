@@ -12,16 +12,20 @@ import argparse
 import asyncio
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
 from imagegate.v1 import images_service_pb2 as pb
-from imagegate.v1 import images_service_pb2_grpc, params_pb2
-from PIL import Image
+from imagegate.v1 import params_pb2
 
 from imagegate_server import logs
-from imagegate_server.gateway.server import Gateway
-from imagegate_server.settings import Settings
+
+if TYPE_CHECKING:
+    from imagegate.v1 import images_service_pb2_grpc
+
+    from imagegate_server.settings import Settings
+
+# gRPC, Pillow, the gateway and its settings are imported where they are used:
+# cli.py imports this module for --help.
 
 CHUNK = 64 * 1024
 
@@ -35,6 +39,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from imagegate_server.settings import Settings
+
     # The demo is offline by definition: arguments outrank every settings source,
     # so no key from the environment, .env or the secrets directory applies, and
     # neither .env nor the secrets directory is read at all.
@@ -53,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _demo(settings: Settings, out: Path) -> int:
+    import grpc
+    from imagegate.v1 import images_service_pb2_grpc
+
+    from imagegate_server.gateway.server import Gateway
+
     gateway = Gateway(settings)
     await gateway.start()
     # Settings cannot name a key now; this guards the promise against future sources.
@@ -135,6 +146,8 @@ async def _make_images(
 
 def _mask(image: bytes) -> bytes:
     """Opaque but for a transparent upper-right quarter: the area the edit may change."""
+    from PIL import Image
+
     with Image.open(io.BytesIO(image)) as source:
         width, height = source.size
     mask = Image.new("RGBA", (width, height), (0, 0, 0, 255))

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+if TYPE_CHECKING:
+    import grpc
+
+# gRPC is imported where it is used: cli.py imports this module for --help.
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT_S = 3.0
@@ -61,6 +63,8 @@ def _positive_float(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from grpc_health.v1 import health_pb2
+
     target: str = args.target
     service: str = args.service
     label = f"{target} service {service!r}" if service else f"{target} (server)"
@@ -78,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
 
 def check(target: str, service: str, timeout: float) -> int | str:
     """The reported ServingStatus, or a short reason when there is no answer."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     try:
         with grpc.insecure_channel(target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
@@ -91,6 +98,8 @@ def check(target: str, service: str, timeout: float) -> int | str:
 
 
 def _describe(error: grpc.RpcError, timeout: float) -> str:
+    import grpc
+
     code = error.code() if isinstance(error, grpc.Call) else None
     details = error.details() if isinstance(error, grpc.Call) else None
     if code is grpc.StatusCode.NOT_FOUND:

@@ -7,14 +7,13 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from imagegate_server import logs
 from imagegate_server.errors import StartupError
-from imagegate_server.gateway.server import Gateway
-from imagegate_server.settings import Settings
+
+if TYPE_CHECKING:
+    from imagegate_server.settings import Settings
 
 
 def register(subparsers: Any) -> None:
@@ -33,6 +32,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: cli.py imports this module for --help.
+    from pydantic import ValidationError
+
+    from imagegate_server.settings import Settings
+
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
         settings = Settings(**overrides)
@@ -51,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: Settings, port_file: Path | None) -> int:
+    from imagegate_server.gateway.server import Gateway
+
     gateway = Gateway(settings)
     await gateway.start()
     if port_file is not None:

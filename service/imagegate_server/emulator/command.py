@@ -12,7 +12,6 @@ from typing import Any
 
 from imagegate_server.emulator.config import EmulatorConfig, LatencyModel
 from imagegate_server.emulator.faults import FaultInjector, FaultSyntaxError
-from imagegate_server.emulator.server import Emulator
 
 
 def register(subparsers: Any) -> None:
@@ -59,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
+    # Here, not at the top: cli.py imports this module for --help, and the
+    # server brings aiohttp and Pillow.
+    from imagegate_server.emulator.server import Emulator
+
     emulator = Emulator(config)
     base_url = await emulator.start(host, port)
     print(f"imagegate emulator listening on {base_url}", flush=True)

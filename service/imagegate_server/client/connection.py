@@ -60,13 +60,18 @@ def _valid_token(token: str) -> bool:
     return all("!" <= char <= "~" for char in token)
 
 
-def _read(path: Path | None) -> bytes | None:
+def _read_pem(path: Path | None, marker: bytes, what: str) -> bytes | None:
+    # gRPC takes any bytes and fails only when it connects, with core log lines and
+    # a status that blames the network; checking the PEM label here names the file.
     if path is None:
         return None
     try:
-        return path.read_bytes()
+        data = path.read_bytes()
     except OSError as error:
         raise CredentialsError(f"cannot read {path}: {error.strerror or error}") from None
+    if marker not in data:
+        raise CredentialsError(f"{path} holds no PEM {what}")
+    return data
 
 
 def connection_from(args: argparse.Namespace) -> Connection:
@@ -88,7 +93,7 @@ def connection_from(args: argparse.Namespace) -> Connection:
         timeout=args.timeout,
         token=token,
         tls=args.tls,
-        ca_cert=_read(args.ca_cert),
-        client_cert=_read(args.cert),
-        client_key=_read(args.key),
+        ca_cert=_read_pem(args.ca_cert, b"-----BEGIN CERTIFICATE-----", "certificate"),
+        client_cert=_read_pem(args.cert, b"-----BEGIN CERTIFICATE-----", "certificate"),
+        client_key=_read_pem(args.key, b"PRIVATE KEY-----", "private key"),
     )

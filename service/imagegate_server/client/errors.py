@@ -169,7 +169,8 @@ def _trailer(error: grpc.aio.AioRpcError, key: str) -> str | None:
 
 def _closed_on_connect(message: str) -> bool:
     lowered = message.lower()
-    return "failed to connect" in lowered and "socket closed" in lowered
+    closed = "socket closed" in lowered or "connection reset" in lowered
+    return "failed to connect" in lowered and closed
 
 
 def _handshake_hint(client_certificate: bool) -> str:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 from imagegate_server.cli import build_parser
+from imagegate_server.emulator import Emulator, EmulatorConfig
+from imagegate_server.gateway.server import Gateway
+from imagegate_server.settings import Settings
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -28,3 +33,31 @@ def png_bytes(
 def write_png(path: Path, width: int = 64, height: int = 64) -> Path:
     path.write_bytes(png_bytes(width, height))
     return path
+
+
+# Distinctive, so a test can check that it never reaches a caller.
+OPENAI_KEY = "sk-clienttest-SECRETKEY-0123456789abcdef"
+
+
+@contextlib.asynccontextmanager
+async def gateway_on_emulator(**settings: Any) -> AsyncIterator[tuple[str, Emulator]]:
+    """A real gateway on 127.0.0.1:0 in front of a real emulator: (target, emulator).
+
+    In this process and on the test's event loop, so a test can set the emulator's
+    faults (``emulator.set_faults(...)``) and read its journal around a CLI run.
+    """
+    async with Emulator(EmulatorConfig(api_key=OPENAI_KEY, cached_renders=True)) as emulator:
+        values: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "openai_api_key": OPENAI_KEY,
+            "openai_base_url": emulator.base_url,
+            "shutdown_grace_s": 0,
+            **settings,
+        }
+        gateway = Gateway(Settings(_env_file=None, **values))  # type: ignore[call-arg]
+        await gateway.start()
+        try:
+            yield f"127.0.0.1:{gateway.port}", emulator
+        finally:
+            await gateway.stop(0)

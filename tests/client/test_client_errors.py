@@ -1,25 +1,30 @@
-"""Failed calls -> one line and exit code 1, against a real (tiny) gRPC server.
+"""Failed calls -> one line and exit code 1.
 
-The server here is a test double of the *gateway's answers* (status codes and
-google.rpc details as the contract describes them), running on 127.0.0.1:0; the
-client under test is the real CLI, run through ``imagegate_server.cli.main``.
+Statuses come from the real gateway on the real emulator wherever one of them can
+produce it: bad input the gateway refuses, and upstream errors made with the
+emulator's faults (see README "Faults"). A small test double of the gateway's
+answers on 127.0.0.1:0 covers only what no real path produces today; each such
+case says why. The client under test is the real CLI, run through
+``imagegate_server.cli.main``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from client_support import png_bytes
-from google.protobuf import any_pb2, duration_pb2
+from client_support import OPENAI_KEY, gateway_on_emulator, png_bytes
+from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from imagegate.v1 import images_service_pb2, images_service_pb2_grpc, results_pb2
 
 from imagegate_server.cli import main
+from imagegate_server.emulator import Emulator
 
 IMAGE = png_bytes(40, 30)
 
@@ -36,7 +41,15 @@ def _status(code: grpc.StatusCode, message: str, *details: object) -> bytes:
 
 
 class Servicer(images_service_pb2_grpc.ImagesServiceServicer):
-    """Answers CreateImageStream according to the prompt."""
+    """Answers CreateImageStream according to the prompt, for what no real path produces.
+
+    ``quota``: the gateway's only QuotaFailure today is its upload cap, which ends an
+    upload early, and grpc's asyncio client then loses the status now and then
+    (grpc/grpc#36066); per-client quotas (issue 8) will give a generate path.
+    ``auth``: the gateway does not authenticate callers yet (issue 8).
+    ``gap``, ``no-result``: contract violations the real gateway never commits.
+    The default answer has exact bytes, slices and usage for the success-path checks.
+    """
 
     async def CreateImageStream(  # type: ignore[override]
         self,
@@ -44,62 +57,6 @@ class Servicer(images_service_pb2_grpc.ImagesServiceServicer):
         context: grpc.aio.ServicerContext[object, object],
     ) -> AsyncIterator[images_service_pb2.CreateImageStreamResponse]:
         prompt = request.parameters.prompt
-        if prompt == "bad-n":
-            message = "n: must be between 1 and 10"
-            violation = error_details_pb2.BadRequest.FieldViolation(
-                field="parameters.n", description="must be between 1 and 10"
-            )
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                message,
-                trailing_metadata=(
-                    (
-                        "grpc-status-details-bin",
-                        _status(
-                            grpc.StatusCode.INVALID_ARGUMENT,
-                            message,
-                            error_details_pb2.BadRequest(field_violations=[violation]),
-                        ),
-                    ),
-                ),
-            )
-        if prompt == "rate":
-            message = "Rate limit reached for images per minute"
-            info = error_details_pb2.ErrorInfo(
-                reason="rate_limit_exceeded",
-                domain="api.openai.com",
-                metadata={"upstream_status": "429", "upstream_request_id": "req_123"},
-            )
-            retry = error_details_pb2.RetryInfo(
-                retry_delay=duration_pb2.Duration(seconds=2, nanos=500_000_000)
-            )
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                message,
-                trailing_metadata=(
-                    (
-                        "grpc-status-details-bin",
-                        _status(grpc.StatusCode.RESOURCE_EXHAUSTED, message, info, retry),
-                    ),
-                    ("x-upstream-request-id", "req_123"),
-                ),
-            )
-        if prompt == "policy":
-            message = "Your request was rejected by the safety system."
-            info = error_details_pb2.ErrorInfo(
-                reason="moderation_blocked", metadata={"param": "prompt", "upstream_status": "400"}
-            )
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                message,
-                trailing_metadata=(
-                    (
-                        "grpc-status-details-bin",
-                        _status(grpc.StatusCode.INVALID_ARGUMENT, message, info),
-                    ),
-                    ("x-upstream-request-id", "req_456"),
-                ),
-            )
         if prompt == "quota":
             message = "too many images this minute"
             quota = error_details_pb2.QuotaFailure(
@@ -119,8 +76,6 @@ class Servicer(images_service_pb2_grpc.ImagesServiceServicer):
                     ),
                 ),
             )
-        if prompt == "slow":
-            await asyncio.sleep(10)
         if prompt == "auth":
             metadata = dict(context.invocation_metadata() or ())
             if metadata.get("authorization") != "Bearer s3cret":
@@ -172,20 +127,123 @@ async def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[
     return code, captured.out, captured.err
 
 
+@pytest.fixture(scope="module")
+async def gateway() -> AsyncIterator[tuple[str, Emulator]]:
+    # No retries, so each fault below is one upstream request and its own answer.
+    async with gateway_on_emulator(max_retries=0) as running:
+        yield running
+
+
+@pytest.fixture
+def emulator(gateway: tuple[str, Emulator]) -> Iterator[Emulator]:
+    _, running = gateway
+    running.set_faults("")
+    running.journal.clear()
+    yield running
+    running.set_faults("")
+
+
+GENERATIONS = "/v1/images/generations"
+# (emulator fault, extra arguments, the line as a pattern; {rid} is the upstream
+# request id the emulator gave that call, and MESSAGE stands for the status message).
+GATEWAY_ERRORS = [
+    pytest.param(
+        "", ["-n", "11"], r"INVALID_ARGUMENT: MESSAGE \(field n\)", id="gateway-validation"
+    ),
+    pytest.param(
+        "",
+        ["--model", "new-model", "-n", "12"],  # not validated locally: OpenAI's 400 comes back
+        r"INVALID_ARGUMENT: MESSAGE \(reason integer_above_max_value, param n, "
+        r"upstream request {rid}; field n\)",
+        id="upstream-400-with-param",
+    ),
+    pytest.param(
+        "429;retry-after-ms=2500",
+        [],
+        r"RESOURCE_EXHAUSTED: Rate limit reached for images per minute\.MESSAGE "
+        r"\(reason rate_limit_exceeded, upstream request {rid}; retry after 2\.5s\)",
+        id="rate-limit",
+    ),
+    pytest.param(
+        "quota",
+        [],
+        r"RESOURCE_EXHAUSTED: MESSAGE \(reason insufficient_quota, upstream request {rid}\)",
+        id="insufficient-quota",
+    ),
+    pytest.param(
+        "moderation",
+        [],
+        r"INVALID_ARGUMENT: Your request was rejected by the safety system\.MESSAGE "
+        r"\(reason moderation_blocked, upstream request {rid}\)",
+        id="moderation",
+    ),
+    pytest.param(
+        "401",
+        [],
+        r"INTERNAL: MESSAGE \(reason UPSTREAM_AUTHENTICATION, upstream request {rid}\)",
+        id="upstream-key-rejected",
+    ),
+    pytest.param(
+        "404",
+        [],
+        r"NOT_FOUND: MESSAGE \(reason model_not_found, upstream request {rid}\)",
+        id="not-found",
+    ),
+    pytest.param(
+        "503",
+        [],
+        r"UNAVAILABLE: MESSAGE \(reason server_error, upstream request {rid}\)",
+        id="server-error",
+    ),
+    pytest.param(
+        "stream-moderation;after=1",
+        ["--model", "gpt-image-1", "--partial-images", "1"],
+        r"INVALID_ARGUMENT: MESSAGE \(reason moderation_blocked, upstream request {rid}\)",
+        id="error-event-mid-stream",
+    ),
+    pytest.param(
+        "reset;after=64",
+        [],
+        r"UNAVAILABLE: the upstream stream broke \(upstream request {rid}\)",
+        id="reset",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fault", "extra", "pattern"), GATEWAY_ERRORS)
+async def test_gateway_errors_are_one_line(
+    fault: str,
+    extra: list[str],
+    pattern: str,
+    gateway: tuple[str, Emulator],
+    emulator: Emulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    target, _ = gateway
+    emulator.set_faults(fault)
+    code, out, err = await run_cli(
+        ["generate", "p", "-o", str(tmp_path / "x.png"), "--target", target, *extra], capsys
+    )
+    assert code == 1
+    assert out == ""
+    assert not (tmp_path / "x.png").exists()
+    calls = emulator.journal.by_path(GENERATIONS)
+    # Local validation costs nothing upstream; otherwise exactly one request went up.
+    rid = re.escape(calls[0].request_id) if calls else "NONE"
+    assert len(calls) == (0 if "{rid}" not in pattern else 1)
+    *progress, line = err.splitlines()
+    assert all(text.startswith("partial image ") for text in progress)  # stream case only
+    # The status message is the gateway's (or OpenAI's) prose: any text without the
+    # parentheses that open the details; everything the CLI composes is exact.
+    expected = "imagegate: " + pattern.replace("MESSAGE", r"[^()\n]*").format(rid=rid)
+    assert re.fullmatch(expected, line), line
+    assert OPENAI_KEY not in err
+
+
 @pytest.mark.parametrize(
     ("prompt", "expected"),
     [
-        ("bad-n", "imagegate: INVALID_ARGUMENT: n: must be between 1 and 10 (field n)"),
-        (
-            "rate",
-            "imagegate: RESOURCE_EXHAUSTED: Rate limit reached for images per minute "
-            "(reason rate_limit_exceeded, upstream request req_123; retry after 2.5s)",
-        ),
-        (
-            "policy",
-            "imagegate: INVALID_ARGUMENT: Your request was rejected by the safety system. "
-            "(reason moderation_blocked, param prompt; upstream request req_456)",
-        ),
         (
             "quota",
             "imagegate: RESOURCE_EXHAUSTED: too many images this minute "
@@ -204,7 +262,7 @@ async def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[
         ("no-result", "imagegate: bad answer from {target}: the stream ended without a result"),
     ],
 )
-async def test_errors_are_one_line(
+async def test_errors_no_real_path_produces_are_one_line(
     prompt: str,
     expected: str,
     target: str,
@@ -233,7 +291,14 @@ async def test_unreachable_target(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert err == f"imagegate: UNAVAILABLE: could not reach 127.0.0.1:{port} (connection refused)\n"
 
 
-async def test_deadline(target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_deadline(
+    gateway: tuple[str, Emulator],
+    emulator: Emulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    target, _ = gateway
+    emulator.set_faults("latency;ms=20000")  # a generation slower than the deadline
     code, _, err = await run_cli(
         ["generate", "slow", "-o", str(tmp_path / "x.png"), "--target", target, "--timeout", "0.3"],
         capsys,

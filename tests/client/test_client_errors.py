@@ -129,8 +129,9 @@ async def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[
 
 @pytest.fixture(scope="module")
 async def gateway() -> AsyncIterator[tuple[str, Emulator]]:
-    # No retries, so each fault below is one upstream request and its own answer.
-    async with gateway_on_emulator(max_retries=0) as running:
+    # No retries, so each fault below is one upstream request and its own answer;
+    # retired models refused as they are in front of api.openai.com.
+    async with gateway_on_emulator(max_retries=0, refuse_retired_models="on") as running:
         yield running
 
 
@@ -156,6 +157,13 @@ GATEWAY_ERRORS = [
         r"INVALID_ARGUMENT: MESSAGE \(reason integer_above_max_value, param n, "
         r"upstream request {rid}; field n\)",
         id="upstream-400-with-param",
+    ),
+    pytest.param(
+        "",
+        ["--model", "dall-e-3"],
+        r"NOT_FOUND: MESSAGE \(reason MODEL_RETIRED, model dall-e-3, replacement [^,]+, "
+        r"shutdown_date 2026-05-12\)",
+        id="retired-model",
     ),
     pytest.param(
         "429;retry-after-ms=2500",
@@ -197,7 +205,7 @@ GATEWAY_ERRORS = [
     ),
     pytest.param(
         "stream-moderation;after=1",
-        ["--model", "gpt-image-1", "--partial-images", "1"],
+        ["--model", "gpt-image-2", "--partial-images", "1"],
         r"INVALID_ARGUMENT: MESSAGE \(reason moderation_blocked, upstream request {rid}\)",
         id="error-event-mid-stream",
     ),
@@ -291,23 +299,51 @@ async def test_unreachable_target(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert err == f"imagegate: UNAVAILABLE: could not reach 127.0.0.1:{port} (connection refused)\n"
 
 
-async def test_deadline(
+async def test_deadline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A server that accepts the connection and never answers, as a hung gateway does:
+    # only the CLI's own deadline can end the call, so the line is the CLI's.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        target = f"127.0.0.1:{silent.getsockname()[1]}"
+        code, _, err = await run_cli(
+            [
+                "generate",
+                "p",
+                "-o",
+                str(tmp_path / "x.png"),
+                "--target",
+                target,
+                "--timeout",
+                "0.3",
+            ],
+            capsys,
+        )
+    assert code == 1
+    assert (
+        err
+        == f"imagegate: DEADLINE_EXCEEDED: no answer from {target} within 0.3s (raise --timeout)\n"
+    )
+
+
+async def test_a_generation_slower_than_the_deadline(
     gateway: tuple[str, Emulator],
     emulator: Emulator,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     target, _ = gateway
-    emulator.set_faults("latency;ms=20000")  # a generation slower than the deadline
+    emulator.set_faults("latency;ms=20000")
     code, _, err = await run_cli(
-        ["generate", "slow", "-o", str(tmp_path / "x.png"), "--target", target, "--timeout", "0.3"],
+        ["generate", "p", "-o", str(tmp_path / "x.png"), "--target", target, "--timeout", "0.5"],
         capsys,
     )
     assert code == 1
-    assert (
-        err
-        == f"imagegate: DEADLINE_EXCEEDED: no answer from {target} within 0.3s (raise --timeout)\n"
-    )
+    # The gateway's timer and the CLI's fire together: whichever status arrives first
+    # (the gateway's, naming the upstream request, or the CLI's own) is the one line.
+    assert err.count("\n") == 1
+    assert err.startswith("imagegate: DEADLINE_EXCEEDED: ")
+    assert not (tmp_path / "x.png").exists()
 
 
 async def test_token_and_success_path(

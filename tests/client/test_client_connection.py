@@ -16,8 +16,8 @@ from pathlib import Path
 import grpc
 import pytest
 from client_support import png_bytes
-from client_tls import Pki, make_pki
 from imagegate.v1 import images_service_pb2, images_service_pb2_grpc, results_pb2
+from tls.tls_support import CertificateAuthority, Issued  # tests/ is on sys.path (its conftest)
 
 from imagegate_server.cli import main
 
@@ -58,9 +58,39 @@ class Servicer(images_service_pb2_grpc.ImagesServiceServicer):
         )
 
 
+@dataclass(frozen=True)
+class Files:
+    cert_path: Path
+    key_path: Path
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca_pem: bytes
+    ca_path: Path
+    server: Issued
+    """For 127.0.0.1 and localhost."""
+    client: Files
+    """A client identity (DNS SAN ``cli.imagegate.test``) issued by the same CA."""
+    stranger: Files
+    """A client certificate from another CA, which the server must refuse."""
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
+    directory = tmp_path_factory.mktemp("pki")
+    ca = CertificateAuthority()
+    ca_path = directory / "ca.crt"
+    ca_path.write_bytes(ca.cert_pem)
+    client = ca.issue("cli", dns=("cli.imagegate.test",)).write(directory, "client")
+    stranger = CertificateAuthority("another CA").issue("stranger", dns=("x.test",))
+    return Pki(
+        ca.cert_pem,
+        ca_path,
+        ca.server(),
+        Files(*client),
+        Files(*stranger.write(directory, "stranger")),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +100,8 @@ async def mtls(pki: Pki) -> AsyncIterator[tuple[str, Seen]]:
     server = grpc.aio.server()
     images_service_pb2_grpc.add_ImagesServiceServicer_to_server(Servicer(seen), server)
     credentials = grpc.ssl_server_credentials(
-        [(pki.server.key, pki.server.cert)],
-        root_certificates=pki.ca.cert,
+        [(pki.server.key_pem, pki.server.cert_pem)],
+        root_certificates=pki.ca_pem,
         require_client_auth=True,
     )
     port = server.add_secure_port("127.0.0.1:0", credentials)
@@ -99,7 +129,7 @@ async def test_client_certificate_and_token_reach_the_server(
     mtls: tuple[str, Seen], pki: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     target, seen = mtls
-    flags = ["--ca-cert", str(pki.ca.cert_path), "--cert", str(pki.client.cert_path)]
+    flags = ["--ca-cert", str(pki.ca_path), "--cert", str(pki.client.cert_path)]
     flags += ["--key", str(pki.client.key_path), "--token", TOKEN]  # no --tls: implied
     code, out, err = await run_cli(_generate(target, tmp_path / "fox.png", *flags), capsys)
     assert code == 0, err
@@ -119,7 +149,7 @@ async def test_token_from_the_environment(
 ) -> None:
     target, seen = mtls
     monkeypatch.setenv("IMAGEGATE_TOKEN", TOKEN)
-    flags = ["--ca-cert", str(pki.ca.cert_path), "--cert", str(pki.client.cert_path)]
+    flags = ["--ca-cert", str(pki.ca_path), "--cert", str(pki.client.cert_path)]
     code, _, err = await run_cli(
         _generate(target, tmp_path / "x.png", *flags, "--key", str(pki.client.key_path)), capsys
     )
@@ -132,7 +162,7 @@ async def test_without_a_client_certificate_the_call_fails_in_one_line(
 ) -> None:
     target, _ = mtls
     code, out, err = await run_cli(
-        _generate(target, tmp_path / "x.png", "--ca-cert", str(pki.ca.cert_path), "--token", TOKEN),
+        _generate(target, tmp_path / "x.png", "--ca-cert", str(pki.ca_path), "--token", TOKEN),
         capsys,
     )
     assert code == 1
@@ -151,7 +181,7 @@ async def test_a_certificate_from_another_ca_is_refused(
     mtls: tuple[str, Seen], pki: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     target, _ = mtls
-    flags = ["--ca-cert", str(pki.ca.cert_path), "--cert", str(pki.stranger.cert_path)]
+    flags = ["--ca-cert", str(pki.ca_path), "--cert", str(pki.stranger.cert_path)]
     code, _, err = await run_cli(
         _generate(target, tmp_path / "x.png", *flags, "--key", str(pki.stranger.key_path)), capsys
     )
@@ -235,7 +265,7 @@ async def test_a_token_quoted_back_by_the_server_is_not_printed(
     target, seen = mtls
     argv = [
         "generate", "echo", "-o", str(tmp_path / "x.png"), "--target", target,
-        "--ca-cert", str(pki.ca.cert_path), "--cert", str(pki.client.cert_path),
+        "--ca-cert", str(pki.ca_path), "--cert", str(pki.client.cert_path),
         "--key", str(pki.client.key_path), "--token", TOKEN,
     ]  # fmt: skip
     code, _, err = await run_cli(argv, capsys)

@@ -62,7 +62,7 @@ async def test_image_events_are_partial_or_completed_and_others_are_skipped() ->
         b'event: image_generation.partial_image\ndata: {"type": "image_generation.partial_image",'
         b' "b64_json": "AA==", "partial_image_index": 0}\n\n'
         b'event: image_generation.in_progress\ndata: {"type": "image_generation.in_progress"}\n\n'
-        b'event: image_edit.completed\n'
+        b"event: image_edit.completed\n"
         b'data: {"type": "image_edit.completed", "b64_json": "AA=="}\n\n'
     )
     decoded = await _decoded(body)

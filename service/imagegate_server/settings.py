@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from imagegate_server.errors import StartupError
@@ -166,6 +166,35 @@ class Settings(BaseSettings):
     """While Redis is unreachable, admit calls of clients with a spend budget without
     checking it. Off (the default): they are refused with UNAVAILABLE, since spend
     cannot be taken back."""
+
+    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] | None = None
+    """``serve --workers``: run this many gateway processes on one port under a
+    supervisor (``auto``: one per CPU this process may run on). Unset: one process,
+    no supervisor."""
+    reuse_port: bool = False
+    """Let several processes listen on the gRPC (and health) port (SO_REUSEPORT; the
+    supervisor sets it for its workers). Off, a second server on a busy port fails
+    to start instead of silently sharing its traffic."""
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    """A second, always plaintext gRPC port on ``host`` serving only grpc.health.v1
+    (services ``""``, ``imagegate.v1.ImagesService``, ``readiness``, ``liveness``),
+    for kubelet probes when the main port requires TLS or client certificates.
+    Unset: no health port (health is still served on the main port)."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of the Prometheus endpoint (``GET /metrics``, text format). Unset: no
+    endpoint. With workers the supervisor serves it, summed over all workers."""
+    metrics_host: str | None = None
+    """Address the metrics endpoint binds; unset: the gateway's ``host``."""
+    metrics_multiproc_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "PROMETHEUS_MULTIPROC_DIR", "IMAGEGATE_METRICS_MULTIPROC_DIR"
+        ),
+    )
+    """With workers: the directory (prometheus-client's ``PROMETHEUS_MULTIPROC_DIR``)
+    where each worker writes its metric files and the supervisor sums them; its
+    ``*.db`` files are removed at start. Unset: a private temporary directory. Put it
+    on a memory file system (an ``emptyDir`` with ``medium: Memory``)."""
 
     emulator_cache_renders: bool = False
     """Emulator mode: stamp identities into cached renders (for load tests, where

@@ -1,15 +1,22 @@
 """A running gateway: gRPC server, health, reflection, the upstream client and,
 when no OpenAI key is configured, the embedded emulator as the upstream.
+
+Operations around it: metrics (one :class:`Metrics` per process, exposed on their
+own port unless a worker supervisor exposes them), an optional plaintext health
+port for kubelet probes, and SO_REUSEPORT only when several workers share a port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import math
 import secrets
+from dataclasses import dataclass
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,6 +28,7 @@ from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.errors import StartupError
 from imagegate_server.gateway.edge.servicer import ImagesServicer
 from imagegate_server.gateway.edge.wire import add_images_service
+from imagegate_server.metrics import Metrics, MetricsEndpoint
 from imagegate_server.models import replacement_for, retired
 from imagegate_server.settings import Settings
 from imagegate_server.upstream import RetryPolicy, Upstream, UpstreamConfig
@@ -28,17 +36,42 @@ from imagegate_server.upstream import RetryPolicy, Upstream, UpstreamConfig
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = images_service_pb2.DESCRIPTOR.services_by_name["ImagesService"].full_name
+# Named health services for Kubernetes probes: readiness turns NOT_SERVING when the
+# drain starts; liveness stays SERVING as long as the process serves at all.
+READINESS = "readiness"
+LIVENESS = "liveness"
+HEALTH_SERVICES = ("", SERVICE_NAME, READINESS, LIVENESS)
+_DRAINED_SERVICES = ("", SERVICE_NAME, READINESS)
+
+
+@dataclass(frozen=True)
+class SharedEmulator:
+    """An emulator that another process runs for several gateways (the worker
+    supervisor's): the gateway uses it instead of starting its own."""
+
+    base_url: str
+    api_key: SecretStr
 
 
 class Gateway:
     """Start with ``await gateway.start()`` (or ``async with``); ``port`` is then bound."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, shared_emulator: SharedEmulator | None = None
+    ) -> None:
         self.settings = settings
         self.port = 0
+        self.health_port = 0
+        self.metrics_port = 0
         self.emulator: Emulator | None = None
+        self.metrics = Metrics()
+        """Everything this process records; the edge records calls through it."""
+        self._shared_emulator = shared_emulator
         self._upstream: Upstream | None = None
         self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
+        self._metrics_endpoint: MetricsEndpoint | None = None
+        self._probe: asyncio.Task[None] | None = None
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
 
     async def start(self) -> int:
@@ -53,7 +86,15 @@ class Gateway:
         settings = self.settings
         key = settings.api_key()
         base_url = settings.openai_base_url
-        if key is None:
+        emulated = key is None  # our own emulator, or the supervisor's
+        if key is None and self._shared_emulator is not None:
+            key, base_url = self._shared_emulator.api_key, self._shared_emulator.base_url
+            log.info(
+                "no OpenAI key configured: serving from the supervisor's embedded emulator "
+                "(offline)",
+                extra={"upstream": base_url},
+            )
+        elif key is None:
             # Offline default: a private key between us and our own emulator.
             key = SecretStr(secrets.token_urlsafe(24))
             self.emulator = Emulator(
@@ -86,7 +127,8 @@ class Gateway:
             options=[
                 ("grpc.max_send_message_length", settings.max_send_message_bytes),
                 ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
-                ("grpc.so_reuseport", 1),
+                # Several workers share the port only when the supervisor says so.
+                ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
                 *_receive_window(settings.receive_window_bytes),
                 # Calls that arrive faster than the event loop accepts them wait in
                 # gRPC core, which cancels them past this many (default 1000): a
@@ -101,7 +143,7 @@ class Gateway:
                 ),
             ]
         )
-        refuse_retired = settings.refuses_retired_models(emulator=self.emulator is not None)
+        refuse_retired = settings.refuses_retired_models(emulator=emulated)
         if refuse_retired:
             today = datetime.datetime.now(datetime.UTC).date()
             default = settings.default_model
@@ -117,17 +159,28 @@ class Gateway:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         self._server = server
-        address = f"{settings.host}:{settings.port}"
-        try:
-            self.port = server.add_insecure_port(address)
-        except RuntimeError:  # gRPC says only "Failed to bind"
-            raise StartupError(
-                f"cannot listen on {address}: the address is in use or not available here"
-            ) from None
+        self.port = _bind(server, settings.host, settings.port)
+        if settings.health_port is not None:
+            self._health_server = _health_server(self._health, settings.reuse_port)
+            self.health_port = _bind(self._health_server, settings.host, settings.health_port)
+        if settings.metrics_port is not None:
+            self._metrics_endpoint = MetricsEndpoint(self.metrics.registry)
+            self.metrics_port = await self._metrics_endpoint.start(
+                settings.metrics_host or settings.host, settings.metrics_port
+            )
         await server.start()
-        for service in ("", SERVICE_NAME):
+        if self._health_server is not None:
+            await self._health_server.start()
+        for service in HEALTH_SERVICES:
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving", extra={"address": f"{settings.host}:{self.port}"})
+        self.metrics.server_started()
+        self._probe = asyncio.create_task(
+            _probe_upstream(base_url, settings.connect_timeout_s, self.metrics)
+        )
+        extra: dict[str, object] = {"address": f"{settings.host}:{self.port}"}
+        if self.health_port:
+            extra["health_address"] = f"{settings.host}:{self.health_port}"
+        log.info("serving", extra=extra)
         return self.port
 
     async def wait(self) -> None:
@@ -137,7 +190,13 @@ class Gateway:
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: health NOT_SERVING, refuse new calls, let in-flight calls finish."""
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
-        await self._health.enter_graceful_shutdown()
+        # Not enter_graceful_shutdown(): that would fail liveness too, and a kubelet
+        # would kill the process in the middle of finishing its calls.
+        for service in _DRAINED_SERVICES:
+            await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
         if self._server is not None and self.port and self.settings.drain_notice_s > 0:
             await asyncio.sleep(self.settings.drain_notice_s)
         if self._server is not None:
@@ -145,6 +204,12 @@ class Gateway:
                 log.info("draining", extra={"grace_s": grace})
             await self._server.stop(grace)
             self._server = None
+        if self._health_server is not None:
+            await self._health_server.stop(0)
+            self._health_server = None
+        if self._metrics_endpoint is not None:
+            await self._metrics_endpoint.stop()
+            self._metrics_endpoint = None
         if self._upstream is not None:
             await self._upstream.aclose()
             self._upstream = None
@@ -170,3 +235,39 @@ def _receive_window(window_bytes: int) -> list[tuple[str, int]]:
     if window_bytes == 0:
         return []
     return [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", window_bytes)]
+
+
+def _bind(server: grpc.aio.Server, host: str, port: int) -> int:
+    address = f"{host}:{port}"
+    try:
+        return server.add_insecure_port(address)
+    except RuntimeError:  # gRPC says only "Failed to bind"
+        raise StartupError(
+            f"cannot listen on {address}: the address is in use or not available here"
+        ) from None
+
+
+def _health_server(servicer: object, reuse_port: bool) -> grpc.aio.Server:
+    """grpc.health.v1 alone, always plaintext (kubelets present no certificates),
+    sharing the main port's HealthServicer so that draining shows on both."""
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if reuse_port else 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    return server
+
+
+async def _probe_upstream(base_url: str, timeout_s: float, metrics: Metrics) -> None:
+    """Start-up value of ``imagegate_upstream_up``: can a TCP connection be made?
+    From then on every upstream request updates it."""
+    parts = urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if parts.hostname is None:
+        return
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout_s)
+    except (OSError, TimeoutError):
+        metrics.set_upstream_up(False)
+        return
+    metrics.set_upstream_up(True)
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()

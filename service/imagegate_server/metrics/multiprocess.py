@@ -17,14 +17,24 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from imagegate_server.errors import StartupError
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def prepare(directory: Path) -> None:
-    """Create ``directory`` or remove the metric files a previous run left in it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink(missing_ok=True)
+    """Create ``directory`` or remove the metric files a previous run left in it.
+
+    Raises :class:`StartupError` when it cannot be used.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink(missing_ok=True)
+    except OSError:
+        raise StartupError(
+            f"{ENV}: cannot use {str(directory)[:200]!r} as the metrics directory"
+        ) from None
 
 
 def collector_registry(directory: Path) -> CollectorRegistry:

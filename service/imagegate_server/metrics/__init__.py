@@ -8,6 +8,19 @@ the worker supervisor uses (:mod:`imagegate_server.metrics.multiprocess`).
 """
 
 from imagegate_server.metrics.exposition import MetricsEndpoint
-from imagegate_server.metrics.recording import LONG_BUCKETS, Metrics, RpcMetrics, exported_names
+from imagegate_server.metrics.recording import (
+    LONG_BUCKETS,
+    Metrics,
+    RpcMetrics,
+    exported_labels,
+    exported_names,
+)
 
-__all__ = ["LONG_BUCKETS", "Metrics", "MetricsEndpoint", "RpcMetrics", "exported_names"]
+__all__ = [
+    "LONG_BUCKETS",
+    "Metrics",
+    "MetricsEndpoint",
+    "RpcMetrics",
+    "exported_labels",
+    "exported_names",
+]

@@ -25,9 +25,6 @@ from imagegate_server.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 KUSTOMIZATIONS = {"base": "deploy/kubernetes/base", "redis": "deploy/kubernetes/overlays/redis"}
-# Settings the tenancy work adds (the clients file, the Redis limiter); the
-# manifests already set them.
-PENDING_SETTINGS = {"clients_file", "redis_url"}
 MARGIN_S = 10  # closing clients and the emulator, exiting
 
 
@@ -81,8 +78,6 @@ def _settings(docs: list[dict[str, Any]]) -> tuple[Settings, dict[str, str]]:
             continue
         assert key.startswith("IMAGEGATE_"), key
         name = key.removeprefix("IMAGEGATE_").lower()
-        if name in PENDING_SETTINGS:
-            continue
         assert name in Settings.model_fields, f"{key} is no setting of the gateway"
         fields[name] = value
     settings = Settings(_env_file=None, _secrets_dir=None, **fields)  # type: ignore[call-arg]

@@ -59,7 +59,10 @@ const (
 //	                    OpenAI insufficient_quota (no RetryInfo), a local limit
 //	                    (QuotaFailure), or a unary result over the send limit.
 //	PERMISSION_DENIED   OpenAI 403.
-//	NOT_FOUND           OpenAI 404 (for example an unknown model).
+//	NOT_FOUND           OpenAI 404 (for example an unknown model), or a model
+//	                    past its OpenAI shutdown date, answered by the gateway
+//	                    itself (ErrorInfo reason MODEL_RETIRED, metadata `model`,
+//	                    `shutdown_date`, `replacement`).
 //	UNAVAILABLE         OpenAI 500/502/503, or OpenAI unreachable; safe to retry
 //	                    only if a second bill is acceptable.
 //	DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
@@ -208,7 +211,10 @@ type ImagesService_CreateImageVariationStreamClient = grpc.BidiStreamingClient[C
 //	                    OpenAI insufficient_quota (no RetryInfo), a local limit
 //	                    (QuotaFailure), or a unary result over the send limit.
 //	PERMISSION_DENIED   OpenAI 403.
-//	NOT_FOUND           OpenAI 404 (for example an unknown model).
+//	NOT_FOUND           OpenAI 404 (for example an unknown model), or a model
+//	                    past its OpenAI shutdown date, answered by the gateway
+//	                    itself (ErrorInfo reason MODEL_RETIRED, metadata `model`,
+//	                    `shutdown_date`, `replacement`).
 //	UNAVAILABLE         OpenAI 500/502/503, or OpenAI unreachable; safe to retry
 //	                    only if a second bill is acceptable.
 //	DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.

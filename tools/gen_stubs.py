@@ -190,9 +190,7 @@ def files_under(root: Path) -> set[Path]:
     if not root.exists():
         return set()
     return {
-        p.relative_to(root)
-        for p in root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
+        p.relative_to(root) for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
     }
 
 

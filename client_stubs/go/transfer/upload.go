@@ -71,6 +71,9 @@ func sendFiles[Req any](
 func sendFile[Req any](
 	send func(*Req) error, u upload, buffer []byte, chunk func(*imagegatev1.FileChunk) *Req,
 ) error {
+	if u.file.open == nil {
+		return errors.New("transfer.File values come from FileFromPath or FileFromBytes")
+	}
 	reader, err := u.file.open()
 	if err != nil {
 		return fmt.Errorf("cannot read %s: %w", u.file.Filename, err)

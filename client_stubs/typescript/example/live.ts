@@ -178,13 +178,19 @@ async function invalidArgument(images: ImagesClient): Promise<void> {
 async function refusedUpload(images: ImagesClient): Promise<void> {
   const oversized = new Uint8Array(8 * 1024 * 1024 + 8);
   oversized.set(PNG_MAGIC);
+  // From a file, so the refusal arrives while chunks are still being read from disk.
+  const dir = await mkdtemp(join(tmpdir(), "imagegate-ts-"));
   try {
-    await edit(images, { prompt: "too big", model: "dall-e-2" }, { images: [fileFromBytes("big.png", oversized)] }, callOptions(30));
+    const path = join(dir, "big.png");
+    await writeFile(path, oversized);
+    await edit(images, { prompt: "too big", model: "dall-e-2" }, { images: [await fileFromPath(path)] }, callOptions(30));
   } catch (error) {
     check(isServiceError(error), `not a gRPC error: ${error}`);
     check(error.code === grpcStatus.INVALID_ARGUMENT, `want INVALID_ARGUMENT, got ${error.code}: ${error.details}`);
     console.log(`     INVALID_ARGUMENT: ${error.details}`);
     return;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
   throw new Error("the oversized upload was accepted");
 }

@@ -188,11 +188,14 @@ async function upload<R>(
   write: () => Promise<void>,
   answer: Promise<R>,
 ): Promise<R> {
+  // The gateway may answer (typically refuse) while a chunk is still being read
+  // from disk: mark the answer handled now so Node does not report an unhandled
+  // rejection meanwhile; it still reaches the caller through the return below.
+  answer.catch(() => undefined);
   try {
     await write();
   } catch (error) {
-    call.cancel();
-    answer.catch(() => undefined); // the cancellation's own CANCELLED is not the story
+    call.cancel(); // the cancellation's own CANCELLED is not the story: report the local error
     throw error;
   }
   return answer;

@@ -167,6 +167,19 @@ class Settings(BaseSettings):
     checking it. Off (the default): they are refused with UNAVAILABLE, since spend
     cannot be taken back."""
 
+    prices_file: Path | None = None
+    """An operator price file (TOML, the schema of the built-in table
+    ``imagegate_server/pricing/prices.toml``) merged over the built-in table, entry by
+    entry: to change a price, add a model or an alias before a release does. Read
+    once at start-up; a malformed file stops ``serve`` with one line naming the field."""
+    unpriced_models: Literal["refuse", "reserve_max"] = "refuse"
+    """What a call for a model the price table cannot price does when its client has
+    a spend budget. ``refuse`` (the default): the call is refused, since a reservation
+    silently skipped is a budget silently not enforced (LiteLLM #35524 let exactly
+    such calls through). ``reserve_max``: the call reserves what the table's dearest
+    model would cost for it, and settles at that estimate (no price, no better
+    figure), so budgets hold while new models pass through."""
+
     workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] | None = None
     """``serve --workers``: run this many gateway processes on one port under a
     supervisor (``auto``: one per CPU this process may run on). Unset: one process,

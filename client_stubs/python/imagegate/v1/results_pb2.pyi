@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from imagegate.v1 import params_pb2 as _params_pb2
 import builtins as _builtins
 import sys
@@ -18,6 +19,38 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _CostBasis:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CostBasisEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CostBasis.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COST_BASIS_UNSPECIFIED: _CostBasis.ValueType  # 0
+    """Not computed."""
+    COST_BASIS_USAGE: _CostBasis.ValueType  # 1
+    """From the token usage OpenAI reported (GPT image models)."""
+    COST_BASIS_PER_IMAGE: _CostBasis.ValueType  # 2
+    """From per-image prices by size and quality (DALL-E models)."""
+    COST_BASIS_ESTIMATE: _CostBasis.ValueType  # 3
+    """OpenAI reported no usage: the gateway's estimate for the call."""
+    COST_BASIS_UNPRICED: _CostBasis.ValueType  # 4
+    """The price table has no price for the model: usd_micros is 0."""
+
+class CostBasis(_CostBasis, metaclass=_CostBasisEnumTypeWrapper):
+    """How a call's cost was found."""
+
+COST_BASIS_UNSPECIFIED: CostBasis.ValueType  # 0
+"""Not computed."""
+COST_BASIS_USAGE: CostBasis.ValueType  # 1
+"""From the token usage OpenAI reported (GPT image models)."""
+COST_BASIS_PER_IMAGE: CostBasis.ValueType  # 2
+"""From per-image prices by size and quality (DALL-E models)."""
+COST_BASIS_ESTIMATE: CostBasis.ValueType  # 3
+"""OpenAI reported no usage: the gateway's estimate for the call."""
+COST_BASIS_UNPRICED: CostBasis.ValueType  # 4
+"""The price table has no price for the model: usd_micros is 0."""
+Global___CostBasis: _TypeAlias = CostBasis  # noqa: Y015
 
 @_typing.final
 class GeneratedImage(_message.Message):
@@ -207,6 +240,7 @@ class ImagesResult(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     SVG_USAGE_FIELD_NUMBER: _builtins.int
     SAFETY_IDENTIFIER_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
     created: _builtins.int
     """Unix time, in seconds, when OpenAI created the images."""
     background: _params_pb2.Background.ValueType
@@ -231,6 +265,12 @@ class ImagesResult(_message.Message):
     def svg_usage(self) -> Global___SvgUsage:
         """SVG authoring usage (svg output only)."""
 
+    @_builtins.property
+    def cost(self) -> Global___CallCost:
+        """What the call cost, as this gateway computed it; also counted against the
+        caller's budgets.
+        """
+
     def __init__(
         self,
         *,
@@ -243,10 +283,11 @@ class ImagesResult(_message.Message):
         usage: Global___ImageUsage | None = ...,
         svg_usage: Global___SvgUsage | None = ...,
         safety_identifier: _builtins.str | None = ...,
+        cost: Global___CallCost | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_safety_identifier", b"_safety_identifier", "_size", b"_size", "safety_identifier", b"safety_identifier", "size", b"size", "svg_usage", b"svg_usage", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_safety_identifier", b"_safety_identifier", "_size", b"_size", "cost", b"cost", "safety_identifier", b"safety_identifier", "size", b"size", "svg_usage", b"svg_usage", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_safety_identifier", b"_safety_identifier", "_size", b"_size", "background", b"background", "created", b"created", "images", b"images", "output_format", b"output_format", "quality", b"quality", "safety_identifier", b"safety_identifier", "size", b"size", "svg_usage", b"svg_usage", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_safety_identifier", b"_safety_identifier", "_size", b"_size", "background", b"background", "cost", b"cost", "created", b"created", "images", b"images", "output_format", b"output_format", "quality", b"quality", "safety_identifier", b"safety_identifier", "size", b"size", "svg_usage", b"svg_usage", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__safety_identifier: _TypeAlias = _typing.Literal["safety_identifier"]  # noqa: Y015
     _WhichOneofArgType__safety_identifier: _TypeAlias = _typing.Literal["_safety_identifier", b"_safety_identifier"]  # noqa: Y015
@@ -258,6 +299,39 @@ class ImagesResult(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__size) -> _WhichOneofReturnType__size | None: ...
 
 Global___ImagesResult: _TypeAlias = ImagesResult  # noqa: Y015
+
+@_typing.final
+class CallCost(_message.Message):
+    """What a call cost, as this gateway computed it from OpenAI's usage and its
+    dated price table. A streamed call costs what the same call made unary costs,
+    plus what OpenAI bills for its partial images.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USD_MICROS_FIELD_NUMBER: _builtins.int
+    PRICE_TABLE_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
+    usd_micros: _builtins.int
+    """US dollars in millionths (11090 is $0.01109): integers, so sums are exact."""
+    price_table: _builtins.str
+    """The version (date) of the price table the cost comes from, e.g. `2026-12-01`."""
+    basis: Global___CostBasis.ValueType
+    """How the cost was found."""
+    def __init__(
+        self,
+        *,
+        usd_micros: _builtins.int = ...,
+        price_table: _builtins.str = ...,
+        basis: Global___CostBasis.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "price_table", b"price_table", "usd_micros", b"usd_micros"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallCost: _TypeAlias = CallCost  # noqa: Y015
 
 @_typing.final
 class ImageChunk(_message.Message):

@@ -21,6 +21,67 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// How a call's cost was found.
+type CostBasis int32
+
+const (
+	// Not computed.
+	CostBasis_COST_BASIS_UNSPECIFIED CostBasis = 0
+	// From the token usage OpenAI reported (GPT image models).
+	CostBasis_COST_BASIS_USAGE CostBasis = 1
+	// From per-image prices by size and quality (DALL-E models).
+	CostBasis_COST_BASIS_PER_IMAGE CostBasis = 2
+	// OpenAI reported no usage: the gateway's estimate for the call.
+	CostBasis_COST_BASIS_ESTIMATE CostBasis = 3
+	// The price table has no price for the model: usd_micros is 0.
+	CostBasis_COST_BASIS_UNPRICED CostBasis = 4
+)
+
+// Enum value maps for CostBasis.
+var (
+	CostBasis_name = map[int32]string{
+		0: "COST_BASIS_UNSPECIFIED",
+		1: "COST_BASIS_USAGE",
+		2: "COST_BASIS_PER_IMAGE",
+		3: "COST_BASIS_ESTIMATE",
+		4: "COST_BASIS_UNPRICED",
+	}
+	CostBasis_value = map[string]int32{
+		"COST_BASIS_UNSPECIFIED": 0,
+		"COST_BASIS_USAGE":       1,
+		"COST_BASIS_PER_IMAGE":   2,
+		"COST_BASIS_ESTIMATE":    3,
+		"COST_BASIS_UNPRICED":    4,
+	}
+)
+
+func (x CostBasis) Enum() *CostBasis {
+	p := new(CostBasis)
+	*p = x
+	return p
+}
+
+func (x CostBasis) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CostBasis) Descriptor() protoreflect.EnumDescriptor {
+	return file_imagegate_v1_results_proto_enumTypes[0].Descriptor()
+}
+
+func (CostBasis) Type() protoreflect.EnumType {
+	return &file_imagegate_v1_results_proto_enumTypes[0]
+}
+
+func (x CostBasis) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CostBasis.Descriptor instead.
+func (CostBasis) EnumDescriptor() ([]byte, []int) {
+	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{0}
+}
+
 // One image of a result.
 type GeneratedImage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -415,8 +476,11 @@ type ImagesResult struct {
 	SvgUsage *SvgUsage `protobuf:"bytes,8,opt,name=svg_usage,json=svgUsage,proto3" json:"svg_usage,omitempty"`
 	// The safety identifier OpenAI applied (from safety_identifier or user).
 	SafetyIdentifier *string `protobuf:"bytes,9,opt,name=safety_identifier,json=safetyIdentifier,proto3,oneof" json:"safety_identifier,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// What the call cost, as this gateway computed it; also counted against the
+	// caller's budgets.
+	Cost          *CallCost `protobuf:"bytes,10,opt,name=cost,proto3" json:"cost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ImagesResult) Reset() {
@@ -512,6 +576,79 @@ func (x *ImagesResult) GetSafetyIdentifier() string {
 	return ""
 }
 
+func (x *ImagesResult) GetCost() *CallCost {
+	if x != nil {
+		return x.Cost
+	}
+	return nil
+}
+
+// What a call cost, as this gateway computed it from OpenAI's usage and its
+// dated price table. A streamed call costs what the same call made unary costs,
+// plus what OpenAI bills for its partial images.
+type CallCost struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// US dollars in millionths (11090 is $0.01109): integers, so sums are exact.
+	UsdMicros int64 `protobuf:"varint,1,opt,name=usd_micros,json=usdMicros,proto3" json:"usd_micros,omitempty"`
+	// The version (date) of the price table the cost comes from, e.g. `2026-12-01`.
+	PriceTable string `protobuf:"bytes,2,opt,name=price_table,json=priceTable,proto3" json:"price_table,omitempty"`
+	// How the cost was found.
+	Basis         CostBasis `protobuf:"varint,3,opt,name=basis,proto3,enum=imagegate.v1.CostBasis" json:"basis,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallCost) Reset() {
+	*x = CallCost{}
+	mi := &file_imagegate_v1_results_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallCost) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallCost) ProtoMessage() {}
+
+func (x *CallCost) ProtoReflect() protoreflect.Message {
+	mi := &file_imagegate_v1_results_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallCost.ProtoReflect.Descriptor instead.
+func (*CallCost) Descriptor() ([]byte, []int) {
+	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CallCost) GetUsdMicros() int64 {
+	if x != nil {
+		return x.UsdMicros
+	}
+	return 0
+}
+
+func (x *CallCost) GetPriceTable() string {
+	if x != nil {
+		return x.PriceTable
+	}
+	return ""
+}
+
+func (x *CallCost) GetBasis() CostBasis {
+	if x != nil {
+		return x.Basis
+	}
+	return CostBasis_COST_BASIS_UNSPECIFIED
+}
+
 // A slice of an image's bytes, on the streaming RPCs. An image's slices arrive
 // in order, each at most 1 MiB, so any result fits gRPC's default 4 MiB receive
 // limit. Partial images (when partial_images > 0) arrive before the final image
@@ -537,7 +674,7 @@ type ImageChunk struct {
 
 func (x *ImageChunk) Reset() {
 	*x = ImageChunk{}
-	mi := &file_imagegate_v1_results_proto_msgTypes[6]
+	mi := &file_imagegate_v1_results_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -549,7 +686,7 @@ func (x *ImageChunk) String() string {
 func (*ImageChunk) ProtoMessage() {}
 
 func (x *ImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_results_proto_msgTypes[6]
+	mi := &file_imagegate_v1_results_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -562,7 +699,7 @@ func (x *ImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageChunk.ProtoReflect.Descriptor instead.
 func (*ImageChunk) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{6}
+	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ImageChunk) GetImageIndex() uint32 {
@@ -631,7 +768,7 @@ const file_imagegate_v1_results_proto_rawDesc = "" +
 	"\finput_tokens\x18\x02 \x01(\x04R\vinputTokens\x12#\n" +
 	"\routput_tokens\x18\x03 \x01(\x04R\foutputTokens\x12)\n" +
 	"\x10reasoning_tokens\x18\x04 \x01(\x04R\x0freasoningTokens\x12!\n" +
-	"\ftotal_tokens\x18\x05 \x01(\x04R\vtotalTokens\"\xd9\x03\n" +
+	"\ftotal_tokens\x18\x05 \x01(\x04R\vtotalTokens\"\x85\x04\n" +
 	"\fImagesResult\x12\x18\n" +
 	"\acreated\x18\x01 \x01(\x03R\acreated\x124\n" +
 	"\x06images\x18\x02 \x03(\v2\x1c.imagegate.v1.GeneratedImageR\x06images\x128\n" +
@@ -643,9 +780,17 @@ const file_imagegate_v1_results_proto_rawDesc = "" +
 	"\x04size\x18\x06 \x01(\tH\x00R\x04size\x88\x01\x01\x12.\n" +
 	"\x05usage\x18\a \x01(\v2\x18.imagegate.v1.ImageUsageR\x05usage\x123\n" +
 	"\tsvg_usage\x18\b \x01(\v2\x16.imagegate.v1.SvgUsageR\bsvgUsage\x120\n" +
-	"\x11safety_identifier\x18\t \x01(\tH\x01R\x10safetyIdentifier\x88\x01\x01B\a\n" +
+	"\x11safety_identifier\x18\t \x01(\tH\x01R\x10safetyIdentifier\x88\x01\x01\x12*\n" +
+	"\x04cost\x18\n" +
+	" \x01(\v2\x16.imagegate.v1.CallCostR\x04costB\a\n" +
 	"\x05_sizeB\x14\n" +
-	"\x12_safety_identifier\"\xba\x01\n" +
+	"\x12_safety_identifier\"y\n" +
+	"\bCallCost\x12\x1d\n" +
+	"\n" +
+	"usd_micros\x18\x01 \x01(\x03R\tusdMicros\x12\x1f\n" +
+	"\vprice_table\x18\x02 \x01(\tR\n" +
+	"priceTable\x12-\n" +
+	"\x05basis\x18\x03 \x01(\x0e2\x17.imagegate.v1.CostBasisR\x05basis\"\xba\x01\n" +
 	"\n" +
 	"ImageChunk\x12\x1f\n" +
 	"\vimage_index\x18\x01 \x01(\rR\n" +
@@ -654,7 +799,13 @@ const file_imagegate_v1_results_proto_rawDesc = "" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12\x12\n" +
 	"\x04last\x18\x05 \x01(\bR\x04lastB\x16\n" +
-	"\x14_partial_image_indexBo\n" +
+	"\x14_partial_image_index*\x89\x01\n" +
+	"\tCostBasis\x12\x1a\n" +
+	"\x16COST_BASIS_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10COST_BASIS_USAGE\x10\x01\x12\x18\n" +
+	"\x14COST_BASIS_PER_IMAGE\x10\x02\x12\x17\n" +
+	"\x13COST_BASIS_ESTIMATE\x10\x03\x12\x17\n" +
+	"\x13COST_BASIS_UNPRICED\x10\x04Bo\n" +
 	"\x10com.imagegate.v1B\fResultsProtoP\x01ZKgithub.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1;imagegatev1b\x06proto3"
 
 var (
@@ -669,33 +820,38 @@ func file_imagegate_v1_results_proto_rawDescGZIP() []byte {
 	return file_imagegate_v1_results_proto_rawDescData
 }
 
-var file_imagegate_v1_results_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_imagegate_v1_results_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_imagegate_v1_results_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_imagegate_v1_results_proto_goTypes = []any{
-	(*GeneratedImage)(nil),      // 0: imagegate.v1.GeneratedImage
-	(*InputTokensDetails)(nil),  // 1: imagegate.v1.InputTokensDetails
-	(*OutputTokensDetails)(nil), // 2: imagegate.v1.OutputTokensDetails
-	(*ImageUsage)(nil),          // 3: imagegate.v1.ImageUsage
-	(*SvgUsage)(nil),            // 4: imagegate.v1.SvgUsage
-	(*ImagesResult)(nil),        // 5: imagegate.v1.ImagesResult
-	(*ImageChunk)(nil),          // 6: imagegate.v1.ImageChunk
-	(Background)(0),             // 7: imagegate.v1.Background
-	(OutputFormat)(0),           // 8: imagegate.v1.OutputFormat
-	(Quality)(0),                // 9: imagegate.v1.Quality
+	(CostBasis)(0),              // 0: imagegate.v1.CostBasis
+	(*GeneratedImage)(nil),      // 1: imagegate.v1.GeneratedImage
+	(*InputTokensDetails)(nil),  // 2: imagegate.v1.InputTokensDetails
+	(*OutputTokensDetails)(nil), // 3: imagegate.v1.OutputTokensDetails
+	(*ImageUsage)(nil),          // 4: imagegate.v1.ImageUsage
+	(*SvgUsage)(nil),            // 5: imagegate.v1.SvgUsage
+	(*ImagesResult)(nil),        // 6: imagegate.v1.ImagesResult
+	(*CallCost)(nil),            // 7: imagegate.v1.CallCost
+	(*ImageChunk)(nil),          // 8: imagegate.v1.ImageChunk
+	(Background)(0),             // 9: imagegate.v1.Background
+	(OutputFormat)(0),           // 10: imagegate.v1.OutputFormat
+	(Quality)(0),                // 11: imagegate.v1.Quality
 }
 var file_imagegate_v1_results_proto_depIdxs = []int32{
-	1, // 0: imagegate.v1.ImageUsage.input_tokens_details:type_name -> imagegate.v1.InputTokensDetails
-	2, // 1: imagegate.v1.ImageUsage.output_tokens_details:type_name -> imagegate.v1.OutputTokensDetails
-	0, // 2: imagegate.v1.ImagesResult.images:type_name -> imagegate.v1.GeneratedImage
-	7, // 3: imagegate.v1.ImagesResult.background:type_name -> imagegate.v1.Background
-	8, // 4: imagegate.v1.ImagesResult.output_format:type_name -> imagegate.v1.OutputFormat
-	9, // 5: imagegate.v1.ImagesResult.quality:type_name -> imagegate.v1.Quality
-	3, // 6: imagegate.v1.ImagesResult.usage:type_name -> imagegate.v1.ImageUsage
-	4, // 7: imagegate.v1.ImagesResult.svg_usage:type_name -> imagegate.v1.SvgUsage
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	2,  // 0: imagegate.v1.ImageUsage.input_tokens_details:type_name -> imagegate.v1.InputTokensDetails
+	3,  // 1: imagegate.v1.ImageUsage.output_tokens_details:type_name -> imagegate.v1.OutputTokensDetails
+	1,  // 2: imagegate.v1.ImagesResult.images:type_name -> imagegate.v1.GeneratedImage
+	9,  // 3: imagegate.v1.ImagesResult.background:type_name -> imagegate.v1.Background
+	10, // 4: imagegate.v1.ImagesResult.output_format:type_name -> imagegate.v1.OutputFormat
+	11, // 5: imagegate.v1.ImagesResult.quality:type_name -> imagegate.v1.Quality
+	4,  // 6: imagegate.v1.ImagesResult.usage:type_name -> imagegate.v1.ImageUsage
+	5,  // 7: imagegate.v1.ImagesResult.svg_usage:type_name -> imagegate.v1.SvgUsage
+	7,  // 8: imagegate.v1.ImagesResult.cost:type_name -> imagegate.v1.CallCost
+	0,  // 9: imagegate.v1.CallCost.basis:type_name -> imagegate.v1.CostBasis
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_imagegate_v1_results_proto_init() }
@@ -709,19 +865,20 @@ func file_imagegate_v1_results_proto_init() {
 		(*GeneratedImage_Url)(nil),
 	}
 	file_imagegate_v1_results_proto_msgTypes[5].OneofWrappers = []any{}
-	file_imagegate_v1_results_proto_msgTypes[6].OneofWrappers = []any{}
+	file_imagegate_v1_results_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imagegate_v1_results_proto_rawDesc), len(file_imagegate_v1_results_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   7,
+			NumEnums:      1,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_imagegate_v1_results_proto_goTypes,
 		DependencyIndexes: file_imagegate_v1_results_proto_depIdxs,
+		EnumInfos:         file_imagegate_v1_results_proto_enumTypes,
 		MessageInfos:      file_imagegate_v1_results_proto_msgTypes,
 	}.Build()
 	File_imagegate_v1_results_proto = out.File

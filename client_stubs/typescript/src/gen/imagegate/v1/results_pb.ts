@@ -2,8 +2,8 @@
 // @generated from file imagegate/v1/results.proto (package imagegate.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Background, OutputFormat, Quality } from "./params_pb.js";
 import { file_imagegate_v1_params } from "./params_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file imagegate/v1/results.proto.
  */
 export const file_imagegate_v1_results: GenFile = /*@__PURE__*/
-  fileDesc("ChppbWFnZWdhdGUvdjEvcmVzdWx0cy5wcm90bxIMaW1hZ2VnYXRlLnYxImoKDkdlbmVyYXRlZEltYWdlEg4KBGRhdGEYASABKAxIABINCgN1cmwYAiABKAlIABIbCg5yZXZpc2VkX3Byb21wdBgDIAEoCUgBiAEBQgkKB2NvbnRlbnRCEQoPX3JldmlzZWRfcHJvbXB0Ij8KEklucHV0VG9rZW5zRGV0YWlscxITCgt0ZXh0X3Rva2VucxgBIAEoBBIUCgxpbWFnZV90b2tlbnMYAiABKAQiQAoTT3V0cHV0VG9rZW5zRGV0YWlscxIUCgxpbWFnZV90b2tlbnMYASABKAQSEwoLdGV4dF90b2tlbnMYAiABKAQi0QEKCkltYWdlVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgEEhUKDW91dHB1dF90b2tlbnMYAiABKAQSFAoMdG90YWxfdG9rZW5zGAMgASgEEj4KFGlucHV0X3Rva2Vuc19kZXRhaWxzGAQgASgLMiAuaW1hZ2VnYXRlLnYxLklucHV0VG9rZW5zRGV0YWlscxJAChVvdXRwdXRfdG9rZW5zX2RldGFpbHMYBSABKAsyIS5pbWFnZWdhdGUudjEuT3V0cHV0VG9rZW5zRGV0YWlscyJ2CghTdmdVc2FnZRINCgVtb2RlbBgBIAEoCRIUCgxpbnB1dF90b2tlbnMYAiABKAQSFQoNb3V0cHV0X3Rva2VucxgDIAEoBBIYChByZWFzb25pbmdfdG9rZW5zGAQgASgEEhQKDHRvdGFsX3Rva2VucxgFIAEoBCL8AgoMSW1hZ2VzUmVzdWx0Eg8KB2NyZWF0ZWQYASABKAMSLAoGaW1hZ2VzGAIgAygLMhwuaW1hZ2VnYXRlLnYxLkdlbmVyYXRlZEltYWdlEiwKCmJhY2tncm91bmQYAyABKA4yGC5pbWFnZWdhdGUudjEuQmFja2dyb3VuZBIxCg1vdXRwdXRfZm9ybWF0GAQgASgOMhouaW1hZ2VnYXRlLnYxLk91dHB1dEZvcm1hdBImCgdxdWFsaXR5GAUgASgOMhUuaW1hZ2VnYXRlLnYxLlF1YWxpdHkSEQoEc2l6ZRgGIAEoCUgAiAEBEicKBXVzYWdlGAcgASgLMhguaW1hZ2VnYXRlLnYxLkltYWdlVXNhZ2USKQoJc3ZnX3VzYWdlGAggASgLMhYuaW1hZ2VnYXRlLnYxLlN2Z1VzYWdlEh4KEXNhZmV0eV9pZGVudGlmaWVyGAkgASgJSAGIAQFCBwoFX3NpemVCFAoSX3NhZmV0eV9pZGVudGlmaWVyIocBCgpJbWFnZUNodW5rEhMKC2ltYWdlX2luZGV4GAEgASgNEiAKE3BhcnRpYWxfaW1hZ2VfaW5kZXgYAiABKA1IAIgBARIOCgZvZmZzZXQYAyABKAQSDAoEZGF0YRgEIAEoDBIMCgRsYXN0GAUgASgIQhYKFF9wYXJ0aWFsX2ltYWdlX2luZGV4Qm8KEGNvbS5pbWFnZWdhdGUudjFCDFJlc3VsdHNQcm90b1ABWktnaXRodWIuY29tL2ltYWdlZ2F0ZS9pbWFnZWdhdGUvY2xpZW50X3N0dWJzL2dvL2dlbi9pbWFnZWdhdGUvdjE7aW1hZ2VnYXRldjFiBnByb3RvMw", [file_imagegate_v1_params]);
+  fileDesc("ChppbWFnZWdhdGUvdjEvcmVzdWx0cy5wcm90bxIMaW1hZ2VnYXRlLnYxImoKDkdlbmVyYXRlZEltYWdlEg4KBGRhdGEYASABKAxIABINCgN1cmwYAiABKAlIABIbCg5yZXZpc2VkX3Byb21wdBgDIAEoCUgBiAEBQgkKB2NvbnRlbnRCEQoPX3JldmlzZWRfcHJvbXB0Ij8KEklucHV0VG9rZW5zRGV0YWlscxITCgt0ZXh0X3Rva2VucxgBIAEoBBIUCgxpbWFnZV90b2tlbnMYAiABKAQiQAoTT3V0cHV0VG9rZW5zRGV0YWlscxIUCgxpbWFnZV90b2tlbnMYASABKAQSEwoLdGV4dF90b2tlbnMYAiABKAQi0QEKCkltYWdlVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgEEhUKDW91dHB1dF90b2tlbnMYAiABKAQSFAoMdG90YWxfdG9rZW5zGAMgASgEEj4KFGlucHV0X3Rva2Vuc19kZXRhaWxzGAQgASgLMiAuaW1hZ2VnYXRlLnYxLklucHV0VG9rZW5zRGV0YWlscxJAChVvdXRwdXRfdG9rZW5zX2RldGFpbHMYBSABKAsyIS5pbWFnZWdhdGUudjEuT3V0cHV0VG9rZW5zRGV0YWlscyJ2CghTdmdVc2FnZRINCgVtb2RlbBgBIAEoCRIUCgxpbnB1dF90b2tlbnMYAiABKAQSFQoNb3V0cHV0X3Rva2VucxgDIAEoBBIYChByZWFzb25pbmdfdG9rZW5zGAQgASgEEhQKDHRvdGFsX3Rva2VucxgFIAEoBCKiAwoMSW1hZ2VzUmVzdWx0Eg8KB2NyZWF0ZWQYASABKAMSLAoGaW1hZ2VzGAIgAygLMhwuaW1hZ2VnYXRlLnYxLkdlbmVyYXRlZEltYWdlEiwKCmJhY2tncm91bmQYAyABKA4yGC5pbWFnZWdhdGUudjEuQmFja2dyb3VuZBIxCg1vdXRwdXRfZm9ybWF0GAQgASgOMhouaW1hZ2VnYXRlLnYxLk91dHB1dEZvcm1hdBImCgdxdWFsaXR5GAUgASgOMhUuaW1hZ2VnYXRlLnYxLlF1YWxpdHkSEQoEc2l6ZRgGIAEoCUgAiAEBEicKBXVzYWdlGAcgASgLMhguaW1hZ2VnYXRlLnYxLkltYWdlVXNhZ2USKQoJc3ZnX3VzYWdlGAggASgLMhYuaW1hZ2VnYXRlLnYxLlN2Z1VzYWdlEh4KEXNhZmV0eV9pZGVudGlmaWVyGAkgASgJSAGIAQESJAoEY29zdBgKIAEoCzIWLmltYWdlZ2F0ZS52MS5DYWxsQ29zdEIHCgVfc2l6ZUIUChJfc2FmZXR5X2lkZW50aWZpZXIiWwoIQ2FsbENvc3QSEgoKdXNkX21pY3JvcxgBIAEoAxITCgtwcmljZV90YWJsZRgCIAEoCRImCgViYXNpcxgDIAEoDjIXLmltYWdlZ2F0ZS52MS5Db3N0QmFzaXMihwEKCkltYWdlQ2h1bmsSEwoLaW1hZ2VfaW5kZXgYASABKA0SIAoTcGFydGlhbF9pbWFnZV9pbmRleBgCIAEoDUgAiAEBEg4KBm9mZnNldBgDIAEoBBIMCgRkYXRhGAQgASgMEgwKBGxhc3QYBSABKAhCFgoUX3BhcnRpYWxfaW1hZ2VfaW5kZXgqiQEKCUNvc3RCYXNpcxIaChZDT1NUX0JBU0lTX1VOU1BFQ0lGSUVEEAASFAoQQ09TVF9CQVNJU19VU0FHRRABEhgKFENPU1RfQkFTSVNfUEVSX0lNQUdFEAISFwoTQ09TVF9CQVNJU19FU1RJTUFURRADEhcKE0NPU1RfQkFTSVNfVU5QUklDRUQQBEJvChBjb20uaW1hZ2VnYXRlLnYxQgxSZXN1bHRzUHJvdG9QAVpLZ2l0aHViLmNvbS9pbWFnZWdhdGUvaW1hZ2VnYXRlL2NsaWVudF9zdHVicy9nby9nZW4vaW1hZ2VnYXRlL3YxO2ltYWdlZ2F0ZXYxYgZwcm90bzM", [file_imagegate_v1_params]);
 
 /**
  * One image of a result.
@@ -283,6 +283,14 @@ export type ImagesResult = Message<"imagegate.v1.ImagesResult"> & {
    * @generated from field: optional string safety_identifier = 9;
    */
   safetyIdentifier?: string | undefined;
+
+  /**
+   * What the call cost, as this gateway computed it; also counted against the
+   * caller's budgets.
+   *
+   * @generated from field: imagegate.v1.CallCost cost = 10;
+   */
+  cost?: CallCost | undefined;
 };
 
 /**
@@ -291,6 +299,43 @@ export type ImagesResult = Message<"imagegate.v1.ImagesResult"> & {
  */
 export const ImagesResultSchema: GenMessage<ImagesResult> = /*@__PURE__*/
   messageDesc(file_imagegate_v1_results, 5);
+
+/**
+ * What a call cost, as this gateway computed it from OpenAI's usage and its
+ * dated price table. A streamed call costs what the same call made unary costs,
+ * plus what OpenAI bills for its partial images.
+ *
+ * @generated from message imagegate.v1.CallCost
+ */
+export type CallCost = Message<"imagegate.v1.CallCost"> & {
+  /**
+   * US dollars in millionths (11090 is $0.01109): integers, so sums are exact.
+   *
+   * @generated from field: int64 usd_micros = 1;
+   */
+  usdMicros: bigint;
+
+  /**
+   * The version (date) of the price table the cost comes from, e.g. `2026-12-01`.
+   *
+   * @generated from field: string price_table = 2;
+   */
+  priceTable: string;
+
+  /**
+   * How the cost was found.
+   *
+   * @generated from field: imagegate.v1.CostBasis basis = 3;
+   */
+  basis: CostBasis;
+};
+
+/**
+ * Describes the message imagegate.v1.CallCost.
+ * Use `create(CallCostSchema)` to create a new message.
+ */
+export const CallCostSchema: GenMessage<CallCost> = /*@__PURE__*/
+  messageDesc(file_imagegate_v1_results, 6);
 
 /**
  * A slice of an image's bytes, on the streaming RPCs. An image's slices arrive
@@ -345,5 +390,53 @@ export type ImageChunk = Message<"imagegate.v1.ImageChunk"> & {
  * Use `create(ImageChunkSchema)` to create a new message.
  */
 export const ImageChunkSchema: GenMessage<ImageChunk> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_results, 6);
+  messageDesc(file_imagegate_v1_results, 7);
+
+/**
+ * How a call's cost was found.
+ *
+ * @generated from enum imagegate.v1.CostBasis
+ */
+export enum CostBasis {
+  /**
+   * Not computed.
+   *
+   * @generated from enum value: COST_BASIS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * From the token usage OpenAI reported (GPT image models).
+   *
+   * @generated from enum value: COST_BASIS_USAGE = 1;
+   */
+  USAGE = 1,
+
+  /**
+   * From per-image prices by size and quality (DALL-E models).
+   *
+   * @generated from enum value: COST_BASIS_PER_IMAGE = 2;
+   */
+  PER_IMAGE = 2,
+
+  /**
+   * OpenAI reported no usage: the gateway's estimate for the call.
+   *
+   * @generated from enum value: COST_BASIS_ESTIMATE = 3;
+   */
+  ESTIMATE = 3,
+
+  /**
+   * The price table has no price for the model: usd_micros is 0.
+   *
+   * @generated from enum value: COST_BASIS_UNPRICED = 4;
+   */
+  UNPRICED = 4,
+}
+
+/**
+ * Describes the enum imagegate.v1.CostBasis.
+ */
+export const CostBasisSchema: GenEnum<CostBasis> = /*@__PURE__*/
+  enumDesc(file_imagegate_v1_results, 0);
 

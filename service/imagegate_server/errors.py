@@ -5,9 +5,14 @@ Each carries exactly what the caller may see (never an upstream exception's text
 ``google.rpc`` details.
 
     ImagegateError
+    ├── Unauthenticated       no valid caller credentials   UNAUTHENTICATED
+    ├── NotPermitted          the caller's policy forbids   PERMISSION_DENIED + ErrorInfo
+    ├── ModelUnpriced         a budget, but no price        FAILED_PRECONDITION + ErrorInfo
+    ├── LimiterUnavailable    limits store down, fail closed UNAVAILABLE
     ├── InvalidRequest        bad input found locally       INVALID_ARGUMENT + BadRequest
     ├── ModelRetired          OpenAI shut the model down    NOT_FOUND + ErrorInfo(MODEL_RETIRED)
     ├── LimitExceeded         a gateway limit               RESOURCE_EXHAUSTED + QuotaFailure
+    │   └── LimitRefused      a client's or the fleet's     ... + RetryInfo when it frees
     │   └── LimitRefused      a per-client or gateway-wide limit of the limiter
     ├── LimiterUnavailable    the limits store is down and this kind fails closed  UNAVAILABLE
     ├── ResultTooLarge        unary result over send limit  RESOURCE_EXHAUSTED
@@ -50,6 +55,33 @@ class ImagegateError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class Unauthenticated(ImagegateError):
+    """The call carries no credentials this gateway accepts. One message for every
+    cause (unknown token, wrong secret, bad checksum, expired, unknown certificate),
+    so a caller cannot probe which part was wrong."""
+
+
+class NotPermitted(ImagegateError):
+    """The caller's policy forbids this call (a model, an operation, its ``n``)."""
+
+    def __init__(self, reason: str, message: str, metadata: dict[str, str]) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.metadata = metadata
+
+
+class ModelUnpriced(ImagegateError):
+    """The caller has a spend budget, but the price table cannot price the model, and
+    the operator's policy is to refuse rather than reserve the table's maximum."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"model '{model[:100]}' has no price in this gateway's price table, so the "
+            "caller's spend budget cannot be enforced; ask the operator to price it"
+        )
+        self.model = model
 
 
 @dataclass(frozen=True)
@@ -116,12 +148,15 @@ class LimitRefused(LimitExceeded):
         client: str,
         retry_after_s: float | None,
         permanent: bool = False,
+        gateway_wide: bool = False,
     ) -> None:
         super().__init__(limit, description)
         self.limit = limit
         self.client = client
         self.retry_after_s = retry_after_s
         self.permanent = permanent
+        self.gateway_wide = gateway_wide
+        """The limit is the gateway-wide ceiling every client shares, not the client's."""
 
 
 class LimiterUnavailable(ImagegateError):
@@ -134,9 +169,14 @@ class ResultTooLarge(ImagegateError):
 
 
 class UpstreamFailure(ImagegateError):
-    def __init__(self, message: str, request_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, request_id: str | None = None, *, may_have_billed: bool = False
+    ) -> None:
         super().__init__(message)
         self.request_id = request_id
+        self.may_have_billed = may_have_billed
+        """The request reached OpenAI and its answer was lost or broken: OpenAI may
+        have generated (and billed) the images. The API has no idempotency key."""
 
 
 class UpstreamErrorKind(enum.Enum):
@@ -197,4 +237,7 @@ class UpstreamUnreachable(UpstreamFailure):
 
 
 class UpstreamProtocolError(UpstreamFailure):
-    pass
+    """OpenAI answered, but not in a shape we can map: it generated the images."""
+
+    def __init__(self, message: str, request_id: str | None = None) -> None:
+        super().__init__(message, request_id, may_have_billed=True)

@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     """How often, at most, a new TLS handshake checks the certificate files for
     changes (rotation without restart); 0 checks on every handshake."""
 
+    gateway_images_per_minute: int | None = Field(default=None, ge=1)
+    """One images-per-minute ceiling for the whole gateway (every client together;
+    with Redis, every replica together), so the fleet sheds load itself before
+    OpenAI's organisation limit answers 429. Unset: no ceiling."""
+
     redis_url: SecretStr | None = None
     """Redis for limits and spend shared by several replicas (``redis://``, ``rediss://``
     or ``unix://``; may hold a password, so it is a secret and never logged). Unset:

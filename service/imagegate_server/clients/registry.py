@@ -15,7 +15,7 @@ from datetime import datetime
 from types import MappingProxyType
 
 from imagegate_server.clients import tokens
-from imagegate_server.clients.policy import Policy, micro_usd
+from imagegate_server.clients.policy import UNLIMITED, Policy, micro_usd
 from imagegate_server.clients.schema import ClientsDocument, PolicyFields, normalize_identity
 from imagegate_server.models import Operation
 
@@ -77,17 +77,21 @@ def effective_policy(defaults: PolicyFields, own: PolicyFields) -> Policy:
 class ClientRegistry:
     """Build with :meth:`from_document` (or :meth:`empty`)."""
 
-    __slots__ = ("_by_identity", "_by_token_id", "_clients")
+    __slots__ = ("_by_identity", "_by_token_id", "_clients", "defaults")
 
     def __init__(
         self,
         clients: Mapping[str, Client],
         by_token_id: Mapping[str, _TokenRecord],
         by_identity: Mapping[str, Client],
+        defaults: Policy = UNLIMITED,
     ) -> None:
         self._clients = MappingProxyType(dict(clients))
         self._by_token_id = dict(by_token_id)
         self._by_identity = dict(by_identity)
+        self.defaults = defaults
+        """The file's ``[defaults]``: the policy of callers the file does not name
+        (anonymous ones, where the gateway admits those)."""
 
     @classmethod
     def empty(cls) -> ClientRegistry:
@@ -120,7 +124,8 @@ class ClientRegistry:
                 if identity in by_identity:
                     raise ValueError("a certificate identity belongs to two clients")
                 by_identity[identity] = client
-        return cls(clients, by_token_id, by_identity)
+        defaults = effective_policy(document.defaults, PolicyFields())
+        return cls(clients, by_token_id, by_identity, defaults)
 
     @property
     def clients(self) -> Mapping[str, Client]:

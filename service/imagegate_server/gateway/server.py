@@ -24,13 +24,22 @@ from grpc_reflection.v1alpha import reflection
 from imagegate.v1 import images_service_pb2
 from pydantic import SecretStr
 
+from imagegate_server.clients import ClientsFile, startup_auth_problem
 from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.errors import StartupError
+from imagegate_server.gateway.edge.callers import Authenticator
+from imagegate_server.gateway.edge.guard import Guard
+from imagegate_server.gateway.edge.quota import QuotaServicer
 from imagegate_server.gateway.edge.servicer import ImagesServicer
-from imagegate_server.gateway.edge.wire import add_images_service
+from imagegate_server.gateway.edge.tenancy import Tenancy
+from imagegate_server.gateway.edge.wire import QUOTA_SERVICE, add_images_service, add_service
+from imagegate_server.gateway.requests.build import RequestBuilder
+from imagegate_server.limits import Limiter, build_limiter
 from imagegate_server.metrics import Metrics, MetricsEndpoint
 from imagegate_server.models import replacement_for, retired
+from imagegate_server.pricing import PriceTable, load_price_table
 from imagegate_server.settings import Settings
+from imagegate_server.tls import ServerCertificates
 from imagegate_server.upstream import RetryPolicy, Upstream, UpstreamConfig
 
 log = logging.getLogger(__name__)
@@ -68,6 +77,8 @@ class Gateway:
         """Everything this process records; the edge records calls through it."""
         self._shared_emulator = shared_emulator
         self._upstream: Upstream | None = None
+        self._clients: ClientsFile | None = None
+        self._limiter: Limiter | None = None
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
         self._metrics_endpoint: MetricsEndpoint | None = None
@@ -85,30 +96,11 @@ class Gateway:
     async def _start(self) -> int:
         settings = self.settings
         key = settings.api_key()
-        base_url = settings.openai_base_url
+        problem = startup_auth_problem(settings, real_key=key is not None)
+        if problem is not None:
+            raise StartupError(problem)
         emulated = key is None  # our own emulator, or the supervisor's
-        if key is None and self._shared_emulator is not None:
-            key, base_url = self._shared_emulator.api_key, self._shared_emulator.base_url
-            log.info(
-                "no OpenAI key configured: serving from the supervisor's embedded emulator "
-                "(offline)",
-                extra={"upstream": base_url},
-            )
-        elif key is None:
-            # Offline default: a private key between us and our own emulator.
-            key = SecretStr(secrets.token_urlsafe(24))
-            self.emulator = Emulator(
-                EmulatorConfig(
-                    api_key=key.get_secret_value(), cached_renders=settings.emulator_cache_renders
-                )
-            )
-            base_url = await self.emulator.start("127.0.0.1", 0)
-            log.info(
-                "no OpenAI key configured: serving from the embedded emulator (offline)",
-                extra={"upstream": base_url},
-            )
-        else:
-            log.info("using the OpenAI API", extra={"upstream": base_url})
+        key, base_url = await self._choose_upstream(key)
         self._upstream = Upstream(
             UpstreamConfig(
                 base_url=base_url,
@@ -121,45 +113,19 @@ class Gateway:
                 ),
                 max_connections=settings.max_connections,
                 http2=settings.http2,
-            )
+            ),
+            observer=self.metrics,
         )
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_send_message_length", settings.max_send_message_bytes),
-                ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
-                # Several workers share the port only when the supervisor says so.
-                ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
-                *_receive_window(settings.receive_window_bytes),
-                # Calls that arrive faster than the event loop accepts them wait in
-                # gRPC core, which cancels them past this many (default 1000): a
-                # burst of new calls would fail before reaching the servicer.
-                ("grpc.server.max_pending_requests", settings.max_pending_calls),
-                ("grpc.server.max_pending_requests_hard_limit", 2 * settings.max_pending_calls),
-                # ... and cancels those waiting longer than this (default 30 s); a
-                # caller's own deadline still ends the wait sooner.
-                (
-                    "grpc.server_max_unrequested_time_in_server",
-                    math.ceil(settings.upstream_timeout_s),
-                ),
-            ]
-        )
-        refuse_retired = settings.refuses_retired_models(emulator=emulated)
-        if refuse_retired:
-            today = datetime.datetime.now(datetime.UTC).date()
-            default = settings.default_model
-            if retired(default, today) is not None:
-                log.warning(
-                    "the default model is retired: calls that name no model will be refused",
-                    extra={"model": default, "replacement": replacement_for(default, today)},
-                )
-        servicer = ImagesServicer(self._upstream, settings, refuse_retired=refuse_retired)
-        add_images_service(servicer.behaviour, server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        certificates = ServerCertificates.from_settings(settings)
+        self._clients = ClientsFile.from_settings(settings)
+        if self._clients is not None:
+            await self._clients.start()
+        self._limiter = build_limiter(settings)
+        prices = load_price_table(settings)
+        server = grpc.aio.server(options=_server_options(settings))
+        self._add_services(server, prices, certificates, emulated)
         self._server = server
-        self.port = _bind(server, settings.host, settings.port)
+        self.port = _bind(server, settings.host, settings.port, certificates)
         if settings.health_port is not None:
             self._health_server = _health_server(self._health, settings.reuse_port)
             self.health_port = _bind(self._health_server, settings.host, settings.health_port)
@@ -177,11 +143,89 @@ class Gateway:
         self._probe = asyncio.create_task(
             _probe_upstream(base_url, settings.connect_timeout_s, self.metrics)
         )
-        extra: dict[str, object] = {"address": f"{settings.host}:{self.port}"}
+        extra: dict[str, object] = {
+            "address": f"{settings.host}:{self.port}",
+            "tls": certificates is not None,
+            "authentication": "required" if _auth_required(settings) else "optional",
+            "limiter": self._limiter.backend,
+            "prices": prices.version_label,
+        }
         if self.health_port:
             extra["health_address"] = f"{settings.host}:{self.health_port}"
         log.info("serving", extra=extra)
         return self.port
+
+    async def _choose_upstream(self, key: SecretStr | None) -> tuple[SecretStr, str]:
+        """The key and base URL to call: OpenAI's, or an emulator's (ours, or the
+        worker supervisor's) when no key is configured."""
+        settings = self.settings
+        if key is not None:
+            log.info("using the OpenAI API", extra={"upstream": settings.openai_base_url})
+            return key, settings.openai_base_url
+        if self._shared_emulator is not None:
+            shared = self._shared_emulator
+            log.info(
+                "no OpenAI key configured: serving from the supervisor's embedded emulator "
+                "(offline)",
+                extra={"upstream": shared.base_url},
+            )
+            return shared.api_key, shared.base_url
+        # Offline default: a private key between us and our own emulator.
+        key = SecretStr(secrets.token_urlsafe(24))
+        self.emulator = Emulator(
+            EmulatorConfig(
+                api_key=key.get_secret_value(), cached_renders=settings.emulator_cache_renders
+            )
+        )
+        base_url = await self.emulator.start("127.0.0.1", 0)
+        log.info(
+            "no OpenAI key configured: serving from the embedded emulator (offline)",
+            extra={"upstream": base_url},
+        )
+        return key, base_url
+
+    def _add_services(
+        self,
+        server: grpc.aio.Server,
+        prices: PriceTable,
+        certificates: ServerCertificates | None,
+        emulated: bool,
+    ) -> None:
+        settings = self.settings
+        assert self._upstream is not None and self._limiter is not None
+        refuse_retired = settings.refuses_retired_models(emulator=emulated)
+        if refuse_retired:
+            today = datetime.datetime.now(datetime.UTC).date()
+            default = settings.default_model
+            if retired(default, today) is not None:
+                log.warning(
+                    "the default model is retired: calls that name no model will be refused",
+                    extra={"model": default, "replacement": replacement_for(default, today)},
+                )
+        callers = Authenticator(
+            self._clients,
+            required=_auth_required(settings),
+            certificates=certificates is not None and certificates.requires_client_certificates,
+            on_reload=self.metrics.known_clients,
+        )
+        tenancy = Tenancy(self._limiter, prices, settings)
+        servicer = ImagesServicer(
+            self._upstream,
+            settings,
+            requests=RequestBuilder(settings, refuse_retired=refuse_retired),
+            callers=callers,
+            tenancy=tenancy,
+            prices=prices,
+            metrics=self.metrics,
+        )
+        add_images_service(servicer.behaviour, server)
+        quota = QuotaServicer(callers, tenancy, prices, Guard(settings.upstream_timeout_s))
+        add_service(server, QUOTA_SERVICE, quota.behaviours())
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, QUOTA_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            server,
+        )
 
     async def wait(self) -> None:
         if self._server is not None:
@@ -213,6 +257,12 @@ class Gateway:
         if self._upstream is not None:
             await self._upstream.aclose()
             self._upstream = None
+        if self._clients is not None:
+            await self._clients.stop()
+            self._clients = None
+        if self._limiter is not None:
+            await self._limiter.aclose()
+            self._limiter = None
         if self.emulator is not None:
             await self.emulator.stop()
             self.emulator = None
@@ -230,6 +280,31 @@ class Gateway:
         await self.stop(0)
 
 
+def _server_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_send_message_length", settings.max_send_message_bytes),
+        ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+        # Several workers share the port only when the supervisor says so.
+        ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
+        *_receive_window(settings.receive_window_bytes),
+        # Calls that arrive faster than the event loop accepts them wait in gRPC
+        # core, which cancels them past this many (default 1000): a burst of new
+        # calls would fail before reaching the servicer.
+        ("grpc.server.max_pending_requests", settings.max_pending_calls),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * settings.max_pending_calls),
+        # ... and cancels those waiting longer than this (default 30 s); a caller's
+        # own deadline still ends the wait sooner.
+        ("grpc.server_max_unrequested_time_in_server", math.ceil(settings.upstream_timeout_s)),
+    ]
+
+
+def _auth_required(settings: Settings) -> bool:
+    """Every call must authenticate: with a clients file or a client CA, unless the
+    operator serves anonymous callers on purpose (IMAGEGATE_AUTH=none)."""
+    configured = settings.clients_file is not None or settings.tls_client_ca_file is not None
+    return settings.auth == "auto" and configured
+
+
 def _receive_window(window_bytes: int) -> list[tuple[str, int]]:
     """A fixed per-call window; gRPC's default BDP probing grows it with the link."""
     if window_bytes == 0:
@@ -237,9 +312,16 @@ def _receive_window(window_bytes: int) -> list[tuple[str, int]]:
     return [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", window_bytes)]
 
 
-def _bind(server: grpc.aio.Server, host: str, port: int) -> int:
+def _bind(
+    server: grpc.aio.Server,
+    host: str,
+    port: int,
+    certificates: ServerCertificates | None = None,
+) -> int:
     address = f"{host}:{port}"
     try:
+        if certificates is not None:
+            return server.add_secure_port(address, certificates.credentials())
         return server.add_insecure_port(address)
     except RuntimeError:  # gRPC says only "Failed to bind"
         raise StartupError(

@@ -84,4 +84,5 @@ def to_error(admission: Admission, refusal: Refusal) -> LimitRefused:
         client=admission.client,
         retry_after_s=None if refusal.permanent else refusal.wait_s,
         permanent=refusal.permanent,
+        gateway_wide=refusal.kind == "rate" and rate.gateway_wide,
     )

@@ -14,6 +14,7 @@ from imagegate_server.upstream.client import (
     POOL_SHARD_CONNECTIONS,
     Upstream,
     UpstreamConfig,
+    UpstreamObserver,
 )
 from imagegate_server.upstream.request import FileRole, ImagesRequest, UploadFile
 from imagegate_server.upstream.retry import RetryPolicy
@@ -30,4 +31,5 @@ __all__ = [
     "UploadFile",
     "Upstream",
     "UpstreamConfig",
+    "UpstreamObserver",
 ]

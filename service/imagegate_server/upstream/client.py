@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 from pydantic import SecretStr
@@ -57,9 +58,28 @@ POOL_SHARD_CONNECTIONS = 256
 _DEADLINE_SLACK_S = 0.01
 
 
+class UpstreamObserver(Protocol):
+    """Told of every attempt and retry (metrics observe; they never steer)."""
+
+    def upstream_request(self, model: str, status: int | str, seconds: float) -> None:
+        """``status``: the HTTP status, or ``connect_error``, ``timeout``, ``reset``."""
+
+    def upstream_retry(self, cause: str) -> None:
+        """``cause``: ``connect``, ``rate_limited`` or ``should_retry``."""
+
+
+class _Unobserved:
+    def upstream_request(self, model: str, status: int | str, seconds: float) -> None:
+        pass
+
+    def upstream_retry(self, cause: str) -> None:
+        pass
+
+
 class Upstream:
-    def __init__(self, config: UpstreamConfig) -> None:
+    def __init__(self, config: UpstreamConfig, observer: UpstreamObserver | None = None) -> None:
         self._config = config
+        self._observer = observer or _Unobserved()
         self._errors = ErrorDecoder([config.api_key.get_secret_value()])
         shards = max(1, -(-config.max_connections // POOL_SHARD_CONNECTIONS))
         per_shard = -(-config.max_connections // shards)
@@ -107,9 +127,13 @@ class Upstream:
             async with asyncio.timeout_at(deadline):
                 content = await response.aread()
         except TimeoutError:
-            raise UpstreamTimeout("the upstream did not finish in time", request_id) from None
+            raise UpstreamTimeout(
+                "the upstream did not finish in time", request_id, may_have_billed=True
+            ) from None
         except httpx.TransportError:
-            raise UpstreamUnreachable("the upstream connection broke", request_id) from None
+            raise UpstreamUnreachable(
+                "the upstream connection broke", request_id, may_have_billed=True
+            ) from None
         try:
             payload = json.loads(content)
         except ValueError:
@@ -126,36 +150,50 @@ class Upstream:
             async for event in image_events(sse, request_id, self._errors):
                 yield event
         except httpx.TimeoutException:
-            raise UpstreamTimeout("the upstream stream stalled", request_id) from None
+            raise UpstreamTimeout(
+                "the upstream stream stalled", request_id, may_have_billed=True
+            ) from None
         except httpx.TransportError:
-            raise UpstreamUnreachable("the upstream stream broke", request_id) from None
+            raise UpstreamUnreachable(
+                "the upstream stream broke", request_id, may_have_billed=True
+            ) from None
 
     async def _send(self, request: ImagesRequest, deadline: float) -> httpx.Response:
         """Send with retries; return a response with status < 400, body unread."""
         loop = asyncio.get_running_loop()
         policy = self._config.retry
+        model = str(request.params.get("model", ""))
         attempt = 0
         while True:
             attempt += 1
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise UpstreamTimeout("the deadline passed before the upstream answered")
+            began = loop.time()
             try:
                 response = await self._attempt(request, remaining)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
+                self._observer.upstream_request(model, "connect_error", loop.time() - began)
                 # Nothing reached OpenAI: safe to retry. A connect or pool wait cut
                 # short by our own deadline is that deadline passing; one that ran
                 # out of its own (connect) time is an upstream that cannot be reached.
                 if deadline - loop.time() < _DEADLINE_SLACK_S:
                     raise UpstreamTimeout("no upstream connection before the deadline") from None
                 failure: UpstreamFailure = UpstreamUnreachable("could not connect to the upstream")
-                delay = policy.backoff(attempt)
+                delay, cause = policy.backoff(attempt), "connect"
             except httpx.TimeoutException:
-                raise UpstreamTimeout("the upstream did not answer in time") from None
+                self._observer.upstream_request(model, "timeout", loop.time() - began)
+                raise UpstreamTimeout(
+                    "the upstream did not answer in time", may_have_billed=True
+                ) from None
             except httpx.TransportError:
+                self._observer.upstream_request(model, "reset", loop.time() - began)
                 # The body may have reached the model: retrying could bill twice.
-                raise UpstreamUnreachable("the upstream connection broke") from None
+                raise UpstreamUnreachable(
+                    "the upstream connection broke", may_have_billed=True
+                ) from None
             else:
+                self._observer.upstream_request(model, response.status_code, loop.time() - began)
                 if response.status_code < 400:
                     return response
                 error = await self._errors.from_response(response)
@@ -167,8 +205,10 @@ class Upstream:
                 delay = (
                     policy.backoff(attempt) if error.retry_after_s is None else error.retry_after_s
                 )
+                cause = "rate_limited" if response.status_code == 429 else "should_retry"
             if attempt > policy.max_retries or loop.time() + delay >= deadline:
                 raise failure
+            self._observer.upstream_retry(cause)
             log.info(
                 "retrying upstream call",
                 extra={

@@ -19,6 +19,7 @@ import grpc
 from imagegate_server.errors import ImagegateError, UpstreamFailure, UpstreamTimeout
 from imagegate_server.gateway.edge.rpc import RpcCall
 from imagegate_server.gateway.edge.status import INTERNAL, RpcFailure, failure
+from imagegate_server.metrics import RpcMetrics
 
 log = logging.getLogger("imagegate_server.gateway.servicer")
 
@@ -30,12 +31,13 @@ class Guard:
     def __init__(self, upstream_timeout_s: float) -> None:
         self._upstream_timeout_s = upstream_timeout_s
 
-    def begin(self, rpc: str, context: Context) -> RpcCall:
+    def begin(self, rpc: str, context: Context, metrics: RpcMetrics | None = None) -> RpcCall:
         limit = self._upstream_timeout_s
         remaining = context.time_remaining()
         if remaining is not None:
             limit = min(limit, remaining)
-        return RpcCall.begin(rpc, asyncio.get_running_loop().time() + limit, context)
+        deadline = asyncio.get_running_loop().time() + limit
+        return RpcCall.begin(rpc, deadline, context, metrics)
 
     async def unary(self, call: RpcCall, context: Context, work: Awaitable[T]) -> T:
         try:
@@ -71,7 +73,9 @@ class Guard:
     async def _abort(self, context: Context, call: RpcCall, exc: BaseException) -> None:
         """Abort the call with the status for ``exc``; return for exceptions to re-raise."""
         if isinstance(exc, asyncio.CancelledError | GeneratorExit):
-            call.log_finished("CANCELLED")
+            # gRPC cancels the call at the caller's deadline too: say which it was.
+            expired = context.time_remaining() == 0
+            call.log_finished("DEADLINE_EXCEEDED" if expired else "CANCELLED")
             return
         if isinstance(exc, grpc.aio.AbortError):
             return

@@ -1,4 +1,5 @@
-"""One RPC's bookkeeping: its request id, the upstream's, its deadline, its log line.
+"""One RPC's bookkeeping: its request id, the upstream's, its deadline, its caller,
+what it produced and cost, its log line and its gRPC metrics.
 
 Every call gets a request id (the caller's ``x-request-id`` when it is a short
 token, else a fresh one), returned in trailing metadata and written to the
@@ -20,6 +21,7 @@ from typing import Any
 import grpc
 
 from imagegate_server.gateway.edge.status import UPSTREAM_REQUEST_ID
+from imagegate_server.metrics import RpcMetrics
 
 log = logging.getLogger("imagegate_server.gateway.servicer")
 
@@ -43,18 +45,38 @@ class RpcCall:
     deadline: float
     """Absolute, in ``loop.time()``: the caller's deadline or the upstream timeout."""
     request_id: str
+    metrics: RpcMetrics | None = None
     upstream_request_id: str | None = None
+    client: str | None = None
+    """The authenticated caller, once known."""
+    images: int = 0
+    cost_micros: int | None = None
     started: float = field(default_factory=time.monotonic)
 
     @classmethod
     def begin(
-        cls, rpc: str, deadline: float, context: grpc.aio.ServicerContext[Any, Any]
+        cls,
+        rpc: str,
+        deadline: float,
+        context: grpc.aio.ServicerContext[Any, Any],
+        metrics: RpcMetrics | None = None,
     ) -> RpcCall:
-        return cls(rpc, deadline, _caller_request_id(context) or uuid.uuid4().hex)
+        call = cls(rpc, deadline, _caller_request_id(context) or uuid.uuid4().hex, metrics)
+        if metrics is not None:
+            metrics.started()
+        return call
 
     def upstream_answered(self, request_id: str | None) -> None:
         if request_id:
             self.upstream_request_id = request_id
+
+    def received(self, messages: int = 1) -> None:
+        if self.metrics is not None:
+            self.metrics.received(messages)
+
+    def sent(self, messages: int = 1) -> None:
+        if self.metrics is not None:
+            self.metrics.sent(messages)
 
     def trailers(self, base: Iterable[tuple[str, str | bytes]] = ()) -> Trailers:
         """``base`` plus this call's ids (each once)."""
@@ -67,12 +89,22 @@ class RpcCall:
         return tuple(trailers)
 
     def log_finished(self, code: str, reason: str = "") -> None:
+        """The call's one log line and its handled metric: called once per ending."""
+        seconds = time.monotonic() - self.started
+        if self.metrics is not None:
+            self.metrics.handled(code, seconds)
         extra: dict[str, object] = {
             "rpc": self.rpc,
             "code": code,
             "request_id": self.request_id,
-            "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
+            "duration_ms": round(seconds * 1000, 1),
         }
+        if self.client is not None:
+            extra["client"] = self.client
+        if self.images:
+            extra["images"] = self.images
+        if self.cost_micros is not None:
+            extra["cost_usd"] = self.cost_micros / 1_000_000
         if self.upstream_request_id:
             extra["upstream_request_id"] = self.upstream_request_id
         if reason:

@@ -1,10 +1,13 @@
 """ImagesService: every RPC is the same path through the stages, shaped by its table row.
 
-    edge (here)      receive the parameters message, begin the call's bookkeeping
-    requests         -> a validated ImagesRequest (uploads received and checked)
+    edge (here)      authenticate the caller, receive the parameters message
+    requests         -> a draft request: parameters mapped and judged
+    edge (tenancy)   the caller's policy, then its limits and budgets (admitted or not)
+    requests         the uploads received and judged -> a validated ImagesRequest
     upstream         -> the whole answer, or its events as they arrive
-    mapping          -> the result, or slices then the result
-    edge (guard)     the status, trailers and log line of every ending
+    mapping          -> the result (priced), or slices then the result
+    edge (tenancy)   settle the call's cost
+    edge (guard)     the status, trailers, log line and metrics of every ending
 
 Unary-result RPCs return the whole result; stream RPCs relay OpenAI's events as
 they arrive (partial images before the final ones) or, when OpenAI cannot stream
@@ -14,24 +17,41 @@ the call, slice the finished images.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
 from imagegate.v1 import params_pb2, results_pb2
 
-from imagegate_server.errors import InvalidRequest, ResultTooLarge
+from imagegate_server.errors import InvalidRequest, LimitRefused, ResultTooLarge
+from imagegate_server.gateway.edge.callers import ANONYMOUS, Authenticator, Caller
 from imagegate_server.gateway.edge.guard import Context, Guard
 from imagegate_server.gateway.edge.rpc import RpcCall
+from imagegate_server.gateway.edge.tenancy import Charge, Tenancy
 from imagegate_server.gateway.edge.wire import Malformed, Rpc
+from imagegate_server.gateway.mapping.cost import price
 from imagegate_server.gateway.mapping.events import StreamItem, stream_items
 from imagegate_server.gateway.mapping.results import unary_result
-from imagegate_server.gateway.requests.build import RequestBuilder
-from imagegate_server.gateway.requests.uploads import receive
+from imagegate_server.gateway.requests.build import Draft, RequestBuilder
+from imagegate_server.gateway.requests.uploads import Upload, receive
+from imagegate_server.metrics import Metrics
+from imagegate_server.pricing import PriceTable
 from imagegate_server.settings import Settings
-from imagegate_server.upstream import ImagesAnswer, Upstream
+from imagegate_server.upstream import ImagesAnswer, ImagesRequest, Upstream
 
 Request = Message | Malformed
 Chunks = AsyncIterator[params_pb2.FileChunk]
+
+
+@dataclass
+class Admitted:
+    """A call past its caller's policy and limits, its uploads received."""
+
+    caller: Caller
+    draft: Draft
+    request: ImagesRequest
+    charge: Charge
 
 
 class ImagesServicer:
@@ -39,11 +59,23 @@ class ImagesServicer:
     ``add_images_service(servicer.behaviour, server)``."""
 
     def __init__(
-        self, upstream: Upstream, settings: Settings, *, refuse_retired: bool = False
+        self,
+        upstream: Upstream,
+        settings: Settings,
+        *,
+        requests: RequestBuilder,
+        callers: Authenticator,
+        tenancy: Tenancy,
+        prices: PriceTable,
+        metrics: Metrics,
     ) -> None:
         self._upstream = upstream
         self._settings = settings
-        self._requests = RequestBuilder(settings, refuse_retired=refuse_retired)
+        self._requests = requests
+        self._callers = callers
+        self._tenancy = tenancy
+        self._prices = prices
+        self._metrics = metrics
         self._guard = Guard(settings.upstream_timeout_s)
 
     def behaviour(self, rpc: Rpc) -> Callable[..., Any]:
@@ -51,30 +83,34 @@ class ImagesServicer:
         if rpc.streams:
 
             async def serve_stream(request: Any, context: Context) -> AsyncIterator[Message]:
-                call = self._guard.begin(rpc.name, context)
-                items = self._stream_items(rpc, request, call)
+                call = self._guard.begin(rpc.name, context, self._metrics.rpc(rpc.name))
+                items = self._stream_items(rpc, request, call, context)
                 async for item in self._guard.stream(call, context, items):
                     if isinstance(item, results_pb2.ImageChunk):
                         yield rpc.response(image_chunk=item)
                     else:
                         yield rpc.response(result=item)
+                    call.sent()
 
             return serve_stream
 
         async def serve_unary(request: Any, context: Context) -> Message:
-            call = self._guard.begin(rpc.name, context)
-            return await self._guard.unary(call, context, self._unary(rpc, request, call))
+            call = self._guard.begin(rpc.name, context, self._metrics.rpc(rpc.name))
+            work = self._unary(rpc, request, call, context)
+            response = await self._guard.unary(call, context, work)
+            call.sent()
+            return response
 
         return serve_unary
 
-    async def _unary(self, rpc: Rpc, request: Any, call: RpcCall) -> Message:
-        parameters, chunks = await _parameters(rpc, request)
-        prepared = await self._requests.prepare(rpc.operation, parameters, chunks, streaming=False)
-        with prepared as images_request:
-            async with self._upstream.send(images_request, call.deadline) as reply:
+    async def _unary(self, rpc: Rpc, request: Any, call: RpcCall, context: Context) -> Message:
+        async with self._admitted(rpc, request, call, context) as admitted:
+            admitted.charge.upstream_started = True
+            async with self._upstream.send(admitted.request, call.deadline) as reply:
                 call.upstream_answered(reply.request_id)
                 assert isinstance(reply, ImagesAnswer)  # a unary request does not stream
                 result = unary_result(reply)
+            self._account(rpc, admitted, result, call)
         response = rpc.response(result=result)
         # The limit applies to the message gRPC sends, i.e. the response around the result.
         size = response.ByteSize()
@@ -87,21 +123,94 @@ class ImagesServicer:
         return response
 
     async def _stream_items(
-        self, rpc: Rpc, request: Any, call: RpcCall
+        self, rpc: Rpc, request: Any, call: RpcCall, context: Context
     ) -> AsyncGenerator[StreamItem]:
-        parameters, chunks = await _parameters(rpc, request)
-        prepared = await self._requests.prepare(rpc.operation, parameters, chunks, streaming=True)
-        with prepared as images_request:
-            async with self._upstream.send(images_request, call.deadline) as reply:
+        async with self._admitted(rpc, request, call, context) as admitted:
+            admitted.charge.upstream_started = True
+            async with self._upstream.send(admitted.request, call.deadline) as reply:
                 call.upstream_answered(reply.request_id)
-                async for item in stream_items(reply, self._settings.result_chunk_bytes):
+                chunk_bytes = self._settings.result_chunk_bytes
+                async for item in stream_items(reply, chunk_bytes):
+                    if isinstance(item, results_pb2.ImagesResult):
+                        self._account(rpc, admitted, item, call)
+                    else:
+                        self._count_slice(rpc, admitted, item)
                     yield item
 
+    @asynccontextmanager
+    async def _admitted(
+        self, rpc: Rpc, request: Any, call: RpcCall, context: Context
+    ) -> AsyncIterator[Admitted]:
+        """Authenticate, judge and admit the call, receive its uploads; settle its
+        cost however the block ends."""
+        caller = self._callers.authenticate(context)
+        call.client = caller.client
+        parameters, chunks = await _parameters(rpc, request, call)
+        draft = self._requests.start(rpc.operation, parameters, streaming=rpc.streams)
+        try:
+            self._tenancy.check(caller, draft)
+            if caller.policy.stamp_identity and caller.client != ANONYMOUS:
+                draft.stamp_identity(caller.client)
+            charge = await self._admit(caller, draft)
+        except BaseException:
+            draft.close()
+            raise
+        error: BaseException | None = None
+        with self._metrics.in_flight(caller.client):
+            try:
+                prepared = await draft.finish(chunks)
+                self._count_upload(rpc, prepared.upload)
+                with prepared as images_request:
+                    yield Admitted(caller, draft, images_request, charge)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                amount = await self._tenancy.settle(charge, error)
+                self._metrics.spend(caller.client, draft.model, amount)
+                self._metrics.set_limiter_up(self._tenancy.limiter_reachable)
 
-async def _parameters(rpc: Rpc, request: Any) -> tuple[Message, Chunks]:
+    async def _admit(self, caller: Caller, draft: Draft) -> Charge:
+        try:
+            return await self._tenancy.admit(caller, draft)
+        except LimitRefused as refused:
+            self._metrics.limit_refused(refused.limit, caller.client)
+            raise
+        finally:
+            self._metrics.set_limiter_up(self._tenancy.limiter_reachable)
+
+    def _account(
+        self, rpc: Rpc, admitted: Admitted, result: results_pb2.ImagesResult, call: RpcCall
+    ) -> None:
+        """Price the finished result (into it) and count what it produced."""
+        draft = admitted.draft
+        cost = price(self._prices, result, admitted.request.params, draft.input_images)
+        if cost is not None:
+            admitted.charge.cost_micros = cost
+        call.cost_micros = cost
+        call.images = len(result.images)
+        operation = rpc.operation.value
+        self._metrics.images(draft.model, operation, len(result.images))
+        if not rpc.streams:  # a stream counts its slices as they go
+            self._metrics.result_bytes(operation, sum(len(i.data) for i in result.images))
+
+    def _count_slice(self, rpc: Rpc, admitted: Admitted, chunk: results_pb2.ImageChunk) -> None:
+        operation = rpc.operation.value
+        self._metrics.result_bytes(operation, len(chunk.data))
+        if chunk.HasField("partial_image_index") and chunk.last:
+            self._metrics.partial_images(admitted.draft.model, operation)
+
+    def _count_upload(self, rpc: Rpc, upload: Upload) -> None:
+        operation = rpc.operation.value
+        self._metrics.upload_bytes(operation, upload.total)
+        self._metrics.upload_spooled(upload.spooled_bytes)
+
+
+async def _parameters(rpc: Rpc, request: Any, call: RpcCall) -> tuple[Message, Chunks]:
     """The call's parameters message, and the file chunks that follow it (if any)."""
     if rpc.uploads:
-        return await receive(_each_parsed(request))
+        return await receive(_each_parsed(request, call))
+    call.received()
     if isinstance(request, Malformed):
         raise _malformed("request")
     return request.parameters, _no_chunks()
@@ -112,9 +221,10 @@ async def _no_chunks() -> Chunks:
     yield  # an async generator with nothing to give
 
 
-async def _each_parsed(requests: AsyncIterator[Request]) -> AsyncIterator[Message]:
+async def _each_parsed(requests: AsyncIterator[Request], call: RpcCall) -> AsyncIterator[Message]:
     position = 0
     async for request in requests:
+        call.received()
         if isinstance(request, Malformed):
             raise _malformed(f"message[{position}]")
         yield request

@@ -3,20 +3,25 @@
 Upstream errors arrive classified by kind (the upstream knows HTTP; this does not).
 The table (also in the contract's service comment and the README):
 
+    Unauthenticated                UNAUTHENTICATED     ErrorInfo(UNAUTHENTICATED)
+    NotPermitted                   PERMISSION_DENIED   ErrorInfo(MODEL_NOT_ALLOWED, ...)
+    ModelUnpriced                  FAILED_PRECONDITION ErrorInfo(MODEL_UNPRICED)
+    LimitRefused                   RESOURCE_EXHAUSTED  QuotaFailure, RetryInfo(when it frees)
+    LimiterUnavailable             UNAVAILABLE         ErrorInfo(LIMITER_UNAVAILABLE)
     InvalidRequest                 INVALID_ARGUMENT    BadRequest
     ModelRetired                   NOT_FOUND           ErrorInfo(MODEL_RETIRED: model,
                                                        shutdown_date, replacement)
     LimitExceeded                  RESOURCE_EXHAUSTED  QuotaFailure
     ResultTooLarge                 RESOURCE_EXHAUSTED
-    OpenAI 400/413/422 (and other 4xx not below)
-                                   INVALID_ARGUMENT    ErrorInfo(reason=code|type),
-                                                       BadRequest(param)
-    OpenAI 401                     INTERNAL            ErrorInfo(UPSTREAM_AUTHENTICATION)
-    OpenAI 403                     PERMISSION_DENIED   ErrorInfo
-    OpenAI 404                     NOT_FOUND           ErrorInfo
-    OpenAI 429 rate limit          RESOURCE_EXHAUSTED  ErrorInfo, RetryInfo(retry-after)
-    OpenAI 429 insufficient_quota  RESOURCE_EXHAUSTED  ErrorInfo (no RetryInfo: waiting won't help)
-    OpenAI 5xx                     UNAVAILABLE         ErrorInfo
+    upstream: invalid request      INVALID_ARGUMENT    ErrorInfo(reason=code|type),
+      (OpenAI 400/413/422, other 4xx, content policy)  BadRequest(param)
+    upstream: authentication (401) INTERNAL            ErrorInfo(UPSTREAM_AUTHENTICATION)
+    upstream: permission (403)     PERMISSION_DENIED   ErrorInfo
+    upstream: not found (404)      NOT_FOUND           ErrorInfo
+    upstream: rate limited (429)   RESOURCE_EXHAUSTED  ErrorInfo, RetryInfo(retry-after)
+    upstream: quota (429 insufficient_quota)
+                                   RESOURCE_EXHAUSTED  ErrorInfo (no RetryInfo: waiting won't help)
+    upstream: server (5xx)         UNAVAILABLE         ErrorInfo
     UpstreamTimeout                DEADLINE_EXCEEDED
     UpstreamUnreachable / Protocol UNAVAILABLE
     anything else                  INTERNAL            "internal error" (details: logs only)
@@ -24,7 +29,9 @@ The table (also in the contract's service comment and the README):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -33,9 +40,14 @@ from google.rpc import error_details_pb2, status_pb2
 from imagegate_server.errors import (
     ImagegateError,
     InvalidRequest,
+    LimiterUnavailable,
     LimitExceeded,
+    LimitRefused,
     ModelRetired,
+    ModelUnpriced,
+    NotPermitted,
     ResultTooLarge,
+    Unauthenticated,
     UpstreamError,
     UpstreamErrorKind,
     UpstreamFailure,
@@ -54,13 +66,78 @@ class RpcFailure:
     trailing_metadata: tuple[tuple[str, str | bytes], ...]
 
 
-def _pack(*details: object) -> list[any_pb2.Any]:
-    packed = []
-    for detail in details:
-        any_message = any_pb2.Any()
-        any_message.Pack(detail)  # type: ignore[arg-type]
-        packed.append(any_message)
-    return packed
+# What one kind of error becomes: its code, a message (None: the error's own) and details.
+Answer = tuple[grpc.StatusCode, str | None, list[Any]]
+
+
+def _info(reason: str, **metadata: str) -> error_details_pb2.ErrorInfo:
+    return error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
+
+
+def _retry_in(seconds: float) -> error_details_pb2.RetryInfo:
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(int(seconds * 1e9))
+    return error_details_pb2.RetryInfo(retry_delay=delay)
+
+
+def _unauthenticated(error: Unauthenticated) -> Answer:
+    return grpc.StatusCode.UNAUTHENTICATED, None, [_info("UNAUTHENTICATED")]
+
+
+def _not_permitted(error: NotPermitted) -> Answer:
+    return grpc.StatusCode.PERMISSION_DENIED, None, [_info(error.reason, **error.metadata)]
+
+
+def _unpriced(error: ModelUnpriced) -> Answer:
+    details = [_info("MODEL_UNPRICED", model=error.model[:100])]
+    return grpc.StatusCode.FAILED_PRECONDITION, None, details
+
+
+def _limiter_unavailable(error: LimiterUnavailable) -> Answer:
+    return grpc.StatusCode.UNAVAILABLE, None, [_info("LIMITER_UNAVAILABLE")]
+
+
+def _invalid(error: InvalidRequest) -> Answer:
+    violations = [
+        error_details_pb2.BadRequest.FieldViolation(
+            field=v.field, description=v.description, reason=v.reason
+        )
+        for v in error.violations
+    ]
+    return (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        None,
+        [error_details_pb2.BadRequest(field_violations=violations)],
+    )
+
+
+def _retired(error: ModelRetired) -> Answer:
+    info = _info(
+        "MODEL_RETIRED",
+        model=error.model[:100],
+        shutdown_date=error.shutdown.isoformat(),
+        replacement=error.replacement,
+    )
+    return grpc.StatusCode.NOT_FOUND, None, [info]
+
+
+def _limit(error: LimitExceeded) -> Answer:
+    violation = error_details_pb2.QuotaFailure.Violation(
+        subject=error.subject, description=error.message
+    )
+    details: list[Any] = []
+    if isinstance(error, LimitRefused):
+        # Subject: whose quota it is; quota_id: which limit (as QuotaService names it).
+        violation.subject = "gateway" if error.gateway_wide else f"client:{error.client}"
+        violation.quota_id = error.limit
+        if error.retry_after_s is not None and not error.permanent:
+            details.append(_retry_in(error.retry_after_s))
+    details.insert(0, error_details_pb2.QuotaFailure(violations=[violation]))
+    return grpc.StatusCode.RESOURCE_EXHAUSTED, None, details
+
+
+def _too_large(error: ResultTooLarge) -> Answer:
+    return grpc.StatusCode.RESOURCE_EXHAUSTED, None, []
 
 
 _CODE_OF_KIND = {
@@ -74,89 +151,72 @@ _CODE_OF_KIND = {
 }
 
 
-def _upstream_code(error: UpstreamError) -> tuple[grpc.StatusCode, str]:
+def _upstream(error: UpstreamError) -> Answer:
+    code = _CODE_OF_KIND[error.kind]
+    message = None
     if error.kind is UpstreamErrorKind.AUTHENTICATION:
-        return grpc.StatusCode.INTERNAL, "UPSTREAM_AUTHENTICATION"
-    reason = error.code or error.error_type or f"UPSTREAM_HTTP_{error.status}"
-    return _CODE_OF_KIND[error.kind], reason
+        reason = "UPSTREAM_AUTHENTICATION"
+        # OpenAI's message quotes part of the key and concerns the operator only.
+        message = "the gateway's OpenAI credentials were rejected; contact its operator"
+    else:
+        reason = error.code or error.error_type or f"UPSTREAM_HTTP_{error.status}"
+    metadata = {"upstream_status": str(error.status)}
+    if error.param:
+        metadata["param"] = error.param
+    if error.request_id:
+        metadata["upstream_request_id"] = error.request_id
+    details: list[Any] = [
+        error_details_pb2.ErrorInfo(reason=reason, domain="api.openai.com", metadata=metadata)
+    ]
+    if error.param and code == grpc.StatusCode.INVALID_ARGUMENT:
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=f"parameters.{error.param}",
+            description=message or error.message,
+            reason=reason,
+        )
+        details.append(error_details_pb2.BadRequest(field_violations=[violation]))
+    if error.kind is UpstreamErrorKind.RATE_LIMITED and error.retry_after_s:
+        details.append(_retry_in(error.retry_after_s))
+    return code, message, details
+
+
+def _timeout(error: UpstreamTimeout) -> Answer:
+    return grpc.StatusCode.DEADLINE_EXCEEDED, None, []
+
+
+def _unavailable(error: ImagegateError) -> Answer:
+    return grpc.StatusCode.UNAVAILABLE, None, []
+
+
+# In order: the first entry whose type the error is an instance of answers it.
+_ANSWERS: tuple[tuple[type[Any], Callable[[Any], Answer]], ...] = (
+    (Unauthenticated, _unauthenticated),
+    (NotPermitted, _not_permitted),
+    (ModelUnpriced, _unpriced),
+    (LimiterUnavailable, _limiter_unavailable),
+    (InvalidRequest, _invalid),
+    (ModelRetired, _retired),
+    (LimitExceeded, _limit),
+    (ResultTooLarge, _too_large),
+    (UpstreamError, _upstream),
+    (UpstreamTimeout, _timeout),
+    (ImagegateError, _unavailable),  # UpstreamUnreachable, UpstreamProtocolError
+)
 
 
 def failure(error: ImagegateError) -> RpcFailure:
     """The gRPC status a caller sees for ``error``."""
-    details: list[object] = []
-    request_id = error.request_id if isinstance(error, UpstreamFailure) else None
-    message = error.message
-    if isinstance(error, InvalidRequest):
-        code = grpc.StatusCode.INVALID_ARGUMENT
-        details.append(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description, reason=v.reason
-                    )
-                    for v in error.violations
-                ]
-            )
-        )
-    elif isinstance(error, ModelRetired):
-        code = grpc.StatusCode.NOT_FOUND
-        details.append(
-            error_details_pb2.ErrorInfo(
-                reason="MODEL_RETIRED",
-                domain=ERROR_DOMAIN,
-                metadata={
-                    "model": error.model[:100],
-                    "shutdown_date": error.shutdown.isoformat(),
-                    "replacement": error.replacement,
-                },
-            )
-        )
-    elif isinstance(error, LimitExceeded):
-        code = grpc.StatusCode.RESOURCE_EXHAUSTED
-        details.append(
-            error_details_pb2.QuotaFailure(
-                violations=[
-                    error_details_pb2.QuotaFailure.Violation(
-                        subject=error.subject, description=error.message
-                    )
-                ]
-            )
-        )
-    elif isinstance(error, ResultTooLarge):
-        code = grpc.StatusCode.RESOURCE_EXHAUSTED
-    elif isinstance(error, UpstreamError):
-        code, reason = _upstream_code(error)
-        metadata = {"upstream_status": str(error.status)}
-        if error.param:
-            metadata["param"] = error.param
-        if request_id:
-            metadata["upstream_request_id"] = request_id
-        if reason == "UPSTREAM_AUTHENTICATION":
-            # OpenAI's message quotes part of the key and concerns the operator only.
-            message = "the gateway's OpenAI credentials were rejected; contact its operator"
-        details.append(
-            error_details_pb2.ErrorInfo(reason=reason, domain="api.openai.com", metadata=metadata)
-        )
-        if error.param and code == grpc.StatusCode.INVALID_ARGUMENT:
-            details.append(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(
-                            field=f"parameters.{error.param}", description=message, reason=reason
-                        )
-                    ]
-                )
-            )
-        if error.kind is UpstreamErrorKind.RATE_LIMITED and error.retry_after_s:
-            delay = duration_pb2.Duration()
-            delay.FromNanoseconds(int(error.retry_after_s * 1e9))
-            details.append(error_details_pb2.RetryInfo(retry_delay=delay))
-    elif isinstance(error, UpstreamTimeout):
-        code = grpc.StatusCode.DEADLINE_EXCEEDED
-    else:
-        code = grpc.StatusCode.UNAVAILABLE
-    status = status_pb2.Status(code=code.value[0], message=message, details=_pack(*details))
+    answer = next(answer for kind, answer in _ANSWERS if isinstance(error, kind))
+    code, message, details = answer(error)
+    message = error.message if message is None else message
+    packed = []
+    for detail in details:
+        any_message = any_pb2.Any()
+        any_message.Pack(detail)
+        packed.append(any_message)
+    status = status_pb2.Status(code=code.value[0], message=message, details=packed)
     trailing: list[tuple[str, str | bytes]] = [(DETAILS_KEY, status.SerializeToString())]
+    request_id = error.request_id if isinstance(error, UpstreamFailure) else None
     if request_id:
         trailing.append((UPSTREAM_REQUEST_ID, request_id))
     return RpcFailure(code, message, tuple(trailing))

@@ -15,15 +15,15 @@ like any other bad input.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import grpc
-from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 from imagegate.v1 import images_service_pb2 as pb
-from imagegate.v1 import params_pb2
+from imagegate.v1 import params_pb2, quota_pb2
 
 from imagegate_server.models import Operation
 
@@ -36,6 +36,7 @@ class Malformed:
 
 MALFORMED: Final = Malformed()
 SERVICE = pb.DESCRIPTOR.services_by_name["ImagesService"]
+QUOTA_SERVICE = quota_pb2.DESCRIPTOR.services_by_name["QuotaService"]
 
 _OPERATION_OF_PARAMETERS = {
     params_pb2.GenerationParameters.DESCRIPTOR.full_name: Operation.GENERATION,
@@ -108,15 +109,25 @@ def lenient_parser(message_type: type[Message]) -> Callable[[bytes], Message | M
 def add_images_service(
     behaviour: Callable[[Rpc], Callable[..., Any]], server: grpc.aio.Server
 ) -> None:
-    """Register every RPC with ``behaviour(rpc)`` as its handler, parsing leniently."""
+    """Register every RPC of ImagesService with ``behaviour(rpc)`` as its handler."""
+    add_service(server, SERVICE, {rpc.name: behaviour(rpc) for rpc in RPCS})
+
+
+def add_service(
+    server: grpc.aio.Server,
+    service: ServiceDescriptor,
+    behaviours: Mapping[str, Callable[..., Any]],
+) -> None:
+    """Register ``service``'s methods with their behaviours, parsing leniently."""
+    messages = pb if service.file is pb.DESCRIPTOR else quota_pb2
     handlers: dict[str, Any] = {}
-    for rpc in RPCS:
-        kind = _HANDLER_KINDS[rpc.uploads, rpc.streams]
-        handlers[rpc.name] = kind(
-            behaviour(rpc),
-            request_deserializer=lenient_parser(getattr(pb, rpc.method.input_type.name)),
-            response_serializer=rpc.response.SerializeToString,
+    for method in service.methods:
+        kind = _HANDLER_KINDS[method.client_streaming, method.server_streaming]
+        handlers[method.name] = kind(
+            behaviours[method.name],
+            request_deserializer=lenient_parser(getattr(messages, method.input_type.name)),
+            response_serializer=getattr(messages, method.output_type.name).SerializeToString,
         )
-    generic = grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
+    generic = grpc.method_handlers_generic_handler(service.full_name, handlers)
     server.add_generic_rpc_handlers((generic,))
-    server.add_registered_method_handlers(SERVICE.full_name, handlers)  # type: ignore[attr-defined]
+    server.add_registered_method_handlers(service.full_name, handlers)  # type: ignore[attr-defined]

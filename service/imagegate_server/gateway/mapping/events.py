@@ -4,7 +4,9 @@ A whole answer (OpenAI could not stream the call) becomes each image's slices, t
 the result. Streamed events become each partial image's slices as it arrives, each
 completed image's slices, and finally the result built from the completed events'
 metadata. OpenAI's completed events carry no image index: images are numbered in
-the order they complete.
+the order they complete. Each completed event carries the usage of its own image's
+generation; the result carries the whole call's (input counted once, outputs
+summed), which is what the call is priced by.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from collections.abc import AsyncIterator
 from imagegate.v1 import results_pb2
 
 from imagegate_server.errors import UpstreamProtocolError
+from imagegate_server.gateway.mapping.cost import set_usage, usage_of
 from imagegate_server.gateway.mapping.results import (
     apply_metadata,
     decode_image,
     images_result,
     slices,
 )
+from imagegate_server.pricing import TokenUsage, combine_streamed
 from imagegate_server.upstream import ImageEvents, ImagesAnswer, Reply
 
 StreamItem = results_pb2.ImageChunk | results_pb2.ImagesResult
@@ -40,6 +44,7 @@ async def stream_items(reply: Reply, chunk_bytes: int) -> AsyncIterator[StreamIt
 
 async def _from_events(reply: ImageEvents, chunk_bytes: int) -> AsyncIterator[StreamItem]:
     result = results_pb2.ImagesResult()
+    usages: list[TokenUsage] = []
     finished = 0
     async for event in reply:
         payload = event.payload
@@ -54,10 +59,16 @@ async def _from_events(reply: ImageEvents, chunk_bytes: int) -> AsyncIterator[St
         if not result.created and isinstance(created, int):
             result.created = created
         apply_metadata(result, payload)
+        usage = usage_of(result) if "usage" in payload else None
+        if usage is not None:
+            usages.append(usage)
         result.images.add()
         for chunk in slices(data, chunk_bytes, finished):
             yield chunk
         finished += 1
     if not finished:
         raise UpstreamProtocolError("the upstream stream ended without an image")
+    combined = combine_streamed(usages)
+    if combined is not None:
+        set_usage(result, combined)
     yield result

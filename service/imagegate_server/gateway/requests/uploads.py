@@ -139,6 +139,11 @@ class Upload:
         for file in self._files.values():
             file.finish()
 
+    @property
+    def spooled_bytes(self) -> int:
+        """Bytes of the files that went past the threshold into temporary files."""
+        return sum(file.size for file in self._files.values() if file.spool.on_disk)
+
     def close(self) -> None:
         for file in self._files.values():
             file.close()

@@ -1,0 +1,85 @@
+"""QuotaService: a caller's own limits, what remains of them, and its spend (read-only)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf import duration_pb2
+from imagegate.v1 import quota_pb2
+
+from imagegate_server.gateway.edge.callers import Authenticator, Caller
+from imagegate_server.gateway.edge.guard import Context, Guard
+from imagegate_server.gateway.edge.tenancy import Tenancy
+from imagegate_server.models import Operation
+from imagegate_server.pricing import PriceTable
+
+_PERIODS = {"day": quota_pb2.BUDGET_PERIOD_DAY, "month": quota_pb2.BUDGET_PERIOD_MONTH}
+_OPERATIONS = {
+    Operation.GENERATION: quota_pb2.OPERATION_GENERATION,
+    Operation.EDIT: quota_pb2.OPERATION_EDIT,
+    Operation.VARIATION: quota_pb2.OPERATION_VARIATION,
+}
+
+
+class QuotaServicer:
+    def __init__(
+        self, callers: Authenticator, tenancy: Tenancy, prices: PriceTable, guard: Guard
+    ) -> None:
+        self._callers = callers
+        self._tenancy = tenancy
+        self._prices = prices
+        self._guard = guard
+
+    def behaviours(self) -> dict[str, Callable[..., Any]]:
+        return {"GetQuota": self.get_quota}
+
+    async def get_quota(self, request: Any, context: Context) -> quota_pb2.GetQuotaResponse:
+        call = self._guard.begin("GetQuota", context)
+        return await self._guard.unary(call, context, self._quota(context))
+
+    async def _quota(self, context: Context) -> quota_pb2.GetQuotaResponse:
+        caller = self._callers.authenticate(context)
+        status = await self._tenancy.status(caller)
+        response = _policy(caller)
+        response.price_table = self._prices.version_label
+        for rate in status.rates:
+            full_in = duration_pb2.Duration()
+            full_in.FromNanoseconds(int(rate.full_in_s * 1e9))
+            response.rates.add(
+                name=rate.name,
+                per_minute=rate.per_minute,
+                burst=rate.burst,
+                remaining=rate.remaining,
+                full_in=full_in,
+                gateway_wide=rate.scope == "",
+            )
+        if status.max_concurrent is not None:
+            response.concurrency.max_concurrent = status.max_concurrent
+            response.concurrency.in_use = status.concurrent_in_use
+        for budget in status.budgets:
+            entry = response.budgets.add(
+                name=budget.name,
+                period=_PERIODS[budget.period],
+                limit_usd_micros=budget.limit_micros,
+                spent_usd_micros=budget.spent_micros,
+                reserved_usd_micros=budget.reserved_micros,
+                remaining_usd_micros=budget.remaining_micros,
+            )
+            entry.period_ends_at.FromDatetime(budget.period_ends_at)
+        response.spent_today_usd_micros = status.spent_today_micros
+        response.spent_this_month_usd_micros = status.spent_this_month_micros
+        response.reserved_usd_micros = status.reserved_micros
+        return response
+
+
+def _policy(caller: Caller) -> quota_pb2.GetQuotaResponse:
+    policy = caller.policy
+    response = quota_pb2.GetQuotaResponse(client=caller.client)
+    if policy.max_n is not None:
+        response.max_n = policy.max_n
+    response.all_models = policy.models is None
+    response.model_patterns.extend(policy.models or ())
+    allowed = [op for op in Operation if policy.allows_operation(op)]
+    response.operations.extend(_OPERATIONS[op] for op in allowed)
+    return response

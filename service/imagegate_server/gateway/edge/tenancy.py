@@ -1,0 +1,174 @@
+"""Each caller inside its share: policy checks, admission against its limits and
+budgets before the upstream call, and settlement of the real cost after it.
+
+    check     the caller's policy: operation, model and n (PERMISSION_DENIED)
+    admit     requests and images per minute (a call costs its n), the gateway-wide
+              images-per-minute ceiling, concurrent calls, and the spend budgets, all
+              at once or none (RESOURCE_EXHAUSTED with QuotaFailure and RetryInfo);
+              a budget reserves the call's estimate
+    settle    the call's real cost from its usage; a call that failed costs nothing,
+              unless OpenAI may have billed it (the request reached the model and no
+              answer came back: a broken connection, a timeout, the caller gone),
+              then its estimate, since OpenAI bills generations whose answer is lost
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from imagegate_server.clients import Policy
+from imagegate_server.errors import ModelUnpriced, NotPermitted, UpstreamError, UpstreamFailure
+from imagegate_server.gateway.edge.callers import Caller
+from imagegate_server.gateway.requests.build import Draft
+from imagegate_server.limits import Admission, Budget, ClientStatus, Limiter, RateLimit, Ticket
+from imagegate_server.pricing import PriceTable
+from imagegate_server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# A slot and a reservation outlive the longest call by this much before they expire
+# on their own (a replica that died holding them).
+_HOLD_MARGIN_S = 60.0
+
+
+@dataclass
+class Charge:
+    """One admitted call's account: settle exactly once, however the call ends."""
+
+    caller: Caller
+    ticket: Ticket
+    estimate_micros: int
+    """What the call would cost by the price table's estimate (0 when unpriced)."""
+    cost_micros: int | None = None
+    """The real cost, once the answer's usage priced it."""
+    upstream_started: bool = field(default=False)
+    """The request went upstream: from here on, a failure may have been billed."""
+
+    def amount_for(self, error: BaseException | None) -> int:
+        if self.cost_micros is not None:
+            return self.cost_micros
+        if self.upstream_started and _may_have_billed(error):
+            return self.estimate_micros
+        return 0
+
+
+def _may_have_billed(error: BaseException | None) -> bool:
+    if isinstance(error, UpstreamError):
+        return False  # OpenAI answered with an error: it generated nothing
+    if isinstance(error, UpstreamFailure):
+        return error.may_have_billed
+    return True  # cancelled or timed out while OpenAI may have been generating
+
+
+class Tenancy:
+    def __init__(self, limiter: Limiter, prices: PriceTable, settings: Settings) -> None:
+        self._limiter = limiter
+        self._prices = prices
+        self._settings = settings
+
+    def check(self, caller: Caller, draft: Draft) -> None:
+        policy, client = caller.policy, caller.client
+        operation = draft.operation
+        if not policy.allows_operation(operation):
+            raise NotPermitted(
+                "OPERATION_NOT_ALLOWED",
+                f"client '{client}' may not call image {operation.value}s",
+                {"client": client, "operation": operation.value},
+            )
+        if not policy.allows_model(draft.model):
+            raise NotPermitted(
+                "MODEL_NOT_ALLOWED",
+                f"client '{client}' may not use model '{draft.model[:100]}'",
+                {"client": client, "model": draft.model[:100]},
+            )
+        if policy.max_n is not None and draft.n > policy.max_n:
+            raise NotPermitted(
+                "N_ABOVE_CLIENT_LIMIT",
+                f"client '{client}' may ask for at most {policy.max_n} images per call",
+                {"client": client, "max_n": str(policy.max_n)},
+            )
+
+    @property
+    def limiter_reachable(self) -> bool:
+        return self._limiter.reachable
+
+    def _estimate_inputs(self, draft: Draft) -> dict[str, Any]:
+        params = draft.params
+        return {
+            "quality": _text(params.get("quality")),
+            "size": _text(params.get("size")),
+            "n": draft.n,
+            "prompt_chars": len(_text(params.get("prompt")) or ""),
+            "input_images": draft.input_images,
+            "partial_images": _count(params.get("partial_images")),
+            "input_fidelity": _text(params.get("input_fidelity")),
+        }
+
+    async def admit(self, caller: Caller, draft: Draft) -> Charge:
+        policy = caller.policy
+        budgets = _budgets(policy)
+        inputs = self._estimate_inputs(draft)
+        estimate = self._prices.estimate_micros(draft.model, **inputs)
+        if estimate is None:
+            if budgets and self._settings.unpriced_models == "refuse":
+                raise ModelUnpriced(draft.model)
+            # reserve_max: the dearest model the table knows stands in for this one.
+            estimate = (self._prices.max_estimate_micros(**inputs) or 0) if budgets else 0
+        admission = Admission(
+            client=caller.client,
+            rates=self._rates(caller, draft.n),
+            max_concurrent=policy.max_concurrent,
+            budgets=budgets,
+            reserve_micros=estimate if budgets else 0,
+            hold_s=self._settings.upstream_timeout_s + _HOLD_MARGIN_S,
+        )
+        ticket = await self._limiter.admit(admission)
+        return Charge(caller, ticket, estimate)
+
+    async def status(self, caller: Caller) -> ClientStatus:
+        """The caller's limits as they stand (charges nothing)."""
+        policy = caller.policy
+        rates = self._rates(caller, 1)
+        return await self._limiter.status(
+            caller.client, rates, policy.max_concurrent, _budgets(policy)
+        )
+
+    async def settle(self, charge: Charge, error: BaseException | None) -> int:
+        """Book what the call cost (see :meth:`Charge.amount_for`); returns it."""
+        amount = charge.amount_for(error)
+        # Shielded: a settle cut short by a second cancellation would leave the
+        # reservation to expire instead of being booked now.
+        await asyncio.shield(self._limiter.settle(charge.ticket, amount))
+        return amount
+
+    def _rates(self, caller: Caller, n: int) -> tuple[RateLimit, ...]:
+        policy, client = caller.policy, caller.client
+        rates = []
+        for name, per_minute, cost, scope in (
+            ("requests_per_minute", policy.requests_per_minute, 1, client),
+            ("images_per_minute", policy.images_per_minute, n, client),
+            ("gateway_images_per_minute", self._settings.gateway_images_per_minute, n, ""),
+        ):
+            if per_minute is not None:
+                rates.append(RateLimit(name, per_minute, per_minute, cost, scope))
+        return tuple(rates)
+
+
+def _budgets(policy: Policy) -> tuple[Budget, ...]:
+    budgets = []
+    if policy.daily_budget_micro_usd is not None:
+        budgets.append(Budget("daily_budget", "day", policy.daily_budget_micro_usd))
+    if policy.monthly_budget_micro_usd is not None:
+        budgets.append(Budget("monthly_budget", "month", policy.monthly_budget_micro_usd))
+    return tuple(budgets)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and value > 0 else 0

@@ -15,6 +15,9 @@ from typing import Literal
 
 ImageFormat = Literal["png", "jpeg", "webp", "gif"]
 
+MAGIC_BYTES = 12
+"""Enough of a file's start for :func:`sniff_format` to tell all four formats apart."""
+
 HEADER_BYTES = 64 * 1024
 """How much of a file to read before calling :func:`read_image_info`.
 

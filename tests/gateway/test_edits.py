@@ -497,3 +497,39 @@ async def test_a_multi_mib_upload_arrives_whole_whatever_the_receive_window(
     assert reply.result.images[0].data
     (entry,) = emulator.journal.by_path(EDITS)
     assert [f.sha256 for f in entry.files] == [hashlib.sha256(source).hexdigest()]
+
+
+@pytest.mark.parametrize("model", ["gpt-image-2", "gpt-image-9-preview"])
+async def test_a_file_of_the_wrong_type_fails_at_the_chunk_that_shows_it(
+    gateway: Gateway, emulator: Emulator, model: str
+) -> None:
+    # 20 MiB of text in 320 chunks: its first bytes already say it is no image.
+    parameters = params_pb2.EditParameters(
+        prompt="x", model=model, images=[params_pb2.FileInfo(filename="notes.png")]
+    )
+    piece = params_pb2.FileChunk(role=IMAGE, data=b"plain text, not an image\n" * 2600)
+    stream = edit_requests(parameters, [piece] * 320)
+    error = await rejected_upload(gateway, "CreateImageEdit", stream)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "parameters.images[0]" in violations(error)
+    # Allow for gRPC's flow-control window, not for the 20 MiB.
+    assert stream.pulled < 40, stream.pulled
+    assert emulator.journal.by_path(EDITS) == []
+
+
+async def test_a_mask_that_is_no_png_fails_at_its_first_chunk(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    image = png(64, 64)
+    parameters = params_pb2.EditParameters(
+        prompt="x",
+        model="gpt-image-2",
+        images=[params_pb2.FileInfo()],
+        mask=params_pb2.FileInfo(),
+    )
+    jpeg_head = params_pb2.FileChunk(role=MASK, data=b"\xff\xd8\xff\xe0" + bytes(64 * 1024))
+    filler = params_pb2.FileChunk(role=MASK, data=bytes(64 * 1024))
+    stream = edit_requests(parameters, [*chunks_of(IMAGE, image), jpeg_head, *[filler] * 60])
+    error = await rejected_upload(gateway, "CreateImageEdit", stream)
+    assert "parameters.mask" in violations(error)
+    assert stream.pulled < 40, stream.pulled

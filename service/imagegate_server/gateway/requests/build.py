@@ -18,9 +18,9 @@ from typing import Any
 from google.protobuf.message import Message
 from imagegate.v1 import params_pb2
 
-from imagegate_server.errors import FieldViolation, InvalidRequest, ModelRetired
+from imagegate_server.errors import InvalidRequest, ModelRetired
 from imagegate_server.gateway.requests import params as mapping
-from imagegate_server.gateway.requests.uploads import Upload, UploadedFile, UploadLimits
+from imagegate_server.gateway.requests.uploads import Upload, UploadLimits
 from imagegate_server.models import Operation, replacement_for, retired, rules_for
 from imagegate_server.settings import Settings
 from imagegate_server.upstream import ImagesRequest, UploadFile
@@ -228,10 +228,13 @@ class Draft:
     ) -> None:
         rules = rules_for(self.model)
         if rules is None:
-            cap = self._settings.max_file_bytes
-        else:
+            cap, formats = self._settings.max_file_bytes, _IMAGE_FORMATS
+        elif role == IMAGE:
+            cap, formats = rules.image_max_bytes, rules.input_image_formats
+        else:  # a mask or markup: a PNG with alpha
             cap = rules.mask_max_bytes if role == MASK else rules.image_max_bytes
-        upload.declare(role, index, path, info, cap)
+            formats = frozenset({"png"})
+        upload.declare(role, index, path, info, cap, formats)
 
     # -- the second pass: with the uploads --------------------------------------------
 
@@ -259,8 +262,6 @@ class Draft:
         if isinstance(p, params_pb2.EditParameters) and p.images:
             images = [upload.get(IMAGE, i) for i in range(len(p.images))]
             mask, markup = upload.get(MASK), upload.get(MARKUP)
-            if rules_for(self.model) is None:
-                _check_image_types([*images, mask, markup])
             self.check(
                 validate_edit(
                     params,
@@ -281,8 +282,6 @@ class Draft:
         if isinstance(p, params_pb2.VariationParameters):
             image = upload.get(IMAGE)
             assert image is not None
-            if rules_for(self.model) is None:
-                _check_image_types([image])
             self.check(validate_variation(params, image.descriptor("image"), form_values=False))
             return [image.upload_file("image")]
         return []
@@ -299,19 +298,6 @@ def _refuse_if_retired(model: str, operation: Operation) -> None:
     rules = rules_for(replacement)
     served = rules is not None and operation in rules.operations
     raise ModelRetired(model, lifecycle.shutdown, replacement, operation_served=served)
-
-
-def _check_image_types(files: list[UploadedFile | None]) -> None:
-    """The magic-byte check that known models get from their rules (validation)."""
-    violations = [
-        FieldViolation(
-            file.path, "the content must be a PNG, JPEG, WebP or GIF image", "invalid_image_format"
-        )
-        for file in files
-        if file is not None and (file.info is None or file.info.format not in _IMAGE_FORMATS)
-    ]
-    if violations:
-        raise InvalidRequest(violations)
 
 
 async def _drain(chunks: Chunks, upload: Upload) -> None:

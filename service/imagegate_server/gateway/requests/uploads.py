@@ -17,7 +17,13 @@ from imagegate.v1 import params_pb2
 
 from imagegate_server.errors import InvalidRequest, LimitExceeded
 from imagegate_server.gateway.requests.spool import Spool
-from imagegate_server.imageformat import HEADER_BYTES, ImageInfo, read_image_info
+from imagegate_server.imageformat import (
+    HEADER_BYTES,
+    MAGIC_BYTES,
+    ImageInfo,
+    read_image_info,
+    sniff_format,
+)
 from imagegate_server.upstream import FileRole, UploadFile
 from imagegate_server.validation import FileDescriptor
 
@@ -27,13 +33,23 @@ MAX_CHUNK_BYTES = 1024 * 1024
 class UploadedFile:
     """One declared file: its bytes so far, spooled, and what its header says."""
 
-    def __init__(self, path: str, declared: params_pb2.FileInfo, cap: int, spool_at: int) -> None:
+    def __init__(
+        self,
+        path: str,
+        declared: params_pb2.FileInfo,
+        cap: int,
+        spool_at: int,
+        formats: frozenset[str],
+    ) -> None:
         self.path = path
         """The proto path of the declaration, e.g. ``parameters.images[1]``."""
         self.declared = declared
         self.cap = cap
+        self.formats = formats
+        """The image formats this file may be; judged as soon as its magic bytes arrive."""
         self.size = 0
         self._head = bytearray()
+        self._typed = False
         self.spool = Spool(spool_at)
         if declared.HasField("size_bytes") and declared.size_bytes >= cap:
             raise _too_large(path, cap)
@@ -43,12 +59,28 @@ class UploadedFile:
             raise _too_large(self.path, self.cap)
         if len(self._head) < HEADER_BYTES:
             self._head += data[: HEADER_BYTES - len(self._head)]
+        if not self._typed and len(self._head) >= MAGIC_BYTES:
+            self._check_type()
         self.spool.write(data)
         self.size += len(data)
+
+    def _check_type(self) -> None:
+        # The first bytes say what the file is: a wrong type fails the call at the
+        # chunk that shows it, not after the rest of a large upload is read.
+        self._typed = True
+        if sniff_format(bytes(self._head)) not in self.formats:
+            allowed = " or ".join(sorted(self.formats))
+            raise InvalidRequest.one(
+                self.path,
+                f"the content must be {allowed} (judged by its first bytes)",
+                "invalid_image_format",
+            )
 
     def finish(self) -> None:
         if self.size == 0:
             raise InvalidRequest.one(self.path, "declared but no bytes arrived", "missing_file")
+        if not self._typed:
+            self._check_type()
         if self.declared.HasField("size_bytes") and self.declared.size_bytes != self.size:
             raise InvalidRequest.one(
                 f"{self.path}.size_bytes",
@@ -104,9 +136,15 @@ class Upload:
         self.total = 0
 
     def declare(
-        self, role: int, index: int, path: str, info: params_pb2.FileInfo, cap: int
+        self,
+        role: int,
+        index: int,
+        path: str,
+        info: params_pb2.FileInfo,
+        cap: int,
+        formats: frozenset[str],
     ) -> None:
-        self._files[role, index] = UploadedFile(path, info, cap, self._limits.spool_at)
+        self._files[role, index] = UploadedFile(path, info, cap, self._limits.spool_at, formats)
 
     def get(self, role: int, index: int = 0) -> UploadedFile | None:
         return self._files.get((role, index))

@@ -99,8 +99,11 @@ class Settings(BaseSettings):
     """Cap per uploaded file when the model is unknown (known models use OpenAI's caps)."""
     spool_threshold_bytes: int = Field(default=1 * MIB, ge=0)
     """Uploads larger than this go to a temporary file, so memory per call is bounded."""
-    max_send_message_bytes: int = Field(default=64 * MIB, ge=4 * MIB)
-    """Largest unary result; bigger ones are RESOURCE_EXHAUSTED naming the stream RPC."""
+    max_send_message_bytes: int = Field(default=4 * MIB, ge=4 * MIB)
+    """Largest unary result; bigger ones are RESOURCE_EXHAUSTED naming the stream RPC.
+    The default is gRPC's default receive limit, so that a caller who kept it gets
+    that helpful message rather than its library's generic "larger than max"; raise
+    both together for callers that raised their own limit."""
     max_receive_message_bytes: int = Field(default=4 * MIB + 64 * 1024, ge=1 * MIB)
     """Largest request message (an upload chunk is at most 1 MiB plus framing)."""
     receive_window_bytes: int = Field(default=256 * 1024, ge=0)

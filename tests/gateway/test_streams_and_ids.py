@@ -190,6 +190,23 @@ async def test_a_result_too_large_keeps_the_upstream_request_id(
     assert error_trailer(error, "x-request-id")
 
 
+async def test_a_default_client_is_told_to_use_the_stream_rpc_for_a_large_result(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    # Over gRPC's default 4 MiB: the gateway's default unary limit is the same, so the
+    # caller gets its message naming the stream RPC, not its library's generic error.
+    source = png(1024, 1024, noise=True)
+    parameters = params_pb2.EditParameters(
+        prompt="x", model="gpt-image-2", n=2, size="1024x1024", images=[params_pb2.FileInfo()]
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.CreateImageEdit(edit_requests(parameters, chunks_of(IMAGE, source)))
+    error = caught.value
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "use CreateImageEditStream" in (error.details() or "")
+    assert "larger than max" not in (error.details() or "")
+
+
 def _finished(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.getMessage() == "rpc finished"]
 

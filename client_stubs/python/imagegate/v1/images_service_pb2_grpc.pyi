@@ -31,12 +31,17 @@ class ImagesServiceStub:
     holds the OpenAI key.
 
     Unary-result RPCs (CreateImage, CreateImageEdit, CreateImageVariation) return
-    the whole result in one message. The server raises its own send limit for
-    them, but a client keeps gRPC's default 4 MiB receive limit unless it raises
-    it: a result larger than the server's send limit is RESOURCE_EXHAUSTED with a
+    the whole result in one message. Their send limit is gRPC's default 4 MiB
+    receive limit unless the operator raises it (IMAGEGATE_MAX_SEND_MESSAGE_BYTES,
+    for callers that raised theirs): a larger result is RESOURCE_EXHAUSTED with a
     message naming the streaming RPC to use instead. The *Stream RPCs deliver
     partial images as they are generated and every final image in slices of at
     most 1 MiB, so they work with any client limit.
+
+    Callers authenticate with a bearer token in the `authorization` metadata
+    (`Bearer igk_...`) or a client certificate, when the gateway requires it.
+    Every result carries what the call cost (ImagesResult.cost); QuotaService
+    shows a caller its limits and spend.
 
     Deadlines: the upstream timeout is the smaller of the call's remaining deadline
     and the gateway's configured timeout (300 s by default; GPT image models can
@@ -45,6 +50,16 @@ class ImagesServiceStub:
 
     Errors: canonical gRPC codes with google.rpc.Status details in the
     `grpc-status-details-bin` trailer. Never an exception text or stack trace.
+      UNAUTHENTICATED     no valid credentials (one message whatever was wrong).
+      PERMISSION_DENIED   the caller's policy forbids the model, the operation or
+                          its n (ErrorInfo reason MODEL_NOT_ALLOWED,
+                          OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT), or OpenAI 403.
+      RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
+                          subject `client:<id>` or `gateway`, quota_id the limit,
+                          e.g. `images_per_minute`, `daily_budget`; RetryInfo when
+                          it frees), or the cases below.
+      FAILED_PRECONDITION the caller has a budget and the model has no price
+                          (ErrorInfo MODEL_UNPRICED).
       INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
                           violations naming the field), or OpenAI 400/413/422
                           (ErrorInfo: reason = OpenAI's error code or type,
@@ -59,7 +74,9 @@ class ImagesServiceStub:
                           itself (ErrorInfo reason MODEL_RETIRED, metadata `model`,
                           `shutdown_date`, `replacement`).
       UNAVAILABLE         OpenAI 500/502/503, or OpenAI unreachable; safe to retry
-                          only if a second bill is acceptable.
+                          only if a second bill is acceptable. Also: the shared
+                          limits store is unreachable and budgets fail closed
+                          (ErrorInfo LIMITER_UNAVAILABLE).
       DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
       INTERNAL            the gateway's own OpenAI key was rejected (ErrorInfo
                           reason UPSTREAM_AUTHENTICATION): an operator problem.
@@ -98,12 +115,17 @@ class ImagesServiceAsyncStub(ImagesServiceStub):
     holds the OpenAI key.
 
     Unary-result RPCs (CreateImage, CreateImageEdit, CreateImageVariation) return
-    the whole result in one message. The server raises its own send limit for
-    them, but a client keeps gRPC's default 4 MiB receive limit unless it raises
-    it: a result larger than the server's send limit is RESOURCE_EXHAUSTED with a
+    the whole result in one message. Their send limit is gRPC's default 4 MiB
+    receive limit unless the operator raises it (IMAGEGATE_MAX_SEND_MESSAGE_BYTES,
+    for callers that raised theirs): a larger result is RESOURCE_EXHAUSTED with a
     message naming the streaming RPC to use instead. The *Stream RPCs deliver
     partial images as they are generated and every final image in slices of at
     most 1 MiB, so they work with any client limit.
+
+    Callers authenticate with a bearer token in the `authorization` metadata
+    (`Bearer igk_...`) or a client certificate, when the gateway requires it.
+    Every result carries what the call cost (ImagesResult.cost); QuotaService
+    shows a caller its limits and spend.
 
     Deadlines: the upstream timeout is the smaller of the call's remaining deadline
     and the gateway's configured timeout (300 s by default; GPT image models can
@@ -112,6 +134,16 @@ class ImagesServiceAsyncStub(ImagesServiceStub):
 
     Errors: canonical gRPC codes with google.rpc.Status details in the
     `grpc-status-details-bin` trailer. Never an exception text or stack trace.
+      UNAUTHENTICATED     no valid credentials (one message whatever was wrong).
+      PERMISSION_DENIED   the caller's policy forbids the model, the operation or
+                          its n (ErrorInfo reason MODEL_NOT_ALLOWED,
+                          OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT), or OpenAI 403.
+      RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
+                          subject `client:<id>` or `gateway`, quota_id the limit,
+                          e.g. `images_per_minute`, `daily_budget`; RetryInfo when
+                          it frees), or the cases below.
+      FAILED_PRECONDITION the caller has a budget and the model has no price
+                          (ErrorInfo MODEL_UNPRICED).
       INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
                           violations naming the field), or OpenAI 400/413/422
                           (ErrorInfo: reason = OpenAI's error code or type,
@@ -126,7 +158,9 @@ class ImagesServiceAsyncStub(ImagesServiceStub):
                           itself (ErrorInfo reason MODEL_RETIRED, metadata `model`,
                           `shutdown_date`, `replacement`).
       UNAVAILABLE         OpenAI 500/502/503, or OpenAI unreachable; safe to retry
-                          only if a second bill is acceptable.
+                          only if a second bill is acceptable. Also: the shared
+                          limits store is unreachable and budgets fail closed
+                          (ErrorInfo LIMITER_UNAVAILABLE).
       DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
       INTERNAL            the gateway's own OpenAI key was rejected (ErrorInfo
                           reason UPSTREAM_AUTHENTICATION): an operator problem.
@@ -161,12 +195,17 @@ class ImagesServiceServicer(metaclass=_abc_1.ABCMeta):
     holds the OpenAI key.
 
     Unary-result RPCs (CreateImage, CreateImageEdit, CreateImageVariation) return
-    the whole result in one message. The server raises its own send limit for
-    them, but a client keeps gRPC's default 4 MiB receive limit unless it raises
-    it: a result larger than the server's send limit is RESOURCE_EXHAUSTED with a
+    the whole result in one message. Their send limit is gRPC's default 4 MiB
+    receive limit unless the operator raises it (IMAGEGATE_MAX_SEND_MESSAGE_BYTES,
+    for callers that raised theirs): a larger result is RESOURCE_EXHAUSTED with a
     message naming the streaming RPC to use instead. The *Stream RPCs deliver
     partial images as they are generated and every final image in slices of at
     most 1 MiB, so they work with any client limit.
+
+    Callers authenticate with a bearer token in the `authorization` metadata
+    (`Bearer igk_...`) or a client certificate, when the gateway requires it.
+    Every result carries what the call cost (ImagesResult.cost); QuotaService
+    shows a caller its limits and spend.
 
     Deadlines: the upstream timeout is the smaller of the call's remaining deadline
     and the gateway's configured timeout (300 s by default; GPT image models can
@@ -175,6 +214,16 @@ class ImagesServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Errors: canonical gRPC codes with google.rpc.Status details in the
     `grpc-status-details-bin` trailer. Never an exception text or stack trace.
+      UNAUTHENTICATED     no valid credentials (one message whatever was wrong).
+      PERMISSION_DENIED   the caller's policy forbids the model, the operation or
+                          its n (ErrorInfo reason MODEL_NOT_ALLOWED,
+                          OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT), or OpenAI 403.
+      RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
+                          subject `client:<id>` or `gateway`, quota_id the limit,
+                          e.g. `images_per_minute`, `daily_budget`; RetryInfo when
+                          it frees), or the cases below.
+      FAILED_PRECONDITION the caller has a budget and the model has no price
+                          (ErrorInfo MODEL_UNPRICED).
       INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
                           violations naming the field), or OpenAI 400/413/422
                           (ErrorInfo: reason = OpenAI's error code or type,
@@ -189,7 +238,9 @@ class ImagesServiceServicer(metaclass=_abc_1.ABCMeta):
                           itself (ErrorInfo reason MODEL_RETIRED, metadata `model`,
                           `shutdown_date`, `replacement`).
       UNAVAILABLE         OpenAI 500/502/503, or OpenAI unreachable; safe to retry
-                          only if a second bill is acceptable.
+                          only if a second bill is acceptable. Also: the shared
+                          limits store is unreachable and budgets fail closed
+                          (ErrorInfo LIMITER_UNAVAILABLE).
       DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
       INTERNAL            the gateway's own OpenAI key was rejected (ErrorInfo
                           reason UPSTREAM_AUTHENTICATION): an operator problem.

@@ -969,7 +969,18 @@ class FileChunk(_message.Message):
     masks) or a request over the gateway's per-request cap is rejected at the first
     byte over the cap, without reading the rest: INVALID_ARGUMENT for a per-file cap
     (OpenAI would reject the file too), RESOURCE_EXHAUSTED with QuotaFailure for the
-    gateway's own per-request cap.
+    gateway's own per-request cap. A file's type is judged from its first bytes
+    as soon as they arrive: a file that is no image the model takes fails the call
+    at that chunk, not after the rest of the upload.
+
+    Field paths in BadRequest: violations of the parameters name request paths
+    (`parameters.images[1]`, `parameters.mask.size_bytes`). Violations of the
+    upload protocol name a position in the stream instead: `message[i]` is the
+    i-th message of the stream (0-based, the parameters message first) when its
+    bytes are no valid message, `chunk[i].role`, `chunk[i].image_index` and
+    `chunk[i].data` the i-th chunk (0-based, counting chunks only), `parameters`
+    a missing or repeated parameters message, and `payload` a message that sets
+    neither parameters nor chunk.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -8,8 +8,8 @@
 #   .ci/polyglot.sh            (needs .venv: python3 tools/dev.py setup)
 #
 # Go, Java/Maven and Node/npm are preinstalled; modules, artifacts and packages come
-# through their registries (caches may be cold). If IMAGEGATE_TOKEN is set, the
-# examples send it as `authorization: Bearer ...`.
+# through their registries (caches may be cold). The gateway requires a token; the
+# examples send it (IMAGEGATE_TOKEN) as `authorization: Bearer ...`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -35,8 +35,13 @@ failed() {
   exit 1
 }
 
-step "gateway on the embedded emulator (no OpenAI key)"
+step "gateway on the embedded emulator (no OpenAI key), requiring a token"
+# The examples authenticate as a team's service would: a client in a clients file,
+# its token made by `imagegate clients add` (printed once, stored only hashed).
+IMAGEGATE_TOKEN=$(.venv/bin/imagegate clients add polyglot-examples --file "$work/clients.toml" 2>/dev/null)
+export IMAGEGATE_TOKEN
 env -u IMAGEGATE_OPENAI_API_KEY -u IMAGEGATE_OPENAI_API_KEY_FILE \
+  IMAGEGATE_CLIENTS_FILE="$work/clients.toml" \
   .venv/bin/imagegate serve --host 127.0.0.1 --port 0 --port-file "$work/port" \
   2>"$work/gateway.log" &
 gateway_pid=$!
@@ -47,11 +52,21 @@ for _ in $(seq 1 300); do
 done
 [ -s "$work/port" ] || failed "starting the gateway (no port after 30 s)"
 export IMAGEGATE_TARGET="127.0.0.1:$(cat "$work/port")"
-if [ -n "${IMAGEGATE_TOKEN:-}" ]; then
-  echo "gateway at $IMAGEGATE_TARGET; the examples send the bearer token from IMAGEGATE_TOKEN"
-else
-  echo "gateway at $IMAGEGATE_TARGET; IMAGEGATE_TOKEN unset: the examples send no token"
-fi
+echo "gateway at $IMAGEGATE_TARGET; the examples send the bearer token of client polyglot-examples"
+# ... and without it the gateway refuses, so the examples' success proves they sent it.
+.venv/bin/python - <<'PY' || failed "the unauthenticated call"
+import os, grpc
+from imagegate.v1 import images_service_pb2 as pb, images_service_pb2_grpc, params_pb2
+with grpc.insecure_channel(os.environ["IMAGEGATE_TARGET"]) as channel:
+    stub = images_service_pb2_grpc.ImagesServiceStub(channel)
+    try:
+        stub.CreateImage(pb.CreateImageRequest(parameters=params_pb2.GenerationParameters(prompt="x")), timeout=30)
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error.code()
+        print("without a token: UNAUTHENTICATED")
+    else:
+        raise SystemExit("a call without a token succeeded")
+PY
 
 step "Go: module github.com/imagegate/imagegate/client_stubs/go (vet, unit tests, example)"
 (

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from client_support import OPENAI_KEY, gateway_on_emulator, png_bytes
+from client_support import OPENAI_KEY, gateway_on_emulator, png_bytes, write_png
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from imagegate.v1 import images_service_pb2, images_service_pb2_grpc, results_pb2
@@ -399,3 +399,23 @@ def test_an_upload_status_lost_by_the_grpc_client_is_explained() -> None:
     line = describe_rpc_error(lost, target="127.0.0.1:1", timeout=5, token_given=False)
     assert line.startswith("imagegate: INTERNAL: the gateway ended the call during the upload")
     assert "grpc/grpc#36066" in line and "\n" not in line
+
+
+async def test_an_upload_the_gateway_refuses_at_once_reports_its_real_status(
+    gateway: tuple[str, Emulator],
+    emulator: Emulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # vary defaults to dall-e-2, refused before any upload byte. The CLI waits for the
+    # gateway's go-ahead before sending files, so grpc's asyncio client cannot lose
+    # the refusal (grpc/grpc#36066: 29 of 40 were lost without the wait).
+    target, _ = gateway
+    image = write_png(tmp_path / "in.png", 512, 512)
+    for _ in range(20):
+        code, _, err = await run_cli(
+            ["vary", str(image), "-o", str(tmp_path / "out"), "--target", target, "-q"], capsys
+        )
+        assert code == 1
+        assert err.startswith("imagegate: NOT_FOUND"), err
+    assert emulator.journal.entries == []

@@ -21,7 +21,14 @@ from imagegate.v1 import params_pb2
 from imagegate_server.client.call import ResponseStream, Starter
 from imagegate_server.client.connection import Connection
 from imagegate_server.client.options import UsageError, options_for
-from imagegate_server.client.upload import Upload, UploadTracker, declare, request_stream
+from imagegate_server.client.upload import (
+    StreamingCall,
+    Upload,
+    UploadTracker,
+    declare,
+    request_stream,
+    upload_then_read,
+)
 
 if TYPE_CHECKING:
     from imagegate.v1.images_service_pb2_grpc import ImagesServiceAsyncStub
@@ -144,8 +151,8 @@ def prepare(args: argparse.Namespace) -> PreparedCall:
         requests = request_stream(
             first, uploads, lambda chunk: operation.request(chunk=chunk), tracker.add
         )
-        return method(stub)(
-            tracker.wrap(requests), timeout=connection.timeout, metadata=connection.metadata()
-        )
+        rpc: Callable[..., StreamingCall] = getattr(stub, operation.rpc)
+        call = rpc(timeout=connection.timeout, metadata=connection.metadata())
+        return upload_then_read(call, tracker.wrap(requests))
 
     return PreparedCall(params, start_upload, partial_format, tracker)

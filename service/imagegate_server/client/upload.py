@@ -8,12 +8,14 @@ chunks, the size the contract recommends. Files are sent one after the other.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
+from google.protobuf.message import Message
 from imagegate.v1 import params_pb2
 
 from imagegate_server.imageformat import sniff_format
@@ -102,6 +104,42 @@ def request_stream(
                 f"{upload.path} changed during the upload ({upload.size} bytes declared, "
                 f"{sent} read)"
             )
+
+
+class StreamingCall(Protocol):
+    """The parts of a grpc.aio stream-stream call an upload uses."""
+
+    async def write(self, request: Any) -> None: ...
+    async def done_writing(self) -> None: ...
+    async def initial_metadata(self) -> Any: ...
+    def done(self) -> bool: ...
+    def __aiter__(self) -> AsyncIterator[Message]: ...
+
+
+async def upload_then_read(
+    call: StreamingCall, requests: Iterator[Request]
+) -> AsyncIterator[Message]:
+    """Send the parameters, wait until the gateway accepts them, send the files, and
+    yield the answer.
+
+    The gateway sends its response headers once the parameters, the caller's
+    credentials and limits pass; a refusal instead ends the call right there. Waiting
+    for them means no upload byte goes into a refused call, and the refusal is read
+    while nothing is being written: grpc's asyncio client misreports a status that
+    arrives during its writes as INTERNAL (grpc/grpc#36066; 29 of 40 early refusals
+    here without the wait, 0 of 40 with it).
+    """
+    await call.write(next(requests))
+    await call.initial_metadata()
+    if not call.done():
+        try:
+            for request in requests:
+                await call.write(request)
+            await call.done_writing()
+        except asyncio.InvalidStateError:
+            pass  # the gateway ended the call mid-upload: its status follows below
+    async for response in call:
+        yield response
 
 
 @dataclass

@@ -158,6 +158,12 @@ class ImagesServicer:
         error: BaseException | None = None
         with self._metrics.in_flight(caller.client):
             try:
+                if rpc.uploads:
+                    # "Parameters, credentials and limits accepted: send the files." A
+                    # client that waits for these headers sends no upload bytes into a
+                    # refusal (and grpc's asyncio client reports a refusal that arrives
+                    # while it is still writing wrongly: grpc/grpc#36066).
+                    await context.send_initial_metadata(())
                 prepared = await draft.finish(chunks)
                 self._count_upload(rpc, prepared.upload)
                 with prepared as images_request:

@@ -174,6 +174,14 @@ class Settings(BaseSettings):
     """While Redis is unreachable, admit calls of clients with a spend budget without
     checking it. Off (the default): they are refused with UNAVAILABLE, since spend
     cannot be taken back."""
+    limit_hold_margin_s: float = Field(default=60.0, gt=0, le=86400)
+    """How long an admitted call's concurrency slot and budget reservation outlive
+    ``upstream_timeout_s`` (which bounds the whole call) before they expire on their
+    own: the hold is the sum of the two. A call settles long before that; the hold
+    only matters for a replica that died holding calls (killed, out of memory, its
+    node gone), whose slots and reservations other replicas see until it passes.
+    Shorter frees them sooner; it must still cover the settle after a call's
+    deadline (one limiter round trip), or a live call could lose its slot."""
 
     prices_file: Path | None = None
     """An operator price file (TOML, the schema of the built-in table

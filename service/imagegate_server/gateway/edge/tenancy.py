@@ -29,10 +29,6 @@ from imagegate_server.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# A slot and a reservation outlive the longest call by this much before they expire
-# on their own (a replica that died holding them).
-_HOLD_MARGIN_S = 60.0
-
 
 @dataclass
 class Charge:
@@ -123,7 +119,9 @@ class Tenancy:
             max_concurrent=policy.max_concurrent,
             budgets=budgets,
             reserve_micros=estimate if budgets else 0,
-            hold_s=self._settings.upstream_timeout_s + _HOLD_MARGIN_S,
+            # A slot and a reservation outlive the longest call by the margin before
+            # they expire on their own (a replica that died holding them).
+            hold_s=self._settings.upstream_timeout_s + self._settings.limit_hold_margin_s,
         )
         ticket = await self._limiter.admit(admission)
         return Charge(caller, ticket, estimate)

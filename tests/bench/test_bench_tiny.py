@@ -7,11 +7,16 @@ report and that no call failed. It asserts nothing about latency or throughput.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from imagegate_server.bench import command, runner
+
+# What each scenario compares: the gateway against direct calls, except tenancy, which
+# compares the gateway with authentication and the Redis limiter against without.
+PATHS = {"tenancy": {"gateway", "tenancy"}}
 
 
 def test_the_command_names_every_scenario_of_the_runner() -> None:
@@ -36,6 +41,28 @@ def test_every_scenario_runs_tiny_and_reports_without_errors(tmp_path: Path) -> 
     assert set(scenarios) == set(command.SCENARIOS)
     for name, scenario in scenarios.items():
         rows = scenario["rows"]
-        assert {row["path"] for row in rows} == {"gateway", "direct"}, name
+        assert {row["path"] for row in rows} == PATHS.get(name, {"gateway", "direct"}), name
         assert all(row["calls"] > 0 and row["errors"] == 0 for row in rows), (name, rows)
     assert "overhead" in (out / "results.md").read_text()
+    # Tenancy: every row has the gateway's CPU per call, every check is a ratio of both.
+    tenancy = scenarios["tenancy"]
+    assert all(row["extra"]["gateway_cpu_ms_per_call"] > 0 for row in tenancy["rows"])
+    targets = [check["target"] for check in tenancy["checks"]]
+    assert any("CPU per call" in target for target in targets)
+    assert any("p50 latency" in target and "concurrency 1" in target for target in targets)
+
+
+def test_the_tenancy_scenario_says_what_to_install_without_redis_server(tmp_path: Path) -> None:
+    empty = tmp_path / "bin"  # a PATH on which no redis-server can be found
+    empty.mkdir()
+    completed = subprocess.run(
+        [sys.executable, "-m", "imagegate_server.cli", "bench", "tenancy", "--tiny",
+         "--out", str(tmp_path / "report")],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PATH": str(empty)},
+    )  # fmt: skip
+    assert completed.returncode == 1
+    (line,) = completed.stderr.splitlines()
+    assert line.startswith("imagegate bench: ") and "redis-server" in line
+    assert "apt-get install" in line
+    assert not (tmp_path / "report").exists()  # refused before anything ran

@@ -1,6 +1,7 @@
 """chart.png, drawn with Pillow (already a dependency, so the bench needs no plotting
 library): per scenario and case, p50 latency and throughput of the gateway next to
-the direct baseline, each pair on its own scale, with the values written out.
+its baseline (direct; for the tenancy scenario, the gateway without authentication
+and limits), each pair on its own scale, with the values written out.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 from imagegate_server.bench.model import Row, ScenarioResult
 
 WIDTH, ROW_H, TOP, LABEL_W, BAR_W = 1100, 46, 70, 300, 330
-COLOURS = {"gateway": (46, 110, 190), "direct": (160, 160, 160)}
+COLOURS = {"gateway": (46, 110, 190), "direct": (160, 160, 160), "tenancy": (214, 120, 40)}
 
 
 def _pairs(results: list[ScenarioResult]) -> list[tuple[str, dict[str, Row]]]:
@@ -49,8 +50,8 @@ def draw_chart(results: list[ScenarioResult], path: Path, title: str) -> None:
     draw.text((10, 10), title, fill="black", font=font)
     draw.text((LABEL_W, 40), "p50 latency (shorter is better)", fill="black", font=font)
     draw.text((LABEL_W + BAR_W + 60, 40), "throughput (longer is better)", fill="black", font=font)
-    for path_name, colour in COLOURS.items():
-        x = 10 if path_name == "gateway" else 110
+    for i, (path_name, colour) in enumerate(COLOURS.items()):
+        x = 10 + 100 * i
         draw.rectangle((x, 42, x + 12, 54), fill=colour)
         draw.text((x + 18, 42), path_name, fill="black", font=font)
     for index, (label, rows) in enumerate(pairs):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 # Spelled out (and checked against the runner's table by the tiny test) so that
 # ``imagegate --help`` does not import grpc clients and Pillow.
-SCENARIOS = ("overhead", "capacity", "uploads", "results")
+SCENARIOS = ("overhead", "capacity", "uploads", "results", "tenancy")
 
 
 def register(subparsers: Any) -> None:
@@ -28,8 +29,13 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from imagegate_server.bench import runner  # the scenarios import grpc and Pillow
+    from imagegate_server.bench.model import BenchUnavailable
 
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
-    done = runner.run(names, args.tiny, args.out)
+    try:
+        done = runner.run(names, args.tiny, args.out)
+    except BenchUnavailable as exc:
+        print(f"imagegate bench: {exc}", file=sys.stderr)
+        return 1
     # A scenario with failed calls is a failed run (the targets themselves are reported).
     return 1 if any(row.errors for result in done for row in result.rows) else 0

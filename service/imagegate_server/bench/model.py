@@ -15,7 +15,8 @@ class Row:
     scenario: str
     case: str
     path: str
-    """``gateway`` or ``direct``."""
+    """``gateway`` or ``direct``; in the tenancy scenario ``tenancy`` (the gateway with
+    authentication and the Redis limiter), whose baseline is the plain ``gateway``."""
     concurrency: int
     calls: int
     errors: int
@@ -85,3 +86,8 @@ class Context:
     tiny: bool
     workdir: Path
     """Scratch space: process logs, generated upload images."""
+
+
+class BenchUnavailable(Exception):
+    """A scenario cannot run on this machine (a tool it needs is missing); the
+    message says what to install. Raised before any scenario starts."""

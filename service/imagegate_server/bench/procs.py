@@ -20,6 +20,7 @@ from pathlib import Path
 API_KEY = "sk-bench-0123456789"
 START_TIMEOUT_S = 30.0
 _LISTENING = re.compile(r"listening on (http://\S+)")
+_PORT = re.compile(r"(\d+)")
 
 
 @dataclass
@@ -84,36 +85,82 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.asynccontextmanager
+async def running_emulator(config: StackConfig, workdir: Path) -> AsyncIterator[tuple[str, int]]:
+    """``imagegate emulator`` in its own process: its base URL and pid."""
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    argv = ["emulator", "--host", "127.0.0.1", "--port", "0", "--api-key", API_KEY]
+    argv += ["--latency-ms", str(config.latency_ms)]
+    if config.cached_renders:
+        argv.append("--cached-renders")
+    log = workdir / "emulator.log"
+    emulator = _spawn(argv, log, _clean_env())
+    try:
+        url = await _wait_for(log, _LISTENING, emulator)
+        yield url, emulator.pid
+    finally:
+        await asyncio.to_thread(_stop, emulator)
+
+
+@contextlib.asynccontextmanager
+async def running_gateways(
+    emulator_url: str, envs: dict[str, dict[str, str]], workdir: Path
+) -> AsyncIterator[dict[str, tuple[str, int]]]:
+    """``imagegate serve`` processes pointed at the emulator, one per entry of
+    ``envs`` (name -> extra ``IMAGEGATE_*`` settings; the name keeps their files
+    apart), started together: each one's gRPC target and pid, by name."""
+    spawned: dict[str, tuple[Path, subprocess.Popen[bytes]]] = {}
+    try:
+        for name, extra in envs.items():
+            port_file = workdir / f"{name}.port"
+            await asyncio.to_thread(port_file.unlink, missing_ok=True)
+            env = dict(
+                _clean_env(),
+                IMAGEGATE_OPENAI_API_KEY=API_KEY,
+                IMAGEGATE_OPENAI_BASE_URL=emulator_url,
+                IMAGEGATE_SHUTDOWN_GRACE_S="0",
+                **extra,
+            )
+            argv = ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
+            spawned[name] = port_file, _spawn(argv, workdir / f"{name}.log", env)
+        ports = await asyncio.gather(
+            *(_wait_for(port_file, _PORT, proc) for port_file, proc in spawned.values())
+        )
+        yield {
+            name: (f"127.0.0.1:{port}", proc.pid)
+            for (name, (_, proc)), port in zip(spawned.items(), ports, strict=True)
+        }
+    finally:
+        for _, proc in spawned.values():
+            await asyncio.to_thread(_stop, proc)
+
+
+@contextlib.asynccontextmanager
 async def running_stack(config: StackConfig, workdir: Path) -> AsyncIterator[Stack]:
     """Start the emulator, then the gateway pointed at it; stop both on exit."""
-    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEGATE_")}
-    emulator_argv = ["emulator", "--host", "127.0.0.1", "--port", "0", "--api-key", API_KEY]
-    emulator_argv += ["--latency-ms", str(config.latency_ms)]
-    if config.cached_renders:
-        emulator_argv.append("--cached-renders")
-    emulator_log = workdir / "emulator.log"
-    emulator = _spawn(emulator_argv, emulator_log, env)
-    gateway: subprocess.Popen[bytes] | None = None
+    async with (
+        running_emulator(config, workdir) as (url, emulator_pid),
+        running_gateways(url, {"gateway": config.gateway_env}, workdir) as gateways,
+    ):
+        target, gateway_pid = gateways["gateway"]
+        yield Stack(url, target, gateway_pid, emulator_pid)
+
+
+def _clean_env() -> dict[str, str]:
+    """This process's environment without any ``IMAGEGATE_*`` setting of its own."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("IMAGEGATE_")}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far, all its threads (from
+    /proc/PID/stat; 0.0 if it is gone). Kernel clock ticks: 10 ms each, usually."""
     try:
-        url = await _wait_for(emulator_log, _LISTENING, emulator)
-        port_file = workdir / "gateway.port"
-        port_file.unlink(missing_ok=True)
-        gateway_env = dict(
-            env,
-            IMAGEGATE_OPENAI_API_KEY=API_KEY,
-            IMAGEGATE_OPENAI_BASE_URL=url,
-            IMAGEGATE_SHUTDOWN_GRACE_S="0",
-            **config.gateway_env,
-        )
-        gateway_argv = ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file"]
-        gateway = _spawn([*gateway_argv, str(port_file)], workdir / "gateway.log", gateway_env)
-        port = await _wait_for(port_file, re.compile(r"(\d+)"), gateway)
-        yield Stack(url, f"127.0.0.1:{port}", gateway.pid, emulator.pid)
-    finally:
-        if gateway is not None:
-            await asyncio.to_thread(_stop, gateway)
-        await asyncio.to_thread(_stop, emulator)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # Fields after the command name (which may hold spaces), from field 3 (state) on:
+    # utime and stime are fields 14 and 15.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_bytes(pid: int) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 from imagegate_server.bench import chart, report
 from imagegate_server.bench.child import raise_fd_limit
 from imagegate_server.bench.model import Context, ScenarioResult
-from imagegate_server.bench.scenarios import capacity, overhead, results, uploads
+from imagegate_server.bench.scenarios import capacity, overhead, results, tenancy, uploads
 
 Scenario = Callable[[Context], Awaitable[ScenarioResult]]
 SCENARIOS: dict[str, Scenario] = {
@@ -18,7 +18,11 @@ SCENARIOS: dict[str, Scenario] = {
     capacity.NAME: capacity.run,
     uploads.NAME: uploads.run,
     results.NAME: results.run,
+    tenancy.NAME: tenancy.run,
 }
+# What a scenario needs from the machine, checked before any scenario starts (raises
+# BenchUnavailable saying what to install).
+PREFLIGHTS: dict[str, Callable[[], None]] = {tenancy.NAME: tenancy.preflight}
 
 
 async def run_all(names: list[str], tiny: bool, workdir: Path) -> list[ScenarioResult]:
@@ -30,7 +34,13 @@ async def run_all(names: list[str], tiny: bool, workdir: Path) -> list[ScenarioR
 
 
 def run(names: list[str], tiny: bool, out: Path) -> list[ScenarioResult]:
-    """Run, print the table, write results.md, results.json and chart.png into ``out``."""
+    """Run, print the table, write results.md, results.json and chart.png into ``out``.
+
+    Raises :class:`BenchUnavailable` before running anything when a chosen scenario
+    cannot run on this machine.
+    """
+    for name in names:
+        PREFLIGHTS.get(name, _nothing)()
     # This process holds the client side of every connection (10,000 at capacity).
     raise_fd_limit()
     with tempfile.TemporaryDirectory(prefix="imagegate-bench-") as scratch:
@@ -44,3 +54,7 @@ def run(names: list[str], tiny: bool, out: Path) -> list[ScenarioResult]:
     chart.draw_chart(done, out / "chart.png", title)
     print(f"imagegate bench: wrote {out}/results.md, results.json, chart.png")
     return done
+
+
+def _nothing() -> None:
+    return None

@@ -1,1 +1,2 @@
-"""The issue's four scenarios, each ``async def run(ctx: Context) -> ScenarioResult``."""
+"""The benchmark scenarios, each ``async def run(ctx: Context) -> ScenarioResult``: the
+structure issue's four, and tenancy (issue 8)."""

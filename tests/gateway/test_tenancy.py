@@ -4,6 +4,7 @@ the cost every result carries, and the caller's own view of it (QuotaService).""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import grpc
@@ -310,4 +311,15 @@ async def test_get_quota_shows_the_callers_limits_and_what_remains(
     assert list(quota.model_patterns) == ["gpt-image-2*"]
     assert set(quota.operations) == {quota_pb2.OPERATION_GENERATION, quota_pb2.OPERATION_EDIT}
     assert quota.client == "team-a" and quota.price_table
+    await caller.close()
+
+
+async def test_get_quota_is_logged_with_its_client(
+    start_gateway: GatewayFactory, clients: ClientsFile, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    caller = await caller_of(start_gateway, clients)
+    await caller.get_quota()
+    (finished,) = [r for r in caplog.records if r.getMessage() == "rpc finished"]
+    assert (finished.rpc, finished.client) == ("GetQuota", "team-a")  # type: ignore[attr-defined]
     await caller.close()

@@ -10,6 +10,7 @@ from imagegate.v1 import quota_pb2
 
 from imagegate_server.gateway.edge.callers import Authenticator, Caller
 from imagegate_server.gateway.edge.guard import Context, Guard
+from imagegate_server.gateway.edge.rpc import RpcCall
 from imagegate_server.gateway.edge.tenancy import Tenancy
 from imagegate_server.models import Operation
 from imagegate_server.pricing import PriceTable
@@ -36,10 +37,11 @@ class QuotaServicer:
 
     async def get_quota(self, request: Any, context: Context) -> quota_pb2.GetQuotaResponse:
         call = self._guard.begin("GetQuota", context)
-        return await self._guard.unary(call, context, self._quota(context))
+        return await self._guard.unary(call, context, self._quota(context, call))
 
-    async def _quota(self, context: Context) -> quota_pb2.GetQuotaResponse:
+    async def _quota(self, context: Context, call: RpcCall) -> quota_pb2.GetQuotaResponse:
         caller = self._callers.authenticate(context)
+        call.client = caller.client
         status = await self._tenancy.status(caller)
         response = _policy(caller)
         response.price_table = self._prices.version_label

@@ -2,8 +2,10 @@
 when no OpenAI key is configured, the embedded emulator as the upstream.
 
 Operations around it: metrics (one :class:`Metrics` per process, exposed on their
-own port unless a worker supervisor exposes them), an optional plaintext health
-port for kubelet probes, and SO_REUSEPORT only when several workers share a port.
+own port unless a worker supervisor exposes them), traces when the ``OTEL_*``
+variables ask for them (each worker process exports its own), an optional
+plaintext health port for kubelet probes, and SO_REUSEPORT only when several
+workers share a port.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 import secrets
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import grpc
@@ -40,7 +43,11 @@ from imagegate_server.models import replacement_for, retired
 from imagegate_server.pricing import PriceTable, load_price_table
 from imagegate_server.settings import Settings
 from imagegate_server.tls import ServerCertificates
+from imagegate_server.tracing import tracing_from_environment
 from imagegate_server.upstream import RetryPolicy, Upstream, UpstreamConfig
+
+if TYPE_CHECKING:
+    from imagegate_server.tracing.spans import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +73,14 @@ class Gateway:
     """Start with ``await gateway.start()`` (or ``async with``); ``port`` is then bound."""
 
     def __init__(
-        self, settings: Settings, *, shared_emulator: SharedEmulator | None = None
+        self,
+        settings: Settings,
+        *,
+        shared_emulator: SharedEmulator | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        """``tracing``: spans go there (the caller stops it); None: traces as the
+        ``OTEL_*`` variables configure them, if at all (stopped with the gateway)."""
         self.settings = settings
         self.port = 0
         self.health_port = 0
@@ -76,6 +89,8 @@ class Gateway:
         self.metrics = Metrics()
         """Everything this process records; the edge records calls through it."""
         self._shared_emulator = shared_emulator
+        self._tracing = tracing
+        self._own_tracing: Tracing | None = None
         self._upstream: Upstream | None = None
         self._clients: ClientsFile | None = None
         self._limiter: Limiter | None = None
@@ -100,6 +115,8 @@ class Gateway:
         if problem is not None:
             raise StartupError(problem)
         emulated = key is None  # our own emulator, or the supervisor's
+        if self._tracing is None:
+            self._tracing = self._own_tracing = tracing_from_environment()
         key, base_url = await self._choose_upstream(key)
         self._upstream = Upstream(
             UpstreamConfig(
@@ -115,6 +132,7 @@ class Gateway:
                 http2=settings.http2,
             ),
             observer=self.metrics,
+            tracer=self._tracing.upstream if self._tracing is not None else None,
         )
         certificates = ServerCertificates.from_settings(settings)
         self._clients = ClientsFile.from_settings(settings)
@@ -193,6 +211,7 @@ class Gateway:
     ) -> None:
         settings = self.settings
         assert self._upstream is not None and self._limiter is not None
+        tracing = self._tracing
         refuse_retired = settings.refuses_retired_models(emulator=emulated)
         if refuse_retired:
             today = datetime.datetime.now(datetime.UTC).date()
@@ -217,9 +236,13 @@ class Gateway:
             tenancy=tenancy,
             prices=prices,
             metrics=self.metrics,
+            tracer=tracing.rpc_tracer(SERVICE_NAME) if tracing is not None else None,
         )
         add_images_service(servicer.behaviour, server)
-        quota = QuotaServicer(callers, tenancy, prices, Guard(settings.upstream_timeout_s))
+        quota_tracer = tracing.rpc_tracer(QUOTA_SERVICE.full_name) if tracing is not None else None
+        quota = QuotaServicer(
+            callers, tenancy, prices, Guard(settings.upstream_timeout_s, quota_tracer)
+        )
         add_service(server, QUOTA_SERVICE, quota.behaviours())
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -266,6 +289,10 @@ class Gateway:
         if self.emulator is not None:
             await self.emulator.stop()
             self.emulator = None
+        if self._own_tracing is not None:
+            # Last: the drained calls' spans are exported before the process exits.
+            await self._own_tracing.aclose()
+            self._own_tracing = self._tracing = None
 
     async def __aenter__(self) -> Gateway:
         await self.start()

@@ -12,15 +12,18 @@ here knows about gRPC; nothing above it knows about HTTP.
 from imagegate_server.upstream.answers import ImageEvent, ImageEvents, ImagesAnswer, Reply
 from imagegate_server.upstream.client import (
     POOL_SHARD_CONNECTIONS,
+    AttemptSpan,
     Upstream,
     UpstreamConfig,
     UpstreamObserver,
+    UpstreamTracer,
 )
 from imagegate_server.upstream.request import FileRole, ImagesRequest, UploadFile
 from imagegate_server.upstream.retry import RetryPolicy
 
 __all__ = [
     "POOL_SHARD_CONNECTIONS",
+    "AttemptSpan",
     "FileRole",
     "ImageEvent",
     "ImageEvents",
@@ -32,4 +35,5 @@ __all__ = [
     "Upstream",
     "UpstreamConfig",
     "UpstreamObserver",
+    "UpstreamTracer",
 ]

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from imagegate_server import __version__
 from imagegate_server.errors import (
+    UpstreamError,
     UpstreamFailure,
     UpstreamProtocolError,
     UpstreamTimeout,
@@ -76,16 +77,70 @@ class _Unobserved:
         pass
 
 
+class AttemptSpan(Protocol):
+    """The span of one HTTP attempt (traces observe; they never steer)."""
+
+    def headers(self) -> dict[str, str]:
+        """Trace context to send with the attempt (W3C ``traceparent``)."""
+
+    def answered(self, status: int, request_id: str | None) -> None:
+        """The upstream answered with ``status`` (and its ``x-request-id``)."""
+
+    def failed(self, cause: str) -> None:
+        """The attempt failed without an answer, or its answer broke off: ``connect_error``,
+        ``timeout``, ``reset``, ``protocol_error``, ``stream_error`` or ``cancelled``."""
+
+    def end(self) -> None:
+        """The attempt is over (its answer read or abandoned); called once."""
+
+
+class UpstreamTracer(Protocol):
+    """Starts a span per HTTP attempt (:mod:`imagegate_server.tracing` implements it)."""
+
+    def attempt(self, operation: str, model: str, url: str, resend_count: int) -> AttemptSpan:
+        """``operation``: ``generation``, ``edit`` or ``variation``; ``url``: what is
+        POSTed to; ``resend_count``: 0 for the first attempt, 1 for the first retry..."""
+
+
+class _Untraced:
+    def attempt(self, operation: str, model: str, url: str, resend_count: int) -> AttemptSpan:
+        return _NO_SPAN
+
+
+class _NoSpan:
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def answered(self, status: int, request_id: str | None) -> None:
+        pass
+
+    def failed(self, cause: str) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+_NO_SPAN = _NoSpan()
+
+
 class Upstream:
-    def __init__(self, config: UpstreamConfig, observer: UpstreamObserver | None = None) -> None:
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        observer: UpstreamObserver | None = None,
+        tracer: UpstreamTracer | None = None,
+    ) -> None:
         self._config = config
         self._observer = observer or _Unobserved()
+        self._tracer = tracer or _Untraced()
+        self._base_url = config.base_url.rstrip("/") + "/"
         self._errors = ErrorDecoder([config.api_key.get_secret_value()])
         shards = max(1, -(-config.max_connections // POOL_SHARD_CONNECTIONS))
         per_shard = -(-config.max_connections // shards)
         self._clients = [
             httpx.AsyncClient(
-                base_url=config.base_url.rstrip("/") + "/",
+                base_url=self._base_url,
                 limits=httpx.Limits(
                     max_connections=per_shard,
                     max_keepalive_connections=per_shard,
@@ -110,15 +165,21 @@ class Upstream:
         Errors raise :class:`UpstreamFailure` subclasses, classified. Leaving the
         block closes the response (and so aborts a stream still running).
         """
-        response = await self._send(request, deadline)
+        response, span = await self._send(request, deadline)
         request_id = response.headers.get("x-request-id")
         try:
             if request.stream:
                 yield ImageEvents(self._events(response, request_id), request_id)
             else:
                 yield await self._answer(response, request_id, deadline)
+        except BaseException as exc:
+            cause = _broken_off(exc)
+            if cause is not None:
+                span.failed(cause)
+            raise
         finally:
             await response.aclose()
+            span.end()
 
     async def _answer(
         self, response: httpx.Response, request_id: str | None, deadline: float
@@ -158,11 +219,15 @@ class Upstream:
                 "the upstream stream broke", request_id, may_have_billed=True
             ) from None
 
-    async def _send(self, request: ImagesRequest, deadline: float) -> httpx.Response:
-        """Send with retries; return a response with status < 400, body unread."""
+    async def _send(
+        self, request: ImagesRequest, deadline: float
+    ) -> tuple[httpx.Response, AttemptSpan]:
+        """Send with retries; return a response with status < 400, body unread, and
+        the span of its attempt (to end once the response is done with)."""
         loop = asyncio.get_running_loop()
         policy = self._config.retry
         model = str(request.params.get("model", ""))
+        url = self._base_url + wire.path_of(request)
         attempt = 0
         while True:
             attempt += 1
@@ -170,42 +235,64 @@ class Upstream:
             if remaining <= 0:
                 raise UpstreamTimeout("the deadline passed before the upstream answered")
             began = loop.time()
+            span = self._tracer.attempt(request.operation.value, model, url, attempt - 1)
+            handed_over = False  # the span goes with the response, to end with it
             try:
-                response = await self._attempt(request, remaining)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
-                self._observer.upstream_request(model, "connect_error", loop.time() - began)
-                # Nothing reached OpenAI: safe to retry. A connect or pool wait cut
-                # short by our own deadline is that deadline passing; one that ran
-                # out of its own (connect) time is an upstream that cannot be reached.
-                if deadline - loop.time() < _DEADLINE_SLACK_S:
-                    raise UpstreamTimeout("no upstream connection before the deadline") from None
-                failure: UpstreamFailure = UpstreamUnreachable("could not connect to the upstream")
-                delay, cause = policy.backoff(attempt), "connect"
-            except httpx.TimeoutException:
-                self._observer.upstream_request(model, "timeout", loop.time() - began)
-                raise UpstreamTimeout(
-                    "the upstream did not answer in time", may_have_billed=True
-                ) from None
-            except httpx.TransportError:
-                self._observer.upstream_request(model, "reset", loop.time() - began)
-                # The body may have reached the model: retrying could bill twice.
-                raise UpstreamUnreachable(
-                    "the upstream connection broke", may_have_billed=True
-                ) from None
-            else:
-                self._observer.upstream_request(model, response.status_code, loop.time() - began)
-                if response.status_code < 400:
-                    return response
-                error = await self._errors.from_response(response)
-                if not is_retryable_response(response, error.code):
-                    raise error
-                if error.retry_after_s is not None and error.retry_after_s > policy.backoff_max_s:
-                    raise error  # OpenAI asks for a longer wait than we may spend
-                failure = error
-                delay = (
-                    policy.backoff(attempt) if error.retry_after_s is None else error.retry_after_s
-                )
-                cause = "rate_limited" if response.status_code == 429 else "should_retry"
+                try:
+                    response = await self._attempt(request, remaining, span.headers())
+                except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
+                    self._attempted(span, model, "connect_error", began)
+                    # Nothing reached OpenAI: safe to retry. A connect or pool wait cut
+                    # short by our own deadline is that deadline passing; one that ran
+                    # out of its own (connect) time is an upstream that cannot be reached.
+                    if deadline - loop.time() < _DEADLINE_SLACK_S:
+                        raise UpstreamTimeout(
+                            "no upstream connection before the deadline"
+                        ) from None
+                    failure: UpstreamFailure = UpstreamUnreachable(
+                        "could not connect to the upstream"
+                    )
+                    delay, cause = policy.backoff(attempt), "connect"
+                except httpx.TimeoutException:
+                    self._attempted(span, model, "timeout", began)
+                    raise UpstreamTimeout(
+                        "the upstream did not answer in time", may_have_billed=True
+                    ) from None
+                except httpx.TransportError:
+                    self._attempted(span, model, "reset", began)
+                    # The body may have reached the model: retrying could bill twice.
+                    raise UpstreamUnreachable(
+                        "the upstream connection broke", may_have_billed=True
+                    ) from None
+                except asyncio.CancelledError:
+                    span.failed("cancelled")
+                    raise
+                else:
+                    self._observer.upstream_request(
+                        model, response.status_code, loop.time() - began
+                    )
+                    span.answered(response.status_code, response.headers.get("x-request-id"))
+                    if response.status_code < 400:
+                        handed_over = True
+                        return response, span
+                    error = await self._errors.from_response(response)
+                    if not is_retryable_response(response, error.code):
+                        raise error
+                    if (
+                        error.retry_after_s is not None
+                        and error.retry_after_s > policy.backoff_max_s
+                    ):
+                        raise error  # OpenAI asks for a longer wait than we may spend
+                    failure = error
+                    delay = (
+                        policy.backoff(attempt)
+                        if error.retry_after_s is None
+                        else error.retry_after_s
+                    )
+                    cause = "rate_limited" if response.status_code == 429 else "should_retry"
+            finally:
+                if not handed_over:
+                    span.end()
             if attempt > policy.max_retries or loop.time() + delay >= deadline:
                 raise failure
             self._observer.upstream_retry(cause)
@@ -219,10 +306,17 @@ class Upstream:
             )
             await asyncio.sleep(delay)
 
-    async def _attempt(self, request: ImagesRequest, remaining: float) -> httpx.Response:
+    def _attempted(self, span: AttemptSpan, model: str, failure: str, began: float) -> None:
+        """An attempt failed without an HTTP answer: count it and say so on its span."""
+        self._observer.upstream_request(model, failure, asyncio.get_running_loop().time() - began)
+        span.failed(failure)
+
+    async def _attempt(
+        self, request: ImagesRequest, remaining: float, trace_headers: dict[str, str]
+    ) -> httpx.Response:
         config = self._config
         client = next(self._next)
-        headers = {"authorization": f"Bearer {config.api_key.get_secret_value()}"}
+        headers = {**trace_headers, "authorization": f"Bearer {config.api_key.get_secret_value()}"}
         if config.organization:
             headers["openai-organization"] = config.organization
         if config.project:
@@ -242,3 +336,19 @@ class Upstream:
                 timeout=timeout,
             )
         return await client.send(built, stream=True)
+
+
+def _broken_off(exc: BaseException) -> str | None:
+    """How an answer that had begun broke off, for its attempt's span; None for an
+    exception that is not about the HTTP exchange (the caller's own handling)."""
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return "cancelled"
+    if isinstance(exc, UpstreamTimeout):
+        return "timeout"
+    if isinstance(exc, UpstreamUnreachable):
+        return "reset"
+    if isinstance(exc, UpstreamProtocolError):
+        return "protocol_error"
+    if isinstance(exc, UpstreamError):
+        return "stream_error"  # an error event in a stream that began well
+    return None

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import grpc
 
 from imagegate_server.errors import ImagegateError, UpstreamFailure, UpstreamTimeout
-from imagegate_server.gateway.edge.rpc import RpcCall
+from imagegate_server.gateway.edge.rpc import RpcCall, RpcTracer
 from imagegate_server.gateway.edge.status import INTERNAL, RpcFailure, failure
 from imagegate_server.metrics import RpcMetrics
 
@@ -28,8 +28,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class Guard:
-    def __init__(self, upstream_timeout_s: float) -> None:
+    def __init__(self, upstream_timeout_s: float, tracer: RpcTracer | None = None) -> None:
         self._upstream_timeout_s = upstream_timeout_s
+        self._tracer = tracer
 
     def begin(self, rpc: str, context: Context, metrics: RpcMetrics | None = None) -> RpcCall:
         limit = self._upstream_timeout_s
@@ -37,7 +38,7 @@ class Guard:
         if remaining is not None:
             limit = min(limit, remaining)
         deadline = asyncio.get_running_loop().time() + limit
-        return RpcCall.begin(rpc, deadline, context, metrics)
+        return RpcCall.begin(rpc, deadline, context, metrics, self._tracer)
 
     async def unary(self, call: RpcCall, context: Context, work: Awaitable[T]) -> T:
         try:

@@ -1,5 +1,5 @@
 """One RPC's bookkeeping: its request id, the upstream's, its deadline, its caller,
-what it produced and cost, its log line and its gRPC metrics.
+what it produced and cost, its log line, its gRPC metrics and its span.
 
 Every call gets a request id (the caller's ``x-request-id`` when it is a short
 token, else a fresh one), returned in trailing metadata and written to the
@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -30,6 +30,23 @@ REQUEST_ID = "x-request-id"
 _SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}")
 
 Trailers = tuple[tuple[str, str | bytes], ...]
+Metadata = Iterable[tuple[str, str | bytes]]
+
+
+class CallSpan(Protocol):
+    """A call's span (traces observe; they never steer)."""
+
+    def end(self, code: str, call: RpcCall) -> None:
+        """The call ended with status ``code``; ``call`` says what it produced."""
+
+
+class RpcTracer(Protocol):
+    """Starts the span of each call of one gRPC service
+    (:mod:`imagegate_server.tracing` implements it)."""
+
+    def begin(self, method: str, metadata: Metadata | None) -> CallSpan:
+        """``method``: the RPC's name (``CreateImage``); ``metadata``: the caller's,
+        whose ``traceparent`` the span continues."""
 
 
 def _caller_request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
@@ -51,6 +68,14 @@ class RpcCall:
     """The authenticated caller, once known."""
     images: int = 0
     cost_micros: int | None = None
+    model: str | None = None
+    """The model the call asks for, once its parameters are read."""
+    requested_images: int | None = None
+    """The call's ``n``, once its parameters are read."""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    """Token usage of the result, when OpenAI reported it."""
+    span: CallSpan | None = None
     started: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -60,10 +85,13 @@ class RpcCall:
         deadline: float,
         context: grpc.aio.ServicerContext[Any, Any],
         metrics: RpcMetrics | None = None,
+        tracer: RpcTracer | None = None,
     ) -> RpcCall:
         call = cls(rpc, deadline, _caller_request_id(context) or uuid.uuid4().hex, metrics)
         if metrics is not None:
             metrics.started()
+        if tracer is not None:
+            call.span = tracer.begin(rpc, context.invocation_metadata())
         return call
 
     def upstream_answered(self, request_id: str | None) -> None:
@@ -93,6 +121,8 @@ class RpcCall:
         seconds = time.monotonic() - self.started
         if self.metrics is not None:
             self.metrics.handled(code, seconds)
+        if self.span is not None:
+            self.span.end(code, self)
         extra: dict[str, object] = {
             "rpc": self.rpc,
             "code": code,

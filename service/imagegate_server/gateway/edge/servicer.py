@@ -27,7 +27,7 @@ from imagegate.v1 import params_pb2, results_pb2
 from imagegate_server.errors import InvalidRequest, LimitRefused, ResultTooLarge
 from imagegate_server.gateway.edge.callers import ANONYMOUS, Authenticator, Caller
 from imagegate_server.gateway.edge.guard import Context, Guard
-from imagegate_server.gateway.edge.rpc import RpcCall
+from imagegate_server.gateway.edge.rpc import RpcCall, RpcTracer
 from imagegate_server.gateway.edge.tenancy import Charge, Tenancy
 from imagegate_server.gateway.edge.wire import Malformed, Rpc
 from imagegate_server.gateway.mapping.cost import price
@@ -68,6 +68,7 @@ class ImagesServicer:
         tenancy: Tenancy,
         prices: PriceTable,
         metrics: Metrics,
+        tracer: RpcTracer | None = None,
     ) -> None:
         self._upstream = upstream
         self._settings = settings
@@ -76,7 +77,7 @@ class ImagesServicer:
         self._tenancy = tenancy
         self._prices = prices
         self._metrics = metrics
-        self._guard = Guard(settings.upstream_timeout_s)
+        self._guard = Guard(settings.upstream_timeout_s, tracer)
 
     def behaviour(self, rpc: Rpc) -> Callable[..., Any]:
         """The gRPC handler function of ``rpc``."""
@@ -147,6 +148,7 @@ class ImagesServicer:
         call.client = caller.client
         parameters, chunks = await _parameters(rpc, request, call)
         draft = self._requests.start(rpc.operation, parameters, streaming=rpc.streams)
+        call.model, call.requested_images = draft.model, draft.n
         try:
             self._tenancy.check(caller, draft)
             if caller.policy.stamp_identity and caller.client != ANONYMOUS:
@@ -195,6 +197,9 @@ class ImagesServicer:
             admitted.charge.cost_micros = cost
         call.cost_micros = cost
         call.images = len(result.images)
+        if result.HasField("usage"):
+            call.input_tokens = result.usage.input_tokens
+            call.output_tokens = result.usage.output_tokens
         operation = rpc.operation.value
         self._metrics.images(draft.model, operation, len(result.images))
         if not rpc.streams:  # a stream counts its slices as they go

@@ -1,0 +1,44 @@
+"""OpenTelemetry traces: a SERVER span per RPC, a CLIENT span per upstream attempt.
+
+Off unless the standard variables ask for it (``OTEL_EXPORTER_OTLP_ENDPOINT``,
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or ``OTEL_TRACES_EXPORTER``; see
+:mod:`imagegate_server.tracing.config`). Nothing of OpenTelemetry is imported until
+then: this package's ``__init__`` and ``config`` import none of it, so a gateway
+without traces (and ``imagegate --help``) pays nothing.
+
+The stages define their own seams and know nothing of OpenTelemetry: the edge's
+:class:`~imagegate_server.gateway.edge.rpc.RpcTracer` (one span per call, ended
+with the call's status and what it produced) and the upstream's
+:class:`~imagegate_server.upstream.client.UpstreamTracer` (one span per HTTP
+attempt, whose trace context goes out in the request's ``traceparent`` header).
+:class:`~imagegate_server.tracing.spans.Tracing` implements both.
+
+Public API: :func:`tracing_from_environment`, :class:`TraceSettings`; the
+``Tracing`` type itself lives in :mod:`imagegate_server.tracing.spans` (import it
+only where traces are on, or under ``TYPE_CHECKING``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from imagegate_server.tracing.config import TraceSettings
+
+if TYPE_CHECKING:
+    from imagegate_server.tracing.spans import Tracing
+
+
+def tracing_from_environment(settings: TraceSettings | None = None) -> Tracing | None:
+    """The process's tracing as the ``OTEL_*`` variables configure it, or None when
+    they leave it off. Raises :class:`~imagegate_server.errors.StartupError` for a
+    configuration it cannot honour (one line, naming the variable)."""
+    settings = settings if settings is not None else TraceSettings.from_environment()
+    exporters = settings.exporters()
+    if not exporters:
+        return None
+    from imagegate_server.tracing.spans import Tracing  # OpenTelemetry, only now
+
+    return Tracing.exporting(settings, exporters)
+
+
+__all__ = ["TraceSettings", "tracing_from_environment"]

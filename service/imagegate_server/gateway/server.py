@@ -241,7 +241,11 @@ class Gateway:
         add_images_service(servicer.behaviour, server)
         quota_tracer = tracing.rpc_tracer(QUOTA_SERVICE.full_name) if tracing is not None else None
         quota = QuotaServicer(
-            callers, tenancy, prices, Guard(settings.upstream_timeout_s, quota_tracer)
+            callers,
+            tenancy,
+            prices,
+            Guard(settings.upstream_timeout_s, quota_tracer),
+            self.metrics.rpc("GetQuota", QUOTA_SERVICE),
         )
         add_service(server, QUOTA_SERVICE, quota.behaviours())
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)

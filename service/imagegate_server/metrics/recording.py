@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from imagegate.v1 import images_service_pb2
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
@@ -241,21 +242,23 @@ class Metrics:
 
     # -- gRPC ----------------------------------------------------------------------
 
-    def rpc(self, method: str) -> RpcMetrics:
-        """The metrics of an ImagesService method, by name (``"CreateImageEdit"``).
+    def rpc(self, method: str, service: ServiceDescriptor = SERVICE) -> RpcMetrics:
+        """The metrics of a method, by name (``"CreateImageEdit"``), of ImagesService
+        or another of our services (QuotaService).
 
         Raises ``KeyError`` for a name the service does not have (a programming error).
         """
-        found = self._methods.get(method)
+        key = f"{service.full_name}/{method}"
+        found = self._methods.get(key)
         if found is None:
-            descriptor = SERVICE.methods_by_name[method]
+            descriptor = service.methods_by_name[method]
             values = (
-                SERVICE.full_name,
+                service.full_name,
                 method,
                 _GRPC_TYPES[descriptor.client_streaming, descriptor.server_streaming],
             )
             handled = self._rpc_handled
-            found = self._methods[method] = RpcMetrics(
+            found = self._methods[key] = RpcMetrics(
                 self._rpc_started.labels(*values),
                 self._rpc_received.labels(*values),
                 self._rpc_sent.labels(*values),

@@ -12,6 +12,7 @@ from imagegate_server.gateway.edge.callers import Authenticator, Caller
 from imagegate_server.gateway.edge.guard import Context, Guard
 from imagegate_server.gateway.edge.rpc import RpcCall
 from imagegate_server.gateway.edge.tenancy import Tenancy
+from imagegate_server.metrics import RpcMetrics
 from imagegate_server.models import Operation
 from imagegate_server.pricing import PriceTable
 
@@ -25,19 +26,28 @@ _OPERATIONS = {
 
 class QuotaServicer:
     def __init__(
-        self, callers: Authenticator, tenancy: Tenancy, prices: PriceTable, guard: Guard
+        self,
+        callers: Authenticator,
+        tenancy: Tenancy,
+        prices: PriceTable,
+        guard: Guard,
+        metrics: RpcMetrics | None = None,
     ) -> None:
         self._callers = callers
         self._tenancy = tenancy
         self._prices = prices
         self._guard = guard
+        self._metrics = metrics
 
     def behaviours(self) -> dict[str, Callable[..., Any]]:
         return {"GetQuota": self.get_quota}
 
     async def get_quota(self, request: Any, context: Context) -> quota_pb2.GetQuotaResponse:
-        call = self._guard.begin("GetQuota", context)
-        return await self._guard.unary(call, context, self._quota(context, call))
+        call = self._guard.begin("GetQuota", context, self._metrics)
+        call.received()
+        response = await self._guard.unary(call, context, self._quota(context, call))
+        call.sent()
+        return response
 
     async def _quota(self, context: Context, call: RpcCall) -> quota_pb2.GetQuotaResponse:
         caller = self._callers.authenticate(context)

@@ -144,6 +144,8 @@ class ImagesServicer:
     ) -> AsyncIterator[Admitted]:
         """Authenticate, judge and admit the call, receive its uploads; settle its
         cost however the block ends."""
+        if not rpc.uploads:
+            call.received()  # gRPC read it before the call began, whoever sent it
         caller = self._callers.authenticate(context)
         call.client = caller.client
         parameters, chunks = await _parameters(rpc, request, call)
@@ -221,7 +223,6 @@ async def _parameters(rpc: Rpc, request: Any, call: RpcCall) -> tuple[Message, C
     """The call's parameters message, and the file chunks that follow it (if any)."""
     if rpc.uploads:
         return await receive(_each_parsed(request, call))
-    call.received()
     if isinstance(request, Malformed):
         raise _malformed("request")
     return request.parameters, _no_chunks()

@@ -51,6 +51,15 @@ def test_every_scenario_runs_tiny_and_reports_without_errors(tmp_path: Path) -> 
     assert any("CPU per call" in target for target in targets)
     assert any("p50 latency" in target and "concurrency 1" in target for target in targets)
 
+    # The cost of metrics and traces: each case against plain, and spans really exported.
+    observability = {row["case"]: row for row in scenarios["observability"]["rows"]}
+    assert {"plain", "metrics", "metrics+traces"} <= set(observability)
+    for case in ("metrics", "metrics+traces"):
+        assert {"cpu_ratio", "p50_ratio"} <= set(observability[case]["extra"]), case
+    (note,) = scenarios["observability"]["notes"]
+    exported = int(note.split(" spans reached the OTLP receiver")[0].rsplit(" ", 1)[1])
+    assert exported >= 2 * observability["metrics+traces"]["calls"]
+
 
 def test_the_tenancy_scenario_says_what_to_install_without_redis_server(tmp_path: Path) -> None:
     empty = tmp_path / "bin"  # a PATH on which no redis-server can be found

@@ -9,7 +9,7 @@ from typing import Any
 
 # Spelled out (and checked against the runner's table by the tiny test) so that
 # ``imagegate --help`` does not import grpc clients and Pillow.
-SCENARIOS = ("overhead", "capacity", "uploads", "results", "tenancy")
+SCENARIOS = ("overhead", "capacity", "uploads", "results", "tenancy", "observability")
 
 
 def register(subparsers: Any) -> None:

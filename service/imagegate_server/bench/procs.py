@@ -135,6 +135,15 @@ async def running_gateways(
 
 
 @contextlib.asynccontextmanager
+async def running_gateway(
+    emulator_url: str, extra_env: dict[str, str], workdir: Path, name: str = "gateway"
+) -> AsyncIterator[tuple[str, int]]:
+    """One gateway of :func:`running_gateways`: its gRPC target and pid."""
+    async with running_gateways(emulator_url, {name: extra_env}, workdir) as gateways:
+        yield gateways[name]
+
+
+@contextlib.asynccontextmanager
 async def running_stack(config: StackConfig, workdir: Path) -> AsyncIterator[Stack]:
     """Start the emulator, then the gateway pointed at it; stop both on exit."""
     async with (
@@ -146,8 +155,8 @@ async def running_stack(config: StackConfig, workdir: Path) -> AsyncIterator[Sta
 
 
 def _clean_env() -> dict[str, str]:
-    """This process's environment without any ``IMAGEGATE_*`` setting of its own."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("IMAGEGATE_")}
+    """This process's environment without any imagegate or OpenTelemetry setting."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEGATE_", "OTEL_"))}
 
 
 def cpu_seconds(pid: int) -> float:

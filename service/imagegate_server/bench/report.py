@@ -41,7 +41,10 @@ def machine() -> dict[str, Any]:
 
 
 def _extra(row: Row) -> str:
-    return ", ".join(f"{k}={v:.1f}" for k, v in row.extra.items())
+    # Ratios and small per-call costs need their second decimal.
+    return ", ".join(
+        f"{k}={v:.2f}" if abs(v) < 10 else f"{k}={v:.1f}" for k, v in row.extra.items()
+    )
 
 
 def _cells(row: Row) -> list[str]:

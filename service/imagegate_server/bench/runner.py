@@ -10,7 +10,14 @@ from pathlib import Path
 from imagegate_server.bench import chart, report
 from imagegate_server.bench.child import raise_fd_limit
 from imagegate_server.bench.model import Context, ScenarioResult
-from imagegate_server.bench.scenarios import capacity, overhead, results, tenancy, uploads
+from imagegate_server.bench.scenarios import (
+    capacity,
+    observability,
+    overhead,
+    results,
+    tenancy,
+    uploads,
+)
 
 Scenario = Callable[[Context], Awaitable[ScenarioResult]]
 SCENARIOS: dict[str, Scenario] = {
@@ -19,6 +26,7 @@ SCENARIOS: dict[str, Scenario] = {
     uploads.NAME: uploads.run,
     results.NAME: results.run,
     tenancy.NAME: tenancy.run,
+    observability.NAME: observability.run,
 }
 # What a scenario needs from the machine, checked before any scenario starts (raises
 # BenchUnavailable saying what to install).

@@ -156,3 +156,12 @@ async def test_serve_exports_its_spans_over_otlp_and_flushes_them_on_sigterm(
     assert server_span.resource["deployment.environment.name"] == "test"
     assert attempt.parent_span_id == server_span.span_id
     assert attempt.trace_id == server_span.trace_id
+
+
+def test_serve_refuses_an_exporter_it_lacks_in_one_line(tmp_path: Path) -> None:
+    env = clean_env(OTEL_TRACES_EXPORTER="zipkin")
+    with serve(["--port", "0"], env, tmp_path) as server:
+        assert server.wait() == 1
+    problems = [line for line in server.lines if line.startswith("imagegate serve:")]
+    assert len(problems) == 1 and "OTEL_TRACES_EXPORTER" in problems[0], server.lines
+    assert not any("Traceback" in line for line in server.lines)

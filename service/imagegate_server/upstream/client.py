@@ -138,25 +138,36 @@ class Upstream:
         self._errors = ErrorDecoder([config.api_key.get_secret_value()])
         shards = max(1, -(-config.max_connections // POOL_SHARD_CONNECTIONS))
         per_shard = -(-config.max_connections // shards)
-        self._clients = [
-            httpx.AsyncClient(
-                base_url=self._base_url,
+        # Transports, not httpx.AsyncClient: a client adds auth flows, redirect
+        # handling, cookie extraction and URL merging to every request, none of which
+        # an API call needs, at a measurable share of the gateway's CPU per call.
+        self._transports = [
+            httpx.AsyncHTTPTransport(
                 limits=httpx.Limits(
                     max_connections=per_shard,
                     max_keepalive_connections=per_shard,
                     keepalive_expiry=30.0,
                 ),
                 http2=config.http2,
-                headers={"user-agent": f"imagegate/{__version__}"},
-                follow_redirects=False,
             )
             for _ in range(shards)
         ]
-        self._next = itertools.cycle(self._clients)
+        self._next = itertools.cycle(self._transports)
+        self._urls = {op: httpx.URL(self._base_url + path) for op, path in wire.PATHS.items()}
+        headers = {
+            "user-agent": f"imagegate/{__version__}",
+            "accept": "application/json",
+            "authorization": f"Bearer {config.api_key.get_secret_value()}",
+        }
+        if config.organization:
+            headers["openai-organization"] = config.organization
+        if config.project:
+            headers["openai-project"] = config.project
+        self._headers = headers
 
     async def aclose(self) -> None:
-        for client in self._clients:
-            await client.aclose()
+        for transport in self._transports:
+            await transport.aclose()
 
     @asynccontextmanager
     async def send(self, request: ImagesRequest, deadline: float) -> AsyncIterator[Reply]:
@@ -314,28 +325,25 @@ class Upstream:
     async def _attempt(
         self, request: ImagesRequest, remaining: float, trace_headers: dict[str, str]
     ) -> httpx.Response:
-        config = self._config
-        client = next(self._next)
-        headers = {**trace_headers, "authorization": f"Bearer {config.api_key.get_secret_value()}"}
-        if config.organization:
-            headers["openai-organization"] = config.organization
-        if config.project:
-            headers["openai-project"] = config.project
-        timeout = httpx.Timeout(remaining, connect=min(config.connect_timeout_s, remaining))
-        path = wire.path_of(request)
+        timeout = httpx.Timeout(remaining, connect=min(self._config.connect_timeout_s, remaining))
+        headers = {**self._headers, **trace_headers} if trace_headers else self._headers
+        url = self._urls[request.operation]
+        extensions = {"timeout": timeout.as_dict()}
         body = wire.json_body(request)
         if body is not None:
-            built = client.build_request("POST", path, json=body, headers=headers, timeout=timeout)
+            built = httpx.Request("POST", url, json=body, headers=headers, extensions=extensions)
         else:
-            built = client.build_request(
+            built = httpx.Request(
                 "POST",
-                path,
+                url,
                 data=wire.form_fields(request),
                 files=wire.file_parts(request.files),
                 headers=headers,
-                timeout=timeout,
+                extensions=extensions,
             )
-        return await client.send(built, stream=True)
+        response = await next(self._next).handle_async_request(built)
+        response.request = built
+        return response
 
 
 def _broken_off(exc: BaseException) -> str | None:

@@ -34,3 +34,11 @@ def openai_spec() -> dict[str, Any]:
             handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         )
     return spec
+
+
+if os.environ.get("IMAGEGATE_TEST_EVENT_LOOP") == "uvloop":
+    # CI runs the gateway's tests on uvloop too, since serve runs on it when installed.
+    import uvloop
+
+    def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
+        return {"uvloop": uvloop.new_event_loop}

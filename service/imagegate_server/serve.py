@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagegate_server import logs
+from imagegate_server import eventloop, logs
 from imagegate_server.errors import StartupError
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
             supervisor = Supervisor(settings, worker_count(settings.workers), args.port_file)
             return asyncio.run(supervisor.run())
-        return asyncio.run(_serve(settings, args.port_file))
+        return eventloop.run(_serve(settings, args.port_file), settings.event_loop)
     except StartupError as exc:
         # The gateway has released what it opened; the operator needs one line.
         print(f"imagegate serve: {exc}", file=sys.stderr)

@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     so load balancers stop routing here before the server refuses new calls."""
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     """After the notice: new calls are refused, in-flight calls get this long to finish."""
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+    """The event loop of serve and its workers: ``auto`` runs on uvloop when it is
+    installed (less CPU per call), else on asyncio's; ``uvloop`` requires it."""
     log_level: str = "INFO"
     """Python logging level name."""
 

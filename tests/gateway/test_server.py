@@ -62,6 +62,8 @@ async def test_serve_without_a_key_runs_on_the_embedded_emulator(tmp_path: Path)
     first = json.loads(lines[0])
     assert "emulator" in first["msg"] and "no OpenAI key" in first["msg"]
     assert all(json.loads(line) for line in lines)  # every log line is JSON
+    (serving,) = [json.loads(line) for line in lines if json.loads(line)["msg"] == "serving"]
+    assert serving["event_loop"] == "uvloop"  # installed with the server: the default
 
 
 async def _reflected_services(channel: grpc.aio.Channel) -> set[str]:

@@ -167,6 +167,7 @@ class Gateway:
             "authentication": "required" if _auth_required(settings) else "optional",
             "limiter": self._limiter.backend,
             "prices": prices.version_label,
+            "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
         }
         if self.health_port:
             extra["health_address"] = f"{settings.host}:{self.health_port}"

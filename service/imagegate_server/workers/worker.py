@@ -16,7 +16,7 @@ import sys
 
 from pydantic import SecretStr
 
-from imagegate_server import logs
+from imagegate_server import eventloop, logs
 from imagegate_server.errors import StartupError
 from imagegate_server.gateway.server import Gateway, SharedEmulator
 from imagegate_server.serve import serve_gateway
@@ -70,7 +70,8 @@ async def _main() -> int:
 
 def main() -> int:
     try:
-        return asyncio.run(_main())
+        # The supervisor validated the settings; the loop is chosen before the plan.
+        return eventloop.run(_main(), Settings().event_loop)
     except StartupError as exc:
         print(f"imagegate serve: {exc}", file=sys.stderr)
         return 1

@@ -1,12 +1,13 @@
 """What the upstream gives back: a whole ImagesResponse, or its events as they arrive.
 
-Both are decoded JSON objects; their base64 images are left for the gateway's
-mapping stage, which decodes each exactly once, straight into the result.
+Both are decoded: the JSON into objects, and every image from base64 into its raw
+bytes, exactly once, as it arrives (:mod:`.decoding`). The objects keep their
+``b64_json`` keys with empty values, so the images' places stay visible.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,16 +17,19 @@ class ImagesAnswer:
     """A whole ImagesResponse (``created``, ``data``, ``usage``, echoed settings)."""
 
     payload: Mapping[str, Any]
+    images: Sequence[bytes | None]
+    """Each ``data`` item's image, decoded; None for an item with a ``url`` instead."""
     request_id: str | None
 
 
 @dataclass(frozen=True)
 class ImageEvent:
     """One streamed event: a partial image (``partial_image_index``) or a completed one
-    (echoed settings and ``usage``), each with its ``b64_json``."""
+    (echoed settings and ``usage``), and its image, decoded."""
 
     partial: bool
     payload: Mapping[str, Any]
+    image: bytes
 
 
 @dataclass

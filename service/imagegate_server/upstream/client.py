@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 from pydantic import SecretStr
@@ -29,6 +28,7 @@ from imagegate_server.errors import (
 )
 from imagegate_server.upstream import wire
 from imagegate_server.upstream.answers import ImageEvent, ImageEvents, ImagesAnswer, Reply
+from imagegate_server.upstream.decoding import AnswerReader
 from imagegate_server.upstream.errors import ErrorDecoder
 from imagegate_server.upstream.events import image_events
 from imagegate_server.upstream.request import ImagesRequest
@@ -195,9 +195,11 @@ class Upstream:
     async def _answer(
         self, response: httpx.Response, request_id: str | None, deadline: float
     ) -> ImagesAnswer:
+        reader = AnswerReader(request_id)
         try:
             async with asyncio.timeout_at(deadline):
-                content = await response.aread()
+                async for chunk in response.aiter_bytes():
+                    reader.feed(chunk)
         except TimeoutError:
             raise UpstreamTimeout(
                 "the upstream did not finish in time", request_id, may_have_billed=True
@@ -206,13 +208,8 @@ class Upstream:
             raise UpstreamUnreachable(
                 "the upstream connection broke", request_id, may_have_billed=True
             ) from None
-        try:
-            payload = json.loads(content)
-        except ValueError:
-            raise UpstreamProtocolError("the upstream sent invalid JSON", request_id) from None
-        if not isinstance(payload, dict):
-            raise UpstreamProtocolError("the upstream sent unexpected JSON", request_id)
-        return ImagesAnswer(payload, request_id)
+        payload, images = reader.finish()
+        return ImagesAnswer(payload, _aligned(payload, images, request_id), request_id)
 
     async def _events(
         self, response: httpx.Response, request_id: str | None
@@ -344,6 +341,27 @@ class Upstream:
         response = await next(self._next).handle_async_request(built)
         response.request = built
         return response
+
+
+def _aligned(
+    payload: Mapping[str, Any], images: list[bytes], request_id: str | None
+) -> list[bytes | None]:
+    """The decoded images, one per ``data`` item (None for an item with a URL instead)."""
+    data = payload.get("data")
+    items = data if isinstance(data, list) else []
+    streamed = iter(images)
+    aligned: list[bytes | None] = []
+    for item in items:
+        if isinstance(item, dict) and item.get("b64_json") == "":
+            image = next(streamed, None)
+            if image is None:
+                break
+            aligned.append(image)
+        else:
+            aligned.append(None)
+    if len(aligned) != len(items) or next(streamed, None) is not None:
+        raise UpstreamProtocolError("the upstream sent images outside its data", request_id)
+    return aligned
 
 
 def _broken_off(exc: BaseException) -> str | None:

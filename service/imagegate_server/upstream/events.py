@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+
 from imagegate_server.errors import UpstreamProtocolError
 from imagegate_server.upstream.answers import ImageEvent
+from imagegate_server.upstream.decoding import decode_b64
 from imagegate_server.upstream.errors import ErrorDecoder
 from imagegate_server.upstream.sse import ServerSentEvent
 
@@ -23,16 +25,17 @@ async def image_events(
         kind = str(payload.get("type") or event.event)
         if kind == "error" or "error" in payload:
             raise errors.from_event(payload, request_id)
-        if kind.endswith(".partial_image"):
-            yield ImageEvent(partial=True, payload=payload)
-        elif kind.endswith(".completed"):
-            yield ImageEvent(partial=False, payload=payload)
+        partial = kind.endswith(".partial_image")
+        if partial or kind.endswith(".completed"):
+            image = decode_b64(payload.get("b64_json"), request_id)
+            payload["b64_json"] = ""
+            yield ImageEvent(partial=partial, payload=payload, image=image)
 
 
 def _payload(data: str, request_id: str | None) -> dict[str, Any]:
     try:
-        payload = json.loads(data)
-    except ValueError:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
         raise UpstreamProtocolError("the upstream sent an invalid event", request_id) from None
     if not isinstance(payload, dict):
         raise UpstreamProtocolError("the upstream sent an invalid event", request_id)

@@ -19,7 +19,6 @@ from imagegate_server.errors import UpstreamProtocolError
 from imagegate_server.gateway.mapping.cost import set_usage, usage_of
 from imagegate_server.gateway.mapping.results import (
     apply_metadata,
-    decode_image,
     images_result,
     slices,
 )
@@ -31,8 +30,8 @@ StreamItem = results_pb2.ImageChunk | results_pb2.ImagesResult
 
 async def stream_items(reply: Reply, chunk_bytes: int) -> AsyncIterator[StreamItem]:
     if isinstance(reply, ImagesAnswer):
-        result, images = images_result(reply.payload, reply.request_id)
-        for index, data in enumerate(images):
+        result = images_result(reply)
+        for index, data in enumerate(reply.images):
             if data is not None:  # None: a URL result, carried in the result
                 for chunk in slices(data, chunk_bytes, index):
                     yield chunk
@@ -47,8 +46,7 @@ async def _from_events(reply: ImageEvents, chunk_bytes: int) -> AsyncIterator[St
     usages: list[TokenUsage] = []
     finished = 0
     async for event in reply:
-        payload = event.payload
-        data = decode_image(payload.get("b64_json"), reply.request_id)
+        payload, data = event.payload, event.image
         if event.partial:
             partial = payload.get("partial_image_index")
             partial = partial if isinstance(partial, int) and partial >= 0 else 0

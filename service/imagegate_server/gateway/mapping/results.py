@@ -1,12 +1,11 @@
 """OpenAI's ImagesResponse -> ImagesResult, and images -> slices.
 
-Base64 is decoded exactly once, here; from here on images are raw bytes.
+The upstream hands over images already decoded from base64 (once, as they arrived);
+here they go into the result, or into slices for the stream RPCs.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -15,15 +14,6 @@ from imagegate.v1 import params_pb2, results_pb2
 from imagegate_server.errors import UpstreamProtocolError
 from imagegate_server.gateway.contract import enum_number
 from imagegate_server.upstream import ImagesAnswer
-
-
-def decode_image(b64: object, request_id: str | None) -> bytes:
-    if not isinstance(b64, str):
-        raise UpstreamProtocolError("the upstream sent an image without data", request_id)
-    try:
-        return base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise UpstreamProtocolError("the upstream sent invalid base64", request_id) from None
 
 
 def apply_metadata(result: results_pb2.ImagesResult, payload: Mapping[str, Any]) -> None:
@@ -62,32 +52,27 @@ def _copy_ints(target: Any, source: Mapping[str, Any], names: tuple[str, ...]) -
             setattr(target, name, value)
 
 
-def images_result(
-    payload: Mapping[str, Any], request_id: str | None
-) -> tuple[results_pb2.ImagesResult, list[bytes | None]]:
-    """The result of an ImagesResponse, and each image's bytes apart (None for a URL):
-    a unary answer puts them into the result, a stream slices them."""
+def images_result(answer: ImagesAnswer) -> results_pb2.ImagesResult:
+    """The result of an ImagesResponse, its images' bytes not yet in it: a unary
+    answer puts them in (:func:`unary_result`), a stream slices them."""
+    payload, request_id = answer.payload, answer.request_id
     result = results_pb2.ImagesResult()
     created = payload.get("created")
     if isinstance(created, int):
         result.created = created
     apply_metadata(result, payload)
-    images: list[bytes | None] = []
     data = payload.get("data")
-    for item in data if isinstance(data, list) else []:
+    for item, decoded in zip(data if isinstance(data, list) else [], answer.images, strict=True):
         if not isinstance(item, dict):
             raise UpstreamProtocolError("the upstream sent a malformed image", request_id)
         image = result.images.add()
         if isinstance(item.get("revised_prompt"), str):
             image.revised_prompt = item["revised_prompt"]
-        if item.get("b64_json") is not None:
-            images.append(decode_image(item["b64_json"], request_id))
-        elif isinstance(item.get("url"), str):
+        if decoded is None:
+            if not isinstance(item.get("url"), str):
+                raise UpstreamProtocolError("the upstream sent an image without data", request_id)
             image.url = item["url"]
-            images.append(None)
-        else:
-            raise UpstreamProtocolError("the upstream sent an image without data", request_id)
-    return result, images
+    return result
 
 
 def slices(
@@ -113,8 +98,8 @@ def slices(
 
 def unary_result(answer: ImagesAnswer) -> results_pb2.ImagesResult:
     """The whole result of a unary RPC, each image's bytes in it."""
-    result, images = images_result(answer.payload, answer.request_id)
-    for image, data in zip(result.images, images, strict=True):
+    result = images_result(answer)
+    for image, data in zip(result.images, answer.images, strict=True):
         if data is not None:
             image.data = data
     return result

@@ -1,0 +1,128 @@
+"""An ImagesResponse read as it arrives: each ``b64_json`` decoded while it streams by.
+
+A large answer is mostly base64. Reading the whole body, parsing it into a dict of
+str and then decoding held the body, its text and the images at once (about 2x
+the base64 size per call in flight). Here each chunk of the body is scanned for
+``"b64_json": "`` keys; the value's characters are decoded (SIMD base64, pybase64)
+as they arrive and only the small rest of the document, the *skeleton* with every
+image value emptied, is kept and parsed (orjson) at the end. The same answer costs
+its decoded images plus one chunk.
+
+A key is recognised only as a key: inside a JSON string every quote is escaped, so
+the unescaped sequence ``"b64_json"`` followed by ``:`` and ``"`` cannot occur in a
+value. Base64 needs no escapes, but JSON allows ``\\/`` for ``/`` (some encoders
+write it); any other escape in image data is an upstream error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+import pybase64
+
+from imagegate_server.errors import UpstreamProtocolError
+
+_KEY = re.compile(rb'"b64_json"\s*:\s*"')
+# A key split across two chunks: the scan looks back this far into the skeleton.
+_LOOKBACK = 64
+# Everything but the images (metadata, usage, URLs) is small; more is no ImagesResponse.
+MAX_SKELETON_BYTES = 16 * 1024 * 1024
+
+
+def decode_b64(value: object, request_id: str | None) -> bytes:
+    """One base64 image (str or bytes), strictly: a bad character is an upstream error."""
+    if not isinstance(value, str | bytes | bytearray | memoryview):
+        raise UpstreamProtocolError("the upstream sent an image without data", request_id)
+    try:
+        return pybase64.b64decode(value, validate=True)
+    except ValueError:  # binascii.Error
+        raise UpstreamProtocolError("the upstream sent invalid base64", request_id) from None
+
+
+class AnswerReader:
+    """Feed the body's chunks in order, then :meth:`finish` for (payload, images).
+
+    In the payload every streamed ``b64_json`` value is the empty string; ``images``
+    holds their decoded bytes in document order.
+    """
+
+    def __init__(self, request_id: str | None) -> None:
+        self._request_id = request_id
+        self._skeleton = bytearray()
+        self._image: list[bytes] | None = None
+        """Decoded pieces of the image being read; None between images."""
+        self._carry = b""
+        """Base64 characters short of a 4-character group, for the next chunk."""
+        self._images: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        pos = 0
+        while pos < len(data):
+            if self._image is not None:
+                pos = self._image_chars(data, pos)
+                continue
+            lookback = min(_LOOKBACK, len(self._skeleton))
+            window = bytes(self._skeleton[len(self._skeleton) - lookback :]) + data[pos:]
+            # The first key whose value starts in the new data (an emptied value in the
+            # look-back matches too: it was taken already).
+            match = next((m for m in _KEY.finditer(window) if m.end() > lookback), None)
+            if match is None:
+                self._skeleton += data[pos:]
+                if len(self._skeleton) > MAX_SKELETON_BYTES:
+                    raise UpstreamProtocolError(
+                        "the upstream's answer is no images response", self._request_id
+                    )
+                return
+            value_start = pos + match.end() - lookback
+            self._skeleton += data[pos:value_start]
+            self._skeleton += b'"'  # the value, emptied
+            self._image, self._carry = [], b""
+            pos = value_start
+
+    def _image_chars(self, data: bytes, pos: int) -> int:
+        """Decode base64 characters from ``pos``; the position after what was taken."""
+        end = data.find(b'"', pos)
+        chars = self._carry + data[pos : len(data) if end < 0 else end]
+        held = b""
+        if b"\\" in chars:
+            if end < 0 and chars.endswith(b"\\"):  # an escape split across chunks
+                chars, held = chars[:-1], b"\\"
+            chars = chars.replace(b"\\/", b"/")
+            if b"\\" in chars:
+                raise UpstreamProtocolError("the upstream escaped its image data", self._request_id)
+        assert self._image is not None
+        if end < 0:  # the value goes on in the next chunk: decode whole groups only
+            usable = len(chars) - len(chars) % 4
+            self._image.append(self._decode(memoryview(chars)[:usable]))
+            self._carry = chars[usable:] + held
+            return len(data)
+        self._image.append(self._decode(chars))
+        self._images.append(b"".join(self._image))
+        self._image, self._carry = None, b""
+        return end + 1  # past the closing quote: the skeleton has its own
+
+    def _decode(self, chars: bytes | memoryview) -> bytes:
+        try:
+            return pybase64.b64decode(chars, validate=True)
+        except ValueError:
+            raise UpstreamProtocolError(
+                "the upstream sent invalid base64", self._request_id
+            ) from None
+
+    def finish(self) -> tuple[dict[str, Any], list[bytes]]:
+        if self._image is not None:
+            raise UpstreamProtocolError("the upstream's answer ended mid-image", self._request_id)
+        return self._parse(self._skeleton), self._images
+
+    def _parse(self, document: bytes | bytearray) -> dict[str, Any]:
+        try:
+            payload = orjson.loads(document)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError(
+                "the upstream sent invalid JSON", self._request_id
+            ) from None
+        if not isinstance(payload, dict):
+            raise UpstreamProtocolError("the upstream sent unexpected JSON", self._request_id)
+        return payload

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import subprocess
@@ -39,8 +40,20 @@ class Stack:
 class StackConfig:
     latency_ms: float = 0.0
     cached_renders: bool = True
+    real_sizes: bool = False
+    """``imagegate emulator --real-sizes``: answers as large, encoded, as OpenAI's."""
     gateway_env: dict[str, str] = field(default_factory=dict)
     """Extra ``IMAGEGATE_*`` settings for the gateway."""
+    workers: int | None = None
+    """``imagegate serve --workers N``; None: one process, no supervisor."""
+
+
+def real_sizes_available() -> bool:
+    """Whether this emulator has ``--real-sizes`` (issue 13; a scenario that asks for
+    real sizes on an emulator without them runs with its toy images and says so)."""
+    from imagegate_server.emulator.config import EmulatorConfig
+
+    return "real_sizes" in {f.name for f in dataclasses.fields(EmulatorConfig)}
 
 
 def _spawn(argv: Sequence[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -92,6 +105,8 @@ async def running_emulator(config: StackConfig, workdir: Path) -> AsyncIterator[
     argv += ["--latency-ms", str(config.latency_ms)]
     if config.cached_renders:
         argv.append("--cached-renders")
+    if config.real_sizes and real_sizes_available():
+        argv.append("--real-sizes")
     log = workdir / "emulator.log"
     emulator = _spawn(argv, log, _clean_env())
     try:
@@ -103,11 +118,17 @@ async def running_emulator(config: StackConfig, workdir: Path) -> AsyncIterator[
 
 @contextlib.asynccontextmanager
 async def running_gateways(
-    emulator_url: str, envs: dict[str, dict[str, str]], workdir: Path
+    emulator_url: str,
+    envs: dict[str, dict[str, str]],
+    workdir: Path,
+    workers: int | None = None,
 ) -> AsyncIterator[dict[str, tuple[str, int]]]:
     """``imagegate serve`` processes pointed at the emulator, one per entry of
     ``envs`` (name -> extra ``IMAGEGATE_*`` settings; the name keeps their files
-    apart), started together: each one's gRPC target and pid, by name."""
+    apart), started together: each one's gRPC target and pid, by name. With
+    ``workers`` each is ``serve --workers N`` and the pid is its supervisor's (the
+    port file is written once every worker serves); :func:`tree_cpu_seconds` and
+    :func:`tree_rss_bytes` then count the workers too."""
     spawned: dict[str, tuple[Path, subprocess.Popen[bytes]]] = {}
     try:
         for name, extra in envs.items():
@@ -121,6 +142,8 @@ async def running_gateways(
                 **extra,
             )
             argv = ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
+            if workers is not None:
+                argv += ["--workers", str(workers)]
             spawned[name] = port_file, _spawn(argv, workdir / f"{name}.log", env)
         ports = await asyncio.gather(
             *(_wait_for(port_file, _PORT, proc) for port_file, proc in spawned.values())
@@ -136,10 +159,14 @@ async def running_gateways(
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    emulator_url: str, extra_env: dict[str, str], workdir: Path, name: str = "gateway"
+    emulator_url: str,
+    extra_env: dict[str, str],
+    workdir: Path,
+    name: str = "gateway",
+    workers: int | None = None,
 ) -> AsyncIterator[tuple[str, int]]:
     """One gateway of :func:`running_gateways`: its gRPC target and pid."""
-    async with running_gateways(emulator_url, {name: extra_env}, workdir) as gateways:
+    async with running_gateways(emulator_url, {name: extra_env}, workdir, workers) as gateways:
         yield gateways[name]
 
 
@@ -148,7 +175,7 @@ async def running_stack(config: StackConfig, workdir: Path) -> AsyncIterator[Sta
     """Start the emulator, then the gateway pointed at it; stop both on exit."""
     async with (
         running_emulator(config, workdir) as (url, emulator_pid),
-        running_gateways(url, {"gateway": config.gateway_env}, workdir) as gateways,
+        running_gateways(url, {"gateway": config.gateway_env}, workdir, config.workers) as gateways,
     ):
         target, gateway_pid = gateways["gateway"]
         yield Stack(url, target, gateway_pid, emulator_pid)
@@ -172,6 +199,41 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant (a supervisor's workers and their children),
+    from the parent pids in /proc; just ``[pid]`` when nothing descends from it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it exited meanwhile
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:  # bounded: every pid is visited once (the kernel's tree has no cycles)
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """:func:`cpu_seconds` summed over :func:`process_tree`: with ``--workers``, the
+    supervisor and every worker. A worker that exits during a phase takes its CPU time
+    with it (its parent collects it only once it has waited for it), so a phase with a
+    restart undercounts; the bench's phases have none."""
+    return sum(cpu_seconds(p) for p in process_tree(pid))
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """:func:`rss_bytes` summed over :func:`process_tree` (pages shared between the
+    processes, such as the interpreter's, count once per process)."""
+    return sum(rss_bytes(p) for p in process_tree(pid))
+
+
 def rss_bytes(pid: int) -> int:
     """Current resident set size of a process, from /proc (0 if it is gone)."""
     return _status_field(pid, "VmRSS")
@@ -191,16 +253,24 @@ class RssSampler:
 
     VmHWM would give the lifetime peak, but a scenario needs the peak of one phase
     (after a baseline), so the sampler polls VmRSS; 50 ms is far shorter than any phase.
+    With ``tree`` it samples the sum over the process and the descendants it has on
+    entry (a supervisor's workers), so that a sample reads a few files, not all of /proc.
     """
 
-    def __init__(self, pid: int, interval_s: float = 0.05) -> None:
+    def __init__(self, pid: int, interval_s: float = 0.05, tree: bool = False) -> None:
         self.pid = pid
         self.interval_s = interval_s
         self.peak = 0
+        self._tree = tree
+        self._pids = [pid]
         self._task: asyncio.Task[None] | None = None
 
+    def _read(self) -> int:
+        return sum(rss_bytes(p) for p in self._pids)
+
     async def __aenter__(self) -> RssSampler:
-        self.peak = rss_bytes(self.pid)
+        self._pids = process_tree(self.pid) if self._tree else [self.pid]
+        self.peak = self._read()
         self._task = asyncio.create_task(self._run())
         return self
 
@@ -209,11 +279,11 @@ class RssSampler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self.peak = max(self.peak, rss_bytes(self.pid))
+        self.peak = max(self.peak, self._read())
 
     async def _run(self) -> None:
         # Bounded like every loop here: an hour of samples outlasts any scenario.
         for _ in range(int(3600 / self.interval_s)):
             # The read is a tiny procfs file: cheap enough inline on the loop.
-            self.peak = max(self.peak, rss_bytes(self.pid))
+            self.peak = max(self.peak, self._read())
             await asyncio.sleep(self.interval_s)

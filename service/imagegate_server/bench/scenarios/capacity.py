@@ -23,9 +23,16 @@ from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import params_pb2
 
 from imagegate_server.bench.clients import DirectPool, GrpcPool, decode_images
+from imagegate_server.bench.loadgen import PYTHON_GRPC, PYTHON_HTTP
 from imagegate_server.bench.measure import Call, LoadResult, ramped
 from imagegate_server.bench.model import Check, Context, Row, ScenarioResult
-from imagegate_server.bench.procs import RssSampler, Stack, StackConfig, running_stack
+from imagegate_server.bench.procs import (
+    RssSampler,
+    Stack,
+    StackConfig,
+    running_stack,
+    tree_cpu_seconds,
+)
 
 # The bytes in the reply, as the direct path decodes them (dall-e-2 defaults to a URL).
 B64 = params_pb2.RESPONSE_FORMAT_B64_JSON
@@ -54,8 +61,17 @@ def gateway_call(pool: GrpcPool, timeout_s: float) -> Call:
     return call
 
 
-def _row(count: int, path: str, load: LoadResult, peak_rss: int | None = None) -> Row:
-    row = Row.of(NAME, f"{count} held", path, count, load, peak_rss)
+def _row(
+    count: int,
+    path: str,
+    load: LoadResult,
+    peak_rss: int | None = None,
+    cpu_s: float | None = None,
+) -> Row:
+    generator = PYTHON_GRPC if path == "gateway" else PYTHON_HTTP
+    row = Row.of(
+        NAME, f"{count} held", path, count, load, peak_rss, cpu_s=cpu_s, generator=generator
+    )
     row.extra["peak_in_flight"] = load.peak_in_flight
     return row
 
@@ -66,9 +82,11 @@ async def _step(stack: Stack, count: int, latency_s: float) -> tuple[Row, Row]:
     pool = GrpcPool(stack.gateway_target, math.ceil(count / CALLS_PER_CHANNEL))
     try:
         await pool.ready()
+        before = tree_cpu_seconds(stack.gateway_pid)
         async with RssSampler(stack.gateway_pid) as rss:
             load = await ramped(gateway_call(pool, timeout_s), count, ramp_s)
-        gateway_row = _row(count, "gateway", load, rss.peak)
+        cpu_s = tree_cpu_seconds(stack.gateway_pid) - before
+        gateway_row = _row(count, "gateway", load, rss.peak, cpu_s)
     finally:
         await pool.close()
     http = DirectPool(stack.emulator_url, count, timeout_s)
@@ -112,6 +130,9 @@ async def run(ctx: Context) -> ScenarioResult:
     result.notes.append(
         f"upstream latency {latency_s:g} s per call; gateway IMAGEGATE_MAX_CONNECTIONS="
         f"{MAX_CONNECTIONS}; one gRPC channel per {CALLS_PER_CHANNEL} calls; the direct "
-        "client pools its connections in shards, as the gateway does"
+        "client pools its connections in shards, as the gateway does. Driven by the Python "
+        "clients whatever is installed: the calls must start over a ramp (see ramped), "
+        "which ghz and hey cannot do; CPU per call counts the whole step (accepting, "
+        "holding and answering every call)"
     )
     return result

@@ -1,10 +1,16 @@
 """4. results: n images at 1536x1024, unary against streaming, time to first image byte.
 
-The emulator renders every image for real (no cached templates), so the upstream
-takes as long as Pillow needs and the images are distinct; they are still much
-smaller than OpenAI's photographs (the row reports the average size). For the unary
-paths the first image byte arrives with the whole answer, so its time to first byte
-is its total time; the streaming paths deliver each image as it is finished.
+The emulator makes real-sized answers (``--real-sizes``: photographic PNGs as large
+as OpenAI's, ~2.5 MB at 1536x1024), from cached templates with each image's identity
+stamped in, so that rendering is not what is measured. For the unary paths the first
+image byte arrives with the whole answer, so its time to first byte is its total
+time; the streaming paths deliver each image as it is finished.
+
+Memory for large answers (issue 13: at most 1.5x the answer's base64 size per call
+in flight) is the gateway's peak RSS during a path's calls over its RSS before the
+first call (idle), over the base64 size of one answer: the calls are sequential, so
+one is in flight. Driven by the Python clients: ghz and hey report no time to the
+first image of a stream.
 """
 
 from __future__ import annotations
@@ -22,13 +28,24 @@ from imagegate_server.bench.clients import (
     direct_client,
     sse_events,
 )
+from imagegate_server.bench.loadgen import PYTHON_GRPC, PYTHON_HTTP
 from imagegate_server.bench.measure import LoadResult, error_name, percentile
-from imagegate_server.bench.model import Context, Row, ScenarioResult
-from imagegate_server.bench.procs import RssSampler, StackConfig, running_stack
+from imagegate_server.bench.model import MIB, Check, Context, Row, ScenarioResult
+from imagegate_server.bench.procs import (
+    RssSampler,
+    StackConfig,
+    real_sizes_available,
+    rss_bytes,
+    running_stack,
+    tree_cpu_seconds,
+)
 
 NAME = "results"
 SIZE = "1536x1024"
 MODEL = "gpt-image-2"
+MEMORY_TARGET = 1.5
+# Unary answers of n real-sized images are tens of MiB: above the default 4 MiB limit.
+SEND_LIMIT = str(64 * MIB)
 # One timed call: returns (seconds to the first image byte, image bytes received).
 Timed = Callable[[float], Awaitable[tuple[float, int]]]
 
@@ -123,31 +140,66 @@ async def _measure(call: Timed, repeats: int) -> tuple[LoadResult, list[float], 
 async def run(ctx: Context) -> ScenarioResult:
     result = ScenarioResult(NAME)
     n, repeats = (2, 1) if ctx.tiny else (10, 5)
-    config = StackConfig(cached_renders=False)
+    real = real_sizes_available()
+    config = StackConfig(
+        real_sizes=True, gateway_env={"IMAGEGATE_MAX_SEND_MESSAGE_BYTES": SEND_LIMIT}
+    )
     async with running_stack(config, ctx.workdir / NAME) as stack:
         pair = Pair(GrpcPool(stack.gateway_target), direct_client(stack.emulator_url, 8, 300))
         try:
             await pair.grpc.ready()
+            idle = rss_bytes(stack.gateway_pid)
             paths = [
                 ("unary", "gateway", gateway_unary(pair.grpc, n)),
                 ("unary", "direct", direct_unary(pair, n)),
                 ("stream", "gateway", gateway_stream(pair.grpc, n)),
                 ("stream", "direct", direct_stream(pair, n)),
             ]
-            await _measure(paths[0][2], 1)  # warm-up: fonts, connections
+            await _measure(paths[1][2], 1)  # warm-up of the emulator's templates
             for kind, path, call in paths:
+                before = tree_cpu_seconds(stack.gateway_pid)
                 async with RssSampler(stack.gateway_pid) as rss:
                     load, firsts, size = await _measure(call, repeats)
-                peak = rss.peak if path == "gateway" else None
-                row = Row.of(NAME, f"n={n} {SIZE} {kind}", path, 1, load, peak)
+                gateway = path == "gateway"
+                cpu_s = tree_cpu_seconds(stack.gateway_pid) - before if gateway else None
+                row = Row.of(
+                    NAME, f"n={n} {SIZE} {kind}", path, 1, load, rss.peak if gateway else None,
+                    cpu_s=cpu_s, generator=PYTHON_GRPC if gateway else PYTHON_HTTP,
+                )  # fmt: skip
                 row.extra["ttfb_p50_ms"] = percentile(firsts, 50) * 1000
                 row.extra["ttfb_p99_ms"] = percentile(firsts, 99) * 1000
                 row.extra["kib_per_image"] = size / n / 1024
+                if gateway:
+                    # Base64 of the answer's images: 4 characters per 3 bytes.
+                    b64 = 4 * -(-size // 3)
+                    ratio = max(0, rss.peak - idle) / max(b64, 1)
+                    row.extra["answer_b64_mib"] = b64 / MIB
+                    row.extra["memory_over_b64"] = ratio
+                    if kind == "unary":
+                        result.checks.append(
+                            Check(
+                                NAME, f"gateway memory per call in flight / answer's base64, "
+                                f"n={n} {SIZE} unary", ratio, MEMORY_TARGET, False, "x",
+                                f"RSS {idle / MIB:.0f} -> {rss.peak / MIB:.0f} MiB for "
+                                f"{b64 / MIB:.1f} MiB of base64",
+                            )
+                        )  # fmt: skip
                 result.rows.append(row)
         finally:
             await pair.close()
+    sizes = (
+        "real-sized answers (--real-sizes, cached templates)"
+        if real
+        else (
+            "TOY-SIZED answers: this emulator has no --real-sizes, so transfer and decoding "
+            "costs are understated"
+        )
+    )
     result.notes.append(
-        f"{repeats} sequential calls per path; p50/p99 are total time, ttfb is time to "
-        "the first final-image byte (for unary RPCs the whole answer)"
+        f"{sizes}; {repeats} sequential calls per path; p50/p99 are total time, ttfb is "
+        "time to the first final-image byte (for unary RPCs the whole answer); memory "
+        "is peak RSS over the idle gateway's, per call in flight (one), over the "
+        "answer's base64 size; driven by the Python clients (grpc.aio, httpx) whatever "
+        "is installed: ghz and hey report no time to a stream's first image"
     )
     return result

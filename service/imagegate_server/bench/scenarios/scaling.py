@@ -1,0 +1,130 @@
+"""scaling: the overhead call at concurrency 64 through ``serve --workers N``.
+
+N runs from 1 to the cores present, after a single process without a supervisor
+(the baseline: what one worker costs with nothing around it). Each variant gets a
+fresh gateway on the same emulator, one at a time (an idle gateway's polling
+threads would otherwise take CPU from the measured one), in rounds. Reported per
+variant: calls per second and the gateway's CPU time per call summed over the
+supervisor and every worker (from /proc), and how evenly the workers shared it.
+
+The target (issue 13): CPU per call with 2 workers within 1.1x of one process, i.e.
+the supervisor and the shared port (SO_REUSEPORT) add no per-call cost. The kernel
+balances connections, not calls, so the load comes over several connections.
+Throughput scaling is printed, not judged: on a machine whose cores the load
+generator and the emulator share with the gateway, N workers cannot scale near
+linearly, so the note names the machine each figure came from.
+"""
+
+from __future__ import annotations
+
+import os
+
+from imagegate_server.bench.model import Check, Context, Row, ScenarioResult
+from imagegate_server.bench.procs import (
+    StackConfig,
+    cpu_seconds,
+    process_tree,
+    running_emulator,
+    running_gateway,
+)
+from imagegate_server.bench.report import machine
+from imagegate_server.bench.scenarios.overhead import CASE, direct_phase, gateway_phase
+
+NAME = "scaling"
+CONCURRENCY = 64
+TARGET = 1.1
+BASELINE = "1 process"
+
+
+def variants(cores: int, tiny: bool) -> list[tuple[str, int | None]]:
+    """(label, workers) in run order; ``None`` is a plain ``serve`` (no supervisor)."""
+    if tiny:
+        return [(BASELINE, None), ("2 workers", 2)]
+    return [(BASELINE, None)] + [
+        (f"{n} worker{'s' if n > 1 else ''}", n) for n in range(1, max(cores, 2) + 1)
+    ]
+
+
+async def run(ctx: Context) -> ScenarioResult:
+    result = ScenarioResult(NAME)
+    gen = ctx.generators
+    cores = os.cpu_count() or 1
+    rounds, calls = (1, 64) if ctx.tiny else (2, 6400)
+    time_limit = 10.0 if ctx.tiny else 60.0
+    # Enough connections that SO_REUSEPORT's hash leaves no worker idle (64 streams
+    # over 16 connections: 4 calls in flight on each).
+    connections = min(CONCURRENCY, max(16, 4 * cores))
+    workdir = ctx.workdir / NAME
+    runs = variants(cores, ctx.tiny)
+    loads: dict[str, list[tuple[float, float, int]]] = {label: [] for label, _ in runs}
+    shares: dict[str, float] = {}
+    rows: list[Row] = []
+    async with running_emulator(StackConfig(), workdir) as (url, _emulator_pid):
+        for index in range(rounds):
+            for label, workers in runs:
+                slug = f"{label.replace(' ', '-')}-r{index}"
+                async with running_gateway(url, {}, workdir, f"gateway-{slug}", workers) as (
+                    target,
+                    pid,
+                ):
+                    await gateway_phase(gen, target, pid, 8, 8 if ctx.tiny else 256, 30, 8)
+                    members = process_tree(pid)
+                    before = {p: cpu_seconds(p) for p in members}
+                    load, cpu_s = await gateway_phase(
+                        gen, target, pid, CONCURRENCY, calls, time_limit, connections
+                    )
+                    used = {p: cpu_seconds(p) - before[p] for p in members}
+                row = Row.of(
+                    NAME, label, "gateway", CONCURRENCY, load, cpu_s=cpu_s,
+                    generator=gen.grpc_name,
+                )  # fmt: skip
+                if workers is not None:
+                    # The workers' part of the CPU (the supervisor is members[0]).
+                    worker_cpu = [used[p] for p in members[1:]]
+                    shares[label] = max(worker_cpu, default=0.0) / max(sum(worker_cpu), 1e-9)
+                    row.extra["busiest_worker_cpu_share"] = shares[label]
+                    row.extra["processes"] = len(members)
+                loads[label].append((load.throughput, cpu_s, load.ok + load.error_count))
+                rows.append(row)
+        direct = await direct_phase(gen, url, CONCURRENCY, calls, time_limit)
+    result.rows += rows
+    result.rows.append(Row.of(NAME, CASE, "direct", CONCURRENCY, direct, generator=gen.http_name))
+
+    def cpu_per_call_ms(label: str) -> float:
+        cpu_s = sum(c for _, c, _ in loads[label])
+        calls_made = sum(n for _, _, n in loads[label])
+        return cpu_s * 1000 / max(calls_made, 1)
+
+    def mean_throughput(label: str) -> float:
+        return sum(t for t, _, _ in loads[label]) / max(len(loads[label]), 1)
+
+    base_cpu, base_rate = cpu_per_call_ms(BASELINE), mean_throughput(BASELINE)
+    summary = [
+        f"{label}: {mean_throughput(label):.0f} calls/s "
+        f"({mean_throughput(label) / max(base_rate, 1e-9):.2f}x), CPU "
+        f"{cpu_per_call_ms(label):.3f} ms/call "
+        f"({cpu_per_call_ms(label) / max(base_cpu, 1e-9):.2f}x)"
+        for label, _ in runs
+    ]
+    two = "2 workers"
+    if two in loads:
+        result.checks.append(
+            Check(
+                NAME,
+                "CPU per call, --workers 2 / one process, concurrency 64",
+                cpu_per_call_ms(two) / max(base_cpu, 1e-9),
+                TARGET,
+                False,
+                "x",
+                f"{cpu_per_call_ms(two):.3f} vs {base_cpu:.3f} ms",
+            )
+        )
+    info = machine()
+    result.notes.append(
+        f"machine: {info['cpu']}, {info['cores']} cores: the load generator, the emulator "
+        "and every worker share these cores, so throughput cannot scale near-linearly "
+        "here (judge that on a machine with cores to spare); CPU per call is summed over "
+        f"the supervisor and its workers. {rounds} round(s), {calls} calls per variant over "
+        f"{connections} connections. " + "; ".join(summary) + f". {gen.note()}"
+    )
+    return result

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 
+from imagegate_server.bench.measure import LoadResult
 from imagegate_server.bench.model import Check, Context, Row, ScenarioResult
 from imagegate_server.bench.procs import (
     StackConfig,
@@ -56,9 +57,10 @@ async def run(ctx: Context) -> ScenarioResult:
     connections = min(CONCURRENCY, max(16, 4 * cores))
     workdir = ctx.workdir / NAME
     runs = variants(cores, ctx.tiny)
-    loads: dict[str, list[tuple[float, float, int]]] = {label: [] for label, _ in runs}
-    shares: dict[str, float] = {}
-    rows: list[Row] = []
+    loads = {label: LoadResult() for label, _ in runs}
+    cpu = dict.fromkeys(loads, 0.0)
+    worker_cpu: dict[str, list[float]] = {}
+    processes: dict[str, int] = {}
     async with running_emulator(StackConfig(), workdir) as (url, _emulator_pid):
         for index in range(rounds):
             for label, workers in runs:
@@ -73,30 +75,36 @@ async def run(ctx: Context) -> ScenarioResult:
                     load, cpu_s = await gateway_phase(
                         gen, target, pid, CONCURRENCY, calls, time_limit, connections
                     )
-                    used = {p: cpu_seconds(p) - before[p] for p in members}
-                row = Row.of(
-                    NAME, label, "gateway", CONCURRENCY, load, cpu_s=cpu_s,
-                    generator=gen.grpc_name,
-                )  # fmt: skip
+                    used = [cpu_seconds(p) - before[p] for p in members]
+                _merge(loads[label], load)
+                cpu[label] += cpu_s
+                processes[label] = len(members)
                 if workers is not None:
                     # The workers' part of the CPU (the supervisor is members[0]).
-                    worker_cpu = [used[p] for p in members[1:]]
-                    shares[label] = max(worker_cpu, default=0.0) / max(sum(worker_cpu), 1e-9)
-                    row.extra["busiest_worker_cpu_share"] = shares[label]
-                    row.extra["processes"] = len(members)
-                loads[label].append((load.throughput, cpu_s, load.ok + load.error_count))
-                rows.append(row)
+                    shares = worker_cpu.setdefault(label, [0.0] * (len(members) - 1))
+                    for i, seconds in enumerate(used[1 : len(shares) + 1]):
+                        shares[i] += seconds
         direct = await direct_phase(gen, url, CONCURRENCY, calls, time_limit)
-    result.rows += rows
+    for label, workers in runs:
+        row = Row.of(
+            NAME, label, "gateway", CONCURRENCY, loads[label], cpu_s=cpu[label],
+            generator=gen.grpc_name,
+        )  # fmt: skip
+        if workers is not None:
+            shares = worker_cpu.get(label, [])
+            row.extra["busiest_worker_cpu_share"] = max(shares, default=0.0) / max(
+                sum(shares), 1e-9
+            )
+            row.extra["processes"] = processes[label]
+        result.rows.append(row)
     result.rows.append(Row.of(NAME, CASE, "direct", CONCURRENCY, direct, generator=gen.http_name))
 
     def cpu_per_call_ms(label: str) -> float:
-        cpu_s = sum(c for _, c, _ in loads[label])
-        calls_made = sum(n for _, _, n in loads[label])
-        return cpu_s * 1000 / max(calls_made, 1)
+        made = loads[label].ok + loads[label].error_count
+        return cpu[label] * 1000 / max(made, 1)
 
     def mean_throughput(label: str) -> float:
-        return sum(t for t, _, _ in loads[label]) / max(len(loads[label]), 1)
+        return loads[label].throughput
 
     base_cpu, base_rate = cpu_per_call_ms(BASELINE), mean_throughput(BASELINE)
     summary = [
@@ -128,3 +136,10 @@ async def run(ctx: Context) -> ScenarioResult:
         f"{connections} connections. " + "; ".join(summary) + f". {gen.note()}"
     )
     return result
+
+
+def _merge(into: LoadResult, load: LoadResult) -> None:
+    """Rounds of one variant add up: its calls, failures and time."""
+    into.latencies_s += load.latencies_s
+    into.errors.update(load.errors)
+    into.elapsed_s += load.elapsed_s

@@ -160,12 +160,20 @@ def descriptor_set(out: Path) -> str:
         )
         if completed.returncode == 0 and image.is_file():
             out.write_bytes(image.read_bytes() + health)
-            return f"descriptors from `buf build` of protos/ ({buf})"
+            return f"descriptors from `buf build` of protos/ ({_shown(buf)})"
     from imagegate.v1 import images_service_pb2
 
     out.write_bytes(_files_set([images_service_pb2.DESCRIPTOR]).SerializeToString() + health)
     reason = "buf is not installed" if buf is None else "`buf build` failed"
     return f"descriptors from the Python stubs ({reason})"
+
+
+def _shown(path: str) -> str:
+    """A path inside the checkout relative to it (reports name no home directories)."""
+    try:
+        return str(Path(path).relative_to(REPO_ROOT))
+    except ValueError:
+        return path
 
 
 def _buf_binary() -> str | None:

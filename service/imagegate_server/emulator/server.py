@@ -10,11 +10,12 @@ from types import TracebackType
 
 from aiohttp import web
 
-from imagegate_server.emulator.app import EmulatorState, build_app
+from imagegate_server.emulator.app import build_app
 from imagegate_server.emulator.config import EmulatorConfig
 from imagegate_server.emulator.faults import FaultInjector
 from imagegate_server.emulator.journal import Journal
 from imagegate_server.emulator.render import Renderer
+from imagegate_server.emulator.state import EmulatorState
 from imagegate_server.emulator.urls import UrlStore
 
 

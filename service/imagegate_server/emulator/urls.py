@@ -8,6 +8,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+IMAGE_PATH = "/_emulator/images/"
+"""Where stored images are served: ``IMAGE_PATH + name``."""
+
 
 @dataclass(frozen=True)
 class StoredImage:

@@ -18,7 +18,8 @@ from dataclasses import replace
 from typing import Any
 
 from imagegate_server.emulator.jobs import Job
-from imagegate_server.emulator.render import Renderer, RenderSpec
+from imagegate_server.emulator.render import RenderSpec
+from imagegate_server.emulator.renderer import Renderer
 from imagegate_server.emulator.usage import usage
 from imagegate_server.models import Operation
 
@@ -36,6 +37,7 @@ def render_spec(job: Job, index: int) -> RenderSpec:
         compression=job.compression,
         frame_count=job.frame_count,
         frame_duration_ms=job.frame_duration_ms,
+        quality=job.quality,
     )
 
 

@@ -33,6 +33,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--cached-renders", action="store_true", help="stamp cached templates (load tests)"
     )
+    parser.add_argument(
+        "--real-sizes",
+        action="store_true",
+        help="photographic images as large as OpenAI's (PNG, JPEG, WebP; for benchmarks)",
+    )
     parser.add_argument("--url-ttl-s", type=float, default=3600, help="lifetime of image URLs")
     parser.add_argument("--public-base-url", default=None, help="origin used in image URLs")
     parser.set_defaults(handler=run)
@@ -49,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         latency=LatencyModel(args.latency_ms / 1000, args.jitter_ms / 1000),
         default_faults=args.faults,
         cached_renders=args.cached_renders,
+        real_sizes=args.real_sizes,
         url_ttl_s=args.url_ttl_s,
         public_base_url=args.public_base_url,
     )

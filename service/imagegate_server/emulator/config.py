@@ -36,6 +36,11 @@ class EmulatorConfig:
     """Render one template per (model, size, format, background, compression) and only
     stamp each image's identity into it: for load tests, where rendering must not be
     the bottleneck. Images then show no prompt text."""
+    real_sizes: bool = False
+    """Make PNG, JPEG and WebP images photographic-like and as large, encoded, as
+    OpenAI's for their size, quality, format and compression (``real_sizes.py`` has the
+    figures), so benchmarks pay real transfer and decoding costs. Rendering then costs
+    ~0.1-0.5 s per image: combine with ``cached_renders`` for load tests."""
     public_base_url: str | None = None
     """Origin used in ``url`` responses (e.g. ``http://emulator:8080``); by default the
     origin the request was addressed to."""

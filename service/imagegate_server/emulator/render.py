@@ -3,13 +3,11 @@
 Each image shows shapes and colours seeded by the prompt, the prompt's words, and a
 footer with model, size and index. Its identity (sha256 of prompt and index) is
 embedded as metadata: a PNG ``tEXt`` chunk, a JPEG/GIF comment, WebP XMP, an SVG
-``<metadata>`` element; :func:`read_identity` reads it back.
+``<metadata>`` element; :func:`read_identity` reads it back, and :func:`stamp` writes
+it into a cached template. Which picture each operation gets is :mod:`.renderer`'s.
 
 Cost, measured on a 2-core machine at 1024x1024 (one image, one thread): cold PNG
-~70 ms (zlib level 1), JPEG ~30 ms, WebP ~85 ms, 9-frame GIF ~260 ms, SVG ~15 ms. With
-``cached_renders`` the pixels are rendered once per (model, size, format, background,
-compression) and each image only gets its identity stamped into a copy of the template
-bytes: ~0.02 ms plus the base64 encoding of the response.
+~70 ms (zlib level 1), JPEG ~30 ms, WebP ~85 ms, 9-frame GIF ~260 ms, SVG ~15 ms.
 """
 
 from __future__ import annotations
@@ -19,17 +17,17 @@ import io
 import random
 import re
 import struct
-import threading
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
-from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
 IDENTITY_KEY = "imagegate-identity"
 # Same length as a sha256 hex digest, so stamping a template is a same-size replace.
-_PLACEHOLDER = ("imagegate-placeholder-" + "x" * 64)[:64]
+PLACEHOLDER = ("imagegate-placeholder-" + "x" * 64)[:64]
+"""The identity cached templates carry until :func:`stamp` replaces it."""
 _XMP_TEMPLATE = (
     '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
     'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
@@ -51,6 +49,8 @@ class RenderSpec:
     compression: int = 100
     frame_count: int = 9
     frame_duration_ms: int = 200
+    quality: str = "medium"
+    """Only real-sized pictures depend on it (higher qualities carry more detail)."""
 
     @property
     def identity(self) -> str:
@@ -78,10 +78,15 @@ def _palette(seed: bytes) -> list[tuple[int, int, int]]:
     return [(rng.randrange(256), rng.randrange(256), rng.randrange(256)) for _ in range(12)]
 
 
+def scene_seed(spec: RenderSpec) -> bytes:
+    """What a picture's colours, shapes and texture are drawn from."""
+    return hashlib.sha256(f"{spec.prompt}\x00{spec.model}\x00{spec.index}".encode()).digest()
+
+
 def draw_scene(spec: RenderSpec, *, with_text: bool = True) -> Image.Image:
     """The RGBA picture for ``spec`` (before encoding)."""
     width, height = spec.width, spec.height
-    seed = hashlib.sha256(f"{spec.prompt}\x00{spec.model}\x00{spec.index}".encode()).digest()
+    seed = scene_seed(spec)
     colours = _palette(seed)
     rng = random.Random(seed[16:])  # noqa: S311 - pictures, not secrets
     if spec.transparent:
@@ -106,14 +111,14 @@ def draw_scene(spec: RenderSpec, *, with_text: bool = True) -> Image.Image:
                 [(x, y - radius), (x + radius, y + radius), (x - radius, y + radius)], fill=fill
             )
     if with_text:
-        _draw_words(draw, spec, width, height, unit)
+        draw_words(draw, spec)
     return image
 
 
-def _draw_words(
-    draw: ImageDraw.ImageDraw, spec: RenderSpec, width: int, height: int, unit: int
-) -> None:
-    font_size = max(8, unit // 14)
+def draw_words(draw: ImageDraw.ImageDraw, spec: RenderSpec) -> None:
+    """The prompt's first words, and a footer with model, size and index."""
+    width, height = spec.width, spec.height
+    font_size = max(8, min(width, height) // 14)
     font = _font(font_size)
     words = spec.prompt.split()[:40]
     lines: list[str] = []
@@ -139,10 +144,17 @@ def _draw_words(
             stroke_fill="black",
         )
         y += font_size + 4
+    draw_footer(draw, spec)
+
+
+def draw_footer(draw: ImageDraw.ImageDraw, spec: RenderSpec) -> None:
+    """A small line with model, size and index, at the bottom left."""
+    width, height = spec.width, spec.height
+    unit = min(width, height)
     footer = f"{spec.model} {width}x{height} #{spec.index}"
     small = _font(max(8, unit // 32))
     draw.text(
-        (font_size // 2, height - unit // 20 - 4),
+        (max(8, unit // 14) // 2, height - unit // 20 - 4),
         footer,
         font=small,
         fill="white",
@@ -198,9 +210,7 @@ def encode(image: Image.Image, spec: RenderSpec, ident: str) -> bytes:
 
 
 def _svg(spec: RenderSpec, ident: str) -> bytes:
-    colours = _palette(
-        hashlib.sha256(f"{spec.prompt}\x00{spec.model}\x00{spec.index}".encode()).digest()
-    )
+    colours = _palette(scene_seed(spec))
     rng = random.Random(ident)  # noqa: S311 - pictures, not secrets
     shapes = "".join(
         f'<circle cx="{rng.randrange(spec.width)}" cy="{rng.randrange(spec.height)}" '
@@ -220,9 +230,9 @@ def _svg(spec: RenderSpec, ident: str) -> bytes:
     ).encode()
 
 
-def _stamp(template: bytes, ident: str, fmt: str) -> bytes:
+def stamp(template: bytes, ident: str, fmt: str) -> bytes:
     """Replace the placeholder identity; fix the PNG chunk CRC (the only checksummed one)."""
-    at = template.find(_PLACEHOLDER.encode())
+    at = template.find(PLACEHOLDER.encode())
     data = bytearray(template)
     data[at : at + 64] = ident.encode()
     if fmt == "png":
@@ -231,80 +241,3 @@ def _stamp(template: bytes, ident: str, fmt: str) -> bytes:
         end = start + 8 + length
         data[end : end + 4] = struct.pack(">I", zlib.crc32(data[start + 4 : end]))
     return bytes(data)
-
-
-class Renderer:
-    """Renders requested images, optionally from cached templates (see module doc)."""
-
-    def __init__(self, *, cached: bool = False) -> None:
-        self.cached = cached
-        self._templates: dict[RenderSpec, bytes] = {}
-        self._lock = threading.Lock()
-
-    def generate(self, spec: RenderSpec) -> bytes:
-        if not self.cached:
-            return encode(draw_scene(spec), spec, spec.identity)
-        key = replace(spec, prompt="", index=0)
-        with self._lock:
-            template = self._templates.get(key)
-        if template is None:
-            template = encode(draw_scene(key, with_text=False), key, _PLACEHOLDER)
-            with self._lock:
-                if len(self._templates) > 256:  # bound memory for exotic size mixes
-                    self._templates.clear()
-                self._templates[key] = template
-        return _stamp(template, spec.identity, spec.output_format)
-
-    def edit(
-        self,
-        spec: RenderSpec,
-        base: Image.Image,
-        mask: Image.Image | None,
-        markup: Image.Image | None,
-    ) -> bytes:
-        """Change only the pixels under the mask's fully transparent area (or, without a
-        mask, the image's own fully transparent area, or where ``markup`` is drawn).
-
-        Inputs are decoded RGBA images. When the output size is the input's, the other
-        pixels are the input's exactly (resize to the same size is a copy); otherwise the
-        input is scaled first and "unchanged" means "as scaled"."""
-        size = (spec.width, spec.height)
-        original = base.resize(size)
-        if mask is not None:
-            region = _alpha_zero(mask.resize(size, Image.Resampling.NEAREST))
-        elif markup is not None:
-            overlay = markup.resize(size, Image.Resampling.NEAREST)
-            region = overlay.getchannel("A").point(lambda a: 255 if a > 0 else 0)
-        else:
-            region = _alpha_zero(original)
-        scene = draw_scene(spec)
-        return encode(Image.composite(scene, original, region), spec, spec.identity)
-
-    def variation(self, spec: RenderSpec, source: Image.Image) -> bytes:
-        """A visibly related transform: mirrored/rotated, hue-shifted, lightly blurred."""
-        image = source.convert("RGB")
-        if spec.index % 2:
-            image = ImageOps.mirror(image)
-        image = image.rotate(8 * ((spec.index % 5) - 2), resample=Image.Resampling.BILINEAR)
-        channels = image.split()
-        shift = spec.index % 3
-        image = Image.merge("RGB", channels[shift:] + channels[:shift])
-        image = image.filter(ImageFilter.GaussianBlur(1)).resize((spec.width, spec.height))
-        return encode(image.convert("RGBA"), spec, spec.identity)
-
-    def partial(self, final: bytes, spec: RenderSpec, step: int, steps: int) -> bytes:
-        """A coarser preview of ``final``: pixelated more for earlier partial images."""
-        image = _open_rgba(final)
-        factor = 2 ** (steps - step + 1)
-        small = image.resize((max(1, spec.width // factor), max(1, spec.height // factor)))
-        return encode(small.resize(image.size, Image.Resampling.NEAREST), spec, spec.identity)
-
-
-def _open_rgba(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as opened:
-        opened.seek(0)
-        return opened.convert("RGBA")
-
-
-def _alpha_zero(image: Image.Image) -> Image.Image:
-    return image.getchannel("A").point(lambda a: 255 if a == 0 else 0)

@@ -14,7 +14,7 @@ from imagegate_server.emulator.app import build_app
 from imagegate_server.emulator.config import EmulatorConfig
 from imagegate_server.emulator.faults import FaultInjector
 from imagegate_server.emulator.journal import Journal
-from imagegate_server.emulator.render import Renderer
+from imagegate_server.emulator.renderer import Renderer
 from imagegate_server.emulator.state import EmulatorState
 from imagegate_server.emulator.urls import UrlStore
 
@@ -48,7 +48,7 @@ class Emulator:
             journal=self.journal,
             urls=UrlStore(self.config.url_ttl_s, self._clock),
             executor=ThreadPoolExecutor(threads, thread_name_prefix="emulator-render"),
-            renderer=Renderer(cached=self.config.cached_renders),
+            renderer=Renderer(cached=self.config.cached_renders, real_sizes=self.config.real_sizes),
             default_faults=self.config.default_faults,
         )
         # handler_cancellation: a client that disconnects cancels its handler, which is

@@ -12,7 +12,7 @@ from aiohttp import web
 from imagegate_server.emulator.config import EmulatorConfig
 from imagegate_server.emulator.faults import FaultInjector
 from imagegate_server.emulator.journal import Journal
-from imagegate_server.emulator.render import Renderer
+from imagegate_server.emulator.renderer import Renderer
 from imagegate_server.emulator.urls import UrlStore
 
 

@@ -231,6 +231,10 @@ class Settings(BaseSettings):
     emulator_cache_renders: bool = False
     """Emulator mode: stamp identities into cached renders (for load tests, where
     rendering must not be the bottleneck); off, images show their prompt."""
+    emulator_real_sizes: bool = False
+    """Emulator mode: photographic-like PNG/JPEG/WebP images as large, encoded, as
+    OpenAI's (megabytes; for benchmarks of transfer and decoding costs). Renders take
+    ~0.1-1 s each: combine with ``emulator_cache_renders`` for load tests."""
 
     @field_validator("extra_parameters", mode="before")
     @classmethod

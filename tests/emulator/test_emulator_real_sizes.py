@@ -1,5 +1,6 @@
 """Real-sized answers: images as large, encoded, as OpenAI's, photographic-like,
-deterministic and still carrying their identity; from the config and the CLI flag."""
+deterministic and still carrying their identity; from the config, the CLI flag and
+the embedded emulator's setting."""
 
 from __future__ import annotations
 
@@ -12,14 +13,19 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import httpx
 import openai
 import pytest
 from emulator_support import API_KEY, decode
+from imagegate.v1 import images_service_pb2 as pb
+from imagegate.v1 import images_service_pb2_grpc, params_pb2
 from PIL import Image, ImageChops
 
 from imagegate_server.emulator import Emulator, EmulatorConfig, identity, read_identity
 from imagegate_server.emulator.real_sizes import target_bytes
+from imagegate_server.gateway.server import Gateway
+from imagegate_server.settings import Settings
 
 MB = 1_000_000
 TOLERANCE = 0.25
@@ -211,3 +217,26 @@ async def test_the_cli_flag_serves_real_sizes(tmp_path: Path) -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+async def test_the_embedded_emulator_follows_its_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("IMAGEGATE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("IMAGEGATE_EMULATOR_REAL_SIZES", "true")
+    settings = Settings(_env_file=None, _secrets_dir=None, port=0, shutdown_grace_s=0)  # type: ignore[call-arg]
+    gateway = Gateway(settings)
+    await gateway.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+            stub = images_service_pb2_grpc.ImagesServiceStub(channel)
+            parameters = params_pb2.GenerationParameters(
+                prompt="p", model="gpt-image-1.5", size="1024x1024"
+            )
+            parameters.output_format = params_pb2.OUTPUT_FORMAT_JPEG
+            parameters.output_compression = 90
+            result = await stub.CreateImage(pb.CreateImageRequest(parameters=parameters))
+    finally:
+        await gateway.stop(0)
+    data = result.result.images[0].data
+    assert_near(len(data), target_bytes("jpeg", "medium", 90, False, 1024, 1024))

@@ -193,7 +193,9 @@ class Gateway:
         key = SecretStr(secrets.token_urlsafe(24))
         self.emulator = Emulator(
             EmulatorConfig(
-                api_key=key.get_secret_value(), cached_renders=settings.emulator_cache_renders
+                api_key=key.get_secret_value(),
+                cached_renders=settings.emulator_cache_renders,
+                real_sizes=settings.emulator_real_sizes,
             )
         )
         base_url = await self.emulator.start("127.0.0.1", 0)

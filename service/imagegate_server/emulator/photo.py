@@ -17,7 +17,6 @@ that curve, and corrects it by one whole picture.
 
 from __future__ import annotations
 
-import itertools
 import random
 import threading
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from dataclasses import replace
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
+from imagegate_server.emulator.real_sizes import interpolate
 from imagegate_server.emulator.render import RenderSpec, draw_footer, draw_scene, scene_seed
 
 GRAIN_STRENGTHS = (0.0, 0.005, 0.01, 0.02, 0.035, 0.06, 0.1, 0.17, 0.3, 0.5, 0.8, 1.2)
@@ -111,31 +111,16 @@ def _corrected(spec: RenderSpec, curve: _Curve, target: float, encoder: Encoder)
     first = _invert(curve, target)
     picture = photo_scene(_calibration_spec(spec), first, with_text=False)
     measured = len(encoder(picture, spec)) / (spec.width * spec.height)
-    return _invert(curve, target * _evaluate(curve, first) / measured)
+    return _invert(curve, target * interpolate(curve, first) / measured)
 
 
 def _calibration_spec(spec: RenderSpec) -> RenderSpec:
     return replace(spec, prompt="imagegate calibration", index=0)
 
 
-def _evaluate(curve: _Curve, strength: float) -> float:
-    """Piecewise-linear interpolation of the curve, clamped to its ends."""
-    if strength <= curve[0][0]:
-        return curve[0][1]
-    for (s0, b0), (s1, b1) in itertools.pairwise(curve):
-        if strength <= s1:
-            return b0 + (b1 - b0) * (strength - s0) / (s1 - s0)
-    return curve[-1][1]
-
-
 def _invert(curve: _Curve, target: float) -> float:
-    """Piecewise-linear inverse of an increasing curve, clamped to its ends."""
-    if target <= curve[0][1]:
-        return curve[0][0]
-    for (s0, b0), (s1, b1) in itertools.pairwise(curve):
-        if target <= b1:
-            return s0 + (s1 - s0) * (target - b0) / (b1 - b0)
-    return curve[-1][0]
+    """The strength at which the curve reaches ``target``, clamped to its ends."""
+    return interpolate([(size, strength) for strength, size in curve], target)
 
 
 def _backdrop(spec: RenderSpec, *, with_text: bool) -> tuple[Image.Image, random.Random]:

@@ -29,7 +29,8 @@ these are estimates, to be replaced by measured ones when someone has them):
 
 from __future__ import annotations
 
-from bisect import bisect_left
+import itertools
+from collections.abc import Sequence
 
 PNG_BYTES_PER_PIXEL = 1.6
 """Opaque PNG at medium quality."""
@@ -65,7 +66,7 @@ def target_bytes_per_pixel(
     if output_format == "png":
         base = PNG_BYTES_PER_PIXEL
     elif output_format in LOSSY_BYTES_PER_PIXEL:
-        base = _interpolate(LOSSY_BYTES_PER_PIXEL[output_format], compression)
+        base = interpolate(LOSSY_BYTES_PER_PIXEL[output_format], compression)
     else:
         return None
     factor = QUALITY_FACTORS.get(quality, 1.0)
@@ -87,11 +88,11 @@ def target_bytes(
     return None if per_pixel is None else round(per_pixel * width * height)
 
 
-def _interpolate(anchors: tuple[tuple[int, float], ...], compression: int) -> float:
-    points = [point for point, _ in anchors]
-    at = min(max(compression, points[0]), points[-1])
-    index = bisect_left(points, at)
-    if points[index] == at:
-        return anchors[index][1]
-    (x0, y0), (x1, y1) = anchors[index - 1], anchors[index]
-    return y0 + (y1 - y0) * (at - x0) / (x1 - x0)
+def interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
+    """Piecewise-linear y at ``x`` through ``points`` (x increasing), clamped to the ends."""
+    if x <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return points[-1][1]

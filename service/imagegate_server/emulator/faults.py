@@ -100,6 +100,11 @@ def _parse(text: str) -> list[_Item]:
     return items
 
 
+def _is_status(name: str) -> bool:
+    # ASCII digits only: str.isdigit() is also true for superscripts, which int() refuses.
+    return name.isascii() and name.isdigit()
+
+
 def _number(item: _Item, key: str, default: float | None = None) -> float:
     value = item.params.get(key)
     if value is None:
@@ -161,12 +166,12 @@ class FaultInjector:
             "slow": {"bytes", "ms"},
             "latency": {"ms", "jitter-ms"},
         }.get(item.name, set())
-        if item.name.isdigit():
+        if _is_status(item.name):
             known |= set(_WORD_PARAMS)
         unknown = set(item.params) - known
         if unknown:
             raise FaultSyntaxError(f"unknown parameter {sorted(unknown)[0]!r} for {item.name!r}")
-        if item.name.isdigit():
+        if _is_status(item.name):
             if int(item.name) not in _STATUS_CODES:
                 raise FaultSyntaxError(f"unsupported status {item.name}")
         elif item.name not in (
@@ -191,7 +196,7 @@ class FaultInjector:
     @staticmethod
     def _apply(item: _Item, plan: FaultPlan) -> None:
         name = item.name
-        if name.isdigit() or name in ("quota", "moderation"):
+        if _is_status(name) or name in ("quota", "moderation"):
             if plan.error is not None:  # the first error wins
                 return
             if name == "quota":

@@ -172,11 +172,10 @@ def test_negative_counts_are_programming_errors(table: PriceTable, bad: dict[str
         table.estimate_micros("gpt-image-1", **call)  # type: ignore[arg-type]
 
 
-# -- against the emulator, which reports usage by OpenAI's gpt-image-1 table ----------
-# The emulator reports gpt-image-1's per-size counts for every GPT model, so the
-# comparison runs on the models whose table that is (gpt-image-1 and gpt-image-1.5);
-# gpt-image-1-mini and the gpt-image-2 family have their own counts, checked against
-# OpenAI's published prices above.
+# -- against the emulator, which counts output tokens by each model's profile ---------
+# The emulator takes its output-token counts from the same table's profiles, so these
+# check what the estimate adds on top: text and image input, n, and the dear-side
+# choices it makes for what a call leaves open.
 
 
 def usage_of(response: object) -> TokenUsage:
@@ -191,7 +190,9 @@ def png(width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("model", ["gpt-image-1", "gpt-image-1.5"])
+@pytest.mark.parametrize(
+    "model", ["gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini", "gpt-image-2"]
+)
 async def test_estimates_bound_settled_costs_within_2x(
     client: openai.AsyncOpenAI, table: PriceTable, model: str
 ) -> None:

@@ -54,7 +54,9 @@ def render_image(renderer: Renderer, job: Job, index: int) -> bytes:
 def job_usage(job: Job) -> dict[str, Any]:
     """The token usage of the whole request (all ``n`` images)."""
     inputs = [(u.info.width or 0, u.info.height or 0) for u in job.images if u.info]
-    return usage(job.prompt, inputs, job.quality, job.width, job.height, job.n, job.partial_images)
+    return usage(
+        job.model, job.prompt, inputs, job.quality, job.width, job.height, job.n, job.partial_images
+    )
 
 
 def image_usage(job: Job) -> dict[str, Any]:

@@ -1,27 +1,26 @@
 """Deterministic, plausible token counts for GPT image models.
 
-Shaped after OpenAI's published pricing tables: text tokens roughly one per word or
+Shaped after OpenAI's published pricing: text tokens roughly one per word or
 punctuation mark; input images 65 + 129 per 512-pixel tile after scaling into 2048 and
-768; output tokens per quality for a 1024x1024 image, scaled by area; 100 tokens per
-partial image.
+768; output tokens per image as OpenAI counts them for the model, quality and size
+(the price table's token profiles: gpt-image-1's table, gpt-image-2's formula...,
+the one home of those facts); 100 tokens per partial image.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
 from typing import Any
 
-_OUTPUT_TOKENS_1024 = {
-    "low": 272,
-    "medium": 1056,
-    "auto": 1056,
-    "high": 4160,
-    "xhigh": 8320,
-    "max": 16640,
-}
+from imagegate_server.pricing import PriceTable, load_prices
+from imagegate_server.pricing.profiles import output_tokens_per_image
+
 _PARTIAL_IMAGE_TOKENS = 100
+# Models the price table has no profile for count like gpt-image-1.
+_FALLBACK_PROFILE = "gpt-image-1"
 
 
 def text_tokens(prompt: str) -> int:
@@ -36,12 +35,25 @@ def image_tokens(width: int, height: int) -> int:
     return 65 + 129 * tiles
 
 
-def output_tokens(quality: str, width: int, height: int) -> int:
-    base = _OUTPUT_TOKENS_1024.get(quality, 1056)
-    return max(1, round(base * width * height / (1024 * 1024)))
+@functools.cache
+def _prices() -> PriceTable:
+    return load_prices()
+
+
+def output_tokens(model: str, quality: str, width: int, height: int) -> int:
+    """Output image tokens of one image (``quality`` as rendered: never ``auto``)."""
+    table = _prices()
+    entry = table.prices(model)
+    profile = getattr(entry, "output_tokens", _FALLBACK_PROFILE)
+    if profile not in table.output_tokens:
+        profile = _FALLBACK_PROFILE
+    return output_tokens_per_image(
+        table.output_tokens[profile], table.estimates, quality=quality, size=f"{width}x{height}"
+    )
 
 
 def usage(
+    model: str,
     prompt: str,
     input_images: Sequence[tuple[int, int]],
     quality: str,
@@ -52,7 +64,8 @@ def usage(
 ) -> dict[str, Any]:
     text = text_tokens(prompt)
     image = sum(image_tokens(w, h) for w, h in input_images)
-    out = images * (output_tokens(quality, width, height) + partial_images * _PARTIAL_IMAGE_TOKENS)
+    per_image = output_tokens(model, quality, width, height)
+    out = images * (per_image + partial_images * _PARTIAL_IMAGE_TOKENS)
     return {
         "input_tokens": text + image,
         "input_tokens_details": {"text_tokens": text, "image_tokens": image},

@@ -21,7 +21,6 @@ import pytest
 
 from imagegate_server.bench import command, runner
 from imagegate_server.bench.native import find_tools
-from imagegate_server.bench.procs import real_sizes_available
 
 # What each scenario compares: the gateway against direct calls, except tenancy, which
 # compares the gateway with authentication and the Redis limiter against without, and
@@ -104,12 +103,11 @@ def test_every_scenario_runs_tiny_and_reports_without_errors(tmp_path: Path) -> 
     assert "--workers 2" in ratio["target"] and ratio["measured"] > 0
     assert "cores" in scenarios["scaling"]["notes"][0]
 
-    # Results: real-sized answers (once the emulator has them), memory against base64.
+    # Results: real-sized answers, memory against base64.
     results = [row for row in scenarios["results"]["rows"] if row["path"] == "gateway"]
     assert all(row["extra"]["memory_over_b64"] >= 0 for row in results)
-    if real_sizes_available():
-        # OpenAI's 1536x1024 PNGs are megabytes; the emulator's toy ones 40-70 KiB.
-        assert all(row["extra"]["kib_per_image"] > 1000 for row in results), results
+    # OpenAI's 1536x1024 PNGs are megabytes; the emulator's toy ones 40-70 KiB.
+    assert all(row["extra"]["kib_per_image"] > 1000 for row in results), results
 
     # Tenancy: every check is a ratio of both gateways.
     targets = [check["target"] for check in scenarios["tenancy"]["checks"]]

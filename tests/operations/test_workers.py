@@ -34,6 +34,8 @@ from operations_support import (
     wait_until,
 )
 
+from imagegate_server.emulator.real_sizes import target_bytes
+
 pytestmark = pytest.mark.slow
 
 GENERATIONS = "/v1/images/generations"
@@ -193,6 +195,24 @@ def test_sigterm_drains_every_worker_and_loses_no_call(tmp_path: Path) -> None:
     codes = [r["code"] for r in server.records() if r.get("msg") == "rpc finished"]
     assert codes == ["OK"] * CHANNELS
     assert server.records()[-1]["msg"] == "stopped"
+
+
+def test_the_shared_emulator_follows_the_real_sizes_setting(tmp_path: Path) -> None:
+    env = clean_env(IMAGEGATE_EMULATOR_REAL_SIZES="true")
+    with serve(["--workers", "2", "--port", "0"], env, tmp_path) as server:
+        port = server.wait_serving()
+        parameters = params_pb2.GenerationParameters(
+            prompt="fox", model="gpt-image-1.5", size="1024x1024", quality=params_pb2.QUALITY_MEDIUM
+        )
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = images_service_pb2_grpc.ImagesServiceStub(channel)
+            result = stub.CreateImage(pb.CreateImageRequest(parameters=parameters), timeout=60)
+        server.terminate()
+        assert server.wait() == 0
+    # As large as OpenAI's answer, not the default's flat shapes of a few KiB.
+    target = target_bytes("png", "medium", 100, False, 1024, 1024)
+    assert target is not None
+    assert abs(len(result.result.images[0].data) / target - 1) <= 0.25
 
 
 def test_a_port_in_use_stops_the_supervisor_in_one_line(tmp_path: Path) -> None:

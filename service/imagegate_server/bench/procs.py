@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import re
 import subprocess
@@ -46,14 +45,6 @@ class StackConfig:
     """Extra ``IMAGEGATE_*`` settings for the gateway."""
     workers: int | None = None
     """``imagegate serve --workers N``; None: one process, no supervisor."""
-
-
-def real_sizes_available() -> bool:
-    """Whether this emulator has ``--real-sizes`` (issue 13; a scenario that asks for
-    real sizes on an emulator without them runs with its toy images and says so)."""
-    from imagegate_server.emulator.config import EmulatorConfig
-
-    return "real_sizes" in {f.name for f in dataclasses.fields(EmulatorConfig)}
 
 
 def _spawn(argv: Sequence[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -105,7 +96,7 @@ async def running_emulator(config: StackConfig, workdir: Path) -> AsyncIterator[
     argv += ["--latency-ms", str(config.latency_ms)]
     if config.cached_renders:
         argv.append("--cached-renders")
-    if config.real_sizes and real_sizes_available():
+    if config.real_sizes:
         argv.append("--real-sizes")
     log = workdir / "emulator.log"
     emulator = _spawn(argv, log, _clean_env())

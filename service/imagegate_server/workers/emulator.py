@@ -26,7 +26,11 @@ async def _main() -> int:
     pipe = await open_plan_pipe()
     plan = EmulatorPlan.parse(await pipe.readline())
     logs.configure(plan.log_level)
-    emulator = Emulator(EmulatorConfig(api_key=plan.api_key, cached_renders=plan.cached_renders))
+    emulator = Emulator(
+        EmulatorConfig(
+            api_key=plan.api_key, cached_renders=plan.cached_renders, real_sizes=plan.real_sizes
+        )
+    )
     base_url = await emulator.start("127.0.0.1", plan.port)
     stop = asyncio.Event()
     orphaned = asyncio.create_task(wait_for_eof(pipe, stop))

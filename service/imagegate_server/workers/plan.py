@@ -34,6 +34,7 @@ class EmulatorPlan:
     port: int
     api_key: str
     cached_renders: bool
+    real_sizes: bool
     log_level: str
 
     def line(self) -> bytes:

@@ -190,6 +190,7 @@ class Supervisor:
                 port=self._emulator_port,
                 api_key=key,
                 cached_renders=self.settings.emulator_cache_renders,
+                real_sizes=self.settings.emulator_real_sizes,
                 log_level=self.settings.log_level,
             ).line()
 

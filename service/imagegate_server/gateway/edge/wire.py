@@ -113,6 +113,12 @@ def add_images_service(
     add_service(server, SERVICE, {rpc.name: behaviour(rpc) for rpc in RPCS})
 
 
+def _serialize(response: Message | bytes) -> bytes:
+    """A response message, or one its behaviour serialized already (a large unary
+    result: holding the message and its bytes while gRPC copies them costs twice)."""
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
 def add_service(
     server: grpc.aio.Server,
     service: ServiceDescriptor,
@@ -126,7 +132,7 @@ def add_service(
         handlers[method.name] = kind(
             behaviours[method.name],
             request_deserializer=lenient_parser(getattr(messages, method.input_type.name)),
-            response_serializer=getattr(messages, method.output_type.name).SerializeToString,
+            response_serializer=_serialize,
         )
     generic = grpc.method_handlers_generic_handler(service.full_name, handlers)
     server.add_generic_rpc_handlers((generic,))

@@ -54,7 +54,7 @@ def _copy_ints(target: Any, source: Mapping[str, Any], names: tuple[str, ...]) -
 
 def images_result(answer: ImagesAnswer) -> results_pb2.ImagesResult:
     """The result of an ImagesResponse, its images' bytes not yet in it: a unary
-    answer puts them in (:func:`unary_result`), a stream slices them."""
+    response joins them in (:mod:`.unary`), a stream slices them."""
     payload, request_id = answer.payload, answer.request_id
     result = results_pb2.ImagesResult()
     created = payload.get("created")
@@ -94,12 +94,3 @@ def slices(
         if partial_image_index is not None:
             chunk.partial_image_index = partial_image_index
         yield chunk
-
-
-def unary_result(answer: ImagesAnswer) -> results_pb2.ImagesResult:
-    """The whole result of a unary RPC, each image's bytes in it."""
-    result = images_result(answer)
-    for image, data in zip(result.images, answer.images, strict=True):
-        if data is not None:
-            image.data = data
-    return result

@@ -61,6 +61,7 @@ ModelPrices = TokenPrices | PerImagePrices
 
 
 def parse_model(value: object, where: str) -> ModelPrices:
+    """One ``[models.<name>]`` entry: per-image when it has ``per_image``, else per-token."""
     entry = as_table(value, where)
     if "per_image" in entry:
         return _per_image_model(entry, where)

@@ -51,6 +51,7 @@ def build_estimates(values: Mapping[str, Any]) -> Estimates:
 
 
 def parse_estimates(table: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``[estimates]`` values a file gives (an override may give any subset)."""
     check_only(table, "estimates", set(ESTIMATE_KEYS))
     values: dict[str, Any] = {}
     if "auto_quality" in table:

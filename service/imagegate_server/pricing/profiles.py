@@ -56,6 +56,8 @@ OutputTokenProfile = TableProfile | ShortAxisProfile
 
 
 def parse_profile(value: object, where: str) -> OutputTokenProfile:
+    """One ``[output_tokens.<name>]`` profile: the formula when it has ``formula``, else a
+    table by quality and size."""
     entry = as_table(value, where)
     if "formula" in entry:
         check_only(

@@ -12,12 +12,8 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from imagegate.v1 import params_pb2
 
-from imagegate_server.client.options import (
-    ParameterOptions,
-    ValueOption,
-    enum_choices,
-    option_name,
-)
+from imagegate_server.client.option_values import enum_choices, option_name
+from imagegate_server.client.options import ParameterOptions, ValueOption
 from imagegate_server.client.request import PreparedCall, prepare
 
 

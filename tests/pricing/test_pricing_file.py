@@ -18,7 +18,7 @@ from imagegate_server.pricing import (
     load_price_table,
     load_prices,
 )
-from imagegate_server.pricing.schema import PerImagePrices, TokenPrices
+from imagegate_server.pricing.entries import PerImagePrices, TokenPrices
 from imagegate_server.settings import Settings
 
 USAGE = TokenUsage(text_in=100, image_in=0, image_out=1000)

@@ -54,7 +54,7 @@ def test_unknown_models_have_no_price(table: PriceTable, model: str) -> None:
 
 
 def test_every_model_the_gateway_knows_has_a_price(table: PriceTable) -> None:
-    # models.py is the gateway's list of OpenAI's models: none may fall to the
+    # models/table.py is the gateway's list of OpenAI's models: none may fall to the
     # unpriced-model policy by accident.
     unpriced = sorted(name for name in MODEL_RULES if table.resolve(name) is None)
     assert unpriced == []

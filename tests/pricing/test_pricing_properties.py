@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagegate_server.pricing import PriceTable, TokenUsage, combine_streamed, load_prices
-from imagegate_server.pricing.schema import TokenPrices
+from imagegate_server.pricing.entries import TokenPrices
 
 TABLE: PriceTable = load_prices()
 TOKEN_MODELS = sorted(k for k, v in TABLE.models.items() if isinstance(v, TokenPrices))

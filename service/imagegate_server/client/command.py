@@ -21,7 +21,8 @@ from imagegate_server.client.call import Receiver, SavedImage, summarize
 from imagegate_server.client.connection import Connection, CredentialsError, connection_from
 from imagegate_server.client.errors import PROGRAM, describe_rpc_error, one_line
 from imagegate_server.client.fetch import FetchError
-from imagegate_server.client.options import UsageError, enum_choices
+from imagegate_server.client.option_values import enum_choices
+from imagegate_server.client.options import UsageError
 from imagegate_server.client.output import OutputError, OutputPlan
 from imagegate_server.client.progress import Progress
 from imagegate_server.client.request import PreparedCall, prepare

@@ -11,21 +11,29 @@ references are ``--image-url``/``--file-id``/``--mask-url``/``--mask-file-id``
 and the forward-compatible map is ``--extra KEY=JSON``.
 
 Presence is preserved: an option the user did not give leaves its field unset
-(argparse default None), so OpenAI applies its own default for it.
+(argparse default None), so OpenAI applies its own default for it. What an option's
+text becomes (types, enum spellings, ``--extra``) is in :mod:`.option_values`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
-from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf import struct_pb2
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from imagegate.v1 import params_pb2
+
+from imagegate_server.client.option_values import (
+    enum_choices,
+    is_integer,
+    option_name,
+    parse_extra,
+    value_type,
+)
 
 # Fields given as positional arguments or uploads by the commands themselves.
 POSITIONAL_FIELDS = frozenset({"prompt"})
@@ -61,26 +69,6 @@ class UsageError(Exception):
     """A command line that parses but cannot make a valid request (exit code 2)."""
 
 
-def option_name(path: Sequence[str]) -> str:
-    """``("svg", "reasoning", "effort")`` -> ``--svg-reasoning-effort``."""
-    return "--" + "-".join(part.replace("_", "-") for part in path)
-
-
-def enum_choices(enum: EnumDescriptor) -> dict[str, int]:
-    """OpenAI's spelling of each value: ``QUALITY_HIGH`` -> ``high`` (UNSPECIFIED left out).
-
-    The prefix is read off the zero value (``QUALITY_UNSPECIFIED``) rather than
-    derived from the type name, so it is right whatever the enum is called.
-    """
-    zero = enum.values_by_number[0].name
-    prefix = zero.removesuffix("UNSPECIFIED")
-    return {
-        value.name.removeprefix(prefix).lower(): value.number
-        for value in enum.values
-        if value.number != 0
-    }
-
-
 def _is_map(field: FieldDescriptor) -> bool:
     message = field.message_type
     return message is not None and message.GetOptions().map_entry
@@ -88,74 +76,6 @@ def _is_map(field: FieldDescriptor) -> bool:
 
 def _is_repeated(field: FieldDescriptor) -> bool:
     return bool(field.is_repeated)
-
-
-_INT_RANGES: dict[int, tuple[int, int]] = {
-    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
-    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
-    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
-    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
-    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
-    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
-    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
-    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
-    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
-    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
-}
-
-
-def _integer(low: int, high: int) -> Callable[[str], int]:
-    # Only the wire range is checked here: the gateway owns the semantic limits
-    # (n 1-10 and so on) and reports them with the field name.
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range {low}..{high}")
-        return value
-
-    return parse
-
-
-def _boolean(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("true", "yes", "1", "on"):
-        return True
-    if lowered in ("false", "no", "0", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {text!r} (use true or false)")
-
-
-def _value_type(field: FieldDescriptor) -> Callable[[str], Any] | None:
-    """The argparse ``type`` for a scalar field, or None for unsupported kinds."""
-    if field.type in _INT_RANGES:
-        low, high = _INT_RANGES[field.type]
-        return _integer(low, high)
-    if field.type == FieldDescriptor.TYPE_STRING:
-        return str
-    if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
-        return float
-    if field.type == FieldDescriptor.TYPE_BOOL:
-        return _boolean
-    return None
-
-
-def parse_extra(text: str) -> tuple[str, struct_pb2.Value]:
-    """``KEY=JSON`` -> (key, Value); the value must be JSON so types survive."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=JSON, got {text!r}")
-    try:
-        json.loads(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"value of {key} is not JSON: {raw!r} (quote strings: {key}='\"text\"')"
-        ) from None
-    value = struct_pb2.Value()
-    json_format.Parse(raw, value)
-    return key, value
 
 
 class _AppendReference(argparse.Action):
@@ -217,7 +137,7 @@ class ParameterOptions:
             elif message is not None and not _is_repeated(field) and not _is_map(field):
                 # Settings groups such as SvgOptions flatten into prefixed options.
                 self._collect(message, path)
-            elif field.enum_type is not None or _value_type(field) is not None:
+            elif field.enum_type is not None or value_type(field) is not None:
                 self.values.append(ValueOption(path, field, "param__" + "__".join(path)))
             else:
                 self.other_fields.append(field)
@@ -246,14 +166,14 @@ class ParameterOptions:
                     help=help_text,
                 )
             else:
-                value_type = _value_type(field)
-                assert value_type is not None  # _collect only keeps fields with a type
+                parse_value = value_type(field)
+                assert parse_value is not None  # _collect only keeps fields with a type
                 group.add_argument(
                     *flags,
                     dest=option.dest,
-                    type=value_type,
+                    type=parse_value,
                     action=action,
-                    metavar="N" if field.type in _INT_RANGES else field.name.upper(),
+                    metavar="N" if is_integer(field) else field.name.upper(),
                     help=help_text,
                 )
         for field in self.reference_fields:

@@ -4,8 +4,9 @@ Modules: :mod:`.tokens` (token format, generation, parsing, hashing),
 :mod:`.schema` (the file's pydantic models), :mod:`.fileformat` (TOML/YAML reading
 and atomic writing), :mod:`.policy` (one client's effective limits),
 :mod:`.registry` (lookups by token or identity), :mod:`.reload` (the live file),
-:mod:`.startup` (the secure-by-default start-up rule) and :mod:`.command`
-(``imagegate clients add|list|revoke``).
+:mod:`.startup` (the secure-by-default start-up rule), and ``imagegate clients
+add|list|revoke``: :mod:`.command` (parsers and handlers), :mod:`.editing` (finding,
+reading and editing the file) and :mod:`.listing` (what ``list`` prints).
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ Costs
     cost equals the unary one plus the partial images OpenAI bills.
 """
 
+from imagegate_server.pricing.fields import PricesFileError
 from imagegate_server.pricing.loading import load_price_table, load_prices
-from imagegate_server.pricing.schema import PricesFileError
 from imagegate_server.pricing.table import CallCost, CostBasis, PriceTable
 from imagegate_server.pricing.usage import InvalidUsage, TokenUsage, combine_streamed
 

@@ -21,14 +21,10 @@ from importlib import resources
 from pathlib import Path
 
 from imagegate_server.errors import StartupError
-from imagegate_server.pricing.schema import (
-    PriceDocument,
-    PricesFileError,
-    TokenPrices,
-    build_estimates,
-    parse_document,
-    quote_key,
-)
+from imagegate_server.pricing.entries import TokenPrices
+from imagegate_server.pricing.estimates import build_estimates
+from imagegate_server.pricing.fields import PricesFileError, quote_key
+from imagegate_server.pricing.schema import PriceDocument, parse_document
 from imagegate_server.pricing.table import PriceTable
 from imagegate_server.settings import Settings
 

@@ -1,4 +1,5 @@
-"""Output image tokens per image, estimated from a call's quality and size.
+"""``[output_tokens]`` profiles, and the output image tokens per image they estimate
+from a call's quality and size.
 
 Only reservations use these: a finished call is priced from its reported usage.
 What the call leaves open is estimated on the dear side, so a reservation is an
@@ -13,15 +14,94 @@ upper bound of the usual bill without being a worst case of every parameter:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from imagegate_server.models import parse_size
-from imagegate_server.pricing.schema import (
-    Estimates,
-    OutputTokenProfile,
-    ShortAxisProfile,
-    TableProfile,
+from imagegate_server.pricing.estimates import Estimates
+from imagegate_server.pricing.fields import (
+    PricesFileError,
+    as_table,
+    check_int,
+    check_only,
+    check_quality,
+    check_size,
+    quote_key,
 )
 
 _AUTO = ("", "auto")
+
+
+@dataclass(frozen=True)
+class TableProfile:
+    """Output image tokens per image from a table by quality and size; sizes not in
+    the table scale by pixel area from the reference size."""
+
+    reference_size: str
+    tokens: Mapping[str, Mapping[str, int]]
+    """quality -> size -> output image tokens per image; every quality has the
+    reference size."""
+
+
+@dataclass(frozen=True)
+class ShortAxisProfile:
+    """Output image tokens per image by the gpt-image-2 formula (see prices.toml)."""
+
+    quality_factors: Mapping[str, int]
+    area_offset_pixels: int
+    area_divisor: int
+
+
+OutputTokenProfile = TableProfile | ShortAxisProfile
+
+
+def parse_profile(value: object, where: str) -> OutputTokenProfile:
+    """One ``[output_tokens.<name>]`` profile: the formula when it has ``formula``, else a
+    table by quality and size."""
+    entry = as_table(value, where)
+    if "formula" in entry:
+        check_only(
+            entry, where, {"formula", "quality_factors", "area_offset_pixels", "area_divisor"}
+        )
+        if entry["formula"] != "short-axis":
+            raise PricesFileError(f"{where}.formula", 'must be "short-axis"')
+        factors_table = as_table(entry.get("quality_factors"), f"{where}.quality_factors")
+        if not factors_table:
+            raise PricesFileError(f"{where}.quality_factors", "must have at least one quality")
+        factors = {
+            check_quality(q, f"{where}.quality_factors.{q}"): check_int(
+                f, f"{where}.quality_factors.{q}", minimum=1, maximum=10_000
+            )
+            for q, f in factors_table.items()
+        }
+        return ShortAxisProfile(
+            quality_factors=factors,
+            area_offset_pixels=check_int(
+                entry.get("area_offset_pixels"), f"{where}.area_offset_pixels", minimum=0
+            ),
+            area_divisor=check_int(entry.get("area_divisor"), f"{where}.area_divisor", minimum=1),
+        )
+    reference = entry.get("reference_size")
+    if not isinstance(reference, str) or parse_size(reference) is None:
+        raise PricesFileError(f"{where}.reference_size", "must be a size like 1024x1024")
+    tokens: dict[str, dict[str, int]] = {}
+    for quality, sizes_value in entry.items():
+        if quality == "reference_size":
+            continue
+        q_where = f"{where}.{quote_key(quality)}"
+        check_quality(quality, q_where)
+        sizes = as_table(sizes_value, q_where)
+        tokens[quality] = {
+            check_size(size, f"{q_where}.{quote_key(size)}"): check_int(
+                count, f"{q_where}.{quote_key(size)}", minimum=1
+            )
+            for size, count in sizes.items()
+        }
+        if reference not in tokens[quality]:
+            raise PricesFileError(q_where, "must give the reference_size")
+    if not tokens:
+        raise PricesFileError(where, "must have at least one quality table")
+    return TableProfile(reference, tokens)
 
 
 def output_tokens_per_image(

@@ -23,16 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from imagegate_server.pricing.entries import ModelPrices, PerImagePrices, TokenPrices
+from imagegate_server.pricing.estimates import Estimates
+from imagegate_server.pricing.fields import is_pattern
 from imagegate_server.pricing.money import round_cost, round_estimate
-from imagegate_server.pricing.profiles import output_tokens_per_image
-from imagegate_server.pricing.schema import (
-    Estimates,
-    ModelPrices,
-    OutputTokenProfile,
-    PerImagePrices,
-    TokenPrices,
-    is_pattern,
-)
+from imagegate_server.pricing.profiles import OutputTokenProfile, output_tokens_per_image
 from imagegate_server.pricing.usage import TokenUsage
 
 _SNAPSHOT = re.compile(r"(.+)-[0-9]{4}-[0-9]{2}-[0-9]{2}")

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from client_support import write_png
 from PIL import Image
+from support.images import write_png
 
 pytestmark = pytest.mark.slow
 
@@ -131,8 +131,7 @@ def test_edit_uploads_several_images_and_a_mask(target: str, tmp_path: Path) -> 
 
 def test_large_upload_and_result_travel_in_slices(target: str, tmp_path: Path) -> None:
     """A 3 MB upload (48 chunks) and a multi-MiB result through default gRPC limits."""
-    noise = Image.frombytes("RGB", (1024, 1024), os.urandom(1024 * 1024 * 3))
-    noise.save(tmp_path / "noise.png")
+    write_png(tmp_path / "noise.png", 1024, 1024, mode="RGB", noise=True)
     done = run(
         target, tmp_path, "edit", "noise.png", "sharpen", "-o", "big.png",
         "--model", "gpt-image-1",

@@ -18,15 +18,16 @@ from pathlib import Path
 
 import grpc
 import pytest
-from client_support import OPENAI_KEY, gateway_on_emulator, png_bytes, write_png
+from client_support import OPENAI_KEY, gateway_on_emulator
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from imagegate.v1 import images_service_pb2, images_service_pb2_grpc, results_pb2
+from support.images import png, write_png
 
 from imagegate_server.cli import main
 from imagegate_server.emulator import Emulator
 
-IMAGE = png_bytes(40, 30)
+IMAGE = png(40, 30)
 
 
 def _status(code: grpc.StatusCode, message: str, *details: object) -> bytes:

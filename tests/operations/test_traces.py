@@ -17,11 +17,12 @@ import grpc
 import pytest
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2, quota_pb2, quota_pb2_grpc
-from observability_support import add_client, bearer, edit_messages, png
+from observability_support import add_client, bearer, edit_messages
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from operations_support import OPENAI_KEY
+from support.images import png
 
 from imagegate_server.emulator import Emulator
 from imagegate_server.gateway.server import Gateway
@@ -281,7 +282,7 @@ async def test_an_edit_is_traced_as_an_image_edit(
     stub: images_service_pb2_grpc.ImagesServiceStub, spans: InMemorySpanExporter, token: str
 ) -> None:
     reply = await stub.CreateImageEdit(
-        iter(edit_messages(PROMPT, png(64, 64))), metadata=bearer(token), timeout=30
+        iter(edit_messages(PROMPT, png(64, 64, mode="RGB"))), metadata=bearer(token), timeout=30
     )
     assert len(reply.result.images) == 1
     (edit,) = _servers(spans)

@@ -19,8 +19,9 @@ import pytest
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2, quota_pb2, quota_pb2_grpc
 from observability_support import add_client, bearer, edit_messages
-from operations_support import OPENAI_KEY, Serve, clean_env, free_port, scrape, serve
+from operations_support import OPENAI_KEY, scrape
 from support.images import png
+from support.serve import Serve, clean_env, free_port, serve
 
 from imagegate_server.emulator import Emulator
 

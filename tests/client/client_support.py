@@ -7,10 +7,11 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from support.gateways import gateway_settings
+
 from imagegate_server.cli import build_parser
 from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.gateway.server import Gateway
-from imagegate_server.settings import Settings
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -30,15 +31,7 @@ async def gateway_on_emulator(**settings: Any) -> AsyncIterator[tuple[str, Emula
     faults (``emulator.set_faults(...)``) and read its journal around a CLI run.
     """
     async with Emulator(EmulatorConfig(api_key=OPENAI_KEY, cached_renders=True)) as emulator:
-        values: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "port": 0,
-            "openai_api_key": OPENAI_KEY,
-            "openai_base_url": emulator.base_url,
-            "shutdown_grace_s": 0,
-            **settings,
-        }
-        gateway = Gateway(Settings(_env_file=None, **values))  # type: ignore[call-arg]
+        gateway = Gateway(gateway_settings(OPENAI_KEY, emulator.base_url, **settings))
         await gateway.start()
         try:
             yield f"127.0.0.1:{gateway.port}", emulator

@@ -9,29 +9,16 @@ import grpc
 import pytest
 from gateway_support import OPENAI_KEY, GatewayFactory
 from imagegate.v1 import images_service_pb2_grpc
+from support.gateways import gateway_settings
 
 from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.gateway.server import Gateway
-from imagegate_server.settings import Settings
 
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[Emulator]:
     async with Emulator(EmulatorConfig(api_key=OPENAI_KEY, cached_renders=True)) as running:
         yield running
-
-
-def gateway_settings(base_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "port": 0,
-        "openai_api_key": OPENAI_KEY,
-        "openai_base_url": base_url,
-        "retry_backoff_s": 0.01,
-        "shutdown_grace_s": 0,
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture
@@ -41,7 +28,8 @@ async def start_gateway(emulator: Emulator) -> AsyncIterator[GatewayFactory]:
 
     async def start(**overrides: Any) -> Gateway:
         base_url = overrides.pop("openai_base_url", emulator.base_url)
-        gateway = Gateway(gateway_settings(base_url, **overrides))
+        overrides.setdefault("retry_backoff_s", 0.01)
+        gateway = Gateway(gateway_settings(OPENAI_KEY, base_url, **overrides))
         await gateway.start()
         running.append(gateway)
         return gateway

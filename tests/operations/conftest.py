@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from operations_support import OPENAI_KEY, GatewayFactory
+from support.gateways import gateway_settings
 
 from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.gateway.server import Gateway
-from imagegate_server.settings import Settings
 
 
 @pytest.fixture
@@ -26,15 +26,7 @@ async def start_gateway(emulator: Emulator) -> AsyncIterator[GatewayFactory]:
     running: list[Gateway] = []
 
     async def start(**overrides: Any) -> Gateway:
-        values: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "port": 0,
-            "openai_api_key": OPENAI_KEY,
-            "openai_base_url": emulator.base_url,
-            "shutdown_grace_s": 0,
-        }
-        values.update(overrides)
-        gateway = Gateway(Settings(_env_file=None, **values))  # type: ignore[call-arg]
+        gateway = Gateway(gateway_settings(OPENAI_KEY, emulator.base_url, **overrides))
         running.append(gateway)
         await gateway.start()
         return gateway

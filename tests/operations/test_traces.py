@@ -22,11 +22,11 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from operations_support import OPENAI_KEY
+from support.gateways import gateway_settings
 from support.images import png
 
 from imagegate_server.emulator import Emulator
 from imagegate_server.gateway.server import Gateway
-from imagegate_server.settings import Settings
 from imagegate_server.tracing.spans import Tracing
 
 GENERATIONS = "/v1/images/generations"
@@ -56,13 +56,9 @@ def token(clients_file: Path) -> str:
 async def gateway(
     emulator: Emulator, spans: InMemorySpanExporter, clients_file: Path, token: str
 ) -> AsyncIterator[Gateway]:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        host="127.0.0.1",
-        port=0,
-        openai_api_key=OPENAI_KEY,
-        openai_base_url=emulator.base_url,
-        shutdown_grace_s=0,
+    settings = gateway_settings(
+        OPENAI_KEY,
+        emulator.base_url,
         clients_file=clients_file,
         max_retries=1,
         retry_backoff_s=0.01,

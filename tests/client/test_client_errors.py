@@ -102,6 +102,20 @@ async def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[
     return code, captured.out, captured.err
 
 
+async def refused_generate(
+    target: str, extra: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> str:
+    """``imagegate generate p ... EXTRA`` that fails: exit 1, nothing on stdout, no
+    file written; returns stderr."""
+    code, out, err = await run_cli(
+        ["generate", "p", "-o", str(tmp_path / "x.png"), "--target", target, *extra], capsys
+    )
+    assert code == 1
+    assert out == ""
+    assert not (tmp_path / "x.png").exists()
+    return err
+
+
 @pytest.fixture(scope="module")
 async def gateway() -> AsyncIterator[tuple[str, Emulator]]:
     # No retries, so each fault below is one upstream request and its own answer;
@@ -205,12 +219,7 @@ async def test_gateway_errors_are_one_line(
 ) -> None:
     target, _ = gateway
     emulator.set_faults(fault)
-    code, out, err = await run_cli(
-        ["generate", "p", "-o", str(tmp_path / "x.png"), "--target", target, *extra], capsys
-    )
-    assert code == 1
-    assert out == ""
-    assert not (tmp_path / "x.png").exists()
+    err = await refused_generate(target, extra, tmp_path, capsys)
     calls = emulator.journal.by_path(GENERATIONS)
     # Local validation costs nothing upstream; otherwise exactly one request went up.
     rid = re.escape(calls[0].request_id) if calls else "NONE"
@@ -277,16 +286,9 @@ async def test_tenant_errors_are_one_line(
     monkeypatch.delenv("IMAGEGATE_TOKEN", raising=False)
     token = tokens[client] if client else None
     emulator.journal.clear()
-    code, out, err = await run_cli(
-        [
-            "generate", "p", "-o", str(tmp_path / "x.png"), "--target", target, *extra,
-            *(["--token", token] if token else []),
-        ],
-        capsys,
-    )  # fmt: skip
-    assert code == 1
-    assert out == ""
-    assert not (tmp_path / "x.png").exists()
+    err = await refused_generate(
+        target, [*extra, *(["--token", token] if token else [])], tmp_path, capsys
+    )
     assert emulator.journal.entries == []  # refused before anything went upstream
     assert re.fullmatch("imagegate: " + pattern + "\n", err), err
     assert all(secret not in err for secret in tokens.values())

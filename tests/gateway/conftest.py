@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 import pytest
 from gateway_support import OPENAI_KEY, GatewayFactory
 from imagegate.v1 import images_service_pb2_grpc
-from support.gateways import gateway_settings
+from support.gateways import started_gateways
 
 from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.gateway.server import Gateway
@@ -24,19 +23,8 @@ async def emulator() -> AsyncIterator[Emulator]:
 @pytest.fixture
 async def start_gateway(emulator: Emulator) -> AsyncIterator[GatewayFactory]:
     """``await start_gateway(**settings)``: a gateway in front of ``emulator``."""
-    running: list[Gateway] = []
-
-    async def start(**overrides: Any) -> Gateway:
-        base_url = overrides.pop("openai_base_url", emulator.base_url)
-        overrides.setdefault("retry_backoff_s", 0.01)
-        gateway = Gateway(gateway_settings(OPENAI_KEY, base_url, **overrides))
-        await gateway.start()
-        running.append(gateway)
-        return gateway
-
-    yield start
-    for gateway in running:
-        await gateway.stop(0)
+    async with started_gateways(OPENAI_KEY, emulator.base_url, retry_backoff_s=0.01) as start:
+        yield start
 
 
 @pytest.fixture

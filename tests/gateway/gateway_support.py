@@ -1,9 +1,9 @@
-"""Helpers for gateway tests: upload streams, status details, test images."""
+"""Helpers for gateway tests: upload streams, status details (images: support.images)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -11,14 +11,15 @@ from google.rpc import error_details_pb2, status_pb2
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2, results_pb2
 
+# ``await start_gateway(**settings)`` (see conftest), for the tests' annotations.
+from support.gateways import GatewayFactory as GatewayFactory
+
 from imagegate_server.emulator import Emulator
 from imagegate_server.gateway.server import Gateway
 
 CHUNK = 64 * 1024
 # Distinctive, so a test can search logs and errors for it.
 OPENAI_KEY = "sk-gatewaytest-SECRETKEY-0123456789abcdef"
-# ``await start_gateway(**settings)`` (see conftest).
-GatewayFactory = Callable[..., Awaitable["Gateway"]]
 
 
 def chunks_of(role: int, data: bytes, index: int = 0) -> list[params_pb2.FileChunk]:

@@ -4,14 +4,12 @@ port, the metrics endpoint and port sharing; the supervisor tests run processes)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from operations_support import OPENAI_KEY, GatewayFactory
-from support.gateways import gateway_settings
+from support.gateways import started_gateways
 
 from imagegate_server.emulator import Emulator, EmulatorConfig
-from imagegate_server.gateway.server import Gateway
 
 
 @pytest.fixture
@@ -23,14 +21,5 @@ async def emulator() -> AsyncIterator[Emulator]:
 @pytest.fixture
 async def start_gateway(emulator: Emulator) -> AsyncIterator[GatewayFactory]:
     """``await start_gateway(**settings)``: a started gateway in front of ``emulator``."""
-    running: list[Gateway] = []
-
-    async def start(**overrides: Any) -> Gateway:
-        gateway = Gateway(gateway_settings(OPENAI_KEY, emulator.base_url, **overrides))
-        running.append(gateway)
-        await gateway.start()
-        return gateway
-
-    yield start
-    for gateway in running:
-        await gateway.stop(0)
+    async with started_gateways(OPENAI_KEY, emulator.base_url) as start:
+        yield start

@@ -8,18 +8,17 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from imagegate_server.gateway.server import Gateway
+# ``await start_gateway(**settings)`` (see conftest), for the tests' annotations.
+from support.gateways import GatewayFactory as GatewayFactory
 
 # Distinctive, so a test can search output for it.
 OPENAI_KEY = "sk-operationstest-SECRETKEY-0123456789"
-# ``await start_gateway(**settings)`` (see conftest).
-GatewayFactory = Callable[..., Awaitable[Gateway]]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
+from support.images import encode
 
 from imagegate_server.imageformat import HEADER_BYTES, read_image_info, sniff_format
-
-
-def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
 
 
 @pytest.mark.parametrize(

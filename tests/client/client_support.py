@@ -4,35 +4,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from support.gateways import gateway_settings
 
 from imagegate_server.cli import build_parser
 from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.gateway.server import Gateway
-from imagegate_server.settings import Settings
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     """The real ``imagegate`` parser, so the tests see what users get."""
     return build_parser().parse_args(list(argv))
-
-
-def png_bytes(
-    width: int = 64, height: int = 64, colour: tuple[int, ...] = (200, 30, 30, 255)
-) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGBA", (width, height), colour).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def write_png(path: Path, width: int = 64, height: int = 64) -> Path:
-    path.write_bytes(png_bytes(width, height))
-    return path
 
 
 # Distinctive, so a test can check that it never reaches a caller.
@@ -47,15 +31,7 @@ async def gateway_on_emulator(**settings: Any) -> AsyncIterator[tuple[str, Emula
     faults (``emulator.set_faults(...)``) and read its journal around a CLI run.
     """
     async with Emulator(EmulatorConfig(api_key=OPENAI_KEY, cached_renders=True)) as emulator:
-        values: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "port": 0,
-            "openai_api_key": OPENAI_KEY,
-            "openai_base_url": emulator.base_url,
-            "shutdown_grace_s": 0,
-            **settings,
-        }
-        gateway = Gateway(Settings(_env_file=None, **values))  # type: ignore[call-arg]
+        gateway = Gateway(gateway_settings(OPENAI_KEY, emulator.base_url, **settings))
         await gateway.start()
         try:
             yield f"127.0.0.1:{gateway.port}", emulator

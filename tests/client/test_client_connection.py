@@ -15,13 +15,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from client_support import png_bytes
 from imagegate.v1 import images_service_pb2, images_service_pb2_grpc, results_pb2
+from support.images import png
 from tls.tls_support import CertificateAuthority, Issued  # tests/ is on sys.path (its conftest)
 
 from imagegate_server.cli import main
 
-IMAGE = png_bytes(24, 24)
+IMAGE = png(24, 24)
 TOKEN = "igk_ci_0123456789abcdefSECRET"
 
 

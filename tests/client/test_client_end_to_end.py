@@ -7,17 +7,16 @@ console script; the checks open the written files with Pillow.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from client_support import write_png
 from PIL import Image
+from support.images import write_png
+from support.serve import clean_env, serve
 
 pytestmark = pytest.mark.slow
 
@@ -30,45 +29,16 @@ def _command() -> list[str]:
 def _clean_env(home: Path) -> dict[str, str]:
     # No OpenAI key (so serve uses its emulator) and no settings leaking in from
     # the developer's environment; HOME/cwd point at a scratch dir (no .env).
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("IMAGEGATE_", "OPENAI_"))
-    }
-    env["HOME"] = str(home)
-    return env
+    return clean_env(HOME=str(home))
 
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workdir = tmp_path_factory.mktemp("serve")
-    port_file = workdir / "port"
-    log = (workdir / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [*_command(), "serve", "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)],
-        cwd=workdir,
-        env=_clean_env(workdir),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(
-                    f"imagegate serve did not start:\n{(workdir / 'serve.log').read_text()}"
-                )
-            time.sleep(0.05)
-        yield f"127.0.0.1:{port_file.read_text().strip()}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    with serve(["--port", "0"], _clean_env(workdir), workdir, command=_command()) as server:
+        yield f"127.0.0.1:{server.wait_serving(60)}"
+        server.terminate()
+        server.wait(20)
 
 
 def run(target: str, cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -131,8 +101,7 @@ def test_edit_uploads_several_images_and_a_mask(target: str, tmp_path: Path) -> 
 
 def test_large_upload_and_result_travel_in_slices(target: str, tmp_path: Path) -> None:
     """A 3 MB upload (48 chunks) and a multi-MiB result through default gRPC limits."""
-    noise = Image.frombytes("RGB", (1024, 1024), os.urandom(1024 * 1024 * 3))
-    noise.save(tmp_path / "noise.png")
+    write_png(tmp_path / "noise.png", 1024, 1024, mode="RGB", noise=True)
     done = run(
         target, tmp_path, "edit", "noise.png", "sharpen", "-o", "big.png",
         "--model", "gpt-image-1",

@@ -18,37 +18,31 @@ from pathlib import Path
 
 import grpc
 import pytest
-from client_support import OPENAI_KEY, gateway_on_emulator, png_bytes, write_png
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
+from client_support import OPENAI_KEY, gateway_on_emulator
+from gateway.tenancy_support import ClientsFile
 from imagegate.v1 import images_service_pb2, images_service_pb2_grpc, results_pb2
+from support.images import png, write_png
 
 from imagegate_server.cli import main
+from imagegate_server.clients.tokens import generate
 from imagegate_server.emulator import Emulator
 
-IMAGE = png_bytes(40, 30)
-
-
-def _status(code: grpc.StatusCode, message: str, *details: object) -> bytes:
-    packed = []
-    for detail in details:
-        any_message = any_pb2.Any()
-        any_message.Pack(detail)  # type: ignore[arg-type]
-        packed.append(any_message)
-    return status_pb2.Status(
-        code=code.value[0], message=message, details=packed
-    ).SerializeToString()
+IMAGE = png(40, 30)
 
 
 class Servicer(images_service_pb2_grpc.ImagesServiceServicer):
     """Answers CreateImageStream according to the prompt, for what no real path produces.
 
-    ``quota``: the gateway's only QuotaFailure today is its upload cap, which ends an
-    upload early, and grpc's asyncio client then loses the status now and then
-    (grpc/grpc#36066); per-client quotas (issue 8) will give a generate path.
-    ``auth``: the gateway does not authenticate callers yet (issue 8).
+    (Quotas and the gateway's own refusals of callers are the real gateway's: see
+    ``test_tenant_errors_are_one_line``.)
+    ``auth``: a bare UNAUTHENTICATED without google.rpc details, as an authenticating
+    proxy in front of the gateway answers; the gateway's own carry an ErrorInfo, so
+    only this path shows the CLI's "pass --token" hint. It also checks the token.
     ``gap``, ``no-result``: contract violations the real gateway never commits.
-    The default answer has exact bytes, slices and usage for the success-path checks.
+    The default answer has exact bytes, slices, a partial, a revised prompt and usage
+    together for the success-path checks: the real gateway slices at its own size, and
+    no model answers with a partial image and a revised prompt at once (the real
+    successes are test_client_end_to_end's).
     """
 
     async def CreateImageStream(  # type: ignore[override]
@@ -57,25 +51,6 @@ class Servicer(images_service_pb2_grpc.ImagesServiceServicer):
         context: grpc.aio.ServicerContext[object, object],
     ) -> AsyncIterator[images_service_pb2.CreateImageStreamResponse]:
         prompt = request.parameters.prompt
-        if prompt == "quota":
-            message = "too many images this minute"
-            quota = error_details_pb2.QuotaFailure(
-                violations=[
-                    error_details_pb2.QuotaFailure.Violation(
-                        subject="client:ci", description=message
-                    )
-                ]
-            )
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                message,
-                trailing_metadata=(
-                    (
-                        "grpc-status-details-bin",
-                        _status(grpc.StatusCode.RESOURCE_EXHAUSTED, message, quota),
-                    ),
-                ),
-            )
         if prompt == "auth":
             metadata = dict(context.invocation_metadata() or ())
             if metadata.get("authorization") != "Bearer s3cret":
@@ -125,6 +100,20 @@ async def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[
     code = await asyncio.to_thread(main, argv)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+async def refused_generate(
+    target: str, extra: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> str:
+    """``imagegate generate p ... EXTRA`` that fails: exit 1, nothing on stdout, no
+    file written; returns stderr."""
+    code, out, err = await run_cli(
+        ["generate", "p", "-o", str(tmp_path / "x.png"), "--target", target, *extra], capsys
+    )
+    assert code == 1
+    assert out == ""
+    assert not (tmp_path / "x.png").exists()
+    return err
 
 
 @pytest.fixture(scope="module")
@@ -230,12 +219,7 @@ async def test_gateway_errors_are_one_line(
 ) -> None:
     target, _ = gateway
     emulator.set_faults(fault)
-    code, out, err = await run_cli(
-        ["generate", "p", "-o", str(tmp_path / "x.png"), "--target", target, *extra], capsys
-    )
-    assert code == 1
-    assert out == ""
-    assert not (tmp_path / "x.png").exists()
+    err = await refused_generate(target, extra, tmp_path, capsys)
     calls = emulator.journal.by_path(GENERATIONS)
     # Local validation costs nothing upstream; otherwise exactly one request went up.
     rid = re.escape(calls[0].request_id) if calls else "NONE"
@@ -249,14 +233,88 @@ async def test_gateway_errors_are_one_line(
     assert OPENAI_KEY not in err
 
 
+@pytest.fixture(scope="module")
+async def tenant_gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[str, Emulator, dict[str, str]]]:
+    """A real gateway with a clients file: (target, emulator, token by client name).
+
+    ``ci`` may make one image a minute, so a call for two can never pass (and no
+    call of this module uses up its minute); ``open`` has no limits; ``unknown`` is a
+    well-formed token that the file does not hold.
+    """
+    clients = ClientsFile(tmp_path_factory.mktemp("tenants") / "clients.toml")
+    tokens = {
+        "ci": clients.add("ci", images_per_minute=1),
+        "open": clients.add("open"),
+        "unknown": generate().token,
+    }
+    async with gateway_on_emulator(clients_file=clients.path, max_retries=0) as (target, running):
+        yield target, running, tokens
+
+
+# (client whose token the CLI passes, or none; extra arguments; the line as a pattern).
+TENANT_ERRORS = [
+    pytest.param(
+        "ci",
+        ["-n", "2"],
+        # The QuotaFailure's description is the status message itself.
+        r"RESOURCE_EXHAUSTED: (?P<m>images_per_minute: [^\n]+) \(quota client:ci: (?P=m)\)",
+        id="quota",
+    ),
+    pytest.param(None, [], r"UNAUTHENTICATED: [^()\n]+ \(reason UNAUTHENTICATED\)", id="no-token"),
+    pytest.param(
+        "unknown",
+        [],
+        r"UNAUTHENTICATED: [^()\n]+ \(reason UNAUTHENTICATED\)",
+        id="unknown-token",
+    ),
+]
+
+
+@pytest.mark.parametrize(("client", "extra", "pattern"), TENANT_ERRORS)
+async def test_tenant_errors_are_one_line(
+    client: str | None,
+    extra: list[str],
+    pattern: str,
+    tenant_gateway: tuple[str, Emulator, dict[str, str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    target, emulator, tokens = tenant_gateway
+    monkeypatch.delenv("IMAGEGATE_TOKEN", raising=False)
+    token = tokens[client] if client else None
+    emulator.journal.clear()
+    err = await refused_generate(
+        target, [*extra, *(["--token", token] if token else [])], tmp_path, capsys
+    )
+    assert emulator.journal.entries == []  # refused before anything went upstream
+    assert re.fullmatch("imagegate: " + pattern + "\n", err), err
+    assert all(secret not in err for secret in tokens.values())
+
+
+async def test_a_token_reaches_the_real_gateway(
+    tenant_gateway: tuple[str, Emulator, dict[str, str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bearer token travels as metadata: the gateway lets its client's call through."""
+    target, emulator, tokens = tenant_gateway
+    monkeypatch.setenv("IMAGEGATE_TOKEN", tokens["open"])
+    emulator.journal.clear()
+    code, out, err = await run_cli(
+        ["generate", "p", "-o", str(tmp_path / "x.png"), "--target", target], capsys
+    )
+    assert code == 0, err
+    assert out == f"{tmp_path / 'x.png'}\n"
+    assert len(emulator.journal.by_path(GENERATIONS)) == 1
+
+
 @pytest.mark.parametrize(
     ("prompt", "expected"),
     [
-        (
-            "quota",
-            "imagegate: RESOURCE_EXHAUSTED: too many images this minute "
-            "(quota client:ci: too many images this minute)",
-        ),
         (
             "auth",
             "imagegate: UNAUTHENTICATED: missing or unknown token "

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from client_support import png_bytes
+from support.images import png
 
 from imagegate_server.client.fetch import MAX_IMAGE_BYTES, FetchError, fetch
 
-IMAGE = png_bytes(20, 10)
+IMAGE = png(20, 10)
 AGENTS = web.AppKey("agents", list[str | None])
 
 

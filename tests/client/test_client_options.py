@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from client_support import parse, write_png
+from client_support import parse
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from imagegate.v1 import params_pb2
+from support.images import write_png
 
 from imagegate_server.client.option_values import enum_choices, option_name
 from imagegate_server.client.options import ParameterOptions, ValueOption

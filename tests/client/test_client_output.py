@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from client_support import png_bytes
 from imagegate.v1 import params_pb2
+from support.images import png
 
 from imagegate_server.client.output import (
     OutputError,
@@ -45,10 +45,10 @@ def test_partials_are_numbered_in_arrival_order() -> None:
 
 
 def test_extension_from_output_format_then_magic_bytes() -> None:
-    png = png_bytes()
-    assert extension_for(png, params_pb2.OUTPUT_FORMAT_JPEG) == ".jpg"
-    assert extension_for(png, params_pb2.OUTPUT_FORMAT_SVG) == ".svg"
-    assert extension_for(png) == ".png"
+    data = png()
+    assert extension_for(data, params_pb2.OUTPUT_FORMAT_JPEG) == ".jpg"
+    assert extension_for(data, params_pb2.OUTPUT_FORMAT_SVG) == ".svg"
+    assert extension_for(data) == ".png"
     assert extension_for(b"RIFF\0\0\0\0WEBPVP8 ") == ".webp"
     assert (
         extension_for(b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>') == ".svg"
@@ -57,7 +57,7 @@ def test_extension_from_output_format_then_magic_bytes() -> None:
 
 
 def test_describe_reads_dimensions() -> None:
-    assert describe(png_bytes(32, 16)).startswith("32x16 png, ")
+    assert describe(png(32, 16)).startswith("32x16 png, ")
 
 
 def test_write_file_replaces_atomically(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from client_support import write_png
 from imagegate.v1 import images_service_pb2, params_pb2
+from support.images import write_png
 
 from imagegate_server.client.upload import CHUNK_BYTES, UploadError, declare, request_stream
 

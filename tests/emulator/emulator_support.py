@@ -14,14 +14,6 @@ API_KEY = "sk-emulator-test"
 SchemaCheck = Callable[[str, Any], None]
 
 
-def png_bytes(
-    width: int, height: int, colour: tuple[int, int, int, int] = (200, 30, 30, 255)
-) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGBA", (width, height), colour).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def decode(b64: str | None) -> Image.Image:
     assert b64 is not None
     image = Image.open(io.BytesIO(base64.b64decode(b64)))

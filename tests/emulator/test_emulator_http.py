@@ -9,7 +9,8 @@ import json
 import httpx
 import openai
 import pytest
-from emulator_support import API_KEY, SchemaCheck, png_bytes
+from emulator_support import API_KEY, SchemaCheck
+from support.images import png
 
 from imagegate_server.cli import build_parser
 from imagegate_server.emulator import Emulator, EmulatorConfig, identity, read_identity
@@ -105,7 +106,7 @@ async def test_validation_errors(
 async def test_file_rules(client: openai.AsyncOpenAI) -> None:
     cases = [
         (
-            {"model": "dall-e-2", "image": ("a.png", png_bytes(64, 32), "image/png")},
+            {"model": "dall-e-2", "image": ("a.png", png(64, 32), "image/png")},
             "invalid_image_dimensions",
         ),
         (
@@ -115,15 +116,15 @@ async def test_file_rules(client: openai.AsyncOpenAI) -> None:
         (
             {
                 "model": "gpt-image-1",
-                "image": ("a.png", png_bytes(64, 64), "application/octet-stream"),
+                "image": ("a.png", png(64, 64), "application/octet-stream"),
             },
             "unsupported_file_mimetype",
         ),
         (
             {
                 "model": "gpt-image-1",
-                "image": ("a.png", png_bytes(64, 64), "image/png"),
-                "mask": ("m.png", png_bytes(32, 32), "image/png"),
+                "image": ("a.png", png(64, 64), "image/png"),
+                "mask": ("m.png", png(32, 32), "image/png"),
             },
             "invalid_image_dimensions",
         ),
@@ -134,7 +135,7 @@ async def test_file_rules(client: openai.AsyncOpenAI) -> None:
         assert caught.value.code == code
     with pytest.raises(openai.BadRequestError) as variation:
         await client.images.create_variation(
-            image=("a.png", png_bytes(64, 64), "image/png"), model="gpt-image-1"
+            image=("a.png", png(64, 64), "image/png"), model="gpt-image-1"
         )
     assert variation.value.param == "model"
 
@@ -142,8 +143,8 @@ async def test_file_rules(client: openai.AsyncOpenAI) -> None:
 async def test_gif_edit_with_a_mask_is_refused(
     client: openai.AsyncOpenAI, check_schema: SchemaCheck
 ) -> None:
-    image = ("a.png", png_bytes(256, 256), "image/png")
-    mask = ("m.png", png_bytes(256, 256, (0, 0, 0, 0)), "image/png")
+    image = ("a.png", png(256, 256), "image/png")
+    mask = ("m.png", png(256, 256, (0, 0, 0, 0)), "image/png")
     with pytest.raises(openai.BadRequestError) as caught:
         await client.images.edit(
             model="gpt-image-2.5-flare", prompt="p", image=image, mask=mask, output_format="gif"
@@ -204,8 +205,8 @@ async def test_journal_over_http_and_reset(emulator: Emulator, client: openai.As
     await client.images.edit(
         model="gpt-image-1",
         image=[
-            ("a.png", png_bytes(32, 32), "image/png"),
-            ("b.png", png_bytes(32, 32), "image/png"),
+            ("a.png", png(32, 32), "image/png"),
+            ("b.png", png(32, 32), "image/png"),
         ],
         prompt="two",
         n=2,

@@ -4,16 +4,14 @@ OpenAI's 400: never a 500 from the job or the renderer."""
 from __future__ import annotations
 
 import base64
-import io
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from emulator_support import API_KEY, SchemaCheck, decode, png_bytes
-from PIL import Image
+from emulator_support import API_KEY, SchemaCheck, decode
+from support.images import png
 
 from imagegate_server.emulator import Emulator
 
@@ -72,10 +70,7 @@ async def test_integral_floats_are_used_as_validated(
 
 def truncated_png(width: int = 64, height: int = 64) -> bytes:
     """A PNG whose header (signature, IHDR) is intact but whose pixel data is cut off."""
-    noise = random.Random(7).randbytes(width * height * 4)  # incompressible: a long IDAT
-    buffer = io.BytesIO()
-    Image.frombytes("RGBA", (width, height), noise).save(buffer, "PNG")
-    whole = buffer.getvalue()
+    whole = png(width, height, mode="RGBA", noise=True, seed=7)  # incompressible: a long IDAT
     return whole[: len(whole) // 2]
 
 
@@ -83,7 +78,7 @@ async def test_corrupt_uploads_are_openai_400s(
     client: openai.AsyncOpenAI, check_schema: SchemaCheck
 ) -> None:
     broken = ("b.png", truncated_png(), "image/png")
-    good = ("g.png", png_bytes(64, 64, (0, 0, 0, 0)), "image/png")
+    good = ("g.png", png(64, 64, (0, 0, 0, 0)), "image/png")
     attempts: list[tuple[str, Callable[[], Awaitable[object]]]] = [
         ("image", lambda: client.images.edit(model="gpt-image-1", prompt="p", image=broken)),
         (

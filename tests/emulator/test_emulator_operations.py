@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import random
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from emulator_support import API_KEY, SchemaCheck, decode, png_bytes
+from emulator_support import API_KEY, SchemaCheck, decode
 from PIL import Image
+from support.images import encode, make_image, png
 
 from imagegate_server.emulator import Emulator, identity, read_identity
 
@@ -123,15 +123,12 @@ async def test_dall_e_2_b64(client: openai.AsyncOpenAI, check_schema: SchemaChec
 async def test_edit_changes_only_the_masked_area(
     client: openai.AsyncOpenAI, emulator: Emulator, check_schema: SchemaCheck
 ) -> None:
-    source = png_bytes(256, 256, (10, 200, 10, 255))
-    mask_image = Image.new("RGBA", (256, 256), (0, 0, 0, 255))
-    mask_image.paste((0, 0, 0, 0), (0, 0, 128, 256))  # left half transparent: edit there
-    buffer = io.BytesIO()
-    mask_image.save(buffer, "PNG")
+    source = png(256, 256, (10, 200, 10, 255))
+    mask = png(256, 256, (0, 0, 0, 255), clear=(0, 0, 128, 256))  # left half: edit there
     raw = await client.images.with_raw_response.edit(
         model="dall-e-2",
         image=("in.png", source, "image/png"),
-        mask=("m.png", buffer.getvalue(), "image/png"),
+        mask=("m.png", mask, "image/png"),
         prompt="purple shapes everywhere",
         size="256x256",
         response_format="b64_json",
@@ -156,7 +153,7 @@ async def test_dall_e_2_edit_with_standard_quality(
 ) -> None:
     raw = await client.images.with_raw_response.edit(
         model="dall-e-2",
-        image=("in.png", png_bytes(256, 256, (0, 0, 0, 0)), "image/png"),
+        image=("in.png", png(256, 256, (0, 0, 0, 0)), "image/png"),
         prompt="p",
         quality="standard",
         size="256x256",
@@ -169,23 +166,17 @@ async def test_dall_e_2_edit_with_standard_quality(
 
 def noise_png(width: int, height: int, seed: int = 1) -> tuple[Image.Image, bytes]:
     """Every pixel different from its neighbours: any resampling would show."""
-    rng = random.Random(seed)
-    image = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return image.convert("RGBA"), buffer.getvalue()
+    image = make_image(width, height, mode="RGB", noise=True, seed=seed)
+    return image.convert("RGBA"), encode(image)
 
 
 async def test_auto_size_edit_keeps_unmasked_pixels_exactly(client: openai.AsyncOpenAI) -> None:
     source, data = noise_png(320, 480)  # a WxH size gpt-image-2 makes
-    mask_image = Image.new("RGBA", source.size, (0, 0, 0, 255))
-    mask_image.paste((0, 0, 0, 0), (0, 0, 160, 480))  # edit the left half only
-    mask = io.BytesIO()
-    mask_image.save(mask, "PNG")
+    mask = png(*source.size, (0, 0, 0, 255), clear=(0, 0, 160, 480))  # edit the left half only
     result = await client.images.edit(
         model="gpt-image-2",
         image=("noise.png", data, "image/png"),
-        mask=("m.png", mask.getvalue(), "image/png"),
+        mask=("m.png", mask, "image/png"),
         prompt="paint the left half",
     )
     assert result.data and result.size == "320x480"
@@ -210,7 +201,7 @@ async def test_auto_size_edit_follows_the_input(
 ) -> None:
     result = await client.images.edit(
         model=model,
-        image=("i.png", png_bytes(*input_size, (0, 0, 0, 0)), "image/png"),
+        image=("i.png", png(*input_size, (0, 0, 0, 0)), "image/png"),
         prompt="p",
         size="auto",
     )
@@ -219,13 +210,10 @@ async def test_auto_size_edit_follows_the_input(
 
 
 async def test_edit_without_mask_uses_the_image_transparency(client: openai.AsyncOpenAI) -> None:
-    image = Image.new("RGBA", (128, 128), (0, 0, 255, 255))
-    image.paste((0, 0, 0, 0), (0, 0, 128, 64))  # top half transparent
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
+    image = png(128, 128, (0, 0, 255, 255), clear=(0, 0, 128, 64))  # top half transparent
     result = await client.images.edit(
         model="gpt-image-1",
-        image=("i.png", buffer.getvalue(), "image/png"),
+        image=("i.png", image, "image/png"),
         prompt="sky",
         size="1024x1024",
     )
@@ -238,7 +226,7 @@ async def test_edit_without_mask_uses_the_image_transparency(client: openai.Asyn
 async def test_edit_with_many_images_and_streaming(
     client: openai.AsyncOpenAI, emulator: Emulator, check_schema: SchemaCheck
 ) -> None:
-    images = [(f"{i}.png", png_bytes(64, 64, (i * 10, 0, 0, 255)), "image/png") for i in range(16)]
+    images = [(f"{i}.png", png(64, 64, (i * 10, 0, 0, 255)), "image/png") for i in range(16)]
     stream = await client.images.edit(
         model="gpt-image-1.5", image=images, prompt="collage", stream=True, partial_images=1
     )
@@ -257,14 +245,14 @@ async def test_edit_with_many_images_and_streaming(
 
 
 async def test_too_many_images_is_openai_400(client: openai.AsyncOpenAI) -> None:
-    images = [("i.png", png_bytes(8, 8), "image/png")] * 17
+    images = [("i.png", png(8, 8), "image/png")] * 17
     with pytest.raises(openai.BadRequestError) as caught:
         await client.images.edit(model="gpt-image-1", image=images, prompt="x")
     assert caught.value.code == "array_above_max_length" and caught.value.param == "image"
 
 
 async def test_json_edit_body(emulator: Emulator, check_schema: SchemaCheck) -> None:
-    data_url = "data:image/png;base64," + base64.b64encode(png_bytes(64, 64)).decode()
+    data_url = "data:image/png;base64," + base64.b64encode(png(64, 64)).decode()
     headers = {"Authorization": f"Bearer {API_KEY}"}
     async with httpx.AsyncClient(base_url=emulator.base_url, headers=headers) as http:
         ok = await http.post(
@@ -293,12 +281,11 @@ async def test_json_edit_body(emulator: Emulator, check_schema: SchemaCheck) -> 
 async def test_variations(
     client: openai.AsyncOpenAI, emulator: Emulator, check_schema: SchemaCheck
 ) -> None:
-    source = Image.new("RGB", (256, 256), (250, 10, 10))
-    source.paste((10, 10, 250), (0, 0, 128, 256))
-    buffer = io.BytesIO()
-    source.save(buffer, "PNG")
+    split = make_image(256, 256, (250, 10, 10))
+    split.paste((10, 10, 250), (0, 0, 128, 256))
+    source = encode(split)
     raw = await client.images.with_raw_response.create_variation(
-        image=("s.png", buffer.getvalue(), "image/png"),
+        image=("s.png", source, "image/png"),
         n=2,
         size="256x256",
         response_format="b64_json",
@@ -311,7 +298,7 @@ async def test_variations(
     # Related: the two-colour split survives (a channel rotation, maybe mirrored).
     assert len({first.getpixel((10, 128)), first.getpixel((245, 128))}) == 2
     url_raw = await client.images.with_raw_response.create_variation(
-        image=("s.png", buffer.getvalue(), "image/png")
+        image=("s.png", source, "image/png")
     )
     check_schema("ImagesResponse", url_raw.http_response.json())
     url_result = url_raw.parse()

@@ -9,7 +9,6 @@ small so that each example renders in milliseconds.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 from collections.abc import AsyncIterator
@@ -17,10 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from emulator_support import API_KEY, png_bytes
+from emulator_support import API_KEY
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from support.images import png
 
 from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.models import MODEL_RULES
@@ -108,25 +107,13 @@ def parameters(
     return params
 
 
-def _png(size: tuple[int, int], mode: str = "RGBA") -> bytes:
-    buffer = io.BytesIO()
-    Image.new(mode, size).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def _jpeg() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 64), (9, 9, 9)).save(buffer, "JPEG")
-    return buffer.getvalue()
-
-
 FILE_CONTENTS = [
-    png_bytes(64, 64),
-    png_bytes(64, 64, (0, 0, 0, 0)),
-    png_bytes(128, 64),
-    _png((64, 64), "RGB"),
-    _jpeg(),
-    png_bytes(64, 64)[:60],  # header intact, body cut
+    png(64, 64),
+    png(64, 64, (0, 0, 0, 0)),
+    png(128, 64),
+    png(64, 64, (0, 0, 0)),
+    png(64, 64, (9, 9, 9), format="JPEG"),
+    png(64, 64)[:60],  # header intact, body cut
     b"",
     b"GIF89a" + b"\x00" * 20,
 ]
@@ -138,15 +125,18 @@ random_files = st.lists(
     ),
     max_size=3,
 )
-_IMAGE = ("image", png_bytes(64, 64, (0, 0, 0, 0)), "image/png")
+_IMAGE = ("image", png(64, 64, (0, 0, 0, 0)), "image/png")
 files = (
     random_files
-    | st.sampled_from([[_IMAGE], [_IMAGE, ("mask", png_bytes(64, 64, (0, 0, 0, 0)), "image/png")]])
+    | st.sampled_from([[_IMAGE], [_IMAGE, ("mask", png(64, 64, (0, 0, 0, 0)), "image/png")]])
     | st.sampled_from(
         [
             [_IMAGE],
-            [_IMAGE, ("mask", png_bytes(64, 64, (0, 0, 0, 0)), "image/png")],
-            [("image[]", png_bytes(64, 64), "image/png"), ("image[]", _jpeg(), "image/jpeg")],
+            [_IMAGE, ("mask", png(64, 64, (0, 0, 0, 0)), "image/png")],
+            [
+                ("image[]", png(64, 64), "image/png"),
+                ("image[]", png(64, 64, (9, 9, 9), format="JPEG"), "image/jpeg"),
+            ],
         ]
     )
 )

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 import pytest
 from gateway_support import OPENAI_KEY, GatewayFactory
 from imagegate.v1 import images_service_pb2_grpc
+from support.gateways import started_gateways
 
 from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.gateway.server import Gateway
-from imagegate_server.settings import Settings
 
 
 @pytest.fixture
@@ -21,34 +20,11 @@ async def emulator() -> AsyncIterator[Emulator]:
         yield running
 
 
-def gateway_settings(base_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "port": 0,
-        "openai_api_key": OPENAI_KEY,
-        "openai_base_url": base_url,
-        "retry_backoff_s": 0.01,
-        "shutdown_grace_s": 0,
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
 @pytest.fixture
 async def start_gateway(emulator: Emulator) -> AsyncIterator[GatewayFactory]:
     """``await start_gateway(**settings)``: a gateway in front of ``emulator``."""
-    running: list[Gateway] = []
-
-    async def start(**overrides: Any) -> Gateway:
-        base_url = overrides.pop("openai_base_url", emulator.base_url)
-        gateway = Gateway(gateway_settings(base_url, **overrides))
-        await gateway.start()
-        running.append(gateway)
-        return gateway
-
-    yield start
-    for gateway in running:
-        await gateway.stop(0)
+    async with started_gateways(OPENAI_KEY, emulator.base_url, retry_backoff_s=0.01) as start:
+        yield start
 
 
 @pytest.fixture

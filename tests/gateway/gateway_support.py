@@ -1,17 +1,18 @@
-"""Helpers for gateway tests: upload streams, status details, test images."""
+"""Helpers for gateway tests: upload streams, status details (images: support.images)."""
 
 from __future__ import annotations
 
 import asyncio
-import io
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2, results_pb2
-from PIL import Image
+
+# ``await start_gateway(**settings)`` (see conftest), for the tests' annotations.
+from support.gateways import GatewayFactory as GatewayFactory
 
 from imagegate_server.emulator import Emulator
 from imagegate_server.gateway.server import Gateway
@@ -19,31 +20,6 @@ from imagegate_server.gateway.server import Gateway
 CHUNK = 64 * 1024
 # Distinctive, so a test can search logs and errors for it.
 OPENAI_KEY = "sk-gatewaytest-SECRETKEY-0123456789abcdef"
-# ``await start_gateway(**settings)`` (see conftest).
-GatewayFactory = Callable[..., Awaitable["Gateway"]]
-
-
-def png(width: int, height: int, *, alpha: bool = False, noise: bool = False) -> bytes:
-    mode = "RGBA" if alpha else "RGB"
-    if noise:
-        # Incompressible pixels, for uploads of a given size.
-        import os
-
-        image = Image.frombytes(mode, (width, height), os.urandom(width * height * len(mode)))
-    else:
-        image = Image.new(mode, (width, height), (200, 30, 30, 0) if alpha else (200, 30, 30))
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
-
-
-def mask_png(width: int, height: int) -> bytes:
-    """Opaque except a transparent square in the top-left corner: the area to edit."""
-    image = Image.new("RGBA", (width, height), (0, 0, 0, 255))
-    image.paste((0, 0, 0, 0), (0, 0, max(1, width // 8), max(1, height // 8)))
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
 
 
 def chunks_of(role: int, data: bytes, index: int = 0) -> list[params_pb2.FileChunk]:

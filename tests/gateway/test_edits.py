@@ -12,14 +12,13 @@ from gateway_support import (
     assemble,
     chunks_of,
     edit_requests,
-    mask_png,
-    png,
     rejected_upload,
     violations,
 )
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2
 from PIL import Image
+from support.images import mask_png, png
 
 from imagegate_server.emulator import Emulator
 from imagegate_server.gateway.server import Gateway
@@ -31,7 +30,11 @@ IMAGE, MASK = params_pb2.FILE_ROLE_IMAGE, params_pb2.FILE_ROLE_MASK
 async def test_several_images_and_a_mask_reach_openai_as_multipart(
     stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
 ) -> None:
-    first, second, mask = png(64, 64), png(64, 64, noise=True), png(64, 64, alpha=True)
+    first, second, mask = (
+        png(64, 64, mode="RGB"),
+        png(64, 64, mode="RGB", noise=True),
+        png(64, 64, (200, 30, 30, 0)),
+    )
     parameters = params_pb2.EditParameters(
         prompt="add a hat",
         model="gpt-image-2.5-flare",
@@ -73,7 +76,7 @@ async def test_several_images_and_a_mask_reach_openai_as_multipart(
 async def test_one_image_is_sent_as_image_not_image_array(
     stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
 ) -> None:
-    data = png(32, 32)
+    data = png(32, 32, mode="RGB")
     parameters = params_pb2.EditParameters(prompt="x", images=[params_pb2.FileInfo()])
     await stub.CreateImageEdit(edit_requests(parameters, chunks_of(IMAGE, data)))
     (entry,) = emulator.journal.by_path(EDITS)
@@ -85,7 +88,7 @@ async def test_referenced_images_go_upstream_as_the_json_edit_body(
 ) -> None:
     import base64
 
-    data_url = "data:image/png;base64," + base64.b64encode(png(32, 32)).decode()
+    data_url = "data:image/png;base64," + base64.b64encode(png(32, 32, mode="RGB")).decode()
     parameters = params_pb2.EditParameters(
         prompt="x",
         model="gpt-image-2",
@@ -104,7 +107,7 @@ async def test_a_result_over_4_mib_reaches_a_client_with_default_limits(
     # Edits keep the unmasked pixels, so an incompressible input gives results of
     # about its own size: two 1024x1024 noise images are over 4 MiB together.
     gateway: Gateway = await start_gateway(max_send_message_bytes=4 * 1024 * 1024)  # type: ignore[operator]
-    source, mask = png(1024, 1024, noise=True), mask_png(1024, 1024)
+    source, mask = png(1024, 1024, mode="RGB", noise=True), mask_png(1024, 1024)
     parameters = params_pb2.EditParameters(
         prompt="x",
         model="gpt-image-2",
@@ -137,7 +140,9 @@ def _bad(parameters: params_pb2.EditParameters, *later: object) -> UploadStream:
 
 
 ONE_IMAGE = params_pb2.EditParameters(prompt="x", images=[params_pb2.FileInfo()])
-CHUNK = pb.CreateImageEditRequest(chunk=params_pb2.FileChunk(role=IMAGE, data=png(16, 16)))
+CHUNK = pb.CreateImageEditRequest(
+    chunk=params_pb2.FileChunk(role=IMAGE, data=png(16, 16, mode="RGB"))
+)
 
 
 @pytest.mark.parametrize(
@@ -199,7 +204,9 @@ CHUNK = pb.CreateImageEditRequest(chunk=params_pb2.FileChunk(role=IMAGE, data=pn
                 params_pb2.EditParameters(
                     prompt="x", model="dall-e-2", images=[params_pb2.FileInfo()]
                 ),
-                pb.CreateImageEditRequest(chunk=params_pb2.FileChunk(role=IMAGE, data=png(32, 16))),
+                pb.CreateImageEditRequest(
+                    chunk=params_pb2.FileChunk(role=IMAGE, data=png(32, 16, mode="RGB"))
+                ),
             ),
             "parameters.images[0]",
         ),
@@ -210,7 +217,7 @@ CHUNK = pb.CreateImageEditRequest(chunk=params_pb2.FileChunk(role=IMAGE, data=pn
                 ),
                 CHUNK,
                 pb.CreateImageEditRequest(
-                    chunk=params_pb2.FileChunk(role=MASK, data=png(8, 8, alpha=True))
+                    chunk=params_pb2.FileChunk(role=MASK, data=png(8, 8, (200, 30, 30, 0)))
                 ),
             ),
             "parameters.mask",
@@ -261,7 +268,7 @@ async def test_an_oversize_upload_fails_at_the_cap_without_reading_the_rest(
     parameters = params_pb2.EditParameters(
         prompt="x", model="dall-e-2", images=[params_pb2.FileInfo()]
     )
-    head = png(16, 16)
+    head = png(16, 16, mode="RGB")
     piece = params_pb2.FileChunk(role=IMAGE, data=bytes(64 * 1024))
     chunks = [params_pb2.FileChunk(role=IMAGE, data=head)] + [piece] * 256
     stream = edit_requests(parameters, chunks)
@@ -277,7 +284,7 @@ async def test_a_declared_oversize_file_is_rejected_before_any_byte(gateway: Gat
     parameters = params_pb2.EditParameters(
         prompt="x", images=[params_pb2.FileInfo(size_bytes=60 * 1024 * 1024)]
     )
-    stream = edit_requests(parameters, chunks_of(IMAGE, png(16, 16)))
+    stream = edit_requests(parameters, chunks_of(IMAGE, png(16, 16, mode="RGB")))
     error = await rejected_upload(gateway, "CreateImageEdit", stream)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "parameters.images[0]" in violations(error)
@@ -291,7 +298,7 @@ async def test_the_per_request_cap_is_resource_exhausted_with_quota_failure(
 
     gateway: Gateway = await start_gateway(max_request_bytes=100_000)  # type: ignore[operator]
     parameters = params_pb2.EditParameters(prompt="x", images=[params_pb2.FileInfo()])
-    stream = edit_requests(parameters, chunks_of(IMAGE, png(256, 256, noise=True)))
+    stream = edit_requests(parameters, chunks_of(IMAGE, png(256, 256, mode="RGB", noise=True)))
     error = await rejected_upload(gateway, "CreateImageEdit", stream)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert isinstance(detail(error, error_details_pb2.QuotaFailure), error_details_pb2.QuotaFailure)
@@ -300,7 +307,7 @@ async def test_the_per_request_cap_is_resource_exhausted_with_quota_failure(
 async def test_variations_upload_one_square_png(
     stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
 ) -> None:
-    data = png(64, 64)
+    data = png(64, 64, mode="RGB")
     parameters = params_pb2.VariationParameters(
         image=params_pb2.FileInfo(filename="in.png"),
         n=2,
@@ -359,7 +366,7 @@ async def test_variations_upload_one_square_png(
                 mask=params_pb2.FileInfo(),
             ),
             [
-                *chunks_of(IMAGE, png(16, 16)),
+                *chunks_of(IMAGE, png(16, 16, mode="RGB")),
                 params_pb2.FileChunk(role=MASK, data=b"plain text"),
             ],
             "parameters.mask",
@@ -401,7 +408,7 @@ async def test_unknown_models_get_variation_file_checks(
 async def test_edit_stream_relays_partial_images(
     stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
 ) -> None:
-    source = png(64, 64)
+    source = png(64, 64, mode="RGB")
     parameters = params_pb2.EditParameters(
         prompt="add a hat", model="gpt-image-2", images=[params_pb2.FileInfo()], partial_images=2
     )
@@ -419,7 +426,7 @@ async def test_edit_stream_relays_partial_images(
 async def test_edit_parameters_reach_openai_as_multipart_fields(
     stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
 ) -> None:
-    source = png(64, 64)
+    source = png(64, 64, mode="RGB")
     parameters = params_pb2.EditParameters(
         prompt="add a hat",
         model="gpt-image-2",
@@ -442,7 +449,7 @@ async def test_edit_parameters_reach_openai_as_multipart_fields(
 async def test_svg_options_flatten_and_markup_travels_as_a_file(
     stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
 ) -> None:
-    source, markup = png(64, 64), png(64, 64, alpha=True)
+    source, markup = png(64, 64, mode="RGB"), png(64, 64, (200, 30, 30, 0))
     parameters = params_pb2.EditParameters(
         prompt="trace it",
         model="gpt-image-2.5-flare",
@@ -473,7 +480,9 @@ async def test_gif_frame_count_reaches_openai(
         output_format=params_pb2.OUTPUT_FORMAT_GIF,
         frame_count=3,
     )
-    reply = await stub.CreateImageEdit(edit_requests(parameters, chunks_of(IMAGE, png(64, 64))))
+    reply = await stub.CreateImageEdit(
+        edit_requests(parameters, chunks_of(IMAGE, png(64, 64, mode="RGB")))
+    )
     (entry,) = emulator.journal.by_path(EDITS)
     assert entry.form_values("frame_count") == ["3"]
     assert reply.result.images[0].data.startswith(b"GIF8")
@@ -484,7 +493,7 @@ async def test_a_multi_mib_upload_arrives_whole_whatever_the_receive_window(
     emulator: Emulator, start_gateway: object, window: int
 ) -> None:
     gateway: Gateway = await start_gateway(receive_window_bytes=window)  # type: ignore[operator]
-    source = png(1200, 1200, noise=True)  # about 4 MiB, 66 chunks
+    source = png(1200, 1200, mode="RGB", noise=True)  # about 4 MiB, 66 chunks
     parameters = params_pb2.EditParameters(
         prompt="x",
         model="gpt-image-2",
@@ -520,7 +529,7 @@ async def test_a_file_of_the_wrong_type_fails_at_the_chunk_that_shows_it(
 async def test_a_mask_that_is_no_png_fails_at_its_first_chunk(
     gateway: Gateway, emulator: Emulator
 ) -> None:
-    image = png(64, 64)
+    image = png(64, 64, mode="RGB")
     parameters = params_pb2.EditParameters(
         prompt="x",
         model="gpt-image-2",

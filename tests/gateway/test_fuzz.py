@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from gateway_support import UploadStream, png, sync_upload
+from gateway_support import UploadStream, sync_upload
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2
+from support.images import png
 
 from imagegate_server.gateway.server import Gateway
 
@@ -115,7 +116,7 @@ async def test_any_generation_parameters_get_a_clear_answer(
 
 @st.composite
 def upload_streams(draw: st.DrawFn) -> UploadStream:
-    image = png(16, 16, alpha=draw(st.booleans()))
+    image = png(16, 16, (200, 30, 30, 0) if draw(st.booleans()) else (200, 30, 30))
     declared = draw(st.integers(min_value=0, max_value=3))
     parameters = params_pb2.EditParameters(
         prompt=draw(st.text(max_size=10)),

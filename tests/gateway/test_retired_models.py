@@ -7,17 +7,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from gateway_support import (
-    GatewayFactory,
-    chunks_of,
-    detail,
-    edit_requests,
-    png,
-    rejected_upload,
-)
+from gateway_support import GatewayFactory, chunks_of, detail, edit_requests, rejected_upload
 from google.rpc import error_details_pb2
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2
+from support.images import png
 
 from imagegate_server.emulator import Emulator
 from imagegate_server.gateway.server import Gateway
@@ -124,7 +118,8 @@ async def test_the_refusal_comes_before_any_upload_is_read(
     start_gateway: GatewayFactory, emulator: Emulator
 ) -> None:
     gateway: Gateway = await start_gateway(refuse_retired_models="on")
-    image = png(1024, 1024, noise=True)  # 3 MiB: 48 chunks, far more than flow control lets ahead
+    # 3 MiB: 48 chunks, far more than flow control lets ahead.
+    image = png(1024, 1024, mode="RGB", noise=True)
     stream = edit_requests(
         params_pb2.EditParameters(
             prompt="a hat", model="gpt-image-1.5", images=[params_pb2.FileInfo()]
@@ -142,7 +137,7 @@ async def test_variations_say_no_openai_model_serves_them(start_gateway: Gateway
     gateway = await start_gateway(refuse_retired_models="on")
     stream = edit_requests(
         params_pb2.VariationParameters(image=params_pb2.FileInfo()),
-        chunks_of(params_pb2.FILE_ROLE_IMAGE, png(64, 64)),
+        chunks_of(params_pb2.FILE_ROLE_IMAGE, png(64, 64, mode="RGB")),
         pb.CreateImageVariationRequest,
     )
     error = await rejected_upload(gateway, "CreateImageVariation", stream)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import sys
 from pathlib import Path
 
 import grpc
@@ -15,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2
+from support.serve import clean_env, serve
 
 from imagegate_server.emulator import Emulator
 
@@ -22,26 +20,9 @@ SERVICE = "imagegate.v1.ImagesService"
 REQUEST = pb.CreateImageRequest(parameters=params_pb2.GenerationParameters(prompt="a cat"))
 
 
-async def _wait_for_file(path: Path, process: asyncio.subprocess.Process) -> str:
-    for _ in range(200):
-        if path.exists() and path.read_text().strip():
-            return path.read_text().strip()
-        if process.returncode is not None:
-            break
-        await asyncio.sleep(0.05)
-    raise AssertionError("imagegate serve did not report its port")
-
-
 async def test_serve_without_a_key_runs_on_the_embedded_emulator(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEGATE_")}
-    port_file = tmp_path / "port"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "imagegate_server.cli", "serve", "--host", "127.0.0.1",
-        "--port", "0", "--port-file", str(port_file),
-        env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        port = await _wait_for_file(port_file, process)
+    with serve(["--port", "0"], clean_env(), tmp_path) as server:
+        port = await server.serving()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
             for service in ("", SERVICE):
@@ -51,14 +32,9 @@ async def test_serve_without_a_key_runs_on_the_embedded_emulator(tmp_path: Path)
             assert reply.result.images[0].data.startswith(b"\x89PNG")
             names = await _reflected_services(channel)
             assert SERVICE in names and "grpc.health.v1.Health" in names
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 20) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.stderr is not None
-    lines = (await process.stderr.read()).decode().splitlines()
+        server.terminate()
+        assert await server.exited(20) == 0
+    lines = server.lines
     first = json.loads(lines[0])
     assert "emulator" in first["msg"] and "no OpenAI key" in first["msg"]
     assert all(json.loads(line) for line in lines)  # every log line is JSON

@@ -13,6 +13,7 @@ import pytest
 from gateway_support import OPENAI_KEY
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2
+from support.serve import serve
 
 from imagegate_server.emulator import Emulator
 from imagegate_server.errors import StartupError
@@ -89,18 +90,10 @@ def test_a_configured_but_empty_key_source_refuses_to_start(
 
 
 async def _serve(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, list[str]]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "imagegate_server.cli", "serve", "--host", "127.0.0.1", *args,
-        env=env, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), 30)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, (out + err).decode().splitlines()
+    """Runs ``imagegate serve ARGS`` until it exits (within 30 s): its code and stderr."""
+    with serve(args, env, cwd) as server:
+        code = await server.exited(30)
+    return code, server.lines
 
 
 def _one_clear_line(lines: list[str], phrase: str) -> None:
@@ -150,26 +143,12 @@ async def test_serve_reads_the_key_from_the_secrets_dir(
         IMAGEGATE_SECRETS_DIR=str(secrets),
         IMAGEGATE_OPENAI_BASE_URL=emulator.base_url,
     )
-    port_file = tmp_path / "port"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "imagegate_server.cli", "serve", "--host", "127.0.0.1",
-        "--port", "0", "--port-file", str(port_file), env=env, cwd=tmp_path,
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        for _ in range(300):
-            if port_file.exists() and port_file.read_text().strip():
-                break
-            assert process.returncode is None, "serve exited"
-            await asyncio.sleep(0.05)
-        port = port_file.read_text().strip()
+    with serve(["--port", "0"], env, tmp_path) as server:
+        port = await server.serving()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             await images_service_pb2_grpc.ImagesServiceStub(channel).CreateImage(REQUEST)
         # The call reached our emulator with the key: not the embedded one.
         assert len(emulator.journal.by_path("/v1/images/generations")) == 1
-    finally:
-        process.kill()
-        await process.wait()
 
 
 async def test_the_demo_stays_offline_whatever_key_is_configured(

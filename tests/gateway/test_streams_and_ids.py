@@ -17,7 +17,6 @@ from gateway_support import (
     detail,
     edit_requests,
     error_trailer,
-    png,
     trailer,
     upstream_disconnected,
 )
@@ -25,6 +24,7 @@ from google.rpc import error_details_pb2
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2
 from PIL import Image
+from support.images import png
 
 from imagegate_server.emulator import Emulator
 
@@ -162,7 +162,7 @@ async def test_a_result_too_large_keeps_the_upstream_request_id(
     start_gateway: GatewayFactory, emulator: Emulator
 ) -> None:
     # Two 1024x1024 noise edits: over 4 MiB, the smallest unary limit allowed.
-    source = png(1024, 1024, noise=True)
+    source = png(1024, 1024, mode="RGB", noise=True)
     parameters = params_pb2.EditParameters(
         prompt="x", model="gpt-image-2", n=2, size="1024x1024", images=[params_pb2.FileInfo()]
     )
@@ -195,7 +195,7 @@ async def test_a_default_client_is_told_to_use_the_stream_rpc_for_a_large_result
 ) -> None:
     # Over gRPC's default 4 MiB: the gateway's default unary limit is the same, so the
     # caller gets its message naming the stream RPC, not its library's generic error.
-    source = png(1024, 1024, noise=True)
+    source = png(1024, 1024, mode="RGB", noise=True)
     parameters = params_pb2.EditParameters(
         prompt="x", model="gpt-image-2", n=2, size="1024x1024", images=[params_pb2.FileInfo()]
     )

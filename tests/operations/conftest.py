@@ -4,14 +4,12 @@ port, the metrics endpoint and port sharing; the supervisor tests run processes)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from operations_support import OPENAI_KEY, GatewayFactory
+from support.gateways import started_gateways
 
 from imagegate_server.emulator import Emulator, EmulatorConfig
-from imagegate_server.gateway.server import Gateway
-from imagegate_server.settings import Settings
 
 
 @pytest.fixture
@@ -23,22 +21,5 @@ async def emulator() -> AsyncIterator[Emulator]:
 @pytest.fixture
 async def start_gateway(emulator: Emulator) -> AsyncIterator[GatewayFactory]:
     """``await start_gateway(**settings)``: a started gateway in front of ``emulator``."""
-    running: list[Gateway] = []
-
-    async def start(**overrides: Any) -> Gateway:
-        values: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "port": 0,
-            "openai_api_key": OPENAI_KEY,
-            "openai_base_url": emulator.base_url,
-            "shutdown_grace_s": 0,
-        }
-        values.update(overrides)
-        gateway = Gateway(Settings(_env_file=None, **values))  # type: ignore[call-arg]
-        running.append(gateway)
-        await gateway.start()
-        return gateway
-
-    yield start
-    for gateway in running:
-        await gateway.stop(0)
+    async with started_gateways(OPENAI_KEY, emulator.base_url) as start:
+        yield start

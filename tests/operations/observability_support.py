@@ -9,7 +9,6 @@ from pathlib import Path
 
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import params_pb2
-from PIL import Image
 
 from imagegate_server.cli import main as imagegate
 
@@ -29,12 +28,6 @@ def add_client(clients_file: Path, name: str, *options: str) -> str:
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
-
-
-def png(width: int, height: int) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), (30, 120, 200)).save(out, "PNG")
-    return out.getvalue()
 
 
 def edit_messages(

@@ -12,7 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from operations_support import clean_env
+from support.serve import clean_env
 
 from imagegate_server.metrics import multiprocess
 from imagegate_server.models import MODEL_RULES

@@ -18,8 +18,10 @@ import grpc
 import pytest
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2, quota_pb2, quota_pb2_grpc
-from observability_support import add_client, bearer, edit_messages, png
-from operations_support import OPENAI_KEY, Serve, clean_env, free_port, scrape, serve
+from observability_support import add_client, bearer, edit_messages
+from operations_support import OPENAI_KEY, scrape
+from support.images import png
+from support.serve import Serve, clean_env, free_port, serve
 
 from imagegate_server.emulator import Emulator
 
@@ -215,7 +217,7 @@ async def _run(server: Serve, emulator: Emulator, tokens: dict[str, str], channe
             await channel.close()
 
 
-UPLOAD = png(96, 96)
+UPLOAD = png(96, 96, mode="RGB")
 
 
 async def test_one_process_counts_every_call_it_served(tmp_path: Path, emulator: Emulator) -> None:

@@ -17,15 +17,16 @@ import grpc
 import pytest
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2, quota_pb2, quota_pb2_grpc
-from observability_support import add_client, bearer, edit_messages, png
+from observability_support import add_client, bearer, edit_messages
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from operations_support import OPENAI_KEY
+from support.gateways import gateway_settings
+from support.images import png
 
 from imagegate_server.emulator import Emulator
 from imagegate_server.gateway.server import Gateway
-from imagegate_server.settings import Settings
 from imagegate_server.tracing.spans import Tracing
 
 GENERATIONS = "/v1/images/generations"
@@ -55,13 +56,9 @@ def token(clients_file: Path) -> str:
 async def gateway(
     emulator: Emulator, spans: InMemorySpanExporter, clients_file: Path, token: str
 ) -> AsyncIterator[Gateway]:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        host="127.0.0.1",
-        port=0,
-        openai_api_key=OPENAI_KEY,
-        openai_base_url=emulator.base_url,
-        shutdown_grace_s=0,
+    settings = gateway_settings(
+        OPENAI_KEY,
+        emulator.base_url,
         clients_file=clients_file,
         max_retries=1,
         retry_backoff_s=0.01,
@@ -281,7 +278,7 @@ async def test_an_edit_is_traced_as_an_image_edit(
     stub: images_service_pb2_grpc.ImagesServiceStub, spans: InMemorySpanExporter, token: str
 ) -> None:
     reply = await stub.CreateImageEdit(
-        iter(edit_messages(PROMPT, png(64, 64))), metadata=bearer(token), timeout=30
+        iter(edit_messages(PROMPT, png(64, 64, mode="RGB"))), metadata=bearer(token), timeout=30
     )
     assert len(reply.result.images) == 1
     (edit,) = _servers(spans)

@@ -13,7 +13,7 @@ import grpc
 import pytest
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2
-from operations_support import clean_env, serve
+from support.serve import clean_env, serve
 
 from imagegate_server.bench.otlp import OtlpReceiver
 from imagegate_server.errors import StartupError

@@ -22,17 +22,8 @@ import grpc
 import pytest
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2
-from operations_support import (
-    NOT_SERVING,
-    SERVING,
-    Serve,
-    clean_env,
-    free_port,
-    health,
-    scrape,
-    serve,
-    wait_until,
-)
+from operations_support import NOT_SERVING, SERVING, health, scrape, wait_until
+from support.serve import Serve, clean_env, free_port, serve
 
 from imagegate_server.emulator.real_sizes import target_bytes
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from decimal import Decimal
 from typing import Literal
 
 import openai
 import pytest
-from PIL import Image
+from support.images import png
 
 from imagegate_server.pricing import PriceTable, TokenUsage
 from imagegate_server.pricing.profiles import output_tokens_per_image
@@ -184,12 +183,6 @@ def usage_of(response: object) -> TokenUsage:
     return TokenUsage.from_openai(usage.model_dump())
 
 
-def png(width: int, height: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (10, 120, 200)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize(
     "model", ["gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini", "gpt-image-2"]
 )
@@ -224,7 +217,10 @@ async def test_estimates_bound_settled_costs_within_2x(
 async def test_edit_estimates_bound_settled_costs_within_2x(
     client: openai.AsyncOpenAI, table: PriceTable, quality: Quality
 ) -> None:
-    images = [("a.png", png(1024, 1024), "image/png"), ("b.png", png(1536, 1024), "image/png")]
+    images = [
+        ("a.png", png(1024, 1024, mode="RGB"), "image/png"),
+        ("b.png", png(1536, 1024, mode="RGB"), "image/png"),
+    ]
     for size in STANDARD_SIZES:
         response = await client.images.edit(
             model="gpt-image-1",

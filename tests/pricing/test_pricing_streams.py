@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import openai
 import pytest
-from PIL import Image
+from support.images import png
 
 from imagegate_server.pricing import PriceTable, TokenUsage, combine_streamed
 
 PROMPT = "a fox in fresh snow, morning light"
 PARTIAL_IMAGE_TOKENS = 100
-
-
-def png(width: int, height: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 90, 20)).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 async def call(
@@ -40,7 +33,7 @@ async def call(
     if stream:
         args.update(stream=True, partial_images=partial_images)
     if operation == "edit":
-        args["image"] = [("in.png", png(1024, 1536), "image/png")]
+        args["image"] = [("in.png", png(1024, 1536, mode="RGB"), "image/png")]
         answer = await client.images.edit(**args)
     else:
         answer = await client.images.generate(**args)

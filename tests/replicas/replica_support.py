@@ -21,7 +21,7 @@ from gateway.gateway_support import detail
 from google.rpc import error_details_pb2
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2, quota_pb2, quota_pb2_grpc
-from operations.operations_support import Serve, clean_env
+from support.serve import Serve, clean_env
 
 # Distinctive, so a test can search every replica's output for it.
 OPENAI_KEY = "sk-replicatest-SECRETKEY-0123456789abcdef"
@@ -107,11 +107,9 @@ async def replicas(
             cwd = workdir / f"replica-{index}"
             cwd.mkdir(parents=True, exist_ok=True)
             started.append(Replica(index, Serve(["--port", "0"], env, cwd)))
-        # The port-file wait polls with time.sleep: off the loop, so the test's own
-        # emulator keeps answering meanwhile.
-        ports = await asyncio.gather(
-            *(asyncio.to_thread(replica.serve.wait_serving) for replica in started)
-        )
+        # The port-file wait polls with time.sleep: serving() runs it off the loop,
+        # so the test's own emulator keeps answering meanwhile.
+        ports = await asyncio.gather(*(replica.serve.serving() for replica in started))
         # A local subchannel pool each: a TCP connection of its own per channel.
         options = [("grpc.use_local_subchannel_pool", 1)]
         for replica, port in zip(started, ports, strict=True):

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from imagegate_server.gateway.server import LIVENESS, READINESS
+from imagegate_server.gateway.services import LIVENESS, READINESS
 from imagegate_server.metrics import Metrics, exported_names
 from imagegate_server.settings import Settings
 

@@ -15,7 +15,7 @@ from operations_support import GatewayFactory
 from prometheus_client.parser import text_string_to_metric_families
 
 from imagegate_server.errors import StartupError
-from imagegate_server.gateway.server import HEALTH_SERVICES, LIVENESS, READINESS, SERVICE_NAME
+from imagegate_server.gateway.services import HEALTH_SERVICES, LIVENESS, READINESS, SERVICE_NAME
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -1,8 +1,10 @@
 """The gRPC side of the gateway, one package per stage of a call.
 
-edge/       the servicer, each RPC's bookkeeping (ids, deadline, log line), the
-            guard that turns every ending into a status, lenient wire parsing
-requests/   proto parameters and uploaded files -> a validated ImagesRequest
-mapping/    the upstream's answers and events -> results and image slices
-server.py   the assembled server: gRPC, health, reflection, upstream, emulator
+edge/         the servicer, each RPC's bookkeeping (ids, deadline, log line), the
+              guard that turns every ending into a status, lenient wire parsing
+requests/     proto parameters and uploaded files -> a validated ImagesRequest
+mapping/      the upstream's answers and events -> results and image slices
+server.py     the running gateway: start-up checks, the upstream or emulator, the drain
+services.py   what its server serves (images, quota, health, reflection) and their names
+listening.py  the servers' channel options, ports and the plaintext health server
 """

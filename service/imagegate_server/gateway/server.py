@@ -5,7 +5,8 @@ Operations around it: metrics (one :class:`Metrics` per process, exposed on thei
 own port unless a worker supervisor exposes them), traces when the ``OTEL_*``
 variables ask for them (each worker process exports its own), an optional
 plaintext health port for kubelet probes, and SO_REUSEPORT only when several
-workers share a port.
+workers share a port. What the server serves is assembled in :mod:`.services`; how
+its servers listen is :mod:`.listening`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import asyncio
 import contextlib
 import datetime
 import logging
-import math
 import secrets
 from dataclasses import dataclass
 from types import TracebackType
@@ -22,25 +22,23 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-from imagegate.v1 import images_service_pb2
+from grpc_health.v1 import health, health_pb2
 from pydantic import SecretStr
 
 from imagegate_server.clients import ClientsFile, startup_auth_problem
 from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.errors import StartupError
-from imagegate_server.gateway.edge.callers import Authenticator
-from imagegate_server.gateway.edge.guard import Guard
-from imagegate_server.gateway.edge.quota import QuotaServicer
-from imagegate_server.gateway.edge.servicer import ImagesServicer
-from imagegate_server.gateway.edge.tenancy import Tenancy
-from imagegate_server.gateway.edge.wire import QUOTA_SERVICE, add_images_service, add_service
-from imagegate_server.gateway.requests.build import RequestBuilder
+from imagegate_server.gateway.listening import bind, health_server, server_options
+from imagegate_server.gateway.services import (
+    DRAINED_SERVICES,
+    HEALTH_SERVICES,
+    add_services,
+    auth_required,
+)
 from imagegate_server.limits import Limiter, build_limiter
 from imagegate_server.metrics import Metrics, MetricsEndpoint
 from imagegate_server.models import replacement_for, retired
-from imagegate_server.pricing import PriceTable, load_price_table
+from imagegate_server.pricing import load_price_table
 from imagegate_server.settings import Settings
 from imagegate_server.tls import ServerCertificates
 from imagegate_server.tracing import tracing_from_environment
@@ -50,14 +48,6 @@ if TYPE_CHECKING:
     from imagegate_server.tracing.spans import Tracing
 
 log = logging.getLogger(__name__)
-
-SERVICE_NAME = images_service_pb2.DESCRIPTOR.services_by_name["ImagesService"].full_name
-# Named health services for Kubernetes probes: readiness turns NOT_SERVING when the
-# drain starts; liveness stays SERVING as long as the process serves at all.
-READINESS = "readiness"
-LIVENESS = "liveness"
-HEALTH_SERVICES = ("", SERVICE_NAME, READINESS, LIVENESS)
-_DRAINED_SERVICES = ("", SERVICE_NAME, READINESS)
 
 
 @dataclass(frozen=True)
@@ -140,13 +130,25 @@ class Gateway:
             await self._clients.start()
         self._limiter = build_limiter(settings)
         prices = load_price_table(settings)
-        server = grpc.aio.server(options=_server_options(settings))
-        self._add_services(server, prices, certificates, emulated)
+        server = grpc.aio.server(options=server_options(settings))
+        add_services(
+            server,
+            settings=settings,
+            upstream=self._upstream,
+            limiter=self._limiter,
+            clients=self._clients,
+            prices=prices,
+            metrics=self.metrics,
+            tracing=self._tracing,
+            health_servicer=self._health,
+            certificates=certificates,
+            refuse_retired=_refuses_retired(settings, emulated),
+        )
         self._server = server
-        self.port = _bind(server, settings.host, settings.port, certificates)
+        self.port = bind(server, settings.host, settings.port, certificates)
         if settings.health_port is not None:
-            self._health_server = _health_server(self._health, settings.reuse_port)
-            self.health_port = _bind(self._health_server, settings.host, settings.health_port)
+            self._health_server = health_server(self._health, settings.reuse_port)
+            self.health_port = bind(self._health_server, settings.host, settings.health_port)
         if settings.metrics_port is not None:
             self._metrics_endpoint = MetricsEndpoint(self.metrics.registry)
             self.metrics_port = await self._metrics_endpoint.start(
@@ -164,7 +166,7 @@ class Gateway:
         extra: dict[str, object] = {
             "address": f"{settings.host}:{self.port}",
             "tls": certificates is not None,
-            "authentication": "required" if _auth_required(settings) else "optional",
+            "authentication": "required" if auth_required(settings) else "optional",
             "limiter": self._limiter.backend,
             "prices": prices.version_label,
             "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
@@ -205,58 +207,6 @@ class Gateway:
         )
         return key, base_url
 
-    def _add_services(
-        self,
-        server: grpc.aio.Server,
-        prices: PriceTable,
-        certificates: ServerCertificates | None,
-        emulated: bool,
-    ) -> None:
-        settings = self.settings
-        assert self._upstream is not None and self._limiter is not None
-        tracing = self._tracing
-        refuse_retired = settings.refuses_retired_models(emulator=emulated)
-        if refuse_retired:
-            today = datetime.datetime.now(datetime.UTC).date()
-            default = settings.default_model
-            if retired(default, today) is not None:
-                log.warning(
-                    "the default model is retired: calls that name no model will be refused",
-                    extra={"model": default, "replacement": replacement_for(default, today)},
-                )
-        callers = Authenticator(
-            self._clients,
-            required=_auth_required(settings),
-            certificates=certificates is not None and certificates.requires_client_certificates,
-            on_reload=self.metrics.known_clients,
-        )
-        tenancy = Tenancy(self._limiter, prices, settings)
-        servicer = ImagesServicer(
-            self._upstream,
-            settings,
-            requests=RequestBuilder(settings, refuse_retired=refuse_retired),
-            callers=callers,
-            tenancy=tenancy,
-            prices=prices,
-            metrics=self.metrics,
-            tracer=tracing.rpc_tracer(SERVICE_NAME) if tracing is not None else None,
-        )
-        add_images_service(servicer.behaviour, server)
-        quota_tracer = tracing.rpc_tracer(QUOTA_SERVICE.full_name) if tracing is not None else None
-        quota = QuotaServicer(
-            callers,
-            tenancy,
-            prices,
-            Guard(settings.upstream_timeout_s, quota_tracer),
-            self.metrics.rpc("GetQuota", QUOTA_SERVICE),
-        )
-        add_service(server, QUOTA_SERVICE, quota.behaviours())
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, QUOTA_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME),
-            server,
-        )
-
     async def wait(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
@@ -266,7 +216,7 @@ class Gateway:
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
         # Not enter_graceful_shutdown(): that would fail liveness too, and a kubelet
         # would kill the process in the middle of finishing its calls.
-        for service in _DRAINED_SERVICES:
+        for service in DRAINED_SERVICES:
             await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._probe is not None:
             self._probe.cancel()
@@ -314,61 +264,19 @@ class Gateway:
         await self.stop(0)
 
 
-def _server_options(settings: Settings) -> list[tuple[str, int]]:
-    return [
-        ("grpc.max_send_message_length", settings.max_send_message_bytes),
-        ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
-        # Several workers share the port only when the supervisor says so.
-        ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
-        *_receive_window(settings.receive_window_bytes),
-        # Calls that arrive faster than the event loop accepts them wait in gRPC
-        # core, which cancels them past this many (default 1000): a burst of new
-        # calls would fail before reaching the servicer.
-        ("grpc.server.max_pending_requests", settings.max_pending_calls),
-        ("grpc.server.max_pending_requests_hard_limit", 2 * settings.max_pending_calls),
-        # ... and cancels those waiting longer than this (default 30 s); a caller's
-        # own deadline still ends the wait sooner.
-        ("grpc.server_max_unrequested_time_in_server", math.ceil(settings.upstream_timeout_s)),
-    ]
-
-
-def _auth_required(settings: Settings) -> bool:
-    """Every call must authenticate: with a clients file or a client CA, unless the
-    operator serves anonymous callers on purpose (IMAGEGATE_AUTH=none)."""
-    configured = settings.clients_file is not None or settings.tls_client_ca_file is not None
-    return settings.auth == "auto" and configured
-
-
-def _receive_window(window_bytes: int) -> list[tuple[str, int]]:
-    """A fixed per-call window; gRPC's default BDP probing grows it with the link."""
-    if window_bytes == 0:
-        return []
-    return [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", window_bytes)]
-
-
-def _bind(
-    server: grpc.aio.Server,
-    host: str,
-    port: int,
-    certificates: ServerCertificates | None = None,
-) -> int:
-    address = f"{host}:{port}"
-    try:
-        if certificates is not None:
-            return server.add_secure_port(address, certificates.credentials())
-        return server.add_insecure_port(address)
-    except RuntimeError:  # gRPC says only "Failed to bind"
-        raise StartupError(
-            f"cannot listen on {address}: the address is in use or not available here"
-        ) from None
-
-
-def _health_server(servicer: object, reuse_port: bool) -> grpc.aio.Server:
-    """grpc.health.v1 alone, always plaintext (kubelets present no certificates),
-    sharing the main port's HealthServicer so that draining shows on both."""
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if reuse_port else 0)])
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    return server
+def _refuses_retired(settings: Settings, emulated: bool) -> bool:
+    """Whether calls naming a retired model are refused here; warns at start-up when
+    that includes calls that name no model (the default model is retired)."""
+    refuse_retired = settings.refuses_retired_models(emulator=emulated)
+    if refuse_retired:
+        today = datetime.datetime.now(datetime.UTC).date()
+        default = settings.default_model
+        if retired(default, today) is not None:
+            log.warning(
+                "the default model is retired: calls that name no model will be refused",
+                extra={"model": default, "replacement": replacement_for(default, today)},
+            )
+    return refuse_retired
 
 
 async def _probe_upstream(base_url: str, timeout_s: float, metrics: Metrics) -> None:

@@ -78,7 +78,8 @@ from imagegate_server.limits.model import (
     RateStatus,
     Ticket,
 )
-from imagegate_server.limits.redis_limiter import OutagePolicy, RedisLimiter
+from imagegate_server.limits.outage import OutagePolicy
+from imagegate_server.limits.redis_limiter import RedisLimiter
 
 __all__ = [
     "CONCURRENCY_LIMIT",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from imagegate_server.errors import StartupError
 from imagegate_server.limits.base import Limiter
 from imagegate_server.limits.memory import MemoryLimiter
-from imagegate_server.limits.redis_limiter import OutagePolicy, RedisLimiter
+from imagegate_server.limits.outage import OutagePolicy
+from imagegate_server.limits.redis_limiter import RedisLimiter
 from imagegate_server.settings import Settings
 
 _SCHEMES = ("redis", "rediss", "unix")

@@ -3,7 +3,9 @@
 One round trip admits a call: ``admit.lua`` checks and charges all of one client's
 limits at once. Gateway-wide rates live under their own key and are charged first by
 ``ceiling_admit.lua`` (see the package docstring for that two-step trade-off).
-While Redis cannot be reached, :class:`OutagePolicy` decides per kind of limit.
+While Redis cannot be reached, :class:`OutagePolicy` (:mod:`.outage`) decides per
+kind of limit. Key naming, the outage state and its log lines live here; the
+scripts' text is :mod:`.lua`, their arguments and replies :mod:`.redis_wire`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -21,59 +22,23 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from imagegate_server.errors import LimiterUnavailable, LimitRefused
-from imagegate_server.limits import gcra, lua
+from imagegate_server.errors import LimiterUnavailable
+from imagegate_server.limits import lua, redis_wire
 from imagegate_server.limits.base import DONE_RETENTION_S
 from imagegate_server.limits.model import (
-    CONCURRENCY_LIMIT,
     Admission,
     Budget,
-    BudgetStatus,
     ClientStatus,
     RateLimit,
-    RateStatus,
     Ticket,
 )
-from imagegate_server.limits.periods import (
-    period_end,
-    period_number,
-    seconds_until_period_end,
-)
-from imagegate_server.limits.refusals import Refusal, to_error, worst
+from imagegate_server.limits.outage import OutagePolicy
 
 log = logging.getLogger(__name__)
 
 # What "Redis is unreachable" looks like from redis-py: its own errors (connection,
 # timeout, loading, auth, read-only replica, OOM), plus the OS's and asyncio's.
 _STORE_ERRORS = (RedisError, OSError, TimeoutError)
-
-
-@dataclass(frozen=True)
-class OutagePolicy:
-    """Per kind of limit: while Redis is unreachable, admit uncounted (open) or refuse."""
-
-    rates_open: bool = True
-    concurrency_open: bool = True
-    budgets_open: bool = False
-
-    def closed_kinds(self, admission: Admission) -> list[str]:
-        kinds = []
-        if admission.rates and not self.rates_open:
-            kinds.append("rate")
-        if admission.max_concurrent is not None and not self.concurrency_open:
-            kinds.append("concurrency")
-        if admission.budgets and not self.budgets_open:
-            kinds.append("budget")
-        return kinds
-
-    def describe(self) -> str:
-        def word(is_open: bool) -> str:
-            return "open" if is_open else "closed"
-
-        return (
-            f"rates fail {word(self.rates_open)}, concurrency fails "
-            f"{word(self.concurrency_open)}, budgets fail {word(self.budgets_open)}"
-        )
 
 
 def where(url: str) -> str:
@@ -86,17 +51,6 @@ def where(url: str) -> str:
     except ValueError:
         port = None
     return f"{parts.scheme}://{parts.hostname or '?'}:{port or 6379}"
-
-
-def _rate_args(rates: Sequence[RateLimit]) -> list[str | int]:
-    args: list[str | int] = [len(rates)]
-    for rate in rates:
-        args += [rate.name, rate.emission_us, rate.tolerance_us, rate.cost]
-    return args
-
-
-def _int(value: Any) -> int | None:
-    return None if value in (None, "") else int(value)
 
 
 class RedisLimiter:
@@ -184,23 +138,19 @@ class RedisLimiter:
         ceiling = tuple(rate for rate in admission.rates if rate.gateway_wide)
         own = tuple(rate for rate in admission.rates if not rate.gateway_wide)
         ticket = secrets.token_hex(10)
-        args: list[str | int] = [
-            ticket,
-            admission.hold_us,
-            admission.reserve_micros,
-            -1 if admission.max_concurrent is None else admission.max_concurrent,
-            *_rate_args(own),
-            len(admission.budgets),
-        ]
-        for budget in admission.budgets:
-            args += [budget.name, budget.period, budget.limit_micros]
         try:
             if ceiling:
-                reply = await self._run("ceiling_admit", [self.gateway_key()], _rate_args(ceiling))
+                reply = await self._run(
+                    "ceiling_admit", [self.gateway_key()], redis_wire.rate_args(ceiling)
+                )
                 if reply[0] == 0:
                     self._up(started_up)
-                    raise self._refused(admission, reply)
-            reply = await self._run("admit", list(self.client_keys(admission.client)), args)
+                    raise redis_wire.refused(admission, reply)
+            reply = await self._run(
+                "admit",
+                list(self.client_keys(admission.client)),
+                redis_wire.admit_args(ticket, admission, own),
+            )
         except _STORE_ERRORS as error:
             self._down(error)
             return self._uncounted(admission)
@@ -208,7 +158,7 @@ class RedisLimiter:
         if reply[0] == 0:
             if ceiling:
                 await self._refund(ceiling)
-            raise self._refused(admission, reply)
+            raise redis_wire.refused(admission, reply)
         return Ticket(ticket, admission.client, admission.reserve_micros, accounted=True)
 
     async def settle(self, ticket: Ticket, cost_micros: int) -> None:
@@ -261,52 +211,7 @@ class RedisLimiter:
             self._down(error)
             raise self._unavailable("status") from None
         self._up(started_up)
-
-        now_us, in_use = int(reply[0]), int(reply[1])
-        day, day_micros, month, month_micros, reserved_total = (_int(v) for v in reply[2:7])
-        reserved = max(0, (reserved_total or 0) - int(reply[7]))
-        tats = dict(zip((r.name for r in own), (_int(v) for v in reply[8:]), strict=True))
-        ceiling_now = int(peek[0])
-        ceiling_tats = dict(
-            zip((r.name for r in ceiling), (_int(v) for v in peek[1:]), strict=True)
-        )
-        unix = now_us / 1_000_000
-        spent_today = (day_micros or 0) if day == period_number("day", unix) else 0
-        spent_month = (month_micros or 0) if month == period_number("month", unix) else 0
-
-        rate_status = []
-        for rate in rates:
-            if rate.gateway_wide:
-                units, full_in = gcra.remaining(rate, ceiling_tats[rate.name], ceiling_now)
-            else:
-                units, full_in = gcra.remaining(rate, tats[rate.name], now_us)
-            rate_status.append(
-                RateStatus(rate.name, rate.scope, rate.per_minute, rate.burst, units, full_in)
-            )
-        budget_status = []
-        for budget in budgets:
-            spent = spent_today if budget.period == "day" else spent_month
-            budget_status.append(
-                BudgetStatus(
-                    budget.name,
-                    budget.period,
-                    budget.limit_micros,
-                    spent,
-                    reserved,
-                    max(0, budget.limit_micros - spent - reserved),
-                    period_end(budget.period, unix),
-                )
-            )
-        return ClientStatus(
-            client=client,
-            rates=tuple(rate_status),
-            concurrent_in_use=in_use,
-            max_concurrent=max_concurrent,
-            budgets=tuple(budget_status),
-            spent_today_micros=spent_today,
-            spent_this_month_micros=spent_month,
-            reserved_micros=reserved,
-        )
+        return redis_wire.client_status(client, rates, max_concurrent, budgets, reply, peek)
 
     async def aclose(self) -> None:
         await self._redis.aclose(close_connection_pool=True)
@@ -320,35 +225,11 @@ class RedisLimiter:
         return reply
 
     async def _refund(self, ceiling: Sequence[RateLimit]) -> None:
-        args: list[str | int] = [len(ceiling)]
-        for rate in ceiling:
-            args += [rate.name, rate.emission_us, rate.cost]
         try:
-            await self._run("ceiling_refund", [self.gateway_key()], args)
+            await self._run("ceiling_refund", [self.gateway_key()], redis_wire.refund_args(ceiling))
         except _STORE_ERRORS as error:
             # The ceiling stays charged for a call that did not run: conservative.
             self._down(error)
-
-    def _refused(self, admission: Admission, reply: list[Any]) -> LimitRefused:
-        unix = int(reply[1]) / 1_000_000
-        periods = {budget.name: budget.period for budget in admission.budgets}
-        refusals = []
-        for i in range(2, len(reply), 3):
-            kind, name, wait = reply[i], reply[i + 1], int(reply[i + 2])
-            if kind == "rate":
-                refusals.append(Refusal(name, "rate", wait / 1_000_000))
-            elif kind == "never":
-                refusals.append(Refusal(name, "rate", None, permanent=True))
-            elif kind == "concurrency":
-                refusals.append(Refusal(CONCURRENCY_LIMIT, "concurrency", None))
-            elif kind == "concurrency_never":
-                refusals.append(Refusal(CONCURRENCY_LIMIT, "concurrency", None, permanent=True))
-            elif kind == "budget":
-                wait_s = seconds_until_period_end(periods[name], unix)
-                refusals.append(Refusal(name, "budget", wait_s))
-            else:
-                refusals.append(Refusal(name, "budget", None, permanent=True))
-        return to_error(admission, worst(refusals))
 
     def _uncounted(self, admission: Admission) -> Ticket:
         closed = self.policy.closed_kinds(admission)

@@ -1,5 +1,6 @@
 """Prometheus metrics: every metric the service exports is defined in
-:mod:`imagegate_server.metrics.recording` and recorded only through :class:`Metrics`.
+:class:`Metrics` (:mod:`.recording`, the gRPC server metrics in :mod:`.rpc`) and
+recorded only through it.
 
 Public API: :class:`Metrics` (one per process; the edge records through it),
 :class:`RpcMetrics`, :class:`MetricsEndpoint` (``GET /metrics`` on its own port),
@@ -7,14 +8,11 @@ Public API: :class:`Metrics` (one per process; the edge records through it),
 the worker supervisor uses (:mod:`imagegate_server.metrics.multiprocess`).
 """
 
+from imagegate_server.metrics.exported import exported_labels, exported_names
 from imagegate_server.metrics.exposition import MetricsEndpoint
-from imagegate_server.metrics.recording import (
-    LONG_BUCKETS,
-    Metrics,
-    RpcMetrics,
-    exported_labels,
-    exported_names,
-)
+from imagegate_server.metrics.recording import Metrics
+from imagegate_server.metrics.rpc import RpcMetrics
+from imagegate_server.metrics.series import LONG_BUCKETS
 
 __all__ = [
     "LONG_BUCKETS",

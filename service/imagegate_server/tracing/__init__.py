@@ -9,7 +9,7 @@ without traces (and ``imagegate --help``) pays nothing.
 The stages define their own seams and know nothing of OpenTelemetry: the edge's
 :class:`~imagegate_server.gateway.edge.rpc.RpcTracer` (one span per call, ended
 with the call's status and what it produced) and the upstream's
-:class:`~imagegate_server.upstream.client.UpstreamTracer` (one span per HTTP
+:class:`~imagegate_server.upstream.observe.UpstreamTracer` (one span per HTTP
 attempt, whose trace context goes out in the request's ``traceparent`` header).
 :class:`~imagegate_server.tracing.spans.Tracing` implements both.
 

@@ -5,19 +5,15 @@ as reply`` gives an :class:`ImagesAnswer` or :class:`ImageEvents`, or raises a
 classified :class:`~imagegate_server.errors.UpstreamFailure`. Everything about HTTP
 lives behind it: paths, JSON or multipart, form encoding, file parts (``wire``), SSE
 framing and event JSON (``sse``, ``events``), error bodies and statuses (``errors``),
-safe retries (``retry``), the shared httpx client and the key (``client``). Nothing
-here knows about gRPC; nothing above it knows about HTTP.
+safe retries (``retry``), the sharded connections (``pool``), the attempt loop and the
+key (``client``); metrics and traces watch through ``observe``. Nothing here knows
+about gRPC; nothing above it knows about HTTP.
 """
 
 from imagegate_server.upstream.answers import ImageEvent, ImageEvents, ImagesAnswer, Reply
-from imagegate_server.upstream.client import (
-    POOL_SHARD_CONNECTIONS,
-    AttemptSpan,
-    Upstream,
-    UpstreamConfig,
-    UpstreamObserver,
-    UpstreamTracer,
-)
+from imagegate_server.upstream.client import Upstream, UpstreamConfig
+from imagegate_server.upstream.observe import AttemptSpan, UpstreamObserver, UpstreamTracer
+from imagegate_server.upstream.pool import POOL_SHARD_CONNECTIONS
 from imagegate_server.upstream.request import FileRole, ImagesRequest, UploadFile
 from imagegate_server.upstream.retry import RetryPolicy
 

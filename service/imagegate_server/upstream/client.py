@@ -1,4 +1,5 @@
-"""One shared ``httpx.AsyncClient`` to OpenAI (or the emulator), with safe retries.
+""":class:`Upstream`: an :class:`ImagesRequest` sent to OpenAI (or the emulator) with
+safe retries, and its reply read: the whole answer, or its events as they arrive.
 
 The OpenAI key is added to requests here and nowhere else. Every call takes an
 absolute deadline (the caller's gRPC deadline or the configured upstream timeout,
@@ -8,12 +9,10 @@ whichever is sooner, as ``loop.time()``); no attempt or backoff runs past it.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import httpx
 from pydantic import SecretStr
@@ -28,9 +27,17 @@ from imagegate_server.errors import (
 )
 from imagegate_server.upstream import wire
 from imagegate_server.upstream.answers import ImageEvent, ImageEvents, ImagesAnswer, Reply
-from imagegate_server.upstream.decoding import AnswerReader
+from imagegate_server.upstream.decoding import AnswerReader, aligned_images
 from imagegate_server.upstream.errors import ErrorDecoder
 from imagegate_server.upstream.events import image_events
+from imagegate_server.upstream.observe import (
+    AttemptSpan,
+    Unobserved,
+    Untraced,
+    UpstreamObserver,
+    UpstreamTracer,
+)
+from imagegate_server.upstream.pool import Pool
 from imagegate_server.upstream.request import ImagesRequest
 from imagegate_server.upstream.retry import RetryPolicy, is_retryable_response
 from imagegate_server.upstream.sse import iter_events
@@ -50,78 +57,8 @@ class UpstreamConfig:
     http2: bool = False
 
 
-# httpcore's pool scans all of its connections on every request event, so its cost
-# grows with the square of the pool size (encode/httpcore#1035): thousands of
-# long-held calls in one pool burn the CPU in that scan. Pools of this size, used
-# round-robin, keep the scan short while the total stays max_connections.
-POOL_SHARD_CONNECTIONS = 256
 # A timer may fire a hair before its time: within this of the deadline, it was the deadline.
 _DEADLINE_SLACK_S = 0.01
-
-
-class UpstreamObserver(Protocol):
-    """Told of every attempt and retry (metrics observe; they never steer)."""
-
-    def upstream_request(self, model: str, status: int | str, seconds: float) -> None:
-        """``status``: the HTTP status, or ``connect_error``, ``timeout``, ``reset``."""
-
-    def upstream_retry(self, cause: str) -> None:
-        """``cause``: ``connect``, ``rate_limited`` or ``should_retry``."""
-
-
-class _Unobserved:
-    def upstream_request(self, model: str, status: int | str, seconds: float) -> None:
-        pass
-
-    def upstream_retry(self, cause: str) -> None:
-        pass
-
-
-class AttemptSpan(Protocol):
-    """The span of one HTTP attempt (traces observe; they never steer)."""
-
-    def headers(self) -> dict[str, str]:
-        """Trace context to send with the attempt (W3C ``traceparent``)."""
-
-    def answered(self, status: int, request_id: str | None) -> None:
-        """The upstream answered with ``status`` (and its ``x-request-id``)."""
-
-    def failed(self, cause: str) -> None:
-        """The attempt failed without an answer, or its answer broke off: ``connect_error``,
-        ``timeout``, ``reset``, ``protocol_error``, ``stream_error`` or ``cancelled``."""
-
-    def end(self) -> None:
-        """The attempt is over (its answer read or abandoned); called once."""
-
-
-class UpstreamTracer(Protocol):
-    """Starts a span per HTTP attempt (:mod:`imagegate_server.tracing` implements it)."""
-
-    def attempt(self, operation: str, model: str, url: str, resend_count: int) -> AttemptSpan:
-        """``operation``: ``generation``, ``edit`` or ``variation``; ``url``: what is
-        POSTed to; ``resend_count``: 0 for the first attempt, 1 for the first retry..."""
-
-
-class _Untraced:
-    def attempt(self, operation: str, model: str, url: str, resend_count: int) -> AttemptSpan:
-        return _NO_SPAN
-
-
-class _NoSpan:
-    def headers(self) -> dict[str, str]:
-        return {}
-
-    def answered(self, status: int, request_id: str | None) -> None:
-        pass
-
-    def failed(self, cause: str) -> None:
-        pass
-
-    def end(self) -> None:
-        pass
-
-
-_NO_SPAN = _NoSpan()
 
 
 class Upstream:
@@ -132,27 +69,11 @@ class Upstream:
         tracer: UpstreamTracer | None = None,
     ) -> None:
         self._config = config
-        self._observer = observer or _Unobserved()
-        self._tracer = tracer or _Untraced()
+        self._observer = observer or Unobserved()
+        self._tracer = tracer or Untraced()
         self._base_url = config.base_url.rstrip("/") + "/"
         self._errors = ErrorDecoder([config.api_key.get_secret_value()])
-        shards = max(1, -(-config.max_connections // POOL_SHARD_CONNECTIONS))
-        per_shard = -(-config.max_connections // shards)
-        # Transports, not httpx.AsyncClient: a client adds auth flows, redirect
-        # handling, cookie extraction and URL merging to every request, none of which
-        # an API call needs, at a measurable share of the gateway's CPU per call.
-        self._transports = [
-            httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(
-                    max_connections=per_shard,
-                    max_keepalive_connections=per_shard,
-                    keepalive_expiry=30.0,
-                ),
-                http2=config.http2,
-            )
-            for _ in range(shards)
-        ]
-        self._next = itertools.cycle(self._transports)
+        self._pool = Pool(config.max_connections, http2=config.http2)
         self._urls = {op: httpx.URL(self._base_url + path) for op, path in wire.PATHS.items()}
         headers = {
             "user-agent": f"imagegate/{__version__}",
@@ -166,8 +87,7 @@ class Upstream:
         self._headers = headers
 
     async def aclose(self) -> None:
-        for transport in self._transports:
-            await transport.aclose()
+        await self._pool.aclose()
 
     @asynccontextmanager
     async def send(self, request: ImagesRequest, deadline: float) -> AsyncIterator[Reply]:
@@ -209,7 +129,7 @@ class Upstream:
                 "the upstream connection broke", request_id, may_have_billed=True
             ) from None
         payload, images = reader.finish()
-        return ImagesAnswer(payload, _aligned(payload, images, request_id), request_id)
+        return ImagesAnswer(payload, aligned_images(payload, images, request_id), request_id)
 
     async def _events(
         self, response: httpx.Response, request_id: str | None
@@ -338,30 +258,7 @@ class Upstream:
                 headers=headers,
                 extensions=extensions,
             )
-        response = await next(self._next).handle_async_request(built)
-        response.request = built
-        return response
-
-
-def _aligned(
-    payload: Mapping[str, Any], images: list[bytes], request_id: str | None
-) -> list[bytes | None]:
-    """The decoded images, one per ``data`` item (None for an item with a URL instead)."""
-    data = payload.get("data")
-    items = data if isinstance(data, list) else []
-    streamed = iter(images)
-    aligned: list[bytes | None] = []
-    for item in items:
-        if isinstance(item, dict) and item.get("b64_json") == "":
-            image = next(streamed, None)
-            if image is None:
-                break
-            aligned.append(image)
-        else:
-            aligned.append(None)
-    if len(aligned) != len(items) or next(streamed, None) is not None:
-        raise UpstreamProtocolError("the upstream sent images outside its data", request_id)
-    return aligned
+        return await self._pool.send(built)
 
 
 def _broken_off(exc: BaseException) -> str | None:

@@ -12,11 +12,14 @@ A key is recognised only as a key: inside a JSON string every quote is escaped, 
 the unescaped sequence ``"b64_json"`` followed by ``:`` and ``"`` cannot occur in a
 value. Base64 needs no escapes, but JSON allows ``\\/`` for ``/`` (some encoders
 write it); any other escape in image data is an upstream error.
+
+:func:`aligned_images` then pairs the decoded images with the answer's ``data`` items.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -126,3 +129,24 @@ class AnswerReader:
         if not isinstance(payload, dict):
             raise UpstreamProtocolError("the upstream sent unexpected JSON", self._request_id)
         return payload
+
+
+def aligned_images(
+    payload: Mapping[str, Any], images: list[bytes], request_id: str | None
+) -> list[bytes | None]:
+    """The decoded images, one per ``data`` item (None for an item with a URL instead)."""
+    data = payload.get("data")
+    items = data if isinstance(data, list) else []
+    streamed = iter(images)
+    aligned: list[bytes | None] = []
+    for item in items:
+        if isinstance(item, dict) and item.get("b64_json") == "":
+            image = next(streamed, None)
+            if image is None:
+                break
+            aligned.append(image)
+        else:
+            aligned.append(None)
+    if len(aligned) != len(items) or next(streamed, None) is not None:
+        raise UpstreamProtocolError("the upstream sent images outside its data", request_id)
+    return aligned

@@ -1,0 +1,98 @@
+"""What the gateway's gRPC server serves: ImagesService, QuotaService, health and
+reflection, each assembled from the parts the :class:`~.server.Gateway` started.
+
+The names callers and probes address are here too: :data:`SERVICE_NAME` and the
+health service names.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from imagegate.v1 import images_service_pb2
+
+from imagegate_server.clients import ClientsFile
+from imagegate_server.gateway.edge.callers import Authenticator
+from imagegate_server.gateway.edge.guard import Guard
+from imagegate_server.gateway.edge.quota import QuotaServicer
+from imagegate_server.gateway.edge.servicer import ImagesServicer
+from imagegate_server.gateway.edge.tenancy import Tenancy
+from imagegate_server.gateway.edge.wire import QUOTA_SERVICE, add_images_service, add_service
+from imagegate_server.gateway.requests.build import RequestBuilder
+from imagegate_server.limits import Limiter
+from imagegate_server.metrics import Metrics
+from imagegate_server.pricing import PriceTable
+from imagegate_server.settings import Settings
+from imagegate_server.tls import ServerCertificates
+from imagegate_server.upstream import Upstream
+
+if TYPE_CHECKING:
+    from imagegate_server.tracing.spans import Tracing
+
+SERVICE_NAME = images_service_pb2.DESCRIPTOR.services_by_name["ImagesService"].full_name
+# Named health services for Kubernetes probes: readiness turns NOT_SERVING when the
+# drain starts; liveness stays SERVING as long as the process serves at all.
+READINESS = "readiness"
+LIVENESS = "liveness"
+HEALTH_SERVICES = ("", SERVICE_NAME, READINESS, LIVENESS)
+DRAINED_SERVICES = ("", SERVICE_NAME, READINESS)
+
+
+def add_services(
+    server: grpc.aio.Server,
+    *,
+    settings: Settings,
+    upstream: Upstream,
+    limiter: Limiter,
+    clients: ClientsFile | None,
+    prices: PriceTable,
+    metrics: Metrics,
+    tracing: Tracing | None,
+    health_servicer: object,
+    certificates: ServerCertificates | None,
+    refuse_retired: bool,
+) -> None:
+    """``certificates``: the main port's TLS, if any; ``refuse_retired``: calls naming
+    a retired model are refused here rather than sent."""
+    callers = Authenticator(
+        clients,
+        required=auth_required(settings),
+        certificates=certificates is not None and certificates.requires_client_certificates,
+        on_reload=metrics.known_clients,
+    )
+    tenancy = Tenancy(limiter, prices, settings)
+    servicer = ImagesServicer(
+        upstream,
+        settings,
+        requests=RequestBuilder(settings, refuse_retired=refuse_retired),
+        callers=callers,
+        tenancy=tenancy,
+        prices=prices,
+        metrics=metrics,
+        tracer=tracing.rpc_tracer(SERVICE_NAME) if tracing is not None else None,
+    )
+    add_images_service(servicer.behaviour, server)
+    quota_tracer = tracing.rpc_tracer(QUOTA_SERVICE.full_name) if tracing is not None else None
+    quota = QuotaServicer(
+        callers,
+        tenancy,
+        prices,
+        Guard(settings.upstream_timeout_s, quota_tracer),
+        metrics.rpc("GetQuota", QUOTA_SERVICE),
+    )
+    add_service(server, QUOTA_SERVICE, quota.behaviours())
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, QUOTA_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        server,
+    )
+
+
+def auth_required(settings: Settings) -> bool:
+    """Every call must authenticate: with a clients file or a client CA, unless the
+    operator serves anonymous callers on purpose (IMAGEGATE_AUTH=none)."""
+    configured = settings.clients_file is not None or settings.tls_client_ca_file is not None
+    return settings.auth == "auto" and configured

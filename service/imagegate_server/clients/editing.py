@@ -88,7 +88,7 @@ def write_file(path: Path, data: dict[str, Any]) -> None:
 
 def add(args: argparse.Namespace) -> None:
     from imagegate_server.clients import tokens
-    from imagegate_server.clients.schema import CLIENT_NAME
+    from imagegate_server.clients.schema import CLIENT_NAME, POLICY_FIELDS
 
     if not CLIENT_NAME.fullmatch(args.name):
         raise CommandFailure(
@@ -100,17 +100,7 @@ def add(args: argparse.Namespace) -> None:
     clients: dict[str, Any] = data.setdefault("clients", {})
     created = args.name not in clients
     client: dict[str, Any] = clients.setdefault(args.name, {})
-    for name in (
-        "requests_per_minute",
-        "images_per_minute",
-        "max_concurrent",
-        "max_n",
-        "models",
-        "operations",
-        "daily_budget_usd",
-        "monthly_budget_usd",
-        "stamp_identity",
-    ):
+    for name in POLICY_FIELDS:  # the command has an option for each
         value = getattr(args, name)
         if value is not None:
             client[name] = value

@@ -27,7 +27,6 @@ from imagegate_server.limits.model import (
     Ticket,
 )
 from imagegate_server.limits.periods import (
-    period_end,
     period_number,
     seconds_until_period_end,
 )
@@ -180,17 +179,7 @@ class MemoryLimiter:
         budget_status = []
         for budget in budgets:
             spent = state.spend(budget.period).current(period_number(budget.period, unix))
-            budget_status.append(
-                BudgetStatus(
-                    budget.name,
-                    budget.period,
-                    budget.limit_micros,
-                    spent,
-                    state.reserved,
-                    max(0, budget.limit_micros - spent - state.reserved),
-                    period_end(budget.period, unix),
-                )
-            )
+            budget_status.append(BudgetStatus.of(budget, spent, state.reserved, unix))
         return ClientStatus(
             client=client,
             rates=tuple(rate_status),

@@ -188,6 +188,17 @@ class BudgetStatus:
     period_ends_at: datetime
     """Start of the next UTC day or month (timezone-aware, UTC)."""
 
+    @classmethod
+    def of(cls, budget: Budget, spent: int, reserved: int, unix_s: float) -> BudgetStatus:
+        """The status of ``budget`` at ``unix_s`` (as every limiter reports it)."""
+        from imagegate_server.limits.periods import period_end  # periods imports this module
+
+        remaining = max(0, budget.limit_micros - spent - reserved)
+        return cls(
+            budget.name, budget.period, budget.limit_micros, spent, reserved, remaining,
+            period_end(budget.period, unix_s),
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class ClientStatus:

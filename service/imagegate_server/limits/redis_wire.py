@@ -21,7 +21,6 @@ from imagegate_server.limits.model import (
     RateStatus,
 )
 from imagegate_server.limits.periods import (
-    period_end,
     period_number,
     seconds_until_period_end,
 )
@@ -115,17 +114,7 @@ def client_status(
     budget_status = []
     for budget in budgets:
         spent = spent_today if budget.period == "day" else spent_month
-        budget_status.append(
-            BudgetStatus(
-                budget.name,
-                budget.period,
-                budget.limit_micros,
-                spent,
-                reserved,
-                max(0, budget.limit_micros - spent - reserved),
-                period_end(budget.period, unix),
-            )
-        )
+        budget_status.append(BudgetStatus.of(budget, spent, reserved, unix))
     return ClientStatus(
         client=client,
         rates=tuple(rate_status),

@@ -25,7 +25,11 @@ from imagegate_server.bench.native import find_tools
 # What each scenario compares: the gateway against direct calls, except tenancy, which
 # compares the gateway with authentication and the Redis limiter against without, and
 # soak, which only calls the gateway.
-PATHS = {"tenancy": {"gateway", "tenancy"}, "soak": {"gateway"}}
+PATHS = {
+    "tenancy": {"gateway", "tenancy"},
+    "soak": {"gateway"},
+    "overhead": {"gateway", "direct", "floor"},
+}
 # Scenarios whose gateway rows ghz drives when it is installed (the others need what
 # ghz cannot do: ramps, time to a stream's first image, identity checks).
 NATIVE = ("overhead", "scaling", "uploads")
@@ -95,6 +99,11 @@ def test_every_scenario_runs_tiny_and_reports_without_errors(tmp_path: Path) -> 
     targets = " | ".join(check["target"] for check in scenarios["overhead"]["checks"])
     assert "CPU per call" in targets and "p50 latency added" in targets
     assert "throughput gateway/direct at concurrency 64" in targets
+    # ... beside the floor of the fixed stack, measured in the same run.
+    floor = [row for row in scenarios["overhead"]["rows"] if row["path"] == "floor"]
+    assert sorted(row["concurrency"] for row in floor) == [1, 64]
+    assert all(row["gateway_cpu_ms_per_call"] > 0 for row in floor)
+    assert "stack floor" in scenarios["overhead"]["checks"][0]["note"]
 
     # Scaling: one process, then serve --workers 2 (a supervisor and two workers).
     scaling = {row["case"]: row for row in scenarios["scaling"]["rows"]}

@@ -13,7 +13,12 @@ from PIL import Image, ImageDraw, ImageFont
 from imagegate_server.bench.model import Row, ScenarioResult
 
 WIDTH, ROW_H, TOP, LABEL_W, BAR_W = 1100, 46, 70, 300, 330
-COLOURS = {"gateway": (46, 110, 190), "direct": (160, 160, 160), "tenancy": (214, 120, 40)}
+COLOURS = {
+    "gateway": (46, 110, 190),
+    "direct": (160, 160, 160),
+    "tenancy": (214, 120, 40),
+    "floor": (90, 170, 90),
+}
 
 
 def _pairs(results: list[ScenarioResult]) -> list[tuple[str, dict[str, Row]]]:

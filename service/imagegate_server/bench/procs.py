@@ -47,8 +47,13 @@ class StackConfig:
     """``imagegate serve --workers N``; None: one process, no supervisor."""
 
 
-def _spawn(argv: Sequence[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "imagegate_server.bench.child", *argv]
+def _spawn(
+    argv: Sequence[str],
+    log: Path,
+    env: dict[str, str],
+    module: str = "imagegate_server.bench.child",
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", module, *argv]
     with log.open("wb") as out:
         # The child's output goes to a file, never a pipe nobody drains.
         return subprocess.Popen(  # noqa: S603 (our own interpreter and module)
@@ -159,6 +164,21 @@ async def running_gateway(
     """One gateway of :func:`running_gateways`: its gRPC target and pid."""
     async with running_gateways(emulator_url, {name: extra_env}, workdir, workers) as gateways:
         yield gateways[name]
+
+
+@contextlib.asynccontextmanager
+async def running_stack_floor(emulator_url: str, workdir: Path) -> AsyncIterator[tuple[str, int]]:
+    """The bare grpc.aio + httpx proxy (:mod:`.stack_floor`): its target and pid."""
+    port_file = workdir / "stack-floor.port"
+    argv = [emulator_url, API_KEY, str(port_file)]
+    proc = _spawn(
+        argv, workdir / "stack-floor.log", _clean_env(), "imagegate_server.bench.stack_floor"
+    )
+    try:
+        port = await _wait_for(port_file, _PORT, proc)
+        yield f"127.0.0.1:{port}", proc.pid
+    finally:
+        await asyncio.to_thread(_stop, proc)
 
 
 @contextlib.asynccontextmanager

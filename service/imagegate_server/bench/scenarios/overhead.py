@@ -10,6 +10,11 @@ path's figure is the Python client's own cost; each gateway phase also reads the
 gateway's CPU time from /proc. The targets (issue 13): CPU per call <= 0.6 ms,
 p50 added by the hop at concurrency 1 <= 0.6 ms, and at concurrency 64 at least half
 the calls per second the emulator serves directly.
+
+Two floors are measured beside them: a gRPC Health/Check on the gateway (any Python
+gRPC hop), and the same call through :mod:`..stack_floor`, a bare grpc.aio server
+that only POSTs through an httpx transport and decodes the answer: what the fixed
+stack costs before any of the gateway's own work.
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ from imagegate_server.bench.clients import GrpcPool
 from imagegate_server.bench.loadgen import Generators
 from imagegate_server.bench.measure import Call, LoadResult
 from imagegate_server.bench.model import Check, Context, Row, ScenarioResult
-from imagegate_server.bench.procs import RssSampler, StackConfig, running_stack, tree_cpu_seconds
+from imagegate_server.bench.procs import (
+    RssSampler,
+    StackConfig,
+    running_stack,
+    running_stack_floor,
+    tree_cpu_seconds,
+)
 
 # The bytes in the reply, as the direct path decodes them (dall-e-2 defaults to a URL).
 B64 = params_pb2.RESPONSE_FORMAT_B64_JSON
@@ -46,6 +57,7 @@ THROUGHPUT_TARGET = 0.5
 # Client connections at concurrency 64: several, as many callers would open, and what
 # the scaling scenario needs to spread calls over workers (one connection is one worker).
 CONNECTIONS = 8
+FLOOR_CASE = "256x256, bare grpc.aio + httpx (stack floor)"
 
 
 def gateway_call(pool: GrpcPool) -> Call:
@@ -101,6 +113,7 @@ async def run(ctx: Context) -> ScenarioResult:
     time_limit = 10.0 if ctx.tiny else 60.0
     measured: dict[tuple[str, int], LoadResult] = {}
     cpu: dict[int, float] = {}
+    cpu_floor: dict[int, float] = {}
     async with running_stack(StackConfig(), ctx.workdir / NAME) as stack:
         warm = 8 if ctx.tiny else 256
         await gateway_phase(gen, stack.gateway_target, stack.gateway_pid, 8, warm, 30, 1)
@@ -148,29 +161,56 @@ async def run(ctx: Context) -> ScenarioResult:
                 generator=gen.grpc_name,
             )
         )  # fmt: skip
-    result.checks += checks(measured, cpu)
+        # The floor of the stack: grpc.aio and httpx with nothing of the gateway's.
+        async with running_stack_floor(stack.emulator_url, ctx.workdir / NAME) as floor:
+            target, pid = floor
+            await gateway_phase(gen, target, pid, 8, warm, 30, 1)
+            for concurrency, calls in levels:
+                connections = 1 if concurrency == 1 else CONNECTIONS
+                load, cpu_s = await gateway_phase(
+                    gen, target, pid, concurrency, calls, time_limit, connections
+                )
+                measured["floor", concurrency] = load
+                cpu_floor[concurrency] = cpu_s * 1000 / max(load.ok + load.error_count, 1)
+                result.rows.append(
+                    Row.of(
+                        NAME, FLOOR_CASE, "floor", concurrency, load, cpu_s=cpu_s,
+                        generator=gen.grpc_name,
+                    )
+                )  # fmt: skip
+    result.checks += checks(measured, cpu, cpu_floor)
     result.notes.append(
         f"{gen.note()}; gateway phases at concurrency 64 over {CONNECTIONS} connections; "
         "CPU per call is the gateway's user + system time from /proc (10 ms ticks) over "
-        "the phase's calls; hey's latencies have 0.1 ms resolution"
+        "the phase's calls; hey's latencies have 0.1 ms resolution; the stack floor is "
+        "bench/stack_floor.py, grpc.aio + one httpx transport POST + decoding, nothing "
+        "of the gateway's"
     )
     return result
 
 
-def checks(measured: dict[tuple[str, int], LoadResult], cpu_ms: dict[int, float]) -> list[Check]:
+def checks(
+    measured: dict[tuple[str, int], LoadResult],
+    cpu_ms: dict[int, float],
+    floor_cpu_ms: dict[int, float],
+) -> list[Check]:
     gateway_1, direct_1 = measured["gateway", 1], measured["direct", 1]
     # No successful call is no latency at all: judge it as missed, not as 0 ms.
     added = (gateway_1.percentile_s(50) - direct_1.percentile_s(50)) * 1000
     added = added if gateway_1.ok and direct_1.ok else float("inf")
     throughput = measured["gateway", 64].throughput / max(measured["direct", 64].throughput, 1e-9)
     note_1 = f"gateway {gateway_1.percentile_s(50) * 1000:.2f} ms, direct "
-    note_1 += f"{direct_1.percentile_s(50) * 1000:.2f} ms"
+    note_1 += f"{direct_1.percentile_s(50) * 1000:.2f} ms, stack floor "
+    note_1 += f"{measured['floor', 1].percentile_s(50) * 1000:.2f} ms"
     note_64 = f"{measured['gateway', 64].throughput:.0f} vs "
-    note_64 += f"{measured['direct', 64].throughput:.0f} calls/s"
+    note_64 += f"{measured['direct', 64].throughput:.0f} calls/s (stack floor "
+    note_64 += f"{measured['floor', 64].throughput:.0f})"
+    note_cpu = f"at concurrency 1: {cpu_ms[1]:.3f} ms; stack floor {floor_cpu_ms[64]:.3f} ms "
+    note_cpu += f"(c=1: {floor_cpu_ms[1]:.3f} ms)"
     return [
         Check(
             NAME, "gateway CPU per call, concurrency 64", cpu_ms[64], CPU_TARGET_MS, False,
-            " ms", f"at concurrency 1: {cpu_ms[1]:.3f} ms",
+            " ms", note_cpu,
         ),
         Check(
             NAME, "p50 latency added by the gateway, concurrency 1", added,

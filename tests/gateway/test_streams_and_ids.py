@@ -243,3 +243,26 @@ async def test_a_failed_call_logs_a_generated_id_when_the_callers_is_not_sane(
     assert record.__dict__["code"] == "UNAVAILABLE"
     assert record.__dict__["upstream_request_id"] == entry.request_id
     assert error_trailer(caught.value, "x-request-id") == request_id
+
+
+async def test_a_result_a_client_refuses_is_logged_with_its_size_and_no_error(
+    start_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The operator raised the unary limit; this caller kept gRPC's default 4 MiB. Its
+    # library refuses the result after gRPC sent it, which the gateway cannot see: the
+    # log line says how large the result was, and nothing is logged as an error.
+    source = png(1024, 1024, mode="RGB", noise=True)
+    parameters = params_pb2.EditParameters(
+        prompt="x", model="gpt-image-2", n=2, size="1024x1024", images=[params_pb2.FileInfo()]
+    )
+    roomy = await start_gateway(max_send_message_bytes=64 * 1024 * 1024)
+    caplog.set_level(logging.INFO)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{roomy.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await images_service_pb2_grpc.ImagesServiceStub(channel).CreateImageEdit(
+                edit_requests(parameters, chunks_of(IMAGE, source))
+            )
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    (finished,) = [r for r in caplog.records if r.getMessage() == "rpc finished"]
+    assert finished.__dict__["result_bytes"] > 4 * 1024 * 1024
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]

@@ -67,6 +67,9 @@ class RpcCall:
     client: str | None = None
     """The authenticated caller, once known."""
     images: int = 0
+    result_bytes: int | None = None
+    """The size of a unary response: a caller whose receive limit is below it refuses
+    it after gRPC sent it, which the gateway cannot see, so the log line says it."""
     cost_micros: int | None = None
     model: str | None = None
     """The model the call asks for, once its parameters are read."""
@@ -133,6 +136,8 @@ class RpcCall:
             extra["client"] = self.client
         if self.images:
             extra["images"] = self.images
+        if self.result_bytes is not None:
+            extra["result_bytes"] = self.result_bytes
         if self.cost_micros is not None:
             extra["cost_usd"] = self.cost_micros / 1_000_000
         if self.upstream_request_id:

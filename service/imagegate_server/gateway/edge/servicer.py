@@ -121,6 +121,7 @@ class ImagesServicer:
             data = unary_response_bytes(rpc.response, result, images)
         # Only ``data`` now: the images go before gRPC makes its own copy of it.
         del reply, images
+        call.result_bytes = len(data)
         # The limit applies to the message gRPC sends, i.e. the response around the result.
         limit = self._settings.max_send_message_bytes
         if len(data) > limit:

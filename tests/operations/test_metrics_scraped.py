@@ -19,7 +19,7 @@ import pytest
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2, quota_pb2, quota_pb2_grpc
 from observability_support import add_client, bearer, edit_messages
-from operations_support import OPENAI_KEY, scrape
+from operations_support import OPENAI_KEY, scrape, wait_until
 from support.images import png
 from support.serve import Serve, clean_env, free_port, serve
 
@@ -240,10 +240,19 @@ async def test_the_supervisor_sums_both_workers_counts_exactly(
     env = _env(emulator, clients, metrics_port)
     with serve(["--workers", "2", "--port", "0"], env, tmp_path) as server:
         calls = await _run(server, emulator, tokens, channels=CHANNELS)
+
+        def finished() -> list[dict[str, object]]:
+            return [r for r in server.records() if r.get("msg") == "rpc finished"]
+
+        # The workers' stderr reaches the test through a reader thread: the last
+        # calls' lines may still be on their way when the calls have returned.
+        made = sum(calls.codes.values())
+        await asyncio.to_thread(
+            wait_until, lambda: len(finished()) >= made, 10, "every call's log line"
+        )
         # Both workers served calls: the sums below are over two processes' files.
-        finished = [r for r in server.records() if r.get("msg") == "rpc finished"]
-        assert {r["worker"] for r in finished} == {0, 1}
-        assert len(finished) == sum(calls.codes.values())
+        assert {r["worker"] for r in finished()} == {0, 1}
+        assert len(finished()) == made
         samples = await asyncio.to_thread(scrape, metrics_port)
         _check(samples, calls, len(UPLOAD))
         assert samples["imagegate_server_starts_total"] == 2

@@ -98,9 +98,13 @@ def test_workers_share_a_port_an_emulator_and_a_metrics_endpoint_and_come_back(
         try:
             results = _call_each(channels, "first")
             assert all(len(r.result.images) == 1 for r in results)
-            # Both workers served calls, and both used the one emulator.
-            served_by = {r["worker"] for r in server.records() if r.get("msg") == "rpc finished"}
-            assert served_by == {0, 1}
+
+            # Both workers served calls, and both used the one emulator (their log lines
+            # come through a reader thread, so wait for the last ones).
+            def served_by() -> set[int]:
+                return {r["worker"] for r in server.records() if r.get("msg") == "rpc finished"}
+
+            wait_until(lambda: served_by() == {0, 1}, 10, "both workers' log lines")
             assert len(_journal(origin)) == CHANNELS
 
             samples = scrape(metrics_port)

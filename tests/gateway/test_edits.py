@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import io
 
@@ -542,3 +544,28 @@ async def test_a_mask_that_is_no_png_fails_at_its_first_chunk(
     error = await rejected_upload(gateway, "CreateImageEdit", stream)
     assert "parameters.mask" in violations(error)
     assert stream.pulled < 40, stream.pulled
+
+
+async def test_an_accepted_upload_gets_the_go_ahead_header_and_a_refused_one_does_not(
+    gateway: Gateway,
+) -> None:
+    # Clients send their file chunks on this header (params.proto, FileChunk): a
+    # refusal's trailers-only answer must not look like it.
+    def headers(n: int) -> dict[str, str]:
+        parameters = params_pb2.EditParameters(
+            prompt="p", model="gpt-image-2", n=n, images=[params_pb2.FileInfo()]
+        )
+        with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+            stub = images_service_pb2_grpc.ImagesServiceStub(channel)
+            call = stub.CreateImageEdit.future(
+                iter(edit_requests(parameters, chunks_of(IMAGE, png(64, 64)))), timeout=60
+            )
+            with contextlib.suppress(grpc.RpcError):
+                call.result()
+            return dict(call.initial_metadata())
+
+    # In a thread: the gateway serves from the test's event loop.
+    accepted = await asyncio.to_thread(headers, 1)
+    assert accepted["x-imagegate-upload"] == "accepted"
+    refused = await asyncio.to_thread(headers, 99)  # over the model's largest n
+    assert "x-imagegate-upload" not in refused

@@ -21,6 +21,8 @@ from imagegate.v1 import params_pb2
 from imagegate_server.imageformat import sniff_format
 
 CHUNK_BYTES = 64 * 1024
+# The gateway's go-ahead for the file chunks, a response header (params.proto, FileChunk).
+UPLOAD_ACCEPTED = "x-imagegate-upload"
 _MAX_FILENAME_BYTES = 255
 # The gateway accepts these; anything else is left undeclared so its magic-byte
 # check produces the authoritative error.
@@ -122,16 +124,20 @@ async def upload_then_read(
     """Send the parameters, wait until the gateway accepts them, send the files, and
     yield the answer.
 
-    The gateway sends its response headers once the parameters, the caller's
-    credentials and limits pass; a refusal instead ends the call right there. Waiting
-    for them means no upload byte goes into a refused call, and the refusal is read
-    while nothing is being written: grpc's asyncio client misreports a status that
-    arrives during its writes as INTERNAL (grpc/grpc#36066; 29 of 40 early refusals
-    here without the wait, 0 of 40 with it).
+    The gateway sends its response headers (with ``UPLOAD_ACCEPTED``) once the
+    parameters, the caller's credentials and limits pass; a refusal instead ends the
+    call right there, trailers only. Waiting for the header means no upload byte goes
+    into a refused call, and the refusal is read while nothing is being written:
+    grpc's asyncio client misreports a status that arrives during its writes as
+    INTERNAL (grpc/grpc#36066; 29 of 40 early refusals here without the wait; 1 of
+    20 still, under load, when the wait took any headers as the go-ahead, since
+    gRPC can hand over a refusal's empty headers before it marks the call done).
     """
     await call.write(next(requests))
-    await call.initial_metadata()
-    if not call.done():
+    headers = await call.initial_metadata()
+    # Without the go-ahead header the answer is a refusal (trailers only): read its
+    # status without writing, even if gRPC has not marked the call done yet.
+    if any(key == UPLOAD_ACCEPTED for key, _ in headers or ()) and not call.done():
         try:
             for request in requests:
                 await call.write(request)

@@ -955,10 +955,11 @@ Global___VariationParameters: _TypeAlias = VariationParameters  # noqa: Y015
 class FileChunk(_message.Message):
     """A piece of an uploaded file.
 
-    The gateway sends its response headers (initial metadata) as soon as it has
-    accepted the parameters, the caller's credentials and its limits; a refusal
-    instead ends the call before them. A client that waits for those headers
-    before sending chunks sends no file bytes into a refused call.
+    The gateway sends its response headers (initial metadata, with
+    `x-imagegate-upload: accepted`) as soon as it has accepted the parameters, the
+    caller's credentials and its limits; a refusal instead ends the call before
+    them (a trailers-only answer, without that header). A client that waits for
+    the header before sending chunks sends no file bytes into a refused call.
 
     Ordering rules, enforced by the server (a broken rule ends the call with
     INVALID_ARGUMENT and a BadRequest field violation naming the offending field):

@@ -29,7 +29,7 @@ from imagegate_server.gateway.edge.callers import ANONYMOUS, Authenticator, Call
 from imagegate_server.gateway.edge.guard import Context, Guard
 from imagegate_server.gateway.edge.rpc import RpcCall, RpcTracer
 from imagegate_server.gateway.edge.tenancy import Charge, Tenancy
-from imagegate_server.gateway.edge.wire import Malformed, Rpc
+from imagegate_server.gateway.edge.wire import UPLOAD_ACCEPTED, Malformed, Rpc
 from imagegate_server.gateway.mapping.cost import price
 from imagegate_server.gateway.mapping.events import StreamItem, stream_items
 from imagegate_server.gateway.mapping.results import images_result
@@ -174,8 +174,9 @@ class ImagesServicer:
                     # "Parameters, credentials and limits accepted: send the files." A
                     # client that waits for these headers sends no upload bytes into a
                     # refusal (and grpc's asyncio client reports a refusal that arrives
-                    # while it is still writing wrongly: grpc/grpc#36066).
-                    await context.send_initial_metadata(())
+                    # while it is still writing wrongly: grpc/grpc#36066). The header
+                    # tells these headers from a refusal's trailers-only answer.
+                    await context.send_initial_metadata(((UPLOAD_ACCEPTED, "accepted"),))
                 prepared = await draft.finish(chunks)
                 self._count_upload(rpc, prepared.upload)
                 with prepared as images_request:

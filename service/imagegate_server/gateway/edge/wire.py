@@ -51,6 +51,10 @@ _HANDLER_KINDS = {
 }
 
 
+# The response header of an upload the gateway accepted (params.proto, FileChunk):
+# the go-ahead for its file chunks.
+UPLOAD_ACCEPTED: Final = "x-imagegate-upload"
+
 @dataclass(frozen=True)
 class Rpc:
     """One RPC of ImagesService, as its descriptor describes it."""

@@ -55,6 +55,7 @@ _HANDLER_KINDS = {
 # the go-ahead for its file chunks.
 UPLOAD_ACCEPTED: Final = "x-imagegate-upload"
 
+
 @dataclass(frozen=True)
 class Rpc:
     """One RPC of ImagesService, as its descriptor describes it."""

@@ -1,8 +1,8 @@
 """The floor of the gateway's stack: ``python -m imagegate_server.bench.stack_floor``.
 
 A grpc.aio server whose CreateImage does the least any gateway built on the
-product's fixed stack must do: one JSON POST through an httpx transport (the
-gateway's own client layer), the body parsed (orjson) and the image decoded
+product's fixed stack must do: one JSON POST through the gateway's own httpx
+transport (:class:`AiohttpTransport`), the body parsed (orjson) and the image decoded
 (pybase64) into the reply. No validation, callers, limits, retries, metrics, logs
 or traces. The overhead scenario runs it beside the gateway in the same run, so the
 gateway's CPU per call splits into what the stack costs and what the gateway adds.
@@ -28,15 +28,14 @@ import pybase64
 from imagegate.v1 import images_service_pb2 as pb
 
 from imagegate_server import eventloop
+from imagegate_server.upstream.transport import AiohttpTransport
 
 _FORMATS = {1: "url", 2: "b64_json"}  # RESPONSE_FORMAT_URL, RESPONSE_FORMAT_B64_JSON
 
 
 async def serve(upstream_url: str, api_key: str, port_file: Path) -> None:
     url = httpx.URL(upstream_url.rstrip("/") + "/images/generations")
-    transport = httpx.AsyncHTTPTransport(
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    )
+    transport = AiohttpTransport(max_connections=256, keepalive_expiry_s=30.0)
     headers = [
         (b"host", url.netloc),
         (b"authorization", f"Bearer {api_key}".encode()),

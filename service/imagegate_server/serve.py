@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagegate_server import eventloop, logs
+from imagegate_server import allocator, eventloop, logs
 from imagegate_server.errors import StartupError
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ async def serve_gateway(
     """Start ``gateway``, report it (port file, ``on_serving``), serve until SIGTERM,
     SIGINT or ``stop``, then drain."""
     stopping = stop or asyncio.Event()
+    allocator.fix_mmap_threshold(gateway.settings.malloc_mmap_threshold_bytes)
     await gateway.start()
     if port_file is not None:
         try:

@@ -27,7 +27,7 @@ from support.images import png
 
 from imagegate_server.emulator import Emulator
 from imagegate_server.gateway.server import Gateway
-from imagegate_server.tracing.spans import Tracing
+from imagegate_server.tracing.provider import Tracing
 
 GENERATIONS = "/v1/images/generations"
 CREATE_IMAGE = "imagegate.v1.ImagesService/CreateImage"

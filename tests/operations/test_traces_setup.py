@@ -101,7 +101,14 @@ print(sorted(m for m in sys.modules if m.startswith(TRACING)))
 """
 # What traces need and nothing else does. (redis-py imports the SDK's *metrics*
 # whenever the SDK is installed: redis/observability/providers.py.)
-TRACING = ("opentelemetry.sdk.trace", "opentelemetry.exporter", "imagegate_server.tracing.spans")
+TRACING = (
+    "opentelemetry.sdk.trace",
+    "opentelemetry.exporter",
+    "imagegate_server.tracing.provider",
+    "imagegate_server.tracing.server_spans",
+    "imagegate_server.tracing.attempt_spans",
+    "imagegate_server.tracing.conventions",
+)
 
 
 def test_a_gateway_without_traces_and_the_help_import_no_opentelemetry() -> None:

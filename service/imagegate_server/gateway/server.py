@@ -45,7 +45,7 @@ from imagegate_server.tracing import tracing_from_environment
 from imagegate_server.upstream import RetryPolicy, Upstream, UpstreamConfig
 
 if TYPE_CHECKING:
-    from imagegate_server.tracing.spans import Tracing
+    from imagegate_server.tracing.provider import Tracing
 
 log = logging.getLogger(__name__)
 

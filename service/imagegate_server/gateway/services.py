@@ -30,7 +30,7 @@ from imagegate_server.tls import ServerCertificates
 from imagegate_server.upstream import Upstream
 
 if TYPE_CHECKING:
-    from imagegate_server.tracing.spans import Tracing
+    from imagegate_server.tracing.provider import Tracing
 
 SERVICE_NAME = images_service_pb2.DESCRIPTOR.services_by_name["ImagesService"].full_name
 # Named health services for Kubernetes probes: readiness turns NOT_SERVING when the

@@ -11,11 +11,13 @@ The stages define their own seams and know nothing of OpenTelemetry: the edge's
 with the call's status and what it produced) and the upstream's
 :class:`~imagegate_server.upstream.observe.UpstreamTracer` (one span per HTTP
 attempt, whose trace context goes out in the request's ``traceparent`` header).
-:class:`~imagegate_server.tracing.spans.Tracing` implements both.
+:class:`~imagegate_server.tracing.provider.Tracing` implements both.
 
 Public API: :func:`tracing_from_environment`, :class:`TraceSettings`; the
-``Tracing`` type itself lives in :mod:`imagegate_server.tracing.spans` (import it
-only where traces are on, or under ``TYPE_CHECKING``).
+``Tracing`` type itself lives in :mod:`imagegate_server.tracing.provider` (import
+it only where traces are on, or under ``TYPE_CHECKING``), the spans in
+:mod:`~imagegate_server.tracing.server_spans` and
+:mod:`~imagegate_server.tracing.attempt_spans`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING
 from imagegate_server.tracing.config import TraceSettings
 
 if TYPE_CHECKING:
-    from imagegate_server.tracing.spans import Tracing
+    from imagegate_server.tracing.provider import Tracing
 
 
 def tracing_from_environment(settings: TraceSettings | None = None) -> Tracing | None:
@@ -36,7 +38,7 @@ def tracing_from_environment(settings: TraceSettings | None = None) -> Tracing |
     exporters = settings.exporters()
     if not exporters:
         return None
-    from imagegate_server.tracing.spans import Tracing  # OpenTelemetry, only now
+    from imagegate_server.tracing.provider import Tracing  # OpenTelemetry, only now
 
     return Tracing.exporting(settings, exporters)
 

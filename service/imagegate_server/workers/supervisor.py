@@ -8,27 +8,19 @@ and the signals. SIGTERM or SIGINT is passed to every worker, which drains exact
 as a single-process gateway does; the supervisor waits for all of them, then
 stops the emulator and exits.
 
-A worker that dies while serving is restarted (logged with its pid and exit
-code), after a backoff that doubles while replacements keep dying young, so a
-crash loop does not spin. A worker that dies before it ever served stops the
-start-up instead: the same cause would kill every replacement.
+Each child runs in a slot that restarts it if it dies while serving (:mod:`.children`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import os
 import secrets
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,51 +28,13 @@ from imagegate_server.errors import StartupError
 from imagegate_server.metrics import MetricsEndpoint, multiprocess
 from imagegate_server.settings import Settings
 from imagegate_server.workers import ports
+from imagegate_server.workers.children import ChildFailed, Slot, keep_running, pid
 from imagegate_server.workers.plan import EmulatorPlan, WorkerPlan
 
 log = logging.getLogger("imagegate_server.workers")
 
-FIRST_BACKOFF_S = 0.5
-MAX_BACKOFF_S = 30.0
-# A replacement that served this long was not part of a crash loop.
-STABLE_AFTER_S = 30.0
 # Past the drain a worker is given this much more before it is killed.
 STOP_MARGIN_S = 30.0
-
-
-def worker_count(workers: int | str) -> int:
-    """``auto``: the CPUs this process may run on (its affinity, which container
-    CPU sets restrict; ``os.cpu_count()`` where affinity is unknown)."""
-    if workers != "auto":
-        return int(workers)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-class ChildFailed(Exception):
-    """A child exited before it ever reported that it serves."""
-
-    def __init__(self, name: str, returncode: int) -> None:
-        super().__init__(f"{name} exited with {_describe(returncode)} before serving")
-
-
-@dataclass
-class _Slot:
-    """One supervised child: the process now running in it and how to start another."""
-
-    name: str
-    index: int | None
-    """A worker's index (also in its own log lines); None for the emulator."""
-    module: str
-    plan: Callable[[], bytes]
-    stop_signal: int | None
-    """Sent to stop the child; None: close its standard input instead."""
-    stop_timeout_s: float
-    on_ready: Callable[[_Slot, dict[str, Any]], None]
-    process: asyncio.subprocess.Process | None = None
-    served: bool = False
 
 
 class Supervisor:
@@ -106,7 +60,7 @@ class Supervisor:
         self._tasks: list[asyncio.Task[None]] = []
         self._emulator_task: asyncio.Task[None] | None = None
         self._first_ready: dict[str, asyncio.Future[None]] = {}
-        self._workers: list[_Slot] = []
+        self._workers: list[Slot] = []
         self._failed_exits = 0
 
     async def run(self) -> int:
@@ -154,7 +108,7 @@ class Supervisor:
                 settings.metrics_host or settings.host, settings.metrics_port
             )
         for index in range(self.count):
-            slot = _Slot(
+            slot = Slot(
                 name=f"worker {index}",
                 index=index,
                 module="imagegate_server.workers.worker",
@@ -194,21 +148,21 @@ class Supervisor:
                 log_level=self.settings.log_level,
             ).line()
 
-        def ready(slot: _Slot, report: dict[str, Any]) -> None:
+        def ready(slot: Slot, report: dict[str, Any]) -> None:
             self._emulator_url = str(report["base_url"])
             self._emulator_port = int(self._emulator_url.rsplit(":", 1)[1].split("/", 1)[0])
             log.info(
                 "no OpenAI key configured: the workers share one embedded emulator (offline)",
-                extra={"upstream": self._emulator_url, "pid": _pid(slot)},
+                extra={"upstream": self._emulator_url, "pid": pid(slot)},
             )
 
-        slot = _Slot("emulator", None, "imagegate_server.workers.emulator", plan, None, 10.0, ready)
+        slot = Slot("emulator", None, "imagegate_server.workers.emulator", plan, None, 10.0, ready)
         self._emulator_task = self._supervise(slot, self._emulator_stop)
         await self._until_ready([slot.name])
 
-    def _worker_ready(self, slot: _Slot, report: dict[str, Any]) -> None:
+    def _worker_ready(self, slot: Slot, report: dict[str, Any]) -> None:
         message = "worker restarted" if slot.served else "worker serving"
-        log.info(message, extra={"worker": slot.index, "pid": _pid(slot)})
+        log.info(message, extra={"worker": slot.index, "pid": pid(slot)})
 
     async def _until_ready(self, names: list[str]) -> None:
         """Until every named child has served once; a failure stops the start-up."""
@@ -239,81 +193,13 @@ class Supervisor:
 
     # -- supervision -----------------------------------------------------------------
 
-    def _supervise(self, slot: _Slot, stop: asyncio.Event) -> asyncio.Task[None]:
+    def _supervise(self, slot: Slot, stop: asyncio.Event) -> asyncio.Task[None]:
         self._first_ready[slot.name] = asyncio.get_running_loop().create_future()
         return asyncio.create_task(self._keep_running(slot, stop))
 
-    async def _keep_running(self, slot: _Slot, stop: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
-        first_ready = self._first_ready[slot.name]
-        backoff = FIRST_BACKOFF_S
-        while not stop.is_set():
-            started = loop.time()
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                slot.module,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                env=dict(os.environ, **{multiprocess.ENV: os.fspath(self._directory)}),
-            )
-            slot.process = process
-            assert process.stdin is not None and process.stdout is not None
-            with contextlib.suppress(ConnectionError):
-                process.stdin.write(slot.plan())
-                await process.stdin.drain()
-            report = await _first_line(process.stdout, stop)
-            if report is not None:
-                slot.on_ready(slot, report)
-                slot.served = True
-                if not first_ready.done():
-                    first_ready.set_result(None)
-            code = await self._until_exit(slot, process, stop)
-            process.stdin.close()
-            multiprocess.process_died(self._directory, process.pid)
-            if stop.is_set():
-                if code != 0:
-                    self._failed_exits += 1
-                    log.warning(
-                        f"{slot.name} ended its drain with {_describe(code)}",
-                        extra=_child(slot, process, exit_code=code),
-                    )
-                return
-            if not slot.served:
-                if not first_ready.done():
-                    first_ready.set_exception(ChildFailed(slot.name, code))
-                return
-            backoff = FIRST_BACKOFF_S if loop.time() - started > STABLE_AFTER_S else backoff
-            log.error(
-                f"{slot.name} exited with {_describe(code)}; restarting it",
-                extra=_child(slot, process, exit_code=code, restart_in_s=backoff),
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_S)
-
-    async def _until_exit(
-        self, slot: _Slot, process: asyncio.subprocess.Process, stop: asyncio.Event
-    ) -> int:
-        exited = asyncio.ensure_future(process.wait())
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if not exited.done():
-            if slot.stop_signal is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(slot.stop_signal)
-            elif process.stdin is not None:
-                process.stdin.close()
-            try:
-                await asyncio.wait_for(asyncio.shield(exited), slot.stop_timeout_s)
-            except TimeoutError:
-                log.error(
-                    f"{slot.name} did not stop in time: killing it", extra=_child(slot, process)
-                )
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-        return await exited
+    async def _keep_running(self, slot: Slot, stop: asyncio.Event) -> None:
+        if not await keep_running(slot, stop, self._first_ready[slot.name], self._directory):
+            self._failed_exits += 1
 
     # -- shutdown --------------------------------------------------------------------
 
@@ -330,39 +216,3 @@ class Supervisor:
             sock.close()
         if self._own_directory:
             shutil.rmtree(self._directory, ignore_errors=True)
-
-
-async def _first_line(stream: asyncio.StreamReader, stop: asyncio.Event) -> dict[str, Any] | None:
-    """The child's "serving" report, or None if it exited (or we stop) first."""
-    reading = asyncio.ensure_future(stream.readline())
-    stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    if not reading.done():
-        reading.cancel()
-        return None
-    line = reading.result()
-    if not line:
-        return None
-    report: dict[str, Any] = json.loads(line)
-    return report
-
-
-def _child(slot: _Slot, process: asyncio.subprocess.Process, **fields: object) -> dict[str, object]:
-    extra: dict[str, object] = {"pid": process.pid, **fields}
-    if slot.index is not None:
-        extra["worker"] = slot.index
-    return extra
-
-
-def _pid(slot: _Slot) -> int | None:
-    return slot.process.pid if slot.process is not None else None
-
-
-def _describe(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"signal {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"signal {-returncode}"
-    return f"exit code {returncode}"

@@ -196,7 +196,7 @@ def _in_process_costs(iterations: int) -> tuple[float, float]:
 
     from imagegate_server.gateway.edge.rpc import RpcCall
     from imagegate_server.metrics import Metrics
-    from imagegate_server.tracing.spans import Tracing
+    from imagegate_server.tracing.provider import Tracing
 
     metrics = Metrics()
     rpc = metrics.rpc("CreateImage")

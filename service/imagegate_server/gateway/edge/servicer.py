@@ -34,7 +34,8 @@ from imagegate_server.gateway.mapping.cost import price
 from imagegate_server.gateway.mapping.events import StreamItem, stream_items
 from imagegate_server.gateway.mapping.results import images_result
 from imagegate_server.gateway.mapping.unary import unary_response_bytes
-from imagegate_server.gateway.requests.build import Draft, RequestBuilder
+from imagegate_server.gateway.requests.build import RequestBuilder
+from imagegate_server.gateway.requests.draft import Draft
 from imagegate_server.gateway.requests.uploads import Upload, receive
 from imagegate_server.metrics import Metrics
 from imagegate_server.pricing import PriceTable

@@ -22,7 +22,7 @@ from typing import Any
 from imagegate_server.clients import Policy
 from imagegate_server.errors import ModelUnpriced, NotPermitted, UpstreamError, UpstreamFailure
 from imagegate_server.gateway.edge.callers import Caller
-from imagegate_server.gateway.requests.build import Draft
+from imagegate_server.gateway.requests.draft import Draft
 from imagegate_server.limits import Admission, Budget, ClientStatus, Limiter, RateLimit, Ticket
 from imagegate_server.pricing import PriceTable
 from imagegate_server.settings import Settings

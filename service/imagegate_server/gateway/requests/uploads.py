@@ -211,3 +211,12 @@ async def receive(
             yield chunk
 
     return parameters, chunks()
+
+
+async def drain(chunks: AsyncIterator[params_pb2.FileChunk], upload: Upload) -> None:
+    """Add every chunk to ``upload`` (numbered, for the errors), then check its files."""
+    position = 0
+    async for chunk in chunks:
+        upload.add(chunk, position)
+        position += 1
+    upload.finish()

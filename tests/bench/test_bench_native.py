@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 
-from imagegate_server.bench.native import descriptor_set, find_tools, parse_ghz, parse_hey_csv
-from imagegate_server.bench.scenarios.soak import KINDS, Outcome, attempts_by_prompt, judge
+from imagegate_server.bench.descriptors import descriptor_set
+from imagegate_server.bench.native import find_tools, parse_ghz, parse_hey_csv
+from imagegate_server.bench.soak_verdicts import KINDS, Outcome, attempts_by_prompt, judge
 
 HEY_HEADER = "response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,"
 HEY_HEADER += "status-code,offset\n"

@@ -18,8 +18,9 @@ from typing import Any
 from google.protobuf.message import Message
 
 from imagegate_server.bench.clients import GrpcPool, decode_images, direct_client
+from imagegate_server.bench.descriptors import descriptor_set
 from imagegate_server.bench.measure import Call, LoadResult, closed_loop
-from imagegate_server.bench.native import Ghz, Hey, Tools, descriptor_set, find_tools
+from imagegate_server.bench.native import Ghz, Hey, Tools, find_tools
 from imagegate_server.bench.procs import API_KEY
 
 PYTHON_GRPC = "python grpc.aio"

@@ -32,10 +32,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -53,61 +50,20 @@ from imagegate_server.bench.procs import (
     tree_cpu_seconds,
     tree_rss_bytes,
 )
+from imagegate_server.bench.soak_verdicts import (
+    KINDS,
+    FaultKind,
+    Outcome,
+    Tally,
+    attempts_by_prompt,
+    judge,
+)
 from imagegate_server.emulator import identity, read_identity
 
 NAME = "soak"
 DEFAULT_CALLS, DEFAULT_CONCURRENCY = 2000, 16
 TINY_CALLS, TINY_CONCURRENCY = 48, 4
 CALL_TIMEOUT_S = 30.0
-GENERATIONS = "/v1/images/generations"
-
-
-@dataclass(frozen=True)
-class FaultKind:
-    label: str
-    text: str
-    """The emulator's fault item, without ``first=`` and ``key=``."""
-    code: str
-    """What the caller gets: ``OK`` for a retried fault, else the gRPC code name."""
-
-    @property
-    def retried(self) -> bool:
-        return self.code == "OK"
-
-
-# The README's error table: OpenAI 5xx and a reset are UNAVAILABLE, a content policy
-# refusal INVALID_ARGUMENT, insufficient_quota RESOURCE_EXHAUSTED (never retried).
-KINDS = (
-    FaultKind("429 retry-after-ms", "429;retry-after-ms=20", "OK"),
-    FaultKind("503 x-should-retry", "503;x-should-retry=true", "OK"),
-    FaultKind("500", "500", "UNAVAILABLE"),
-    FaultKind("moderation", "moderation", "INVALID_ARGUMENT"),
-    FaultKind("reset", "reset;after=64", "UNAVAILABLE"),
-    FaultKind("quota", "quota", "RESOURCE_EXHAUSTED"),
-)
-
-
-@dataclass
-class Outcome:
-    prompt: str
-    code: str
-    latency_s: float
-    identity_ok: bool | None = None
-    """None when the call failed (no image)."""
-
-
-@dataclass
-class Tally:
-    """The soak's verdicts, call by call."""
-
-    wrong_image: int = 0
-    retried_ok: int = 0
-    retried_failed: int = 0
-    mapped_ok: int = 0
-    mapped_wrong: int = 0
-    clean_failed: int = 0
-    unexplained: list[str] = field(default_factory=list)
-    faults: Counter[str] = field(default_factory=Counter)
 
 
 def _emulator_origin(url: str) -> str:
@@ -252,58 +208,6 @@ async def run(ctx: Context) -> ScenarioResult:
 async def _set_faults(control: httpx.AsyncClient, text: str) -> None:
     response = await control.post("/_emulator/faults", json={"faults": text})
     response.raise_for_status()
-
-
-def attempts_by_prompt(journal: list[dict[str, Any]], tag: str) -> dict[str, list[list[str]]]:
-    """Per soak prompt, in arrival order, each upstream attempt's fault labels."""
-    labels = {kind.text: kind.label for kind in KINDS}
-    attempts: dict[str, list[list[str]]] = {}
-    prefix = f"soak {tag} "
-    for entry in sorted(journal, key=lambda e: int(e.get("seq", 0))):
-        body = entry.get("json")
-        if entry.get("path") != GENERATIONS or not isinstance(body, dict):
-            continue
-        prompt = str(body.get("prompt", ""))
-        if not prompt.startswith(prefix):
-            continue
-        applied: list[str] = []
-        for event in entry.get("events") or ():
-            if event.get("kind") == "fault":
-                for item in str(event.get("detail", "")).split(", "):
-                    base = item.split(";first=")[0]
-                    applied.append(labels.get(base, base))
-        attempts.setdefault(prompt, []).append(applied)
-    return attempts
-
-
-def judge(outcomes: list[Outcome], attempts: dict[str, list[list[str]]]) -> Tally:
-    """Each call against what its upstream attempts went through."""
-    by_label = {kind.label: kind for kind in KINDS}
-    tally = Tally()
-    for outcome in outcomes:
-        if outcome.identity_ok is False:
-            tally.wrong_image += 1
-        tried = attempts.get(outcome.prompt, [])
-        kinds = [by_label[label] for faults in tried for label in faults if label in by_label]
-        tally.faults.update(kind.label for kind in kinds)
-        final = [kind for kind in kinds if not kind.retried]
-        if final:
-            last_faulted = any(not by_label[label].retried for label in tried[-1])
-            if outcome.code == final[0].code and len(final) == 1 and last_faulted:
-                tally.mapped_ok += 1
-            else:
-                tally.mapped_wrong += 1
-                tally.unexplained.append(f"{outcome.prompt}: {outcome.code} after {tried}")
-        elif kinds:
-            if outcome.code == "OK" and len(tried) == len(kinds) + 1:
-                tally.retried_ok += len(kinds)
-            else:
-                tally.retried_failed += len(kinds)
-                tally.unexplained.append(f"{outcome.prompt}: {outcome.code} after {tried}")
-        elif outcome.code != "OK" or len(tried) != 1:
-            tally.clean_failed += 1
-            tally.unexplained.append(f"{outcome.prompt}: {outcome.code} after {tried}")
-    return tally
 
 
 def _checks(tally: Tally, answered: int, calls: int) -> list[Check]:

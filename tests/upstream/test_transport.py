@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
+from tls.tls_support import CertificateAuthority  # tests/ is on sys.path (its conftest)
 
 from imagegate_server.upstream.transport import AiohttpTransport
 
@@ -28,7 +31,7 @@ class Seen:
     connections: int = 0
 
 
-StartServer = Callable[[Respond], Awaitable[tuple[str, "Seen"]]]
+StartServer = Callable[..., Awaitable[tuple[str, "Seen"]]]
 
 
 def _answer(body: bytes, *extra: bytes) -> bytes:
@@ -50,7 +53,7 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
 async def server() -> AsyncIterator[StartServer]:
     servers: list[asyncio.Server] = []
 
-    async def start(respond: Respond) -> tuple[str, Seen]:
+    async def start(respond: Respond, tls: ssl.SSLContext | None = None) -> tuple[str, Seen]:
         seen = Seen()
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -68,10 +71,11 @@ async def server() -> AsyncIterator[StartServer]:
             finally:
                 writer.close()
 
-        listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+        listener = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
         servers.append(listener)
         port = listener.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/v1/images/generations", seen
+        scheme = "https" if tls else "http"
+        return f"{scheme}://127.0.0.1:{port}/v1/images/generations", seen
 
     yield start
     for listener in servers:
@@ -249,3 +253,39 @@ async def test_a_full_pool_waits_then_times_out_as_a_connect_timeout(server: Sta
     finally:
         release.set()
         await transport.aclose()
+
+
+def _tls_server_context(ca: CertificateAuthority, tmp_path: Path) -> ssl.SSLContext:
+    cert, key = ca.server().write(tmp_path, "upstream")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def test_an_upstream_certificate_from_a_trusted_ca_is_accepted(
+    server: StartServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca = CertificateAuthority()
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))  # as httpx reads it
+    url, seen = await server(_ok, _tls_server_context(ca, tmp_path))
+    transport = AiohttpTransport(8, 30.0)
+    try:
+        assert (await _post(transport, url, json={})).status_code == 200
+    finally:
+        await transport.aclose()
+    assert seen.bodies == [b"{}"]
+
+
+async def test_an_upstream_certificate_from_an_unknown_ca_is_a_connect_error(
+    server: StartServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)  # certifi's CAs: not the test's
+    url, seen = await server(_ok, _tls_server_context(CertificateAuthority(), tmp_path))
+    transport = AiohttpTransport(8, 30.0)
+    try:
+        with pytest.raises(httpx.ConnectError):  # nothing was sent: safe to retry
+            await _post(transport, url, json={})
+    finally:
+        await transport.aclose()
+    assert seen.bodies == []

@@ -14,6 +14,7 @@ the request may have reached the model.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
@@ -43,6 +44,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     limit_per_host=0,
                     keepalive_timeout=self._keepalive_expiry_s,
                     ssl=self._ssl,
+                    # Before 3.12.8 asyncio could leak the TLS transport of a connection
+                    # closed mid-answer (a stream broken off); aiohttp then aborts it.
+                    enable_cleanup_closed=sys.version_info < (3, 12, 8),
                 ),
                 # What httpx's transport sends: the request's own headers, no cookies,
                 # no content coding asked for (httpx decodes one if the server uses it).

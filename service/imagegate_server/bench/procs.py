@@ -250,6 +250,15 @@ def rss_bytes(pid: int) -> int:
     return _status_field(pid, "VmRSS")
 
 
+def _reset_peak(pid: int) -> bool:
+    """Reset the process's VmHWM to its current RSS; False where that is not allowed."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def _status_field(pid: int, name: str) -> int:
     try:
         text = Path(f"/proc/{pid}/status").read_text()
@@ -262,10 +271,13 @@ def _status_field(pid: int, name: str) -> int:
 class RssSampler:
     """Samples a process's RSS every ``interval_s`` while a phase runs; keeps the peak.
 
-    VmHWM would give the lifetime peak, but a scenario needs the peak of one phase
-    (after a baseline), so the sampler polls VmRSS; 50 ms is far shorter than any phase.
+    A phase's peak can last less than a sample (a large answer's response and gRPC's
+    copy of it are alive together for milliseconds), so for one process the sampler
+    also resets the kernel's high-water mark on entry (``5 > /proc/PID/clear_refs``)
+    and reads VmHWM on exit: the exact peak of the phase, where the kernel allows it.
     With ``tree`` it samples the sum over the process and the descendants it has on
-    entry (a supervisor's workers), so that a sample reads a few files, not all of /proc.
+    entry (a supervisor's workers; their peaks need not coincide, so no VmHWM), so
+    that a sample reads a few files, not all of /proc.
     """
 
     def __init__(self, pid: int, interval_s: float = 0.05, tree: bool = False) -> None:
@@ -275,12 +287,14 @@ class RssSampler:
         self._tree = tree
         self._pids = [pid]
         self._task: asyncio.Task[None] | None = None
+        self._exact = False
 
     def _read(self) -> int:
         return sum(rss_bytes(p) for p in self._pids)
 
     async def __aenter__(self) -> RssSampler:
         self._pids = process_tree(self.pid) if self._tree else [self.pid]
+        self._exact = not self._tree and _reset_peak(self.pid)
         self.peak = self._read()
         self._task = asyncio.create_task(self._run())
         return self
@@ -291,6 +305,8 @@ class RssSampler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self.peak = max(self.peak, self._read())
+        if self._exact:
+            self.peak = max(self.peak, _status_field(self.pid, "VmHWM"))
 
     async def _run(self) -> None:
         # Bounded like every loop here: an hour of samples outlasts any scenario.

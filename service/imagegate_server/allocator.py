@@ -3,13 +3,22 @@
 glibc serves an allocation above its mmap threshold from a mapping of its own and
 unmaps it when it is freed, so the memory goes back to the OS at once. By default
 the threshold is dynamic: freeing a mapped block raises it to that block's size (up
-to 32 MiB). After the first large unary answer, the next one's 24 MiB response and
-gRPC core's copy of it then come from the heap, which keeps what is freed and
-fragments: the gateway's peak RSS for an answer of n=10 1536x1024 images was 1.69x
-its base64 size, 1.47-1.52x with a fixed 4 MiB threshold, at the same CPU per call
-(the bench's results scenario). Below 4 MiB (an image, a read chunk) buffers stay on
-the heap, where reuse costs no page faults: a 128 KiB threshold met the same memory
-at twice the CPU of a streamed answer.
+to 32 MiB). After the first large unary answer, the next one's images, response
+and gRPC core's copy then come from the heap, which keeps what is freed (it only
+shrinks from its top) and fragments.
+
+Measured by the bench's results scenario (n=10 1536x1024, 2.4 MiB per image; the
+phase's exact peak, VmHWM), peak RSS over the answer's base64 size and CPU per call:
+
+- glibc's dynamic threshold: 1.69x;
+- fixed at 4 MiB (images stay on the heap): 1.69-1.70x, 84-98 ms unary, ~200 ms streamed;
+- fixed at 2 MiB (images mapped too): 1.53x, 112-118 ms unary, 290-360 ms streamed.
+
+1.5x is the floor of a unary answer (the response and gRPC's copy of it), so 2 MiB
+is the default: it costs page faults on every fresh mapping, a quarter more CPU for
+a 10-image unary answer and half more for a streamed one, which is small beside the
+tens of seconds such a call waits for OpenAI, while memory bounds how many fit.
+Buffers below it (read chunks, small images) stay on the heap, where reuse is free.
 
 A process whose malloc is not glibc's (musl, macOS) has no such threshold to set.
 """

@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     """The event loop of serve and its workers: ``auto`` runs on uvloop when it is
     installed (less CPU per call), else on asyncio's; ``uvloop`` requires it."""
-    malloc_mmap_threshold_bytes: int = Field(default=4 * MIB, ge=0, le=32 * MIB)
+    malloc_mmap_threshold_bytes: int = Field(default=2 * MIB, ge=0, le=32 * MIB)
     """glibc's malloc serves allocations from this size up from their own mappings,
     returned to the OS when freed (:mod:`imagegate_server.allocator`); 0 keeps
     glibc's dynamic threshold."""

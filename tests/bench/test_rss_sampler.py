@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from imagegate_server.bench.procs import RssSampler, rss_bytes
+from imagegate_server.bench.usage import RssSampler, rss_bytes
 
 MIB = 1024 * 1024
 # Waits for a line, holds 64 MiB for a few milliseconds, frees them, says so, then waits.

@@ -26,13 +26,8 @@ from imagegate_server.bench.clients import DirectPool, GrpcPool, decode_images
 from imagegate_server.bench.loadgen import PYTHON_GRPC, PYTHON_HTTP
 from imagegate_server.bench.measure import Call, LoadResult, ramped
 from imagegate_server.bench.model import Check, Context, Row, ScenarioResult
-from imagegate_server.bench.procs import (
-    RssSampler,
-    Stack,
-    StackConfig,
-    running_stack,
-    tree_cpu_seconds,
-)
+from imagegate_server.bench.procs import Stack, StackConfig, running_stack
+from imagegate_server.bench.usage import RssSampler, tree_cpu_seconds
 
 # The bytes in the reply, as the direct path decodes them (dall-e-2 defaults to a URL).
 B64 = params_pb2.RESPONSE_FORMAT_B64_JSON

@@ -36,14 +36,9 @@ from imagegate_server.bench.loadgen import PYTHON_GRPC, PYTHON_HTTP
 from imagegate_server.bench.measure import LoadResult, closed_loop
 from imagegate_server.bench.model import Context, Row, ScenarioResult
 from imagegate_server.bench.otlp import OtlpReceiver
-from imagegate_server.bench.procs import (
-    StackConfig,
-    cpu_seconds,
-    rss_bytes,
-    running_emulator,
-    running_gateway,
-)
+from imagegate_server.bench.procs import StackConfig, running_emulator, running_gateway
 from imagegate_server.bench.scenarios.overhead import BODY, gateway_call
+from imagegate_server.bench.usage import cpu_seconds, rss_bytes
 
 NAME = "observability"
 CASES = ("plain", "metrics", "metrics+traces")

@@ -27,13 +27,8 @@ from imagegate_server.bench.clients import GrpcPool
 from imagegate_server.bench.loadgen import Generators
 from imagegate_server.bench.measure import Call, LoadResult
 from imagegate_server.bench.model import Check, Context, Row, ScenarioResult
-from imagegate_server.bench.procs import (
-    RssSampler,
-    StackConfig,
-    running_stack,
-    running_stack_floor,
-    tree_cpu_seconds,
-)
+from imagegate_server.bench.procs import StackConfig, running_stack, running_stack_floor
+from imagegate_server.bench.usage import RssSampler, tree_cpu_seconds
 
 # The bytes in the reply, as the direct path decodes them (dall-e-2 defaults to a URL).
 B64 = params_pb2.RESPONSE_FORMAT_B64_JSON

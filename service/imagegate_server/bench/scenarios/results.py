@@ -31,13 +31,8 @@ from imagegate_server.bench.clients import (
 from imagegate_server.bench.loadgen import PYTHON_GRPC, PYTHON_HTTP
 from imagegate_server.bench.measure import LoadResult, error_name, percentile
 from imagegate_server.bench.model import MIB, Check, Context, Row, ScenarioResult
-from imagegate_server.bench.procs import (
-    RssSampler,
-    StackConfig,
-    rss_bytes,
-    running_stack,
-    tree_cpu_seconds,
-)
+from imagegate_server.bench.procs import StackConfig, running_stack
+from imagegate_server.bench.usage import RssSampler, rss_bytes, tree_cpu_seconds
 
 NAME = "results"
 SIZE = "1536x1024"

@@ -21,15 +21,10 @@ import os
 
 from imagegate_server.bench.measure import LoadResult
 from imagegate_server.bench.model import Check, Context, Row, ScenarioResult
-from imagegate_server.bench.procs import (
-    StackConfig,
-    cpu_seconds,
-    process_tree,
-    running_emulator,
-    running_gateway,
-)
+from imagegate_server.bench.procs import StackConfig, running_emulator, running_gateway
 from imagegate_server.bench.report import machine
 from imagegate_server.bench.scenarios.overhead import CASE, direct_phase, gateway_phase
+from imagegate_server.bench.usage import cpu_seconds, process_tree
 
 NAME = "scaling"
 CONCURRENCY = 64

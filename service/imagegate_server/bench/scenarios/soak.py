@@ -44,12 +44,7 @@ from imagegate_server.bench.clients import GrpcPool
 from imagegate_server.bench.loadgen import PYTHON_GRPC
 from imagegate_server.bench.measure import LoadResult, error_name
 from imagegate_server.bench.model import MIB, Check, Context, Row, ScenarioResult
-from imagegate_server.bench.procs import (
-    StackConfig,
-    running_stack,
-    tree_cpu_seconds,
-    tree_rss_bytes,
-)
+from imagegate_server.bench.procs import StackConfig, running_stack
 from imagegate_server.bench.soak_verdicts import (
     KINDS,
     FaultKind,
@@ -58,6 +53,7 @@ from imagegate_server.bench.soak_verdicts import (
     attempts_by_prompt,
     judge,
 )
+from imagegate_server.bench.usage import tree_cpu_seconds, tree_rss_bytes
 from imagegate_server.emulator import identity, read_identity
 
 NAME = "soak"

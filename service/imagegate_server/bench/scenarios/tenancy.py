@@ -26,14 +26,10 @@ from imagegate_server.bench.clients import GrpcPool
 from imagegate_server.bench.loadgen import PYTHON_GRPC
 from imagegate_server.bench.measure import Call, LoadResult, closed_loop
 from imagegate_server.bench.model import Check, Context, Row, ScenarioResult
-from imagegate_server.bench.procs import (
-    StackConfig,
-    cpu_seconds,
-    running_emulator,
-    running_gateways,
-)
+from imagegate_server.bench.procs import StackConfig, running_emulator, running_gateways
 from imagegate_server.bench.redis_server import redis_server_binary, running_redis
 from imagegate_server.bench.scenarios.overhead import REQUEST
+from imagegate_server.bench.usage import cpu_seconds
 
 NAME = "tenancy"
 CLIENT = "bench"

@@ -37,14 +37,8 @@ from imagegate_server.bench.clients import upload_chunks as chunks_of
 from imagegate_server.bench.loadgen import Generators
 from imagegate_server.bench.measure import Call, LoadResult
 from imagegate_server.bench.model import MIB, Check, Context, Row, ScenarioResult
-from imagegate_server.bench.procs import (
-    RssSampler,
-    Stack,
-    StackConfig,
-    rss_bytes,
-    running_stack,
-    tree_cpu_seconds,
-)
+from imagegate_server.bench.procs import Stack, StackConfig, running_stack
+from imagegate_server.bench.usage import RssSampler, rss_bytes, tree_cpu_seconds
 from imagegate_server.settings import Settings
 
 NAME = "uploads"

@@ -91,3 +91,11 @@ async def test_an_event_that_is_not_a_json_object_is_a_protocol_error() -> None:
     for data in (b"not json", b"[1, 2]"):
         with pytest.raises(UpstreamProtocolError):
             await _decoded(b"event: image_generation.completed\ndata: " + data + b"\n\n")
+
+
+async def test_only_one_space_after_the_colon_is_dropped_and_a_bare_name_is_empty() -> None:
+    body = b"event:a\ndata:  two\ndata\ndata: \n\nevent\ndata:x\n\n"
+    assert await events_of(body) == [
+        ServerSentEvent("a", " two\n\n"),
+        ServerSentEvent("message", "x"),
+    ]

@@ -27,13 +27,19 @@ async def iter_events(lines: AsyncIterable[str]) -> AsyncIterator[ServerSentEven
                 yield ServerSentEvent(event or "message", "\n".join(data))
             event, data = "", []
             continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            event = value
-        elif name == "data":
-            data.append(value)
+        # One slice per field: a data line holds a whole image's base64 (megabytes),
+        # and partitioning, then dropping the space, would copy it twice.
+        if line.startswith("data:") or line == "data":
+            data.append(_value(line, 4))
+        elif line.startswith("event:") or line == "event":
+            event = _value(line, 5)
+        # Comments (":...") and other fields carry nothing OpenAI uses.
     if data:
         yield ServerSentEvent(event or "message", "\n".join(data))
+
+
+def _value(line: str, colon: int) -> str:
+    """The value of a field whose colon is at ``colon``: after it and the one space
+    that may follow it (none for a line that is only the field name)."""
+    start = colon + 2 if line.startswith(" ", colon + 1) else colon + 1
+    return line[start:]

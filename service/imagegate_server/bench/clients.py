@@ -81,9 +81,9 @@ def direct_client(base_url: str, max_connections: int, timeout_s: float) -> http
 class DirectPool:
     """Direct clients used round robin, each pooling at most ``POOL_SHARD_CONNECTIONS``.
 
-    Sharded like the gateway's own upstream client: httpcore's pool scan grows with
+    Sharded as the gateway shards httpcore for HTTP/2: httpcore's pool scan grows with
     the square of its size, so one pool of thousands of held connections would slow
-    the baseline down for a reason the gateway has already worked around.
+    the baseline down for a reason the gateway avoids (its HTTP/1.1 pool is aiohttp's).
     """
 
     def __init__(self, base_url: str, max_connections: int, timeout_s: float) -> None:

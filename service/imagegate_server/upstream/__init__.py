@@ -5,9 +5,9 @@ as reply`` gives an :class:`ImagesAnswer` or :class:`ImageEvents`, or raises a
 classified :class:`~imagegate_server.errors.UpstreamFailure`. Everything about HTTP
 lives behind it: paths, JSON or multipart, form encoding, file parts (``wire``), SSE
 framing and event JSON (``sse``, ``events``), error bodies and statuses (``errors``),
-safe retries (``retry``), the sharded connections (``pool``), the attempt loop and the
-key (``client``); metrics and traces watch through ``observe``. Nothing here knows
-about gRPC; nothing above it knows about HTTP.
+safe retries (``retry``), the connections (``pool``: aiohttp's under httpx, in
+``transport``), the attempt loop and the key (``client``); metrics and traces watch
+through ``observe``. Nothing here knows about gRPC; nothing above it knows about HTTP.
 """
 
 from imagegate_server.upstream.answers import ImageEvent, ImageEvents, ImagesAnswer, Reply

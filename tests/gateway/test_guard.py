@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc._cython import cygrpc
 
-from imagegate_server.gateway.edge.guard import Guard
+from imagegate_server.gateway.edge.guard import Guard, log_unsent_answers_as_info
 
 
 class EndedCall:
@@ -51,3 +51,29 @@ async def test_a_status_gRPC_can_no_longer_send_ends_the_call_as_cancelled(
     (finished,) = [r for r in caplog.records if r.getMessage() == "rpc finished"]
     assert finished.levelname == "INFO"
     assert finished.code == "DEADLINE_EXCEEDED"  # type: ignore[attr-defined]
+
+
+def test_grpcs_error_for_an_answer_it_could_not_send_is_one_info_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # What gRPC logs when a caller ends a unary call before its answer is sent (seen
+    # when a caller refuses a result over its receive limit): an ERROR and a traceback.
+    log_unsent_answers_as_info()
+    log_unsent_answers_as_info()  # once per process, however many gateways start
+    core = logging.getLogger("grpc._cython.cygrpc")
+    caplog.set_level(logging.INFO)
+    try:
+        raise cygrpc.ExecuteBatchError('Failed "execute_batch"')
+    except cygrpc.ExecuteBatchError:
+        core.exception(
+            "ExecuteBatchError raised in core by servicer method [%s]",
+            "/imagegate.v1.ImagesService/CreateImage",
+        )
+        core.exception("Unexpected [%s] raised by servicer method [%s]", "ValueError", "/x/Y")
+    unsent, other = caplog.records
+    assert (unsent.levelname, unsent.exc_info) == ("INFO", None)
+    assert unsent.getMessage() == (
+        "the caller ended the call before its answer: [/imagegate.v1.ImagesService/CreateImage]"
+    )
+    assert other.levelname == "ERROR" and other.exc_info is not None  # only that one
+    assert sum(isinstance(f, logging.Filter) for f in core.filters) == 1

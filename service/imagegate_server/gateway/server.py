@@ -28,6 +28,7 @@ from pydantic import SecretStr
 from imagegate_server.clients import ClientsFile, startup_auth_problem
 from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.errors import StartupError
+from imagegate_server.gateway.edge.guard import log_unsent_answers_as_info
 from imagegate_server.gateway.listening import bind, health_server, server_options
 from imagegate_server.gateway.services import (
     DRAINED_SERVICES,
@@ -130,6 +131,7 @@ class Gateway:
             await self._clients.start()
         self._limiter = build_limiter(settings)
         prices = load_price_table(settings)
+        log_unsent_answers_as_info()
         server = grpc.aio.server(options=server_options(settings))
         add_services(
             server,

@@ -27,6 +27,32 @@ T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+# gRPC's asyncio server sends a unary answer after the servicer returned; when the
+# caller ends the call first (it went away, or refused a message over its receive
+# limit), that send fails and gRPC logs an ERROR with a traceback. The guard cannot
+# answer it (the call is over in core) and the call is logged already ("rpc
+# finished", with result_bytes): the record becomes one INFO line without a traceback.
+_CORE_LOGGER = "grpc._cython.cygrpc"
+_UNSENT_ANSWER = "ExecuteBatchError raised in core by servicer method"
+
+
+class _UnsentAnswer(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith(_UNSENT_ANSWER):
+            method = record.getMessage().removeprefix(_UNSENT_ANSWER).strip()  # "[/svc/Rpc]"
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = f"the caller ended the call before its answer: {method}", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def log_unsent_answers_as_info() -> None:
+    """Install the filter above on gRPC's logger (once per process)."""
+    core = logging.getLogger(_CORE_LOGGER)
+    if not any(isinstance(f, _UnsentAnswer) for f in core.filters):
+        core.addFilter(_UnsentAnswer())
+
+
 class Guard:
     def __init__(self, upstream_timeout_s: float, tracer: RpcTracer | None = None) -> None:
         self._upstream_timeout_s = upstream_timeout_s

@@ -40,7 +40,6 @@ from imagegate_server.upstream.observe import (
 from imagegate_server.upstream.pool import Pool
 from imagegate_server.upstream.request import ImagesRequest
 from imagegate_server.upstream.retry import RetryPolicy, is_retryable_response
-from imagegate_server.upstream.sse import iter_events
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +134,7 @@ class Upstream:
         self, response: httpx.Response, request_id: str | None
     ) -> AsyncIterator[ImageEvent]:
         try:
-            sse = iter_events(response.aiter_lines())
-            async for event in image_events(sse, request_id, self._errors):
+            async for event in image_events(response.aiter_bytes(), request_id, self._errors):
                 yield event
         except httpx.TimeoutException:
             raise UpstreamTimeout(

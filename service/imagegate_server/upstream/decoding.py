@@ -34,16 +34,6 @@ _LOOKBACK = 64
 MAX_SKELETON_BYTES = 16 * 1024 * 1024
 
 
-def decode_b64(value: object, request_id: str | None) -> bytes:
-    """One base64 image (str or bytes), strictly: a bad character is an upstream error."""
-    if not isinstance(value, str | bytes | bytearray | memoryview):
-        raise UpstreamProtocolError("the upstream sent an image without data", request_id)
-    try:
-        return pybase64.b64decode(value, validate=True)
-    except ValueError:  # binascii.Error
-        raise UpstreamProtocolError("the upstream sent invalid base64", request_id) from None
-
-
 class AnswerReader:
     """Feed the body's chunks in order, then :meth:`finish` for (payload, images).
 

@@ -77,21 +77,49 @@ class AnswerReader:
     def _image_chars(self, data: bytes, pos: int) -> int:
         """Decode base64 characters from ``pos``; the position after what was taken."""
         end = data.find(b'"', pos)
+        stop = len(data) if end < 0 else end
+        if b"\\" in self._carry or data.find(b"\\", pos, stop) >= 0:
+            return self._escaped_chars(data, pos, end)
+        assert self._image is not None
+        if self._carry:  # complete the group the last chunk began
+            fill = data[pos : min(stop, pos + 4 - len(self._carry))]
+            group, pos = self._carry + fill, pos + len(fill)
+            if len(group) < 4 and end < 0:
+                self._carry = group
+                return len(data)
+            self._image.append(self._decode(group))
+            self._carry = b""
+        # The rest is decoded where it lies in the chunk (a view, not a copy).
+        chars = memoryview(data)[pos:stop]
+        if end < 0:  # the value goes on in the next chunk: decode whole groups only
+            usable = len(chars) - len(chars) % 4
+            self._image.append(self._decode(chars[:usable]))
+            self._carry = bytes(chars[usable:])
+            return len(data)
+        self._image.append(self._decode(chars))
+        return self._image_done(end)
+
+    def _escaped_chars(self, data: bytes, pos: int, end: int) -> int:
+        """:meth:`_image_chars` for characters with a backslash among them: JSON's
+        ``\\/`` is a ``/``, any other escape is no base64."""
         chars = self._carry + data[pos : len(data) if end < 0 else end]
         held = b""
+        if end < 0 and chars.endswith(b"\\"):  # an escape split across chunks
+            chars, held = chars[:-1], b"\\"
+        chars = chars.replace(b"\\/", b"/")
         if b"\\" in chars:
-            if end < 0 and chars.endswith(b"\\"):  # an escape split across chunks
-                chars, held = chars[:-1], b"\\"
-            chars = chars.replace(b"\\/", b"/")
-            if b"\\" in chars:
-                raise UpstreamProtocolError("the upstream escaped its image data", self._request_id)
+            raise UpstreamProtocolError("the upstream escaped its image data", self._request_id)
         assert self._image is not None
-        if end < 0:  # the value goes on in the next chunk: decode whole groups only
+        if end < 0:
             usable = len(chars) - len(chars) % 4
             self._image.append(self._decode(memoryview(chars)[:usable]))
             self._carry = chars[usable:] + held
             return len(data)
         self._image.append(self._decode(chars))
+        return self._image_done(end)
+
+    def _image_done(self, end: int) -> int:
+        assert self._image is not None
         self._images.append(b"".join(self._image))
         self._image, self._carry = None, b""
         return end + 1  # past the closing quote: the skeleton has its own

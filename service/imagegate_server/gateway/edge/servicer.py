@@ -32,8 +32,8 @@ from imagegate_server.gateway.edge.tenancy import Charge, Tenancy
 from imagegate_server.gateway.edge.wire import UPLOAD_ACCEPTED, Malformed, Rpc
 from imagegate_server.gateway.mapping.cost import price
 from imagegate_server.gateway.mapping.events import StreamItem, stream_items
-from imagegate_server.gateway.mapping.results import images_result
-from imagegate_server.gateway.mapping.unary import unary_response_bytes
+from imagegate_server.gateway.mapping.results import ImageSlice, images_result
+from imagegate_server.gateway.mapping.serialized import chunk_response_bytes, unary_response_bytes
 from imagegate_server.gateway.requests.build import RequestBuilder
 from imagegate_server.gateway.requests.draft import Draft
 from imagegate_server.gateway.requests.uploads import Upload, receive
@@ -85,12 +85,14 @@ class ImagesServicer:
         """The gRPC handler function of ``rpc``."""
         if rpc.streams:
 
-            async def serve_stream(request: Any, context: Context) -> AsyncIterator[Message]:
+            async def serve_stream(
+                request: Any, context: Context
+            ) -> AsyncIterator[Message | bytes]:
                 call = self._guard.begin(rpc.name, context, self._metrics.rpc(rpc.name))
                 items = self._stream_items(rpc, request, call, context)
                 async for item in self._guard.stream(call, context, items):
-                    if isinstance(item, results_pb2.ImageChunk):
-                        yield rpc.response(image_chunk=item)
+                    if isinstance(item, ImageSlice):
+                        yield chunk_response_bytes(rpc.response, item)
                     else:
                         yield rpc.response(result=item)
                     call.sent()
@@ -215,10 +217,10 @@ class ImagesServicer:
         operation = rpc.operation.value
         self._metrics.images(draft.model, operation, len(result.images))
 
-    def _count_slice(self, rpc: Rpc, admitted: Admitted, chunk: results_pb2.ImageChunk) -> None:
+    def _count_slice(self, rpc: Rpc, admitted: Admitted, piece: ImageSlice) -> None:
         operation = rpc.operation.value
-        self._metrics.result_bytes(operation, len(chunk.data))
-        if chunk.HasField("partial_image_index") and chunk.last:
+        self._metrics.result_bytes(operation, len(piece.data))
+        if piece.head.HasField("partial_image_index") and piece.head.last:
             self._metrics.partial_images(admitted.draft.model, operation)
 
     def _count_upload(self, rpc: Rpc, upload: Upload) -> None:

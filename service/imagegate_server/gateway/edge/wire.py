@@ -119,8 +119,8 @@ def add_images_service(
 
 
 def _serialize(response: Message | bytes) -> bytes:
-    """A response message, or one its behaviour serialized already (a large unary
-    result: holding the message and its bytes while gRPC copies them costs twice)."""
+    """A response message, or one its behaviour serialized already (a unary result or
+    a stream's image slice, joined from the images' bytes: see ``mapping.serialized``)."""
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 

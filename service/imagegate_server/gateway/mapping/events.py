@@ -18,6 +18,7 @@ from imagegate.v1 import results_pb2
 from imagegate_server.errors import UpstreamProtocolError
 from imagegate_server.gateway.mapping.cost import set_usage, usage_of
 from imagegate_server.gateway.mapping.results import (
+    ImageSlice,
     apply_metadata,
     images_result,
     slices,
@@ -25,7 +26,7 @@ from imagegate_server.gateway.mapping.results import (
 from imagegate_server.pricing import TokenUsage, combine_streamed
 from imagegate_server.upstream import ImageEvents, ImagesAnswer, Reply
 
-StreamItem = results_pb2.ImageChunk | results_pb2.ImagesResult
+StreamItem = ImageSlice | results_pb2.ImagesResult
 
 
 async def stream_items(reply: Reply, chunk_bytes: int) -> AsyncIterator[StreamItem]:

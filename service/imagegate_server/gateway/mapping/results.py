@@ -7,6 +7,7 @@ here they go into the result, or into slices for the stream RPCs.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from imagegate.v1 import params_pb2, results_pb2
@@ -75,22 +76,27 @@ def images_result(answer: ImagesAnswer) -> results_pb2.ImagesResult:
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class ImageSlice:
+    """One slice of an image for a stream RPC: its ImageChunk without the bytes, and
+    the bytes, a view into the image (:mod:`.serialized` joins them into the message)."""
+
+    head: results_pb2.ImageChunk
+    data: memoryview
+
+
 def slices(
     data: bytes,
     chunk_bytes: int,
     image_index: int,
     partial_image_index: int | None = None,
-) -> Iterator[results_pb2.ImageChunk]:
+) -> Iterator[ImageSlice]:
     """An image as ordered slices of at most ``chunk_bytes``; the last one says so."""
     view = memoryview(data)
     for offset in range(0, max(len(data), 1), chunk_bytes):
-        piece = view[offset : offset + chunk_bytes]
-        chunk = results_pb2.ImageChunk(
-            image_index=image_index,
-            offset=offset,
-            data=bytes(piece),
-            last=offset + chunk_bytes >= len(data),
+        head = results_pb2.ImageChunk(
+            image_index=image_index, offset=offset, last=offset + chunk_bytes >= len(data)
         )
         if partial_image_index is not None:
-            chunk.partial_image_index = partial_image_index
-        yield chunk
+            head.partial_image_index = partial_image_index
+        yield ImageSlice(head, view[offset : offset + chunk_bytes])

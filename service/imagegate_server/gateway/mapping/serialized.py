@@ -1,13 +1,15 @@
-"""A unary RPC's response, serialized with each image's bytes copied once.
+"""Responses serialized with each image's bytes copied once, into what gRPC sends.
 
 A 10-image answer is tens of MiB. Setting each image into the message and then
 serializing it held the decoded images, the message's copy and protobuf's output
-buffer together, and gRPC copies the bytes it sends once more. Here the message is
-built without the images' bytes (its metadata, usage and cost, all small), and the
-bytes gRPC sends are joined straight from the decoded images: protobuf's wire format
-is a sequence of fields in any order, so each image is its other fields, as protobuf
-serialized them, followed by its ``data`` field written here. The result parses to
-the message the ordinary way would have made (a test checks it).
+buffer together, and gRPC copies the bytes it sends once more; a stream's slices
+were copied three times before gRPC's copy (the slice, the chunk message, the
+response around it, its serialization). Here the messages are built without the
+images' bytes (their metadata, all small), and the bytes gRPC sends are joined
+straight from the images: protobuf's wire format is a sequence of fields in any
+order, so each image is its other fields, as protobuf serialized them, followed by
+its ``data`` field written here. The result parses to the message the ordinary way
+would have made (a test checks it).
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from collections.abc import Sequence
 from google.protobuf.message import Message
 from imagegate.v1 import results_pb2
 
+from imagegate_server.gateway.mapping.results import ImageSlice
+
 _LENGTH_DELIMITED = 2
 _IMAGES = results_pb2.ImagesResult.DESCRIPTOR.fields_by_name["images"].number
 _DATA = results_pb2.GeneratedImage.DESCRIPTOR.fields_by_name["data"].number
+_CHUNK_DATA = results_pb2.ImageChunk.DESCRIPTOR.fields_by_name["data"].number
 
 
 def unary_response_bytes(
@@ -45,6 +50,17 @@ def unary_response_bytes(
     result_field = response_type.DESCRIPTOR.fields_by_name["result"].number
     size = sum(len(part) for part in parts)
     return b"".join([_key(result_field), _varint(size), *parts])
+
+
+def chunk_response_bytes(response_type: type[Message], piece: ImageSlice) -> bytes:
+    """``response_type(image_chunk=...)`` serialized: the slice's other fields, then
+    its bytes (none when it has none, as protobuf leaves an empty field out)."""
+    parts: list[bytes | memoryview] = [piece.head.SerializeToString()]
+    if len(piece.data):
+        parts += [_key(_CHUNK_DATA), _varint(len(piece.data)), piece.data]
+    chunk_field = response_type.DESCRIPTOR.fields_by_name["image_chunk"].number
+    size = sum(len(part) for part in parts)
+    return b"".join([_key(chunk_field), _varint(size), *parts])
 
 
 def _key(field_number: int) -> bytes:

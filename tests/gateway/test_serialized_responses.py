@@ -1,5 +1,6 @@
-"""The unary response's bytes, joined straight from the decoded images, are the
-message the ordinary way (set each image's data, serialize) would have sent."""
+"""Responses joined straight from the decoded images (a unary result, a stream's image
+slice) are the messages the ordinary way (set each image's data, serialize) would
+have sent."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from hypothesis import strategies as st
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import params_pb2, results_pb2
 
-from imagegate_server.gateway.mapping.unary import unary_response_bytes
+from imagegate_server.gateway.mapping.results import slices
+from imagegate_server.gateway.mapping.serialized import chunk_response_bytes, unary_response_bytes
 
 RESPONSES = [pb.CreateImageResponse, pb.CreateImageEditResponse, pb.CreateImageVariationResponse]
 
@@ -84,3 +86,41 @@ def test_a_large_image_is_its_bytes_exactly() -> None:
     result = result_without_bytes([(big, None)], 1, "1536x1024")
     data = unary_response_bytes(pb.CreateImageResponse, result, [big])
     assert pb.CreateImageResponse.FromString(data).result.images[0].data == big
+
+
+STREAM_RESPONSES = [
+    pb.CreateImageStreamResponse,
+    pb.CreateImageEditStreamResponse,
+    pb.CreateImageVariationStreamResponse,
+]
+
+
+@pytest.mark.parametrize("response_type", STREAM_RESPONSES)
+@settings(max_examples=60, deadline=None)
+@given(
+    image=st.binary(max_size=5_000),
+    chunk_bytes=st.integers(1, 2_000),
+    image_index=st.integers(0, 9),
+    partial_image_index=st.one_of(st.none(), st.integers(0, 3)),
+)
+def test_each_joined_slice_parses_to_the_ordinary_chunk_message(
+    response_type: type[Message],
+    image: bytes,
+    chunk_bytes: int,
+    image_index: int,
+    partial_image_index: int | None,
+) -> None:
+    received = bytearray()
+    pieces = list(slices(image, chunk_bytes, image_index, partial_image_index))
+    for piece in pieces:
+        data = chunk_response_bytes(response_type, piece)
+        chunk = results_pb2.ImageChunk()
+        chunk.CopyFrom(piece.head)
+        chunk.data = bytes(piece.data)
+        expected = response_type(image_chunk=chunk)
+        assert response_type.FromString(data) == expected
+        assert len(data) == expected.ByteSize()
+        received += expected.image_chunk.data  # type: ignore[attr-defined]
+    assert bytes(received) == image
+    assert [p.head.last for p in pieces] == [False] * (len(pieces) - 1) + [True]
+    assert [p.head.offset for p in pieces] == list(range(0, max(len(image), 1), chunk_bytes))

@@ -102,8 +102,11 @@ class _AnswerStream(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with _as_httpx_errors():
-            async for chunk in self._answer.content.iter_any():
-                yield chunk
+            # Chunk by chunk as they arrived: iter_any() joins whatever is buffered
+            # into one bytes, a copy of every large answer.
+            async for chunk, _ in self._answer.content.iter_chunks():
+                if chunk:
+                    yield chunk
 
     async def aclose(self) -> None:
         # Back to the pool when the body was read to its end, else the connection closes.

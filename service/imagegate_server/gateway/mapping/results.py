@@ -55,7 +55,7 @@ def _copy_ints(target: Any, source: Mapping[str, Any], names: tuple[str, ...]) -
 
 def images_result(answer: ImagesAnswer) -> results_pb2.ImagesResult:
     """The result of an ImagesResponse, its images' bytes not yet in it: a unary
-    response joins them in (:mod:`.unary`), a stream slices them."""
+    response joins them in (:mod:`.serialized`), a stream slices them."""
     payload, request_id = answer.payload, answer.request_id
     result = results_pb2.ImagesResult()
     created = payload.get("created")

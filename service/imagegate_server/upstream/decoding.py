@@ -1,4 +1,5 @@
-"""An ImagesResponse read as it arrives: each ``b64_json`` decoded while it streams by.
+"""An ImagesResponse (or a streamed event's data, :mod:`.sse`) read as it arrives:
+each ``b64_json`` decoded while it streams by.
 
 A large answer is mostly base64. Reading the whole body, parsing it into a dict of
 str and then decoding held the body, its text and the images at once (about 2x
@@ -35,7 +36,8 @@ MAX_SKELETON_BYTES = 16 * 1024 * 1024
 
 
 class AnswerReader:
-    """Feed the body's chunks in order, then :meth:`finish` for (payload, images).
+    """Feed a document's chunks in order (an ImagesResponse, or the data of one
+    streamed event), then :meth:`finish` for (payload, images).
 
     In the payload every streamed ``b64_json`` value is the empty string; ``images``
     holds their decoded bytes in document order.

@@ -3,8 +3,8 @@
 A 10-image answer is tens of MiB. Setting each image into the message and then
 serializing it held the decoded images, the message's copy and protobuf's output
 buffer together, and gRPC copies the bytes it sends once more; a stream's slices
-were copied three times before gRPC's copy (the slice, the chunk message, the
-response around it, its serialization). Here the messages are built without the
+were copied four times before gRPC's copy (into bytes, into the chunk message, into
+the response around it, into its serialization). Here the messages are built without the
 images' bytes (their metadata, all small), and the bytes gRPC sends are joined
 straight from the images: protobuf's wire format is a sequence of fields in any
 order, so each image is its other fields, as protobuf serialized them, followed by

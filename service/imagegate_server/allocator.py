@@ -12,13 +12,15 @@ phase's exact peak, VmHWM), peak RSS over the answer's base64 size and CPU per c
 
 - glibc's dynamic threshold: 1.69x;
 - fixed at 4 MiB (images stay on the heap): 1.69-1.70x, 84-98 ms unary, ~200 ms streamed;
-- fixed at 2 MiB (images mapped too): 1.53x, 104-118 ms unary, 290-360 ms streamed
-  (244-272 ms since the SSE reader copies each data line once less).
+- fixed at 2 MiB (images mapped too): 1.53x, 104-118 ms unary, 290-360 ms streamed.
+
+(Those CPU figures predate streams read as bytes; at 2 MiB, since: 1.52x, 94-122 ms
+unary, 72-98 ms streamed, in two ``bench all`` runs.)
 
 1.5x is the floor of a unary answer (the response and gRPC's copy of it), so 2 MiB
-is the default: it costs page faults on every fresh mapping, a quarter more CPU for
-a 10-image unary answer and half more for a streamed one, which is small beside the
-tens of seconds such a call waits for OpenAI, while memory bounds how many fit.
+is the default: it costs page faults on every fresh mapping, about a quarter more CPU
+for a 10-image unary answer when measured, which is small beside the tens of seconds
+such a call waits for OpenAI, while memory bounds how many fit.
 Buffers below it (read chunks, small images) stay on the heap, where reuse is free.
 
 A process whose malloc is not glibc's (musl, macOS) has no such threshold to set.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from client_support import OPENAI_KEY, gateway_on_emulator
+from client_support import NEWER_MODEL, OPENAI_KEY, gateway_on_emulator
 from gateway.tenancy_support import ClientsFile
 from imagegate.v1 import images_service_pb2, images_service_pb2_grpc, results_pb2
 from support.images import png, write_png
@@ -142,10 +142,17 @@ GATEWAY_ERRORS = [
     ),
     pytest.param(
         "",
-        ["--model", "new-model", "-n", "12"],  # not validated locally: OpenAI's 400 comes back
+        ["--model", NEWER_MODEL, "-n", "12"],  # not validated locally: OpenAI's 400 comes back
         r"INVALID_ARGUMENT: MESSAGE \(reason integer_above_max_value, param n, "
         r"upstream request {rid}; field n\)",
         id="upstream-400-with-param",
+    ),
+    pytest.param(
+        "",
+        ["--model", "gpt-image2"],  # a typo: refused upstream, as OpenAI refuses it
+        r"NOT_FOUND: The model `gpt-image2` does not exist or you do not have access to it\. "
+        r"\(reason model_not_found, upstream request {rid}\)",
+        id="unknown-model",
     ),
     pytest.param(
         "",

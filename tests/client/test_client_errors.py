@@ -247,12 +247,14 @@ async def tenant_gateway(
     """A real gateway with a clients file: (target, emulator, token by client name).
 
     ``ci`` may make one image a minute, so a call for two can never pass (and no
-    call of this module uses up its minute); ``open`` has no limits; ``unknown`` is a
-    well-formed token that the file does not hold.
+    call of this module uses up its minute); ``once`` may too, and one test does use
+    up its minute; ``open`` has no limits; ``unknown`` is a well-formed token that the
+    file does not hold.
     """
     clients = ClientsFile(tmp_path_factory.mktemp("tenants") / "clients.toml")
     tokens = {
         "ci": clients.add("ci", images_per_minute=1),
+        "once": clients.add("once", images_per_minute=1),
         "open": clients.add("open"),
         "unknown": generate().token,
     }
@@ -265,8 +267,9 @@ TENANT_ERRORS = [
     pytest.param(
         "ci",
         ["-n", "2"],
-        # The QuotaFailure's description is the status message itself.
-        r"RESOURCE_EXHAUSTED: (?P<m>images_per_minute: [^\n]+) \(quota client:ci: (?P=m)\)",
+        # Said once: the QuotaFailure restates the message for programs, not for people.
+        r"RESOURCE_EXHAUSTED: images_per_minute: 1 per minute \(burst 1\) for client 'ci'; "
+        r"this call needs 2, more than the burst, so it can never pass",
         id="quota",
     ),
     pytest.param(None, [], r"UNAUTHENTICATED: [^()\n]+ \(reason UNAUTHENTICATED\)", id="no-token"),
@@ -299,6 +302,28 @@ async def test_tenant_errors_are_one_line(
     assert emulator.journal.entries == []  # refused before anything went upstream
     assert re.fullmatch("imagegate: " + pattern + "\n", err), err
     assert all(secret not in err for secret in tokens.values())
+
+
+async def test_a_rate_refusal_says_its_reason_and_wait_once(
+    tenant_gateway: tuple[str, Emulator, dict[str, str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The gateway states limit, client and wait in the message, and again in
+    # QuotaFailure and RetryInfo for programs: the line says each once.
+    target, _, tokens = tenant_gateway
+    first, _, err = await run_cli(
+        ["generate", "p", "-o", str(tmp_path / "first.png"), "-q", "--target", target,
+         "--token", tokens["once"]],
+        capsys,
+    )  # fmt: skip
+    assert first == 0, err
+    err = await refused_generate(target, ["--token", tokens["once"]], tmp_path, capsys)
+    pattern = (
+        r"imagegate: RESOURCE_EXHAUSTED: images_per_minute: 1 per minute \(burst 1\) for "
+        r"client 'once'; retry in \d+(\.\d)? s\n"
+    )
+    assert re.fullmatch(pattern, err), err
 
 
 async def test_a_token_reaches_the_real_gateway(

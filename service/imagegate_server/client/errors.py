@@ -37,6 +37,10 @@ _CONNECT_CAUSES = (
 )
 
 
+# How a status message says when to retry ("...; retry in 59.9 s").
+_RETRY_STATED = re.compile(r"\bretry (?:in|after) \d")
+
+
 def one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
@@ -63,8 +67,10 @@ def trailers(error: grpc.aio.AioRpcError) -> list[tuple[str, str | bytes]]:
     return [(str(key), value) for key, value in metadata or ()]
 
 
-def _unpack(detail: any_pb2.Any) -> list[str]:
-    """Compact phrases for one detail; unknown detail types are skipped."""
+def _unpack(detail: any_pb2.Any, message: str) -> list[str]:
+    """Compact phrases for one detail, leaving out what ``message`` already says (the
+    gateway's limiter states the limit, whose it is and when to retry in the message,
+    and again in QuotaFailure and RetryInfo for programs); unknown types are skipped."""
     if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
         bad_request = error_details_pb2.BadRequest()
         detail.Unpack(bad_request)
@@ -84,6 +90,8 @@ def _unpack(detail: any_pb2.Any) -> list[str]:
             parts.append(f"upstream request {info.metadata['upstream_request_id']}")
         return [", ".join(parts)] if parts else []
     if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+        if _RETRY_STATED.search(message):
+            return []
         retry = error_details_pb2.RetryInfo()
         detail.Unpack(retry)
         seconds = retry.retry_delay.ToNanoseconds() / 1e9
@@ -94,6 +102,7 @@ def _unpack(detail: any_pb2.Any) -> list[str]:
         return [
             f"quota {v.subject}" + (f": {one_line(v.description)}" if v.description else "")
             for v in quota.violations
+            if not (v.description and one_line(v.description) in message)
         ]
     if detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
         failure = error_details_pb2.PreconditionFailure()
@@ -152,7 +161,7 @@ def describe_rpc_error(
         message = "; ".join([message, *descriptions]) if message else "; ".join(descriptions)
     parts: list[str] = []
     for detail in status.details:
-        parts.extend(p for p in _unpack(detail) if p)
+        parts.extend(p for p in _unpack(detail, message) if p)
     request_id = _trailer(error, UPSTREAM_REQUEST_ID)
     if request_id and not any(request_id in part for part in parts):
         parts.append(f"upstream request {request_id}")

@@ -389,6 +389,23 @@ async def test_unreachable_target(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert err == f"imagegate: UNAVAILABLE: could not reach 127.0.0.1:{port} (connection refused)\n"
 
 
+async def test_a_target_without_a_port_says_which_port_was_tried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # gRPC connects to 443 when a target names no port, not to the gateway's 50051.
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 443)) == 0:
+            pytest.skip("something listens on 127.0.0.1:443 here")
+    code, _, err = await run_cli(
+        ["generate", "p", "-o", str(tmp_path / "x.png"), "--target", "127.0.0.1"], capsys
+    )
+    assert code == 1
+    assert err == (
+        "imagegate: UNAVAILABLE: could not reach 127.0.0.1:443 (connection refused); the "
+        "target names no port and gRPC's default is 443 (the gateway's is 50051)\n"
+    )
+
+
 async def test_deadline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # A server that accepts the connection and never answers, as a hung gateway does:
     # only the CLI's own deadline can end the call, so the line is the CLI's.

@@ -17,7 +17,11 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from imagegate_server.client.parsers import DEFAULT_PORT
+
 PROGRAM = "imagegate"
+# gRPC's own codes for a gateway it never reached (or that never answered).
+_UNREACHED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 DETAILS_KEY = "grpc-status-details-bin"
 UPSTREAM_REQUEST_ID = "x-upstream-request-id"
 # Metadata of ErrorInfo that is noise on a command line (the HTTP status is implied
@@ -140,19 +144,27 @@ def describe_rpc_error(
     token_given: bool,
     tls: bool = False,
     client_certificate: bool = False,
+    port_tried: int | None = None,
 ) -> str:
     """The whole line, ``imagegate: CODE: message (details)``.
 
     ``tls`` and ``client_certificate`` say how the CLI connected, so that a
-    connection the gateway dropped during the handshake can be explained.
+    connection the gateway dropped during the handshake can be explained;
+    ``port_tried``: the port gRPC fell back to because the target named none.
     """
     code = error.code()
     message = one_line(error.details() or "")
     status = rich_status(error)
     if status is None:
-        text = _without_details(code, message, target, timeout, token_given)
+        shown = target if port_tried is None else _with_port(target, port_tried)
+        text = _without_details(code, message, shown, timeout, token_given)
         if code == grpc.StatusCode.UNAVAILABLE and tls and _closed_on_connect(message):
             text = f"{text}; {_handshake_hint(client_certificate)}"
+        if port_tried is not None and code in _UNREACHED and not _unresolved(message):
+            text += (
+                f"; the target names no port and gRPC's default is {port_tried} "
+                f"(the gateway's is {DEFAULT_PORT})"
+            )
         return f"{PROGRAM}: {code.name}: {text}"
     if status.message:
         message = one_line(status.message)
@@ -169,11 +181,26 @@ def describe_rpc_error(
     return f"{PROGRAM}: {code.name}: {message or code.name.lower()}{suffix}"
 
 
+def _with_port(target: str, port: int) -> str:
+    """``myhost`` -> ``myhost:443``; a target with a scheme (``dns:``...) as it is."""
+    if target.startswith(("dns:", "ipv4:", "ipv6:")):
+        return target
+    return (
+        f"[{target}]:{port}" if ":" in target and not target.startswith("[") else f"{target}:{port}"
+    )
+
+
 def _trailer(error: grpc.aio.AioRpcError, key: str) -> str | None:
     for name, value in trailers(error):
         if name == key:
             return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
     return None
+
+
+def _unresolved(message: str) -> bool:
+    # The name did not resolve: no port was tried at all.
+    lowered = message.lower()
+    return "resol" in lowered or "name or service not known" in lowered
 
 
 def _closed_on_connect(message: str) -> bool:

@@ -18,7 +18,9 @@ from imagegate.v1 import params_pb2
 
 from imagegate_server.client.options import options_for
 
-DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_PORT = 50051
+"""Where ``imagegate serve`` listens unless told otherwise (Settings.port)."""
+DEFAULT_TARGET = f"127.0.0.1:{DEFAULT_PORT}"
 DEFAULT_TIMEOUT = 300.0
 
 

@@ -18,6 +18,7 @@ from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import params_pb2
 
 from imagegate_server import logs
+from imagegate_server.wording import plural
 
 if TYPE_CHECKING:
     from imagegate.v1 import images_service_pb2_grpc
@@ -76,7 +77,7 @@ async def _demo(settings: Settings, out: Path) -> int:
             written = await _make_images(stub, out)
     finally:
         await gateway.stop(1)
-    print(f"\n{len(written)} images written through the gRPC path:")
+    print(f"\n{plural(len(written), 'image')} written through the gRPC path:")
     for path in written:
         print(f"  {path}  ({path.stat().st_size} bytes)")
     return 0

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "imagegate_server.serve",
+    "imagegate_server.config_command",
     "imagegate_server.demo",
     "imagegate_server.emulator.command",
     "imagegate_server.healthcheck",

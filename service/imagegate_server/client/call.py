@@ -29,6 +29,7 @@ from imagegate_server.client.output import (
 )
 from imagegate_server.client.progress import Progress
 from imagegate_server.client.upload import UploadTracker
+from imagegate_server.wording import plural
 
 if TYPE_CHECKING:
     from imagegate.v1.images_service_pb2_grpc import ImagesServiceAsyncStub
@@ -86,7 +87,7 @@ class Receiver:
             return "waiting for the images"
         receiving = self.assembler.receiving()
         done = len(self.assembler.finals)
-        text = f"receiving: {done} image{'s' if done != 1 else ''} complete"
+        text = f"receiving: {plural(done, 'image')} complete"
         return text + (f", {human_size(receiving)} of the next" if receiving else "")
 
     def handle(self, response: Message) -> None:
@@ -150,7 +151,7 @@ class Receiver:
             self._check_suffix(path, data)
         if finals:
             raise StreamProtocolError(
-                f"image {min(finals)} was sent but is not in the result ({count} images)"
+                f"image {min(finals)} was sent but is not in the result ({plural(count, 'image')})"
             )
         return saved
 

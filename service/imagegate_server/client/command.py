@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             token_given=connection.token is not None,
             tls=connection.secure,
             client_certificate=connection.client_cert is not None,
+            port_tried=connection.port_tried,
         )
         return _fail(line, connection.token)
     except StreamProtocolError as error:

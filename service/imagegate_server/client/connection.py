@@ -20,6 +20,31 @@ import grpc
 from imagegate_server.client.options import UsageError
 from imagegate_server.client.parsers import DEFAULT_TARGET
 
+GRPC_DEFAULT_PORT = 443
+"""The port gRPC connects to when a target names none (for names and addresses alike)."""
+_SCHEMES_WITHOUT_PORTS = ("unix:", "unix-abstract:", "vsock:")
+
+
+def port_tried(target: str) -> int | None:
+    """The port gRPC falls back to for ``target``, or None when the target names one.
+
+    ``--target myhost`` connects to myhost:443, not to the gateway's 50051: an error
+    that says only "could not reach myhost" leaves the user guessing.
+    """
+    if target.startswith(_SCHEMES_WITHOUT_PORTS):
+        return None
+    address = target
+    if address.startswith("dns:"):
+        address = address.removeprefix("dns:")
+        if address.startswith("//"):  # dns://[authority]/host[:port]
+            address = address[2:].partition("/")[2]
+    elif address.startswith(("ipv4:", "ipv6:")):
+        address = address[5:].split(",")[0]
+    if address.startswith("["):  # [v6 address], with a port after "]:"
+        return None if "]:" in address else GRPC_DEFAULT_PORT
+    # One colon: host:port. None: no port. More: a bare IPv6 address, no port.
+    return None if address.count(":") == 1 else GRPC_DEFAULT_PORT
+
 
 class CredentialsError(Exception):
     """A certificate or key file that cannot be read (exit code 1)."""
@@ -35,6 +60,11 @@ class Connection:
     client_cert: bytes | None = None
     """PEM certificate chain presented to the gateway (mTLS)."""
     client_key: bytes | None = field(default=None, repr=False)
+
+    @property
+    def port_tried(self) -> int | None:
+        """The port gRPC tries because the target names none (see :func:`port_tried`)."""
+        return port_tried(self.target)
 
     @property
     def secure(self) -> bool:

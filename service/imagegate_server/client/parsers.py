@@ -18,7 +18,9 @@ from imagegate.v1 import params_pb2
 
 from imagegate_server.client.options import options_for
 
-DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_PORT = 50051
+"""Where ``imagegate serve`` listens unless told otherwise (Settings.port)."""
+DEFAULT_TARGET = f"127.0.0.1:{DEFAULT_PORT}"
 DEFAULT_TIMEOUT = 300.0
 
 
@@ -43,8 +45,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     edit.add_argument("images", metavar="IMAGE", nargs="*", help="input image files")
     edit.add_argument("prompt", metavar="PROMPT")
-    edit.add_argument("--mask", metavar="MASK", type=Path, help="mask PNG to upload")
-    edit.add_argument("--markup", metavar="FILE", type=Path, help="markup PNG to upload")
+    edit.add_argument(
+        "--mask",
+        metavar="MASK",
+        type=Path,
+        # OpenAI's rule (CreateImageEditRequest.mask): transparent means "change this".
+        help="PNG, the size of the first IMAGE, whose fully transparent pixels (alpha 0) "
+        "mark the areas to change (GPT image models take it as guidance)",
+    )
+    edit.add_argument(
+        "--markup",
+        metavar="FILE",
+        type=Path,
+        help="transparent PNG overlay, the size of the first IMAGE, that guides where "
+        "the edit applies (2.5 and later GPT image models; instead of --mask)",
+    )
     options_for(params_pb2.EditParameters.DESCRIPTOR).add_to(edit)
     _add_output_and_connection(edit, partials=True)
     edit.set_defaults(handler=_run, operation="edit", client_parser=edit)

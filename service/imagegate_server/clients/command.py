@@ -50,7 +50,9 @@ def register(subparsers: Any) -> None:
     add.add_argument("name", metavar="NAME", help="client id: letters, digits, '.', '_', '-'")
     add.add_argument("--no-token", action="store_true", help="add no token (certificate-only)")
     add.add_argument(
-        "--expires", type=_expiry, help="token expiry: 90d, 12h, 30m or an ISO 8601 time"
+        "--expires",
+        type=_expiry,
+        help="token expiry, in the future: 90d, 12h, 30m or an ISO 8601 time with a zone",
     )
     add.add_argument(
         "--identity",
@@ -65,7 +67,8 @@ def register(subparsers: Any) -> None:
         action="append",
         dest="models",
         metavar="PATTERN",
-        help="allowed model, name or glob (gpt-image-2*); repeatable; replaces the list",
+        help="allowed model, name or glob (gpt-image-2-*: its snapshots); repeatable; "
+        "replaces the list",
     )
     add.add_argument(
         "--operation",
@@ -129,14 +132,21 @@ def _expiry(text: str) -> datetime:
     now = datetime.now(UTC).replace(microsecond=0)
     match = _RELATIVE.fullmatch(text.strip())
     if match:
-        return now + timedelta(**{_UNITS[match[2]]: int(match[1])})
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected 90d, 12h, 30m or an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError("an ISO 8601 time needs a time zone (Z or +01:00)")
-    return moment.astimezone(UTC)
+        moment = now + timedelta(**{_UNITS[match[2]]: int(match[1])})
+    else:
+        try:
+            moment = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected 90d, 12h, 30m or an ISO 8601 time") from None
+        if moment.tzinfo is None:
+            raise argparse.ArgumentTypeError("an ISO 8601 time needs a time zone (Z or +01:00)")
+        moment = moment.astimezone(UTC)
+    if moment <= now:
+        # The token would be printed once and never work: refuse before writing it.
+        raise argparse.ArgumentTypeError(
+            f"{moment:%Y-%m-%dT%H:%M:%SZ} is not in the future (now: {now:%Y-%m-%dT%H:%M:%SZ})"
+        )
+    return moment
 
 
 def _run(action: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:

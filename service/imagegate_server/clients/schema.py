@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
 from imagegate_server.clients.tokens import TOKEN_ID_PATTERN
+from imagegate_server.wording import plural
 
 CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TOKEN_ID = re.compile(TOKEN_ID_PATTERN)
@@ -251,7 +252,7 @@ def describe(error: ValidationError) -> tuple[str, str]:
     else:
         problem = "is not valid"
     if len(errors) > 1:
-        problem += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        problem += f" (and {plural(len(errors) - 1, 'more problem', 'more problems')})"
     return where, problem
 
 

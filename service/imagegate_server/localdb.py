@@ -85,7 +85,9 @@ class LocalDatabase:
         self._closed = False
 
     @classmethod
-    async def open(cls, directory: Path, *schemas: Schema) -> LocalDatabase:
+    async def open(
+        cls, directory: Path, *schemas: Schema, busy_timeout_s: float = BUSY_TIMEOUT_S
+    ) -> LocalDatabase:
         """Creates the directory and file if needed and brings each schema up to date.
 
         Raises :class:`StartupError` with one line naming the directory when it
@@ -95,7 +97,7 @@ class LocalDatabase:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagegate-localdb")
         database = cls(path, executor)
         try:
-            await asyncio.wrap_future(executor.submit(_open, path, schemas))
+            await asyncio.wrap_future(executor.submit(_open, path, schemas, busy_timeout_s))
         except BaseException:
             executor.shutdown(wait=False)
             raise
@@ -143,7 +145,7 @@ _local = threading.local()
 """``connection``: the thread's own (one thread per executor, one executor per database)."""
 
 
-def _open(path: Path, schemas: tuple[Schema, ...]) -> None:
+def _open(path: Path, schemas: tuple[Schema, ...], busy_timeout_s: float) -> None:
     where = str(path.parent)[:200]
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -169,7 +171,7 @@ def _open(path: Path, schemas: tuple[Schema, ...]) -> None:
     except sqlite3.Error:
         raise StartupError(f"{_SETTING}: cannot open {str(path)[:200]!r}") from None
     try:
-        connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StartupError(

@@ -28,6 +28,7 @@ from imagegate_server.limits.model import (
     MAX_SPEND_LISTING,
     Admission,
     Budget,
+    ClientSpend,
     ClientStatus,
     RateLimit,
     SpendListing,
@@ -39,13 +40,8 @@ from imagegate_server.limits.outage import OutagePolicy, StoreHealth, unavailabl
 # timeout, loading, auth, read-only replica, OOM), plus the OS's and asyncio's.
 _STORE_ERRORS = (RedisError, OSError, TimeoutError)
 # A client's key after the prefix: its hash tag (the name percent-encoded) and kind.
-_CLIENT_KEY = re.compile(r"\{c:([^{}]*)\}:(?:rates|open|spend|done)")
+_CLIENT_KEY = re.compile(r"\{c:([^{}]*)\}:(rates|open|spend|done)")
 _PIPELINE = 500
-
-
-def _glob_escape(text: str) -> str:
-    """``text`` matched literally by SCAN's MATCH (a glob)."""
-    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
 
 
 def where(url: str) -> str:
@@ -224,41 +220,53 @@ class RedisLimiter:
         return redis_wire.client_status(client, rates, max_concurrent, budgets, reply, peek)
 
     async def list_spend(self, limit: int = MAX_SPEND_LISTING) -> SpendListing:
-        """SCANs the prefix's client keys (never KEYS), up to ``limit`` clients (which
-        ones, when there are more, is SCAN's order), then reads each client's spend
-        with ``status.lua`` in pipelines of :data:`_PIPELINE` (one slot per command)."""
+        """SCANs the prefix's ``:open`` and ``:spend`` keys (never KEYS) and reads each
+        client's figures with ``status.lua``, pipelined :data:`_PIPELINE` at a time (each
+        command in its client's slot), until more than ``limit`` clients qualify; which
+        ones are listed then is SCAN's order."""
         started_up = self._health.reachable
         if self._health.skip():
             raise unavailable("spend")
+        found: dict[str, ClientSpend] = {}
         try:
-            clients, truncated = await self._scan_clients(limit)
             sha = await self._redis.script_load(lua.source("status"))
-            replies: list[list[Any]] = []
-            for start in range(0, len(clients), _PIPELINE):
-                pipe = self._redis.pipeline(transaction=False)
-                for client in clients[start : start + _PIPELINE]:
-                    pipe.evalsha(sha, 3, *self.client_keys(client)[:3])
-                replies += await pipe.execute()
-            now_us = int((await self._redis.time())[0]) * 1_000_000
+            seen: set[str] = set()
+            batch: list[str] = []
+            async for key in self._redis.scan_iter(match=self._client_pattern(), count=1000):
+                match = _CLIENT_KEY.fullmatch(key[len(self._prefix) :])
+                if match is None or match.group(2) not in ("open", "spend"):
+                    continue
+                name = unquote(match.group(1))
+                if name not in seen:
+                    seen.add(name)
+                    batch.append(name)
+                if len(batch) == _PIPELINE:
+                    await self._read_spend(sha, batch, found)
+                    batch = []
+                    if len(found) > limit:
+                        break
+            if batch and len(found) <= limit:
+                await self._read_spend(sha, batch, found)
+            seconds = int((await self._redis.time())[0])
         except _STORE_ERRORS as error:
             self._health.down(error)
             raise unavailable("spend") from None
         self._health.up(started_up)
-        listed = [redis_wire.client_spend(c, r) for c, r in zip(clients, replies, strict=True)]
-        entries = tuple(e for e in listed if e.spent_this_month_micros or e.in_flight)
-        return SpendListing(entries, truncated, datetime.fromtimestamp(now_us / 1e6, UTC))
+        listed = tuple(found[name] for name in sorted(found)[:limit])
+        return SpendListing(listed, len(found) > limit, datetime.fromtimestamp(seconds, UTC))
 
-    async def _scan_clients(self, limit: int) -> tuple[list[str], bool]:
-        pattern = _glob_escape(self._prefix) + "{c:*}:*"
-        found: set[str] = set()
-        async for key in self._redis.scan_iter(match=pattern, count=1000):
-            match = _CLIENT_KEY.fullmatch(key[len(self._prefix) :])
-            if match is None:
-                continue
-            found.add(unquote(match.group(1)))
-            if len(found) > limit:
-                return sorted(found)[:limit], True
-        return sorted(found), False
+    def _client_pattern(self) -> str:
+        # The prefix matched literally (it may hold glob characters), then any client.
+        return re.sub(r"([\\*?\[\]])", r"\\\1", self._prefix) + "{c:*}:*"
+
+    async def _read_spend(self, sha: str, clients: list[str], into: dict[str, ClientSpend]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for client in clients:
+            pipe.evalsha(sha, 3, *self.client_keys(client)[:3])
+        for client, reply in zip(clients, await pipe.execute(), strict=True):
+            entry = redis_wire.client_spend(client, reply)
+            if entry.spent_this_month_micros or entry.in_flight:
+                into[client] = entry
 
     async def aclose(self) -> None:
         await self._redis.aclose(close_connection_pool=True)

@@ -20,8 +20,8 @@ from imagegate_server.limits import (
     SqliteLimiter,
 )
 from imagegate_server.limits.periods import period_end
-from imagegate_server.limits.refusals import format_usd
 from imagegate_server.localdb import LocalDatabase
+from imagegate_server.pricing.money import format_usd
 
 CLIENT = "team-a"
 

@@ -38,6 +38,10 @@ class Limiter(Protocol):
         (the one with the longest wait when several refuse), or
         :class:`~imagegate_server.errors.LimiterUnavailable` when the store is down and
         a kind this call needs fails closed.
+
+        An admission with no limit at all may pass without being recorded
+        (``accounted`` False, as the local store does to save a transaction); its
+        cost is still booked when it is settled.
         """
         ...
 

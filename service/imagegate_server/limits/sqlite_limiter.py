@@ -22,7 +22,10 @@ Tables (schema ``limits``, version 1)
     ``limit_spend``   (client, 'day'|'month') -> period number, micro-dollars: the
                       current UTC day's and month's settled spend; older periods
                       are deleted.
-Rows are bounded: calls by the calls in flight, rates and spend by the clients
+A call with no limit at all (no rate, no concurrency limit, no budget) is admitted
+without a transaction and holds no row; settling it books its cost, so its spend is
+still counted, but it is not among the calls in flight. Rows are bounded: calls by
+the calls in flight, rates and spend by the clients
 active this minute and this month. Once a minute a process deletes what is stale.
 
 A database error (disk full, I/O error, a write lock held past the busy timeout)
@@ -117,6 +120,9 @@ class SqliteLimiter:
     # The interface --------------------------------------------------------------------
 
     async def admit(self, admission: Admission) -> Ticket:
+        if not (admission.rates or admission.budgets or admission.max_concurrent is not None):
+            # Nothing to check or hold: skip the transaction; settle books the cost.
+            return Ticket(secrets.token_hex(10), admission.client, 0, accounted=False)
         started_up = self._health.reachable
         if self._health.skip():
             return self._health.uncounted(admission)

@@ -19,7 +19,7 @@ from imagegate_server.client import call
 from imagegate_server.client.assemble import StreamProtocolError
 from imagegate_server.client.call import Receiver, SavedImage, summarize
 from imagegate_server.client.connection import Connection, CredentialsError, connection_from
-from imagegate_server.client.errors import PROGRAM, describe_rpc_error, one_line
+from imagegate_server.client.errors import PROGRAM, one_line
 from imagegate_server.client.fetch import FetchError
 from imagegate_server.client.option_values import enum_choices
 from imagegate_server.client.options import UsageError
@@ -57,15 +57,7 @@ def run(args: argparse.Namespace) -> int:
     except grpc.aio.AioRpcError as error:
         if prepared.uploads is not None and prepared.uploads.error is not None:
             return fail(f"{PROGRAM}: {prepared.uploads.error}")
-        line = describe_rpc_error(
-            error,
-            target=connection.target,
-            timeout=connection.timeout,
-            token_given=connection.token is not None,
-            tls=connection.secure,
-            client_certificate=connection.client_cert is not None,
-        )
-        return fail(line, connection.token)
+        return fail(connection.describe_failure(error), connection.token)
     except StreamProtocolError as error:
         return fail(f"{PROGRAM}: bad answer from {connection.target}: {error}", connection.token)
     except (OutputError, UploadError, FetchError) as error:

@@ -18,7 +18,7 @@ from imagegate.v1 import quota_pb2, quota_pb2_grpc
 
 from imagegate_server.client.command import fail
 from imagegate_server.client.connection import Connection, CredentialsError, connection_from
-from imagegate_server.client.errors import PROGRAM, describe_rpc_error
+from imagegate_server.client.errors import PROGRAM
 from imagegate_server.client.options import UsageError
 from imagegate_server.pricing.money import format_usd
 
@@ -41,15 +41,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         answer = asyncio.run(get_quota(connection))
     except grpc.aio.AioRpcError as error:
-        line = describe_rpc_error(
-            error,
-            target=connection.target,
-            timeout=connection.timeout,
-            token_given=connection.token is not None,
-            tls=connection.secure,
-            client_certificate=connection.client_cert is not None,
-        )
-        return fail(line, connection.token)
+        return fail(connection.describe_failure(error), connection.token)
     if args.json:
         print(json_format.MessageToJson(answer, preserving_proto_field_name=True))
     else:

@@ -160,7 +160,7 @@ def _from_gateway(args: argparse.Namespace) -> Report:
     import grpc
 
     from imagegate_server.client.connection import CredentialsError, connection_from
-    from imagegate_server.client.errors import describe_rpc_error, one_line
+    from imagegate_server.client.errors import one_line
     from imagegate_server.client.options import UsageError
 
     try:
@@ -170,14 +170,7 @@ def _from_gateway(args: argparse.Namespace) -> Report:
     try:
         answer = asyncio.run(_list_client_spend(connection))
     except grpc.aio.AioRpcError as error:
-        line = describe_rpc_error(
-            error,
-            target=connection.target,
-            timeout=connection.timeout,
-            token_given=connection.token is not None,
-            tls=connection.secure,
-            client_certificate=connection.client_cert is not None,
-        )
+        line = connection.describe_failure(error)
         if connection.token:
             line = line.replace(connection.token, "[token]")
         raise CommandFailure(one_line(line).removeprefix("imagegate: ")) from None

@@ -8,12 +8,15 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from imagegate_server.errors import LimiterUnavailable
 from imagegate_server.limits.model import Admission, Ticket
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,26 @@ class StoreHealth:
             log.info(
                 "limits store reachable again (%s)", self.location, extra={"limiter": self.backend}
             )
+
+    async def read(
+        self,
+        what: str,
+        work: Callable[[], Awaitable[T]],
+        errors: tuple[type[BaseException], ...],
+    ) -> T:
+        """``await work()`` against the store, for a read that has no fallback: raises
+        :class:`LimiterUnavailable` naming ``what`` while the store is down (without
+        trying it between probes) or when ``work`` raises one of ``errors``."""
+        started_up = self.reachable
+        if self.skip():
+            raise unavailable(what)
+        try:
+            result = await work()
+        except errors as error:
+            self.down(error)
+            raise unavailable(what) from None
+        self.up(started_up)
+        return result
 
     def uncounted(self, admission: Admission) -> Ticket:
         """The ticket of a call let through while the store is down, per the policy;

@@ -34,7 +34,7 @@ from imagegate_server.limits.model import (
     SpendListing,
     Ticket,
 )
-from imagegate_server.limits.outage import OutagePolicy, StoreHealth, unavailable
+from imagegate_server.limits.outage import OutagePolicy, StoreHealth
 
 # What "Redis is unreachable" looks like from redis-py: its own errors (connection,
 # timeout, loading, auth, read-only replica, OOM), plus the OS's and asyncio's.
@@ -199,12 +199,10 @@ class RedisLimiter:
         max_concurrent: int | None,
         budgets: Sequence[Budget],
     ) -> ClientStatus:
-        started_up = self._health.reachable
-        if self._health.skip():
-            raise unavailable("status")
         own = [rate for rate in rates if not rate.gateway_wide]
         ceiling = [rate for rate in rates if rate.gateway_wide]
-        try:
+
+        async def read() -> ClientStatus:
             reply = await self._run(
                 "status", list(self.client_keys(client)[:3]), [rate.name for rate in own]
             )
@@ -213,45 +211,38 @@ class RedisLimiter:
                 if ceiling
                 else [reply[0]]
             )
-        except _STORE_ERRORS as error:
-            self._health.down(error)
-            raise unavailable("status") from None
-        self._health.up(started_up)
-        return redis_wire.client_status(client, rates, max_concurrent, budgets, reply, peek)
+            return redis_wire.client_status(client, rates, max_concurrent, budgets, reply, peek)
+
+        return await self._health.read("status", read, _STORE_ERRORS)
 
     async def list_spend(self, limit: int = MAX_SPEND_LISTING) -> SpendListing:
         """SCANs the prefix's ``:open`` and ``:spend`` keys (never KEYS) and reads each
         client's figures with ``status.lua``, pipelined :data:`_PIPELINE` at a time (each
         command in its client's slot), until more than ``limit`` clients qualify; which
         ones are listed then is SCAN's order."""
-        started_up = self._health.reachable
-        if self._health.skip():
-            raise unavailable("spend")
+        return await self._health.read("spend", lambda: self._scan_spend(limit), _STORE_ERRORS)
+
+    async def _scan_spend(self, limit: int) -> SpendListing:
         found: dict[str, ClientSpend] = {}
-        try:
-            sha = await self._redis.script_load(lua.source("status"))
-            seen: set[str] = set()
-            batch: list[str] = []
-            async for key in self._redis.scan_iter(match=self._client_pattern(), count=1000):
-                match = _CLIENT_KEY.fullmatch(key[len(self._prefix) :])
-                if match is None or match.group(2) not in ("open", "spend"):
-                    continue
-                name = unquote(match.group(1))
-                if name not in seen:
-                    seen.add(name)
-                    batch.append(name)
-                if len(batch) == _PIPELINE:
-                    await self._read_spend(sha, batch, found)
-                    batch = []
-                    if len(found) > limit:
-                        break
-            if batch and len(found) <= limit:
+        sha = await self._redis.script_load(lua.source("status"))
+        seen: set[str] = set()
+        batch: list[str] = []
+        async for key in self._redis.scan_iter(match=self._client_pattern(), count=1000):
+            match = _CLIENT_KEY.fullmatch(key[len(self._prefix) :])
+            if match is None or match.group(2) not in ("open", "spend"):
+                continue
+            name = unquote(match.group(1))
+            if name not in seen:
+                seen.add(name)
+                batch.append(name)
+            if len(batch) == _PIPELINE:
                 await self._read_spend(sha, batch, found)
-            seconds = int((await self._redis.time())[0])
-        except _STORE_ERRORS as error:
-            self._health.down(error)
-            raise unavailable("spend") from None
-        self._health.up(started_up)
+                batch = []
+                if len(found) > limit:
+                    break
+        if batch and len(found) <= limit:
+            await self._read_spend(sha, batch, found)
+        seconds = int((await self._redis.time())[0])
         listed = tuple(found[name] for name in sorted(found)[:limit])
         return SpendListing(listed, len(found) > limit, datetime.fromtimestamp(seconds, UTC))
 

@@ -53,7 +53,7 @@ from imagegate_server.limits.model import (
     SpendListing,
     Ticket,
 )
-from imagegate_server.limits.outage import OutagePolicy, StoreHealth, unavailable
+from imagegate_server.limits.outage import OutagePolicy, StoreHealth
 from imagegate_server.limits.periods import period_number
 from imagegate_server.localdb import LocalDatabase, Schema
 
@@ -169,26 +169,18 @@ class SqliteLimiter:
         max_concurrent: int | None,
         budgets: Sequence[Budget],
     ) -> ClientStatus:
-        started_up = self._health.reachable
-        if self._health.skip():
-            raise unavailable("status")
-        try:
-            standing, now_us, unix = await self._db.read(
-                lambda db: self._read_standing(db, client, rates)
-            )
-        except _STORE_ERRORS as error:
-            self._health.down(error)
-            raise unavailable("status") from None
-        self._health.up(started_up)
-        return client_status(client, rates, max_concurrent, budgets, standing, now_us, unix)
+        def read(db: sqlite3.Connection) -> ClientStatus:
+            now_us, unix = self._now()
+            standing = self._standing(db, client, rates, now_us, unix)
+            return client_status(client, rates, max_concurrent, budgets, standing, now_us, unix)
+
+        return await self._health.read("status", lambda: self._db.read(read), _STORE_ERRORS)
 
     async def list_spend(self, limit: int = MAX_SPEND_LISTING) -> SpendListing:
-        """Raises :class:`LimiterUnavailable` when the database cannot be read."""
-        try:
-            return await self._db.read(lambda db: read_spend(db, self._clock.unix_s(), limit))
-        except _STORE_ERRORS as error:
-            self._health.down(error)
-            raise unavailable("spend") from None
+        def read(db: sqlite3.Connection) -> SpendListing:
+            return read_spend(db, self._clock.unix_s(), limit)
+
+        return await self._health.read("spend", lambda: self._db.read(read), _STORE_ERRORS)
 
     async def aclose(self) -> None:
         """Nothing to close: the database belongs to whoever opened it (the gateway),
@@ -226,12 +218,6 @@ class SqliteLimiter:
             "ELSE excluded.micros END, number = excluded.number",
             [(ticket.client, p, period_number(p, unix), cost) for p in ("day", "month")],
         )
-
-    def _read_standing(
-        self, db: sqlite3.Connection, client: str, rates: Sequence[RateLimit]
-    ) -> tuple[Standing, int, float]:
-        now_us, unix = self._now()
-        return self._standing(db, client, rates, now_us, unix), now_us, unix
 
     @staticmethod
     def _standing(

@@ -167,10 +167,23 @@ class Settings(BaseSettings):
     with Redis, every replica together), so the fleet sheds load itself before
     OpenAI's organisation limit answers 429. Unset: no ceiling."""
 
+    data_dir: Path = Path("data")
+    """Where the gateway keeps its local state: the limits database
+    (``imagegate.sqlite3``, with its ``-wal`` and ``-shm`` files) today. Relative to
+    the working directory; created (mode 0700) if missing. Every worker of one
+    ``serve`` shares it; two separate gateways must not (each would count the
+    other's calls). A directory that cannot be created or written stops ``serve``."""
+    limits_store: Literal["local", "memory"] = "local"
+    """Where limits and spend live when ``IMAGEGATE_REDIS_URL`` is unset. ``local``
+    (the default): the SQLite database in ``IMAGEGATE_DATA_DIR``, shared by every
+    worker of one ``serve`` and kept across restarts. ``memory``: each process's
+    own memory, forgotten on restart and counted per worker (for tests, or a
+    read-only machine without budgets)."""
+
     redis_url: SecretStr | None = None
     """Redis for limits and spend shared by several replicas (``redis://``, ``rediss://``
     or ``unix://``; may hold a password, so it is a secret and never logged). Unset:
-    limits are kept in this process (right for one replica)."""
+    limits are kept by this machine (see ``limits_store``), right for one replica."""
     redis_prefix: str = "imagegate:"
     """Prefix of every limiter key, so several gateways (or other apps) can share one
     Redis. No braces: they would break the per-client hash tags."""

@@ -489,9 +489,9 @@ def test_a_multi_line_error_message_is_printed_as_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # The catch-all quotes exception text, which may span lines (e.g. a parser's).
-    from imagegate_server.client.command import _fail
+    from imagegate_server.client.command import fail
 
-    assert _fail("imagegate: unexpected error: ValueError: first\n  second\n") == 1
+    assert fail("imagegate: unexpected error: ValueError: first\n  second\n") == 1
     assert capsys.readouterr().err == "imagegate: unexpected error: ValueError: first second\n"
 
 

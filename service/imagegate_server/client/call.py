@@ -29,6 +29,7 @@ from imagegate_server.client.output import (
 )
 from imagegate_server.client.progress import Progress
 from imagegate_server.client.upload import UploadTracker
+from imagegate_server.pricing.money import format_usd
 from imagegate_server.wording import plural
 
 if TYPE_CHECKING:
@@ -180,6 +181,8 @@ def summarize(
             progress.line(f"  revised prompt: {image.revised_prompt}")
     if result.HasField("usage"):
         progress.line("usage: " + _usage(result.usage))
+    if result.HasField("cost"):
+        progress.line("cost: " + _cost(result.cost))
     if result.HasField("svg_usage"):
         svg = result.svg_usage
         progress.line(
@@ -191,6 +194,20 @@ def summarize(
     for image in saved:
         stdout.write(f"{image.path if image.path is not None else image.url}\n")
     stdout.flush()
+
+
+_COST_BASES = {
+    results_pb2.COST_BASIS_USAGE: "from the usage OpenAI reported",
+    results_pb2.COST_BASIS_PER_IMAGE: "per image",
+    results_pb2.COST_BASIS_ESTIMATE: "estimated: OpenAI reported no usage",
+}
+
+
+def _cost(cost: results_pb2.CallCost) -> str:
+    if cost.basis == results_pb2.COST_BASIS_UNPRICED:
+        return f"unknown: the price table ({cost.price_table}) has no price for this model"
+    basis = _COST_BASES.get(cost.basis, "as the gateway computed it")
+    return f"{format_usd(cost.usd_micros)} ({basis}; prices of {cost.price_table})"
 
 
 def _usage(usage: results_pb2.ImageUsage) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 
+from imagegate_server.client.errors import describe_rpc_error
 from imagegate_server.client.options import UsageError
 from imagegate_server.client.parsers import DEFAULT_TARGET
 
@@ -72,6 +73,19 @@ class Connection:
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+    def describe_failure(self, error: grpc.aio.AioRpcError) -> str:
+        """The line a command prints for a call that failed on this connection (it may
+        quote a server's text: pass it through :func:`.command.fail`, which redacts)."""
+        return describe_rpc_error(
+            error,
+            target=self.target,
+            timeout=self.timeout,
+            token_given=self.token is not None,
+            tls=self.secure,
+            client_certificate=self.client_cert is not None,
+            port_tried=self.port_tried,
+        )
 
     def channel(self) -> grpc.aio.Channel:
         if self.secure:

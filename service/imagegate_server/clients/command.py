@@ -85,6 +85,13 @@ def register(subparsers: Any) -> None:
         default=None,
         help="send the client id as OpenAI's safety_identifier/user (default: inherit)",
     )
+    add.add_argument(
+        "--operator",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="may call AdminService: every client's spend, as 'imagegate clients spend' "
+        "shows it through the gateway (default: keep; new clients are not operators)",
+    )
     add.set_defaults(handler=run_add)
 
     listing = commands.add_parser(
@@ -108,6 +115,28 @@ def register(subparsers: Any) -> None:
     revoke.add_argument("name", metavar="NAME")
     revoke.add_argument("--token-id", help="revoke only this token (see 'list')")
     revoke.set_defaults(handler=run_revoke)
+
+    spend = commands.add_parser(
+        "spend",
+        parents=[common],
+        help="show every client's spend today and this month (operator)",
+        description="Show every client's spend in the current UTC day and month, with calls "
+        "in flight, from the store the gateway's limiter uses: the local database "
+        "(IMAGEGATE_DATA_DIR) or Redis (IMAGEGATE_REDIS_URL) read directly, on the gateway's "
+        "host and with its settings; or, with --target (and always for "
+        "IMAGEGATE_LIMITS_STORE=memory), the gateway's AdminService, which needs the token "
+        "of a client marked operator = true. --file adds the clients' budgets.",
+    )
+    spend.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    from imagegate_server.client.parsers import add_connection
+
+    add_connection(
+        spend,
+        30.0,
+        "deadline of the call (default: %(default)g)",
+        title="through the gateway (with --target, or when its limits are in its memory)",
+    )
+    spend.set_defaults(handler=run_spend)
 
 
 def _limit(text: str) -> int | str:
@@ -168,3 +197,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_revoke(args: argparse.Namespace) -> int:
     return _run(revoke, args)
+
+
+def run_spend(args: argparse.Namespace) -> int:
+    from imagegate_server.clients.spend import show_spend
+
+    return _run(show_spend, args)

@@ -103,6 +103,8 @@ def add(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None:
             client[name] = value
+    if args.operator is not None:
+        client["operator"] = args.operator
     if args.identity:
         identities = list(client.get("identities", []))
         identities.extend(i for i in args.identity if i not in identities)

@@ -38,6 +38,9 @@ class Policy:
     stamp_identity: bool = True
     """Send the client id as OpenAI's ``safety_identifier`` (or ``user``) unless the
     caller set one."""
+    operator: bool = False
+    """May call AdminService (the operator's views, such as every client's spend).
+    Set per client (``operator = true``), never inherited from ``[defaults]``."""
 
     def allows_model(self, model: str) -> bool:
         """Whether ``model`` matches one of :attr:`models` (case-sensitive globs)."""

@@ -201,6 +201,9 @@ class TokenEntry(_Strict):
 class ClientEntry(PolicyFields):
     tokens: tuple[TokenEntry, ...] = ()
     identities: Identities = ()
+    operator: Flag = False
+    """May call AdminService (every client's spend). Per client only: ``[defaults]``
+    has no such field, so no file can make every caller an operator by default."""
 
 
 class ClientsDocument(_Strict):

@@ -28,6 +28,7 @@ from support.images import png
 KEY = "sk-bad-upstream-test-key"
 MIB = 1024 * 1024
 CHUNK = 1 * MIB
+SSE_HEADER = ("content-type", "text/event-stream")
 
 
 @dataclass

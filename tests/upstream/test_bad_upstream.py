@@ -27,6 +27,7 @@ from imagegate.v1 import images_service_pb2_grpc, params_pb2, quota_pb2, quota_p
 from support.bad_upstream import (
     KEY,
     MIB,
+    SSE_HEADER,
     BadUpstream,
     Reply,
     answer,
@@ -57,7 +58,6 @@ ESTIMATE = load_prices().estimate_micros(
 )
 # A 1024x1024 PNG answer may be 4 B/px + 1 MiB decoded: about 7 MB of base64.
 HUGE = 400 * MIB
-SSE = ("content-type", "text/event-stream")
 
 
 @dataclass
@@ -288,23 +288,23 @@ def _completed(image: bytes | None = None, **fields: object) -> dict[str, object
 REFUSED_STREAMS: dict[str, tuple[Reply, str]] = {
     # A 300 MB "image" of zeros in one event was relayed as OK.
     "300 MB event": (
-        reply(200, huge_event(300 * MIB), SSE, chunked=True),
+        reply(200, huge_event(300 * MIB), SSE_HEADER, chunked=True),
         "UPSTREAM_ANSWER_TOO_LARGE",
     ),
     "zeros for an image": (
-        reply(200, events(_completed(bytes(3000))), SSE, chunked=True),
+        reply(200, events(_completed(bytes(3000))), SSE_HEADER, chunked=True),
         "UPSTREAM_BAD_IMAGE",
     ),
     "two completed for n=1": (
-        reply(200, events(_completed(), _completed()), SSE, chunked=True),
+        reply(200, events(_completed(), _completed()), SSE_HEADER, chunked=True),
         "UPSTREAM_ANSWER_TOO_LARGE",
     ),
     "no image at all": (
-        reply(200, events({"type": "image_generation.in_progress"}), SSE, chunked=True),
+        reply(200, events({"type": "image_generation.in_progress"}), SSE_HEADER, chunked=True),
         "UPSTREAM_NO_IMAGES",
     ),
     "gzip": (
-        reply(200, events(_completed()), SSE, ("content-encoding", "gzip"), chunked=True),
+        reply(200, events(_completed()), SSE_HEADER, ("content-encoding", "gzip"), chunked=True),
         "UPSTREAM_ENCODING",
     ),
 }
@@ -325,7 +325,7 @@ async def test_a_streamed_event_is_checked_as_a_whole_answer_is(setup: Setup, ca
 async def test_a_streamed_usage_that_cannot_be_trusted_is_charged_the_estimate(
     setup: Setup,
 ) -> None:
-    setup.bad.script(reply(200, events(_completed(usage=usage(-1))), SSE, chunked=True))
+    setup.bad.script(reply(200, events(_completed(usage=usage(-1))), SSE_HEADER, chunked=True))
     result = await setup.stream()
     assert result.cost.basis == results_pb2.COST_BASIS_ESTIMATE
     assert await setup.spent() == result.cost.usd_micros == ESTIMATE

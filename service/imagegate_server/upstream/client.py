@@ -159,15 +159,7 @@ class Upstream:
                 "the upstream connection broke", request_id, may_have_billed=True
             ) from None
         payload, images = reader.finish()
-        aligned = aligned_images(payload, images, request_id)
-        if not aligned:
-            raise UpstreamProtocolError(
-                "the upstream answered without images", request_id, AnswerFault.NO_IMAGES
-            )
-        if len(aligned) > bounds.final_images:
-            raise UpstreamProtocolError(
-                "the upstream sent more images than asked", request_id, AnswerFault.TOO_LARGE
-            )
+        aligned = aligned_images(payload, images, request_id, bounds.final_images)
         return ImagesAnswer(payload, aligned, request_id)
 
     async def _events(

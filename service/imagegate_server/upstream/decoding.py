@@ -176,9 +176,10 @@ class AnswerReader:
 
 
 def aligned_images(
-    payload: Mapping[str, Any], images: list[bytes], request_id: str | None
+    payload: Mapping[str, Any], images: list[bytes], request_id: str | None, max_images: int
 ) -> list[bytes | None]:
-    """The decoded images, one per ``data`` item (None for an item with a URL instead)."""
+    """The decoded images, one per ``data`` item (None for an item with a URL instead):
+    at least one, and at most ``max_images`` (the request's ``n``)."""
     data = payload.get("data")
     items = data if isinstance(data, list) else []
     streamed = iter(images)
@@ -193,4 +194,12 @@ def aligned_images(
             aligned.append(None)
     if len(aligned) != len(items) or next(streamed, None) is not None:
         raise UpstreamProtocolError("the upstream sent images outside its data", request_id)
+    if not aligned:
+        raise UpstreamProtocolError(
+            "the upstream answered without images", request_id, AnswerFault.NO_IMAGES
+        )
+    if len(aligned) > max_images:
+        raise UpstreamProtocolError(
+            "the upstream sent more images than asked", request_id, AnswerFault.TOO_LARGE
+        )
     return aligned

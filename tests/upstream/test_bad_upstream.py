@@ -362,3 +362,40 @@ async def test_a_default_client_gets_the_code_and_ids_of_an_error_with_huge_fiel
     size = sum(len(k) + len(v) for k, v in trailers.items())
     size += 3 * len(error.details().encode())  # type: ignore[attr-defined]
     assert size <= 4096  # gRPC's default limits: 8 KiB soft, 16 KiB hard
+
+
+async def _create(gateway: Gateway, parameters: params_pb2.GenerationParameters) -> grpc.StatusCode:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        stub = images_service_pb2_grpc.ImagesServiceStub(channel)
+        try:
+            await stub.CreateImage(pb.CreateImageRequest(parameters=parameters), timeout=60)
+        except grpc.aio.AioRpcError as error:
+            assert error.code() != grpc.StatusCode.UNAVAILABLE or error_info(error).reason
+            return error.code()
+    return grpc.StatusCode.OK
+
+
+async def test_a_model_the_table_does_not_know_is_bounded_by_the_operators_cap() -> None:
+    unknown = params_pb2.GenerationParameters(prompt=PROMPT, model="gpt-image-9")
+    async with BadUpstream() as bad, started_gateways(KEY, bad.base_url) as start:
+        gateway = await start(upstream_unknown_model_answer_bytes=1 * MIB)
+        bad.script(json_reply(answer(usage(), png() + bytes(600_000))))  # 0.8 MB of base64
+        assert await _create(gateway, unknown) == grpc.StatusCode.OK
+        bad.script(reply(200, huge_answer(2 * MIB), chunked=True))
+        assert await _create(gateway, unknown) == grpc.StatusCode.UNAVAILABLE
+        rejected = {"reason": "UPSTREAM_ANSWER_TOO_LARGE"}
+        metric = "imagegate_upstream_answers_rejected_total"
+        assert gateway.metrics.registry.get_sample_value(metric, rejected) == 1
+
+
+@pytest.mark.parametrize("case", ["gzip bomb", "400 MB chunked", "zeros for an image"])
+async def test_the_bounds_hold_on_the_http2_transport_too(case: str) -> None:
+    # IMAGEGATE_HTTP2 reads answers through httpx's own transport, not aiohttp's.
+    bad_reply, reason = REFUSED_ANSWERS[case]
+    async with BadUpstream() as bad, started_gateways(KEY, bad.base_url) as start:
+        gateway = await start(http2=True)
+        bad.script(bad_reply)
+        assert await _create(gateway, PARAMETERS) == grpc.StatusCode.UNAVAILABLE
+        metric = "imagegate_upstream_answers_rejected_total"
+        assert gateway.metrics.registry.get_sample_value(metric, {"reason": reason}) == 1
+        assert bad.sent[0].body_bytes < 64 * MIB

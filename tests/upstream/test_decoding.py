@@ -18,7 +18,9 @@ from imagegate_server.upstream.decoding import AnswerReader
 
 PNG = b"\x89PNG\r\n\x1a\n"
 # Room for every image these tests decode: the limits have tests of their own below.
-ROOMY = ImageLimits(max_bytes=8_000_000, max_images=10, formats=frozenset({"png"}))
+ROOMY = ImageLimits(
+    max_bytes=8_000_000, max_images=10, formats=frozenset({"png"}), max_json_bytes=100_000
+)
 
 
 def read(
@@ -99,13 +101,17 @@ def _fault(body: bytes, limits: ImageLimits, cuts: list[int] | None = None) -> A
 def test_an_image_larger_than_the_request_allows_is_refused_while_it_is_read(
     cuts: list[int],
 ) -> None:
-    limits = ImageLimits(max_bytes=1_000_000, max_images=1, formats=frozenset({"png"}))
+    limits = ImageLimits(
+        max_bytes=1_000_000, max_images=1, formats=frozenset({"png"}), max_json_bytes=100_000
+    )
     assert read(answer([PNG + bytes(1_000_000 - len(PNG))]), cuts, limits)[1]
     assert _fault(answer([PNG + bytes(1_000_000)]), limits, cuts) is AnswerFault.TOO_LARGE
 
 
 def test_more_images_than_asked_for_are_refused() -> None:
-    limits = ImageLimits(max_bytes=100, max_images=2, formats=frozenset({"png"}))
+    limits = ImageLimits(
+        max_bytes=100, max_images=2, formats=frozenset({"png"}), max_json_bytes=100_000
+    )
     assert len(read(answer([PNG, PNG]), [], limits)[1]) == 2
     assert _fault(answer([PNG, PNG, PNG]), limits) is AnswerFault.TOO_LARGE
 
@@ -123,7 +129,7 @@ def test_more_images_than_asked_for_are_refused() -> None:
 def test_an_image_not_in_the_format_asked_for_is_refused(
     image: bytes, formats: frozenset[str]
 ) -> None:
-    limits = ImageLimits(max_bytes=1000, max_images=1, formats=formats)
+    limits = ImageLimits(max_bytes=1000, max_images=1, formats=formats, max_json_bytes=100_000)
     assert _fault(answer([image]), limits) is AnswerFault.BAD_IMAGE
 
 
@@ -138,5 +144,16 @@ def test_an_image_not_in_the_format_asked_for_is_refused(
     ],
 )
 def test_an_image_in_the_format_asked_for_is_taken(image: bytes, fmt: str) -> None:
-    limits = ImageLimits(max_bytes=1000, max_images=1, formats=frozenset({fmt}))
+    limits = ImageLimits(
+        max_bytes=1000, max_images=1, formats=frozenset({fmt}), max_json_bytes=100_000
+    )
     assert read(answer([image]), [3, 50], limits)[1] == [image]
+
+
+def test_json_beyond_what_the_images_need_is_refused() -> None:
+    # A 16 MiB skeleton of small numbers once parsed into ~70 MB of Python objects.
+    limits = ImageLimits(
+        max_bytes=100, max_images=1, formats=frozenset({"png"}), max_json_bytes=5000
+    )
+    assert read(answer([PNG], filler=[0] * 300), [], limits)[1] == [PNG]
+    assert _fault(answer([PNG], filler=[0] * 2000), limits) is AnswerFault.TOO_LARGE

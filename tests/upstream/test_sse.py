@@ -148,8 +148,8 @@ def _event(kind: str, image: bytes | None = None, **fields: object) -> bytes:
 PNG = b"\x89PNG\r\n\x1a\n"
 ROOMY = AnswerBounds(
     body_bytes=100_000_000,
-    images=ImageLimits(8_000_000, 4, frozenset({"png"})),
-    event=ImageLimits(8_000_000, 1, frozenset({"png"})),
+    images=ImageLimits(8_000_000, 4, frozenset({"png"}), 100_000),
+    event=ImageLimits(8_000_000, 1, frozenset({"png"}), 100_000),
     final_images=4,
     partial_images=4,
 )
@@ -240,8 +240,8 @@ async def test_streamed_images_are_checked_as_a_whole_answers_are(
 ) -> None:
     bounds = AnswerBounds(
         body_bytes=100_000,
-        images=ImageLimits(1000, 2, frozenset({"png"})),
-        event=ImageLimits(1000, 1, frozenset({"png"})),
+        images=ImageLimits(1000, 2, frozenset({"png"}), 100_000),
+        event=ImageLimits(1000, 1, frozenset({"png"}), 100_000),
         final_images=2,
         partial_images=1,
     )

@@ -61,6 +61,9 @@ class ImageLimits:
     """Images with data in the document."""
     formats: frozenset[str]
     """Formats an image may have, as :func:`image_format` tells them."""
+    max_json_bytes: int
+    """The rest of the document (metadata, usage, revised prompts): its JSON with the
+    images' values emptied."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,11 @@ def answer_bounds(
     model = params.get("model")
     rules = rules_for(model) if isinstance(model, str) else None
     output_format = params.get("output_format")
+    json_bytes = n * JSON_BYTES_PER_IMAGE + JSON_BYTES
     if rules is None:
         formats = frozenset({output_format}) if output_format in _ANY_FORMAT else _ANY_FORMAT
         image, body = unknown_model_bytes, unknown_model_bytes
+        json_bytes = min(json_bytes, unknown_model_bytes)
     else:
         fmt = output_format if isinstance(output_format, str) else "png"
         formats = frozenset({fmt})
@@ -97,8 +102,8 @@ def answer_bounds(
         body = documents * (_base64_bytes(image) + JSON_BYTES_PER_IMAGE) + JSON_BYTES
     return AnswerBounds(
         body_bytes=body,
-        images=ImageLimits(image, n, formats),
-        event=ImageLimits(image, 1, formats),
+        images=ImageLimits(image, n, formats, json_bytes),
+        event=ImageLimits(image, 1, formats, JSON_BYTES_PER_IMAGE + JSON_BYTES),
         final_images=n,
         partial_images=n * partials,
     )

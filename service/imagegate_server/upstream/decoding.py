@@ -37,8 +37,6 @@ from imagegate_server.upstream.bounds import ImageLimits, image_format
 _KEY = re.compile(rb'"b64_json"\s*:\s*"')
 # A key split across two chunks: the scan looks back this far into the skeleton.
 _LOOKBACK = 64
-# Everything but the images (metadata, usage, URLs) is small; more is no ImagesResponse.
-MAX_SKELETON_BYTES = 16 * 1024 * 1024
 # Enough of an image's start to tell its format (an SVG's may start with white space).
 _FORMAT_HEAD = 64
 
@@ -76,7 +74,7 @@ class AnswerReader:
             match = next((m for m in _KEY.finditer(window) if m.end() > lookback), None)
             if match is None:
                 self._skeleton += data[pos:]
-                if len(self._skeleton) > MAX_SKELETON_BYTES:
+                if len(self._skeleton) > self._limits.max_json_bytes:
                     raise self._fault(
                         AnswerFault.TOO_LARGE, "the upstream's answer is no images response"
                     )

@@ -146,13 +146,21 @@ def _event(kind: str, image: bytes | None = None, **fields: object) -> bytes:
 
 
 PNG = b"\x89PNG\r\n\x1a\n"
-ROOMY = AnswerBounds(
-    body_bytes=100_000_000,
-    images=ImageLimits(8_000_000, 4, frozenset({"png"}), 100_000),
-    event=ImageLimits(8_000_000, 1, frozenset({"png"}), 100_000),
-    final_images=4,
-    partial_images=4,
-)
+
+
+def png_bounds(body: int, image: int, final: int, partial: int) -> AnswerBounds:
+    """Bounds of a PNG stream: ``final`` completed and ``partial`` partial images of at
+    most ``image`` bytes each, ``body`` bytes in all."""
+    return AnswerBounds(
+        body_bytes=body,
+        images=ImageLimits(image, final, frozenset({"png"}), 100_000),
+        event=ImageLimits(image, 1, frozenset({"png"}), 100_000),
+        final_images=final,
+        partial_images=partial,
+    )
+
+
+ROOMY = png_bounds(100_000_000, 8_000_000, 4, 4)
 
 
 async def _decoded(
@@ -238,13 +246,7 @@ async def test_an_event_without_one_good_image_is_a_protocol_error(data: bytes) 
 async def test_streamed_images_are_checked_as_a_whole_answers_are(
     events: list[tuple[str, bytes]], fault: AnswerFault
 ) -> None:
-    bounds = AnswerBounds(
-        body_bytes=100_000,
-        images=ImageLimits(1000, 2, frozenset({"png"}), 100_000),
-        event=ImageLimits(1000, 1, frozenset({"png"}), 100_000),
-        final_images=2,
-        partial_images=1,
-    )
+    bounds = png_bounds(100_000, 1000, 2, 1)
     body = b"".join(_event(kind, image) for kind, image in events)
     with pytest.raises(UpstreamProtocolError) as caught:
         await _decoded(body, list(range(0, len(body), 7)), bounds)

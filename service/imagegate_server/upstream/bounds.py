@@ -27,16 +27,24 @@ An answer: every image in base64 (4 characters per 3 bytes) plus
 per event, ``n x (1 + partial_images)`` events. A model the table does not know gets
 the operator's cap (``IMAGEGATE_UPSTREAM_UNKNOWN_MODEL_ANSWER_BYTES``) for the whole
 answer and for each image.
+
+:func:`check_head` refuses an answer by its headers (a content encoding, a declared
+length past the bound), :func:`bounded` as soon as more than the bound arrived; the
+decoder checks each image (:class:`ImageLimits`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
+from imagegate_server.errors import AnswerFault, UpstreamProtocolError
 from imagegate_server.imageformat import CONTENT_TYPES, sniff_format
 from imagegate_server.models import MB, ModelRules, parse_size, rules_for
+from imagegate_server.upstream.errors import is_encoded
 
 RASTER_BYTES_PER_PIXEL = 4
 GIF_BYTES_PER_PIXEL_FRAME = 2
@@ -149,3 +157,34 @@ def _count(value: object, *, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return default
     return value
+
+
+def check_head(headers: httpx.Headers, bounds: AnswerBounds, request_id: str | None) -> None:
+    """Refuse an answer by its headers: an encoding, or a length past the bound."""
+    if is_encoded(headers):
+        raise UpstreamProtocolError(
+            "the upstream sent a content encoding the gateway did not ask for",
+            request_id,
+            AnswerFault.ENCODING,
+        )
+    length = headers.get("content-length", "")
+    if length.isdecimal() and len(length) < 20 and int(length) > bounds.body_bytes:
+        raise _too_large(request_id)
+
+
+async def bounded(
+    chunks: AsyncIterator[bytes], limit: int, request_id: str | None
+) -> AsyncIterator[bytes]:
+    """``chunks`` until more than ``limit`` bytes came: then the answer is refused."""
+    taken = 0
+    async for chunk in chunks:
+        taken += len(chunk)
+        if taken > limit:
+            raise _too_large(request_id)
+        yield chunk
+
+
+def _too_large(request_id: str | None) -> UpstreamProtocolError:
+    return UpstreamProtocolError(
+        "the upstream's answer is larger than the request allows", request_id, AnswerFault.TOO_LARGE
+    )

@@ -26,7 +26,6 @@ from pydantic import SecretStr
 
 from imagegate_server import __version__
 from imagegate_server.errors import (
-    AnswerFault,
     UpstreamError,
     UpstreamFailure,
     UpstreamProtocolError,
@@ -35,9 +34,9 @@ from imagegate_server.errors import (
 )
 from imagegate_server.upstream import wire
 from imagegate_server.upstream.answers import ImageEvent, ImageEvents, ImagesAnswer, Reply
-from imagegate_server.upstream.bounds import AnswerBounds, answer_bounds
+from imagegate_server.upstream.bounds import AnswerBounds, answer_bounds, bounded, check_head
 from imagegate_server.upstream.decoding import AnswerReader, aligned_images
-from imagegate_server.upstream.errors import ErrorDecoder, is_encoded, request_id_of
+from imagegate_server.upstream.errors import ErrorDecoder, request_id_of
 from imagegate_server.upstream.events import image_events
 from imagegate_server.upstream.observe import (
     AttemptSpan,
@@ -122,7 +121,7 @@ class Upstream:
                 stream=request.stream,
                 unknown_model_bytes=self._config.unknown_model_answer_bytes,
             )
-            _check_head(response, bounds, request_id)
+            check_head(response.headers, bounds, request_id)
             if request.stream:
                 yield ImageEvents(self._events(response, request_id, bounds), request_id)
             else:
@@ -148,7 +147,7 @@ class Upstream:
         reader = AnswerReader(request_id, bounds.images)
         try:
             async with asyncio.timeout_at(deadline):
-                async for chunk in _bounded(response.aiter_raw(), bounds.body_bytes, request_id):
+                async for chunk in bounded(response.aiter_raw(), bounds.body_bytes, request_id):
                     reader.feed(chunk)
         except TimeoutError:
             raise UpstreamTimeout(
@@ -165,7 +164,7 @@ class Upstream:
     async def _events(
         self, response: httpx.Response, request_id: str | None, bounds: AnswerBounds
     ) -> AsyncIterator[ImageEvent]:
-        body = _bounded(response.aiter_raw(), bounds.body_bytes, request_id)
+        body = bounded(response.aiter_raw(), bounds.body_bytes, request_id)
         try:
             async for event in image_events(body, request_id, self._errors, bounds):
                 yield event
@@ -290,37 +289,6 @@ class Upstream:
                 extensions=extensions,
             )
         return await self._pool.send(built)
-
-
-def _check_head(response: httpx.Response, bounds: AnswerBounds, request_id: str | None) -> None:
-    """Refuse an answer by its headers: an encoding, or a length past the bound."""
-    if is_encoded(response.headers):
-        raise UpstreamProtocolError(
-            "the upstream sent a content encoding the gateway did not ask for",
-            request_id,
-            AnswerFault.ENCODING,
-        )
-    length = response.headers.get("content-length", "")
-    if length.isdecimal() and len(length) < 20 and int(length) > bounds.body_bytes:
-        raise _too_large(request_id)
-
-
-async def _bounded(
-    chunks: AsyncIterator[bytes], limit: int, request_id: str | None
-) -> AsyncIterator[bytes]:
-    """``chunks`` until more than ``limit`` bytes came: then the answer is refused."""
-    taken = 0
-    async for chunk in chunks:
-        taken += len(chunk)
-        if taken > limit:
-            raise _too_large(request_id)
-        yield chunk
-
-
-def _too_large(request_id: str | None) -> UpstreamProtocolError:
-    return UpstreamProtocolError(
-        "the upstream's answer is larger than the request allows", request_id, AnswerFault.TOO_LARGE
-    )
 
 
 def _broken_off(exc: BaseException) -> str | None:

@@ -20,7 +20,7 @@ Each carries exactly what the caller may see (never an upstream exception's text
         ├── UpstreamError     OpenAI answered with an error status
         ├── UpstreamTimeout   deadline or upstream timeout  DEADLINE_EXCEEDED
         ├── UpstreamUnreachable  connect failure / reset    UNAVAILABLE
-        └── UpstreamProtocolError  unparseable answer       UNAVAILABLE
+        └── UpstreamProtocolError  an answer we cannot take UNAVAILABLE + ErrorInfo(reason)
 """
 
 from __future__ import annotations
@@ -35,14 +35,34 @@ from dataclasses import dataclass
 # are relayed: OpenAI's own 401 message quotes part of the key.
 _KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-*]{4,}")
 
+# What an upstream error may put into a caller's status, in UTF-8 bytes. A status
+# travels in trailing metadata, which gRPC clients cap (8 KiB soft, 16 KiB hard in
+# most): the message goes twice (grpc-message, percent-encoded: up to 3 bytes per
+# byte, and the details) and a field violation may repeat it, so these keep the
+# whole status near 4 KiB at worst, whatever the upstream sent.
+MESSAGE_BYTES = 512
+"""An upstream error's message (OpenAI's are one or two sentences)."""
+FIELD_BYTES = 64
+"""An upstream error's ``code``, ``type`` and ``param`` (OpenAI's are short names)."""
+
+
+def clip(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` of UTF-8, on a character boundary."""
+    if len(text) * 4 <= max_bytes:  # even four bytes per character fit
+        return text
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= max_bytes:
+        return text
+    return encoded[:max_bytes].decode("utf-8", "ignore")
+
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with the given secrets (the configured keys, whatever their shape) and
-    anything shaped like an OpenAI key replaced, and bounded in length."""
+    anything shaped like an OpenAI key replaced, cut to :data:`MESSAGE_BYTES`."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    return _KEY_PATTERN.sub("sk-***", text)[:1000]
+    return clip(_KEY_PATTERN.sub("sk-***", text), MESSAGE_BYTES)
 
 
 class StartupError(Exception):
@@ -236,8 +256,33 @@ class UpstreamUnreachable(UpstreamFailure):
     pass
 
 
-class UpstreamProtocolError(UpstreamFailure):
-    """OpenAI answered, but not in a shape we can map: it generated the images."""
+class AnswerFault(enum.Enum):
+    """Why an answer of the upstream was not taken: the ``ErrorInfo`` reason callers
+    get (UNAVAILABLE), and the label of the metric that counts them."""
 
-    def __init__(self, message: str, request_id: str | None = None) -> None:
+    TOO_LARGE = "UPSTREAM_ANSWER_TOO_LARGE"
+    """Larger than the largest answer the request allows: its body, an image decoded,
+    or more images than asked for."""
+    BAD_IMAGE = "UPSTREAM_BAD_IMAGE"
+    """An image that is not base64, empty, or not in the format asked for."""
+    ENCODING = "UPSTREAM_ENCODING"
+    """A content encoding (gzip, br...) the gateway did not ask for."""
+    NO_IMAGES = "UPSTREAM_NO_IMAGES"
+    """A successful answer without any image (``{}``)."""
+    BAD_ANSWER = "UPSTREAM_BAD_ANSWER"
+    """Anything else that is no ImagesResponse or image event: invalid JSON, images
+    outside ``data``, an answer that ended mid-image."""
+
+
+class UpstreamProtocolError(UpstreamFailure):
+    """OpenAI answered, but not in a shape we can take: it generated the images, so
+    the call is charged its estimate."""
+
+    def __init__(
+        self,
+        message: str,
+        request_id: str | None = None,
+        fault: AnswerFault = AnswerFault.BAD_ANSWER,
+    ) -> None:
         super().__init__(message, request_id, may_have_billed=True)
+        self.fault = fault

@@ -101,6 +101,15 @@ class Settings(BaseSettings):
     """Calls gRPC may queue while the server is busy accepting (bursts of new calls)."""
     http2: bool = False
     """Use HTTP/2 to the upstream (multiplexes many calls over few connections)."""
+    upstream_unknown_model_answer_bytes: int = Field(default=128 * MIB, ge=1 * MIB)
+    """The largest answer read from the upstream for a model the model table does not
+    know (for known models, the largest answer the table allows for the request:
+    ``n`` images of its size and format at 4 bytes per pixel, in base64, plus JSON).
+    Larger answers are refused (UNAVAILABLE, ``UPSTREAM_ANSWER_TOO_LARGE``) and
+    charged their estimate; this is also the memory one such call may take."""
+    upstream_error_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * MIB)
+    """How much of an upstream error answer's body is read (OpenAI's error JSON is a
+    few hundred bytes); the rest is not read and its connection is closed."""
 
     max_request_bytes: int = Field(default=256 * MIB, ge=1)
     """Gateway cap of all uploaded bytes of one call (RESOURCE_EXHAUSTED past it)."""

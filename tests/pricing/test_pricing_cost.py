@@ -182,7 +182,11 @@ def test_estimates_round_up(tmp_path: Path) -> None:
     [
         ({"output_tokens": 1}, "usage.input_tokens: is missing"),
         ({"input_tokens": 1}, "usage.output_tokens: is missing"),
-        ({"input_tokens": -1, "output_tokens": 1}, "usage.input_tokens: must be an integer >= 0"),
+        ({"input_tokens": -1, "output_tokens": 1}, "usage.input_tokens: must be an integer from"),
+        (
+            {"input_tokens": 1, "output_tokens": 10**12 + 1},
+            "usage.output_tokens: must be an integer from 0 to 1000000000000",
+        ),
         ({"input_tokens": 1, "output_tokens": 2.5}, "usage.output_tokens: must be an integer"),
         ({"input_tokens": True, "output_tokens": 1}, "usage.input_tokens: must be an integer"),
         (

@@ -14,7 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imagegate_server.errors import UpstreamError, UpstreamErrorKind, UpstreamProtocolError
+from imagegate_server.errors import (
+    AnswerFault,
+    UpstreamError,
+    UpstreamErrorKind,
+    UpstreamProtocolError,
+)
+from imagegate_server.upstream.bounds import AnswerBounds, ImageLimits
 from imagegate_server.upstream.errors import ErrorDecoder
 from imagegate_server.upstream.events import image_events
 from imagegate_server.upstream.sse import iter_events
@@ -139,23 +145,41 @@ def _event(kind: str, image: bytes | None = None, **fields: object) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
 
 
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def png_bounds(body: int, image: int, final: int, partial: int) -> AnswerBounds:
+    """Bounds of a PNG stream: ``final`` completed and ``partial`` partial images of at
+    most ``image`` bytes each, ``body`` bytes in all."""
+    return AnswerBounds(
+        body_bytes=body,
+        images=ImageLimits(image, final, frozenset({"png"}), 100_000),
+        event=ImageLimits(image, 1, frozenset({"png"}), 100_000),
+        final_images=final,
+        partial_images=partial,
+    )
+
+
+ROOMY = png_bounds(100_000_000, 8_000_000, 4, 4)
+
+
 async def _decoded(
-    body: bytes, cuts: list[int] | None = None
+    body: bytes, cuts: list[int] | None = None, bounds: AnswerBounds = ROOMY
 ) -> list[tuple[bool, dict[str, object], bytes]]:
-    events = image_events(chunks_of(body, cuts or []), "req_1", ErrorDecoder(["sk-x"]))
+    events = image_events(chunks_of(body, cuts or []), "req_1", ErrorDecoder(["sk-x"]), bounds)
     return [(event.partial, dict(event.payload), event.image) async for event in events]
 
 
 async def test_image_events_are_partial_or_completed_and_others_are_skipped() -> None:
     body = (
-        _event("image_generation.partial_image", b"\x00", partial_image_index=0)
+        _event("image_generation.partial_image", PNG + b"\x00", partial_image_index=0)
         + _event("image_generation.in_progress")
-        + _event("image_edit.completed", b"\x01\x02")
+        + _event("image_edit.completed", PNG + b"\x01\x02")
     )
     decoded = await _decoded(body)
     assert [(partial, image) for partial, _, image in decoded] == [
-        (True, b"\x00"),
-        (False, b"\x01\x02"),
+        (True, PNG + b"\x00"),
+        (False, PNG + b"\x01\x02"),
     ]
     assert decoded[0][1] == {
         "type": "image_generation.partial_image",
@@ -166,7 +190,7 @@ async def test_image_events_are_partial_or_completed_and_others_are_skipped() ->
 
 
 async def test_large_images_are_decoded_whatever_the_chunks() -> None:
-    first, second = os.urandom(2_000_000), os.urandom(1_500_000)
+    first, second = PNG + os.urandom(2_000_000), PNG + os.urandom(1_500_000)
     body = _event("image_generation.partial_image", first, partial_image_index=0) + _event(
         "image_generation.completed", second, usage={"total_tokens": 5}
     )
@@ -207,3 +231,23 @@ async def test_error_events_in_both_shapes_raise_their_classified_error(data: by
 async def test_an_event_without_one_good_image_is_a_protocol_error(data: bytes) -> None:
     with pytest.raises(UpstreamProtocolError):
         await _decoded(b"event: image_generation.completed\ndata: " + data + b"\n\n")
+
+
+@pytest.mark.parametrize(
+    ("events", "fault"),
+    [
+        # an event's image past the bound: a 300 MB "image" of zeros once went through
+        ([("image_generation.completed", PNG + bytes(1001))], AnswerFault.TOO_LARGE),
+        ([("image_generation.completed", bytes(500))], AnswerFault.BAD_IMAGE),
+        ([("image_generation.completed", PNG)] * 3, AnswerFault.TOO_LARGE),  # n=2
+        ([("image_generation.partial_image", PNG)] * 2, AnswerFault.TOO_LARGE),  # 1 partial
+    ],
+)
+async def test_streamed_images_are_checked_as_a_whole_answers_are(
+    events: list[tuple[str, bytes]], fault: AnswerFault
+) -> None:
+    bounds = png_bounds(100_000, 1000, 2, 1)
+    body = b"".join(_event(kind, image) for kind, image in events)
+    with pytest.raises(UpstreamProtocolError) as caught:
+        await _decoded(body, list(range(0, len(body), 7)), bounds)
+    assert caught.value.fault is fault

@@ -124,6 +124,8 @@ class Gateway:
                 ),
                 max_connections=settings.max_connections,
                 http2=settings.http2,
+                unknown_model_answer_bytes=settings.upstream_unknown_model_answer_bytes,
+                error_body_bytes=settings.upstream_error_body_bytes,
             ),
             observer=self.metrics,
             tracer=self._tracing.upstream if self._tracing is not None else None,

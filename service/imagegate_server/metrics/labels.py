@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import grpc
 
+from imagegate_server.errors import AnswerFault
 from imagegate_server.models import rules_for
 
 OTHER = "other"
@@ -21,6 +22,8 @@ ANONYMOUS = "anonymous"
 OPERATIONS = frozenset({"generation", "edit", "variation"})
 UPSTREAM_FAILURES = frozenset({"connect_error", "timeout", "reset"})
 RETRY_CAUSES = frozenset({"connect", "rate_limited", "should_retry"})
+ANSWER_FAULTS = frozenset(fault.value for fault in AnswerFault)
+USAGE_ANOMALIES = frozenset({"missing", "invalid", "implausible"})
 GRPC_CODES = frozenset(code.name for code in grpc.StatusCode)
 # Limit names come from the limiter's code, never from a caller; the pattern keeps
 # a mistake there from turning into unbounded label values.
@@ -46,6 +49,14 @@ def upstream_status(status: int | str) -> str:
 
 def retry_cause(cause: str) -> str:
     return cause if cause in RETRY_CAUSES else OTHER
+
+
+def answer_fault(reason: str) -> str:
+    return reason if reason in ANSWER_FAULTS else OTHER
+
+
+def usage_anomaly(kind: str) -> str:
+    return kind if kind in USAGE_ANOMALIES else OTHER
 
 
 def grpc_code(code: grpc.StatusCode | str) -> str:

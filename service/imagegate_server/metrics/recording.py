@@ -65,6 +65,25 @@ class Metrics:
                 registry=reg,
             ).labels
         )
+        self._answers_rejected = Children(
+            Counter(
+                "imagegate_upstream_answers_rejected_total",
+                "Upstream answers not taken (the call got UNAVAILABLE and was charged its "
+                "estimate), by ErrorInfo reason (UPSTREAM_ANSWER_TOO_LARGE, UPSTREAM_BAD_IMAGE, "
+                "UPSTREAM_ENCODING, UPSTREAM_NO_IMAGES, UPSTREAM_BAD_ANSWER).",
+                ("reason",),
+                registry=reg,
+            ).labels
+        )
+        self._usage_anomalies = Children(
+            Counter(
+                "imagegate_upstream_usage_anomalies_total",
+                "Answers whose token usage could not be trusted (missing, invalid, "
+                "implausible); each such call was charged its estimate.",
+                ("kind",),
+                registry=reg,
+            ).labels
+        )
         self._images = Children(
             Counter(
                 "imagegate_images_total",
@@ -180,6 +199,14 @@ class Metrics:
     def upstream_retry(self, cause: str) -> None:
         """A retry is about to be sent: ``connect``, ``rate_limited`` or ``should_retry``."""
         self._retries(labels.retry_cause(cause)).inc()
+
+    def upstream_answer_rejected(self, reason: str) -> None:
+        """An answer was not taken: ``reason`` is its ``AnswerFault`` value."""
+        self._answers_rejected(labels.answer_fault(reason)).inc()
+
+    def usage_anomaly(self, kind: str) -> None:
+        """An answer's usage was ``missing``, ``invalid`` or ``implausible``."""
+        self._usage_anomalies(labels.usage_anomaly(kind)).inc()
 
     def set_upstream_up(self, up: bool) -> None:
         self._upstream_up.set(1 if up else 0)

@@ -7,6 +7,7 @@ Public API
     :meth:`~PriceTable.cost_micros`, :meth:`~PriceTable.estimate_micros`,
     :meth:`~PriceTable.max_estimate_micros`, :meth:`~PriceTable.resolve`),
     :class:`TokenUsage` with :meth:`TokenUsage.from_openai`, :func:`combine_streamed`,
+    :func:`usage_ceiling` (the most tokens a call can have used: :class:`UsageCeiling`),
     :class:`CallCost` / :class:`CostBasis`, and the errors :class:`PricesFileError`
     and :class:`InvalidUsage`.
 
@@ -31,19 +32,23 @@ Costs
     cost equals the unary one plus the partial images OpenAI bills.
 """
 
+from imagegate_server.pricing.ceilings import UsageCeiling, usage_ceiling
 from imagegate_server.pricing.fields import PricesFileError
 from imagegate_server.pricing.loading import load_price_table, load_prices
 from imagegate_server.pricing.table import CallCost, CostBasis, PriceTable
-from imagegate_server.pricing.usage import InvalidUsage, TokenUsage, combine_streamed
+from imagegate_server.pricing.usage import MAX_TOKENS, InvalidUsage, TokenUsage, combine_streamed
 
 __all__ = [
+    "MAX_TOKENS",
     "CallCost",
     "CostBasis",
     "InvalidUsage",
     "PriceTable",
     "PricesFileError",
     "TokenUsage",
+    "UsageCeiling",
     "combine_streamed",
     "load_price_table",
     "load_prices",
+    "usage_ceiling",
 ]

@@ -31,6 +31,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+MAX_TOKENS = 10**12
+"""More tokens than this in one count is no usage (a trillion tokens would cost
+millions of dollars); it also keeps every cost within a 64-bit integer."""
+
 
 class InvalidUsage(ValueError):
     """An upstream ``usage`` object that cannot be priced. ``str()`` names the field
@@ -74,7 +78,8 @@ class TokenUsage:
         input beyond ``text_tokens + image_tokens`` counts as image input; output
         without ``output_tokens_details`` (or with an empty one, as some streams send)
         is all image output, and output beyond the itemised text tokens is image
-        output. Raises :class:`InvalidUsage`.
+        output. Raises :class:`InvalidUsage` for a count that is missing where
+        required, no integer, negative or above :data:`MAX_TOKENS`.
         """
         input_total = _count(usage, "input_tokens", required=True)
         output_total = _count(usage, "output_tokens", required=True)
@@ -133,6 +138,6 @@ def _count(source: Mapping[str, object], field: str, *, required: bool = False) 
         if required:
             raise InvalidUsage(f"usage.{field}: is missing")
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidUsage(f"usage.{field}: must be an integer >= 0")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
+        raise InvalidUsage(f"usage.{field}: must be an integer from 0 to {MAX_TOKENS}")
     return value

@@ -4,6 +4,12 @@ safe retries, and its reply read: the whole answer, or its events as they arrive
 The OpenAI key is added to requests here and nowhere else. Every call takes an
 absolute deadline (the caller's gRPC deadline or the configured upstream timeout,
 whichever is sooner, as ``loop.time()``); no attempt or backoff runs past it.
+
+What an answer may hold is bounded by what the request asked for (:mod:`.bounds`):
+its body is read as sent (the gateway asks for no content encoding and takes none)
+and no further than the largest legitimate answer, each image is checked as it is
+decoded, and an error body is read only up to a small cap. An answer past a bound is
+an :class:`UpstreamProtocolError` naming its :class:`AnswerFault`.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -27,8 +34,9 @@ from imagegate_server.errors import (
 )
 from imagegate_server.upstream import wire
 from imagegate_server.upstream.answers import ImageEvent, ImageEvents, ImagesAnswer, Reply
+from imagegate_server.upstream.bounds import AnswerBounds, answer_bounds, bounded, check_head
 from imagegate_server.upstream.decoding import AnswerReader, aligned_images
-from imagegate_server.upstream.errors import ErrorDecoder
+from imagegate_server.upstream.errors import ErrorDecoder, request_id_of
 from imagegate_server.upstream.events import image_events
 from imagegate_server.upstream.observe import (
     AttemptSpan,
@@ -54,6 +62,10 @@ class UpstreamConfig:
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(2, 0.5, 20.0))
     max_connections: int = 4096
     http2: bool = False
+    unknown_model_answer_bytes: int = 128 * 1024 * 1024
+    """The largest answer (and image) taken for a model the model table does not know."""
+    error_body_bytes: int = 64 * 1024
+    """How much of an error answer's body is read; the rest is not."""
 
 
 # A timer may fire a hair before its time: within this of the deadline, it was the deadline.
@@ -71,7 +83,7 @@ class Upstream:
         self._observer = observer or Unobserved()
         self._tracer = tracer or Untraced()
         self._base_url = config.base_url.rstrip("/") + "/"
-        self._errors = ErrorDecoder([config.api_key.get_secret_value()])
+        self._errors = ErrorDecoder([config.api_key.get_secret_value()], config.error_body_bytes)
         self._pool = Pool(config.max_connections, http2=config.http2)
         self._urls = {op: httpx.URL(self._base_url + path) for op, path in wire.PATHS.items()}
         headers = {
@@ -85,6 +97,12 @@ class Upstream:
             headers["openai-project"] = config.project
         self._headers = headers
 
+    @property
+    def name(self) -> str:
+        """The upstream's host (and port), for log lines: no path, no credentials."""
+        parts = urlsplit(self._base_url)
+        return f"{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+
     async def aclose(self) -> None:
         await self._pool.aclose()
 
@@ -96,28 +114,40 @@ class Upstream:
         block closes the response (and so aborts a stream still running).
         """
         response, span = await self._send(request, deadline)
-        request_id = response.headers.get("x-request-id")
+        request_id = request_id_of(response.headers)
         try:
+            bounds = answer_bounds(
+                request.params,
+                stream=request.stream,
+                unknown_model_bytes=self._config.unknown_model_answer_bytes,
+            )
+            check_head(response.headers, bounds, request_id)
             if request.stream:
-                yield ImageEvents(self._events(response, request_id), request_id)
+                yield ImageEvents(self._events(response, request_id, bounds), request_id)
             else:
-                yield await self._answer(response, request_id, deadline)
+                yield await self._answer(response, request_id, deadline, bounds)
         except BaseException as exc:
             cause = _broken_off(exc)
             if cause is not None:
                 span.failed(cause)
+            if isinstance(exc, UpstreamProtocolError):
+                self._observer.upstream_answer_rejected(exc.fault.value)
             raise
         finally:
             await response.aclose()
             span.end()
 
     async def _answer(
-        self, response: httpx.Response, request_id: str | None, deadline: float
+        self,
+        response: httpx.Response,
+        request_id: str | None,
+        deadline: float,
+        bounds: AnswerBounds,
     ) -> ImagesAnswer:
-        reader = AnswerReader(request_id)
+        reader = AnswerReader(request_id, bounds.images)
         try:
             async with asyncio.timeout_at(deadline):
-                async for chunk in response.aiter_bytes():
+                async for chunk in bounded(response.aiter_raw(), bounds.body_bytes, request_id):
                     reader.feed(chunk)
         except TimeoutError:
             raise UpstreamTimeout(
@@ -128,13 +158,15 @@ class Upstream:
                 "the upstream connection broke", request_id, may_have_billed=True
             ) from None
         payload, images = reader.finish()
-        return ImagesAnswer(payload, aligned_images(payload, images, request_id), request_id)
+        aligned = aligned_images(payload, images, request_id, bounds.final_images)
+        return ImagesAnswer(payload, aligned, request_id)
 
     async def _events(
-        self, response: httpx.Response, request_id: str | None
+        self, response: httpx.Response, request_id: str | None, bounds: AnswerBounds
     ) -> AsyncIterator[ImageEvent]:
+        body = bounded(response.aiter_raw(), bounds.body_bytes, request_id)
         try:
-            async for event in image_events(response.aiter_bytes(), request_id, self._errors):
+            async for event in image_events(body, request_id, self._errors, bounds):
                 yield event
         except httpx.TimeoutException:
             raise UpstreamTimeout(
@@ -197,7 +229,7 @@ class Upstream:
                     self._observer.upstream_request(
                         model, response.status_code, loop.time() - began
                     )
-                    span.answered(response.status_code, response.headers.get("x-request-id"))
+                    span.answered(response.status_code, request_id_of(response.headers))
                     if response.status_code < 400:
                         handed_over = True
                         return response, span

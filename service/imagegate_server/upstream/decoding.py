@@ -9,6 +9,11 @@ as they arrive and only the small rest of the document, the *skeleton* with ever
 image value emptied, is kept and parsed (orjson) at the end. The same answer costs
 its decoded images plus one chunk.
 
+Each image is checked as it is read, against what the request allows
+(:class:`~imagegate_server.upstream.bounds.ImageLimits`): its decoded size while it
+is decoded, no more images than asked for, and, once whole, its format by its first
+bytes (a format is a few bytes to look at, so no image is copied for it).
+
 A key is recognised only as a key: inside a JSON string every quote is escaped, so
 the unescaped sequence ``"b64_json"`` followed by ``:`` and ``"`` cannot occur in a
 value. Base64 needs no escapes, but JSON allows ``\\/`` for ``/`` (some encoders
@@ -26,13 +31,14 @@ from typing import Any
 import orjson
 import pybase64
 
-from imagegate_server.errors import UpstreamProtocolError
+from imagegate_server.errors import AnswerFault, UpstreamProtocolError
+from imagegate_server.upstream.bounds import ImageLimits, image_format
 
 _KEY = re.compile(rb'"b64_json"\s*:\s*"')
 # A key split across two chunks: the scan looks back this far into the skeleton.
 _LOOKBACK = 64
-# Everything but the images (metadata, usage, URLs) is small; more is no ImagesResponse.
-MAX_SKELETON_BYTES = 16 * 1024 * 1024
+# Enough of an image's start to tell its format (an SVG's may start with white space).
+_FORMAT_HEAD = 64
 
 
 class AnswerReader:
@@ -43,11 +49,14 @@ class AnswerReader:
     holds their decoded bytes in document order.
     """
 
-    def __init__(self, request_id: str | None) -> None:
+    def __init__(self, request_id: str | None, limits: ImageLimits) -> None:
         self._request_id = request_id
+        self._limits = limits
         self._skeleton = bytearray()
         self._image: list[bytes] | None = None
         """Decoded pieces of the image being read; None between images."""
+        self._image_bytes = 0
+        """Decoded bytes of the image being read."""
         self._carry = b""
         """Base64 characters short of a 4-character group, for the next chunk."""
         self._images: list[bytes] = []
@@ -65,15 +74,17 @@ class AnswerReader:
             match = next((m for m in _KEY.finditer(window) if m.end() > lookback), None)
             if match is None:
                 self._skeleton += data[pos:]
-                if len(self._skeleton) > MAX_SKELETON_BYTES:
-                    raise UpstreamProtocolError(
-                        "the upstream's answer is no images response", self._request_id
+                if len(self._skeleton) > self._limits.max_json_bytes:
+                    raise self._fault(
+                        AnswerFault.TOO_LARGE, "the upstream's answer is no images response"
                     )
                 return
+            if len(self._images) >= self._limits.max_images:
+                raise self._fault(AnswerFault.TOO_LARGE, "the upstream sent more images than asked")
             value_start = pos + match.end() - lookback
             self._skeleton += data[pos:value_start]
             self._skeleton += b'"'  # the value, emptied
-            self._image, self._carry = [], b""
+            self._image, self._carry, self._image_bytes = [], b"", 0
             pos = value_start
 
     def _image_chars(self, data: bytes, pos: int) -> int:
@@ -89,16 +100,16 @@ class AnswerReader:
             if len(group) < 4 and end < 0:
                 self._carry = group
                 return len(data)
-            self._image.append(self._decode(group))
+            self._decode(group)
             self._carry = b""
         # The rest is decoded where it lies in the chunk (a view, not a copy).
         chars = memoryview(data)[pos:stop]
         if end < 0:  # the value goes on in the next chunk: decode whole groups only
             usable = len(chars) - len(chars) % 4
-            self._image.append(self._decode(chars[:usable]))
+            self._decode(chars[:usable])
             self._carry = bytes(chars[usable:])
             return len(data)
-        self._image.append(self._decode(chars))
+        self._decode(chars)
         return self._image_done(end)
 
     def _escaped_chars(self, data: bytes, pos: int, end: int) -> int:
@@ -110,51 +121,63 @@ class AnswerReader:
             chars, held = chars[:-1], b"\\"
         chars = chars.replace(b"\\/", b"/")
         if b"\\" in chars:
-            raise UpstreamProtocolError("the upstream escaped its image data", self._request_id)
-        assert self._image is not None
+            raise self._fault(AnswerFault.BAD_IMAGE, "the upstream escaped its image data")
         if end < 0:
             usable = len(chars) - len(chars) % 4
-            self._image.append(self._decode(memoryview(chars)[:usable]))
+            self._decode(memoryview(chars)[:usable])
             self._carry = chars[usable:] + held
             return len(data)
-        self._image.append(self._decode(chars))
+        self._decode(chars)
         return self._image_done(end)
 
     def _image_done(self, end: int) -> int:
         assert self._image is not None
-        self._images.append(b"".join(self._image))
+        image = b"".join(self._image)
+        if image_format(image[:_FORMAT_HEAD]) not in self._limits.formats:
+            raise self._fault(
+                AnswerFault.BAD_IMAGE, "the upstream sent an image not in the format asked for"
+            )
+        self._images.append(image)
         self._image, self._carry = None, b""
         return end + 1  # past the closing quote: the skeleton has its own
 
-    def _decode(self, chars: bytes | memoryview) -> bytes:
+    def _decode(self, chars: bytes | memoryview) -> None:
+        """Decode base64 characters (whole groups) onto the image being read."""
+        assert self._image is not None
         try:
-            return pybase64.b64decode(chars, validate=True)
+            piece = pybase64.b64decode(chars, validate=True)
         except ValueError:
-            raise UpstreamProtocolError(
-                "the upstream sent invalid base64", self._request_id
-            ) from None
+            raise self._fault(AnswerFault.BAD_IMAGE, "the upstream sent invalid base64") from None
+        self._image_bytes += len(piece)
+        if self._image_bytes > self._limits.max_bytes:
+            raise self._fault(
+                AnswerFault.TOO_LARGE, "the upstream sent an image larger than the request allows"
+            )
+        self._image.append(piece)
+
+    def _fault(self, fault: AnswerFault, message: str) -> UpstreamProtocolError:
+        return UpstreamProtocolError(message, self._request_id, fault)
 
     def finish(self) -> tuple[dict[str, Any], list[bytes]]:
         if self._image is not None:
-            raise UpstreamProtocolError("the upstream's answer ended mid-image", self._request_id)
+            raise self._fault(AnswerFault.BAD_ANSWER, "the upstream's answer ended mid-image")
         return self._parse(self._skeleton), self._images
 
     def _parse(self, document: bytes | bytearray) -> dict[str, Any]:
         try:
             payload = orjson.loads(document)
         except orjson.JSONDecodeError:
-            raise UpstreamProtocolError(
-                "the upstream sent invalid JSON", self._request_id
-            ) from None
+            raise self._fault(AnswerFault.BAD_ANSWER, "the upstream sent invalid JSON") from None
         if not isinstance(payload, dict):
-            raise UpstreamProtocolError("the upstream sent unexpected JSON", self._request_id)
+            raise self._fault(AnswerFault.BAD_ANSWER, "the upstream sent unexpected JSON")
         return payload
 
 
 def aligned_images(
-    payload: Mapping[str, Any], images: list[bytes], request_id: str | None
+    payload: Mapping[str, Any], images: list[bytes], request_id: str | None, max_images: int
 ) -> list[bytes | None]:
-    """The decoded images, one per ``data`` item (None for an item with a URL instead)."""
+    """The decoded images, one per ``data`` item (None for an item with a URL instead):
+    at least one, and at most ``max_images`` (the request's ``n``)."""
     data = payload.get("data")
     items = data if isinstance(data, list) else []
     streamed = iter(images)
@@ -169,4 +192,12 @@ def aligned_images(
             aligned.append(None)
     if len(aligned) != len(items) or next(streamed, None) is not None:
         raise UpstreamProtocolError("the upstream sent images outside its data", request_id)
+    if not aligned:
+        raise UpstreamProtocolError(
+            "the upstream answered without images", request_id, AnswerFault.NO_IMAGES
+        )
+    if len(aligned) > max_images:
+        raise UpstreamProtocolError(
+            "the upstream sent more images than asked", request_id, AnswerFault.TOO_LARGE
+        )
     return aligned

@@ -3,18 +3,35 @@
 Every message relayed from OpenAI (or a compatible server) is redacted here, before
 it can reach a caller or a log line: the configured keys by their literal value,
 whatever their shape, and anything shaped like an OpenAI key.
+
+Everything taken from an error is bounded: the body is read up to a cap (OpenAI's
+error JSON is a few hundred bytes; the rest is not read, and the connection is
+closed rather than drained) and for a few seconds at most, only if it is not
+content-encoded (the gateway asks for no encoding); the message, ``code``, ``type``
+and ``param`` are cut (:data:`~imagegate_server.errors.MESSAGE_BYTES`,
+:data:`~imagegate_server.errors.FIELD_BYTES`) and the upstream's request id is cut to
+a short printable token, so that a status never outgrows gRPC's metadata limits.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
+import orjson
 
-from imagegate_server.errors import UpstreamError, UpstreamErrorKind, redact
+from imagegate_server.errors import FIELD_BYTES, UpstreamError, UpstreamErrorKind, clip, redact
 from imagegate_server.upstream.retry import retry_after_s
+
+# An error body's status is known before its body: reading it longer than this only
+# delays the caller's answer (a body that trickles in would hold the call).
+ERROR_BODY_SECONDS = 5.0
+# Request ids go into trailing metadata and logs: printable ASCII, short.
+_REQUEST_ID_BYTES = 128
+_NOT_PRINTABLE = re.compile(r"[^\x21-\x7e]")
 
 # OpenAI names an error event's cause by code and type, not by HTTP status. These are
 # the statuses the same errors carry as HTTP answers, so that a mid-stream error is
@@ -68,25 +85,39 @@ def event_status(error_type: str | None, code: str | None) -> int:
     return 500
 
 
-class ErrorDecoder:
-    """Builds :class:`UpstreamError` from OpenAI's error shapes, redacting ``secrets``."""
+def request_id_of(headers: httpx.Headers) -> str | None:
+    """The upstream's ``x-request-id``, as a short printable token (None: none)."""
+    raw = headers.get("x-request-id")
+    if raw is None:
+        return None
+    return _NOT_PRINTABLE.sub("", raw[: _REQUEST_ID_BYTES * 4])[:_REQUEST_ID_BYTES] or None
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+
+def is_encoded(headers: httpx.Headers) -> bool:
+    """Whether the body has a content encoding (gzip, br...): the gateway asks for none."""
+    codings = headers.get("content-encoding", "")
+    return any(coding.strip().lower() not in ("", "identity") for coding in codings.split(","))
+
+
+class ErrorDecoder:
+    """Builds :class:`UpstreamError` from OpenAI's error shapes, redacting ``secrets``;
+    reads at most ``max_body_bytes`` of an error body."""
+
+    def __init__(self, secrets: Iterable[str], max_body_bytes: int = 64 * 1024) -> None:
         self._secrets = tuple(secret for secret in secrets if secret)
+        self._max_body_bytes = max_body_bytes
 
     def redact(self, text: str) -> str:
         return redact(text, self._secrets)
 
     async def from_response(self, response: httpx.Response) -> UpstreamError:
-        """From an error response (read and closed here)."""
+        """From an error response (read, up to the cap, and closed here)."""
         try:
-            content = await response.aread()
-        except httpx.HTTPError:
-            content = b""
+            content = await self._body(response)
         finally:
             await response.aclose()
         try:
-            error = json.loads(content).get("error")
+            error = orjson.loads(content).get("error")
         except (ValueError, AttributeError):
             error = None
         fields = error if isinstance(error, dict) else {}
@@ -100,9 +131,25 @@ class ErrorDecoder:
             error_type=_text(fields.get("type")),
             code=code,
             param=_text(fields.get("param")),
-            request_id=response.headers.get("x-request-id"),
+            request_id=request_id_of(response.headers),
             retry_after_s=retry_after_s(response.headers),
         )
+
+    async def _body(self, response: httpx.Response) -> bytes:
+        """Up to the cap of the body, what arrived of it in :data:`ERROR_BODY_SECONDS`;
+        nothing of an encoded one (its status says enough)."""
+        if is_encoded(response.headers):
+            return b""
+        content = bytearray()
+        try:
+            async with asyncio.timeout(ERROR_BODY_SECONDS):
+                async for chunk in response.aiter_raw():
+                    content += chunk[: self._max_body_bytes - len(content)]
+                    if len(content) >= self._max_body_bytes:
+                        break
+        except (TimeoutError, httpx.HTTPError):
+            pass  # what arrived is all there is to read
+        return bytes(content)
 
     def from_event(self, payload: Mapping[str, Any], request_id: str | None) -> UpstreamError:
         """From an SSE ``error`` event: ``{"error": {...}}`` or the flat event shape."""
@@ -125,4 +172,5 @@ class ErrorDecoder:
 
 
 def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+    """A field of an error (``code``, ``type``, ``param``), cut; None when it is no text."""
+    return clip(value, FIELD_BYTES) if isinstance(value, str) and value else None

@@ -20,6 +20,10 @@ class UpstreamObserver(Protocol):
     def upstream_retry(self, cause: str) -> None:
         """``cause``: ``connect``, ``rate_limited`` or ``should_retry``."""
 
+    def upstream_answer_rejected(self, reason: str) -> None:
+        """An answer was not taken: ``reason`` is its
+        :class:`~imagegate_server.errors.AnswerFault` value (``UPSTREAM_...``)."""
+
 
 class AttemptSpan(Protocol):
     """The span of one HTTP attempt (traces observe; they never steer)."""
@@ -53,6 +57,9 @@ class Unobserved:
         pass
 
     def upstream_retry(self, cause: str) -> None:
+        pass
+
+    def upstream_answer_rejected(self, reason: str) -> None:
         pass
 
 

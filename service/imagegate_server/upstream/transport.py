@@ -49,7 +49,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     enable_cleanup_closed=sys.version_info < (3, 12, 8),
                 ),
                 # What httpx's transport sends: the request's own headers, no cookies,
-                # no content coding asked for (httpx decodes one if the server uses it).
+                # no content coding asked for (the client refuses an answer that has one,
+                # and reads bodies raw: httpx would unpack a gzip bomb).
                 skip_auto_headers=("Accept-Encoding", "User-Agent", "Accept"),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,

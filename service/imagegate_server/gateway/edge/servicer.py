@@ -30,9 +30,9 @@ from imagegate_server.gateway.edge.guard import Context, Guard
 from imagegate_server.gateway.edge.rpc import RpcCall, RpcTracer
 from imagegate_server.gateway.edge.tenancy import Charge, Tenancy
 from imagegate_server.gateway.edge.wire import UPLOAD_ACCEPTED, Malformed, Rpc
-from imagegate_server.gateway.mapping.cost import price
-from imagegate_server.gateway.mapping.events import StreamItem, stream_items
-from imagegate_server.gateway.mapping.results import ImageSlice, images_result
+from imagegate_server.gateway.mapping.cost import Pricer
+from imagegate_server.gateway.mapping.events import stream_items
+from imagegate_server.gateway.mapping.results import Finished, ImageSlice, images_result
 from imagegate_server.gateway.mapping.serialized import chunk_response_bytes, unary_response_bytes
 from imagegate_server.gateway.requests.build import RequestBuilder
 from imagegate_server.gateway.requests.draft import Draft
@@ -44,6 +44,7 @@ from imagegate_server.upstream import ImagesAnswer, ImagesRequest, Upstream
 
 Request = Message | Malformed
 Chunks = AsyncIterator[params_pb2.FileChunk]
+StreamItem = ImageSlice | results_pb2.ImagesResult
 
 
 @dataclass
@@ -77,7 +78,7 @@ class ImagesServicer:
         self._requests = requests
         self._callers = callers
         self._tenancy = tenancy
-        self._prices = prices
+        self._pricer = Pricer(prices, metrics, upstream.name)
         self._metrics = metrics
         self._guard = Guard(settings.upstream_timeout_s, tracer)
 
@@ -116,12 +117,12 @@ class ImagesServicer:
             async with self._upstream.send(admitted.request, call.deadline) as reply:
                 call.upstream_answered(reply.request_id)
                 assert isinstance(reply, ImagesAnswer)  # a unary request does not stream
-                result = images_result(reply)
+                finished = images_result(reply)
                 images = reply.images
-            self._account(rpc, admitted, result, call)
+            self._account(rpc, admitted, finished, call)
             image_bytes = sum(len(image) for image in images if image is not None)
             self._metrics.result_bytes(rpc.operation.value, image_bytes)
-            data = unary_response_bytes(rpc.response, result, images)
+            data = unary_response_bytes(rpc.response, finished.result, images)
         # Only ``data`` now: the images go before gRPC makes its own copy of it.
         del reply, images
         call.result_bytes = len(data)
@@ -143,11 +144,12 @@ class ImagesServicer:
                 call.upstream_answered(reply.request_id)
                 chunk_bytes = self._settings.result_chunk_bytes
                 async for item in stream_items(reply, chunk_bytes):
-                    if isinstance(item, results_pb2.ImagesResult):
+                    if isinstance(item, Finished):
                         self._account(rpc, admitted, item, call)
+                        yield item.result
                     else:
                         self._count_slice(rpc, admitted, item)
-                    yield item
+                        yield item
 
     @asynccontextmanager
     async def _admitted(
@@ -201,12 +203,15 @@ class ImagesServicer:
         finally:
             self._metrics.set_limiter_up(self._tenancy.limiter_reachable)
 
-    def _account(
-        self, rpc: Rpc, admitted: Admitted, result: results_pb2.ImagesResult, call: RpcCall
-    ) -> None:
+    def _account(self, rpc: Rpc, admitted: Admitted, finished: Finished, call: RpcCall) -> None:
         """Price the finished result (into it) and count what it produced."""
-        draft = admitted.draft
-        cost = price(self._prices, result, admitted.request.params, draft.input_images)
+        draft, result = admitted.draft, finished.result
+        cost = self._pricer.price(
+            finished,
+            admitted.request.params,
+            input_images=draft.input_images,
+            estimate_micros=admitted.charge.estimate_micros,
+        )
         if cost is not None:
             admitted.charge.cost_micros = cost
         call.cost_micros = cost

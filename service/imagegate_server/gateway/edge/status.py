@@ -23,7 +23,10 @@ The table (also in the contract's service comment and the README):
                                    RESOURCE_EXHAUSTED  ErrorInfo (no RetryInfo: waiting won't help)
     upstream: server (5xx)         UNAVAILABLE         ErrorInfo
     UpstreamTimeout                DEADLINE_EXCEEDED
-    UpstreamUnreachable / Protocol UNAVAILABLE
+    UpstreamProtocolError          UNAVAILABLE         ErrorInfo(UPSTREAM_ANSWER_TOO_LARGE,
+      (an answer not taken)                            UPSTREAM_BAD_IMAGE, UPSTREAM_ENCODING,
+                                                       UPSTREAM_NO_IMAGES, UPSTREAM_BAD_ANSWER)
+    UpstreamUnreachable            UNAVAILABLE
     anything else                  INTERNAL            "internal error" (details: logs only)
 """
 
@@ -51,6 +54,7 @@ from imagegate_server.errors import (
     UpstreamError,
     UpstreamErrorKind,
     UpstreamFailure,
+    UpstreamProtocolError,
     UpstreamTimeout,
 )
 
@@ -180,6 +184,11 @@ def _upstream(error: UpstreamError) -> Answer:
     return code, message, details
 
 
+def _protocol(error: UpstreamProtocolError) -> Answer:
+    metadata = {"upstream_request_id": error.request_id} if error.request_id else {}
+    return grpc.StatusCode.UNAVAILABLE, None, [_info(error.fault.value, **metadata)]
+
+
 def _timeout(error: UpstreamTimeout) -> Answer:
     return grpc.StatusCode.DEADLINE_EXCEEDED, None, []
 
@@ -200,7 +209,8 @@ _ANSWERS: tuple[tuple[type[Any], Callable[[Any], Answer]], ...] = (
     (ResultTooLarge, _too_large),
     (UpstreamError, _upstream),
     (UpstreamTimeout, _timeout),
-    (ImagegateError, _unavailable),  # UpstreamUnreachable, UpstreamProtocolError
+    (UpstreamProtocolError, _protocol),
+    (ImagegateError, _unavailable),  # UpstreamUnreachable
 )
 
 

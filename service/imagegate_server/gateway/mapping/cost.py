@@ -1,9 +1,14 @@
-"""The call's cost, from the result's usage and the price table, into the result.
+"""The call's cost, from its judged usage and the price table, into the result.
 
-Streamed calls report usage per completed event; :mod:`.events` combines them
-(:func:`imagegate_server.pricing.combine_streamed`) before this prices the whole
-call, so a streamed call costs what the same call made unary does, plus what OpenAI
-bills for its partial images.
+The usage an answer reports is judged first (:mod:`.usage`): one that cannot be
+trusted charges nothing by itself. Streamed calls report usage per completed event;
+they are combined (:func:`imagegate_server.pricing.combine_streamed`) before the
+whole call is priced, so a streamed call costs what the same call made unary does,
+plus what OpenAI bills for its partial images.
+
+A call priced by its estimate (a model priced by tokens that reported none, or none
+to trust) is charged the estimate of what it returned, but never more than the
+estimate it was admitted with, which its budget reservation holds.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from typing import Any
 from imagegate.v1 import params_pb2, results_pb2
 
 from imagegate_server.gateway.contract import enum_text
+from imagegate_server.gateway.mapping.results import Finished
+from imagegate_server.gateway.mapping.usage import UsageJudge, UsageObserver
 from imagegate_server.pricing import CostBasis, PriceTable, TokenUsage
 
 _BASIS = {
@@ -23,21 +30,34 @@ _BASIS = {
 }
 
 
-def usage_of(result: results_pb2.ImagesResult) -> TokenUsage | None:
-    """The result's token usage (None for models that report none)."""
-    if not result.HasField("usage"):
-        return None
-    usage = result.usage
-    itemised = usage.HasField("output_tokens_details")
-    details = usage.output_tokens_details
-    text_out = details.text_tokens if itemised else 0
-    return TokenUsage(
-        text_in=usage.input_tokens_details.text_tokens,
-        image_in=usage.input_tokens_details.image_tokens,
-        text_out=text_out,
-        image_out=max(details.image_tokens, usage.output_tokens - text_out),
-        output_itemised=itemised,
-    )
+class Pricer:
+    """Prices the finished calls of one upstream (named ``upstream`` in logs)."""
+
+    def __init__(self, prices: PriceTable, observer: UsageObserver, upstream: str) -> None:
+        self._prices = prices
+        self._judge = UsageJudge(prices, observer, upstream)
+
+    def price(
+        self,
+        finished: Finished,
+        params: Mapping[str, Any],
+        *,
+        input_images: int,
+        estimate_micros: int,
+    ) -> int | None:
+        """Set the result's usage (when trusted) and cost; return the cost in
+        micro-dollars (None: the model has no price). ``estimate_micros``: what the
+        call was admitted with."""
+        result = finished.result
+        usage = self._judge.judge(
+            finished.usage_reports,
+            params,
+            images=len(result.images),
+            input_images=input_images,
+        )
+        if usage is not None:
+            set_usage(result, usage)
+        return price(self._prices, result, usage, params, input_images, estimate_micros)
 
 
 def set_usage(result: results_pb2.ImagesResult, usage: TokenUsage) -> None:
@@ -58,10 +78,13 @@ def set_usage(result: results_pb2.ImagesResult, usage: TokenUsage) -> None:
 def price(
     prices: PriceTable,
     result: results_pb2.ImagesResult,
+    usage: TokenUsage | None,
     params: Mapping[str, Any],
     input_images: int,
+    estimate_micros: int,
 ) -> int | None:
-    """Set ``result.cost``; return the cost in micro-dollars (None: the model has no price)."""
+    """Set ``result.cost`` from ``usage`` (judged already; None: none to go by);
+    return the cost in micro-dollars (None: the model has no price)."""
     model = str(params["model"])
     size = result.size or _text(params.get("size"))
     quality = _text(params.get("quality"))
@@ -71,22 +94,25 @@ def price(
     partial = params.get("partial_images")
     cost = prices.cost(
         model,
-        usage_of(result),
+        usage,
         images=len(result.images),
         size=size,
         quality=quality,
         prompt_chars=len(prompt),
         input_images=input_images,
-        partial_images=partial if isinstance(partial, int) else 0,
+        partial_images=partial if isinstance(partial, int) and partial > 0 else 0,
         input_fidelity=_text(params.get("input_fidelity")),
     )
     result.cost.price_table = prices.version_label
     if cost is None:
         result.cost.basis = results_pb2.COST_BASIS_UNPRICED
         return None
-    result.cost.usd_micros = cost.micros
+    micros = cost.micros
+    if cost.basis is CostBasis.ESTIMATE:
+        micros = min(micros, estimate_micros)
+    result.cost.usd_micros = micros
     result.cost.basis = _BASIS[cost.basis]
-    return cost.micros
+    return micros
 
 
 def _text(value: object) -> str | None:

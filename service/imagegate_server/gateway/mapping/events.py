@@ -5,8 +5,9 @@ the result. Streamed events become each partial image's slices as it arrives, ea
 completed image's slices, and finally the result built from the completed events'
 metadata. OpenAI's completed events carry no image index: images are numbered in
 the order they complete. Each completed event carries the usage of its own image's
-generation; the result carries the whole call's (input counted once, outputs
-summed), which is what the call is priced by.
+generation; they are handed on with the result (:class:`Finished`), to be judged and
+combined into the whole call's (input counted once, outputs summed), which is what
+the call is priced by.
 """
 
 from __future__ import annotations
@@ -15,59 +16,54 @@ from collections.abc import AsyncIterator
 
 from imagegate.v1 import results_pb2
 
-from imagegate_server.errors import UpstreamProtocolError
-from imagegate_server.gateway.mapping.cost import set_usage, usage_of
+from imagegate_server.errors import AnswerFault, UpstreamProtocolError
 from imagegate_server.gateway.mapping.results import (
+    Finished,
     ImageSlice,
     apply_metadata,
     images_result,
+    partial_index,
+    set_created,
     slices,
 )
-from imagegate_server.pricing import TokenUsage, combine_streamed
 from imagegate_server.upstream import ImageEvents, ImagesAnswer, Reply
 
-StreamItem = ImageSlice | results_pb2.ImagesResult
+MappedItem = ImageSlice | Finished
 
 
-async def stream_items(reply: Reply, chunk_bytes: int) -> AsyncIterator[StreamItem]:
+async def stream_items(reply: Reply, chunk_bytes: int) -> AsyncIterator[MappedItem]:
     if isinstance(reply, ImagesAnswer):
-        result = images_result(reply)
+        finished = images_result(reply)
         for index, data in enumerate(reply.images):
             if data is not None:  # None: a URL result, carried in the result
                 for chunk in slices(data, chunk_bytes, index):
                     yield chunk
-        yield result
+        yield finished
         return
     async for item in _from_events(reply, chunk_bytes):
         yield item
 
 
-async def _from_events(reply: ImageEvents, chunk_bytes: int) -> AsyncIterator[StreamItem]:
+async def _from_events(reply: ImageEvents, chunk_bytes: int) -> AsyncIterator[MappedItem]:
     result = results_pb2.ImagesResult()
-    usages: list[TokenUsage] = []
+    usages: list[object] = []
     finished = 0
     async for event in reply:
         payload, data = event.payload, event.image
         if event.partial:
-            partial = payload.get("partial_image_index")
-            partial = partial if isinstance(partial, int) and partial >= 0 else 0
+            partial = partial_index(payload.get("partial_image_index"))
             for chunk in slices(data, chunk_bytes, finished, partial):
                 yield chunk
             continue
-        created = payload.get("created_at")
-        if not result.created and isinstance(created, int):
-            result.created = created
+        set_created(result, payload.get("created_at"))
         apply_metadata(result, payload)
-        usage = usage_of(result) if "usage" in payload else None
-        if usage is not None:
-            usages.append(usage)
+        usages.append(payload.get("usage"))
         result.images.add()
         for chunk in slices(data, chunk_bytes, finished):
             yield chunk
         finished += 1
     if not finished:
-        raise UpstreamProtocolError("the upstream stream ended without an image")
-    combined = combine_streamed(usages)
-    if combined is not None:
-        set_usage(result, combined)
-    yield result
+        raise UpstreamProtocolError(
+            "the upstream stream ended without an image", reply.request_id, AnswerFault.NO_IMAGES
+        )
+    yield Finished(result, tuple(usages))

@@ -1,7 +1,8 @@
 """Reading and writing the clients file, TOML or YAML by its extension.
 
-Reading gives both the raw data (what the CLI edits and writes back, so values
-keep the form the operator wrote) and the validated :class:`ClientsDocument`.
+Reading (:mod:`imagegate_server.livefiles.documents`) gives both the raw data (what
+the CLI edits and writes back, so values keep the form the operator wrote) and the
+validated :class:`ClientsDocument`.
 Writing is atomic (a temporary file in the same directory, then a rename) and keeps
 the file's mode; new files are 0600, since they map token hashes to clients.
 Comments of a hand-written file do not survive a rewrite by the CLI.
@@ -12,33 +13,25 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import tomllib
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import tomli_w
 import yaml
 from pydantic import ValidationError
 
 from imagegate_server.clients.schema import ClientsDocument, cross_check, describe
+from imagegate_server.livefiles import documents
+from imagegate_server.livefiles.documents import DocumentError, Format
 
-Format = Literal["toml", "yaml"]
-_SUFFIXES: dict[str, Format] = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
 NEW_FILE_MODE = 0o600
 
 
-class ClientsFileError(Exception):
+class ClientsFileError(DocumentError):
     """The clients file is unreadable or invalid. ``str()`` is one line: the file, the
     field (dotted path) and the problem; never a value from the file."""
-
-    def __init__(self, path: Path, where: str, problem: str) -> None:
-        self.path = path
-        self.where = where
-        self.problem = problem
-        shown = repr(str(path)[:200])
-        super().__init__(f"{shown}: {where}: {problem}" if where else f"{shown}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -49,30 +42,17 @@ class LoadedFile:
 
 
 def file_format(path: Path) -> Format:
-    fmt = _SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
-        raise ClientsFileError(
-            path, "", "unknown format: the name must end in .toml, .yaml or .yml"
-        )
-    return fmt
+    return documents.file_format(path, ClientsFileError)
 
 
 def load(path: Path) -> LoadedFile:
     """Read, parse and validate ``path``. Raises :class:`ClientsFileError`."""
     fmt = file_format(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ClientsFileError(path, "", "no such file") from None
-    except OSError as exc:
-        raise ClientsFileError(
-            path, "", f"cannot read it ({exc.strerror or 'I/O error'})"
-        ) from None
-    return parse(path, raw, fmt)
+    return parse(path, documents.read_bytes(path, ClientsFileError), fmt)
 
 
 def parse(path: Path, raw: bytes, fmt: Format) -> LoadedFile:
-    data = _decode(path, raw, fmt)
+    data = documents.decode(path, raw, fmt, ClientsFileError, "with 'defaults' and 'clients'")
     try:
         document = ClientsDocument.model_validate(data)
     except ValidationError as exc:
@@ -82,56 +62,6 @@ def parse(path: Path, raw: bytes, fmt: Format) -> LoadedFile:
     if duplicate is not None:
         raise ClientsFileError(path, *duplicate)
     return LoadedFile(data=data, document=document)
-
-
-def _decode(path: Path, raw: bytes, fmt: Format) -> dict[str, Any]:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ClientsFileError(path, "", "is not UTF-8 text") from None
-    if fmt == "toml":
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            # tomllib's messages name the position, not the content.
-            message = " ".join(str(exc).split())[:200]
-            raise ClientsFileError(path, "", f"not valid TOML: {message}") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.MarkedYAMLError as exc:
-        # The mark only: PyYAML's own text quotes the offending line.
-        mark = exc.problem_mark
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ClientsFileError(path, "", f"not valid YAML{at}") from None
-    except yaml.YAMLError:
-        raise ClientsFileError(path, "", "not valid YAML") from None
-    if data is None:  # an empty YAML file: no clients
-        return {}
-    if not isinstance(data, dict):
-        raise ClientsFileError(path, "", "must be a mapping with 'defaults' and 'clients'")
-    return data
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of duplicate keys; in a clients file that hides a mistake."""
-
-
-def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, "duplicate key", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
-)
 
 
 def render(data: dict[str, Any], fmt: Format) -> bytes:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
 from imagegate_server.clients.tokens import TOKEN_ID_PATTERN
-from imagegate_server.wording import plural
+from imagegate_server.livefiles import documents
 
 CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TOKEN_ID = re.compile(TOKEN_ID_PATTERN)
@@ -236,43 +236,5 @@ def _claimed(what: str, owner: str, name: str) -> str:
 
 def describe(error: ValidationError) -> tuple[str, str]:
     """``(where, problem)`` of the first error: a dotted field path and a short
-    message. Never the input value."""
-    errors = error.errors(include_url=False, include_input=False)
-    first = errors[0]
-    loc = list(first["loc"])
-    kind = first["type"]
-    if loc and loc[-1] == "[key]":
-        loc.pop()  # the key itself is the subject
-    where = _path(loc)
-    if kind == "imagegate":
-        problem = first["msg"]
-    elif kind == "extra_forbidden":
-        problem = "unknown field"
-    elif kind == "missing":
-        problem = "is required"
-    elif kind in ("model_type", "dict_type", "model_attributes_type"):
-        problem = "must be a table (a mapping)"
-    else:
-        problem = "is not valid"
-    if len(errors) > 1:
-        problem += f" (and {plural(len(errors) - 1, 'more problem', 'more problems')})"
-    return where, problem
-
-
-def _path(loc: list[int | str]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        else:
-            text = _safe_key(item)
-            parts.append(text if not parts else f".{text}")
-    return "".join(parts)
-
-
-def _safe_key(key: Any) -> str:
-    # A key is file content; keep it short, and never echo something token-like.
-    text = str(key)
-    if "igk_" in text or len(text) > 64:
-        return "<invalid key>"
-    return text
+    message. Never the input value, nor a key that looks like a token."""
+    return documents.describe(error, lambda key: "igk_" in key)

@@ -17,6 +17,7 @@ Each carries exactly what the caller may see (never an upstream exception's text
     ├── LimiterUnavailable    the limits store is down and this kind fails closed  UNAVAILABLE
     ├── ResultTooLarge        unary result over send limit  RESOURCE_EXHAUSTED
     └── UpstreamFailure       anything from/about OpenAI
+        ├── NoUpstream        no upstream serves the model  NOT_FOUND + ErrorInfo(NO_UPSTREAM)
         ├── UpstreamError     OpenAI answered with an error status
         ├── UpstreamTimeout   deadline or upstream timeout  DEADLINE_EXCEEDED
         ├── UpstreamUnreachable  connect failure / reset    UNAVAILABLE
@@ -190,13 +191,25 @@ class ResultTooLarge(ImagegateError):
 
 class UpstreamFailure(ImagegateError):
     def __init__(
-        self, message: str, request_id: str | None = None, *, may_have_billed: bool = False
+        self,
+        message: str,
+        request_id: str | None = None,
+        *,
+        may_have_billed: bool = False,
+        generated_nothing: bool = False,
     ) -> None:
         super().__init__(message)
         self.request_id = request_id
         self.may_have_billed = may_have_billed
         """The request reached OpenAI and its answer was lost or broken: OpenAI may
         have generated (and billed) the images. The API has no idempotency key."""
+        self.generated_nothing = generated_nothing
+        """Proven to have generated nothing: no connection was made, the upstream
+        refused before generating (429, ``x-should-retry: true``), or answered 5xx
+        before the request's body was all sent. Only such a failure may move the call
+        to another upstream: anything else may have billed."""
+        self.upstream: str | None = None
+        """The name of the upstream that failed (set by the upstream client)."""
 
 
 class UpstreamErrorKind(enum.Enum):
@@ -236,8 +249,9 @@ class UpstreamError(UpstreamFailure):
         param: str | None = None,
         request_id: str | None = None,
         retry_after_s: float | None = None,
+        generated_nothing: bool = False,
     ) -> None:
-        super().__init__(message, request_id)
+        super().__init__(message, request_id, generated_nothing=generated_nothing)
         self.kind = kind
         self.status = status
         """The HTTP status (for an error event, the status its HTTP twin carries);
@@ -246,6 +260,17 @@ class UpstreamError(UpstreamFailure):
         self.code = code
         self.param = param
         self.retry_after_s = retry_after_s
+
+
+class NoUpstream(UpstreamFailure):
+    """No upstream of the upstreams file serves the call's model (NOT_FOUND); nothing
+    was sent."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"no upstream of this gateway serves model '{model[:100]}'", generated_nothing=True
+        )
+        self.model = model
 
 
 class UpstreamTimeout(UpstreamFailure):

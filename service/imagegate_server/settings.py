@@ -34,10 +34,15 @@ def invalid_fields(error: ValidationError) -> str:
     return ", ".join(".".join(str(part) for part in e["loc"]) for e in error.errors())
 
 
+def secrets_directory() -> Path:
+    """The secrets directory (``IMAGEGATE_SECRETS_DIR``, default ``/run/secrets``)."""
+    return Path(os.environ.get("IMAGEGATE_SECRETS_DIR", "/run/secrets"))
+
+
 def _secrets_dir() -> str | None:
     # Only an existing directory: pydantic-settings warns about a missing one.
-    path = os.environ.get("IMAGEGATE_SECRETS_DIR", "/run/secrets")
-    return path if os.path.isdir(path) else None
+    path = secrets_directory()
+    return str(path) if path.is_dir() else None
 
 
 class Settings(BaseSettings):
@@ -68,6 +73,26 @@ class Settings(BaseSettings):
     """Sent as ``OpenAI-Organization`` when set."""
     openai_project: str | None = None
     """Sent as ``OpenAI-Project`` when set."""
+
+    upstreams_file: Path | None = None
+    """The upstreams file (TOML or YAML, by extension): several upstreams (OpenAI
+    organisations and projects, Azure OpenAI deployments, compatible servers), each
+    with its key by reference, its models, weight, priority and ceilings; see
+    docs/upstreams.example.toml. Re-read when it, or a key or price file it names,
+    changes. Set, it replaces ``openai_api_key``, ``openai_api_key_file``,
+    ``openai_base_url``, ``openai_organization`` and ``openai_project`` (unset, they
+    are the one upstream, named ``default``)."""
+    upstreams_reload_s: float = Field(default=2.0, gt=0)
+    """How often the upstreams file (and the files it names) is checked for changes."""
+    upstream_circuit_failures: int = Field(default=5, ge=1, le=1000)
+    """An upstream of the upstreams file whose calls fail this many times in a row
+    (connect errors, 429, 401, 5xx, timeouts, broken answers), within
+    ``upstream_circuit_window_s``, gets no calls for ``upstream_circuit_open_s``."""
+    upstream_circuit_window_s: float = Field(default=60.0, gt=0)
+    """The failures that open a circuit must fall within this many seconds."""
+    upstream_circuit_open_s: float = Field(default=30.0, gt=0)
+    """How long an open circuit keeps calls off its upstream; then one call probes it
+    (half-open): success closes the circuit, failure opens it again."""
 
     default_model: str = "gpt-image-2"
     """Model for generations and edits that name none (the live API wants one)."""
@@ -298,6 +323,12 @@ class Settings(BaseSettings):
         if self.refuse_retired_models != "auto":
             return self.refuse_retired_models == "on"
         return not emulator and urlsplit(self.openai_base_url).hostname == OPENAI_API_HOST
+
+    def emulated(self) -> bool:
+        """Whether the embedded emulator is the upstream: no key and no upstreams file.
+
+        Raises :class:`StartupError` for a key source that is set but gives no key."""
+        return self.upstreams_file is None and self.api_key() is None
 
     def api_key(self) -> SecretStr | None:
         """The configured key (variable first, then the key file), or None for none.

@@ -83,7 +83,9 @@ async def test_upstream_up_reports_the_start_up_probe(start_gateway: GatewayFact
     up = await start_gateway()
     for gateway, expected in ((down, 0), (up, 1)):
         for _ in range(200):
-            got = gateway.metrics.registry.get_sample_value("imagegate_upstream_up")
+            got = gateway.metrics.registry.get_sample_value(
+                "imagegate_upstream_up", {"upstream": "default"}
+            )
             if got == expected:
                 break
             await asyncio.sleep(0.02)

@@ -97,19 +97,19 @@ def test_unknown_grpc_codes_are_unknown() -> None:
 def test_latency_buckets_reach_past_image_call_durations() -> None:
     assert 300.0 in LONG_BUCKETS and 600.0 in LONG_BUCKETS
     metrics = Metrics()
-    metrics.upstream_request(KNOWN_MODEL, 200, 400.0)
-    assert value(metrics, "imagegate_upstream_seconds_bucket", model=KNOWN_MODEL, le="300.0") == 0
-    assert value(metrics, "imagegate_upstream_seconds_bucket", model=KNOWN_MODEL, le="450.0") == 1
+    metrics.upstream_request("default", KNOWN_MODEL, 200, 400.0)
+    assert value(metrics, "imagegate_upstream_seconds_bucket", upstream="default", model=KNOWN_MODEL, le="300.0") == 0
+    assert value(metrics, "imagegate_upstream_seconds_bucket", upstream="default", model=KNOWN_MODEL, le="450.0") == 1
 
 
 def test_a_model_the_table_does_not_know_is_other() -> None:
     metrics = Metrics()
     for name in ("x" * 300, "gpt-image-99-from-a-caller", ""):
-        metrics.upstream_request(name, 200, 1.0)
+        metrics.upstream_request("default", name, 200, 1.0)
         metrics.images(name, "generation", 2)
-        metrics.spend("c", name, 10)
+        metrics.spend("c", name, 10, "default")
     metrics.images(KNOWN_MODEL, "generation")
-    assert value(metrics, "imagegate_upstream_requests_total", model="other", status="200") == 3
+    assert value(metrics, "imagegate_upstream_requests_total", upstream="default", model="other", status="200") == 3
     assert value(metrics, "imagegate_images_total", model="other", operation="generation") == 6
     assert value(metrics, "imagegate_images_total", model=KNOWN_MODEL, operation="generation") == 1
     models = {s["model"] for s in series(metrics, "imagegate_images_total")}
@@ -138,9 +138,9 @@ def test_client_labels_come_only_from_the_clients_file() -> None:
 def test_other_labels_are_closed_sets() -> None:
     metrics = Metrics()
     metrics.images(KNOWN_MODEL, "a prompt: draw my cat", 1)
-    metrics.upstream_request(KNOWN_MODEL, "connection refused by 10.0.0.1", 0.1)
-    metrics.upstream_request(KNOWN_MODEL, 999, 0.1)
-    metrics.upstream_retry("because I said so")
+    metrics.upstream_request("default", KNOWN_MODEL, "connection refused by 10.0.0.1", 0.1)
+    metrics.upstream_request("default", KNOWN_MODEL, 999, 0.1)
+    metrics.upstream_retry("default", "because I said so")
     metrics.limit_refused("Budget Exceeded: $12 of $10", None)
     assert {s["operation"] for s in series(metrics, "imagegate_images_total")} == {"other"}
     statuses = {s["status"] for s in series(metrics, "imagegate_upstream_requests_total")}
@@ -155,7 +155,7 @@ def test_no_free_text_or_secret_reaches_the_exposition() -> None:
     prompt = "a photo of my neighbour's address"
     metrics.known_clients(["team-a"])
     metrics.images(prompt, prompt, 1)
-    metrics.spend(secret, secret, 5)
+    metrics.spend(secret, secret, 5, secret)
     metrics.limit_refused(prompt, secret)
     with metrics.in_flight(f"Bearer {secret}"):
         pass
@@ -166,10 +166,12 @@ def test_no_free_text_or_secret_reaches_the_exposition() -> None:
 def test_spend_is_recorded_in_dollars_from_micro_dollars() -> None:
     metrics = Metrics()
     metrics.known_clients(["team-a"])
-    metrics.spend("team-a", KNOWN_MODEL, 1_234_567)
-    metrics.spend("team-a", KNOWN_MODEL, 433)
-    metrics.spend("team-a", KNOWN_MODEL, 0)
-    spent = value(metrics, "imagegate_spend_usd_total", client="team-a", model=KNOWN_MODEL)
+    metrics.spend("team-a", KNOWN_MODEL, 1_234_567, "default")
+    metrics.spend("team-a", KNOWN_MODEL, 433, "default")
+    metrics.spend("team-a", KNOWN_MODEL, 0, "default")
+    spent = value(
+        metrics, "imagegate_spend_usd_total", client="team-a", model=KNOWN_MODEL, upstream="default"
+    )
     assert spent == pytest.approx(1.235, abs=1e-9)
 
 
@@ -185,12 +187,12 @@ def test_in_flight_calls_go_back_down_however_the_call_ends() -> None:
 
 def test_upstream_up_follows_what_the_upstream_answered() -> None:
     metrics = Metrics()
-    metrics.upstream_request(KNOWN_MODEL, "connect_error", 0.1)
-    assert value(metrics, "imagegate_upstream_up") == 0
-    metrics.upstream_request(KNOWN_MODEL, "timeout", 300.0)  # says nothing about reachability
-    assert value(metrics, "imagegate_upstream_up") == 0
-    metrics.upstream_request(KNOWN_MODEL, 503, 0.1)  # an answer, even an error, means reachable
-    assert value(metrics, "imagegate_upstream_up") == 1
+    metrics.upstream_request("default", KNOWN_MODEL, "connect_error", 0.1)
+    assert value(metrics, "imagegate_upstream_up", upstream="default") == 0
+    metrics.upstream_request("default", KNOWN_MODEL, "timeout", 300.0)  # says nothing about reachability
+    assert value(metrics, "imagegate_upstream_up", upstream="default") == 0
+    metrics.upstream_request("default", KNOWN_MODEL, 503, 0.1)  # an answer, even an error, means reachable
+    assert value(metrics, "imagegate_upstream_up", upstream="default") == 1
     metrics.set_limiter_up(False)
     assert value(metrics, "imagegate_limiter_up") == 0
 
@@ -201,7 +203,7 @@ def test_counts_that_are_not_positive_record_nothing_and_never_raise() -> None:
     metrics.upload_bytes("edit", -5)
     metrics.result_bytes("edit", 0)
     metrics.upload_spooled(-1)
-    metrics.spend(None, KNOWN_MODEL, -10)
+    metrics.spend(None, KNOWN_MODEL, -10, "default")
     metrics.rpc("CreateImage").handled("OK", -1.0)
     assert series(metrics, "imagegate_images_total") == []
     assert value(metrics, "imagegate_upload_spooled_bytes_total") == 0

@@ -28,7 +28,7 @@ CHILD = textwrap.dedent(
     metrics = Metrics()
     images = int(sys.argv[1])
     metrics.images(sys.argv[2], "generation", images)
-    metrics.set_upstream_up(sys.argv[3] == "up")
+    metrics.set_upstream_up("default", sys.argv[3] == "up")
     with metrics.in_flight(None):
         print("ready", flush=True)
         sys.stdin.read()
@@ -70,7 +70,7 @@ def test_counters_sum_and_gauges_combine_over_processes(tmp_path: Path) -> None:
         seen = _collect(tmp_path)
         assert seen[images] == 5
         assert seen[inflight] == 2
-        assert seen["imagegate_upstream_up[]"] == 1
+        assert seen["imagegate_upstream_up" + str([("upstream", "default")])] == 1
         assert seen["imagegate_server_starts_total[]"] == 0
 
         # A worker dies (its call with it): its count stays, its live gauges go.

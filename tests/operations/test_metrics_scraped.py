@@ -152,14 +152,17 @@ def _check(samples: dict[str, float], calls: Calls, upload_bytes: int) -> None:
     assert _sample(samples, "imagegate_images_total", model=MODEL, operation="edit") == 1
     # Upstream: every admitted call, the 429 and its retry each a request.
     succeeded = calls.codes["CreateImage", "OK"] + 1
-    upstream = {"model": MODEL}
+    upstream = {"upstream": "default", "model": MODEL}
     assert _sample(samples, "imagegate_upstream_requests_total", **upstream, status="200") == (
         succeeded
     )
     assert _sample(samples, "imagegate_upstream_requests_total", **upstream, status="503") == 1
     assert _sample(samples, "imagegate_upstream_requests_total", **upstream, status="429") == 1
     assert _sample(samples, "imagegate_upstream_seconds_count", **upstream) == succeeded + 2
-    assert _sample(samples, "imagegate_upstream_retries_total", cause="rate_limited") == 1
+    assert (
+        _sample(samples, "imagegate_upstream_retries_total", upstream="default", cause="rate_limited")
+        == 1
+    )
     assert _sample(samples, "imagegate_upload_bytes_total", operation="edit") == upload_bytes
     assert (
         _sample(
@@ -174,11 +177,13 @@ def _check(samples: dict[str, float], calls: Calls, upload_bytes: int) -> None:
         == 0
     )
     for client in ("team-a", "team-b"):
-        spent = _sample(samples, "imagegate_spend_usd_total", client=client, model=MODEL)
+        spent = _sample(
+            samples, "imagegate_spend_usd_total", client=client, model=MODEL, upstream="default"
+        )
         assert calls.spend_micros[client] > 0
         assert spent == pytest.approx(calls.spend_micros[client] / 1_000_000, rel=1e-9, abs=0)
         assert _sample(samples, "imagegate_inflight_calls", client=client) == 0
-    assert samples["imagegate_upstream_up"] == 1
+    assert samples["imagegate_upstream_up{upstream=default}"] == 1
 
 
 def _clients_file(tmp_path: Path) -> tuple[Path, dict[str, str]]:

@@ -113,7 +113,7 @@ def test_workers_share_a_port_an_emulator_and_a_metrics_endpoint_and_come_back(
 
             samples = scrape(metrics_port)
             assert samples["imagegate_server_starts_total"] == 2  # one per worker, summed
-            assert samples["imagegate_upstream_up"] == 1
+            assert samples["imagegate_upstream_up{upstream=default}"] == 1
             assert samples["imagegate_limiter_up"] == 1
 
             # A worker killed outright is replaced, and the supervisor says so.

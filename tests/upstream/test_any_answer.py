@@ -154,7 +154,7 @@ def test_any_whole_answer_is_taken_or_refused_as_a_protocol_error(
     params = _params(model, n, stream=False)
     bounds = answer_bounds(params, stream=False, unknown_model_bytes=1024 * 1024)
     anomalies = Anomalies()
-    pricer = Pricer(PRICES, anomalies, "bad.example")
+    pricer = Pricer(lambda _: PRICES, PRICES, anomalies)
     body = json.dumps(document).encode()
     try:
         reader = AnswerReader("req_1", bounds.images)
@@ -186,7 +186,7 @@ async def test_any_stream_is_taken_or_refused_as_a_protocol_error(
 ) -> None:
     params = _params(model, n, stream=True)
     bounds = answer_bounds(params, stream=True, unknown_model_bytes=1024 * 1024)
-    pricer = Pricer(PRICES, Anomalies(), "bad.example")
+    pricer = Pricer(lambda _: PRICES, PRICES, Anomalies())
     body = b"".join(
         f"event: {doc.get('type', 'x')}\ndata: {json.dumps(doc)}\n\n".encode() for doc in documents
     )

@@ -80,6 +80,14 @@ def register(subparsers: Any) -> None:
     for name in ("daily_budget_usd", "monthly_budget_usd"):
         add.add_argument(f"--{name.replace('_', '-')}", type=_budget, metavar="USD", dest=name)
     add.add_argument(
+        "--upstream",
+        action="append",
+        dest="upstreams",
+        metavar="NAME",
+        help="an upstream (of the upstreams file) the client's calls may go to; "
+        "repeatable; replaces the list (default: inherit; none set: any upstream)",
+    )
+    add.add_argument(
         "--stamp-identity",
         action=argparse.BooleanOptionalAction,
         default=None,

@@ -65,7 +65,7 @@ def _client_text(client: Client) -> str:
     if not client.tokens and not client.identities:
         lines.append("  (no token or identity: cannot authenticate)")
     policy = " ".join(
-        f"{k}={_shown(v, 'all' if k in ('models', 'operations') else 'unlimited')}"
+        f"{k}={_shown(v, 'all' if k in ('models', 'operations', 'upstreams') else 'unlimited')}"
         for k, v in _policy_values(client).items()
     )
     lines.append(f"  policy    {policy}")
@@ -93,6 +93,7 @@ def _policy_values(client: Client) -> dict[str, Any]:
         "daily_budget_usd": dollars(policy.daily_budget_micro_usd),
         "monthly_budget_usd": dollars(policy.monthly_budget_micro_usd),
         "stamp_identity": policy.stamp_identity,
+        "upstreams": None if policy.upstreams is None else list(policy.upstreams),
         "operator": policy.operator,
     }
 

@@ -38,6 +38,8 @@ class Policy:
     stamp_identity: bool = True
     """Send the client id as OpenAI's ``safety_identifier`` (or ``user``) unless the
     caller set one."""
+    upstreams: tuple[str, ...] | None = None
+    """Upstreams of the upstreams file the client's calls may go to (None: any)."""
     operator: bool = False
     """May call AdminService (the operator's views, such as every client's spend).
     Set per client (``operator = true``), never inherited from ``[defaults]``."""

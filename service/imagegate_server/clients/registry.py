@@ -76,6 +76,7 @@ def effective_policy(defaults: PolicyFields, own: PolicyFields) -> Policy:
         daily_budget_micro_usd=None if daily is None else micro_usd(daily),
         monthly_budget_micro_usd=None if monthly is None else micro_usd(monthly),
         stamp_identity=source("stamp_identity").stamp_identity,
+        upstreams=source("upstreams").upstreams,
         operator=isinstance(own, ClientEntry) and own.operator,
     )
 

@@ -28,6 +28,7 @@ _SPIFFE_ID = re.compile(r"spiffe://[a-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 _DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DNS_NAME = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
 _MODEL_PATTERN = re.compile(r"[^\s]{1,200}")
+_UPSTREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 OPERATIONS = ("generation", "edit", "variation")
 UNLIMITED = "unlimited"
 
@@ -42,6 +43,7 @@ POLICY_FIELDS = (
     "daily_budget_usd",
     "monthly_budget_usd",
     "stamp_identity",
+    "upstreams",
 )
 
 
@@ -98,6 +100,13 @@ def _operations(value: object) -> frozenset[str]:
     if not all(item in OPERATIONS for item in items):
         raise _problem(f"operations must be among {', '.join(OPERATIONS)}")
     return frozenset(items)
+
+
+def _upstreams(value: object) -> tuple[str, ...]:
+    items = _string_list(value, "upstream names")
+    if not items or not all(_UPSTREAM_NAME.fullmatch(item) for item in items):
+        raise _problem("must name at least one upstream (names of the upstreams file)")
+    return tuple(dict.fromkeys(items))
 
 
 def _identities(value: object) -> tuple[str, ...]:
@@ -165,6 +174,7 @@ Budget = Annotated[Decimal | None, PlainValidator(_budget)]
 Flag = Annotated[bool, PlainValidator(_flag)]
 Models = Annotated[tuple[str, ...], PlainValidator(_models)]
 Operations = Annotated[frozenset[str], PlainValidator(_operations)]
+Upstreams = Annotated[tuple[str, ...], PlainValidator(_upstreams)]
 Identities = Annotated[tuple[str, ...], PlainValidator(_identities)]
 Timestamp = Annotated[datetime, PlainValidator(_timestamp)]
 TokenId = Annotated[str, PlainValidator(_token_id)]
@@ -189,6 +199,9 @@ class PolicyFields(_Strict):
     daily_budget_usd: Budget = None
     monthly_budget_usd: Budget = None
     stamp_identity: Flag = True
+    upstreams: Upstreams | None = None
+    """The upstreams (of the upstreams file) the client's calls may go to, e.g. its
+    own OpenAI project for chargeback; absent: any that serves the model."""
 
 
 class TokenEntry(_Strict):

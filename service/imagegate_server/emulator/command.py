@@ -48,7 +48,29 @@ def register(subparsers: Any) -> None:
         help="also serve this model, like the newest GPT image model (repeatable); any "
         "model the emulator does not know is otherwise refused as OpenAI refuses it",
     )
+    parser.add_argument(
+        "--azure",
+        action="store_true",
+        help="serve as an Azure OpenAI resource: /openai/deployments/NAME/images/... and "
+        "/openai/v1/images/... (api-version required), the api-key header, Azure's errors",
+    )
+    parser.add_argument(
+        "--azure-deployment",
+        action="append",
+        default=[],
+        type=_deployment,
+        metavar="NAME=MODEL",
+        help="with --azure: a deployment and its model (repeatable; default: a deployment "
+        "named like a model the emulator serves is that model)",
+    )
     parser.set_defaults(handler=run)
+
+
+def _deployment(text: str) -> tuple[str, str]:
+    name, sep, model = text.partition("=")
+    if not sep or not name.strip() or not model.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=MODEL, not {text[:60]!r}")
+    return name.strip(), model.strip()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +88,12 @@ def run(args: argparse.Namespace) -> int:
         url_ttl_s=args.url_ttl_s,
         public_base_url=args.public_base_url,
         extra_models=frozenset(args.extra_model),
+        azure=args.azure,
+        azure_deployments=dict(args.azure_deployment),
     )
+    if args.azure_deployment and not args.azure:
+        print("imagegate emulator: --azure-deployment needs --azure")
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(_serve(config, args.host, args.port))
     return 0

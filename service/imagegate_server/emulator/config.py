@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -51,6 +52,13 @@ class EmulatorConfig:
     image_too_large like OpenAI) but not stored."""
     render_threads: int = 0
     """Threads rendering images; 0 means one per CPU."""
+    azure: bool = False
+    """Serve as an Azure OpenAI resource instead (:mod:`.azure`): its routes, the
+    ``api-key`` header, its error shapes and refusals. The base URL is then the
+    resource endpoint (the origin), not ``.../v1``."""
+    azure_deployments: Mapping[str, str] = field(default_factory=dict)
+    """Azure mode: deployment name -> model. Empty: a deployment named like a model
+    the emulator serves is that model."""
     extra_models: frozenset[str] = frozenset()
     """Models served beyond the model table, judged like its most permissive GPT image
     model: one OpenAI has shipped that the table does not know yet, or a test's stand-in

@@ -1,4 +1,5 @@
-"""OpenAI-shaped errors: ``{"error": {"message", "type", "param", "code"}}``."""
+"""OpenAI-shaped errors: ``{"error": {"message", "type", "param", "code"}}``, and the
+same errors in Azure OpenAI's shape (:func:`azure_body`)."""
 
 from __future__ import annotations
 
@@ -121,3 +122,23 @@ def moderation_blocked() -> ApiError:
         "image_generation_user_error",
         code="moderation_blocked",
     )
+
+
+def azure_body(error: ApiError) -> dict[str, Any]:
+    """``error`` in Azure's shape: ``{"error": {"code", "message"[, "param"]}}``."""
+    code = error.code
+    fields: dict[str, Any] = {}
+    if code == "moderation_blocked":
+        code = "contentFilter"
+        fields["innererror"] = {
+            "code": "ResponsibleAIPolicyViolation",
+            "content_filter_results": {"violence": {"filtered": True, "severity": "high"}},
+        }
+    elif error.status == 429 or (error.status >= 500 and code is None):
+        code = str(error.status)
+    elif code is None:
+        code = error.type
+    body: dict[str, Any] = {"code": code, "message": error.message}
+    if error.param is not None:
+        body["param"] = error.param
+    return {"error": {**body, **fields}}

@@ -11,6 +11,8 @@ Syntax: comma-separated items, each ``NAME[;PARAM=VALUE]...``::
     moderation                 400 image_generation_user_error, code moderation_blocked
     503;x-should-retry=true    any error status with OpenAI's x-should-retry header
                                (true or false)
+    503;early=true             any error status, answered before the request body is
+                               read (a proxy refusing an upload it never looked at)
     stream-error;after=1       a streamed answer sends 1 event, then an SSE ``error``
                                event (server_error) and ends
     stream-moderation;after=0  ... an ``error`` event with code moderation_blocked
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from imagegate_server.emulator.config import LatencyModel
 from imagegate_server.emulator.errors import (
     ApiError,
+    azure_body,
     for_status,
     insufficient_quota,
     moderation_blocked,
@@ -42,7 +45,7 @@ FAULT_HEADER = "x-emulator-fault"
 _STATUS_CODES = frozenset({401, 403, 404, 413, 422, 429, 500, 502, 503})
 _STREAM_FAULTS = ("stream-error", "stream-moderation")
 # Parameters whose value is a word, not a number.
-_WORD_PARAMS = {"x-should-retry": ("true", "false")}
+_WORD_PARAMS = {"x-should-retry": ("true", "false"), "early": ("true", "false")}
 
 
 class FaultSyntaxError(ValueError):
@@ -67,13 +70,18 @@ class FaultPlan:
     stream_error: ApiError | None = None
     """Sent as an SSE ``error`` event after ``stream_error_after`` events."""
     stream_error_after: int = 0
+    early: bool = False
+    """``error`` is sent before the request's body is read."""
     applied: list[str] = field(default_factory=list)
 
-    def stream_error_event(self, events_sent: int) -> dict[str, object] | None:
+    def stream_error_event(
+        self, events_sent: int, *, azure: bool = False
+    ) -> dict[str, object] | None:
         """The ``error`` event a streamed answer sends now instead of its next event."""
         if self.stream_error is None or events_sent < self.stream_error_after:
             return None
-        return {"type": "error", "error": self.stream_error.body()["error"]}
+        body = azure_body(self.stream_error) if azure else self.stream_error.body()
+        return {"type": "error", "error": body["error"]}
 
 
 @dataclass(frozen=True)
@@ -205,6 +213,7 @@ class FaultInjector:
                 plan.error = moderation_blocked()
             else:
                 plan.error = for_status(int(name))
+                plan.early = item.params.get("early", "").lower() == "true"
                 if "x-should-retry" in item.params:
                     plan.error.headers["x-should-retry"] = item.params["x-should-retry"].lower()
                 if "retry-after" in item.params:

@@ -1,9 +1,11 @@
 """One images request, start to finish: the stages every operation goes through.
 
-journal it -> check the bearer key -> read the body (journalled) -> plan its faults
-(delay, injected error) -> build the validated job (off the loop) -> wait the simulated
-latency -> render -> answer as JSON or as server-sent events, through the responder.
-Errors never carry exception text: they are OpenAI-shaped, details go to the log.
+journal it -> check the bearer key (Azure: api-key) -> plan its faults (an ``early``
+error answers now, before the body is read) -> read the body (journalled) -> Azure:
+the deployment's model -> delay, injected error -> build the validated job (off the
+loop) -> wait the simulated latency -> render -> answer as JSON or as server-sent
+events, through the responder. Errors never carry exception text: they are
+OpenAI-shaped (Azure-shaped in Azure mode), details go to the log.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import uuid
 
 from aiohttp import web
 
+from imagegate_server.emulator import azure
 from imagegate_server.emulator.answers import (
     completed_event,
     images_response,
@@ -39,8 +42,13 @@ log = logging.getLogger("imagegate.emulator")
 _SERVER_ERROR = "The server had an error while processing your request."
 
 
-async def handle_images(request: web.Request, operation: Operation) -> web.StreamResponse:
+async def handle_images(
+    request: web.Request, operation: Operation, deployment: str | None = None
+) -> web.StreamResponse:
+    """``deployment``: in Azure mode, the one the route names (None: the v1 route's
+    body names it)."""
     state = request.app[STATE]
+    config = state.config
     request_id = f"req_{uuid.uuid4().hex}"
     entry = state.journal.begin(request_id, request.method, request.path, request.headers)
     responder = Responder(request, state, entry, request_id)
@@ -48,10 +56,21 @@ async def handle_images(request: web.Request, operation: Operation) -> web.Strea
     try:
         # Before the body: a caller without a key gets OpenAI's 401, not a 400 about
         # its JSON, and a 64 MB upload is refused without being read.
-        _check_auth(request, state.config)
-        body = await read_body(request, state.config.max_file_bytes)
-        _record(state, entry, body)
+        if config.azure:
+            azure.check_request(request, config)
+        else:
+            _check_auth(request, config)
         responder.plan = plan = _plan(request, state, entry)
+        if plan.early:
+            # Answered before the body is read: the client is still sending it.
+            assert plan.error is not None
+            raise plan.error
+        body = await read_body(request, config.max_file_bytes)
+        _record(state, entry, body)
+        if config.azure:
+            name = deployment if deployment is not None else azure.body_deployment(body)
+            body = azure.with_model(body, azure.deployed_model(config, name))
+            azure.refuse_unsupported(body)
         if plan.delay_s:
             await asyncio.sleep(plan.delay_s)
         if plan.error is not None:

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from imagegate_server.emulator.answers import sse
-from imagegate_server.emulator.errors import ApiError
+from imagegate_server.emulator.errors import ApiError, azure_body
 from imagegate_server.emulator.faults import FaultPlan
 from imagegate_server.emulator.journal import JournalEntry
 from imagegate_server.emulator.state import EmulatorState
@@ -100,14 +100,15 @@ class Responder:
         return response
 
     async def send_error(self, error: ApiError) -> web.StreamResponse:
+        body = azure_body(error) if self.state.config.azure else error.body()
         try:
-            return await self.send_json(error.status, error.body(), error.headers)
+            return await self.send_json(error.status, body, error.headers)
         except ConnectionAborted:
             return web.Response(status=CLIENT_GONE)
 
     async def send_event(self, response: web.StreamResponse, event: dict[str, Any]) -> bool:
         """Send ``event``, or end the stream with the plan's ``error`` event (False)."""
-        failure = self.plan.stream_error_event(self.events_sent)
+        failure = self.plan.stream_error_event(self.events_sent, azure=self.state.config.azure)
         if failure is not None:
             await self.write(response, sse(failure))
             await response.write_eof()

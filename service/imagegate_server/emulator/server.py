@@ -81,7 +81,9 @@ class Emulator:
 
     @property
     def base_url(self) -> str:
-        return f"{self.origin}/v1"
+        """What clients take as the base URL: ``.../v1``, or in Azure mode the
+        resource endpoint (the origin)."""
+        return self.origin if self.config.azure else f"{self.origin}/v1"
 
     @property
     def faults(self) -> str:

@@ -1,5 +1,6 @@
-"""A running gateway: gRPC server, health, reflection, the upstream client and,
-when no OpenAI key is configured, the embedded emulator as the upstream.
+"""A running gateway: gRPC server, health, reflection, the router over its upstreams
+(the upstreams file's, or the one of ``IMAGEGATE_OPENAI_*``) and, when neither a key
+nor an upstreams file is configured, the embedded emulator as the upstream.
 
 Operations around it: metrics (one :class:`Metrics` per process, exposed on their
 own port unless a worker supervisor exposes them), traces when the ``OTEL_*``
@@ -40,12 +41,20 @@ from imagegate_server.limits import SCHEMA as LIMITS_SCHEMA
 from imagegate_server.limits import Limiter, build_limiter, uses_local_database
 from imagegate_server.localdb import LocalDatabase
 from imagegate_server.metrics import Metrics, MetricsEndpoint
+from imagegate_server.metrics.labels import DEFAULT_UPSTREAM
 from imagegate_server.models import replacement_for, retired
 from imagegate_server.pricing import load_price_table
-from imagegate_server.settings import Settings
+from imagegate_server.routing import (
+    BreakerPolicy,
+    Router,
+    UpstreamSet,
+    UpstreamsFile,
+    UpstreamSpec,
+    transport,
+)
+from imagegate_server.settings import OPENAI_API_HOST, Settings
 from imagegate_server.tls import ServerCertificates
 from imagegate_server.tracing import tracing_from_environment
-from imagegate_server.upstream import RetryPolicy, Upstream, UpstreamConfig
 
 if TYPE_CHECKING:
     from imagegate_server.tracing.provider import Tracing
@@ -84,7 +93,8 @@ class Gateway:
         self._shared_emulator = shared_emulator
         self._tracing = tracing
         self._own_tracing: Tracing | None = None
-        self._upstream: Upstream | None = None
+        self._router: Router | None = None
+        self._upstreams_file: UpstreamsFile | None = None
         self._clients: ClientsFile | None = None
         self._database: LocalDatabase | None = None
         self._limiter: Limiter | None = None
@@ -105,31 +115,16 @@ class Gateway:
     async def _start(self) -> int:
         settings = self.settings
         key = settings.api_key()
-        problem = startup_auth_problem(settings, real_key=key is not None)
+        if settings.upstreams_file is not None:
+            self._upstreams_file = UpstreamsFile(settings.upstreams_file, settings)
+        real = key is not None or self._upstreams_file is not None
+        problem = startup_auth_problem(settings, real_key=real)
         if problem is not None:
             raise StartupError(problem)
-        emulated = key is None  # our own emulator, or the supervisor's
+        emulated = not real  # our own emulator, or the supervisor's
         if self._tracing is None:
             self._tracing = self._own_tracing = tracing_from_environment()
-        key, base_url = await self._choose_upstream(key)
-        self._upstream = Upstream(
-            UpstreamConfig(
-                base_url=base_url,
-                api_key=key,
-                organization=settings.openai_organization,
-                project=settings.openai_project,
-                connect_timeout_s=settings.connect_timeout_s,
-                retry=RetryPolicy(
-                    settings.max_retries, settings.retry_backoff_s, settings.retry_backoff_max_s
-                ),
-                max_connections=settings.max_connections,
-                http2=settings.http2,
-                unknown_model_answer_bytes=settings.upstream_unknown_model_answer_bytes,
-                error_body_bytes=settings.upstream_error_body_bytes,
-            ),
-            observer=self.metrics,
-            tracer=self._tracing.upstream if self._tracing is not None else None,
-        )
+        upstreams = await self._upstream_set(key)
         certificates = ServerCertificates.from_settings(settings)
         self._clients = ClientsFile.from_settings(settings)
         if self._clients is not None:
@@ -138,12 +133,27 @@ class Gateway:
             self._database = await LocalDatabase.open(settings.data_dir, LIMITS_SCHEMA)
         self._limiter = build_limiter(settings, self._database)
         prices = load_price_table(settings)
+        self._router = Router(
+            upstreams,
+            self._limiter,
+            prices,
+            self.metrics,
+            tracer=self._tracing.upstream if self._tracing is not None else None,
+            breaker=BreakerPolicy(
+                settings.upstream_circuit_failures,
+                settings.upstream_circuit_window_s,
+                settings.upstream_circuit_open_s,
+            ),
+        )
+        if self._upstreams_file is not None:
+            self._upstreams_file.on_change = self._router.apply
+            await self._upstreams_file.start()
         log_unsent_answers_as_info()
         server = grpc.aio.server(options=server_options(settings))
         add_services(
             server,
             settings=settings,
-            upstream=self._upstream,
+            router=self._router,
             limiter=self._limiter,
             clients=self._clients,
             prices=prices,
@@ -151,7 +161,7 @@ class Gateway:
             tracing=self._tracing,
             health_servicer=self._health,
             certificates=certificates,
-            refuse_retired=_refuses_retired(settings, emulated),
+            refuse_retired=_refuses_retired(settings, emulated, upstreams),
         )
         self._server = server
         self.port = bind(server, settings.host, settings.port, certificates)
@@ -170,7 +180,7 @@ class Gateway:
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self.metrics.server_started()
         self._probe = asyncio.create_task(
-            _probe_upstream(base_url, settings.connect_timeout_s, self.metrics)
+            _probe_upstreams(upstreams, settings.connect_timeout_s, self.metrics)
         )
         extra: dict[str, object] = {
             "address": f"{settings.host}:{self.port}",
@@ -185,6 +195,33 @@ class Gateway:
             extra["health_address"] = f"{settings.host}:{self.health_port}"
         log.info("serving", extra=extra)
         return self.port
+
+    async def _upstream_set(self, key: SecretStr | None) -> UpstreamSet:
+        """The upstreams file's upstreams, or the one upstream of the settings."""
+        settings = self.settings
+        if self._upstreams_file is not None:
+            upstreams = self._upstreams_file.current()
+            log.info(
+                "routing over the upstreams file",
+                extra={"upstreams": [spec.name for spec in upstreams.upstreams]},
+            )
+            if key is not None:
+                log.warning(
+                    "IMAGEGATE_OPENAI_API_KEY is set but unused: IMAGEGATE_UPSTREAMS_FILE "
+                    "names every upstream (reference the key from there if it is one)"
+                )
+            return upstreams
+        key, base_url = await self._choose_upstream(key)
+        config = transport(
+            settings,
+            name=DEFAULT_UPSTREAM,
+            kind="openai",
+            base_url=base_url,
+            api_key=key,
+            organization=settings.openai_organization,
+            project=settings.openai_project,
+        )
+        return UpstreamSet((UpstreamSpec(config, None),), from_file=False)
 
     async def _choose_upstream(self, key: SecretStr | None) -> tuple[SecretStr, str]:
         """The key and base URL to call: OpenAI's, or an emulator's (ours, or the
@@ -244,9 +281,12 @@ class Gateway:
         if self._metrics_endpoint is not None:
             await self._metrics_endpoint.stop()
             self._metrics_endpoint = None
-        if self._upstream is not None:
-            await self._upstream.aclose()
-            self._upstream = None
+        if self._upstreams_file is not None:
+            await self._upstreams_file.stop()
+            self._upstreams_file = None
+        if self._router is not None:
+            await self._router.aclose()
+            self._router = None
         if self._clients is not None:
             await self._clients.stop()
             self._clients = None
@@ -277,10 +317,18 @@ class Gateway:
         await self.stop(0)
 
 
-def _refuses_retired(settings: Settings, emulated: bool) -> bool:
+def _refuses_retired(settings: Settings, emulated: bool, upstreams: UpstreamSet) -> bool:
     """Whether calls naming a retired model are refused here; warns at start-up when
-    that includes calls that name no model (the default model is retired)."""
+    that includes calls that name no model (the default model is retired). With an
+    upstreams file, ``auto`` refuses them when every upstream is OpenAI's own API
+    (as the file read at start-up says)."""
     refuse_retired = settings.refuses_retired_models(emulator=emulated)
+    if upstreams.from_file and settings.refuse_retired_models == "auto":
+        refuse_retired = all(
+            spec.config.kind == "openai"
+            and urlsplit(spec.config.base_url).hostname == OPENAI_API_HOST
+            for spec in upstreams.upstreams
+        )
     if refuse_retired:
         today = datetime.datetime.now(datetime.UTC).date()
         default = settings.default_model
@@ -292,9 +340,18 @@ def _refuses_retired(settings: Settings, emulated: bool) -> bool:
     return refuse_retired
 
 
-async def _probe_upstream(base_url: str, timeout_s: float, metrics: Metrics) -> None:
-    """Start-up value of ``imagegate_upstream_up``: can a TCP connection be made?
-    From then on every upstream request updates it."""
+async def _probe_upstreams(upstreams: UpstreamSet, timeout_s: float, metrics: Metrics) -> None:
+    """Start-up value of ``imagegate_upstream_up`` of each upstream: can a TCP
+    connection be made? From then on every upstream request updates it."""
+    await asyncio.gather(
+        *(
+            _probe_upstream(spec.name, spec.config.base_url, timeout_s, metrics)
+            for spec in upstreams.upstreams
+        )
+    )
+
+
+async def _probe_upstream(name: str, base_url: str, timeout_s: float, metrics: Metrics) -> None:
     parts = urlsplit(base_url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     if parts.hostname is None:
@@ -302,9 +359,9 @@ async def _probe_upstream(base_url: str, timeout_s: float, metrics: Metrics) -> 
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout_s)
     except (OSError, TimeoutError):
-        metrics.set_upstream_up(False)
+        metrics.set_upstream_up(name, False)
         return
-    metrics.set_upstream_up(True)
+    metrics.set_upstream_up(name, True)
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()

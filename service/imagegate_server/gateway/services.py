@@ -21,6 +21,7 @@ from imagegate_server.gateway.edge.guard import Guard
 from imagegate_server.gateway.edge.quota import QuotaServicer
 from imagegate_server.gateway.edge.servicer import ImagesServicer
 from imagegate_server.gateway.edge.tenancy import Tenancy
+from imagegate_server.gateway.edge.upstreams import UpstreamsServicer
 from imagegate_server.gateway.edge.wire import (
     ADMIN_SERVICE,
     QUOTA_SERVICE,
@@ -31,9 +32,9 @@ from imagegate_server.gateway.requests.build import RequestBuilder
 from imagegate_server.limits import Limiter
 from imagegate_server.metrics import Metrics
 from imagegate_server.pricing import PriceTable
+from imagegate_server.routing import Router
 from imagegate_server.settings import Settings
 from imagegate_server.tls import ServerCertificates
-from imagegate_server.upstream import Upstream
 
 if TYPE_CHECKING:
     from imagegate_server.tracing.provider import Tracing
@@ -51,7 +52,7 @@ def add_services(
     server: grpc.aio.Server,
     *,
     settings: Settings,
-    upstream: Upstream,
+    router: Router,
     limiter: Limiter,
     clients: ClientsFile | None,
     prices: PriceTable,
@@ -71,7 +72,7 @@ def add_services(
     )
     tenancy = Tenancy(limiter, prices, settings)
     servicer = ImagesServicer(
-        upstream,
+        router,
         settings,
         requests=RequestBuilder(settings, refuse_retired=refuse_retired),
         callers=callers,
@@ -91,15 +92,19 @@ def add_services(
     )
     add_service(server, QUOTA_SERVICE, quota.behaviours())
     admin_tracer = tracing.rpc_tracer(ADMIN_SERVICE.full_name) if tracing is not None else None
+    admin_guard = Guard(settings.upstream_timeout_s, admin_tracer)
     admin = AdminServicer(
         callers,
         clients,
         limiter,
         prices,
-        Guard(settings.upstream_timeout_s, admin_tracer),
+        admin_guard,
         metrics.rpc("ListClientSpend", ADMIN_SERVICE),
     )
-    add_service(server, ADMIN_SERVICE, admin.behaviours())
+    upstreams = UpstreamsServicer(
+        callers, router, limiter, admin_guard, metrics.rpc("ListUpstreams", ADMIN_SERVICE)
+    )
+    add_service(server, ADMIN_SERVICE, {**admin.behaviours(), **upstreams.behaviours()})
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (

@@ -14,6 +14,7 @@ from imagegate_server.limits.model import (
     RateLimit,
     SpendListing,
     Ticket,
+    UpstreamStatus,
 )
 
 DONE_RETENTION_S = 10.0
@@ -45,9 +46,25 @@ class Limiter(Protocol):
         """
         ...
 
-    async def settle(self, ticket: Ticket, cost_micros: int) -> None:
+    async def settle(self, ticket: Ticket, cost_micros: int, upstream: str | None = None) -> None:
         """Free the call's slot and reservation and add its real cost to today's and
-        this month's spend (0 = release). Idempotent; never raises for store outages."""
+        this month's spend (0 = release), and to ``upstream``'s when given (the
+        upstream that answered the call). Idempotent; never raises for store outages."""
+        ...
+
+    async def take_upstream(self, upstream: str, rates: Sequence[RateLimit]) -> float:
+        """Charge one call to ``upstream``'s ceilings (gateway-wide rates, scope
+        ``""``), all or none (:mod:`.ceilings`). Returns 0.0 when charged (or let
+        through uncounted while the store is down and rates fail open), else the
+        seconds until they would pass (``math.inf``: never, for this call's cost).
+        Raises :class:`~imagegate_server.errors.LimiterUnavailable` while the store is
+        down and rates fail closed."""
+        ...
+
+    async def upstream_status(self, upstream: str, rates: Sequence[RateLimit]) -> UpstreamStatus:
+        """``upstream``'s ceilings as they stand and its spend; charges nothing.
+        Raises :class:`~imagegate_server.errors.LimiterUnavailable` when the store
+        cannot be read."""
         ...
 
     async def status(

@@ -9,7 +9,16 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-NAMES = ("admit", "settle", "status", "ceiling_admit", "ceiling_refund", "peek_rates")
+NAMES = (
+    "admit",
+    "settle",
+    "status",
+    "ceiling_admit",
+    "ceiling_refund",
+    "peek_rates",
+    "upstream_spend",
+    "upstream_status",
+)
 
 
 def _read(name: str) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from imagegate_server.limits import ceilings
 from imagegate_server.limits.base import Clock, SystemClock
 from imagegate_server.limits.decision import Standing, client_status, decide
 from imagegate_server.limits.model import (
@@ -27,6 +28,7 @@ from imagegate_server.limits.model import (
     RateLimit,
     SpendListing,
     Ticket,
+    UpstreamStatus,
 )
 from imagegate_server.limits.periods import period_number
 
@@ -45,6 +47,14 @@ class _Spend:
         if self.period != number:
             self.period, self.micros = number, 0
         self.micros += micros
+
+
+@dataclass
+class _Upstream:
+    rates: dict[str, int] = field(default_factory=dict)
+    """Ceiling name -> TAT (monotonic microseconds)."""
+    day: _Spend = field(default_factory=_Spend)
+    month: _Spend = field(default_factory=_Spend)
 
 
 @dataclass
@@ -90,6 +100,7 @@ class MemoryLimiter:
         self._clock: Clock = clock or SystemClock()
         self._clients: dict[str, _Client] = {}
         self._gateway: dict[str, int] = {}
+        self._upstreams: dict[str, _Upstream] = {}
         self._next_gc = self._clock.monotonic_us() + _GC_EVERY_US
 
     @property
@@ -114,10 +125,17 @@ class MemoryLimiter:
         self._clients[admission.client] = client
         return ticket
 
-    async def settle(self, ticket: Ticket, cost_micros: int) -> None:
+    async def settle(self, ticket: Ticket, cost_micros: int, upstream: str | None = None) -> None:
         if cost_micros < 0:
             raise ValueError("cost_micros must be >= 0")
-        if not ticket._settled.claim() or not ticket.accounted:
+        if not ticket._settled.claim():
+            return
+        unix = self._clock.unix_s()
+        if cost_micros and upstream is not None:
+            spend = self._upstreams.setdefault(upstream, _Upstream())
+            spend.day.add(period_number("day", unix), cost_micros)
+            spend.month.add(period_number("month", unix), cost_micros)
+        if not ticket.accounted:
             return
         client = self._clients.setdefault(ticket.client, _Client())
         held = client.open.pop(ticket.id, None)
@@ -125,9 +143,25 @@ class MemoryLimiter:
             client.reserved -= held[1]
         if cost_micros:
             # A late settle (after its reservation expired) still counts: the bill is real.
-            unix = self._clock.unix_s()
             client.day.add(period_number("day", unix), cost_micros)
             client.month.add(period_number("month", unix), cost_micros)
+
+    async def take_upstream(self, upstream: str, rates: Sequence[RateLimit]) -> float:
+        state = self._upstreams.setdefault(upstream, _Upstream())
+        wait, charges = ceilings.check(rates, state.rates, self._clock.monotonic_us())
+        for rate, tat in charges:
+            state.rates[rate.name] = tat
+        return wait
+
+    async def upstream_status(self, upstream: str, rates: Sequence[RateLimit]) -> UpstreamStatus:
+        state = self._upstreams.get(upstream) or _Upstream()
+        unix = self._clock.unix_s()
+        return UpstreamStatus(
+            upstream,
+            ceilings.rate_status(rates, state.rates, self._clock.monotonic_us()),
+            state.day.current(period_number("day", unix)),
+            state.month.current(period_number("month", unix)),
+        )
 
     async def status(
         self,
@@ -176,6 +210,7 @@ class MemoryLimiter:
     async def aclose(self) -> None:
         self._clients.clear()
         self._gateway.clear()
+        self._upstreams.clear()
 
     def _collect(self, now: int, unix: float) -> None:
         """Forget clients with nothing left to remember (at most once a minute)."""

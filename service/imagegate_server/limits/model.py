@@ -244,3 +244,15 @@ class SpendListing:
     first ones by name, Redis the first ones its SCAN met."""
     as_of: datetime
     """The store's time the figures are for (UTC): 'today' is its UTC day."""
+
+
+@dataclass(frozen=True)
+class UpstreamStatus:
+    """One upstream's ceilings as they stand and its spend (read-only)."""
+
+    upstream: str
+    rates: tuple[RateStatus, ...]
+    """Its requests and images per minute ceilings (none when it has none)."""
+    spent_today_micros: int
+    """Settled spend of calls it answered in the current UTC day."""
+    spent_this_month_micros: int

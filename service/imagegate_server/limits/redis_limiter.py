@@ -33,8 +33,9 @@ from imagegate_server.limits.model import (
     RateLimit,
     SpendListing,
     Ticket,
+    UpstreamStatus,
 )
-from imagegate_server.limits.outage import OutagePolicy, StoreHealth
+from imagegate_server.limits.outage import OutagePolicy, StoreHealth, unavailable
 
 # What "Redis is unreachable" looks like from redis-py: its own errors (connection,
 # timeout, loading, auth, read-only replica, OOM), plus the OS's and asyncio's.
@@ -135,6 +136,11 @@ class RedisLimiter:
     def gateway_key(self) -> str:
         return f"{self._prefix}{{gateway}}:rates"
 
+    def upstream_keys(self, upstream: str) -> tuple[str, str, str]:
+        """rates, spend, done of one upstream: one hash tag, so one Cluster slot."""
+        tag = f"{self._prefix}{{u:{quote(upstream, safe='')}}}"
+        return f"{tag}:rates", f"{tag}:spend", f"{tag}:done"
+
     # The interface --------------------------------------------------------------------
 
     async def admit(self, admission: Admission) -> Ticket:
@@ -167,11 +173,16 @@ class RedisLimiter:
             raise redis_wire.refused(admission, reply)
         return Ticket(ticket, admission.client, admission.reserve_micros, accounted=True)
 
-    async def settle(self, ticket: Ticket, cost_micros: int) -> None:
+    async def settle(self, ticket: Ticket, cost_micros: int, upstream: str | None = None) -> None:
         if cost_micros < 0:
             raise ValueError("cost_micros must be >= 0")
         if not ticket._settled.claim():
             return
+        await self._settle_client(ticket, cost_micros)
+        if upstream is not None and cost_micros > 0:
+            await self._book_upstream(ticket, cost_micros, upstream)
+
+    async def _settle_client(self, ticket: Ticket, cost_micros: int) -> None:
         if not ticket.accounted and (cost_micros == 0 or not self._health.reachable):
             # Let through uncounted: nothing to free. Its cost is still recorded when
             # Redis is back by now; while it is down, nothing is probed for it.
@@ -191,6 +202,49 @@ class RedisLimiter:
             self._health.down(error)
             return
         self._health.up(started_up)
+
+    async def _book_upstream(self, ticket: Ticket, cost_micros: int, upstream: str) -> None:
+        """The upstream's own spend (its keys are in another slot than the client's)."""
+        if self._health.skip():
+            return
+        started_up = self._health.reachable
+        _, spend_key, done_key = self.upstream_keys(upstream)
+        retention = round(DONE_RETENTION_S * 1_000_000)
+        try:
+            await self._run(
+                "upstream_spend", [spend_key, done_key], [ticket.id, cost_micros, retention]
+            )
+        except _STORE_ERRORS as error:
+            self._health.down(error)
+            return
+        self._health.up(started_up)
+
+    async def take_upstream(self, upstream: str, rates: Sequence[RateLimit]) -> float:
+        started_up = self._health.reachable
+        if self._health.skip():
+            return self._uncounted_ceiling()
+        try:
+            reply = await self._run(
+                "ceiling_admit", [self.upstream_keys(upstream)[0]], redis_wire.rate_args(rates)
+            )
+        except _STORE_ERRORS as error:
+            self._health.down(error)
+            return self._uncounted_ceiling()
+        self._health.up(started_up)
+        return redis_wire.ceiling_wait(reply)
+
+    def _uncounted_ceiling(self) -> float:
+        if not self._health.policy.rates_open:
+            raise unavailable("upstream ceilings")
+        return 0.0
+
+    async def upstream_status(self, upstream: str, rates: Sequence[RateLimit]) -> UpstreamStatus:
+        async def read() -> UpstreamStatus:
+            keys = list(self.upstream_keys(upstream)[:2])
+            reply = await self._run("upstream_status", keys, [rate.name for rate in rates])
+            return redis_wire.upstream_status(upstream, rates, reply)
+
+        return await self._health.read("upstreams", read, _STORE_ERRORS)
 
     async def status(
         self,

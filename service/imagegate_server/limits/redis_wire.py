@@ -6,11 +6,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from imagegate_server.errors import LimitRefused
-from imagegate_server.limits import gcra
+from imagegate_server.limits import ceilings, gcra
 from imagegate_server.limits.model import (
     CONCURRENCY_LIMIT,
     Admission,
@@ -20,6 +21,7 @@ from imagegate_server.limits.model import (
     ClientStatus,
     RateLimit,
     RateStatus,
+    UpstreamStatus,
 )
 from imagegate_server.limits.periods import (
     period_number,
@@ -144,3 +146,25 @@ def client_spend(client: str, reply: list[Any]) -> ClientSpend:
 
 def _int(value: Any) -> int | None:
     return None if value in (None, "") else int(value)
+
+
+def ceiling_wait(reply: list[Any]) -> float:
+    """``ceiling_admit.lua``'s reply for one upstream's ceilings: 0.0 when charged,
+    else the longest wait in seconds (``math.inf`` for a cost above a burst)."""
+    if int(reply[0]) == 1:
+        return 0.0
+    waits = [0.0]
+    for i in range(2, len(reply), 3):
+        if reply[i] == "never":
+            return math.inf
+        waits.append(int(reply[i + 2]) / 1_000_000)
+    return max(waits)
+
+
+def upstream_status(upstream: str, rates: Sequence[RateLimit], reply: list[Any]) -> UpstreamStatus:
+    """``upstream_status.lua``'s reply."""
+    now_us = int(reply[0])
+    tats = dict(zip((r.name for r in rates), (_int(v) for v in reply[3:]), strict=True))
+    return UpstreamStatus(
+        upstream, ceilings.rate_status(rates, tats, now_us), int(reply[1]), int(reply[2])
+    )

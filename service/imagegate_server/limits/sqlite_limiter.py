@@ -13,15 +13,18 @@ is per boot): TATs and expiries are microseconds since 1970. A clock stepped bac
 makes waits longer, never shorter; one stepped forward frees rates and slots early
 by the step.
 
-Tables (schema ``limits``, version 1)
-    ``limit_rates``   (scope, name) -> TAT; scope is the client, or '' for the
-                      gateway-wide ceiling; a row is deleted once drained.
+Tables (schema ``limits``, version 2)
+    ``limit_rates``   (scope, name) -> TAT; scope is the client, '' for the
+                      gateway-wide ceiling, or ``upstream:<name>`` for an upstream's
+                      ceilings (:mod:`.ceilings`); a row is deleted once drained.
     ``limit_calls``   ticket -> client, expiry, reserved micro-dollars: the admitted
                       calls in flight; expired ones are deleted (their reservation
                       with them) before the client's next admission.
     ``limit_spend``   (client, 'day'|'month') -> period number, micro-dollars: the
                       current UTC day's and month's settled spend; older periods
                       are deleted.
+    ``limit_upstream_spend``  (upstream, 'day'|'month') -> the same, per upstream
+                      (step 2), booked in the settle's transaction.
 A call with no limit at all (no rate, no concurrency limit, no budget) is admitted
 without a transaction and holds no row; settling it books its cost, so its spend is
 still counted, but it is not among the calls in flight. Rows are bounded: calls by
@@ -41,6 +44,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 
+from imagegate_server.limits import ceilings
 from imagegate_server.limits.base import Clock, SystemClock
 from imagegate_server.limits.decision import Standing, client_status, decide
 from imagegate_server.limits.model import (
@@ -52,8 +56,9 @@ from imagegate_server.limits.model import (
     RateLimit,
     SpendListing,
     Ticket,
+    UpstreamStatus,
 )
-from imagegate_server.limits.outage import OutagePolicy, StoreHealth
+from imagegate_server.limits.outage import OutagePolicy, StoreHealth, unavailable
 from imagegate_server.limits.periods import period_number
 from imagegate_server.localdb import LocalDatabase, Schema
 
@@ -81,6 +86,15 @@ SCHEMA = Schema(
             number INTEGER NOT NULL,
             micros INTEGER NOT NULL,
             PRIMARY KEY (client, period)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE limit_upstream_spend (
+            upstream TEXT NOT NULL,
+            period TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            micros INTEGER NOT NULL,
+            PRIMARY KEY (upstream, period)
         ) WITHOUT ROWID
         """,
     ),
@@ -145,7 +159,7 @@ class SqliteLimiter:
         self._collect()
         return ticket
 
-    async def settle(self, ticket: Ticket, cost_micros: int) -> None:
+    async def settle(self, ticket: Ticket, cost_micros: int, upstream: str | None = None) -> None:
         if cost_micros < 0:
             raise ValueError("cost_micros must be >= 0")
         if not ticket._settled.claim():
@@ -156,11 +170,39 @@ class SqliteLimiter:
         if self._health.skip():
             return
         try:
-            await self._db.write(lambda db: self._settle(db, ticket, cost_micros))
+            await self._db.write(lambda db: self._settle(db, ticket, cost_micros, upstream))
         except _STORE_ERRORS as error:
             self._health.down(error)  # the slot and reservation expire on their own
             return
         self._health.up(started_up)
+
+    async def take_upstream(self, upstream: str, rates: Sequence[RateLimit]) -> float:
+        started_up = self._health.reachable
+        if self._health.skip():
+            return self._uncounted_ceiling()
+        try:
+            wait = await self._db.write(lambda db: self._take_upstream(db, upstream, rates))
+        except _STORE_ERRORS as error:
+            self._health.down(error)
+            return self._uncounted_ceiling()
+        self._health.up(started_up)
+        return wait
+
+    def _uncounted_ceiling(self) -> float:
+        if not self._health.policy.rates_open:
+            raise unavailable("upstream ceilings")
+        return 0.0
+
+    async def upstream_status(self, upstream: str, rates: Sequence[RateLimit]) -> UpstreamStatus:
+        def read(db: sqlite3.Connection) -> UpstreamStatus:
+            now_us, unix = self._now()
+            tats = _upstream_tats(db, upstream, rates)
+            spent = _spent(db, upstream, unix, "limit_upstream_spend", "upstream")
+            return UpstreamStatus(
+                upstream, ceilings.rate_status(rates, tats, now_us), spent["day"], spent["month"]
+            )
+
+        return await self._health.read("upstreams", lambda: self._db.read(read), _STORE_ERRORS)
 
     async def status(
         self,
@@ -205,19 +247,34 @@ class SqliteLimiter:
             (ticket, client, now_us + admission.hold_us, admission.reserve_micros),
         )
 
-    def _settle(self, db: sqlite3.Connection, ticket: Ticket, cost: int) -> None:
+    def _settle(
+        self, db: sqlite3.Connection, ticket: Ticket, cost: int, upstream: str | None
+    ) -> None:
         db.execute("DELETE FROM limit_calls WHERE ticket = ?", (ticket.id,))
         if not cost:
             return
         # A late settle (after its reservation expired) still counts: the bill is real.
         unix = self._clock.unix_s()
+        _add_spend(db, "limit_spend", "client", ticket.client, cost, unix)
+        if upstream is not None:
+            _add_spend(db, "limit_upstream_spend", "upstream", upstream, cost, unix)
+
+    def _take_upstream(
+        self, db: sqlite3.Connection, upstream: str, rates: Sequence[RateLimit]
+    ) -> float:
+        now_us, _ = self._now()
+        tats = {
+            name: tat
+            for name, tat in _upstream_tats(db, upstream, rates).items()
+            if tat is not None
+        }
+        wait, charges = ceilings.check(rates, tats, now_us)
         db.executemany(
-            "INSERT INTO limit_spend (client, period, number, micros) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (client, period) DO UPDATE SET "
-            "micros = CASE WHEN number = excluded.number THEN micros + excluded.micros "
-            "ELSE excluded.micros END, number = excluded.number",
-            [(ticket.client, p, period_number(p, unix), cost) for p in ("day", "month")],
+            "INSERT INTO limit_rates (scope, name, tat_us) VALUES (?, ?, ?) "
+            "ON CONFLICT (scope, name) DO UPDATE SET tat_us = excluded.tat_us",
+            [(ceilings.SQLITE_SCOPE + upstream, rate.name, tat) for rate, tat in charges],
         )
+        return wait
 
     @staticmethod
     def _standing(
@@ -243,7 +300,7 @@ class SqliteLimiter:
         if done.cancelled() or done.exception() is not None or not ticket._settled.claim():
             return
         # On the database's thread, after the admission: no await, no loop needed.
-        self._db.submit_write(lambda db: self._settle(db, ticket, 0))
+        self._db.submit_write(lambda db: self._settle(db, ticket, 0, None))
 
     def _collect(self) -> None:
         """Delete drained rates, expired calls and past periods (once a minute)."""
@@ -254,24 +311,59 @@ class SqliteLimiter:
         self._db.submit_write(lambda db: _delete_stale(db, now_us, unix))
 
 
-def _spent(db: sqlite3.Connection, client: str, unix: float) -> dict[str, int]:
+def _spent(
+    db: sqlite3.Connection,
+    owner: str,
+    unix: float,
+    table: str = "limit_spend",
+    column: str = "client",
+) -> dict[str, int]:
+    """The current day's and month's spend of a client (or, in ``limit_upstream_spend``,
+    of an upstream)."""
     spent = {"day": 0, "month": 0}
     for period, number, micros in db.execute(
-        "SELECT period, number, micros FROM limit_spend WHERE client = ?", (client,)
+        f"SELECT period, number, micros FROM {table} WHERE {column} = ?",  # noqa: S608 (ours)
+        (owner,),
     ):
         if period in spent and number == period_number(period, unix):
             spent[period] = int(micros)
     return spent
 
 
+def _add_spend(
+    db: sqlite3.Connection, table: str, column: str, owner: str, cost: int, unix: float
+) -> None:
+    db.executemany(
+        f"INSERT INTO {table} ({column}, period, number, micros) VALUES (?, ?, ?, ?) "  # noqa: S608
+        f"ON CONFLICT ({column}, period) DO UPDATE SET "
+        "micros = CASE WHEN number = excluded.number THEN micros + excluded.micros "
+        "ELSE excluded.micros END, number = excluded.number",
+        [(owner, p, period_number(p, unix), cost) for p in ("day", "month")],
+    )
+
+
+def _upstream_tats(
+    db: sqlite3.Connection, upstream: str, rates: Sequence[RateLimit]
+) -> dict[str, int | None]:
+    scope = ceilings.SQLITE_SCOPE + upstream
+    tats: dict[str, int | None] = {}
+    for rate in rates:
+        row = db.execute(
+            "SELECT tat_us FROM limit_rates WHERE scope = ? AND name = ?", (scope, rate.name)
+        ).fetchone()
+        tats[rate.name] = int(row[0]) if row is not None else None
+    return tats
+
+
 def _delete_stale(db: sqlite3.Connection, now_us: int, unix: float) -> None:
     db.execute("DELETE FROM limit_rates WHERE tat_us <= ?", (now_us,))
     db.execute("DELETE FROM limit_calls WHERE expires_us <= ?", (now_us,))
-    db.execute(
-        "DELETE FROM limit_spend WHERE (period = 'day' AND number < ?) "
-        "OR (period = 'month' AND number < ?)",
-        (period_number("day", unix), period_number("month", unix)),
-    )
+    for table in ("limit_spend", "limit_upstream_spend"):
+        db.execute(
+            f"DELETE FROM {table} WHERE (period = 'day' AND number < ?) "  # noqa: S608 (ours)
+            "OR (period = 'month' AND number < ?)",
+            (period_number("day", unix), period_number("month", unix)),
+        )
 
 
 def read_spend(db: sqlite3.Connection, unix: float, limit: int) -> SpendListing:

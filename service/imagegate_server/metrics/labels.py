@@ -86,3 +86,25 @@ class ClientLabels:
         if not client_id:
             return ANONYMOUS
         return client_id if client_id in self._known else OTHER
+
+
+DEFAULT_UPSTREAM = "default"
+"""The one upstream of a gateway without an upstreams file."""
+FAILOVER_CAUSES = frozenset({"connect", "rate_limited", "server_error"})
+
+
+def failover_cause(cause: str) -> str:
+    return cause if cause in FAILOVER_CAUSES else OTHER
+
+
+class UpstreamLabels:
+    """Upstream names as labels: ``default`` and the names of the upstreams file."""
+
+    def __init__(self) -> None:
+        self._known: frozenset[str] = frozenset({DEFAULT_UPSTREAM})
+
+    def known(self, names: Iterable[str]) -> None:
+        self._known = frozenset({DEFAULT_UPSTREAM, *(n for n in names if 0 < len(n) <= 64)})
+
+    def __call__(self, name: str | None) -> str:
+        return name if name is not None and name in self._known else OTHER

@@ -21,7 +21,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from imagegate_server.metrics import labels
-from imagegate_server.metrics.labels import ClientLabels
+from imagegate_server.metrics.labels import ClientLabels, UpstreamLabels
 from imagegate_server.metrics.rpc import SERVICE, RpcFamilies, RpcMetrics
 from imagegate_server.metrics.series import LONG_BUCKETS, Children
 
@@ -37,14 +37,15 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         reg = self.registry
         self.clients = ClientLabels()
+        self.upstreams = UpstreamLabels()
         self._rpc = RpcFamilies(reg)
 
         self._upstream_requests = Children(
             Counter(
                 "imagegate_upstream_requests_total",
-                "HTTP requests to the upstream, by HTTP status or failure "
-                "(connect_error, timeout, reset); each retry is a request.",
-                ("model", "status"),
+                "HTTP requests to the upstreams, by upstream, model and HTTP status or "
+                "failure (connect_error, timeout, reset); each retry is a request.",
+                ("upstream", "model", "status"),
                 registry=reg,
             ).labels
         )
@@ -52,7 +53,7 @@ class Metrics:
             Histogram(
                 "imagegate_upstream_seconds",
                 "Duration of one upstream HTTP request, until its answer or failure.",
-                ("model",),
+                ("upstream", "model"),
                 buckets=LONG_BUCKETS,
                 registry=reg,
             ).labels
@@ -60,9 +61,39 @@ class Metrics:
         self._retries = Children(
             Counter(
                 "imagegate_upstream_retries_total",
-                "Upstream requests retried, by cause (connect, rate_limited, should_retry).",
-                ("cause",),
+                "Upstream requests retried on the same upstream, by upstream and cause "
+                "(connect, rate_limited, should_retry).",
+                ("upstream", "cause"),
                 registry=reg,
+            ).labels
+        )
+        self._failovers = Children(
+            Counter(
+                "imagegate_upstream_failovers_total",
+                "Calls moved from an upstream to the next one after a failure that billed "
+                "nothing, by the upstream that failed and cause (connect, rate_limited, "
+                "server_error: x-should-retry or a 5xx before the upload was all sent).",
+                ("upstream", "cause"),
+                registry=reg,
+            ).labels
+        )
+        self._ceiling_skips = Children(
+            Counter(
+                "imagegate_upstream_ceiling_skips_total",
+                "Calls that passed an upstream by because it was at its requests or images "
+                "per minute ceiling (from the upstreams file).",
+                ("upstream",),
+                registry=reg,
+            ).labels
+        )
+        self._circuit_open = Children(
+            Gauge(
+                "imagegate_upstream_circuit_open",
+                "1 while an upstream's circuit breaker keeps calls off it (open or "
+                "half-open), else 0. Each process has its own breakers.",
+                ("upstream",),
+                registry=reg,
+                multiprocess_mode="livemax",
             ).labels
         )
         self._answers_rejected = Children(
@@ -141,18 +172,22 @@ class Metrics:
         self._spend = Children(
             Counter(
                 "imagegate_spend_usd_total",
-                "Spend computed from usage, in US dollars, by client and model.",
-                ("client", "model"),
+                "Spend computed from usage, in US dollars, by client, model and the "
+                "upstream that answered.",
+                ("client", "model", "upstream"),
                 registry=reg,
             ).labels
         )
         # Most recent observation of any live process: after an outage, the first
         # worker that reaches the upstream again flips the fleet's view back.
-        self._upstream_up = Gauge(
-            "imagegate_upstream_up",
-            "1 when the last attempt to reach the upstream got an HTTP answer, else 0.",
-            registry=reg,
-            multiprocess_mode="livemostrecent",
+        self._upstream_up = Children(
+            Gauge(
+                "imagegate_upstream_up",
+                "1 when the last attempt to reach the upstream got an HTTP answer, else 0.",
+                ("upstream",),
+                registry=reg,
+                multiprocess_mode="livemostrecent",
+            ).labels
         )
         self._limiter_up = Gauge(
             "imagegate_limiter_up",
@@ -179,7 +214,14 @@ class Metrics:
 
     # -- upstream ------------------------------------------------------------------
 
-    def upstream_request(self, model: str, status: int | str, seconds: float) -> None:
+    def known_upstreams(self, names: Iterable[str]) -> None:
+        """The names of the upstreams file (call again on every reload); other names
+        are labelled ``other``. ``default`` (no upstreams file) is always known."""
+        self.upstreams.known(names)
+
+    def upstream_request(
+        self, upstream: str, model: str, status: int | str, seconds: float
+    ) -> None:
         """One upstream HTTP request ended: its HTTP status, or ``connect_error`` (no
         connection: refused, DNS, TLS, connect timeout), ``timeout`` (connected, no
         answer in time) or ``reset`` (the connection dropped mid-answer).
@@ -187,18 +229,30 @@ class Metrics:
         Also updates ``imagegate_upstream_up``: an HTTP answer of any status means
         reachable, ``connect_error`` means not; the others say nothing about it.
         """
+        upstream_label = self.upstreams(upstream)
         model_label = labels.model(model)
         status_label = labels.upstream_status(status)
-        self._upstream_requests(model_label, status_label).inc()
-        self._upstream_seconds(model_label).observe(max(seconds, 0.0))
+        self._upstream_requests(upstream_label, model_label, status_label).inc()
+        self._upstream_seconds(upstream_label, model_label).observe(max(seconds, 0.0))
         if status_label == "connect_error":
-            self._upstream_up.set(0)
+            self._upstream_up(upstream_label).set(0)
         elif status_label not in labels.UPSTREAM_FAILURES:
-            self._upstream_up.set(1)
+            self._upstream_up(upstream_label).set(1)
 
-    def upstream_retry(self, cause: str) -> None:
+    def upstream_retry(self, upstream: str, cause: str) -> None:
         """A retry is about to be sent: ``connect``, ``rate_limited`` or ``should_retry``."""
-        self._retries(labels.retry_cause(cause)).inc()
+        self._retries(self.upstreams(upstream), labels.retry_cause(cause)).inc()
+
+    def upstream_failover(self, upstream: str, cause: str) -> None:
+        """A call leaves ``upstream`` for the next one (see :data:`labels.FAILOVER_CAUSES`)."""
+        self._failovers(self.upstreams(upstream), labels.failover_cause(cause)).inc()
+
+    def upstream_ceiling_skip(self, upstream: str) -> None:
+        """A call passed ``upstream`` by: it was at one of its ceilings."""
+        self._ceiling_skips(self.upstreams(upstream)).inc()
+
+    def set_circuit_open(self, upstream: str, is_open: bool) -> None:
+        self._circuit_open(self.upstreams(upstream)).set(1 if is_open else 0)
 
     def upstream_answer_rejected(self, reason: str) -> None:
         """An answer was not taken: ``reason`` is its ``AnswerFault`` value."""
@@ -208,8 +262,8 @@ class Metrics:
         """An answer's usage was ``missing``, ``invalid`` or ``implausible``."""
         self._usage_anomalies(labels.usage_anomaly(kind)).inc()
 
-    def set_upstream_up(self, up: bool) -> None:
-        self._upstream_up.set(1 if up else 0)
+    def set_upstream_up(self, upstream: str, up: bool) -> None:
+        self._upstream_up(self.upstreams(upstream)).set(1 if up else 0)
 
     # -- results and uploads -----------------------------------------------------------
 
@@ -256,10 +310,14 @@ class Metrics:
         ``images_per_minute``)."""
         self._refusals(labels.limit(limit), self.clients(client)).inc()
 
-    def spend(self, client: str | None, model: str, micro_usd: int) -> None:
-        """Settled cost of a call, in integer micro-dollars (exported in dollars)."""
+    def spend(self, client: str | None, model: str, micro_usd: int, upstream: str | None) -> None:
+        """Settled cost of a call, in integer micro-dollars (exported in dollars), by
+        the upstream that answered (or last failed; None: the call reached none)."""
         if micro_usd > 0:
-            self._spend(self.clients(client), labels.model(model)).inc(micro_usd / 1_000_000)
+            labelled = self._spend(
+                self.clients(client), labels.model(model), self.upstreams(upstream)
+            )
+            labelled.inc(micro_usd / 1_000_000)
 
     def set_limiter_up(self, up: bool) -> None:
         self._limiter_up.set(1 if up else 0)

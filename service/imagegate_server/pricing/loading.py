@@ -42,18 +42,21 @@ def load_price_table(settings: Settings) -> PriceTable:
         raise StartupError(f"IMAGEGATE_PRICES_FILE {shown}: {exc}") from None
 
 
-def load_prices(override: Path | None = None) -> PriceTable:
-    """The built-in table, merged with the file at ``override`` when given.
-    Raises :class:`PricesFileError`."""
+def load_prices(override: Path | None = None, *more: Path) -> PriceTable:
+    """The built-in table, merged with the file at ``override`` when given, then with
+    each of ``more`` (an upstream's own prices over the gateway's), in order. The
+    table's override version is the last dated one's. Raises :class:`PricesFileError`."""
     builtin = read_document(resources.files(__package__).joinpath(BUILTIN_FILE).read_text())
     if builtin.version is None:
         raise PricesFileError("version", "the built-in table must carry its date")
     document = builtin
     override_version = None
-    if override is not None:
-        extra = read_document(_read(override))
-        override_version = extra.version
-        document = merge(builtin, extra)
+    for path in (override, *more):
+        if path is None:
+            continue
+        extra = read_document(_read(path))
+        override_version = extra.version or override_version
+        document = merge(document, extra)
     return build_table(document, builtin.version, override_version)
 
 

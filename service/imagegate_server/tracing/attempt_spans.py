@@ -5,9 +5,10 @@ It is on the HTTP client conventions (``POST /v1/images/generations``,
 ``http.response.status_code``, ``http.request.resend_count`` on retries,
 ``error.type``: the status, or ``connect_error``, ``timeout``, ``reset``,
 ``protocol_error``, ``stream_error``, ``cancelled``) plus the GenAI operation,
-provider and model. Its own context goes to the upstream in the ``traceparent``
-header. The span lasts until the answer is read (or the stream ends), not just
-until its headers arrive.
+provider and model, and ``imagegate.upstream``: the name of the upstream it went to
+(each failover attempt is a span of its own). Its own context goes to the upstream
+in the ``traceparent`` header. The span lasts until the answer is read (or the
+stream ends), not just until its headers arrive.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from imagegate_server.tracing.conventions import MAX_MODEL, PROPAGATOR, PROVIDER, gen_ai_operation
+from imagegate_server.tracing.conventions import (
+    AZURE_PROVIDER,
+    MAX_MODEL,
+    PROPAGATOR,
+    PROVIDER,
+    gen_ai_operation,
+)
 
 
 class AttemptSpans:
@@ -28,13 +35,16 @@ class AttemptSpans:
         self._tracer = tracer
         self._urls: dict[str, tuple[str, dict[str, AttributeValue]]] = {}
 
-    def attempt(self, operation: str, model: str, url: str, resend_count: int) -> AttemptSpan:
+    def attempt(
+        self, operation: str, model: str, url: str, resend_count: int, upstream: str, kind: str
+    ) -> AttemptSpan:
         name, url_attributes = self._url(url)
         attributes: dict[str, AttributeValue] = {
             **url_attributes,
             "gen_ai.operation.name": gen_ai_operation(operation),
-            "gen_ai.provider.name": PROVIDER,
+            "gen_ai.provider.name": AZURE_PROVIDER if kind == "azure" else PROVIDER,
             "gen_ai.request.model": model[:MAX_MODEL],
+            "imagegate.upstream": upstream[:MAX_MODEL],
         }
         if resend_count > 0:
             attributes["http.request.resend_count"] = resend_count

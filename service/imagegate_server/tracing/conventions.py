@@ -10,6 +10,8 @@ from __future__ import annotations
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 PROVIDER = "openai"
+AZURE_PROVIDER = "azure.ai.openai"
+"""The GenAI conventions' name for Azure OpenAI, on attempts to an Azure upstream."""
 MAX_MODEL = 100
 PROPAGATOR = TraceContextTextMapPropagator()
 

@@ -20,6 +20,8 @@ class ImagesAnswer:
     images: Sequence[bytes | None]
     """Each ``data`` item's image, decoded; None for an item with a ``url`` instead."""
     request_id: str | None
+    upstream: str = ""
+    """The name of the upstream that answered."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class ImageEvents:
 
     events: AsyncIterator[ImageEvent]
     request_id: str | None
+    upstream: str = ""
+    """The name of the upstream that answers."""
 
     def __aiter__(self) -> AsyncIterator[ImageEvent]:
         return self.events

@@ -1,7 +1,9 @@
 """:class:`Upstream`: an :class:`ImagesRequest` sent to OpenAI (or the emulator) with
 safe retries, and its reply read: the whole answer, or its events as they arrive.
 
-The OpenAI key is added to requests here and nowhere else. Every call takes an
+One :class:`Upstream` is one endpoint with one key: OpenAI (an organisation and
+project), an Azure OpenAI resource (its deployments, :mod:`.azure`) or a compatible
+server. The key is added to requests here and nowhere else. Every call takes an
 absolute deadline (the caller's gRPC deadline or the configured upstream timeout,
 whichever is sooner, as ``loop.time()``); no attempt or backoff runs past it.
 
@@ -18,7 +20,8 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,14 +29,17 @@ from pydantic import SecretStr
 
 from imagegate_server import __version__
 from imagegate_server.errors import (
+    FieldViolation,
     UpstreamError,
     UpstreamFailure,
     UpstreamProtocolError,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from imagegate_server.upstream import wire
+from imagegate_server.models import Operation
+from imagegate_server.upstream import azure, wire
 from imagegate_server.upstream.answers import ImageEvent, ImageEvents, ImagesAnswer, Reply
+from imagegate_server.upstream.azure import AzureConfig
 from imagegate_server.upstream.bounds import AnswerBounds, answer_bounds, bounded, check_head
 from imagegate_server.upstream.decoding import AnswerReader, aligned_images
 from imagegate_server.upstream.errors import ErrorDecoder, request_id_of
@@ -52,10 +58,19 @@ from imagegate_server.upstream.retry import RetryPolicy, is_retryable_response
 log = logging.getLogger(__name__)
 
 
+Kind = Literal["openai", "azure", "compatible"]
+
+
 @dataclass(frozen=True)
 class UpstreamConfig:
     base_url: str
+    """OpenAI's or a compatible server's ``.../v1``; for Azure, the resource endpoint."""
     api_key: SecretStr
+    name: str = "default"
+    """How logs, metrics, spans, results and the clients file's policies name it."""
+    kind: Kind = "openai"
+    azure: AzureConfig | None = None
+    """Azure's routes, deployments and authentication (kind ``azure`` only)."""
     organization: str | None = None
     project: str | None = None
     connect_timeout_s: float = 10.0
@@ -83,14 +98,16 @@ class Upstream:
         self._observer = observer or Unobserved()
         self._tracer = tracer or Untraced()
         self._base_url = config.base_url.rstrip("/") + "/"
-        self._errors = ErrorDecoder([config.api_key.get_secret_value()], config.error_body_bytes)
+        key = config.api_key.get_secret_value()
+        self._errors = ErrorDecoder([key], config.error_body_bytes)
         self._pool = Pool(config.max_connections, http2=config.http2)
         self._urls = {op: httpx.URL(self._base_url + path) for op, path in wire.PATHS.items()}
-        headers = {
-            "user-agent": f"imagegate/{__version__}",
-            "accept": "application/json",
-            "authorization": f"Bearer {config.api_key.get_secret_value()}",
-        }
+        self._azure_urls: dict[tuple[Operation, str], httpx.URL] = {}
+        headers = {"user-agent": f"imagegate/{__version__}", "accept": "application/json"}
+        if config.azure is not None:
+            headers.update(azure.auth_headers(config.azure, key))
+        else:
+            headers["authorization"] = f"Bearer {key}"
         if config.organization:
             headers["openai-organization"] = config.organization
         if config.project:
@@ -99,21 +116,45 @@ class Upstream:
 
     @property
     def name(self) -> str:
+        return self._config.name
+
+    @property
+    def config(self) -> UpstreamConfig:
+        return self._config
+
+    @property
+    def host(self) -> str:
         """The upstream's host (and port), for log lines: no path, no credentials."""
         parts = urlsplit(self._base_url)
         return f"{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+
+    def unsupported(self, request: ImagesRequest) -> list[FieldViolation]:
+        """What of ``request`` this upstream documents it does not take (nothing is
+        sent for it): Azure's limits; nothing for OpenAI and compatible servers."""
+        if self._config.azure is None:
+            return []
+        return azure.violations(request.operation, request.params)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
 
     @asynccontextmanager
-    async def send(self, request: ImagesRequest, deadline: float) -> AsyncIterator[Reply]:
+    async def send(
+        self, request: ImagesRequest, deadline: float, *, retry: bool = True
+    ) -> AsyncIterator[Reply]:
         """Send ``request``; yield the whole answer, or its events when it streams.
 
-        Errors raise :class:`UpstreamFailure` subclasses, classified. Leaving the
-        block closes the response (and so aborts a stream still running).
+        Errors raise :class:`UpstreamFailure` subclasses, classified, naming this
+        upstream. Failures that billed nothing are retried here with backoff, unless
+        ``retry`` is False: then the first one is raised at once (its
+        ``generated_nothing`` says whether another upstream may be asked). Leaving
+        the block closes the response (and so aborts a stream still running).
         """
-        response, span = await self._send(request, deadline)
+        try:
+            response, span = await self._send(request, deadline, retry)
+        except UpstreamFailure as failure:
+            failure.upstream = self._config.name
+            raise
         request_id = request_id_of(response.headers)
         try:
             bounds = answer_bounds(
@@ -122,8 +163,9 @@ class Upstream:
                 unknown_model_bytes=self._config.unknown_model_answer_bytes,
             )
             check_head(response.headers, bounds, request_id)
+            name = self._config.name
             if request.stream:
-                yield ImageEvents(self._events(response, request_id, bounds), request_id)
+                yield ImageEvents(self._events(response, request_id, bounds), request_id, name)
             else:
                 yield await self._answer(response, request_id, deadline, bounds)
         except BaseException as exc:
@@ -132,6 +174,8 @@ class Upstream:
                 span.failed(cause)
             if isinstance(exc, UpstreamProtocolError):
                 self._observer.upstream_answer_rejected(exc.fault.value)
+            if isinstance(exc, UpstreamFailure) and exc.upstream is None:
+                exc.upstream = self._config.name
             raise
         finally:
             await response.aclose()
@@ -159,7 +203,7 @@ class Upstream:
             ) from None
         payload, images = reader.finish()
         aligned = aligned_images(payload, images, request_id, bounds.final_images)
-        return ImagesAnswer(payload, aligned, request_id)
+        return ImagesAnswer(payload, aligned, request_id, self._config.name)
 
     async def _events(
         self, response: httpx.Response, request_id: str | None, bounds: AnswerBounds
@@ -178,14 +222,16 @@ class Upstream:
             ) from None
 
     async def _send(
-        self, request: ImagesRequest, deadline: float
+        self, request: ImagesRequest, deadline: float, retry: bool
     ) -> tuple[httpx.Response, AttemptSpan]:
-        """Send with retries; return a response with status < 400, body unread, and
-        the span of its attempt (to end once the response is done with)."""
+        """Send (with retries, when ``retry``); return a response with status < 400,
+        body unread, and the span of its attempt (to end once the response is done
+        with)."""
         loop = asyncio.get_running_loop()
-        policy = self._config.retry
+        config = self._config
+        policy = config.retry
         model = str(request.params.get("model", ""))
-        url = self._base_url + wire.path_of(request)
+        url, request = self._target(request)
         attempt = 0
         while True:
             attempt += 1
@@ -193,11 +239,13 @@ class Upstream:
             if remaining <= 0:
                 raise UpstreamTimeout("the deadline passed before the upstream answered")
             began = loop.time()
-            span = self._tracer.attempt(request.operation.value, model, url, attempt - 1)
+            span = self._tracer.attempt(
+                request.operation.value, model, str(url), attempt - 1, config.name, config.kind
+            )
             handed_over = False  # the span goes with the response, to end with it
             try:
                 try:
-                    response = await self._attempt(request, remaining, span.headers())
+                    response = await self._attempt(request, url, remaining, span.headers())
                 except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
                     self._attempted(span, model, "connect_error", began)
                     # Nothing reached OpenAI: safe to retry. A connect or pool wait cut
@@ -208,7 +256,7 @@ class Upstream:
                             "no upstream connection before the deadline"
                         ) from None
                     failure: UpstreamFailure = UpstreamUnreachable(
-                        "could not connect to the upstream"
+                        "could not connect to the upstream", generated_nothing=True
                     )
                     delay, cause = policy.backoff(attempt), "connect"
                 except httpx.TimeoutException:
@@ -227,14 +275,14 @@ class Upstream:
                     raise
                 else:
                     self._observer.upstream_request(
-                        model, response.status_code, loop.time() - began
+                        config.name, model, response.status_code, loop.time() - began
                     )
                     span.answered(response.status_code, request_id_of(response.headers))
                     if response.status_code < 400:
                         handed_over = True
                         return response, span
                     error = await self._errors.from_response(response)
-                    if not is_retryable_response(response, error.code):
+                    if not retry or not is_retryable_response(response, error.code):
                         raise error
                     if (
                         error.retry_after_s is not None
@@ -251,12 +299,13 @@ class Upstream:
             finally:
                 if not handed_over:
                     span.end()
-            if attempt > policy.max_retries or loop.time() + delay >= deadline:
+            if not retry or attempt > policy.max_retries or loop.time() + delay >= deadline:
                 raise failure
-            self._observer.upstream_retry(cause)
+            self._observer.upstream_retry(config.name, cause)
             log.info(
                 "retrying upstream call",
                 extra={
+                    "upstream": config.name,
                     "path": wire.path_of(request),
                     "attempt": attempt + 1,
                     "delay_s": round(delay, 3),
@@ -266,15 +315,35 @@ class Upstream:
 
     def _attempted(self, span: AttemptSpan, model: str, failure: str, began: float) -> None:
         """An attempt failed without an HTTP answer: count it and say so on its span."""
-        self._observer.upstream_request(model, failure, asyncio.get_running_loop().time() - began)
+        seconds = asyncio.get_running_loop().time() - began
+        self._observer.upstream_request(self._config.name, model, failure, seconds)
         span.failed(failure)
 
+    def _target(self, request: ImagesRequest) -> tuple[httpx.URL, ImagesRequest]:
+        """Where ``request`` goes, and what it sends there: for Azure, the model's
+        deployment's URL, with the deployment as the body's ``model``."""
+        config = self._config.azure
+        if config is None:
+            return self._urls[request.operation], request
+        deployment = config.deployments[str(request.params.get("model", ""))]
+        key = (request.operation, deployment)
+        url = self._azure_urls.get(key)
+        if url is None:  # one per operation and deployment of the upstreams file
+            path = wire.path_of(request)
+            url = self._azure_urls[key] = httpx.URL(
+                azure.url(self._config.base_url, config, path, deployment)
+            )
+        return url, replace(request, params={**request.params, "model": deployment})
+
     async def _attempt(
-        self, request: ImagesRequest, remaining: float, trace_headers: dict[str, str]
+        self,
+        request: ImagesRequest,
+        url: httpx.URL,
+        remaining: float,
+        trace_headers: dict[str, str],
     ) -> httpx.Response:
         timeout = httpx.Timeout(remaining, connect=min(self._config.connect_timeout_s, remaining))
         headers = {**self._headers, **trace_headers} if trace_headers else self._headers
-        url = self._urls[request.operation]
         extensions = {"timeout": timeout.as_dict()}
         body = wire.json_body(request)
         if body is not None:

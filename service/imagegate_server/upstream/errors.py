@@ -24,7 +24,7 @@ import httpx
 import orjson
 
 from imagegate_server.errors import FIELD_BYTES, UpstreamError, UpstreamErrorKind, clip, redact
-from imagegate_server.upstream.retry import retry_after_s
+from imagegate_server.upstream.retry import generated_nothing, retry_after_s
 
 # An error body's status is known before its body: reading it longer than this only
 # delays the caller's answer (a body that trickles in would hold the call).
@@ -57,6 +57,28 @@ _STATUS_OF = {
     "api_error": 500,
     "service_unavailable": 503,
 }
+
+
+# Azure OpenAI names a content-filter refusal its own ways. It is what OpenAI calls
+# moderation_blocked, and a caller cannot choose which upstream its call lands on, so
+# it gets that one reason (INVALID_ARGUMENT) whichever upstream refused.
+_CONTENT_FILTER = frozenset({"contentFilter", "content_filter", "ResponsibleAIPolicyViolation"})
+MODERATION_BLOCKED = "moderation_blocked"
+
+
+def normalized_code(error: Mapping[str, Any]) -> str | None:
+    """An error object's ``code``, as OpenAI would name it: Azure's content-filter
+    codes (also when only its ``innererror`` says so) become ``moderation_blocked``;
+    a bare HTTP status as the code (Azure's ``"429"``) becomes none, since the
+    status says it already."""
+    code = _text(error.get("code"))
+    inner = error.get("innererror", error.get("inner_error"))
+    inner_code = inner.get("code") if isinstance(inner, dict) else None
+    if code in _CONTENT_FILTER or inner_code in _CONTENT_FILTER:
+        return MODERATION_BLOCKED
+    if code is not None and code.isascii() and code.isdigit():
+        return None
+    return code
 
 
 def kind_of(status: int, code: str | None) -> UpstreamErrorKind:
@@ -121,7 +143,7 @@ class ErrorDecoder:
         except (ValueError, AttributeError):
             error = None
         fields = error if isinstance(error, dict) else {}
-        code = _text(fields.get("code"))
+        code = normalized_code(fields)
         return UpstreamError(
             kind_of(response.status_code, code),
             response.status_code,
@@ -133,6 +155,7 @@ class ErrorDecoder:
             param=_text(fields.get("param")),
             request_id=request_id_of(response.headers),
             retry_after_s=retry_after_s(response.headers),
+            generated_nothing=generated_nothing(response),
         )
 
     async def _body(self, response: httpx.Response) -> bytes:
@@ -158,7 +181,7 @@ class ErrorDecoder:
         error_type = _text(error.get("type"))
         if error_type == "error":  # the event's own type, in the flat event shape
             error_type = None
-        code = _text(error.get("code"))
+        code = normalized_code(error)
         status = event_status(error_type, code)
         return UpstreamError(
             kind_of(status, code),

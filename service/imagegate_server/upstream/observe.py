@@ -14,10 +14,13 @@ from typing import Protocol
 class UpstreamObserver(Protocol):
     """Told of every attempt and retry (metrics observe; they never steer)."""
 
-    def upstream_request(self, model: str, status: int | str, seconds: float) -> None:
-        """``status``: the HTTP status, or ``connect_error``, ``timeout``, ``reset``."""
+    def upstream_request(
+        self, upstream: str, model: str, status: int | str, seconds: float
+    ) -> None:
+        """``upstream``: its name; ``status``: the HTTP status, or ``connect_error``,
+        ``timeout``, ``reset``."""
 
-    def upstream_retry(self, cause: str) -> None:
+    def upstream_retry(self, upstream: str, cause: str) -> None:
         """``cause``: ``connect``, ``rate_limited`` or ``should_retry``."""
 
     def upstream_answer_rejected(self, reason: str) -> None:
@@ -45,18 +48,24 @@ class AttemptSpan(Protocol):
 class UpstreamTracer(Protocol):
     """Starts a span per HTTP attempt (:mod:`imagegate_server.tracing` implements it)."""
 
-    def attempt(self, operation: str, model: str, url: str, resend_count: int) -> AttemptSpan:
+    def attempt(
+        self, operation: str, model: str, url: str, resend_count: int, upstream: str, kind: str
+    ) -> AttemptSpan:
         """``operation``: ``generation``, ``edit`` or ``variation``; ``url``: what is
-        POSTed to; ``resend_count``: 0 for the first attempt, 1 for the first retry..."""
+        POSTed to; ``resend_count``: 0 for the first attempt to this upstream, 1 for
+        its first retry...; ``upstream``: the upstream's name; ``kind``: ``openai``,
+        ``azure`` or ``compatible``."""
 
 
 class Unobserved:
     """An :class:`UpstreamObserver` that records nothing."""
 
-    def upstream_request(self, model: str, status: int | str, seconds: float) -> None:
+    def upstream_request(
+        self, upstream: str, model: str, status: int | str, seconds: float
+    ) -> None:
         pass
 
-    def upstream_retry(self, cause: str) -> None:
+    def upstream_retry(self, upstream: str, cause: str) -> None:
         pass
 
     def upstream_answer_rejected(self, reason: str) -> None:
@@ -83,5 +92,7 @@ _NO_SPAN = _NoSpan()
 class Untraced:
     """An :class:`UpstreamTracer` whose spans record nothing."""
 
-    def attempt(self, operation: str, model: str, url: str, resend_count: int) -> AttemptSpan:
+    def attempt(
+        self, operation: str, model: str, url: str, resend_count: int, upstream: str, kind: str
+    ) -> AttemptSpan:
         return _NO_SPAN

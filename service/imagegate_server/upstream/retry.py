@@ -5,7 +5,8 @@ its answer is lost. So only failures that prove nothing was generated are retrie
 a connection that was never established, and 429 (refused before generating),
 except ``insufficient_quota``, which no wait cures. Read timeouts and 5xx after the
 body was sent go back to the caller, unless OpenAI's ``x-should-retry`` header says
-otherwise.
+otherwise. Which failures may move a call to another upstream (failover) is the
+same question asked of a different key: :func:`generated_nothing`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import random
 from dataclasses import dataclass
 
 import httpx
+
+BODY_INCOMPLETE = "imagegate.body_incomplete"
+"""Response extension set (True) by the transport when the answer arrived before the
+request's body was all sent."""
 
 
 @dataclass(frozen=True)
@@ -52,3 +57,14 @@ def is_retryable_response(response: httpx.Response, error_code: str | None) -> b
     if should_retry == "true":
         return True
     return response.status_code == 429 and error_code != "insufficient_quota"
+
+
+def generated_nothing(response: httpx.Response) -> bool:
+    """Whether an error answer proves the upstream generated nothing for the request,
+    so that another upstream may be asked: a 429 (refused before generating, whatever
+    its code), ``x-should-retry: true``, or a 5xx that arrived before the request's
+    body was all sent (a server that never read the whole request cannot have run it).
+    """
+    if response.status_code == 429 or response.headers.get("x-should-retry") == "true":
+        return True
+    return response.status_code >= 500 and bool(response.extensions.get(BODY_INCOMPLETE))

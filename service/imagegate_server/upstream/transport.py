@@ -9,7 +9,8 @@ with uvloop). OpenAI's own Python SDK offers the same pairing (``DefaultAioHttpC
 aiohttp's errors are mapped to httpx's by what the upstream client must know of
 them: :class:`httpx.ConnectError`/:class:`httpx.ConnectTimeout` mean nothing was
 sent (safe to retry); :class:`httpx.ReadTimeout` and the other transport errors mean
-the request may have reached the model.
+the request may have reached the model. An answer that came before a multipart body
+was all sent carries the :data:`~.retry.BODY_INCOMPLETE` extension.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from contextlib import contextmanager
 
 import aiohttp
 import httpx
+
+from imagegate_server.upstream.retry import BODY_INCOMPLETE
 
 # Chunks of an answer as they arrive, up to this: a large answer is read in few steps.
 _READ_BUFFER_BYTES = 256 * 1024
@@ -62,16 +65,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeout = request.extensions.get("timeout", {})
         headers = [(k, v) for k, v in request.headers.multi_items() if k != "transfer-encoding"]
         body: bytes | AsyncIterator[bytes]
+        tracker: aiohttp.UploadTracker | None = None
         try:
             body = request.content
         except httpx.RequestNotRead:  # multipart: streamed from its files
             body = _chunks(request.stream)
+            # Whether the answer came before the whole body was sent (an early error).
+            tracker = aiohttp.UploadTracker()
         with _as_httpx_errors():
             answer = await self._open().request(
                 request.method,
                 str(request.url),
                 headers=headers,
                 data=body,
+                upload_tracker=tracker,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(
                     total=None,
@@ -81,14 +88,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     sock_read=timeout.get("read"),
                 ),
             )
+        incomplete = tracker is not None and not _sent(tracker)
+        extensions: dict[str, object] = {
+            "http_version": b"HTTP/1.1",
+            "reason_phrase": (answer.reason or "").encode(),
+        }
+        if incomplete:
+            extensions[BODY_INCOMPLETE] = True
         return httpx.Response(
             answer.status,
             headers=answer.raw_headers,
-            stream=_AnswerStream(answer),
-            extensions={
-                "http_version": b"HTTP/1.1",
-                "reason_phrase": (answer.reason or "").encode(),
-            },
+            stream=_AnswerStream(answer, incomplete),
+            extensions=extensions,
         )
 
     async def aclose(self) -> None:
@@ -97,9 +108,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = None
 
 
+def _sent(tracker: aiohttp.UploadTracker) -> bool:
+    """Whether the whole body was handed to the kernel before the answer came."""
+    done = tracker.upload_complete
+    return done.done() and done.exception() is None
+
+
 class _AnswerStream(httpx.AsyncByteStream):
-    def __init__(self, answer: aiohttp.ClientResponse) -> None:
+    def __init__(self, answer: aiohttp.ClientResponse, body_incomplete: bool) -> None:
         self._answer = answer
+        self._body_incomplete = body_incomplete
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with _as_httpx_errors():
@@ -110,6 +128,12 @@ class _AnswerStream(httpx.AsyncByteStream):
                     yield chunk
 
     async def aclose(self) -> None:
+        if self._body_incomplete:
+            # The upload is still being written from the call's files: stop it now (and
+            # drop the connection), since a retry or another upstream rewinds and reads
+            # the same files.
+            self._answer.close()
+            return
         # Back to the pool when the body was read to its end, else the connection closes.
         self._answer.release()
 

@@ -104,7 +104,7 @@ class Supervisor:
             self._sockets.append(health)
             self.health_port = ports.bound_port(health)
         await self._check_limits_store()
-        if settings.api_key() is None:
+        if settings.emulated():
             await self._start_emulator()
         if settings.metrics_port is not None:
             self._endpoint = MetricsEndpoint(multiprocess.collector_registry(self._directory))

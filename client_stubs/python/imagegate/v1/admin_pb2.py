@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imagegate/v1/admin.proto\x12\x0cimagegate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"-\n\x16ListClientSpendRequest\x12\x13\n\x0bmax_clients\x18\x01 \x01(\r\"\xae\x01\n\x17ListClientSpendResponse\x12*\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x19.imagegate.v1.ClientSpend\x12\x11\n\ttruncated\x18\x02 \x01(\x08\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0climits_store\x18\x04 \x01(\t\x12\x13\n\x0bprice_table\x18\x05 \x01(\t\"\xa0\x02\n\x0b\x43lientSpend\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12\x1e\n\x16spent_today_usd_micros\x18\x02 \x01(\x03\x12#\n\x1bspent_this_month_usd_micros\x18\x03 \x01(\x03\x12\x1b\n\x13reserved_usd_micros\x18\x04 \x01(\x03\x12\x17\n\x0f\x63\x61lls_in_flight\x18\x05 \x01(\r\x12$\n\x17\x64\x61ily_budget_usd_micros\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12&\n\x19monthly_budget_usd_micros\x18\x07 \x01(\x03H\x01\x88\x01\x01\x42\x1a\n\x18_daily_budget_usd_microsB\x1c\n\x1a_monthly_budget_usd_micros2n\n\x0c\x41\x64minService\x12^\n\x0fListClientSpend\x12$.imagegate.v1.ListClientSpendRequest\x1a%.imagegate.v1.ListClientSpendResponseBm\n\x10\x63om.imagegate.v1B\nAdminProtoP\x01ZKgithub.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1;imagegatev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imagegate/v1/admin.proto\x12\x0cimagegate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n\x14ListUpstreamsRequest\"\x9b\x01\n\x15ListUpstreamsResponse\x12.\n\tupstreams\x18\x01 \x03(\x0b\x32\x1b.imagegate.v1.UpstreamState\x12\x11\n\tfrom_file\x18\x02 \x01(\x08\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0climits_store\x18\x04 \x01(\t\"\xf2\x01\n\rUpstreamState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\x0e\n\x06models\x18\x04 \x03(\t\x12\x10\n\x08priority\x18\x05 \x01(\r\x12\x0e\n\x06weight\x18\x06 \x01(\r\x12\x0f\n\x07\x63ircuit\x18\x07 \x01(\t\x12/\n\x08\x63\x65ilings\x18\x08 \x03(\x0b\x32\x1d.imagegate.v1.UpstreamCeiling\x12\x1e\n\x16spent_today_usd_micros\x18\t \x01(\x03\x12#\n\x1bspent_this_month_usd_micros\x18\n \x01(\x03\"F\n\x0fUpstreamCeiling\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nper_minute\x18\x02 \x01(\r\x12\x11\n\tremaining\x18\x03 \x01(\r\"-\n\x16ListClientSpendRequest\x12\x13\n\x0bmax_clients\x18\x01 \x01(\r\"\xae\x01\n\x17ListClientSpendResponse\x12*\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x19.imagegate.v1.ClientSpend\x12\x11\n\ttruncated\x18\x02 \x01(\x08\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0climits_store\x18\x04 \x01(\t\x12\x13\n\x0bprice_table\x18\x05 \x01(\t\"\xa0\x02\n\x0b\x43lientSpend\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12\x1e\n\x16spent_today_usd_micros\x18\x02 \x01(\x03\x12#\n\x1bspent_this_month_usd_micros\x18\x03 \x01(\x03\x12\x1b\n\x13reserved_usd_micros\x18\x04 \x01(\x03\x12\x17\n\x0f\x63\x61lls_in_flight\x18\x05 \x01(\r\x12$\n\x17\x64\x61ily_budget_usd_micros\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12&\n\x19monthly_budget_usd_micros\x18\x07 \x01(\x03H\x01\x88\x01\x01\x42\x1a\n\x18_daily_budget_usd_microsB\x1c\n\x1a_monthly_budget_usd_micros2\xc8\x01\n\x0c\x41\x64minService\x12^\n\x0fListClientSpend\x12$.imagegate.v1.ListClientSpendRequest\x1a%.imagegate.v1.ListClientSpendResponse\x12X\n\rListUpstreams\x12\".imagegate.v1.ListUpstreamsRequest\x1a#.imagegate.v1.ListUpstreamsResponseBm\n\x10\x63om.imagegate.v1B\nAdminProtoP\x01ZKgithub.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1;imagegatev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +33,20 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imagegate.v1.admin_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\020com.imagegate.v1B\nAdminProtoP\001ZKgithub.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1;imagegatev1'
-  _globals['_LISTCLIENTSPENDREQUEST']._serialized_start=75
-  _globals['_LISTCLIENTSPENDREQUEST']._serialized_end=120
-  _globals['_LISTCLIENTSPENDRESPONSE']._serialized_start=123
-  _globals['_LISTCLIENTSPENDRESPONSE']._serialized_end=297
-  _globals['_CLIENTSPEND']._serialized_start=300
-  _globals['_CLIENTSPEND']._serialized_end=588
-  _globals['_ADMINSERVICE']._serialized_start=590
-  _globals['_ADMINSERVICE']._serialized_end=700
+  _globals['_LISTUPSTREAMSREQUEST']._serialized_start=75
+  _globals['_LISTUPSTREAMSREQUEST']._serialized_end=97
+  _globals['_LISTUPSTREAMSRESPONSE']._serialized_start=100
+  _globals['_LISTUPSTREAMSRESPONSE']._serialized_end=255
+  _globals['_UPSTREAMSTATE']._serialized_start=258
+  _globals['_UPSTREAMSTATE']._serialized_end=500
+  _globals['_UPSTREAMCEILING']._serialized_start=502
+  _globals['_UPSTREAMCEILING']._serialized_end=572
+  _globals['_LISTCLIENTSPENDREQUEST']._serialized_start=574
+  _globals['_LISTCLIENTSPENDREQUEST']._serialized_end=619
+  _globals['_LISTCLIENTSPENDRESPONSE']._serialized_start=622
+  _globals['_LISTCLIENTSPENDRESPONSE']._serialized_end=796
+  _globals['_CLIENTSPEND']._serialized_start=799
+  _globals['_CLIENTSPEND']._serialized_end=1087
+  _globals['_ADMINSERVICE']._serialized_start=1090
+  _globals['_ADMINSERVICE']._serialized_end=1290
 # @@protoc_insertion_point(module_scope)

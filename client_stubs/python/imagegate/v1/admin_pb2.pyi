@@ -20,6 +20,165 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ListUpstreamsRequest(_message.Message):
+    """Request of ListUpstreams."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUpstreamsRequest: _TypeAlias = ListUpstreamsRequest  # noqa: Y015
+
+@_typing.final
+class ListUpstreamsResponse(_message.Message):
+    """The gateway's upstreams, in the upstreams file's order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPSTREAMS_FIELD_NUMBER: _builtins.int
+    FROM_FILE_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    LIMITS_STORE_FIELD_NUMBER: _builtins.int
+    from_file: _builtins.bool
+    """False when the gateway has no upstreams file: its one upstream is
+    `default`, and its spend is not kept apart (every client's spend is
+    ListClientSpend's).
+    """
+    limits_store: _builtins.str
+    """Where the limiter keeps ceilings and spend: `memory`, `local` or `redis`."""
+    @_builtins.property
+    def upstreams(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpstreamState]:
+        """One entry per upstream."""
+
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """The time the figures are for, by this process's clock."""
+
+    def __init__(
+        self,
+        *,
+        upstreams: _abc.Iterable[Global___UpstreamState] | None = ...,
+        from_file: _builtins.bool = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+        limits_store: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "from_file", b"from_file", "limits_store", b"limits_store", "upstreams", b"upstreams"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUpstreamsResponse: _TypeAlias = ListUpstreamsResponse  # noqa: Y015
+
+@_typing.final
+class UpstreamState(_message.Message):
+    """One upstream and how it stands."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    CIRCUIT_FIELD_NUMBER: _builtins.int
+    CEILINGS_FIELD_NUMBER: _builtins.int
+    SPENT_TODAY_USD_MICROS_FIELD_NUMBER: _builtins.int
+    SPENT_THIS_MONTH_USD_MICROS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Its name in the upstreams file (`default` without one)."""
+    kind: _builtins.str
+    """`openai`, `azure` or `compatible`."""
+    host: _builtins.str
+    """Its host (and port); never a path, query or credential."""
+    priority: _builtins.int
+    """Lower is tried first."""
+    weight: _builtins.int
+    """Its share of calls among the upstreams of its priority."""
+    circuit: _builtins.str
+    """`closed` (calls go to it), `open` (calls keep off it) or `half_open` (the
+    next call probes it), in the process that answered; `none` without an
+    upstreams file.
+    """
+    spent_today_usd_micros: _builtins.int
+    """Spend of the calls it answered in the current UTC day, in US dollars in
+    millionths (0 without an upstreams file).
+    """
+    spent_this_month_usd_micros: _builtins.int
+    """Spend of the calls it answered in the current UTC month."""
+    @_builtins.property
+    def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Models it serves: names or glob patterns (an Azure upstream: its
+        deployments' models); empty when it serves any model.
+        """
+
+    @_builtins.property
+    def ceilings(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpstreamCeiling]:
+        """Its own ceilings (requests and images per minute) and what remains of
+        them now; empty when it has none.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        host: _builtins.str = ...,
+        models: _abc.Iterable[_builtins.str] | None = ...,
+        priority: _builtins.int = ...,
+        weight: _builtins.int = ...,
+        circuit: _builtins.str = ...,
+        ceilings: _abc.Iterable[Global___UpstreamCeiling] | None = ...,
+        spent_today_usd_micros: _builtins.int = ...,
+        spent_this_month_usd_micros: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ceilings", b"ceilings", "circuit", b"circuit", "host", b"host", "kind", b"kind", "models", b"models", "name", b"name", "priority", b"priority", "spent_this_month_usd_micros", b"spent_this_month_usd_micros", "spent_today_usd_micros", b"spent_today_usd_micros", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpstreamState: _TypeAlias = UpstreamState  # noqa: Y015
+
+@_typing.final
+class UpstreamCeiling(_message.Message):
+    """One ceiling of an upstream and what remains of it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PER_MINUTE_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`upstream_requests_per_minute` or `upstream_images_per_minute`."""
+    per_minute: _builtins.int
+    """Units admitted per minute (and at once)."""
+    remaining: _builtins.int
+    """Units a call could take right now."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        per_minute: _builtins.int = ...,
+        remaining: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "per_minute", b"per_minute", "remaining", b"remaining"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpstreamCeiling: _TypeAlias = UpstreamCeiling  # noqa: Y015
+
+@_typing.final
 class ListClientSpendRequest(_message.Message):
     """Request of ListClientSpend."""
 

@@ -43,6 +43,11 @@ class AdminServiceStub:
                 request_serializer=imagegate_dot_v1_dot_admin__pb2.ListClientSpendRequest.SerializeToString,
                 response_deserializer=imagegate_dot_v1_dot_admin__pb2.ListClientSpendResponse.FromString,
                 _registered_method=True)
+        self.ListUpstreams = channel.unary_unary(
+                '/imagegate.v1.AdminService/ListUpstreams',
+                request_serializer=imagegate_dot_v1_dot_admin__pb2.ListUpstreamsRequest.SerializeToString,
+                response_deserializer=imagegate_dot_v1_dot_admin__pb2.ListUpstreamsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -61,6 +66,16 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUpstreams(self, request, context):
+        """The upstreams this gateway routes calls to, as the process that answers
+        sees them: each one's circuit (per process), its headroom under its own
+        ceilings and its spend today and this month (both from the limiter's store,
+        shared like every limit). Read-only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -68,6 +83,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListClientSpend,
                     request_deserializer=imagegate_dot_v1_dot_admin__pb2.ListClientSpendRequest.FromString,
                     response_serializer=imagegate_dot_v1_dot_admin__pb2.ListClientSpendResponse.SerializeToString,
+            ),
+            'ListUpstreams': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUpstreams,
+                    request_deserializer=imagegate_dot_v1_dot_admin__pb2.ListUpstreamsRequest.FromString,
+                    response_serializer=imagegate_dot_v1_dot_admin__pb2.ListUpstreamsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -101,6 +121,33 @@ class AdminService:
             '/imagegate.v1.AdminService/ListClientSpend',
             imagegate_dot_v1_dot_admin__pb2.ListClientSpendRequest.SerializeToString,
             imagegate_dot_v1_dot_admin__pb2.ListClientSpendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUpstreams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imagegate.v1.AdminService/ListUpstreams',
+            imagegate_dot_v1_dot_admin__pb2.ListUpstreamsRequest.SerializeToString,
+            imagegate_dot_v1_dot_admin__pb2.ListUpstreamsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,12 @@ class AdminServiceStub:
     gateway's limiter uses (its memory, the local database or Redis): clients
     that spent this month or have calls in flight, by name. Read-only.
     """
+    ListUpstreams: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListUpstreamsRequest, _admin_pb2.ListUpstreamsResponse]
+    """The upstreams this gateway routes calls to, as the process that answers
+    sees them: each one's circuit (per process), its headroom under its own
+    ceilings and its spend today and this month (both from the limiter's store,
+    shared like every limit). Read-only.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -56,6 +62,12 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Every client's spend in the current UTC day and month, from the store the
     gateway's limiter uses (its memory, the local database or Redis): clients
     that spent this month or have calls in flight, by name. Read-only.
+    """
+    ListUpstreams: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListUpstreamsRequest, _admin_pb2.ListUpstreamsResponse]  # type: ignore[assignment]
+    """The upstreams this gateway routes calls to, as the process that answers
+    sees them: each one's circuit (per process), its headroom under its own
+    ceilings and its spend today and this month (both from the limiter's store,
+    shared like every limit). Read-only.
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -74,6 +86,18 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         """Every client's spend in the current UTC day and month, from the store the
         gateway's limiter uses (its memory, the local database or Redis): clients
         that spent this month or have calls in flight, by name. Read-only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListUpstreams(
+        self,
+        request: _admin_pb2.ListUpstreamsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListUpstreamsResponse, _abc.Awaitable[_admin_pb2.ListUpstreamsResponse]]:
+        """The upstreams this gateway routes calls to, as the process that answers
+        sees them: each one's circuit (per process), its headroom under its own
+        ceilings and its spend today and this month (both from the limiter's store,
+        shared like every limit). Read-only.
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -108,6 +108,7 @@ class GetQuotaResponse(_message.Message):
     MODEL_PATTERNS_FIELD_NUMBER: _builtins.int
     OPERATIONS_FIELD_NUMBER: _builtins.int
     PRICE_TABLE_FIELD_NUMBER: _builtins.int
+    UPSTREAMS_FIELD_NUMBER: _builtins.int
     client: _builtins.str
     """The client the gateway identified the caller as (`anonymous` when the
     gateway does not require authentication and none was presented).
@@ -146,6 +147,12 @@ class GetQuotaResponse(_message.Message):
     def operations(self) -> _containers.RepeatedScalarFieldContainer[Global___Operation.ValueType]:
         """Operations the client may call."""
 
+    @_builtins.property
+    def upstreams(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The upstreams the client's calls may go to (names of the gateway's
+        upstreams file); empty when any of them may serve it.
+        """
+
     def __init__(
         self,
         *,
@@ -161,10 +168,11 @@ class GetQuotaResponse(_message.Message):
         model_patterns: _abc.Iterable[_builtins.str] | None = ...,
         operations: _abc.Iterable[Global___Operation.ValueType] | None = ...,
         price_table: _builtins.str = ...,
+        upstreams: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_n", b"_max_n", "concurrency", b"concurrency", "max_n", b"max_n"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_n", b"_max_n", "all_models", b"all_models", "budgets", b"budgets", "client", b"client", "concurrency", b"concurrency", "max_n", b"max_n", "model_patterns", b"model_patterns", "operations", b"operations", "price_table", b"price_table", "rates", b"rates", "reserved_usd_micros", b"reserved_usd_micros", "spent_this_month_usd_micros", b"spent_this_month_usd_micros", "spent_today_usd_micros", b"spent_today_usd_micros"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_n", b"_max_n", "all_models", b"all_models", "budgets", b"budgets", "client", b"client", "concurrency", b"concurrency", "max_n", b"max_n", "model_patterns", b"model_patterns", "operations", b"operations", "price_table", b"price_table", "rates", b"rates", "reserved_usd_micros", b"reserved_usd_micros", "spent_this_month_usd_micros", b"spent_this_month_usd_micros", "spent_today_usd_micros", b"spent_today_usd_micros", "upstreams", b"upstreams"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_n: _TypeAlias = _typing.Literal["max_n"]  # noqa: Y015
     _WhichOneofArgType__max_n: _TypeAlias = _typing.Literal["_max_n", b"_max_n"]  # noqa: Y015

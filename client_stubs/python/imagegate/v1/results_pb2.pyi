@@ -241,6 +241,7 @@ class ImagesResult(_message.Message):
     SVG_USAGE_FIELD_NUMBER: _builtins.int
     SAFETY_IDENTIFIER_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
+    UPSTREAM_FIELD_NUMBER: _builtins.int
     created: _builtins.int
     """Unix time, in seconds, when OpenAI created the images."""
     background: _params_pb2.Background.ValueType
@@ -253,6 +254,12 @@ class ImagesResult(_message.Message):
     """Size of the images as `WIDTHxHEIGHT` (GPT image models)."""
     safety_identifier: _builtins.str
     """The safety identifier OpenAI applied (from safety_identifier or user)."""
+    upstream: _builtins.str
+    """The name of the upstream that answered: `default` for a gateway with one
+    key, else a name from the gateway's upstreams file (an OpenAI organisation
+    or project, an Azure OpenAI deployment, a compatible server). Calls of one
+    model may land on different upstreams: see the operator's routing.
+    """
     @_builtins.property
     def images(self) -> _containers.RepeatedCompositeFieldContainer[Global___GeneratedImage]:
         """The images, in OpenAI's order."""
@@ -284,10 +291,11 @@ class ImagesResult(_message.Message):
         svg_usage: Global___SvgUsage | None = ...,
         safety_identifier: _builtins.str | None = ...,
         cost: Global___CallCost | None = ...,
+        upstream: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_safety_identifier", b"_safety_identifier", "_size", b"_size", "cost", b"cost", "safety_identifier", b"safety_identifier", "size", b"size", "svg_usage", b"svg_usage", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_safety_identifier", b"_safety_identifier", "_size", b"_size", "background", b"background", "cost", b"cost", "created", b"created", "images", b"images", "output_format", b"output_format", "quality", b"quality", "safety_identifier", b"safety_identifier", "size", b"size", "svg_usage", b"svg_usage", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_safety_identifier", b"_safety_identifier", "_size", b"_size", "background", b"background", "cost", b"cost", "created", b"created", "images", b"images", "output_format", b"output_format", "quality", b"quality", "safety_identifier", b"safety_identifier", "size", b"size", "svg_usage", b"svg_usage", "upstream", b"upstream", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__safety_identifier: _TypeAlias = _typing.Literal["safety_identifier"]  # noqa: Y015
     _WhichOneofArgType__safety_identifier: _TypeAlias = _typing.Literal["_safety_identifier", b"_safety_identifier"]  # noqa: Y015

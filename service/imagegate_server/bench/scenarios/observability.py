@@ -201,10 +201,10 @@ def _in_process_costs(iterations: int) -> tuple[float, float]:
         rpc.started()
         rpc.received()
         with metrics.in_flight(None):
-            metrics.upstream_request(model, 200, 0.01)
+            metrics.upstream_request("default", model, 200, 0.01)
             metrics.images(model, "generation", 1)
             metrics.result_bytes("generation", 6_000)
-            metrics.spend(None, model, 42_000)
+            metrics.spend(None, model, 42_000, "default")
             metrics.set_limiter_up(True)
         rpc.sent()
         rpc.handled("OK", 0.01)
@@ -222,7 +222,7 @@ def _in_process_costs(iterations: int) -> tuple[float, float]:
     for _ in range(iterations):
         call = RpcCall("CreateImage", 0.0, "0123456789abcdef", model=model, requested_images=1)
         call.span = server_spans.begin("CreateImage", metadata)
-        attempt = tracing.upstream.attempt("generation", model, url, 0)
+        attempt = tracing.upstream.attempt("generation", model, url, 0, "default", "openai")
         attempt.headers()
         attempt.answered(200, "req_0123456789")
         attempt.end()

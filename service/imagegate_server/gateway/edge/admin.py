@@ -4,7 +4,8 @@
 operator can see it whatever the store (this process's memory can be read no other
 way). Authorisation: the caller authenticates like any caller, and its client must
 be marked ``operator = true`` in the clients file; everyone else, anonymous callers
-included, gets PERMISSION_DENIED before the store is read.
+included, gets PERMISSION_DENIED before the store is read. (``ListUpstreams`` is
+:mod:`.upstreams`.)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from imagegate.v1 import admin_pb2
 
 from imagegate_server.clients import ClientsFile
 from imagegate_server.errors import InvalidRequest, NotPermitted
-from imagegate_server.gateway.edge.callers import Authenticator
+from imagegate_server.gateway.edge.callers import Authenticator, Caller
 from imagegate_server.gateway.edge.guard import Context, Guard
 from imagegate_server.gateway.edge.rpc import RpcCall
 from imagegate_server.gateway.edge.wire import Malformed
@@ -59,13 +60,7 @@ class AdminServicer:
     ) -> admin_pb2.ListClientSpendResponse:
         caller = self._callers.authenticate(context)
         call.client = caller.client
-        if not caller.policy.operator:
-            raise NotPermitted(
-                "NOT_AN_OPERATOR",
-                f"client '{caller.client[:100]}' may not call AdminService: only clients "
-                f"marked operator = true in the clients file may",
-                {"client": caller.client[:100]},
-            )
+        require_operator(caller)
         limit = _max_clients(request)
         listing = await self._limiter.list_spend(limit)
         registry = self._clients.current() if self._clients is not None else None
@@ -90,6 +85,17 @@ class AdminServicer:
             if policy is not None and policy.monthly_budget_micro_usd is not None:
                 entry.monthly_budget_usd_micros = policy.monthly_budget_micro_usd
         return response
+
+
+def require_operator(caller: Caller) -> None:
+    """Raises PERMISSION_DENIED (``NOT_AN_OPERATOR``) unless the caller is an operator."""
+    if not caller.policy.operator:
+        raise NotPermitted(
+            "NOT_AN_OPERATOR",
+            f"client '{caller.client[:100]}' may not call AdminService: only clients "
+            f"marked operator = true in the clients file may",
+            {"client": caller.client[:100]},
+        )
 
 
 def _max_clients(request: Any) -> int:

@@ -94,4 +94,5 @@ def _policy(caller: Caller) -> quota_pb2.GetQuotaResponse:
     response.model_patterns.extend(policy.models or ())
     allowed = [op for op in Operation if policy.allows_operation(op)]
     response.operations.extend(_OPERATIONS[op] for op in allowed)
+    response.upstreams.extend(policy.upstreams or ())
     return response

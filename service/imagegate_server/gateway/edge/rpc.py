@@ -64,6 +64,8 @@ class RpcCall:
     request_id: str
     metrics: RpcMetrics | None = None
     upstream_request_id: str | None = None
+    upstream: str | None = None
+    """The upstream that answered (or, for a failure, the last one tried)."""
     client: str | None = None
     """The authenticated caller, once known."""
     images: int = 0
@@ -140,6 +142,8 @@ class RpcCall:
             extra["result_bytes"] = self.result_bytes
         if self.cost_micros is not None:
             extra["cost_usd"] = self.cost_micros / 1_000_000
+        if self.upstream is not None:
+            extra["upstream"] = self.upstream
         if self.upstream_request_id:
             extra["upstream_request_id"] = self.upstream_request_id
         if reason:

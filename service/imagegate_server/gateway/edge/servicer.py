@@ -4,7 +4,7 @@
     requests         -> a draft request: parameters mapped and judged
     edge (tenancy)   the caller's policy, then its limits and budgets (admitted or not)
     requests         the uploads received and judged -> a validated ImagesRequest
-    upstream         -> the whole answer, or its events as they arrive
+    routing          -> an upstream: the whole answer, or its events as they arrive
     mapping          -> the result (priced), or slices then the result
     edge (tenancy)   settle the call's cost
     edge (guard)     the status, trailers, log line and metrics of every ending
@@ -17,7 +17,7 @@ the call, slice the finished images.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +39,9 @@ from imagegate_server.gateway.requests.draft import Draft
 from imagegate_server.gateway.requests.uploads import Upload, receive
 from imagegate_server.metrics import Metrics
 from imagegate_server.pricing import PriceTable
+from imagegate_server.routing import Router
 from imagegate_server.settings import Settings
-from imagegate_server.upstream import ImagesAnswer, ImagesRequest, Upstream
+from imagegate_server.upstream import ImagesAnswer, ImagesRequest, Reply
 
 Request = Message | Malformed
 Chunks = AsyncIterator[params_pb2.FileChunk]
@@ -63,7 +64,7 @@ class ImagesServicer:
 
     def __init__(
         self,
-        upstream: Upstream,
+        router: Router,
         settings: Settings,
         *,
         requests: RequestBuilder,
@@ -73,12 +74,12 @@ class ImagesServicer:
         metrics: Metrics,
         tracer: RpcTracer | None = None,
     ) -> None:
-        self._upstream = upstream
+        self._router = router
         self._settings = settings
         self._requests = requests
         self._callers = callers
         self._tenancy = tenancy
-        self._pricer = Pricer(prices, metrics, upstream.name)
+        self._pricer = Pricer(router.prices_for, prices, metrics)
         self._metrics = metrics
         self._guard = Guard(settings.upstream_timeout_s, tracer)
 
@@ -114,7 +115,7 @@ class ImagesServicer:
         image is copied once, from the decoded answer into what gRPC sends."""
         async with self._admitted(rpc, request, call, context) as admitted:
             admitted.charge.upstream_started = True
-            async with self._upstream.send(admitted.request, call.deadline) as reply:
+            async with self._send(admitted, call) as reply:
                 call.upstream_answered(reply.request_id)
                 assert isinstance(reply, ImagesAnswer)  # a unary request does not stream
                 finished = images_result(reply)
@@ -140,7 +141,7 @@ class ImagesServicer:
     ) -> AsyncGenerator[StreamItem]:
         async with self._admitted(rpc, request, call, context) as admitted:
             admitted.charge.upstream_started = True
-            async with self._upstream.send(admitted.request, call.deadline) as reply:
+            async with self._send(admitted, call) as reply:
                 call.upstream_answered(reply.request_id)
                 chunk_bytes = self._settings.result_chunk_bytes
                 async for item in stream_items(reply, chunk_bytes):
@@ -191,8 +192,16 @@ class ImagesServicer:
                 raise
             finally:
                 amount = await self._tenancy.settle(charge, error)
-                self._metrics.spend(caller.client, draft.model, amount)
+                call.upstream = charge.upstream
+                self._metrics.spend(caller.client, draft.model, amount, charge.upstream)
                 self._metrics.set_limiter_up(self._tenancy.limiter_reachable)
+
+    def _send(self, admitted: Admitted, call: RpcCall) -> AbstractAsyncContextManager[Reply]:
+        """The call, sent where the router picks (:mod:`imagegate_server.routing`)."""
+        allowed = admitted.caller.policy.upstreams
+        return self._router.send(
+            admitted.request, call.deadline, allowed, admitted.charge.attempting
+        )
 
     async def _admit(self, caller: Caller, draft: Draft) -> Charge:
         try:

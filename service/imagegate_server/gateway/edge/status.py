@@ -11,6 +11,7 @@ The table (also in the contract's service comment and the README):
     InvalidRequest                 INVALID_ARGUMENT    BadRequest
     ModelRetired                   NOT_FOUND           ErrorInfo(MODEL_RETIRED: model,
                                                        shutdown_date, replacement)
+    NoUpstream                     NOT_FOUND           ErrorInfo(NO_UPSTREAM: model)
     LimitExceeded                  RESOURCE_EXHAUSTED  QuotaFailure
     ResultTooLarge                 RESOURCE_EXHAUSTED
     upstream: invalid request      INVALID_ARGUMENT    ErrorInfo(reason=code|type),
@@ -49,6 +50,7 @@ from imagegate_server.errors import (
     ModelRetired,
     ModelUnpriced,
     NotPermitted,
+    NoUpstream,
     ResultTooLarge,
     Unauthenticated,
     UpstreamError,
@@ -184,6 +186,10 @@ def _upstream(error: UpstreamError) -> Answer:
     return code, message, details
 
 
+def _no_upstream(error: NoUpstream) -> Answer:
+    return grpc.StatusCode.NOT_FOUND, None, [_info("NO_UPSTREAM", model=error.model[:100])]
+
+
 def _protocol(error: UpstreamProtocolError) -> Answer:
     metadata = {"upstream_request_id": error.request_id} if error.request_id else {}
     return grpc.StatusCode.UNAVAILABLE, None, [_info(error.fault.value, **metadata)]
@@ -208,6 +214,7 @@ _ANSWERS: tuple[tuple[type[Any], Callable[[Any], Answer]], ...] = (
     (LimitExceeded, _limit),
     (ResultTooLarge, _too_large),
     (UpstreamError, _upstream),
+    (NoUpstream, _no_upstream),
     (UpstreamTimeout, _timeout),
     (UpstreamProtocolError, _protocol),
     (ImagegateError, _unavailable),  # UpstreamUnreachable

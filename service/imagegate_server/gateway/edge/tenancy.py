@@ -6,7 +6,8 @@ budgets before the upstream call, and settlement of the real cost after it.
               images-per-minute ceiling, concurrent calls, and the spend budgets, all
               at once or none (RESOURCE_EXHAUSTED with QuotaFailure and RetryInfo);
               a budget reserves the call's estimate
-    settle    the call's real cost from its usage; a call that failed costs nothing,
+    settle    the call's real cost from its usage (also booked to the upstream that
+              answered, with an upstreams file); a call that failed costs nothing,
               unless OpenAI may have billed it (the request reached the model and no
               answer came back: a broken connection, a timeout, the caller gone),
               then its estimate, since OpenAI bills generations whose answer is lost
@@ -20,7 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imagegate_server.clients import Policy
-from imagegate_server.errors import ModelUnpriced, NotPermitted, UpstreamError, UpstreamFailure
+from imagegate_server.errors import (
+    InvalidRequest,
+    LimitExceeded,
+    ModelUnpriced,
+    NotPermitted,
+    UpstreamError,
+    UpstreamFailure,
+)
 from imagegate_server.gateway.edge.callers import Caller
 from imagegate_server.gateway.requests.draft import Draft
 from imagegate_server.limits import Admission, Budget, ClientStatus, Limiter, RateLimit, Ticket
@@ -43,6 +51,12 @@ class Charge:
     """The real cost, once the answer's usage priced it."""
     upstream_started: bool = field(default=False)
     """The request went upstream: from here on, a failure may have been billed."""
+    upstream: str | None = None
+    """The upstream the call went to last: the one that answered, or that failed."""
+
+    def attempting(self, upstream: str) -> None:
+        """The router sends the call to ``upstream`` now."""
+        self.upstream = upstream
 
     def amount_for(self, error: BaseException | None) -> int:
         if self.cost_micros is not None:
@@ -55,6 +69,8 @@ class Charge:
 def _may_have_billed(error: BaseException | None) -> bool:
     if isinstance(error, UpstreamError):
         return False  # OpenAI answered with an error: it generated nothing
+    if isinstance(error, InvalidRequest | NotPermitted | LimitExceeded):
+        return False  # refused here (routing found no upstream to take it): nothing sent
     if isinstance(error, UpstreamFailure):
         return error.may_have_billed
     return True  # cancelled or timed out while OpenAI may have been generating
@@ -65,6 +81,10 @@ class Tenancy:
         self._limiter = limiter
         self._prices = prices
         self._settings = settings
+        # Spend per upstream is kept apart only for the upstreams of a file: with one
+        # upstream it is every client's spend, and booking it would cost a store
+        # command per call.
+        self._per_upstream = settings.upstreams_file is not None
 
     def check(self, caller: Caller, draft: Draft) -> None:
         policy, client = caller.policy, caller.client
@@ -138,9 +158,10 @@ class Tenancy:
     async def settle(self, charge: Charge, error: BaseException | None) -> int:
         """Book what the call cost (see :meth:`Charge.amount_for`); returns it."""
         amount = charge.amount_for(error)
+        upstream = charge.upstream if self._per_upstream else None
         # Shielded: a settle cut short by a second cancellation would leave the
         # reservation to expire instead of being booked now.
-        await asyncio.shield(self._limiter.settle(charge.ticket, amount))
+        await asyncio.shield(self._limiter.settle(charge.ticket, amount, upstream))
         return amount
 
     def _rates(self, caller: Caller, n: int) -> tuple[RateLimit, ...]:

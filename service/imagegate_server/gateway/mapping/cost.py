@@ -13,7 +13,7 @@ estimate it was admitted with, which its budget reservation holds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from imagegate.v1 import params_pb2, results_pb2
@@ -31,11 +31,18 @@ _BASIS = {
 
 
 class Pricer:
-    """Prices the finished calls of one upstream (named ``upstream`` in logs)."""
+    """Prices finished calls, each with the price table of the upstream that answered
+    it (``prices_for``: an upstream's own prices, or the gateway's); usage is judged
+    against the gateway's ``prices``."""
 
-    def __init__(self, prices: PriceTable, observer: UsageObserver, upstream: str) -> None:
-        self._prices = prices
-        self._judge = UsageJudge(prices, observer, upstream)
+    def __init__(
+        self,
+        prices_for: Callable[[str | None], PriceTable],
+        prices: PriceTable,
+        observer: UsageObserver,
+    ) -> None:
+        self._prices_for = prices_for
+        self._judge = UsageJudge(prices, observer)
 
     def price(
         self,
@@ -54,10 +61,12 @@ class Pricer:
             params,
             images=len(result.images),
             input_images=input_images,
+            upstream=result.upstream,
         )
         if usage is not None:
             set_usage(result, usage)
-        return price(self._prices, result, usage, params, input_images, estimate_micros)
+        prices = self._prices_for(result.upstream or None)
+        return price(prices, result, usage, params, input_images, estimate_micros)
 
 
 def set_usage(result: results_pb2.ImagesResult, usage: TokenUsage) -> None:

@@ -45,7 +45,7 @@ async def stream_items(reply: Reply, chunk_bytes: int) -> AsyncIterator[MappedIt
 
 
 async def _from_events(reply: ImageEvents, chunk_bytes: int) -> AsyncIterator[MappedItem]:
-    result = results_pb2.ImagesResult()
+    result = results_pb2.ImagesResult(upstream=reply.upstream)
     usages: list[object] = []
     finished = 0
     async for event in reply:

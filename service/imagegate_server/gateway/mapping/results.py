@@ -86,7 +86,7 @@ def images_result(answer: ImagesAnswer) -> Finished:
     """The result of an ImagesResponse, its images' bytes not yet in it: a unary
     response joins them in (:mod:`.serialized`), a stream slices them."""
     payload, request_id = answer.payload, answer.request_id
-    result = results_pb2.ImagesResult()
+    result = results_pb2.ImagesResult(upstream=answer.upstream)
     set_created(result, payload.get("created"))
     apply_metadata(result, payload)
     data = payload.get("data")

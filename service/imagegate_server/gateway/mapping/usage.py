@@ -41,14 +41,17 @@ class UsageObserver(Protocol):
         """``kind``: ``missing``, ``invalid`` or ``implausible``."""
 
 
-class UsageJudge:
-    """Judges the usage of every call to one upstream (named ``upstream`` in logs)."""
+# Upstream names come from the operator's file; this bounds the set across reloads.
+_MAX_LOGGED = 1024
 
-    def __init__(self, prices: PriceTable, observer: UsageObserver, upstream: str) -> None:
+
+class UsageJudge:
+    """Judges the usage of every call (logged once per upstream and kind)."""
+
+    def __init__(self, prices: PriceTable, observer: UsageObserver) -> None:
         self._prices = prices
         self._observer = observer
-        self._upstream = upstream
-        self._logged: set[str] = set()
+        self._logged: set[tuple[str, str]] = set()
 
     def judge(
         self,
@@ -57,6 +60,7 @@ class UsageJudge:
         *,
         images: int,
         input_images: int,
+        upstream: str = "",
     ) -> TokenUsage | None:
         """The usage of a call with ``params`` that returned ``images``, from
         ``reports`` (the answer's ``usage``, or each completed event's, as sent; None
@@ -67,14 +71,14 @@ class UsageJudge:
         if not isinstance(judged, Anomaly):
             return judged
         self._observer.usage_anomaly(judged.kind)
-        if judged.kind not in self._logged:
-            self._logged.add(judged.kind)
+        if (upstream, judged.kind) not in self._logged and len(self._logged) < _MAX_LOGGED:
+            self._logged.add((upstream, judged.kind))
             log.warning(
                 "the upstream reported a token usage that cannot be trusted: such calls are "
                 "charged their estimate (logged once per upstream and kind; "
                 "imagegate_upstream_usage_anomalies_total counts every call)",
                 extra={
-                    "upstream": self._upstream,
+                    "upstream": upstream,
                     "anomaly": judged.kind,
                     "model": model[:100],
                     "problem": judged.problem,

@@ -20,21 +20,7 @@ if held then
 end
 -- Even a ticket whose reservation expired (a call that outlived its hold) adds its
 -- cost: the bill is real.
-if cost > 0 then
-  local day = day_of(seconds)
-  local month = month_of(day)
-  local s = redis.call('HMGET', spend_key, 'day', 'month')
-  if tonumber(s[1]) == day then
-    redis.call('HINCRBY', spend_key, 'day_micros', int_str(cost))
-  else
-    redis.call('HSET', spend_key, 'day', int_str(day), 'day_micros', int_str(cost))
-  end
-  if tonumber(s[2]) == month then
-    redis.call('HINCRBY', spend_key, 'month_micros', int_str(cost))
-  else
-    redis.call('HSET', spend_key, 'month', int_str(month), 'month_micros', int_str(cost))
-  end
-end
+if cost > 0 then add_spend(spend_key, cost, seconds) end
 if held or cost > 0 then keep_for(spend_key, SPEND_TTL_MS) end
 
 redis.call('ZREMRANGEBYSCORE', done_key, '-inf', int_str(now))

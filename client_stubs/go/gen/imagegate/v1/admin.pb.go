@@ -22,6 +22,314 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Request of ListUpstreams.
+type ListUpstreamsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUpstreamsRequest) Reset() {
+	*x = ListUpstreamsRequest{}
+	mi := &file_imagegate_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUpstreamsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUpstreamsRequest) ProtoMessage() {}
+
+func (x *ListUpstreamsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_imagegate_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUpstreamsRequest.ProtoReflect.Descriptor instead.
+func (*ListUpstreamsRequest) Descriptor() ([]byte, []int) {
+	return file_imagegate_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+// The gateway's upstreams, in the upstreams file's order.
+type ListUpstreamsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry per upstream.
+	Upstreams []*UpstreamState `protobuf:"bytes,1,rep,name=upstreams,proto3" json:"upstreams,omitempty"`
+	// False when the gateway has no upstreams file: its one upstream is
+	// `default`, and its spend is not kept apart (every client's spend is
+	// ListClientSpend's).
+	FromFile bool `protobuf:"varint,2,opt,name=from_file,json=fromFile,proto3" json:"from_file,omitempty"`
+	// The time the figures are for, by this process's clock.
+	AsOf *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	// Where the limiter keeps ceilings and spend: `memory`, `local` or `redis`.
+	LimitsStore   string `protobuf:"bytes,4,opt,name=limits_store,json=limitsStore,proto3" json:"limits_store,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUpstreamsResponse) Reset() {
+	*x = ListUpstreamsResponse{}
+	mi := &file_imagegate_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUpstreamsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUpstreamsResponse) ProtoMessage() {}
+
+func (x *ListUpstreamsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imagegate_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUpstreamsResponse.ProtoReflect.Descriptor instead.
+func (*ListUpstreamsResponse) Descriptor() ([]byte, []int) {
+	return file_imagegate_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListUpstreamsResponse) GetUpstreams() []*UpstreamState {
+	if x != nil {
+		return x.Upstreams
+	}
+	return nil
+}
+
+func (x *ListUpstreamsResponse) GetFromFile() bool {
+	if x != nil {
+		return x.FromFile
+	}
+	return false
+}
+
+func (x *ListUpstreamsResponse) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+func (x *ListUpstreamsResponse) GetLimitsStore() string {
+	if x != nil {
+		return x.LimitsStore
+	}
+	return ""
+}
+
+// One upstream and how it stands.
+type UpstreamState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its name in the upstreams file (`default` without one).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// `openai`, `azure` or `compatible`.
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Its host (and port); never a path, query or credential.
+	Host string `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
+	// Models it serves: names or glob patterns (an Azure upstream: its
+	// deployments' models); empty when it serves any model.
+	Models []string `protobuf:"bytes,4,rep,name=models,proto3" json:"models,omitempty"`
+	// Lower is tried first.
+	Priority uint32 `protobuf:"varint,5,opt,name=priority,proto3" json:"priority,omitempty"`
+	// Its share of calls among the upstreams of its priority.
+	Weight uint32 `protobuf:"varint,6,opt,name=weight,proto3" json:"weight,omitempty"`
+	// `closed` (calls go to it), `open` (calls keep off it) or `half_open` (the
+	// next call probes it), in the process that answered; `none` without an
+	// upstreams file.
+	Circuit string `protobuf:"bytes,7,opt,name=circuit,proto3" json:"circuit,omitempty"`
+	// Its own ceilings (requests and images per minute) and what remains of
+	// them now; empty when it has none.
+	Ceilings []*UpstreamCeiling `protobuf:"bytes,8,rep,name=ceilings,proto3" json:"ceilings,omitempty"`
+	// Spend of the calls it answered in the current UTC day, in US dollars in
+	// millionths (0 without an upstreams file).
+	SpentTodayUsdMicros int64 `protobuf:"varint,9,opt,name=spent_today_usd_micros,json=spentTodayUsdMicros,proto3" json:"spent_today_usd_micros,omitempty"`
+	// Spend of the calls it answered in the current UTC month.
+	SpentThisMonthUsdMicros int64 `protobuf:"varint,10,opt,name=spent_this_month_usd_micros,json=spentThisMonthUsdMicros,proto3" json:"spent_this_month_usd_micros,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *UpstreamState) Reset() {
+	*x = UpstreamState{}
+	mi := &file_imagegate_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpstreamState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpstreamState) ProtoMessage() {}
+
+func (x *UpstreamState) ProtoReflect() protoreflect.Message {
+	mi := &file_imagegate_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpstreamState.ProtoReflect.Descriptor instead.
+func (*UpstreamState) Descriptor() ([]byte, []int) {
+	return file_imagegate_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UpstreamState) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpstreamState) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *UpstreamState) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *UpstreamState) GetModels() []string {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
+func (x *UpstreamState) GetPriority() uint32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *UpstreamState) GetWeight() uint32 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *UpstreamState) GetCircuit() string {
+	if x != nil {
+		return x.Circuit
+	}
+	return ""
+}
+
+func (x *UpstreamState) GetCeilings() []*UpstreamCeiling {
+	if x != nil {
+		return x.Ceilings
+	}
+	return nil
+}
+
+func (x *UpstreamState) GetSpentTodayUsdMicros() int64 {
+	if x != nil {
+		return x.SpentTodayUsdMicros
+	}
+	return 0
+}
+
+func (x *UpstreamState) GetSpentThisMonthUsdMicros() int64 {
+	if x != nil {
+		return x.SpentThisMonthUsdMicros
+	}
+	return 0
+}
+
+// One ceiling of an upstream and what remains of it.
+type UpstreamCeiling struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `upstream_requests_per_minute` or `upstream_images_per_minute`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Units admitted per minute (and at once).
+	PerMinute uint32 `protobuf:"varint,2,opt,name=per_minute,json=perMinute,proto3" json:"per_minute,omitempty"`
+	// Units a call could take right now.
+	Remaining     uint32 `protobuf:"varint,3,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpstreamCeiling) Reset() {
+	*x = UpstreamCeiling{}
+	mi := &file_imagegate_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpstreamCeiling) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpstreamCeiling) ProtoMessage() {}
+
+func (x *UpstreamCeiling) ProtoReflect() protoreflect.Message {
+	mi := &file_imagegate_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpstreamCeiling.ProtoReflect.Descriptor instead.
+func (*UpstreamCeiling) Descriptor() ([]byte, []int) {
+	return file_imagegate_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UpstreamCeiling) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpstreamCeiling) GetPerMinute() uint32 {
+	if x != nil {
+		return x.PerMinute
+	}
+	return 0
+}
+
+func (x *UpstreamCeiling) GetRemaining() uint32 {
+	if x != nil {
+		return x.Remaining
+	}
+	return 0
+}
+
 // Request of ListClientSpend.
 type ListClientSpendRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -33,7 +341,7 @@ type ListClientSpendRequest struct {
 
 func (x *ListClientSpendRequest) Reset() {
 	*x = ListClientSpendRequest{}
-	mi := &file_imagegate_v1_admin_proto_msgTypes[0]
+	mi := &file_imagegate_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +353,7 @@ func (x *ListClientSpendRequest) String() string {
 func (*ListClientSpendRequest) ProtoMessage() {}
 
 func (x *ListClientSpendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_admin_proto_msgTypes[0]
+	mi := &file_imagegate_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +366,7 @@ func (x *ListClientSpendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientSpendRequest.ProtoReflect.Descriptor instead.
 func (*ListClientSpendRequest) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_imagegate_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListClientSpendRequest) GetMaxClients() uint32 {
@@ -87,7 +395,7 @@ type ListClientSpendResponse struct {
 
 func (x *ListClientSpendResponse) Reset() {
 	*x = ListClientSpendResponse{}
-	mi := &file_imagegate_v1_admin_proto_msgTypes[1]
+	mi := &file_imagegate_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -99,7 +407,7 @@ func (x *ListClientSpendResponse) String() string {
 func (*ListClientSpendResponse) ProtoMessage() {}
 
 func (x *ListClientSpendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_admin_proto_msgTypes[1]
+	mi := &file_imagegate_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -112,7 +420,7 @@ func (x *ListClientSpendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientSpendResponse.ProtoReflect.Descriptor instead.
 func (*ListClientSpendResponse) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_imagegate_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListClientSpendResponse) GetClients() []*ClientSpend {
@@ -174,7 +482,7 @@ type ClientSpend struct {
 
 func (x *ClientSpend) Reset() {
 	*x = ClientSpend{}
-	mi := &file_imagegate_v1_admin_proto_msgTypes[2]
+	mi := &file_imagegate_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -186,7 +494,7 @@ func (x *ClientSpend) String() string {
 func (*ClientSpend) ProtoMessage() {}
 
 func (x *ClientSpend) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_admin_proto_msgTypes[2]
+	mi := &file_imagegate_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -199,7 +507,7 @@ func (x *ClientSpend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientSpend.ProtoReflect.Descriptor instead.
 func (*ClientSpend) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_imagegate_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ClientSpend) GetClient() string {
@@ -255,7 +563,30 @@ var File_imagegate_v1_admin_proto protoreflect.FileDescriptor
 
 const file_imagegate_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18imagegate/v1/admin.proto\x12\fimagegate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"9\n" +
+	"\x18imagegate/v1/admin.proto\x12\fimagegate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n" +
+	"\x14ListUpstreamsRequest\"\xc3\x01\n" +
+	"\x15ListUpstreamsResponse\x129\n" +
+	"\tupstreams\x18\x01 \x03(\v2\x1b.imagegate.v1.UpstreamStateR\tupstreams\x12\x1b\n" +
+	"\tfrom_file\x18\x02 \x01(\bR\bfromFile\x12/\n" +
+	"\x05as_of\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\x12!\n" +
+	"\flimits_store\x18\x04 \x01(\tR\vlimitsStore\"\xdf\x02\n" +
+	"\rUpstreamState\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04host\x18\x03 \x01(\tR\x04host\x12\x16\n" +
+	"\x06models\x18\x04 \x03(\tR\x06models\x12\x1a\n" +
+	"\bpriority\x18\x05 \x01(\rR\bpriority\x12\x16\n" +
+	"\x06weight\x18\x06 \x01(\rR\x06weight\x12\x18\n" +
+	"\acircuit\x18\a \x01(\tR\acircuit\x129\n" +
+	"\bceilings\x18\b \x03(\v2\x1d.imagegate.v1.UpstreamCeilingR\bceilings\x123\n" +
+	"\x16spent_today_usd_micros\x18\t \x01(\x03R\x13spentTodayUsdMicros\x12<\n" +
+	"\x1bspent_this_month_usd_micros\x18\n" +
+	" \x01(\x03R\x17spentThisMonthUsdMicros\"b\n" +
+	"\x0fUpstreamCeiling\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"per_minute\x18\x02 \x01(\rR\tperMinute\x12\x1c\n" +
+	"\tremaining\x18\x03 \x01(\rR\tremaining\"9\n" +
 	"\x16ListClientSpendRequest\x12\x1f\n" +
 	"\vmax_clients\x18\x01 \x01(\rR\n" +
 	"maxClients\"\xe1\x01\n" +
@@ -275,9 +606,10 @@ const file_imagegate_v1_admin_proto_rawDesc = "" +
 	"\x17daily_budget_usd_micros\x18\x06 \x01(\x03H\x00R\x14dailyBudgetUsdMicros\x88\x01\x01\x12>\n" +
 	"\x19monthly_budget_usd_micros\x18\a \x01(\x03H\x01R\x16monthlyBudgetUsdMicros\x88\x01\x01B\x1a\n" +
 	"\x18_daily_budget_usd_microsB\x1c\n" +
-	"\x1a_monthly_budget_usd_micros2n\n" +
+	"\x1a_monthly_budget_usd_micros2\xc8\x01\n" +
 	"\fAdminService\x12^\n" +
-	"\x0fListClientSpend\x12$.imagegate.v1.ListClientSpendRequest\x1a%.imagegate.v1.ListClientSpendResponseBm\n" +
+	"\x0fListClientSpend\x12$.imagegate.v1.ListClientSpendRequest\x1a%.imagegate.v1.ListClientSpendResponse\x12X\n" +
+	"\rListUpstreams\x12\".imagegate.v1.ListUpstreamsRequest\x1a#.imagegate.v1.ListUpstreamsResponseBm\n" +
 	"\x10com.imagegate.v1B\n" +
 	"AdminProtoP\x01ZKgithub.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1;imagegatev1b\x06proto3"
 
@@ -293,23 +625,32 @@ func file_imagegate_v1_admin_proto_rawDescGZIP() []byte {
 	return file_imagegate_v1_admin_proto_rawDescData
 }
 
-var file_imagegate_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_imagegate_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_imagegate_v1_admin_proto_goTypes = []any{
-	(*ListClientSpendRequest)(nil),  // 0: imagegate.v1.ListClientSpendRequest
-	(*ListClientSpendResponse)(nil), // 1: imagegate.v1.ListClientSpendResponse
-	(*ClientSpend)(nil),             // 2: imagegate.v1.ClientSpend
-	(*timestamppb.Timestamp)(nil),   // 3: google.protobuf.Timestamp
+	(*ListUpstreamsRequest)(nil),    // 0: imagegate.v1.ListUpstreamsRequest
+	(*ListUpstreamsResponse)(nil),   // 1: imagegate.v1.ListUpstreamsResponse
+	(*UpstreamState)(nil),           // 2: imagegate.v1.UpstreamState
+	(*UpstreamCeiling)(nil),         // 3: imagegate.v1.UpstreamCeiling
+	(*ListClientSpendRequest)(nil),  // 4: imagegate.v1.ListClientSpendRequest
+	(*ListClientSpendResponse)(nil), // 5: imagegate.v1.ListClientSpendResponse
+	(*ClientSpend)(nil),             // 6: imagegate.v1.ClientSpend
+	(*timestamppb.Timestamp)(nil),   // 7: google.protobuf.Timestamp
 }
 var file_imagegate_v1_admin_proto_depIdxs = []int32{
-	2, // 0: imagegate.v1.ListClientSpendResponse.clients:type_name -> imagegate.v1.ClientSpend
-	3, // 1: imagegate.v1.ListClientSpendResponse.as_of:type_name -> google.protobuf.Timestamp
-	0, // 2: imagegate.v1.AdminService.ListClientSpend:input_type -> imagegate.v1.ListClientSpendRequest
-	1, // 3: imagegate.v1.AdminService.ListClientSpend:output_type -> imagegate.v1.ListClientSpendResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	2, // 0: imagegate.v1.ListUpstreamsResponse.upstreams:type_name -> imagegate.v1.UpstreamState
+	7, // 1: imagegate.v1.ListUpstreamsResponse.as_of:type_name -> google.protobuf.Timestamp
+	3, // 2: imagegate.v1.UpstreamState.ceilings:type_name -> imagegate.v1.UpstreamCeiling
+	6, // 3: imagegate.v1.ListClientSpendResponse.clients:type_name -> imagegate.v1.ClientSpend
+	7, // 4: imagegate.v1.ListClientSpendResponse.as_of:type_name -> google.protobuf.Timestamp
+	4, // 5: imagegate.v1.AdminService.ListClientSpend:input_type -> imagegate.v1.ListClientSpendRequest
+	0, // 6: imagegate.v1.AdminService.ListUpstreams:input_type -> imagegate.v1.ListUpstreamsRequest
+	5, // 7: imagegate.v1.AdminService.ListClientSpend:output_type -> imagegate.v1.ListClientSpendResponse
+	1, // 8: imagegate.v1.AdminService.ListUpstreams:output_type -> imagegate.v1.ListUpstreamsResponse
+	7, // [7:9] is the sub-list for method output_type
+	5, // [5:7] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_imagegate_v1_admin_proto_init() }
@@ -317,14 +658,14 @@ func file_imagegate_v1_admin_proto_init() {
 	if File_imagegate_v1_admin_proto != nil {
 		return
 	}
-	file_imagegate_v1_admin_proto_msgTypes[2].OneofWrappers = []any{}
+	file_imagegate_v1_admin_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imagegate_v1_admin_proto_rawDesc), len(file_imagegate_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	AdminService_ListClientSpend_FullMethodName = "/imagegate.v1.AdminService/ListClientSpend"
+	AdminService_ListUpstreams_FullMethodName   = "/imagegate.v1.AdminService/ListUpstreams"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -35,6 +36,11 @@ type AdminServiceClient interface {
 	// gateway's limiter uses (its memory, the local database or Redis): clients
 	// that spent this month or have calls in flight, by name. Read-only.
 	ListClientSpend(ctx context.Context, in *ListClientSpendRequest, opts ...grpc.CallOption) (*ListClientSpendResponse, error)
+	// The upstreams this gateway routes calls to, as the process that answers
+	// sees them: each one's circuit (per process), its headroom under its own
+	// ceilings and its spend today and this month (both from the limiter's store,
+	// shared like every limit). Read-only.
+	ListUpstreams(ctx context.Context, in *ListUpstreamsRequest, opts ...grpc.CallOption) (*ListUpstreamsResponse, error)
 }
 
 type adminServiceClient struct {
@@ -55,6 +61,16 @@ func (c *adminServiceClient) ListClientSpend(ctx context.Context, in *ListClient
 	return out, nil
 }
 
+func (c *adminServiceClient) ListUpstreams(ctx context.Context, in *ListUpstreamsRequest, opts ...grpc.CallOption) (*ListUpstreamsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUpstreamsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListUpstreams_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -68,6 +84,11 @@ type AdminServiceServer interface {
 	// gateway's limiter uses (its memory, the local database or Redis): clients
 	// that spent this month or have calls in flight, by name. Read-only.
 	ListClientSpend(context.Context, *ListClientSpendRequest) (*ListClientSpendResponse, error)
+	// The upstreams this gateway routes calls to, as the process that answers
+	// sees them: each one's circuit (per process), its headroom under its own
+	// ceilings and its spend today and this month (both from the limiter's store,
+	// shared like every limit). Read-only.
+	ListUpstreams(context.Context, *ListUpstreamsRequest) (*ListUpstreamsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -80,6 +101,9 @@ type UnimplementedAdminServiceServer struct{}
 
 func (UnimplementedAdminServiceServer) ListClientSpend(context.Context, *ListClientSpendRequest) (*ListClientSpendResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListClientSpend not implemented")
+}
+func (UnimplementedAdminServiceServer) ListUpstreams(context.Context, *ListUpstreamsRequest) (*ListUpstreamsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUpstreams not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -120,6 +144,24 @@ func _AdminService_ListClientSpend_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListUpstreams_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUpstreamsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListUpstreams(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListUpstreams_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListUpstreams(ctx, req.(*ListUpstreamsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -130,6 +172,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListClientSpend",
 			Handler:    _AdminService_ListClientSpend_Handler,
+		},
+		{
+			MethodName: "ListUpstreams",
+			Handler:    _AdminService_ListUpstreams_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -198,7 +198,10 @@ type GetQuotaResponse struct {
 	// Operations the client may call.
 	Operations []Operation `protobuf:"varint,11,rep,packed,name=operations,proto3,enum=imagegate.v1.Operation" json:"operations,omitempty"`
 	// The version (date) of the price table costs come from.
-	PriceTable    string `protobuf:"bytes,12,opt,name=price_table,json=priceTable,proto3" json:"price_table,omitempty"`
+	PriceTable string `protobuf:"bytes,12,opt,name=price_table,json=priceTable,proto3" json:"price_table,omitempty"`
+	// The upstreams the client's calls may go to (names of the gateway's
+	// upstreams file); empty when any of them may serve it.
+	Upstreams     []string `protobuf:"bytes,13,rep,name=upstreams,proto3" json:"upstreams,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -315,6 +318,13 @@ func (x *GetQuotaResponse) GetPriceTable() string {
 		return x.PriceTable
 	}
 	return ""
+}
+
+func (x *GetQuotaResponse) GetUpstreams() []string {
+	if x != nil {
+		return x.Upstreams
+	}
+	return nil
 }
 
 // One rate limit and what remains of it now.
@@ -570,7 +580,7 @@ var File_imagegate_v1_quota_proto protoreflect.FileDescriptor
 const file_imagegate_v1_quota_proto_rawDesc = "" +
 	"\n" +
 	"\x18imagegate/v1/quota.proto\x12\fimagegate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x11\n" +
-	"\x0fGetQuotaRequest\"\xb7\x04\n" +
+	"\x0fGetQuotaRequest\"\xd5\x04\n" +
 	"\x10GetQuotaResponse\x12\x16\n" +
 	"\x06client\x18\x01 \x01(\tR\x06client\x12-\n" +
 	"\x05rates\x18\x02 \x03(\v2\x17.imagegate.v1.RateQuotaR\x05rates\x12@\n" +
@@ -588,7 +598,8 @@ const file_imagegate_v1_quota_proto_rawDesc = "" +
 	"operations\x18\v \x03(\x0e2\x17.imagegate.v1.OperationR\n" +
 	"operations\x12\x1f\n" +
 	"\vprice_table\x18\f \x01(\tR\n" +
-	"priceTableB\b\n" +
+	"priceTable\x12\x1c\n" +
+	"\tupstreams\x18\r \x03(\tR\tupstreamsB\b\n" +
 	"\x06_max_n\"\xc9\x01\n" +
 	"\tRateQuota\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +

@@ -478,7 +478,12 @@ type ImagesResult struct {
 	SafetyIdentifier *string `protobuf:"bytes,9,opt,name=safety_identifier,json=safetyIdentifier,proto3,oneof" json:"safety_identifier,omitempty"`
 	// What the call cost, as this gateway computed it; also counted against the
 	// caller's budgets.
-	Cost          *CallCost `protobuf:"bytes,10,opt,name=cost,proto3" json:"cost,omitempty"`
+	Cost *CallCost `protobuf:"bytes,10,opt,name=cost,proto3" json:"cost,omitempty"`
+	// The name of the upstream that answered: `default` for a gateway with one
+	// key, else a name from the gateway's upstreams file (an OpenAI organisation
+	// or project, an Azure OpenAI deployment, a compatible server). Calls of one
+	// model may land on different upstreams: see the operator's routing.
+	Upstream      string `protobuf:"bytes,11,opt,name=upstream,proto3" json:"upstream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -581,6 +586,13 @@ func (x *ImagesResult) GetCost() *CallCost {
 		return x.Cost
 	}
 	return nil
+}
+
+func (x *ImagesResult) GetUpstream() string {
+	if x != nil {
+		return x.Upstream
+	}
+	return ""
 }
 
 // What a call cost, as this gateway computed it from OpenAI's usage and its
@@ -768,7 +780,7 @@ const file_imagegate_v1_results_proto_rawDesc = "" +
 	"\finput_tokens\x18\x02 \x01(\x04R\vinputTokens\x12#\n" +
 	"\routput_tokens\x18\x03 \x01(\x04R\foutputTokens\x12)\n" +
 	"\x10reasoning_tokens\x18\x04 \x01(\x04R\x0freasoningTokens\x12!\n" +
-	"\ftotal_tokens\x18\x05 \x01(\x04R\vtotalTokens\"\x85\x04\n" +
+	"\ftotal_tokens\x18\x05 \x01(\x04R\vtotalTokens\"\xa1\x04\n" +
 	"\fImagesResult\x12\x18\n" +
 	"\acreated\x18\x01 \x01(\x03R\acreated\x124\n" +
 	"\x06images\x18\x02 \x03(\v2\x1c.imagegate.v1.GeneratedImageR\x06images\x128\n" +
@@ -782,7 +794,8 @@ const file_imagegate_v1_results_proto_rawDesc = "" +
 	"\tsvg_usage\x18\b \x01(\v2\x16.imagegate.v1.SvgUsageR\bsvgUsage\x120\n" +
 	"\x11safety_identifier\x18\t \x01(\tH\x01R\x10safetyIdentifier\x88\x01\x01\x12*\n" +
 	"\x04cost\x18\n" +
-	" \x01(\v2\x16.imagegate.v1.CallCostR\x04costB\a\n" +
+	" \x01(\v2\x16.imagegate.v1.CallCostR\x04cost\x12\x1a\n" +
+	"\bupstream\x18\v \x01(\tR\bupstreamB\a\n" +
 	"\x05_sizeB\x14\n" +
 	"\x12_safety_identifier\"y\n" +
 	"\bCallCost\x12\x1d\n" +

@@ -12,7 +12,190 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file imagegate/v1/admin.proto.
  */
 export const file_imagegate_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChhpbWFnZWdhdGUvdjEvYWRtaW4ucHJvdG8SDGltYWdlZ2F0ZS52MSItChZMaXN0Q2xpZW50U3BlbmRSZXF1ZXN0EhMKC21heF9jbGllbnRzGAEgASgNIq4BChdMaXN0Q2xpZW50U3BlbmRSZXNwb25zZRIqCgdjbGllbnRzGAEgAygLMhkuaW1hZ2VnYXRlLnYxLkNsaWVudFNwZW5kEhEKCXRydW5jYXRlZBgCIAEoCBIpCgVhc19vZhgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbGltaXRzX3N0b3JlGAQgASgJEhMKC3ByaWNlX3RhYmxlGAUgASgJIqACCgtDbGllbnRTcGVuZBIOCgZjbGllbnQYASABKAkSHgoWc3BlbnRfdG9kYXlfdXNkX21pY3JvcxgCIAEoAxIjChtzcGVudF90aGlzX21vbnRoX3VzZF9taWNyb3MYAyABKAMSGwoTcmVzZXJ2ZWRfdXNkX21pY3JvcxgEIAEoAxIXCg9jYWxsc19pbl9mbGlnaHQYBSABKA0SJAoXZGFpbHlfYnVkZ2V0X3VzZF9taWNyb3MYBiABKANIAIgBARImChltb250aGx5X2J1ZGdldF91c2RfbWljcm9zGAcgASgDSAGIAQFCGgoYX2RhaWx5X2J1ZGdldF91c2RfbWljcm9zQhwKGl9tb250aGx5X2J1ZGdldF91c2RfbWljcm9zMm4KDEFkbWluU2VydmljZRJeCg9MaXN0Q2xpZW50U3BlbmQSJC5pbWFnZWdhdGUudjEuTGlzdENsaWVudFNwZW5kUmVxdWVzdBolLmltYWdlZ2F0ZS52MS5MaXN0Q2xpZW50U3BlbmRSZXNwb25zZUJtChBjb20uaW1hZ2VnYXRlLnYxQgpBZG1pblByb3RvUAFaS2dpdGh1Yi5jb20vaW1hZ2VnYXRlL2ltYWdlZ2F0ZS9jbGllbnRfc3R1YnMvZ28vZ2VuL2ltYWdlZ2F0ZS92MTtpbWFnZWdhdGV2MWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChhpbWFnZWdhdGUvdjEvYWRtaW4ucHJvdG8SDGltYWdlZ2F0ZS52MSIWChRMaXN0VXBzdHJlYW1zUmVxdWVzdCKbAQoVTGlzdFVwc3RyZWFtc1Jlc3BvbnNlEi4KCXVwc3RyZWFtcxgBIAMoCzIbLmltYWdlZ2F0ZS52MS5VcHN0cmVhbVN0YXRlEhEKCWZyb21fZmlsZRgCIAEoCBIpCgVhc19vZhgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbGltaXRzX3N0b3JlGAQgASgJIvIBCg1VcHN0cmVhbVN0YXRlEgwKBG5hbWUYASABKAkSDAoEa2luZBgCIAEoCRIMCgRob3N0GAMgASgJEg4KBm1vZGVscxgEIAMoCRIQCghwcmlvcml0eRgFIAEoDRIOCgZ3ZWlnaHQYBiABKA0SDwoHY2lyY3VpdBgHIAEoCRIvCghjZWlsaW5ncxgIIAMoCzIdLmltYWdlZ2F0ZS52MS5VcHN0cmVhbUNlaWxpbmcSHgoWc3BlbnRfdG9kYXlfdXNkX21pY3JvcxgJIAEoAxIjChtzcGVudF90aGlzX21vbnRoX3VzZF9taWNyb3MYCiABKAMiRgoPVXBzdHJlYW1DZWlsaW5nEgwKBG5hbWUYASABKAkSEgoKcGVyX21pbnV0ZRgCIAEoDRIRCglyZW1haW5pbmcYAyABKA0iLQoWTGlzdENsaWVudFNwZW5kUmVxdWVzdBITCgttYXhfY2xpZW50cxgBIAEoDSKuAQoXTGlzdENsaWVudFNwZW5kUmVzcG9uc2USKgoHY2xpZW50cxgBIAMoCzIZLmltYWdlZ2F0ZS52MS5DbGllbnRTcGVuZBIRCgl0cnVuY2F0ZWQYAiABKAgSKQoFYXNfb2YYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGxpbWl0c19zdG9yZRgEIAEoCRITCgtwcmljZV90YWJsZRgFIAEoCSKgAgoLQ2xpZW50U3BlbmQSDgoGY2xpZW50GAEgASgJEh4KFnNwZW50X3RvZGF5X3VzZF9taWNyb3MYAiABKAMSIwobc3BlbnRfdGhpc19tb250aF91c2RfbWljcm9zGAMgASgDEhsKE3Jlc2VydmVkX3VzZF9taWNyb3MYBCABKAMSFwoPY2FsbHNfaW5fZmxpZ2h0GAUgASgNEiQKF2RhaWx5X2J1ZGdldF91c2RfbWljcm9zGAYgASgDSACIAQESJgoZbW9udGhseV9idWRnZXRfdXNkX21pY3JvcxgHIAEoA0gBiAEBQhoKGF9kYWlseV9idWRnZXRfdXNkX21pY3Jvc0IcChpfbW9udGhseV9idWRnZXRfdXNkX21pY3JvczLIAQoMQWRtaW5TZXJ2aWNlEl4KD0xpc3RDbGllbnRTcGVuZBIkLmltYWdlZ2F0ZS52MS5MaXN0Q2xpZW50U3BlbmRSZXF1ZXN0GiUuaW1hZ2VnYXRlLnYxLkxpc3RDbGllbnRTcGVuZFJlc3BvbnNlElgKDUxpc3RVcHN0cmVhbXMSIi5pbWFnZWdhdGUudjEuTGlzdFVwc3RyZWFtc1JlcXVlc3QaIy5pbWFnZWdhdGUudjEuTGlzdFVwc3RyZWFtc1Jlc3BvbnNlQm0KEGNvbS5pbWFnZWdhdGUudjFCCkFkbWluUHJvdG9QAVpLZ2l0aHViLmNvbS9pbWFnZWdhdGUvaW1hZ2VnYXRlL2NsaWVudF9zdHVicy9nby9nZW4vaW1hZ2VnYXRlL3YxO2ltYWdlZ2F0ZXYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
+
+/**
+ * Request of ListUpstreams.
+ *
+ * @generated from message imagegate.v1.ListUpstreamsRequest
+ */
+export type ListUpstreamsRequest = Message<"imagegate.v1.ListUpstreamsRequest"> & {
+};
+
+/**
+ * Describes the message imagegate.v1.ListUpstreamsRequest.
+ * Use `create(ListUpstreamsRequestSchema)` to create a new message.
+ */
+export const ListUpstreamsRequestSchema: GenMessage<ListUpstreamsRequest> = /*@__PURE__*/
+  messageDesc(file_imagegate_v1_admin, 0);
+
+/**
+ * The gateway's upstreams, in the upstreams file's order.
+ *
+ * @generated from message imagegate.v1.ListUpstreamsResponse
+ */
+export type ListUpstreamsResponse = Message<"imagegate.v1.ListUpstreamsResponse"> & {
+  /**
+   * One entry per upstream.
+   *
+   * @generated from field: repeated imagegate.v1.UpstreamState upstreams = 1;
+   */
+  upstreams: UpstreamState[];
+
+  /**
+   * False when the gateway has no upstreams file: its one upstream is
+   * `default`, and its spend is not kept apart (every client's spend is
+   * ListClientSpend's).
+   *
+   * @generated from field: bool from_file = 2;
+   */
+  fromFile: boolean;
+
+  /**
+   * The time the figures are for, by this process's clock.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 3;
+   */
+  asOf?: Timestamp | undefined;
+
+  /**
+   * Where the limiter keeps ceilings and spend: `memory`, `local` or `redis`.
+   *
+   * @generated from field: string limits_store = 4;
+   */
+  limitsStore: string;
+};
+
+/**
+ * Describes the message imagegate.v1.ListUpstreamsResponse.
+ * Use `create(ListUpstreamsResponseSchema)` to create a new message.
+ */
+export const ListUpstreamsResponseSchema: GenMessage<ListUpstreamsResponse> = /*@__PURE__*/
+  messageDesc(file_imagegate_v1_admin, 1);
+
+/**
+ * One upstream and how it stands.
+ *
+ * @generated from message imagegate.v1.UpstreamState
+ */
+export type UpstreamState = Message<"imagegate.v1.UpstreamState"> & {
+  /**
+   * Its name in the upstreams file (`default` without one).
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * `openai`, `azure` or `compatible`.
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * Its host (and port); never a path, query or credential.
+   *
+   * @generated from field: string host = 3;
+   */
+  host: string;
+
+  /**
+   * Models it serves: names or glob patterns (an Azure upstream: its
+   * deployments' models); empty when it serves any model.
+   *
+   * @generated from field: repeated string models = 4;
+   */
+  models: string[];
+
+  /**
+   * Lower is tried first.
+   *
+   * @generated from field: uint32 priority = 5;
+   */
+  priority: number;
+
+  /**
+   * Its share of calls among the upstreams of its priority.
+   *
+   * @generated from field: uint32 weight = 6;
+   */
+  weight: number;
+
+  /**
+   * `closed` (calls go to it), `open` (calls keep off it) or `half_open` (the
+   * next call probes it), in the process that answered; `none` without an
+   * upstreams file.
+   *
+   * @generated from field: string circuit = 7;
+   */
+  circuit: string;
+
+  /**
+   * Its own ceilings (requests and images per minute) and what remains of
+   * them now; empty when it has none.
+   *
+   * @generated from field: repeated imagegate.v1.UpstreamCeiling ceilings = 8;
+   */
+  ceilings: UpstreamCeiling[];
+
+  /**
+   * Spend of the calls it answered in the current UTC day, in US dollars in
+   * millionths (0 without an upstreams file).
+   *
+   * @generated from field: int64 spent_today_usd_micros = 9;
+   */
+  spentTodayUsdMicros: bigint;
+
+  /**
+   * Spend of the calls it answered in the current UTC month.
+   *
+   * @generated from field: int64 spent_this_month_usd_micros = 10;
+   */
+  spentThisMonthUsdMicros: bigint;
+};
+
+/**
+ * Describes the message imagegate.v1.UpstreamState.
+ * Use `create(UpstreamStateSchema)` to create a new message.
+ */
+export const UpstreamStateSchema: GenMessage<UpstreamState> = /*@__PURE__*/
+  messageDesc(file_imagegate_v1_admin, 2);
+
+/**
+ * One ceiling of an upstream and what remains of it.
+ *
+ * @generated from message imagegate.v1.UpstreamCeiling
+ */
+export type UpstreamCeiling = Message<"imagegate.v1.UpstreamCeiling"> & {
+  /**
+   * `upstream_requests_per_minute` or `upstream_images_per_minute`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Units admitted per minute (and at once).
+   *
+   * @generated from field: uint32 per_minute = 2;
+   */
+  perMinute: number;
+
+  /**
+   * Units a call could take right now.
+   *
+   * @generated from field: uint32 remaining = 3;
+   */
+  remaining: number;
+};
+
+/**
+ * Describes the message imagegate.v1.UpstreamCeiling.
+ * Use `create(UpstreamCeilingSchema)` to create a new message.
+ */
+export const UpstreamCeilingSchema: GenMessage<UpstreamCeiling> = /*@__PURE__*/
+  messageDesc(file_imagegate_v1_admin, 3);
 
 /**
  * Request of ListClientSpend.
@@ -33,7 +216,7 @@ export type ListClientSpendRequest = Message<"imagegate.v1.ListClientSpendReques
  * Use `create(ListClientSpendRequestSchema)` to create a new message.
  */
 export const ListClientSpendRequestSchema: GenMessage<ListClientSpendRequest> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_admin, 0);
+  messageDesc(file_imagegate_v1_admin, 4);
 
 /**
  * Every client's spend.
@@ -82,7 +265,7 @@ export type ListClientSpendResponse = Message<"imagegate.v1.ListClientSpendRespo
  * Use `create(ListClientSpendResponseSchema)` to create a new message.
  */
 export const ListClientSpendResponseSchema: GenMessage<ListClientSpendResponse> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_admin, 1);
+  messageDesc(file_imagegate_v1_admin, 5);
 
 /**
  * One client's spend.
@@ -146,7 +329,7 @@ export type ClientSpend = Message<"imagegate.v1.ClientSpend"> & {
  * Use `create(ClientSpendSchema)` to create a new message.
  */
 export const ClientSpendSchema: GenMessage<ClientSpend> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_admin, 2);
+  messageDesc(file_imagegate_v1_admin, 6);
 
 /**
  * The gateway's operator views. Authenticates like ImagesService, and only
@@ -168,6 +351,19 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ListClientSpendRequestSchema;
     output: typeof ListClientSpendResponseSchema;
+  },
+  /**
+   * The upstreams this gateway routes calls to, as the process that answers
+   * sees them: each one's circuit (per process), its headroom under its own
+   * ceilings and its spend today and this month (both from the limiter's store,
+   * shared like every limit). Read-only.
+   *
+   * @generated from rpc imagegate.v1.AdminService.ListUpstreams
+   */
+  listUpstreams: {
+    methodKind: "unary";
+    input: typeof ListUpstreamsRequestSchema;
+    output: typeof ListUpstreamsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_imagegate_v1_admin, 0);

@@ -1,0 +1,389 @@
+"""Which upstream a call goes to, and where it goes next when that one refuses.
+
+Per call (:meth:`Router.send`):
+
+    candidates  the upstreams that serve the call's model (their ``models``, or an
+                Azure upstream's deployments), that the client's policy allows
+                (``upstreams`` in the clients file), and that take the request
+                (Azure: no WebP, no variations): none serves the model -> NOT_FOUND,
+                none the client may use -> PERMISSION_DENIED, none takes it ->
+                INVALID_ARGUMENT naming the field; nothing is sent
+    order       by priority (lower first), then a weighted random order within each
+                priority (the first pick is upstream i with probability w_i / sum w)
+    each        skipped while its circuit is open (:mod:`.breaker`) or while a
+                ceiling of its own refuses the call (:meth:`Limiter.take_upstream`);
+                else sent to. A failure proven to have generated nothing
+                (``generated_nothing``: no connection, 429, ``x-should-retry: true``,
+                5xx before the body was all sent) moves the call to the next one;
+                any other failure (a read timeout, a broken answer, a 5xx after the
+                body was sent) is the call's, since it may have billed. The last
+                upstream in the order is retried as a single upstream is (connect
+                errors, 429, ``x-should-retry``, with backoff); the others are not,
+                since the next one is a better bet than a wait.
+    nothing     every candidate at a ceiling -> RESOURCE_EXHAUSTED (``upstream_ceiling``,
+                RetryInfo: the soonest one frees); every circuit open -> UNAVAILABLE
+
+Without an upstreams file, the single upstream of ``IMAGEGATE_OPENAI_*`` is the only
+route, with no breaker and no ceilings: calls go exactly as before there were routes.
+
+A new version of the upstreams file (:meth:`apply`) keeps the connections, breaker
+and state of every upstream whose configuration did not change; an upstream removed
+or changed is closed once every call that may still use it has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+from imagegate_server.errors import (
+    InvalidRequest,
+    LimitRefused,
+    NotPermitted,
+    NoUpstream,
+    UpstreamError,
+    UpstreamErrorKind,
+    UpstreamFailure,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from imagegate_server.limits import Limiter
+from imagegate_server.pricing import PriceTable
+from imagegate_server.routing.breaker import BreakerPolicy, CircuitBreaker, Permit, State
+from imagegate_server.routing.upstreams_file import UpstreamSet, UpstreamSpec
+from imagegate_server.upstream import ImagesRequest, Reply, Upstream
+from imagegate_server.upstream.observe import UpstreamObserver, UpstreamTracer
+
+log = logging.getLogger(__name__)
+
+CEILING_LIMIT = "upstream_ceiling"
+"""The limit a call refused by every candidate's ceilings is refused for."""
+# Errors about the upstream itself: they count against its circuit. Errors about the
+# request (400, 403, 404, moderation) are an upstream answering: they count for it.
+_UPSTREAM_KINDS = frozenset(
+    {
+        UpstreamErrorKind.SERVER,
+        UpstreamErrorKind.RATE_LIMITED,
+        UpstreamErrorKind.QUOTA,
+        UpstreamErrorKind.AUTHENTICATION,
+    }
+)
+
+
+class RouterObserver(UpstreamObserver, Protocol):
+    """What the router tells metrics, beyond each upstream's own attempts."""
+
+    def known_upstreams(self, names: Sequence[str]) -> None: ...
+
+    def upstream_failover(self, upstream: str, cause: str) -> None: ...
+
+    def upstream_ceiling_skip(self, upstream: str) -> None: ...
+
+    def set_circuit_open(self, upstream: str, is_open: bool) -> None: ...
+
+
+@dataclass
+class Route:
+    spec: UpstreamSpec
+    upstream: Upstream
+    breaker: CircuitBreaker | None
+    calls: int = 0
+    """Calls using it now (a retired route is closed once none is left)."""
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class Router:
+    """Routes every call of one gateway process over its upstreams."""
+
+    def __init__(
+        self,
+        upstreams: UpstreamSet,
+        limiter: Limiter,
+        prices: PriceTable,
+        observer: RouterObserver,
+        *,
+        tracer: UpstreamTracer | None = None,
+        breaker: BreakerPolicy | None = None,
+    ) -> None:
+        self._limiter = limiter
+        self._prices = prices
+        self._observer = observer
+        self._tracer = tracer
+        self._breaker = breaker or BreakerPolicy()
+        self._routes: tuple[Route, ...] = ()
+        self._by_name: dict[str, Route] = {}
+        self._from_file = upstreams.from_file
+        self._retired: list[Route] = []
+        self.apply(upstreams)
+
+    @property
+    def from_file(self) -> bool:
+        """Whether the routes come from an upstreams file (else: the one default)."""
+        return self._from_file
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return self._routes
+
+    def prices_for(self, upstream: str | None) -> PriceTable:
+        """The price table of calls ``upstream`` answered: its own, or the gateway's."""
+        route = self._by_name.get(upstream) if upstream is not None else None
+        if route is None or route.spec.prices is None:
+            return self._prices
+        return route.spec.prices
+
+    # -- versions of the upstreams file ------------------------------------------------
+
+    def apply(self, upstreams: UpstreamSet) -> None:
+        """Route over ``upstreams`` from now on (calls already sent are not moved)."""
+        kept = {route.name: route for route in self._routes}
+        routes = []
+        for spec in upstreams.upstreams:
+            old = kept.pop(spec.name, None)
+            if old is not None and old.spec.config == spec.config:
+                old.spec = spec  # same endpoint and key: same connections, same breaker
+                routes.append(old)
+                continue
+            if old is not None:
+                self._retired.append(old)
+            routes.append(Route(spec, self._upstream(spec), self._new_breaker(spec.name)))
+        self._retired += kept.values()
+        self._routes = tuple(routes)
+        self._by_name = {route.name: route for route in routes}
+        self._observer.known_upstreams([route.name for route in routes])
+        for route in routes:
+            if route.breaker is not None:
+                self._observer.set_circuit_open(route.name, route.breaker.state is not State.CLOSED)
+        if self._retired:
+            self._close_idle()
+
+    def _upstream(self, spec: UpstreamSpec) -> Upstream:
+        return Upstream(spec.config, observer=self._observer, tracer=self._tracer)
+
+    def _new_breaker(self, name: str) -> CircuitBreaker | None:
+        if not self._from_file:
+            return None  # the single upstream of the settings: calls go as they always did
+
+        def changed(state: State) -> None:
+            self._observer.set_circuit_open(name, state is not State.CLOSED)
+            if state is State.OPEN:
+                log.warning(
+                    "upstream circuit opened: no calls to it for %.0f s", self._breaker.open_s,
+                    extra={"upstream": name, "failures": self._breaker.failures},
+                )  # fmt: skip
+            elif state is State.CLOSED:
+                log.info("upstream circuit closed", extra={"upstream": name})
+
+        return CircuitBreaker(self._breaker, on_change=changed)
+
+    def _close_idle(self) -> None:
+        """Close retired routes' upstreams that no call uses any more (and that no
+        live route shares)."""
+        live = {id(route.upstream) for route in self._routes}
+        still = []
+        for route in self._retired:
+            if route.calls > 0:
+                still.append(route)
+            elif id(route.upstream) not in live:
+                task = asyncio.get_running_loop().create_task(route.upstream.aclose())
+                task.add_done_callback(_log_close_failure)
+        self._retired = still
+
+    async def aclose(self) -> None:
+        closing = {id(r.upstream): r.upstream for r in (*self._routes, *self._retired)}
+        self._routes, self._retired, self._by_name = (), [], {}
+        for upstream in closing.values():
+            await upstream.aclose()
+
+    # -- calls -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def send(
+        self,
+        request: ImagesRequest,
+        deadline: float,
+        allowed: tuple[str, ...] | None,
+        on_attempt: Callable[[str], None],
+    ) -> AsyncIterator[Reply]:
+        """Send ``request`` to the upstream the rules above pick; yield its reply.
+
+        ``allowed``: the upstreams the client's policy names (None: any);
+        ``on_attempt`` hears the name of each upstream as the call goes to it.
+        Raises what :meth:`Upstream.send` raises, or the refusals above.
+        """
+        routes = self._routes
+        if not self._from_file:
+            (route,) = routes
+            on_attempt(route.name)
+            async with route.upstream.send(request, deadline) as reply:
+                yield reply
+            return
+        ordered = self._order(self._candidates(routes, request, allowed))
+        n = request.params.get("n", 1)
+        cost = n if isinstance(n, int) and n > 0 else 1
+        waits: list[float] = []
+        failure: UpstreamFailure | None = None
+        for position, route in enumerate(ordered):
+            assert route.breaker is not None
+            permit = route.breaker.allow()
+            if permit is None:
+                continue
+            try:
+                wait = await self._ceilings(route, cost)
+            except BaseException:
+                route.breaker.release(permit)
+                raise
+            if wait > 0:
+                route.breaker.release(permit)
+                waits.append(wait)
+                self._observer.upstream_ceiling_skip(route.name)
+                continue
+            on_attempt(route.name)
+            last = position == len(ordered) - 1
+            route.calls += 1
+            try:
+                async with AsyncExitStack() as stack:
+                    try:
+                        reply = await stack.enter_async_context(
+                            route.upstream.send(request, deadline, retry=last)
+                        )
+                    except UpstreamFailure as failed:
+                        _judge(route.breaker, permit, failed)
+                        if last or not failed.generated_nothing:
+                            raise
+                        self._observer.upstream_failover(route.name, _cause(failed))
+                        failure = failed
+                        continue
+                    try:
+                        yield reply
+                    except BaseException as exc:
+                        _judge(route.breaker, permit, exc)
+                        raise
+                    route.breaker.succeeded(permit)
+                    return
+            except BaseException as exc:
+                if not isinstance(exc, UpstreamFailure):
+                    route.breaker.release(permit)
+                raise
+            finally:
+                route.calls -= 1
+                if self._retired:
+                    self._close_idle()
+        if failure is not None:
+            raise failure
+        raise self._nothing_left(request, ordered, waits)
+
+    def _candidates(
+        self,
+        routes: Sequence[Route],
+        request: ImagesRequest,
+        allowed: tuple[str, ...] | None,
+    ) -> list[Route]:
+        model = str(request.params.get("model", ""))
+        serving = [route for route in routes if route.spec.serves(model)]
+        if not serving:
+            raise NoUpstream(model)
+        permitted = serving if allowed is None else [r for r in serving if r.name in allowed]
+        if not permitted:
+            raise NotPermitted(
+                "UPSTREAM_NOT_ALLOWED",
+                f"no upstream this client may use serves model '{model[:100]}'",
+                {"model": model[:100]},
+            )
+        taking = []
+        refused = []
+        for route in permitted:
+            problems = route.upstream.unsupported(request)
+            if problems:
+                refused += [p for p in problems if p not in refused]
+            else:
+                taking.append(route)
+        if not taking:
+            raise InvalidRequest(refused)
+        return taking
+
+    @staticmethod
+    def _order(candidates: list[Route]) -> list[Route]:
+        if len(candidates) == 1:
+            return candidates
+        # Weighted random order (Efraimidis-Spirakis): u ** (1 / w) per route, largest
+        # first, within each priority.
+        keyed = [
+            (route.spec.priority, -(random.random() ** (1 / route.spec.weight)), index)  # noqa: S311
+            for index, route in enumerate(candidates)
+        ]
+        keyed.sort()
+        return [candidates[index] for _, _, index in keyed]
+
+    async def _ceilings(self, route: Route, cost: int) -> float:
+        rates = route.spec.ceilings(cost)
+        if not rates:
+            return 0.0
+        return await self._limiter.take_upstream(route.name, rates)
+
+    def _nothing_left(
+        self, request: ImagesRequest, ordered: Sequence[Route], waits: Sequence[float]
+    ) -> Exception:
+        model = str(request.params.get("model", ""))[:100]
+        if waits:
+            soonest = min(waits)
+            never = math.isinf(soonest)
+            return LimitRefused(
+                CEILING_LIMIT,
+                f"every upstream that may serve model '{model}' is at its requests or "
+                "images per minute ceiling" + ("" if never else f"; retry in {soonest:.1f} s"),
+                client="",
+                retry_after_s=None if never else soonest,
+                permanent=never,
+                gateway_wide=True,
+            )
+        reopens = [r.breaker.reopens_in() for r in ordered if r.breaker is not None]
+        return UpstreamUnreachable(
+            f"every upstream that may serve model '{model}' is failing (its circuit is "
+            f"open); the first is tried again in {min(reopens, default=0):.0f} s",
+            generated_nothing=True,
+        )
+
+
+def _judge(breaker: CircuitBreaker | None, permit: Permit, exc: BaseException) -> None:
+    """Count a call's ending against its upstream's circuit, or for it."""
+    if breaker is None:
+        return
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit | UpstreamTimeout):
+        # No verdict: the caller left, or its deadline (perhaps shorter than any
+        # generation takes) ran out.
+        breaker.release(permit)
+    elif isinstance(exc, UpstreamError):
+        if exc.kind in _UPSTREAM_KINDS:
+            breaker.failed(permit)
+        else:
+            breaker.succeeded(permit)
+    elif isinstance(exc, UpstreamFailure):
+        breaker.failed(permit)  # no connection, a broken or unusable answer
+    else:
+        breaker.succeeded(permit)  # the caller's own handling failed: the upstream answered
+
+
+def _cause(failure: UpstreamFailure) -> str:
+    if isinstance(failure, UpstreamUnreachable):
+        return "connect"
+    if isinstance(failure, UpstreamError) and failure.status == 429:
+        return "rate_limited"
+    return "server_error"
+
+
+def _log_close_failure(task: asyncio.Task[None]) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        if task.exception() is not None:
+            error = type(task.exception()).__name__
+            log.warning("closing a retired upstream failed", extra={"error": error})

@@ -98,8 +98,26 @@ def test_latency_buckets_reach_past_image_call_durations() -> None:
     assert 300.0 in LONG_BUCKETS and 600.0 in LONG_BUCKETS
     metrics = Metrics()
     metrics.upstream_request("default", KNOWN_MODEL, 200, 400.0)
-    assert value(metrics, "imagegate_upstream_seconds_bucket", upstream="default", model=KNOWN_MODEL, le="300.0") == 0
-    assert value(metrics, "imagegate_upstream_seconds_bucket", upstream="default", model=KNOWN_MODEL, le="450.0") == 1
+    assert (
+        value(
+            metrics,
+            "imagegate_upstream_seconds_bucket",
+            upstream="default",
+            model=KNOWN_MODEL,
+            le="300.0",
+        )
+        == 0
+    )
+    assert (
+        value(
+            metrics,
+            "imagegate_upstream_seconds_bucket",
+            upstream="default",
+            model=KNOWN_MODEL,
+            le="450.0",
+        )
+        == 1
+    )
 
 
 def test_a_model_the_table_does_not_know_is_other() -> None:
@@ -109,7 +127,16 @@ def test_a_model_the_table_does_not_know_is_other() -> None:
         metrics.images(name, "generation", 2)
         metrics.spend("c", name, 10, "default")
     metrics.images(KNOWN_MODEL, "generation")
-    assert value(metrics, "imagegate_upstream_requests_total", upstream="default", model="other", status="200") == 3
+    assert (
+        value(
+            metrics,
+            "imagegate_upstream_requests_total",
+            upstream="default",
+            model="other",
+            status="200",
+        )
+        == 3
+    )
     assert value(metrics, "imagegate_images_total", model="other", operation="generation") == 6
     assert value(metrics, "imagegate_images_total", model=KNOWN_MODEL, operation="generation") == 1
     models = {s["model"] for s in series(metrics, "imagegate_images_total")}
@@ -189,9 +216,13 @@ def test_upstream_up_follows_what_the_upstream_answered() -> None:
     metrics = Metrics()
     metrics.upstream_request("default", KNOWN_MODEL, "connect_error", 0.1)
     assert value(metrics, "imagegate_upstream_up", upstream="default") == 0
-    metrics.upstream_request("default", KNOWN_MODEL, "timeout", 300.0)  # says nothing about reachability
+    metrics.upstream_request(
+        "default", KNOWN_MODEL, "timeout", 300.0
+    )  # says nothing about reachability
     assert value(metrics, "imagegate_upstream_up", upstream="default") == 0
-    metrics.upstream_request("default", KNOWN_MODEL, 503, 0.1)  # an answer, even an error, means reachable
+    metrics.upstream_request(
+        "default", KNOWN_MODEL, 503, 0.1
+    )  # an answer, even an error, means reachable
     assert value(metrics, "imagegate_upstream_up", upstream="default") == 1
     metrics.set_limiter_up(False)
     assert value(metrics, "imagegate_limiter_up") == 0

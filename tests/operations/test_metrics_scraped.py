@@ -160,7 +160,9 @@ def _check(samples: dict[str, float], calls: Calls, upload_bytes: int) -> None:
     assert _sample(samples, "imagegate_upstream_requests_total", **upstream, status="429") == 1
     assert _sample(samples, "imagegate_upstream_seconds_count", **upstream) == succeeded + 2
     assert (
-        _sample(samples, "imagegate_upstream_retries_total", upstream="default", cause="rate_limited")
+        _sample(
+            samples, "imagegate_upstream_retries_total", upstream="default", cause="rate_limited"
+        )
         == 1
     )
     assert _sample(samples, "imagegate_upload_bytes_total", operation="edit") == upload_bytes

@@ -13,6 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# Request headers that carry the key: their values are never journalled.
+_CREDENTIALS = frozenset({"authorization", "api-key"})
+
 
 @dataclass
 class FileRecord:
@@ -38,7 +41,8 @@ class JournalEntry:
     method: str
     path: str
     headers: dict[str, str]
-    """All request headers; the Authorization value is replaced by ``<redacted>``."""
+    """All request headers; the values of Authorization and Azure's api-key are
+    replaced by ``<redacted>``."""
     body_kind: str = "empty"
     """``json``, ``multipart``, ``empty`` or ``invalid``."""
     json: Any = None
@@ -76,7 +80,7 @@ class Journal:
     ) -> JournalEntry:
         self._seq += 1
         safe = {
-            name: ("<redacted>" if name.lower() == "authorization" else value)
+            name: ("<redacted>" if name.lower() in _CREDENTIALS else value)
             for name, value in headers.items()
         }
         entry = JournalEntry(self._seq, request_id, method, path, safe)

@@ -1,8 +1,9 @@
 """OpenAI's errors, as HTTP answers or SSE error events, into :class:`UpstreamError`.
 
-Every message relayed from OpenAI (or a compatible server) is redacted here, before
-it can reach a caller or a log line: the configured keys by their literal value,
-whatever their shape, and anything shaped like an OpenAI key.
+Every message relayed from OpenAI (or a compatible server), and its ``code``, ``type``
+and ``param``, is redacted here, before it can reach a caller or a log line: the
+configured keys by their literal value, whatever their shape, and anything shaped
+like an OpenAI key.
 
 Everything taken from an error is bounded: the body is read up to a cap (OpenAI's
 error JSON is a few hundred bytes; the rest is not read, and the connection is
@@ -132,6 +133,11 @@ class ErrorDecoder:
     def redact(self, text: str) -> str:
         return redact(text, self._secrets)
 
+    def _field(self, text: str | None) -> str | None:
+        """A short field (``code``, ``type``, ``param``) redacted like a message: an
+        upstream may echo the key anywhere, and these reach ErrorInfo and BadRequest."""
+        return None if text is None else clip(self.redact(text), FIELD_BYTES)
+
     async def from_response(self, response: httpx.Response) -> UpstreamError:
         """From an error response (read, up to the cap, and closed here)."""
         try:
@@ -143,16 +149,16 @@ class ErrorDecoder:
         except (ValueError, AttributeError):
             error = None
         fields = error if isinstance(error, dict) else {}
-        code = normalized_code(fields)
+        code = self._field(normalized_code(fields))
         return UpstreamError(
             kind_of(response.status_code, code),
             response.status_code,
             self.redact(
                 str(fields.get("message") or f"the upstream answered HTTP {response.status_code}")
             ),
-            error_type=_text(fields.get("type")),
+            error_type=self._field(_text(fields.get("type"))),
             code=code,
-            param=_text(fields.get("param")),
+            param=self._field(_text(fields.get("param"))),
             request_id=request_id_of(response.headers),
             retry_after_s=retry_after_s(response.headers),
             generated_nothing=generated_nothing(response),
@@ -178,10 +184,10 @@ class ErrorDecoder:
         """From an SSE ``error`` event: ``{"error": {...}}`` or the flat event shape."""
         nested = payload.get("error")
         error: Mapping[str, Any] = nested if isinstance(nested, dict) else payload
-        error_type = _text(error.get("type"))
+        error_type = self._field(_text(error.get("type")))
         if error_type == "error":  # the event's own type, in the flat event shape
             error_type = None
-        code = normalized_code(error)
+        code = self._field(normalized_code(error))
         status = event_status(error_type, code)
         return UpstreamError(
             kind_of(status, code),
@@ -189,7 +195,7 @@ class ErrorDecoder:
             self.redact(str(error.get("message") or "the upstream stream failed")),
             error_type=error_type,
             code=code,
-            param=_text(error.get("param")),
+            param=self._field(_text(error.get("param"))),
             request_id=request_id,
         )
 

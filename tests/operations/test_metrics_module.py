@@ -249,3 +249,21 @@ def test_counts_that_are_not_positive_record_nothing_and_never_raise() -> None:
         )
         == 1
     )
+
+
+def test_upstream_labels_are_the_upstreams_files_names_else_other() -> None:
+    metrics = Metrics()
+    metrics.upstream_request("team-a", KNOWN_MODEL, 200, 0.1)  # before the file is loaded
+    metrics.known_upstreams(["team-a", "azure-eu"])
+    metrics.upstream_request("team-a", KNOWN_MODEL, 200, 0.1)
+    metrics.upstream_request("https://attacker.example/sk-abc", KNOWN_MODEL, 200, 0.1)
+    metrics.spend("c", KNOWN_MODEL, 10, "azure-eu")
+    metrics.spend("c", KNOWN_MODEL, 10, None)  # reached no upstream
+    metrics.upstream_failover("team-a", "a reason nobody listed")
+    got = {s["upstream"] for s in series(metrics, "imagegate_upstream_requests_total")}
+    assert got == {"team-a", "other"}
+    assert {s["upstream"] for s in series(metrics, "imagegate_spend_usd_total")} == {
+        "azure-eu",
+        "other",
+    }
+    assert {s["cause"] for s in series(metrics, "imagegate_upstream_failovers_total")} == {"other"}

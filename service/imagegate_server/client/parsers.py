@@ -4,6 +4,7 @@
     imagegate edit IMAGE... [--mask MASK | --markup MARKUP] PROMPT -o FILE [parameters]
     imagegate vary IMAGE -o FILE [parameters]
     imagegate quota [--json] [connection]
+    imagegate upstreams [--json] [connection]
 
 Only the parsers live here. cli.py imports this module to build ``imagegate --help``,
 so it needs nothing heavier than the parameter descriptors; gRPC and the rest of
@@ -87,6 +88,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_connection(quota, QUOTA_TIMEOUT, "deadline of the call (default: %(default)g)")
     quota.set_defaults(handler=_run_quota, client_parser=quota)
 
+    upstreams = subparsers.add_parser(
+        "upstreams",
+        help="list the gateway's upstreams, their state and spend today (operator)",
+        description="List the upstreams the gateway routes calls to (AdminService."
+        "ListUpstreams): each one's kind, host, models, priority and weight, its circuit "
+        "(closed, open, half_open; as the answering process sees it), what remains of its "
+        "own ceilings and its spend today and this month. Needs the token (or certificate) "
+        "of a client marked operator = true.",
+    )
+    upstreams.add_argument("--json", action="store_true", help="the answer as JSON on stdout")
+    add_connection(upstreams, QUOTA_TIMEOUT, "deadline of the call (default: %(default)g)")
+    upstreams.set_defaults(handler=_run_upstreams, client_parser=upstreams)
+
 
 def _run(args: argparse.Namespace) -> int:
     from imagegate_server.client.command import run  # gRPC and the call, only now
@@ -96,6 +110,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_quota(args: argparse.Namespace) -> int:
     from imagegate_server.client.quota import run  # gRPC only now
+
+    return run(args)
+
+
+def _run_upstreams(args: argparse.Namespace) -> int:
+    from imagegate_server.client.upstreams import run  # gRPC only now
 
     return run(args)
 

@@ -219,3 +219,16 @@ async def test_a_change_is_picked_up_and_a_bad_one_keeps_the_last_good_version(
     assert live.current().upstreams[0].config.api_key.get_secret_value() == "sk-rotated-0123"
     for record in caplog.records:
         assert KEY not in record.getMessage() and "sk-rotated" not in record.getMessage()
+
+
+def test_the_documented_example_is_a_valid_file() -> None:
+    import tomllib
+
+    from imagegate_server.routing.schema import UpstreamsDocument, inline_secret
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "upstreams.example.toml"
+    data = tomllib.loads(example.read_text())
+    assert inline_secret(data) is None
+    document = UpstreamsDocument.model_validate(data)
+    assert list(document.upstreams) == ["team-a", "team-b", "azure-eu", "local-lab"]
+    assert document.upstreams["azure-eu"].deployments == {"gpt-image-2": "gpt-image-2-eu"}

@@ -19,6 +19,7 @@ SCENARIOS = (
     "results",
     "tenancy",
     "observability",
+    "routing",
     "soak",
 )
 MAX_SOAK_CALLS = 1_000_000

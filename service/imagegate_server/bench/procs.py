@@ -45,6 +45,8 @@ class StackConfig:
     """Extra ``IMAGEGATE_*`` settings for the gateway."""
     workers: int | None = None
     """``imagegate serve --workers N``; None: one process, no supervisor."""
+    emulator_args: tuple[str, ...] = ()
+    """Further ``imagegate emulator`` options (``--azure``, ...)."""
 
 
 def _spawn(
@@ -94,8 +96,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_emulator(config: StackConfig, workdir: Path) -> AsyncIterator[tuple[str, int]]:
-    """``imagegate emulator`` in its own process: its base URL and pid."""
+async def running_emulator(
+    config: StackConfig, workdir: Path, name: str = "emulator"
+) -> AsyncIterator[tuple[str, int]]:
+    """``imagegate emulator`` in its own process: its base URL and pid (``name``
+    keeps its log apart from other emulators')."""
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     argv = ["emulator", "--host", "127.0.0.1", "--port", "0", "--api-key", API_KEY]
     argv += ["--latency-ms", str(config.latency_ms)]
@@ -103,7 +108,8 @@ async def running_emulator(config: StackConfig, workdir: Path) -> AsyncIterator[
         argv.append("--cached-renders")
     if config.real_sizes:
         argv.append("--real-sizes")
-    log = workdir / "emulator.log"
+    argv += config.emulator_args
+    log = workdir / f"{name}.log"
     emulator = _spawn(argv, log, _clean_env())
     try:
         url = await _wait_for(log, _LISTENING, emulator)

@@ -16,6 +16,7 @@ from imagegate_server.bench.scenarios import (
     observability,
     overhead,
     results,
+    routing,
     scaling,
     soak,
     tenancy,
@@ -31,6 +32,7 @@ SCENARIOS: dict[str, Scenario] = {
     results.NAME: results.run,
     tenancy.NAME: tenancy.run,
     observability.NAME: observability.run,
+    routing.NAME: routing.run,
     soak.NAME: soak.run,
 }
 # What a scenario needs from the machine, checked before any scenario starts (raises

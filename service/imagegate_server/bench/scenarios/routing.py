@@ -1,0 +1,194 @@
+"""8. routing: what routing over three upstreams costs, against one upstream, same run.
+
+The overhead scenario's call (unary CreateImage, 256x256 dall-e-2, emulators that
+answer at once with cached renders) through two gateway processes:
+
+    one upstream     IMAGEGATE_OPENAI_API_KEY/_BASE_URL: the single upstream, as
+                     every gateway without an upstreams file runs
+    three upstreams  IMAGEGATE_UPSTREAMS_FILE naming three emulator processes (two
+                     OpenAI-compatible, one Azure-shaped on its deployments route),
+                     equal weights, one priority: every call is ordered, checked
+                     against the breakers and booked to its upstream's spend
+
+Both use the default local limits store. The two take turns in rounds, at
+concurrency 1 and 16, so that the machine's load falls on both alike. Reported:
+the gateway's CPU time per call (user + system, all threads, from /proc) and p50
+latency, three upstreams over one (target: CPU per call <= 1.05x), and how the
+calls spread over the three emulators.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imagegate_server.bench.clients import GrpcPool, decode_images, direct_client
+from imagegate_server.bench.loadgen import PYTHON_GRPC, PYTHON_HTTP
+from imagegate_server.bench.measure import LoadResult, closed_loop
+from imagegate_server.bench.model import Check, Context, Row, ScenarioResult
+from imagegate_server.bench.procs import API_KEY, StackConfig, running_emulator, running_gateways
+from imagegate_server.bench.scenarios.overhead import BODY, gateway_call
+from imagegate_server.bench.usage import cpu_seconds, rss_bytes
+
+NAME = "routing"
+CASES = ("one upstream", "three upstreams")
+CONCURRENCY = (1, 16)
+TARGET = 1.05
+DEPLOYMENT = "images"
+
+
+@dataclass
+class _Case:
+    name: str
+    target: str
+    pid: int
+    pool: GrpcPool | None = None
+    loads: dict[int, LoadResult] = field(default_factory=dict)
+    cpu_s: dict[int, float] = field(default_factory=dict)
+    peak_rss: int = 0
+
+    def cpu_ms_per_call(self, concurrency: int) -> float:
+        load = self.loads.get(concurrency, LoadResult())
+        return self.cpu_s.get(concurrency, 0.0) * 1000 / max(load.ok, 1)
+
+
+async def run(ctx: Context) -> ScenarioResult:
+    result = ScenarioResult(NAME)
+    rounds, per_round = (1, 10) if ctx.tiny else (5, 400)
+    time_limit = 10.0 if ctx.tiny else 120.0
+    async with _stack(ctx.workdir / NAME) as (origins, cases):
+        for case in cases:
+            case.pool = GrpcPool(case.target, 4)
+            await case.pool.ready()
+            await closed_loop(gateway_call(case.pool), 4, 8 if ctx.tiny else 100, time_limit)
+        counted = [_journal_size(origin) for origin in origins]
+        for _ in range(rounds):
+            for concurrency in CONCURRENCY:
+                for case in cases:
+                    await _measure(case, concurrency, per_round, time_limit)
+        spread = [_journal_size(o) - before for o, before in zip(origins, counted, strict=True)]
+        direct = await _direct(f"{origins[0]}/v1", rounds * per_round, time_limit)
+        for case in cases:
+            assert case.pool is not None
+            await case.pool.close()
+    one, three = cases
+    for case in cases:
+        for concurrency in CONCURRENCY:
+            load = case.loads[concurrency]
+            row = Row.of(NAME, case.name, "gateway", concurrency, load, case.peak_rss)
+            row.gateway_cpu_ms_per_call = case.cpu_ms_per_call(concurrency)
+            row.generator = PYTHON_GRPC
+            if case is three:
+                ratio = three.cpu_ms_per_call(concurrency) / max(
+                    one.cpu_ms_per_call(concurrency), 1e-9
+                )
+                row.extra["cpu_ratio"] = ratio
+                result.checks.append(
+                    Check(
+                        NAME,
+                        f"CPU per call, three upstreams / one, concurrency {concurrency}",
+                        ratio,
+                        TARGET,
+                        higher_is_better=False,
+                        unit="x",
+                    )
+                )
+            result.rows.append(row)
+    reference = Row.of(NAME, "emulator direct (reference)", "direct", 1, direct)
+    reference.generator = PYTHON_HTTP
+    result.rows.append(reference)
+    result.notes.append(_summary(cases, spread))
+    return result
+
+
+@contextlib.asynccontextmanager
+async def _stack(workdir: Path) -> AsyncIterator[tuple[list[str], list[_Case]]]:
+    cached = StackConfig()
+    azure = StackConfig(emulator_args=("--azure", "--azure-deployment", f"{DEPLOYMENT}=dall-e-2"))
+    async with contextlib.AsyncExitStack() as stack:
+        urls = []
+        for index, config in enumerate((cached, cached, azure)):
+            url, _pid = await stack.enter_async_context(
+                running_emulator(config, workdir, f"emulator-{index}")
+            )
+            urls.append(url)
+        upstreams = _upstreams_file(workdir, urls)
+        envs = {
+            "gateway-one": {},
+            "gateway-three": {"IMAGEGATE_UPSTREAMS_FILE": str(upstreams)},
+        }
+        gateways = await stack.enter_async_context(running_gateways(urls[0], envs, workdir))
+        cases = [_Case(name, *gateways[key]) for name, key in zip(CASES, envs, strict=True)]
+        origins = [url.removesuffix("/v1") for url in urls]
+        yield origins, cases
+
+
+def _upstreams_file(workdir: Path, urls: list[str]) -> Path:
+    key = workdir / "emulator.key"
+    key.write_text(API_KEY)
+    path = workdir / "upstreams.toml"
+    path.write_text(
+        f'[upstreams.first]\nkind = "compatible"\nbase_url = "{urls[0]}"\nkey_file = "{key}"\n\n'
+        f'[upstreams.second]\nkind = "compatible"\nbase_url = "{urls[1]}"\nkey_file = "{key}"\n\n'
+        f'[upstreams.azure]\nkind = "azure"\nbase_url = "{urls[2]}"\nkey_file = "{key}"\n'
+        f'api_version = "2025-04-01-preview"\n[upstreams.azure.deployments]\n'
+        f'"dall-e-2" = "{DEPLOYMENT}"\n'
+    )
+    return path
+
+
+async def _measure(case: _Case, concurrency: int, calls: int, time_limit: float) -> None:
+    assert case.pool is not None
+    before = cpu_seconds(case.pid)
+    load = await closed_loop(gateway_call(case.pool), concurrency, calls, time_limit)
+    case.cpu_s[concurrency] = case.cpu_s.get(concurrency, 0.0) + cpu_seconds(case.pid) - before
+    case.peak_rss = max(case.peak_rss, rss_bytes(case.pid))
+    total = case.loads.setdefault(concurrency, LoadResult())
+    total.latencies_s += load.latencies_s
+    total.errors.update(load.errors)
+    total.elapsed_s += load.elapsed_s
+
+
+def _journal_size(origin: str) -> int:
+    """How many requests the emulator at ``origin`` received so far."""
+    url = f"{origin}/_emulator/requests"
+    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 (loopback)
+        return len(json.loads(response.read()))
+
+
+async def _direct(emulator_url: str, calls: int, time_limit: float) -> LoadResult:
+    """The same call straight to one emulator: the floor under both cases."""
+    http = direct_client(emulator_url, 4, 30)
+
+    async def call() -> None:
+        response = await http.post("images/generations", json=BODY)
+        response.raise_for_status()
+        decode_images(response.json())
+
+    try:
+        return await closed_loop(call, 1, calls, time_limit)
+    finally:
+        await http.aclose()
+
+
+def _summary(cases: list[_Case], spread: list[int]) -> str:
+    one, three = cases
+    parts = []
+    for concurrency in CONCURRENCY:
+        ratio = three.cpu_ms_per_call(concurrency) / max(one.cpu_ms_per_call(concurrency), 1e-9)
+        parts.append(
+            f"concurrency {concurrency}: one upstream {one.cpu_ms_per_call(concurrency):.3f} "
+            f"ms/call, three {three.cpu_ms_per_call(concurrency):.3f} ms/call ({ratio:.3f}x)"
+        )
+    return (
+        "; ".join(parts)
+        + f". The emulators behind the three upstreams received {spread[0]}, {spread[1]} "
+        f"and {spread[2]} requests during the measured rounds (the first also serves the "
+        "one-upstream gateway; equal weights spread the other's calls evenly). CPU is read "
+        "from /proc in 10 ms ticks: --tiny measures nothing. Driven by the Python gRPC "
+        "client whatever is installed: both cases pay it alike, and the figures are ratios."
+    )

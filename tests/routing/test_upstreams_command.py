@@ -5,6 +5,7 @@ its ceiling. ``GetQuota`` names the upstreams a pinned client may use."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 from pathlib import Path
@@ -42,10 +43,8 @@ async def test_the_operator_sees_each_upstreams_circuit_headroom_and_spend(
     settings = {"clients_file": clients.path, "upstream_circuit_failures": 1}
     async with gateway(upstreams.file, **settings) as running, stub_for(running) as stub:
         for index in range(7):  # 5 to openai-a, then openai-b fails once (open), then azure
-            try:
+            with contextlib.suppress(grpc.aio.AioRpcError):
                 await stub.CreateImage(generation(f"{index}"), metadata=metadata(operator))
-            except grpc.aio.AioRpcError:
-                pass
         target = f"127.0.0.1:{running.port}"
         listed = await asyncio.to_thread(
             _cli, "upstreams", "--target", target, "--token", operator, "--json"

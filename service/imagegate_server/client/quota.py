@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Callable, Coroutine
 from datetime import UTC
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from imagegate.v1 import quota_pb2, quota_pb2_grpc
 
 from imagegate_server.client.command import fail
@@ -31,6 +34,16 @@ _PERIODS = {quota_pb2.BUDGET_PERIOD_DAY: "day", quota_pb2.BUDGET_PERIOD_MONTH: "
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_query(args, get_quota, describe)
+
+
+def run_query(
+    args: argparse.Namespace,
+    ask: Callable[[Connection], Coroutine[Any, Any, Message]],
+    describe: Callable[[Any], str],
+) -> int:
+    """A read-only command's run: one call (``ask``), its answer printed for a person
+    (``describe``) or as JSON with ``--json``; its exit code."""
     parser: argparse.ArgumentParser = args.client_parser
     try:
         connection = connection_from(args)
@@ -39,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     except CredentialsError as error:
         return fail(f"{PROGRAM}: {error}")
     try:
-        answer = asyncio.run(get_quota(connection))
+        answer: Message = asyncio.run(ask(connection))
     except grpc.aio.AioRpcError as error:
         return fail(connection.describe_failure(error), connection.token)
     if args.json:

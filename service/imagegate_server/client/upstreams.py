@@ -10,37 +10,17 @@ limiter's store, shared like every limit. Exit codes as the other client command
 from __future__ import annotations
 
 import argparse
-import asyncio
 from datetime import UTC
 
-import grpc
-from google.protobuf import json_format
 from imagegate.v1 import admin_pb2, admin_pb2_grpc
 
-from imagegate_server.client.command import fail
-from imagegate_server.client.connection import Connection, CredentialsError, connection_from
-from imagegate_server.client.errors import PROGRAM
-from imagegate_server.client.options import UsageError
+from imagegate_server.client.connection import Connection
+from imagegate_server.client.quota import run_query
 from imagegate_server.pricing.money import format_usd
 
 
 def run(args: argparse.Namespace) -> int:
-    parser: argparse.ArgumentParser = args.client_parser
-    try:
-        connection = connection_from(args)
-    except UsageError as error:
-        parser.error(str(error))
-    except CredentialsError as error:
-        return fail(f"{PROGRAM}: {error}")
-    try:
-        answer = asyncio.run(list_upstreams(connection))
-    except grpc.aio.AioRpcError as error:
-        return fail(connection.describe_failure(error), connection.token)
-    if args.json:
-        print(json_format.MessageToJson(answer, preserving_proto_field_name=True))
-    else:
-        print(describe(answer))
-    return 0
+    return run_query(args, list_upstreams, describe)
 
 
 async def list_upstreams(connection: Connection) -> admin_pb2.ListUpstreamsResponse:

@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 from imagegate_server.clients.tokens import TOKEN_ID_PATTERN
 from imagegate_server.livefiles import documents
 
-CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+CLIENT_NAME = documents.NAME
 _TOKEN_ID = re.compile(TOKEN_ID_PATTERN)
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 # SPIFFE IDs: lower-case trust domain, path segments of [A-Za-z0-9._-] (SPIFFE-ID spec).
@@ -28,7 +28,6 @@ _SPIFFE_ID = re.compile(r"spiffe://[a-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 _DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DNS_NAME = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
 _MODEL_PATTERN = re.compile(r"[^\s]{1,200}")
-_UPSTREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 OPERATIONS = ("generation", "edit", "variation")
 UNLIMITED = "unlimited"
 
@@ -104,7 +103,7 @@ def _operations(value: object) -> frozenset[str]:
 
 def _upstreams(value: object) -> tuple[str, ...]:
     items = _string_list(value, "upstream names")
-    if not items or not all(_UPSTREAM_NAME.fullmatch(item) for item in items):
+    if not items or not all(documents.NAME.fullmatch(item) for item in items):
         raise _problem("must name at least one upstream (names of the upstreams file)")
     return tuple(dict.fromkeys(items))
 
@@ -162,10 +161,7 @@ def _sha256(value: object) -> str:
 
 def _client_name(value: object) -> str:
     if not isinstance(value, str) or not CLIENT_NAME.fullmatch(value):
-        raise _problem(
-            "client names are 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+        raise _problem(documents.name_rule("client"))
     return value
 
 

@@ -21,7 +21,6 @@ from imagegate_server.gateway.edge.guard import Guard
 from imagegate_server.gateway.edge.quota import QuotaServicer
 from imagegate_server.gateway.edge.servicer import ImagesServicer
 from imagegate_server.gateway.edge.tenancy import Tenancy
-from imagegate_server.gateway.edge.upstreams import UpstreamsServicer
 from imagegate_server.gateway.edge.wire import (
     ADMIN_SERVICE,
     QUOTA_SERVICE,
@@ -92,19 +91,16 @@ def add_services(
     )
     add_service(server, QUOTA_SERVICE, quota.behaviours())
     admin_tracer = tracing.rpc_tracer(ADMIN_SERVICE.full_name) if tracing is not None else None
-    admin_guard = Guard(settings.upstream_timeout_s, admin_tracer)
     admin = AdminServicer(
         callers,
         clients,
         limiter,
         prices,
-        admin_guard,
-        metrics.rpc("ListClientSpend", ADMIN_SERVICE),
+        Guard(settings.upstream_timeout_s, admin_tracer),
+        router,
+        lambda method: metrics.rpc(method, ADMIN_SERVICE),
     )
-    upstreams = UpstreamsServicer(
-        callers, router, limiter, admin_guard, metrics.rpc("ListUpstreams", ADMIN_SERVICE)
-    )
-    add_service(server, ADMIN_SERVICE, {**admin.behaviours(), **upstreams.behaviours()})
+    add_service(server, ADMIN_SERVICE, admin.behaviours())
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (

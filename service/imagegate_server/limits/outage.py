@@ -118,6 +118,26 @@ class StoreHealth:
         self.up(started_up)
         return result
 
+    async def charge(
+        self,
+        work: Callable[[], Awaitable[T]],
+        errors: tuple[type[BaseException], ...],
+        fallback: Callable[[], T],
+    ) -> T:
+        """``await work()`` against the store, for a charge that has an outage policy:
+        ``fallback()`` while the store is down (without trying it between probes) or
+        when ``work`` raises one of ``errors``."""
+        started_up = self.reachable
+        if self.skip():
+            return fallback()
+        try:
+            result = await work()
+        except errors as error:
+            self.down(error)
+            return fallback()
+        self.up(started_up)
+        return result
+
     def uncounted(self, admission: Admission) -> Ticket:
         """The ticket of a call let through while the store is down, per the policy;
         raises :class:`LimiterUnavailable` when a kind it needs fails closed."""
@@ -125,6 +145,13 @@ class StoreHealth:
         if closed:
             raise unavailable(" and ".join(closed) + " limits")
         return Ticket(secrets.token_hex(10), admission.client, 0, accounted=False)
+
+    def uncounted_ceiling(self) -> float:
+        """An upstream's ceilings while the store is down: let through (0.0, as a
+        charge that passed) when rates fail open; else :class:`LimiterUnavailable`."""
+        if not self.policy.rates_open:
+            raise unavailable("upstream ceilings")
+        return 0.0
 
 
 def unavailable(what: str) -> LimiterUnavailable:

@@ -35,7 +35,7 @@ from imagegate_server.limits.model import (
     Ticket,
     UpstreamStatus,
 )
-from imagegate_server.limits.outage import OutagePolicy, StoreHealth, unavailable
+from imagegate_server.limits.outage import OutagePolicy, StoreHealth
 
 # What "Redis is unreachable" looks like from redis-py: its own errors (connection,
 # timeout, loading, auth, read-only replica, OOM), plus the OS's and asyncio's.
@@ -220,23 +220,12 @@ class RedisLimiter:
         self._health.up(started_up)
 
     async def take_upstream(self, upstream: str, rates: Sequence[RateLimit]) -> float:
-        started_up = self._health.reachable
-        if self._health.skip():
-            return self._uncounted_ceiling()
-        try:
-            reply = await self._run(
-                "ceiling_admit", [self.upstream_keys(upstream)[0]], redis_wire.rate_args(rates)
-            )
-        except _STORE_ERRORS as error:
-            self._health.down(error)
-            return self._uncounted_ceiling()
-        self._health.up(started_up)
-        return redis_wire.ceiling_wait(reply)
+        async def take() -> float:
+            key = self.upstream_keys(upstream)[0]
+            reply = await self._run("ceiling_admit", [key], redis_wire.rate_args(rates))
+            return redis_wire.ceiling_wait(reply)
 
-    def _uncounted_ceiling(self) -> float:
-        if not self._health.policy.rates_open:
-            raise unavailable("upstream ceilings")
-        return 0.0
+        return await self._health.charge(take, _STORE_ERRORS, self._health.uncounted_ceiling)
 
     async def upstream_status(self, upstream: str, rates: Sequence[RateLimit]) -> UpstreamStatus:
         async def read() -> UpstreamStatus:

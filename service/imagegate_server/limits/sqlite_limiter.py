@@ -58,7 +58,7 @@ from imagegate_server.limits.model import (
     Ticket,
     UpstreamStatus,
 )
-from imagegate_server.limits.outage import OutagePolicy, StoreHealth, unavailable
+from imagegate_server.limits.outage import OutagePolicy, StoreHealth
 from imagegate_server.limits.periods import period_number
 from imagegate_server.localdb import LocalDatabase, Schema
 
@@ -177,21 +177,11 @@ class SqliteLimiter:
         self._health.up(started_up)
 
     async def take_upstream(self, upstream: str, rates: Sequence[RateLimit]) -> float:
-        started_up = self._health.reachable
-        if self._health.skip():
-            return self._uncounted_ceiling()
-        try:
-            wait = await self._db.write(lambda db: self._take_upstream(db, upstream, rates))
-        except _STORE_ERRORS as error:
-            self._health.down(error)
-            return self._uncounted_ceiling()
-        self._health.up(started_up)
-        return wait
-
-    def _uncounted_ceiling(self) -> float:
-        if not self._health.policy.rates_open:
-            raise unavailable("upstream ceilings")
-        return 0.0
+        return await self._health.charge(
+            lambda: self._db.write(lambda db: self._take_upstream(db, upstream, rates)),
+            _STORE_ERRORS,
+            self._health.uncounted_ceiling,
+        )
 
     async def upstream_status(self, upstream: str, rates: Sequence[RateLimit]) -> UpstreamStatus:
         def read(db: sqlite3.Connection) -> UpstreamStatus:

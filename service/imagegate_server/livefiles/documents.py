@@ -8,6 +8,7 @@ of them, which hides a mistake); TOML refuses them itself.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,18 @@ from pydantic import ValidationError
 from imagegate_server.wording import plural
 
 Format = Literal["toml", "yaml"]
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""What an operator's file may name a thing (a client, an upstream): it shows in logs,
+metrics labels and Redis keys."""
+
+
+def name_rule(what: str) -> str:
+    """The rule of :data:`NAME`, for a validator's message about ``what`` names."""
+    return (
+        f"{what} names are 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+    )
+
+
 SUFFIXES: dict[str, Format] = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
 
 

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, PlainValidator, model_validator
 from pydantic_core import PydanticCustomError
 
-UPSTREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+from imagegate_server.livefiles import documents
+
 _MODEL = re.compile(r"[^\s]{1,200}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _SECRET_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -70,11 +71,8 @@ def _walk(data: object, where: str) -> Iterator[tuple[str, str | None, object]]:
 
 
 def _name(value: object) -> str:
-    if not isinstance(value, str) or not UPSTREAM_NAME.fullmatch(value):
-        raise _problem(
-            "upstream names are 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+    if not isinstance(value, str) or not documents.NAME.fullmatch(value):
+        raise _problem(documents.name_rule("upstream"))
     return value
 
 

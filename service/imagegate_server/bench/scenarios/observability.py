@@ -77,7 +77,7 @@ async def run(ctx: Context) -> ScenarioResult:
             for _ in range(rounds):
                 for case in cases:
                     await _measure(case, per_round, time_limit)
-            direct = await _direct(emulator_url, rounds * per_round, time_limit)
+            direct = await direct_phase(emulator_url, rounds * per_round, time_limit)
             for case in cases:
                 assert case.pool is not None
                 await case.pool.close()
@@ -169,8 +169,9 @@ def _get(url: str) -> None:
         response.read()
 
 
-async def _direct(emulator_url: str, calls: int, time_limit: float) -> LoadResult:
-    """The same call straight to the emulator: the floor under all three cases."""
+async def direct_phase(emulator_url: str, calls: int, time_limit: float) -> LoadResult:
+    """The same call straight to the emulator, at concurrency 1: the floor under every
+    case of a scenario that compares gateways (this one's, routing's)."""
     http = direct_client(emulator_url, 4, 30)
 
     async def call() -> None:

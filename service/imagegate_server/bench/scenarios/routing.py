@@ -26,12 +26,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagegate_server.bench.clients import GrpcPool, decode_images, direct_client
+from imagegate_server.bench.clients import GrpcPool
 from imagegate_server.bench.loadgen import PYTHON_GRPC, PYTHON_HTTP
 from imagegate_server.bench.measure import LoadResult, closed_loop
 from imagegate_server.bench.model import Check, Context, Row, ScenarioResult
 from imagegate_server.bench.procs import API_KEY, StackConfig, running_emulator, running_gateways
-from imagegate_server.bench.scenarios.overhead import BODY, gateway_call
+from imagegate_server.bench.scenarios.observability import direct_phase
+from imagegate_server.bench.scenarios.overhead import gateway_call
 from imagegate_server.bench.usage import cpu_seconds, rss_bytes
 
 NAME = "routing"
@@ -71,7 +72,7 @@ async def run(ctx: Context) -> ScenarioResult:
                 for case in cases:
                     await _measure(case, concurrency, per_round, time_limit)
         spread = [_journal_size(o) - before for o, before in zip(origins, counted, strict=True)]
-        direct = await _direct(f"{origins[0]}/v1", rounds * per_round, time_limit)
+        direct = await direct_phase(f"{origins[0]}/v1", rounds * per_round, time_limit)
         for case in cases:
             assert case.pool is not None
             await case.pool.close()
@@ -158,21 +159,6 @@ def _journal_size(origin: str) -> int:
     url = f"{origin}/_emulator/requests"
     with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 (loopback)
         return len(json.loads(response.read()))
-
-
-async def _direct(emulator_url: str, calls: int, time_limit: float) -> LoadResult:
-    """The same call straight to one emulator: the floor under both cases."""
-    http = direct_client(emulator_url, 4, 30)
-
-    async def call() -> None:
-        response = await http.post("images/generations", json=BODY)
-        response.raise_for_status()
-        decode_images(response.json())
-
-    try:
-        return await closed_loop(call, 1, calls, time_limit)
-    finally:
-        await http.aclose()
 
 
 def _summary(cases: list[_Case], spread: list[int]) -> str:

@@ -4,15 +4,16 @@
 operator can see it whatever the store (this process's memory can be read no other
 way). Authorisation: the caller authenticates like any caller, and its client must
 be marked ``operator = true`` in the clients file; everyone else, anonymous callers
-included, gets PERMISSION_DENIED before the store is read. (``ListUpstreams`` is
-:mod:`.upstreams`.)
+included, gets PERMISSION_DENIED before the store is read. ``ListUpstreams`` does the
+same for the upstreams the gateway routes to (what it lists: :mod:`.upstreams`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from google.protobuf.message import Message
 from imagegate.v1 import admin_pb2
 
 from imagegate_server.clients import ClientsFile
@@ -20,10 +21,14 @@ from imagegate_server.errors import InvalidRequest, NotPermitted
 from imagegate_server.gateway.edge.callers import Authenticator, Caller
 from imagegate_server.gateway.edge.guard import Context, Guard
 from imagegate_server.gateway.edge.rpc import RpcCall
+from imagegate_server.gateway.edge.upstreams import list_upstreams
 from imagegate_server.gateway.edge.wire import Malformed
 from imagegate_server.limits import MAX_SPEND_LISTING, Limiter
 from imagegate_server.metrics import RpcMetrics
 from imagegate_server.pricing import PriceTable
+from imagegate_server.routing import Router
+
+Work = Callable[[Any, Context, RpcCall], Awaitable[Message]]
 
 
 class AdminServicer:
@@ -34,26 +39,44 @@ class AdminServicer:
         limiter: Limiter,
         prices: PriceTable,
         guard: Guard,
-        metrics: RpcMetrics | None = None,
+        router: Router,
+        metrics: Callable[[str], RpcMetrics] | None = None,
     ) -> None:
+        """``metrics``: a method's metrics, by the method's name."""
         self._callers = callers
         self._clients = clients
         self._limiter = limiter
         self._prices = prices
         self._guard = guard
+        self._router = router
         self._metrics = metrics
 
     def behaviours(self) -> dict[str, Callable[..., Any]]:
-        return {"ListClientSpend": self.list_client_spend}
+        return {"ListClientSpend": self.list_client_spend, "ListUpstreams": self.list_upstreams}
 
-    async def list_client_spend(
-        self, request: Any, context: Context
-    ) -> admin_pb2.ListClientSpendResponse:
-        call = self._guard.begin("ListClientSpend", context, self._metrics)
+    async def list_client_spend(self, request: Any, context: Context) -> Message:
+        return await self._serve("ListClientSpend", request, context, self._list)
+
+    async def list_upstreams(self, request: Any, context: Context) -> Message:
+        return await self._serve("ListUpstreams", request, context, self._upstreams)
+
+    async def _serve(self, method: str, request: Any, context: Context, work: Work) -> Message:
+        metrics = self._metrics(method) if self._metrics is not None else None
+        call = self._guard.begin(method, context, metrics)
         call.received()
-        response = await self._guard.unary(call, context, self._list(request, context, call))
+        response = await self._guard.unary(call, context, work(request, context, call))
         call.sent()
         return response
+
+    async def _upstreams(
+        self, request: Any, context: Context, call: RpcCall
+    ) -> admin_pb2.ListUpstreamsResponse:
+        if isinstance(request, Malformed):
+            raise _malformed()
+        caller = self._callers.authenticate(context)
+        call.client = caller.client
+        require_operator(caller)
+        return await list_upstreams(self._router, self._limiter)
 
     async def _list(
         self, request: Any, context: Context, call: RpcCall
@@ -98,13 +121,15 @@ def require_operator(caller: Caller) -> None:
         )
 
 
+def _malformed() -> InvalidRequest:
+    return InvalidRequest.one(
+        "request", "not a valid protobuf message of this RPC's request type", "malformed_message"
+    )
+
+
 def _max_clients(request: Any) -> int:
     if isinstance(request, Malformed):
-        raise InvalidRequest.one(
-            "request",
-            "not a valid protobuf message of this RPC's request type",
-            "malformed_message",
-        )
+        raise _malformed()
     asked = int(request.max_clients)
     if asked > MAX_SPEND_LISTING:
         raise InvalidRequest.one(

@@ -123,7 +123,7 @@ async def three_upstreams(directory: Path) -> AsyncIterator[Upstreams]:
             await emulator.stop()
 
 
-def settings(upstreams_file: Path, **overrides: Any) -> Settings:
+def settings(upstreams_file: Path | None, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": 0,
@@ -137,7 +137,8 @@ def settings(upstreams_file: Path, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def gateway(upstreams_file: Path, **overrides: Any) -> AsyncIterator[Gateway]:
+async def gateway(upstreams_file: Path | None, **overrides: Any) -> AsyncIterator[Gateway]:
+    """A gateway routing over ``upstreams_file`` (None: the single-key settings)."""
     running = Gateway(settings(upstreams_file, **overrides))
     await running.start()
     try:

@@ -397,3 +397,26 @@ async def _until(condition: object, timeout_s: float = 10.0) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("condition not met in time")
+
+
+async def test_without_an_upstreams_file_a_client_pinned_elsewhere_reaches_nothing(
+    upstreams: Upstreams, tmp_path: Path
+) -> None:
+    from routing_support import KEYS
+
+    clients = ClientsFile(tmp_path / "clients.toml")
+    pinned = clients.add("team-a", upstreams=["openai-a"])
+    free = clients.add("team-b")
+    emulator = upstreams.emulators["openai-a"]
+    single = {
+        "openai_api_key": KEYS["openai-a"],
+        "openai_base_url": emulator.base_url,
+        "clients_file": clients.path,
+    }
+    async with gateway(None, **single) as running:
+        (refused,) = await _calls(running, 1, token=pinned)
+        (answered,) = _answered(await _calls(running, 1, token=free))
+    assert isinstance(refused, grpc.aio.AioRpcError)
+    assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert answered == "default"  # the one upstream of the settings
+    assert upstreams.requests("openai-a") == 1

@@ -232,3 +232,9 @@ def test_the_documented_example_is_a_valid_file() -> None:
     document = UpstreamsDocument.model_validate(data)
     assert list(document.upstreams) == ["team-a", "team-b", "azure-eu", "local-lab"]
     assert document.upstreams["azure-eu"].deployments == {"gpt-image-2": "gpt-image-2-eu"}
+
+
+def test_a_file_with_too_many_upstreams_is_refused(tmp_path: Path) -> None:
+    body = "".join(f"[upstreams.u{i}]\nkey_env = 'X'\n" for i in range(65))
+    error = _load(tmp_path, body)
+    assert (error.where, error.problem) == ("", "lists more than 64 upstreams")

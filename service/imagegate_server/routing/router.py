@@ -23,8 +23,9 @@ Per call (:meth:`Router.send`):
     nothing     every candidate at a ceiling -> RESOURCE_EXHAUSTED (``upstream_ceiling``,
                 RetryInfo: the soonest one frees); every circuit open -> UNAVAILABLE
 
-Without an upstreams file, the single upstream of ``IMAGEGATE_OPENAI_*`` is the only
-route, with no breaker and no ceilings: calls go exactly as before there were routes.
+Without an upstreams file, the single upstream of ``IMAGEGATE_OPENAI_*`` (``default``)
+is the only route, with no breaker and no ceilings: calls go exactly as before there
+were routes (a client pinned to other upstreams is refused: it may use none here).
 
 A new version of the upstreams file (:meth:`apply`) keeps the connections, breaker
 and state of every upstream whose configuration did not change; an upstream removed
@@ -224,6 +225,8 @@ class Router:
         routes = self._routes
         if not self._from_file:
             (route,) = routes
+            if allowed is not None and route.name not in allowed:
+                raise _not_allowed(request)  # pinned to upstreams this gateway lacks
             on_attempt(route.name)
             async with route.upstream.send(request, deadline) as reply:
                 yield reply
@@ -295,11 +298,7 @@ class Router:
             raise NoUpstream(model)
         permitted = serving if allowed is None else [r for r in serving if r.name in allowed]
         if not permitted:
-            raise NotPermitted(
-                "UPSTREAM_NOT_ALLOWED",
-                f"no upstream this client may use serves model '{model[:100]}'",
-                {"model": model[:100]},
-            )
+            raise _not_allowed(request)
         taking = []
         refused = []
         for route in permitted:
@@ -353,6 +352,15 @@ class Router:
             f"open); the first is tried again in {min(reopens, default=0):.0f} s",
             generated_nothing=True,
         )
+
+
+def _not_allowed(request: ImagesRequest) -> NotPermitted:
+    model = str(request.params.get("model", ""))[:100]
+    return NotPermitted(
+        "UPSTREAM_NOT_ALLOWED",
+        f"no upstream this client may use serves model '{model}'",
+        {"model": model},
+    )
 
 
 def _judge(breaker: CircuitBreaker | None, permit: Permit, exc: BaseException) -> None:

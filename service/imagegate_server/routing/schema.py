@@ -91,17 +91,23 @@ def _base_url(value: object) -> str:
     return value.strip().rstrip("/")
 
 
+MAX_UPSTREAMS = 64
+"""Upstreams of one file: each is a connection pool, a breaker and a metrics label."""
+MAX_MODELS = 200
+"""Models (or deployments) of one upstream: every call's routing looks at them."""
+
+
 def _models(value: object) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise _problem("must be a non-empty list of model names or glob patterns")
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_MODELS:
+        raise _problem(f"must be a list of 1 to {MAX_MODELS} model names or glob patterns")
     if not all(isinstance(item, str) and _MODEL.fullmatch(item) for item in value):
         raise _problem("model names and patterns must be non-empty, without spaces")
     return tuple(value)
 
 
 def _deployments(value: object) -> dict[str, str]:
-    if not isinstance(value, dict) or not value:
-        raise _problem("must be a non-empty table of model = deployment name")
+    if not isinstance(value, dict) or not 0 < len(value) <= MAX_MODELS:
+        raise _problem(f"must be a table of 1 to {MAX_MODELS} model = deployment name")
     for model, deployment in value.items():
         if not isinstance(model, str) or not _MODEL.fullmatch(model) or "*" in model:
             raise _problem("each model must be an exact name (no spaces, no globs)")
@@ -228,4 +234,6 @@ class UpstreamsDocument(_Strict):
     def _some(self) -> UpstreamsDocument:
         if not self.upstreams:
             raise _problem("lists no upstream: write one [upstreams.NAME] table at least")
+        if len(self.upstreams) > MAX_UPSTREAMS:
+            raise _problem(f"lists more than {MAX_UPSTREAMS} upstreams")
         return self

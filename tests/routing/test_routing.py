@@ -25,6 +25,7 @@ from routing_support import (
     metadata,
     stub_for,
 )
+from routing_support import settings as settings_for
 from support.images import png
 
 from imagegate_server.gateway.server import Gateway
@@ -420,3 +421,54 @@ async def test_without_an_upstreams_file_a_client_pinned_elsewhere_reaches_nothi
     assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
     assert answered == "default"  # the one upstream of the settings
     assert upstreams.requests("openai-a") == 1
+
+
+async def test_each_attempt_is_a_span_naming_its_upstream(upstreams: Upstreams) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from imagegate_server.tracing.provider import Tracing
+
+    upstreams.write(upstreams.entry("openai-a"), upstreams.entry("azure-eu", priority=1))
+    upstreams.emulators["openai-a"].set_faults("429;retry-after=1")
+    exporter = InMemorySpanExporter()
+    running = Gateway(settings_for(upstreams.file), tracing=Tracing.with_exporter(exporter))
+    await running.start()
+    try:
+        (name,) = _answered(await _calls(running, 1))
+    finally:
+        await running.stop(0)
+    assert name == "azure-eu"
+    attempts = [s for s in exporter.get_finished_spans() if s.kind.name == "CLIENT"]
+    assert [s.attributes["imagegate.upstream"] for s in attempts] == ["openai-a", "azure-eu"]
+    refused, answered = attempts
+    assert refused.attributes["http.response.status_code"] == 429
+    assert answered.attributes["gen_ai.provider.name"] == "azure.ai.openai"
+    assert answered.attributes["url.full"].endswith(
+        f"/openai/deployments/{AZURE_DEPLOYMENT}/images/generations"
+    )  # no api-version query in the span
+
+
+async def test_an_upstreams_own_prices_cost_the_calls_it_answers(
+    upstreams: Upstreams, tmp_path: Path
+) -> None:
+    prices = tmp_path / "azure-prices.toml"
+    prices.write_text(
+        "version = 2027-01-15\n"
+        '[models."gpt-image-2"]\n'
+        "text_in = 10.00\ntext_in_cached = 2.50\nimage_in = 16.00\nimage_in_cached = 4.00\n"
+        'image_out = 60.00\ntext_out = 20.00\noutput_tokens = "gpt-image-2"\n'
+    )
+    upstreams.write(
+        upstreams.entry("openai-a"), upstreams.entry("azure-eu", prices_file=str(prices))
+    )
+    async with gateway(upstreams.file) as running:
+        replies = await _calls(running, 40)
+    costs: dict[str, set[tuple[int, str]]] = {}
+    for reply in replies:
+        assert isinstance(reply, pb.CreateImageResponse)
+        cost = reply.result.cost
+        costs.setdefault(reply.result.upstream, set()).add((cost.usd_micros, cost.price_table))
+    (openai,) = costs["openai-a"]
+    (azure,) = costs["azure-eu"]
+    assert azure[0] == 2 * openai[0]  # every rate doubled, the same usage
+    assert azure[1].endswith("+2027-01-15") and "+" not in openai[1]

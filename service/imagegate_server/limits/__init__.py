@@ -2,9 +2,11 @@
 
 What a call must pass is an :class:`Admission`: its client's rates (requests and
 images per minute), the gateway-wide ceiling, concurrent calls, and spend budgets
-per UTC day and month. :meth:`Limiter.admit` checks and charges all of them, or
-none, and returns a :class:`Ticket`; :meth:`Limiter.settle` frees the ticket's slot
-and reservation and books the call's real cost; :meth:`Limiter.list_spend` lists
+per UTC day and month; then, per upstream the router picks, that upstream's own
+ceilings (:meth:`Limiter.take_upstream`, :mod:`.ceilings`). :meth:`Limiter.admit`
+checks and charges all of them, or none, and returns a :class:`Ticket`;
+:meth:`Limiter.settle` frees the ticket's slot and reservation and books the call's
+real cost; :meth:`Limiter.list_spend` lists
 every client's spend for the operator. :func:`build_limiter` picks
 :class:`SqliteLimiter` (the default: the local database in ``IMAGEGATE_DATA_DIR``,
 shared by the workers of one ``serve`` and kept across restarts),
@@ -37,10 +39,13 @@ Redis keys (prefix ``IMAGEGATE_REDIS_PREFIX``, default ``imagegate:``)
     ``:spend`` (hash: ``day``/``day_micros``, ``month``/``month_micros`` for the
     current periods, ``reserved`` total, ``r:<ticket>`` per reservation) and
     ``:done`` (sorted set of recently settled tickets). The gateway-wide rates are
-    the hash ``{gateway}:rates``. Every key expires when idle (rates: once drained;
-    spend: 33 days after the last write). ``admit.lua`` sweeps expired tickets
-    (refunding their reservations) before it checks; a replayed admit or settle of
-    the same ticket (redis-py retries once after a lost connection) changes nothing.
+    the hash ``{gateway}:rates``. Per upstream of the upstreams file, under the hash
+    tag ``{u:<name, percent-encoded>}``: ``:rates`` (its own ceilings), ``:spend``
+    and ``:done`` (its spend, booked once per ticket): see :mod:`.ceilings`. Every
+    key expires when idle (rates: once drained; spend: 33 days after the last write).
+    ``admit.lua`` sweeps expired tickets (refunding their reservations) before it
+    checks; a replayed admit or settle of the same ticket (redis-py retries once after
+    a lost connection) changes nothing.
 
 The two-step ceiling
     The gateway-wide key lives in another slot, so one script cannot hold it with a
@@ -86,6 +91,7 @@ from imagegate_server.limits.model import (
     RateStatus,
     SpendListing,
     Ticket,
+    UpstreamStatus,
 )
 from imagegate_server.limits.outage import OutagePolicy
 from imagegate_server.limits.redis_limiter import RedisLimiter
@@ -112,6 +118,7 @@ __all__ = [
     "SpendListing",
     "SqliteLimiter",
     "Ticket",
+    "UpstreamStatus",
     "build_limiter",
     "uses_local_database",
 ]

@@ -161,10 +161,10 @@ run_program() {
   return "$rc"
 }
 
-show() { echo "  output (first 40 lines, 300 characters each):"; head -n 40 "$1" | cut -c1-300 | sed 's/^/    /'; }
+show() { echo "  output (last 40 lines, 300 characters each):"; tail -n 40 "$1" | cut -c1-300 | sed 's/^/    /'; }
 
 check_program() {  # DIR NAME LABEL
-  local dir=$1 name=$2 label="$3 $2" out="$1/.out-$2" rc=0
+  local dir=$1 name=$2 label="$3 $2" out="$1/.out-$2" rc=0 since=$SECONDS
   case $name in
     fox)
       rm -f "$dir/fox.png"
@@ -173,7 +173,7 @@ check_program() {  # DIR NAME LABEL
       grep -Eq '^saved fox\.png \([0-9]+ bytes\)$' "$out" || { fail "$label: no 'saved fox.png (N bytes)'"; show "$out"; return; }
       [ "$(head -c 8 "$dir/fox.png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] \
         || { fail "$label: fox.png is not a PNG"; return; }
-      echo "ok   $label: $(grep -E '^saved' "$out")"
+      echo "ok   $label: $(grep -E '^saved' "$out") ($((SECONDS - since))s)"
       # The same program, refused by the upstream: the README's error handling.
       rm -f "$dir/fox.png"
       rc=0
@@ -195,7 +195,7 @@ check_program() {  # DIR NAME LABEL
       line=$(grep -E "^client $SNIPPETS_CLIENT: \\\$[0-9]+\\.[0-9]{6} spent today \\(UTC\\)$" "$out" || true)
       if [ -z "$line" ]; then fail "$label: no 'client $SNIPPETS_CLIENT: \$D.DDDDDD spent today (UTC)'"; show "$out"; return; fi
       if [[ $line =~ \$0\.000000 ]]; then fail "$label: nothing spent today after the examples' images: $line"; return; fi
-      echo "ok   $label: $line"
+      echo "ok   $label: $line ($((SECONDS - since))s)"
       ;;
     *) fail "$label: no expectation for a program named $name (see the top of $0)" ;;
   esac
@@ -209,26 +209,25 @@ for md in "${markdowns[@]}"; do
   if [ "$md" != "$package_readme" ]; then ordered+=("$md"); fi
 done
 
-base=
+base=  # the package README's snippets as extracted (before any build)
 projects=0
 for md in "${ordered[@]}"; do
   dir="$work/$(echo "$md" | tr '/' '_')"
-  mkdir -p "$dir.own"
-  shown=$(extract "$md" "$dir.own")
+  mkdir -p "$dir.snippets"
+  shown=$(extract "$md" "$dir.snippets")
   if [ -z "$shown" ]; then
-    rm -rf "$dir.own"
+    rm -rf "$dir.snippets"
     if [ "$md" = "$package_readme" ]; then fail "$md shows no $lang snippet"; fi
     continue
   fi
   projects=$((projects + 1))
   if [ "$md" = "$package_readme" ] || [ -z "$base" ]; then
-    mv "$dir.own" "$dir"
+    cp -r "$dir.snippets" "$dir"
     programs=$(programs_of "$dir")
-    [ "$md" = "$package_readme" ] && base=$dir
+    if [ "$md" = "$package_readme" ]; then base="$dir.snippets"; fi
   else
     # Another page shows some of the package README's programs: same files, same names.
-    cp -r "$base" "$dir" && rm -f "$dir"/.out-* "$dir"/fox.png
-    cp -r "$dir.own/." "$dir/" && rm -rf "$dir.own"
+    cp -r "$base" "$dir" && cp -r "$dir.snippets/." "$dir/"
     programs=$(programs_of "$base" | while read -r p; do
       grep -Eiq "(^|/)$p(/|\.|$)" <<<"$shown" && echo "$p"; true; done)
     [ -n "$programs" ] || { fail "$md tags $lang files of no known program: $shown"; continue; }
@@ -236,14 +235,16 @@ for md in "${ordered[@]}"; do
   echo "--- $md: $(echo "$shown" | wc -l) $lang snippets; programs: $(echo $programs)"
   prepare "$dir"
   if [ -f "$dir/setup.sh" ]; then
+    setup_started=$SECONDS
     (cd "$dir" && timeout "$SETUP_TIMEOUT" bash -e setup.sh) >"$dir/.out-setup" 2>&1 \
       || { fail "$md: setup.sh"; show "$dir/.out-setup"; continue; }
+    echo "ok   $md: setup.sh ($((SECONDS - setup_started))s)"
   fi
   for program in $programs; do check_program "$dir" "$program" "$md:"; done
 done
 if [ -n "$package_readme" ]; then
   for required in fox quota; do
-    [ -f "$base/run-$required.sh" ] || fail "$package_readme shows no run-$required.sh"
+    [ -n "$base" ] && [ -f "$base/run-$required.sh" ] || fail "$package_readme shows no run-$required.sh"
   done
 elif [ "$projects" -eq 0 ]; then
   fail "no Markdown file shows a $lang snippet"

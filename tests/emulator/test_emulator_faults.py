@@ -279,16 +279,26 @@ async def test_stream_error_faults_end_the_stream_with_an_error_event(
     assert await _stream_events(emulator, "stream-moderation") == ["event: error"]
 
 
-async def test_stream_moderation_event_carries_openai_error_fields(emulator: Emulator) -> None:
+@pytest.mark.parametrize(
+    ("faults", "code"),
+    [
+        ("stream-moderation", "moderation_blocked"),
+        # A long code reaches the event too (code-len=, for the gateway's bounds).
+        ("stream-moderation;code-len=40", "moderation_blocked_" + "x" * 21),
+    ],
+)
+async def test_stream_moderation_event_carries_openai_error_fields(
+    emulator: Emulator, faults: str, code: str
+) -> None:
     async with httpx.AsyncClient(base_url=emulator.base_url) as http:
         response = await http.post(
             "/images/generations",
-            headers={"Authorization": f"Bearer {API_KEY}", FAULT: "stream-moderation"},
+            headers={"Authorization": f"Bearer {API_KEY}", FAULT: faults},
             json={"model": "gpt-image-1", "prompt": "p", "stream": True},
         )
     data = next(line for line in response.text.splitlines() if line.startswith("data:"))
     error = json.loads(data.removeprefix("data: "))["error"]
-    assert error["code"] == "moderation_blocked"
+    assert error["code"] == code
     assert error["type"] == "image_generation_user_error"
 
 
@@ -314,19 +324,6 @@ async def test_long_code_of_an_error_without_code_stretches_its_type(
         await generate(client, "500;code-len=300")
     assert caught.value.code == "server_error_" + "x" * 287
     assert caught.value.param is None
-
-
-async def test_long_code_reaches_a_streamed_error_event(emulator: Emulator) -> None:
-    async with httpx.AsyncClient(base_url=emulator.base_url) as http:
-        response = await http.post(
-            "/images/generations",
-            headers={"Authorization": f"Bearer {API_KEY}", FAULT: "stream-moderation;code-len=40"},
-            json={"model": "gpt-image-1", "prompt": "p", "stream": True},
-        )
-    data = next(line for line in response.text.splitlines() if line.startswith("data:"))
-    error = json.loads(data.removeprefix("data: "))["error"]
-    assert error["code"] == "moderation_blocked_" + "x" * 21
-    assert error["type"] == "image_generation_user_error"
 
 
 async def test_long_fields_set_as_default_faults_over_http(emulator: Emulator) -> None:

@@ -156,7 +156,7 @@ def test_a_write_failing_on_disk_is_store_unavailable_and_leaves_nothing(
     script = f"""
 import asyncio, datetime, resource, signal, sys
 from pathlib import Path
-sys.path.insert(0, {str(Path(__file__).parent)!r})
+sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parent.parent)!r}]
 from conftest import store_settings
 from imagegate_server.errors import StoreUnavailable
 from imagegate_server.store import CallInfo, open_store

@@ -32,6 +32,7 @@ from imagegate_server.tracing.provider import Tracing
 
 DAY = datetime.timedelta(days=1)
 CALL = CallInfo("acme", "gpt-image-2", "r1")
+QUICK = StoreLimits(write_timeout=datetime.timedelta(seconds=0.2))
 
 
 @pytest.fixture
@@ -65,18 +66,7 @@ async def test_writes_links_and_failures_are_counted(local: RunningStore, metric
     assert value(metrics, "imagegate_store_link_requests_total", status="200") == 1
     assert value(metrics, "imagegate_store_link_requests_total", status="403") == 1
 
-    stalled = ResultStore(
-        local.store.backend,
-        StoreLimits(write_timeout=datetime.timedelta(seconds=0.2)),
-        observer=metrics.store,
-    )
-
-    async def never() -> AsyncIterator[bytes]:
-        yield b"x"
-        await never_ends()
-
-    with pytest.raises(StoreUnavailable):
-        await stalled.put(never(), content_type="image/png", call=CALL, retention=DAY)
+    await time_out_a_write(ResultStore(local.store.backend, QUICK, observer=metrics.store))
     errors = "imagegate_store_errors_total"
     assert value(metrics, errors, backend="local", operation="put", kind="timeout") == 1
 
@@ -121,18 +111,7 @@ async def test_each_write_is_a_span_naming_the_object_not_its_link(local: Runnin
         assert attributes["imagegate.store.backend"] == "local"
         assert "error.type" not in attributes
 
-        broken = ResultStore(
-            local.store.backend,
-            StoreLimits(write_timeout=datetime.timedelta(seconds=0.2)),
-            tracer=tracing.store,
-        )
-
-        async def never() -> AsyncIterator[bytes]:
-            yield b"x"
-            await never_ends()
-
-        with pytest.raises(StoreUnavailable):
-            await broken.put(never(), content_type="image/png", call=CALL, retention=DAY)
+        await time_out_a_write(ResultStore(local.store.backend, QUICK, tracer=tracing.store))
         failed = exporter.get_finished_spans()[-1]
         assert dict(failed.attributes or {})["error.type"] == "timeout"
         assert failed.status.status_code.name == "ERROR"
@@ -151,5 +130,12 @@ def test_a_failed_write_is_unavailable_with_reason_store_unavailable() -> None:
     assert "unreachable" in answer.message
 
 
-async def never_ends() -> None:
-    await asyncio.Event().wait()
+async def time_out_a_write(store: ResultStore) -> None:
+    """A write whose source stalls past the store's write timeout."""
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield b"x"
+        await asyncio.Event().wait()
+
+    with pytest.raises(StoreUnavailable):
+        await store.put(stalls(), content_type="image/png", call=CALL, retention=DAY)

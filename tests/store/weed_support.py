@@ -13,8 +13,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 import obstore
 import pytest
 from obstore.store import S3Store
+from support.serve import free_port
 
 DEFAULT_BINARY = "/var/cache/imagegate-ci/seaweedfs/weed"
 BUILD_HINT = ".ci/seaweedfs.sh /var/cache/imagegate-ci/seaweedfs (builds it from its Go module)"
@@ -40,12 +39,6 @@ def weed_binary() -> str:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class WeedServer:
@@ -87,9 +80,9 @@ class WeedServer:
         config = self.directory / "s3.json"
         config.write_text(json.dumps(_identities()))
         for name in ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc"):
-            self.ports.setdefault(name, _free_port())
+            self.ports.setdefault(name, free_port())
         for name in ("s3", "s3_grpc"):
-            self.ports.setdefault(name, _free_port())
+            self.ports.setdefault(name, free_port())
         p = self.ports
         args = [
             binary, "-logtostderr=false", f"-logdir={self.directory}", "server",
@@ -115,18 +108,14 @@ class WeedServer:
             )
         self._wait_writable()
 
-    def stop(self, *, kill: bool = True) -> None:
-        """Stop the server: killed by default (a crash, mid-request; its data is a
-        test's, and a graceful stop takes weed 15 s), or with SIGTERM."""
+    def stop(self) -> None:
+        """Kill the server: a crash, mid-request if one is under way (its data is a
+        test's, and a graceful stop takes weed 15 s)."""
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        process.kill()
+        process.wait(timeout=30)
         # weed puts a Unix socket per gRPC port in /tmp, named by the port: ours.
         for name in ("master", "volume", "filer", "s3"):
             Path(f"/tmp/seaweedfs-{name}-grpc-{self.ports[f'{name}_grpc']}.sock").unlink(
@@ -156,7 +145,7 @@ class WeedServer:
                 last = type(error).__name__
                 time.sleep(0.3)
         tail = self._log.read_text(errors="replace")[-3000:] if self._log.exists() else ""
-        self.stop(kill=True)
+        self.stop()
         raise RuntimeError(f"weed server did not take writes ({last}); its log ends:\n{tail}")
 
 

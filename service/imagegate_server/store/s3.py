@@ -52,25 +52,26 @@ class S3Backend:
         self._part_concurrency = part_concurrency
 
     async def write(self, key: str, source: Source, attributes: Attributes) -> int:
-        first, rest = await _first_part(source, self._part_bytes)
-        size = len(first)
-        multipart = rest is not None
+        head, rest = await _first_part(source, self._part_bytes)
+        size = sum(map(_nbytes, head))
 
-        async def counted() -> AsyncIterator[Chunk]:
+        async def parts() -> AsyncIterator[Chunk]:
+            # obstore cuts what it is given into parts of chunk_size itself.
             nonlocal size
-            yield first
+            for chunk in head:
+                yield chunk
             if rest is not None:
                 async for chunk in rest:
-                    size += len(chunk)
+                    size += _nbytes(chunk)
                     yield chunk
 
         try:
             await obstore.put_async(
                 self._store,
                 self._prefix + key,
-                counted() if multipart else first,
+                _joined(head) if rest is None else parts(),
                 attributes=_attributes(attributes),
-                use_multipart=multipart,
+                use_multipart=rest is not None,
                 chunk_size=self._part_bytes,
                 max_concurrency=self._part_concurrency,
             )
@@ -181,26 +182,35 @@ class S3Object:
         pass  # an unread body is dropped with the result
 
 
-async def _first_part(source: Source, part_bytes: int) -> tuple[Chunk, AsyncIterator[Chunk] | None]:
-    """The object's first ``part_bytes`` (or all of it), and the rest's iterator, or
-    None when there is no more: an object of one part goes up in one request."""
+async def _first_part(
+    source: Source, part_bytes: int
+) -> tuple[list[Chunk], AsyncIterator[Chunk] | None]:
+    """The object's first chunks, up to a part (or all of it), and the iterator of the
+    rest, or None when there is no more: an object of one part goes up in one
+    request. Holds at most a part and one chunk, never a copy of them."""
     if isinstance(source, bytes | bytearray | memoryview):
         view = memoryview(source).cast("B")
         if len(view) <= part_bytes:
-            return view, None
-        return view[:part_bytes], _slices(view[part_bytes:], part_bytes)
+            return [view], None
+        return [view[:part_bytes]], _slices(view[part_bytes:], part_bytes)
     iterator = aiter(source)
     gathered: list[Chunk] = []
     size = 0
     async for chunk in iterator:
         gathered.append(chunk)
-        size += len(chunk)
+        size += _nbytes(chunk)
         if size > part_bytes:
-            return _joined(gathered), iterator  # at most one part and one chunk held
-    return _joined(gathered), None
+            return gathered, iterator
+    return gathered, None
+
+
+def _nbytes(chunk: Chunk) -> int:
+    return chunk.nbytes if isinstance(chunk, memoryview) else len(chunk)
 
 
 def _joined(chunks: list[Chunk]) -> Chunk:
+    """One buffer for a single PUT (at most a part: the one copy, when there are
+    several chunks)."""
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

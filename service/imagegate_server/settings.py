@@ -169,8 +169,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     """Where the gateway keeps its local state: the limits database
-    (``imagegate.sqlite3``, with its ``-wal`` and ``-shm`` files) today. Relative to
-    the working directory; created (mode 0700) if missing. Every worker of one
+    (``imagegate.sqlite3``, with its ``-wal`` and ``-shm`` files), the local result
+    store (``results/``, unless ``store_dir`` says otherwise) and its generated
+    link-signing key (``store-signing-key``). Relative to the working directory;
+    created (mode 0700) if missing. Every worker of one
     ``serve`` shares it; two separate gateways must not (each would count the
     other's calls). A directory that cannot be created or written stops ``serve``."""
     limits_store: Literal["local", "memory"] = "local"
@@ -253,11 +255,6 @@ class Settings(BaseSettings):
     where each worker writes its metric files and the supervisor sums them; its
     ``*.db`` files are removed at start. Unset: a private temporary directory. Put it
     on a memory file system (an ``emptyDir`` with ``medium: Memory``)."""
-
-    data_dir: Path = Path("data")
-    """Where the gateway keeps what outlives a process (relative paths: from the
-    working directory): the local result store (``results/``) and its generated
-    link-signing key. Created when first needed."""
 
     store_backend: Literal["local", "s3"] = "local"
     """Where stored results go: ``local``, a directory served by the gateway's own

@@ -155,7 +155,7 @@ async def _local(
 ) -> tuple[LocalBackend, LinkServer]:
     root = settings.store_directory()
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError:
         raise StartupError(f"IMAGEGATE_STORE_DIR: cannot create {str(root)[:200]!r}") from None
     configured = settings.store_signing_key

@@ -16,6 +16,7 @@ Each carries exactly what the caller may see (never an upstream exception's text
     │   └── LimitRefused      a per-client or gateway-wide limit of the limiter
     ├── LimiterUnavailable    the limits store is down and this kind fails closed  UNAVAILABLE
     ├── ResultTooLarge        unary result over send limit  RESOURCE_EXHAUSTED
+    ├── StoreUnavailable      the result store failed a write UNAVAILABLE + ErrorInfo
     └── UpstreamFailure       anything from/about OpenAI
         ├── UpstreamError     OpenAI answered with an error status
         ├── UpstreamTimeout   deadline or upstream timeout  DEADLINE_EXCEEDED
@@ -186,6 +187,18 @@ class LimiterUnavailable(ImagegateError):
 
 class ResultTooLarge(ImagegateError):
     pass
+
+
+class StoreUnavailable(ImagegateError):
+    """The result store is down, too slow or refused an operation; nothing of the
+    object is visible. ``kind`` says which (``unreachable``, ``timeout``,
+    ``denied``, ``not_found``, ``refused``, ``io``), for metrics and logs; the
+    message names no address, bucket or credential."""
+
+    def __init__(self, kind: str, operation: str = "put") -> None:
+        super().__init__(f"the result store is unavailable ({operation} failed: {kind})")
+        self.kind = kind
+        self.operation = operation
 
 
 class UpstreamFailure(ImagegateError):

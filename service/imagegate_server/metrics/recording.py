@@ -24,6 +24,7 @@ from imagegate_server.metrics import labels
 from imagegate_server.metrics.labels import ClientLabels
 from imagegate_server.metrics.rpc import SERVICE, RpcFamilies, RpcMetrics
 from imagegate_server.metrics.series import LONG_BUCKETS, Children
+from imagegate_server.metrics.store import StoreMetrics
 
 
 class Metrics:
@@ -38,6 +39,8 @@ class Metrics:
         reg = self.registry
         self.clients = ClientLabels()
         self._rpc = RpcFamilies(reg)
+        self.store = StoreMetrics(reg)
+        """The result store's metrics (its ``StoreObserver``)."""
 
         self._upstream_requests = Children(
             Counter(

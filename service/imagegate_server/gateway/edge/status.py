@@ -13,6 +13,7 @@ The table (also in the contract's service comment and the README):
                                                        shutdown_date, replacement)
     LimitExceeded                  RESOURCE_EXHAUSTED  QuotaFailure
     ResultTooLarge                 RESOURCE_EXHAUSTED
+    StoreUnavailable               UNAVAILABLE         ErrorInfo(STORE_UNAVAILABLE)
     upstream: invalid request      INVALID_ARGUMENT    ErrorInfo(reason=code|type),
       (OpenAI 400/413/422, other 4xx, content policy)  BadRequest(param)
     upstream: authentication (401) INTERNAL            ErrorInfo(UPSTREAM_AUTHENTICATION)
@@ -50,6 +51,7 @@ from imagegate_server.errors import (
     ModelUnpriced,
     NotPermitted,
     ResultTooLarge,
+    StoreUnavailable,
     Unauthenticated,
     UpstreamError,
     UpstreamErrorKind,
@@ -207,6 +209,7 @@ _ANSWERS: tuple[tuple[type[Any], Callable[[Any], Answer]], ...] = (
     (ModelRetired, _retired),
     (LimitExceeded, _limit),
     (ResultTooLarge, _too_large),
+    (StoreUnavailable, lambda e: (grpc.StatusCode.UNAVAILABLE, None, [_info("STORE_UNAVAILABLE")])),
     (UpstreamError, _upstream),
     (UpstreamTimeout, _timeout),
     (UpstreamProtocolError, _protocol),

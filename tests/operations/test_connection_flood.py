@@ -1,7 +1,7 @@
 """A flood of idle connections at a lowered open-file limit: ``imagegate serve`` runs
 under ``prlimit`` (1,024 files, soft and hard, so it cannot raise them), and 1,100
-connections from one address send the HTTP/2 preface and then nothing. Before, they
-took every descriptor: the health port and a new caller both timed out.
+connections per process from one address send the HTTP/2 preface and then nothing.
+Before, they took every descriptor: the health port and a new caller both timed out.
 
 Now callers' connections get at most half the open-file limit (512), the flooding
 address loses its connections past its cap within a second, and the rest of the
@@ -14,13 +14,14 @@ import re
 import resource
 import socket
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2
-from operations_support import SERVING, health, scrape
+from operations_support import SERVING, health, scrape, wait_until
 from support.connections import close_all, open_connections, vm_hwm_kib
 from support.serve import MODULE_COMMAND, Serve, clean_env, free_port, serve
 
@@ -132,6 +133,9 @@ def test_the_open_file_limit_is_raised_to_the_hard_limit(
         for pid in pids:
             limits = Path(f"/proc/{pid}/limits").read_text()
             assert re.search(r"^Max open files\s+4096\s+4096\s", limits, re.MULTILINE)
-        started = [r for r in server.records() if "open_files" in r]
-        assert len(started) == len(pids)
-        assert {(r["open_files"], r["max_caller_connections"]) for r in started} == {(4096, 2048)}
+
+        def started() -> list[dict[str, Any]]:
+            return [r for r in server.records() if "open_files" in r]
+
+        wait_until(lambda: len(started()) == len(pids), 10, "every process's serving line")
+        assert {(r["open_files"], r["max_caller_connections"]) for r in started()} == {(4096, 2048)}

@@ -127,7 +127,9 @@ def test_the_open_file_limit_is_raised_to_the_hard_limit(
 ) -> None:
     command = ("prlimit", "--nofile=1024:4096", *MODULE_COMMAND)
     args = ["--port", "0"] + (["--workers", str(workers)] if workers else [])
-    with serve(args, clean_env(), tmp_path, command=command) as server:
+    # An upstream pool that fits the half callers leave: no warning.
+    env = clean_env(IMAGEGATE_MAX_CONNECTIONS="1024")
+    with serve(args, env, tmp_path, command=command) as server:
         server.wait_serving()
         pids = _serving_pids(server, workers)
         for pid in pids:
@@ -135,7 +137,17 @@ def test_the_open_file_limit_is_raised_to_the_hard_limit(
             assert re.search(r"^Max open files\s+4096\s+4096\s", limits, re.MULTILINE)
 
         def started() -> list[dict[str, Any]]:
-            return [r for r in server.records() if "open_files" in r]
+            return [r for r in server.records() if r.get("msg") == "serving" and "open_files" in r]
 
         wait_until(lambda: len(started()) == len(pids), 10, "every process's serving line")
         assert {(r["open_files"], r["max_caller_connections"]) for r in started()} == {(4096, 2048)}
+        assert not [r for r in server.records() if "too low" in r.get("msg", "")]
+
+
+def test_a_limit_too_low_for_the_upstream_pool_is_logged(tmp_path: Path) -> None:
+    # 1,024 files: 512 for callers leave too few for 4,096 upstream connections.
+    with serve(["--port", "0"], clean_env(), tmp_path, command=LIMITED) as server:
+        server.wait_serving()
+        warning = server.wait_for_record(lambda r: "too low" in r.get("msg", ""), 10)
+        assert warning["level"] == "WARNING"
+        assert (warning["open_files"], warning["upstream_pool"]) == (1024, 4096)

@@ -64,9 +64,24 @@ class ConnectionLimits:
 
 
 def caller_limits(settings: Settings, open_files: int) -> ConnectionLimits:
-    """The main port's limits, for a process allowed ``open_files`` descriptors."""
+    """The main port's limits, for a process allowed ``open_files`` descriptors.
+
+    Warns once when the other half cannot hold the pools that draw on it at their
+    full size: calls would then fail for want of a descriptor under heavy load."""
+    max_connections = max(1, min(settings.max_caller_connections, open_files // 2))
+    pools = settings.max_connections + settings.redis_max_connections + HEALTH_MAX_CONNECTIONS
+    if pools > open_files - max_connections:
+        log.warning(
+            "the open-file limit is too low for the upstream pool at its full size: "
+            "raise the hard limit (ulimit -Hn) or lower IMAGEGATE_MAX_CONNECTIONS",
+            extra={
+                "open_files": open_files,
+                "max_caller_connections": max_connections,
+                "upstream_pool": settings.max_connections,
+            },
+        )
     return ConnectionLimits(
-        max_connections=max(1, min(settings.max_caller_connections, open_files // 2)),
+        max_connections=max_connections,
         max_per_address=settings.max_connections_per_address,
         max_calls_per_connection=settings.max_calls_per_connection,
         first_call_timeout_s=settings.connection_first_call_timeout_s,

@@ -86,12 +86,13 @@ class ConnectionGuard:
             except Exception:  # a bug here must not end the guard for good
                 log.exception("connection sweep failed", extra={"port": self._port})
 
-    def sweep(self, now: float | None = None) -> None:
+    def sweep(self) -> None:
         """Close what the limits say, once; records the open connections."""
-        now = time.monotonic() if now is None else now
+        now = time.monotonic()
         listed = channelz.connections(self._server_id)
         if listed is None:
             return
+        # A connection's age counts from the first sweep that saw it: never more.
         seen = {c.socket_id: self._seen.get(c.socket_id) or _Seen(c.address, c.port, now)
                 for c in listed}  # fmt: skip
         self._seen = seen

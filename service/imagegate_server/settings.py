@@ -111,6 +111,27 @@ class Settings(BaseSettings):
     """How much of an upstream error answer's body is read (OpenAI's error JSON is a
     few hundred bytes); the rest is not read and its connection is closed."""
 
+    max_caller_connections: int = Field(default=16384, ge=1, le=1 << 30)
+    """Connections from callers one process holds at once, every address together
+    (with workers: each worker). Past it gRPC closes new connections as they arrive.
+    Whatever this says, callers get at most half the open-file limit (raised to its
+    hard limit at start): the other half stays for the upstream pool, Redis, upload
+    spool files and the health port."""
+    max_connections_per_address: int = Field(default=256, ge=1)
+    """Connections one caller address may hold in one process. Past it, within a
+    second, its newest connections without a call in flight are closed. Callers
+    behind one NAT or proxy share its address: raise it for them."""
+    max_calls_per_connection: int = Field(default=1000, ge=1, le=1 << 30)
+    """Concurrent calls (HTTP/2 streams) on one connection. A gRPC client queues its
+    calls past it; a peer that does not gets them refused (REFUSED_STREAM)."""
+    connection_first_call_timeout_s: float = Field(default=10.0, gt=0, le=86400)
+    """A connection that has started no call this long after it opened is closed
+    (this also bounds its TLS handshake). A gRPC client whose connection was closed
+    so reconnects by itself at its next call."""
+    connection_idle_timeout_s: float = Field(default=300.0, gt=0, le=86400)
+    """A connection with no call in flight for this long is closed (with an HTTP/2
+    GOAWAY; the client reconnects at its next call)."""
+
     max_request_bytes: int = Field(default=256 * MIB, ge=1)
     """Gateway cap of all uploaded bytes of one call (RESOURCE_EXHAUSTED past it)."""
     max_file_bytes: int = Field(default=50 * MIB, ge=1)

@@ -168,6 +168,33 @@ class Metrics:
             "Gateway server processes started (a rising rate means workers crash and restart).",
             registry=reg,
         )
+        self._connections_open = Children(
+            Gauge(
+                "imagegate_connections_open",
+                "Connections from callers, by port (grpc, health), at the last sweep.",
+                ("port",),
+                registry=reg,
+                multiprocess_mode="livesum",
+            ).labels
+        )
+        self._connections_limit = Children(
+            Gauge(
+                "imagegate_connections_limit",
+                "Connections a port holds at most; gRPC closes new ones past it.",
+                ("port",),
+                registry=reg,
+                multiprocess_mode="livesum",
+            ).labels
+        )
+        self._connections_closed = Children(
+            Counter(
+                "imagegate_connections_closed_total",
+                "Connections the gateway closed, by port and reason (no_call: no call "
+                "started in time; per_address: past the address's cap).",
+                ("port", "reason"),
+                registry=reg,
+            ).labels
+        )
         self._limiter_up.set(1)
 
     # -- gRPC ----------------------------------------------------------------------
@@ -266,6 +293,19 @@ class Metrics:
 
     def set_limiter_up(self, up: bool) -> None:
         self._limiter_up.set(1 if up else 0)
+
+    # -- connections -----------------------------------------------------------------
+
+    def connections_open(self, port: str, count: int) -> None:
+        """``port``: ``grpc`` or ``health`` (the gateway's names, never a caller's)."""
+        self._connections_open(port).set(count)
+
+    def connections_limit(self, port: str, limit: int) -> None:
+        self._connections_limit(port).set(limit)
+
+    def connections_closed(self, port: str, reason: str, count: int) -> None:
+        if count > 0:
+            self._connections_closed(port, reason).inc(count)
 
     # -- process ---------------------------------------------------------------------
 

@@ -116,7 +116,12 @@ class MemoryLimiter:
                 refusals.append(Refusal(rate.name, "rate", None, permanent=True))
             else:
                 refusals.append(Refusal(rate.name, "rate", verdict.wait_us / 1_000_000))
-        if admission.max_concurrent is not None and len(client.open) >= admission.max_concurrent:
+        replaced = admission.replaces
+        # The ticket this one takes over (see Admission.replaces) counts for neither.
+        held = client.open.get(replaced.id) if replaced is not None else None
+        in_use = len(client.open) - (held is not None)
+        others_reserved = client.reserved - (held[1] if held is not None else 0)
+        if admission.max_concurrent is not None and in_use >= admission.max_concurrent:
             refusals.append(
                 Refusal(
                     CONCURRENCY_LIMIT, "concurrency", None, permanent=not admission.max_concurrent
@@ -127,7 +132,7 @@ class MemoryLimiter:
             spent = client.spend(budget.period).current(period_number(budget.period, unix))
             if reserve > budget.limit_micros:
                 refusals.append(Refusal(budget.name, "budget", None, permanent=True))
-            elif spent + client.reserved + reserve > budget.limit_micros:
+            elif spent + others_reserved + reserve > budget.limit_micros:
                 wait = seconds_until_period_end(budget.period, unix)
                 refusals.append(Refusal(budget.name, "budget", wait))
         if refusals:
@@ -135,6 +140,11 @@ class MemoryLimiter:
 
         for tats, name, tat in charges:
             tats[name] = tat
+        if replaced is not None:
+            replaced._settled.claim()
+            if held is not None:
+                del client.open[replaced.id]
+                client.reserved -= held[1]
         ticket = Ticket(secrets.token_hex(10), admission.client, reserve, accounted=True)
         expiry = now + admission.hold_us
         client.open[ticket.id] = (expiry, reserve)

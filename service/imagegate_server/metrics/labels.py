@@ -21,6 +21,9 @@ ANONYMOUS = "anonymous"
 OPERATIONS = frozenset({"generation", "edit", "variation"})
 UPSTREAM_FAILURES = frozenset({"connect_error", "timeout", "reset"})
 RETRY_CAUSES = frozenset({"connect", "rate_limited", "should_retry"})
+STREAM_CLOSE_REASONS = frozenset(
+    {"first_message_timeout", "upload_stalled", "refused_drained", "refused_cut"}
+)
 GRPC_CODES = frozenset(code.name for code in grpc.StatusCode)
 # Limit names come from the limiter's code, never from a caller; the pattern keeps
 # a mistake there from turning into unbounded label values.
@@ -46,6 +49,10 @@ def upstream_status(status: int | str) -> str:
 
 def retry_cause(cause: str) -> str:
     return cause if cause in RETRY_CAUSES else OTHER
+
+
+def stream_close_reason(reason: str) -> str:
+    return reason if reason in STREAM_CLOSE_REASONS else OTHER
 
 
 def grpc_code(code: grpc.StatusCode | str) -> str:

@@ -1,4 +1,25 @@
-"""Where an uploaded file's bytes wait for the upstream call: memory, then disk.
+"""Where an upload's bytes wait for the upstream call: memory, then disk, both bounded.
+
+Memory
+    One call holds at most its threshold (``IMAGEGATE_SPOOL_THRESHOLD_BYTES``) of
+    upload bytes in memory, all its files together (:class:`CallSpool`): a file stays
+    in memory while its bytes fit in what the call has left; the file that does not
+    fit moves to disk whole and gives its memory back.
+Disk
+    What one client's calls hold on disk is at most its policy's ``max_spooled_bytes``
+    (:class:`DiskQuota`); past it a call is refused with RESOURCE_EXHAUSTED. A call
+    that declares its files' sizes reserves their total before its go-ahead, so the
+    refusal comes before any file byte is sent; undeclared bytes reserve as they
+    arrive. The count is per process: each worker of a ``serve`` counts its own calls
+    (one host holds at most workers x the cap per client), since a count shared by
+    processes would cost a lock or a store round trip per spooled chunk, and what it
+    protects, the disk and the page cache, is bounded per host by that product anyway.
+Files
+    Spool files are made in one directory (:class:`SpoolDirectory`) and unlinked as
+    they are made (``O_TMPFILE``; where a file system lacks it, created and unlinked
+    at once): closing one when its call ends, however it ends, frees its space, and
+    so does the process dying. Named leftovers (a crash inside that create-unlink
+    gap) are removed at start.
 
 Not ``tempfile.SpooledTemporaryFile``: httpx sizes a multipart file with
 ``os.fstat(file.fileno())`` when it can, and on a SpooledTemporaryFile ``fileno()``
@@ -10,31 +31,245 @@ so httpx measures it with seek/tell and it stays in memory.
 from __future__ import annotations
 
 import io
+import logging
+import os
+import stat
 import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import IO
+
+from imagegate_server.errors import LimitRefused, StartupError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "imagegate-spool-"
+SPOOL_QUOTA = "max_spooled_bytes"
+"""The QuotaFailure ``quota_id`` (and policy field) of the per-client disk cap."""
+# A named spool file lives for microseconds between its creation and its unlink:
+# one older than this is a crash's leftover, even with other workers starting.
+_LEFTOVER_AGE_S = 60.0
+
+
+class SpoolDirectory:
+    """The directory of this process's spool files (shared with its sibling workers)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def prepare(cls, configured: Path | None) -> SpoolDirectory:
+        """Create and check the directory, and remove what a crash left in it.
+
+        Unset, it is ``imagegate-spool-<uid>`` in the system's temporary directory,
+        which other users may write: it must then be a directory of ours (not a
+        link), and is kept private (0700). Raises :class:`StartupError`.
+        """
+        path = configured or Path(tempfile.gettempdir()) / f"imagegate-spool-{os.getuid()}"
+        shown = str(path)[:200]
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if configured is None:
+                _check_private(path)
+            with tempfile.TemporaryFile(dir=path, prefix=PREFIX):
+                pass
+        except (OSError, ValueError) as error:
+            reason = error.strerror if isinstance(error, OSError) else str(error)
+            raise StartupError(
+                f"IMAGEGATE_SPOOL_DIR: cannot use {shown!r} for uploads ({reason or 'I/O error'})"
+            ) from None
+        directory = cls(path)
+        removed = directory.remove_leftovers()
+        if removed:
+            log.info("removed leftover spool files", extra={"files": removed, "spool_dir": shown})
+        return directory
+
+    def remove_leftovers(self) -> int:
+        """Remove named spool files older than a minute; returns how many."""
+        removed = 0
+        cutoff = time.time() - _LEFTOVER_AGE_S
+        with os.scandir(self.path) as entries:
+            for entry in entries:
+                if not entry.name.startswith(PREFIX):
+                    continue
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue  # a sibling worker removed it first
+        return removed
+
+    def new_file(self) -> IO[bytes]:
+        """An unlinked file in the directory, open for reading and writing."""
+        try:
+            return tempfile.TemporaryFile(dir=self.path, prefix=PREFIX)
+        except FileNotFoundError:
+            # Removed while serving (a cleaner of old /tmp entries): make it again.
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return tempfile.TemporaryFile(dir=self.path, prefix=PREFIX)
+
+
+def _check_private(path: Path) -> None:
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise ValueError("it is not a directory")
+    if info.st_uid != os.getuid():
+        raise ValueError("another user owns it")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        path.chmod(0o700)
+
+
+class DiskQuota:
+    """Bytes each client's calls hold in spool files, in this process."""
+
+    def __init__(
+        self, directory: SpoolDirectory, observe: Callable[[int], None] | None = None
+    ) -> None:
+        self.directory = directory
+        self._held: dict[str, int] = {}
+        self.total = 0
+        """Bytes every call of this process holds on disk (or has reserved)."""
+        self._observe = observe
+
+    def account(self, client: str, cap: int | None) -> DiskAccount:
+        """One call's share of ``client``'s quota (``cap`` None: unlimited)."""
+        return DiskAccount(self, client, cap)
+
+    def held(self, client: str) -> int:
+        return self._held.get(client, 0)
+
+    def _take(self, account: DiskAccount, count: int) -> None:
+        client, cap = account.client, account.cap
+        held = self._held.get(client, 0)
+        if cap is not None and held + count > cap:
+            raise _refused(client, cap, account.held + count)
+        self._held[client] = held + count
+        self._changed(count)
+
+    def _give_back(self, client: str, count: int) -> None:
+        left = self._held.get(client, 0) - count
+        if left > 0:
+            self._held[client] = left
+        else:
+            self._held.pop(client, None)
+        self._changed(-count)
+
+    def _changed(self, count: int) -> None:
+        self.total += count
+        if self._observe is not None:
+            self._observe(self.total)
+
+
+class DiskAccount:
+    """One call's spooled bytes, reserved from its client's quota and released once."""
+
+    def __init__(self, quota: DiskQuota, client: str, cap: int | None) -> None:
+        self._quota = quota
+        self.client = client
+        self.cap = cap
+        self.held = 0
+
+    def reserve(self, count: int) -> None:
+        """Raises :class:`LimitRefused` when the client's calls would hold over its cap."""
+        if count > 0:
+            self._quota._take(self, count)
+            self.held += count
+
+    def release(self) -> None:
+        if self.held:
+            self._quota._give_back(self.client, self.held)
+            self.held = 0
+
+
+def _refused(client: str, cap: int, needed: int) -> LimitRefused:
+    who = f"for client {client[:100]!r}"
+    text = f"{SPOOL_QUOTA}: {cap} bytes of uploads waiting on disk at once {who}"
+    permanent = needed > cap
+    if permanent:
+        text += f"; this call alone needs {needed}, so it can never pass"
+    else:
+        text += "; retry when one of its uploads ends"
+    return LimitRefused(SPOOL_QUOTA, text, client=client, retry_after_s=None, permanent=permanent)
+
+
+class CallSpool:
+    """The files of one call: at most ``memory_limit`` bytes in memory, all files
+    together; the rest on disk, reserved from the call's :class:`DiskAccount`."""
+
+    def __init__(
+        self, memory_limit: int, directory: SpoolDirectory | None, account: DiskAccount | None
+    ) -> None:
+        self.memory_limit = memory_limit
+        self._directory = directory
+        self._account = account
+        self.in_memory = 0
+        self.on_disk = 0
+
+    def file(self) -> Spool:
+        return Spool(self)
+
+    def reserve(self, count: int) -> None:
+        """Reserve disk for ``count`` bytes ahead (what an upload declares)."""
+        if self._account is not None and count > self.memory_limit:
+            self._account.reserve(count - self._account.held)
+
+    def _disk(self, count: int) -> None:
+        """Account ``count`` more bytes on disk (beyond what is reserved already)."""
+        account = self._account
+        if account is not None:
+            account.reserve(self.on_disk + count - account.held)
+        self.on_disk += count
+
+    def new_file(self) -> IO[bytes]:
+        if self._directory is None:
+            return tempfile.TemporaryFile(prefix=PREFIX)
+        return self._directory.new_file()
+
+    def close(self) -> None:
+        if self._account is not None:
+            self._account.release()
 
 
 class Spool:
-    """Bytes held in memory up to ``threshold``, in an anonymous temporary file past it."""
+    """One file's bytes: in memory while its call has room there, else on disk."""
 
-    def __init__(self, threshold: int) -> None:
-        self._threshold = threshold
+    def __init__(self, call: CallSpool) -> None:
+        self._call = call
         self._file: IO[bytes] = io.BytesIO()
+        self._size = 0
         self.on_disk = False
-        """Whether the bytes went past the threshold into a temporary file."""
+        """Whether the bytes went to a spool file."""
 
     def write(self, data: bytes) -> None:
         # Synchronous on purpose: a 64 KiB write lands in the page cache in tens of
         # microseconds, less than handing it to a thread would cost.
-        if not self.on_disk and self._file.tell() + len(data) > self._threshold:
-            disk = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
-            assert isinstance(self._file, io.BytesIO)
-            with self._file.getbuffer() as held:
-                disk.write(held)
-            self._file.close()
-            self._file = disk
-            self.on_disk = True
+        call = self._call
+        if not self.on_disk:
+            if call.in_memory + len(data) <= call.memory_limit:
+                self._file.write(data)
+                self._size += len(data)
+                call.in_memory += len(data)
+                return
+            self._move_to_disk()
+        call._disk(len(data))
         self._file.write(data)
+        self._size += len(data)
+
+    def _move_to_disk(self) -> None:
+        call = self._call
+        call._disk(self._size)  # first: a refusal leaves the file as it was
+        disk = call.new_file()
+        memory = self._file
+        assert isinstance(memory, io.BytesIO)
+        with memory.getbuffer() as held:
+            disk.write(held)
+        memory.close()
+        self._file = disk
+        self.on_disk = True
+        call.in_memory -= self._size
 
     def reader(self) -> IO[bytes]:
         """The bytes from the start (each call rewinds, so a retry resends them all)."""
@@ -42,4 +277,7 @@ class Spool:
         return self._file
 
     def close(self) -> None:
-        self._file.close()
+        if not self._file.closed:
+            self._file.close()
+            if not self.on_disk:
+                self._call.in_memory -= self._size

@@ -4,7 +4,9 @@ Memory
     One call holds at most its threshold (``IMAGEGATE_SPOOL_THRESHOLD_BYTES``) of
     upload bytes in memory, all its files together (:class:`CallSpool`): a file stays
     in memory while its bytes fit in what the call has left; the file that does not
-    fit moves to disk whole and gives its memory back.
+    fit moves to disk whole, and so do the files after it once the threshold is
+    spent. Nothing else of a file is kept aside: its header is read back from the
+    spool when the file is judged.
 Disk
     What one client's calls hold on disk is at most its policy's ``max_spooled_bytes``
     (:class:`DiskQuota`); past it a call is refused with RESOURCE_EXHAUSTED. A call
@@ -197,7 +199,12 @@ def _refused(client: str, cap: int, needed: int) -> LimitRefused:
 
 class CallSpool:
     """The files of one call: at most ``memory_limit`` bytes in memory, all files
-    together; the rest on disk, reserved from the call's :class:`DiskAccount`."""
+    together; the rest on disk, reserved from the call's :class:`DiskAccount`.
+
+    The memory budget is spent once: a file that moves to disk does not give its
+    share back to the files after it, so a call of many files spills once instead of
+    filling and freeing a threshold's worth of memory per file (churn that raised
+    the process's peak by about that much per call in flight)."""
 
     def __init__(
         self, memory_limit: int, directory: SpoolDirectory | None, account: DiskAccount | None
@@ -205,7 +212,10 @@ class CallSpool:
         self.memory_limit = memory_limit
         self._directory = directory
         self._account = account
+        self.memory_spent = 0
+        """Bytes ever kept in memory (never above ``memory_limit``)."""
         self.in_memory = 0
+        """Bytes in memory now."""
         self.on_disk = 0
 
     def file(self) -> Spool:
@@ -223,7 +233,7 @@ class CallSpool:
             account.reserve(self.on_disk + count - account.held)
         self.on_disk += count
 
-    def new_file(self) -> IO[bytes]:
+    def _new_file(self) -> IO[bytes]:
         if self._directory is None:
             return tempfile.TemporaryFile(prefix=PREFIX)
         return self._directory.new_file()
@@ -234,50 +244,83 @@ class CallSpool:
 
 
 class Spool:
-    """One file's bytes: in memory while its call has room there, else on disk."""
+    """One file's bytes: in memory while its call has room there, else on disk.
+
+    In memory they are the received chunks themselves, kept in a list (no copy, and
+    no buffer that regrows as they arrive), joined once when the file is read."""
 
     def __init__(self, call: CallSpool) -> None:
         self._call = call
-        self._file: IO[bytes] = io.BytesIO()
+        self._pieces: list[bytes] = []
+        self._joined: io.BytesIO | None = None
+        self._disk: IO[bytes] | None = None
         self._size = 0
-        self.on_disk = False
+
+    @property
+    def on_disk(self) -> bool:
         """Whether the bytes went to a spool file."""
+        return self._disk is not None
 
     def write(self, data: bytes) -> None:
         # Synchronous on purpose: a 64 KiB write lands in the page cache in tens of
         # microseconds, less than handing it to a thread would cost.
         call = self._call
-        if not self.on_disk:
-            if call.in_memory + len(data) <= call.memory_limit:
-                self._file.write(data)
+        if self._disk is None:
+            if call.memory_spent + len(data) <= call.memory_limit:
+                self._pieces.append(data)
                 self._size += len(data)
+                call.memory_spent += len(data)
                 call.in_memory += len(data)
                 return
-            self._move_to_disk()
+            self._disk = self._move_to_disk()
         call._disk(len(data))
-        self._file.write(data)
+        self._disk.write(data)
         self._size += len(data)
 
-    def _move_to_disk(self) -> None:
+    def _move_to_disk(self) -> IO[bytes]:
         call = self._call
         call._disk(self._size)  # first: a refusal leaves the file as it was
-        disk = call.new_file()
-        memory = self._file
-        assert isinstance(memory, io.BytesIO)
-        with memory.getbuffer() as held:
-            disk.write(held)
-        memory.close()
-        self._file = disk
-        self.on_disk = True
+        disk = call._new_file()
+        disk.writelines(self._pieces)
+        self._pieces = []
         call.in_memory -= self._size
+        return disk
+
+    def head(self, count: int) -> bytes:
+        """The first ``count`` bytes (all of them, for a shorter file)."""
+        if self._disk is not None:
+            self._disk.flush()
+            return os.pread(self._disk.fileno(), count, 0)  # leaves the position alone
+        if self._joined is not None:
+            with self._joined.getbuffer() as view:
+                return bytes(view[:count])
+        head = bytearray()
+        for piece in self._pieces:
+            head += piece[: count - len(head)]
+            if len(head) == count:
+                break
+        return bytes(head)
 
     def reader(self) -> IO[bytes]:
         """The bytes from the start (each call rewinds, so a retry resends them all)."""
-        self._file.seek(0)
-        return self._file
+        file: IO[bytes]
+        if self._disk is not None:
+            file = self._disk
+        else:
+            if self._joined is None:
+                # Joined once, on the first read (the upstream request), replacing
+                # the pieces.
+                self._joined = io.BytesIO(b"".join(self._pieces))
+                self._pieces = []
+            file = self._joined
+        file.seek(0)
+        return file
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
-            if not self.on_disk:
-                self._call.in_memory -= self._size
+        if self._disk is None:
+            self._call.in_memory -= self._size
+            self._size = 0
+        self._pieces = []
+        for file in (self._joined, self._disk):
+            if file is not None:
+                file.close()

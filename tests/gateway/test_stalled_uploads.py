@@ -5,7 +5,7 @@ with DEADLINE_EXCEEDED naming which wait ran out; what they held is freed."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -14,6 +14,7 @@ from gateway_support import GatewayFactory, chunks_of, detail
 from google.rpc import error_details_pb2
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2, quota_pb2, quota_pb2_grpc
+from limits.redis_support import RedisServer
 from support.images import png
 from tenancy_support import ClientsFile, bearer
 
@@ -72,11 +73,27 @@ def reason_of(error: grpc.aio.AioRpcError) -> str:
     return info.reason
 
 
+@pytest.fixture(params=["memory", "redis"])
+def limiter_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, object]]:
+    """The gateway settings of each limiter backend (Redis: a redis-server of the test's)."""
+    if request.param == "memory":
+        yield {}
+        return
+    (tmp_path / "redis").mkdir()
+    with RedisServer(tmp_path / "redis") as server:
+        yield {"redis_url": server.url}
+
+
 async def test_streams_that_send_nothing_hold_at_most_max_concurrent_and_end_in_time(
-    start_gateway: GatewayFactory, clients: ClientsFile, connect: Connect
+    start_gateway: GatewayFactory,
+    clients: ClientsFile,
+    connect: Connect,
+    limiter_settings: dict[str, object],
 ) -> None:
     token = clients.add("team-a", max_concurrent=4)
-    gateway = await start_gateway(clients_file=clients.path, first_message_timeout_s=8)
+    gateway = await start_gateway(
+        clients_file=clients.path, first_message_timeout_s=8, **limiter_settings
+    )
     channel = connect(gateway)
     stub = images_service_pb2_grpc.ImagesServiceStub(channel)
     # 50 upload streams on one connection that never send their first message.

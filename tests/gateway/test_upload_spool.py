@@ -107,9 +107,9 @@ async def held_upload(
 async def refused_before_go_ahead(
     stub: images_service_pb2_grpc.ImagesServiceStub,
     messages: list[pb.CreateImageEditRequest],
-    token: str,
+    token: str | None = None,
 ) -> grpc.aio.AioRpcError:
-    call = stub.CreateImageEdit(metadata=bearer(token), timeout=WAIT_S)
+    call = stub.CreateImageEdit(metadata=bearer(token) if token else (), timeout=WAIT_S)
     await call.write(messages[0])
     headers = tuple(await call.initial_metadata())
     assert ("x-imagegate-upload", "accepted") not in headers
@@ -236,3 +236,16 @@ async def test_spool_files_are_gone_when_the_call_ends_however_it_ends(
         lambda: gateway.metrics.registry.get_sample_value("imagegate_upload_spool_bytes") == 0,
         "nothing spooled",
     )
+
+
+async def test_declared_sizes_over_the_request_cap_are_refused_before_any_byte(
+    start_gateway: GatewayFactory, channel: list[grpc.aio.Channel]
+) -> None:
+    gateway = await start_gateway(max_request_bytes=100_000)
+    small = png(64, 64)
+    messages = edit(small, small)
+    messages[0].parameters.images[0].size_bytes = 60_000  # each under its file cap,
+    messages[0].parameters.images[1].size_bytes = 60_000  # together over the request's
+    error = await refused_before_go_ahead(stub_of(gateway, channel), messages)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert quota_violation(error).subject == "upload bytes per request"

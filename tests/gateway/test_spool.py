@@ -13,13 +13,8 @@ import httpx
 import pytest
 
 from imagegate_server.errors import LimitRefused, StartupError
-from imagegate_server.gateway.requests.spool import (
-    PREFIX,
-    CallSpool,
-    DiskQuota,
-    Spool,
-    SpoolDirectory,
-)
+from imagegate_server.gateway.requests.spool import CallSpool, DiskQuota, Spool
+from imagegate_server.gateway.requests.spool_directory import PREFIX, SpoolDirectory
 
 THRESHOLD = 256 * 1024
 CHUNK = 64 * 1024
@@ -124,7 +119,7 @@ def test_a_client_past_its_disk_cap_is_refused_and_a_closed_call_gives_its_share
     directory: SpoolDirectory,
 ) -> None:
     heard: list[int] = []
-    quota = DiskQuota(directory, heard.append)
+    quota = DiskQuota(heard.append)
     cap = 3 * THRESHOLD
     first = CallSpool(THRESHOLD, directory, quota.account("team-a", cap))
     _write(first.file(), os.urandom(2 * THRESHOLD))
@@ -151,7 +146,7 @@ def test_a_client_past_its_disk_cap_is_refused_and_a_closed_call_gives_its_share
 def test_declared_sizes_are_reserved_up_front_and_a_call_alone_over_the_cap_never_passes(
     directory: SpoolDirectory,
 ) -> None:
-    quota = DiskQuota(directory)
+    quota = DiskQuota()
     call = CallSpool(THRESHOLD, directory, quota.account("team-a", 10 * THRESHOLD))
     call.reserve(4 * THRESHOLD)
     assert quota.held("team-a") == 4 * THRESHOLD
@@ -171,7 +166,7 @@ def test_declared_sizes_are_reserved_up_front_and_a_call_alone_over_the_cap_neve
 def test_a_cap_of_zero_keeps_every_upload_in_memory_or_refuses_it(
     directory: SpoolDirectory,
 ) -> None:
-    quota = DiskQuota(directory)
+    quota = DiskQuota()
     call = CallSpool(THRESHOLD, directory, quota.account("team-a", 0))
     _write(call.file(), os.urandom(THRESHOLD))
     with pytest.raises(LimitRefused):

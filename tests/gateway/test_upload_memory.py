@@ -26,7 +26,7 @@ from support.serve import Serve, clean_env
 
 from imagegate_server.bench.usage import RssSampler, rss_bytes
 from imagegate_server.emulator import Emulator, EmulatorConfig
-from imagegate_server.gateway.requests.spool import PREFIX
+from imagegate_server.gateway.requests.spool_directory import PREFIX
 
 pytestmark = pytest.mark.slow
 

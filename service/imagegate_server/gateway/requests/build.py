@@ -19,12 +19,8 @@ from imagegate.v1 import params_pb2
 from imagegate_server.errors import ModelRetired
 from imagegate_server.gateway.requests import params as mapping
 from imagegate_server.gateway.requests.draft import Draft
-from imagegate_server.gateway.requests.spool import (
-    CallSpool,
-    DiskAccount,
-    DiskQuota,
-    SpoolDirectory,
-)
+from imagegate_server.gateway.requests.spool import CallSpool, DiskAccount, DiskQuota
+from imagegate_server.gateway.requests.spool_directory import SpoolDirectory
 from imagegate_server.gateway.requests.uploads import UploadLimits
 from imagegate_server.models import Operation, replacement_for, retired, rules_for
 from imagegate_server.settings import Settings
@@ -47,7 +43,7 @@ class RequestBuilder:
         self._refuse_retired = refuse_retired
         self._limits = UploadLimits(settings.max_request_bytes, settings.spool_threshold_bytes)
         self.spool_directory = SpoolDirectory.prepare(settings.spool_dir)
-        self.disk = DiskQuota(self.spool_directory, on_spooled)
+        self.disk = DiskQuota(on_spooled)
         """Spooled bytes per client in this process."""
 
     def disk_account(self, client: str, max_spooled_bytes: int | None) -> DiskAccount:

@@ -17,120 +17,36 @@ Disk
     processes would cost a lock or a store round trip per spooled chunk, and what it
     protects, the disk and the page cache, is bounded per host by that product anyway.
 Files
-    Spool files are made in one directory (:class:`SpoolDirectory`) and unlinked as
-    they are made (``O_TMPFILE``; where a file system lacks it, created and unlinked
-    at once): closing one when its call ends, however it ends, frees its space, and
-    so does the process dying. Named leftovers (a crash inside that create-unlink
-    gap) are removed at start.
+    On disk, bytes wait in unlinked files of the spool directory
+    (:mod:`.spool_directory`): closing them when the call ends, however it ends,
+    frees their space, and so does the process dying.
 
 Not ``tempfile.SpooledTemporaryFile``: httpx sizes a multipart file with
 ``os.fstat(file.fileno())`` when it can, and on a SpooledTemporaryFile ``fileno()``
 moves the bytes to disk, so every small upload would be written out just before
-it is sent. Here the in-memory stage is a ``BytesIO``, whose ``fileno()`` raises,
+it is sent. Here bytes in memory are read through a ``BytesIO``, whose ``fileno()`` raises,
 so httpx measures it with seek/tell and it stays in memory.
 """
 
 from __future__ import annotations
 
 import io
-import logging
 import os
-import stat
 import tempfile
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import IO
 
-from imagegate_server.errors import LimitRefused, StartupError
+from imagegate_server.errors import LimitRefused
+from imagegate_server.gateway.requests.spool_directory import PREFIX, SpoolDirectory
 
-log = logging.getLogger(__name__)
-
-PREFIX = "imagegate-spool-"
 SPOOL_QUOTA = "max_spooled_bytes"
 """The QuotaFailure ``quota_id`` (and policy field) of the per-client disk cap."""
-# A named spool file lives for microseconds between its creation and its unlink:
-# one older than this is a crash's leftover, even with other workers starting.
-_LEFTOVER_AGE_S = 60.0
-
-
-class SpoolDirectory:
-    """The directory of this process's spool files (shared with its sibling workers)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @classmethod
-    def prepare(cls, configured: Path | None) -> SpoolDirectory:
-        """Create and check the directory, and remove what a crash left in it.
-
-        Unset, it is ``imagegate-spool-<uid>`` in the system's temporary directory,
-        which other users may write: it must then be a directory of ours (not a
-        link), and is kept private (0700). Raises :class:`StartupError`.
-        """
-        path = configured or Path(tempfile.gettempdir()) / f"imagegate-spool-{os.getuid()}"
-        shown = str(path)[:200]
-        try:
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if configured is None:
-                _check_private(path)
-            with tempfile.TemporaryFile(dir=path, prefix=PREFIX):
-                pass
-        except (OSError, ValueError) as error:
-            reason = error.strerror if isinstance(error, OSError) else str(error)
-            raise StartupError(
-                f"IMAGEGATE_SPOOL_DIR: cannot use {shown!r} for uploads ({reason or 'I/O error'})"
-            ) from None
-        directory = cls(path)
-        removed = directory.remove_leftovers()
-        if removed:
-            log.info("removed leftover spool files", extra={"files": removed, "spool_dir": shown})
-        return directory
-
-    def remove_leftovers(self) -> int:
-        """Remove named spool files older than a minute; returns how many."""
-        removed = 0
-        cutoff = time.time() - _LEFTOVER_AGE_S
-        with os.scandir(self.path) as entries:
-            for entry in entries:
-                if not entry.name.startswith(PREFIX):
-                    continue
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                    if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
-                        os.unlink(entry.path)
-                        removed += 1
-                except FileNotFoundError:
-                    continue  # a sibling worker removed it first
-        return removed
-
-    def new_file(self) -> IO[bytes]:
-        """An unlinked file in the directory, open for reading and writing."""
-        try:
-            return tempfile.TemporaryFile(dir=self.path, prefix=PREFIX)
-        except FileNotFoundError:
-            # Removed while serving (a cleaner of old /tmp entries): make it again.
-            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            return tempfile.TemporaryFile(dir=self.path, prefix=PREFIX)
-
-
-def _check_private(path: Path) -> None:
-    info = path.lstat()
-    if not stat.S_ISDIR(info.st_mode):
-        raise ValueError("it is not a directory")
-    if info.st_uid != os.getuid():
-        raise ValueError("another user owns it")
-    if stat.S_IMODE(info.st_mode) & 0o077:
-        path.chmod(0o700)
 
 
 class DiskQuota:
     """Bytes each client's calls hold in spool files, in this process."""
 
-    def __init__(
-        self, directory: SpoolDirectory, observe: Callable[[int], None] | None = None
-    ) -> None:
-        self.directory = directory
+    def __init__(self, observe: Callable[[int], None] | None = None) -> None:
         self._held: dict[str, int] = {}
         self.total = 0
         """Bytes every call of this process holds on disk (or has reserved)."""

@@ -53,6 +53,8 @@ class UploadStream:
         self._on_closed = on_closed
         self._broken = False
         """Reading failed (a timeout, a malformed message): nothing more can be read."""
+        self._ended = False
+        """The caller half-closed: everything it sent was read."""
 
     async def parameters(self) -> Message:
         first = await self._next(
@@ -74,6 +76,7 @@ class UploadStream:
                 f"the upload sent nothing for {self._idle_s:g} s",
             )
             if message is None:
+                self._ended = True
                 return
             kind = message.WhichOneof("payload")
             if kind == "parameters":
@@ -87,6 +90,8 @@ class UploadStream:
         """Read and drop file chunks until the caller half-closes: True. False when it
         sends more than ``max_bytes`` of file data, takes longer than ``seconds``, or
         sends anything else (or when the stream cannot be read any more)."""
+        if self._ended:
+            return True  # refused for what the whole upload showed: nothing left
         if self._broken:
             return False  # a stall or a malformed message: counted where it happened
         drained = seconds > 0 and await self._drop_rest(max_bytes, seconds)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from support.descriptors import open_files_in
 
 from imagegate_server.errors import LimitRefused, StartupError
 from imagegate_server.gateway.requests.spool import CallSpool, DiskQuota, Spool
@@ -44,17 +44,6 @@ def _multipart(spool: Spool) -> bytes:
         files=[("image", ("in.png", spool.reader(), "image/png"))],
     )
     return request.read()
-
-
-def _open_spool_files(directory: SpoolDirectory) -> Iterator[str]:
-    """Targets of this process's open descriptors inside the spool directory."""
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(str(directory.path)):
-            yield target
 
 
 def test_a_file_under_the_threshold_stays_in_memory_while_httpx_encodes_it() -> None:
@@ -108,11 +97,11 @@ def test_spool_files_are_unlinked_in_the_spool_directory_and_gone_when_closed(
     directory: SpoolDirectory,
 ) -> None:
     spool = _spooled(os.urandom(2 * THRESHOLD), directory)
-    (target,) = _open_spool_files(directory)
+    (target,) = open_files_in(directory.path)
     assert target.endswith("(deleted)")  # no name: nothing to leave behind
     assert list(directory.path.iterdir()) == []
     spool.close()
-    assert list(_open_spool_files(directory)) == []
+    assert list(open_files_in(directory.path)) == []
 
 
 def test_a_client_past_its_disk_cap_is_refused_and_a_closed_call_gives_its_share_back(

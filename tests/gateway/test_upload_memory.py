@@ -13,7 +13,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import grpc
@@ -21,6 +21,7 @@ import pytest
 from gateway_support import OPENAI_KEY, chunks_of
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2
+from support.descriptors import open_files_in
 from support.images import png
 from support.serve import Serve, clean_env
 
@@ -74,6 +75,17 @@ def edit(count: int, file: bytes = FILE) -> list[pb.CreateImageEditRequest]:
     ]
 
 
+@asynccontextmanager
+async def gateway_stub(
+    emulator: Emulator, tmp_path: Path
+) -> AsyncIterator[tuple[images_service_pb2_grpc.ImagesServiceStub, int]]:
+    """A stub of a fresh gateway process, and the process's id."""
+    with gateway_process(emulator, tmp_path / "serve", tmp_path / "spool") as server:
+        port = await server.serving()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield images_service_pb2_grpc.ImagesServiceStub(channel), server.process.pid
+
+
 async def held_upload(
     stub: images_service_pb2_grpc.ImagesServiceStub, messages: list[pb.CreateImageEditRequest]
 ) -> grpc.aio.StreamUnaryCall:  # type: ignore[type-arg]
@@ -82,22 +94,6 @@ async def held_upload(
     for message in messages:
         await call.write(message)
     return call
-
-
-def open_spool_files(pid: int, spool: Path) -> list[str]:
-    found = []
-    try:
-        descriptors = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return found
-    for fd in descriptors:
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(f"{spool}/"):
-            found.append(target)
-    return found
 
 
 async def peak_growth(pid: int, work: object) -> int:
@@ -111,22 +107,18 @@ async def peak_growth(pid: int, work: object) -> int:
 async def test_an_edit_of_16_files_peaks_like_one_of_a_single_file(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    with gateway_process(emulator, tmp_path / "serve", tmp_path / "spool") as server:
-        port = await server.serving()
-        pid = server.process.pid
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = images_service_pb2_grpc.ImagesServiceStub(channel)
+    async with gateway_stub(emulator, tmp_path) as (stub, pid):
 
-            async def call(messages: list[pb.CreateImageEditRequest]) -> None:
-                reply = await stub.CreateImageEdit(messages, timeout=WAIT_S)
-                assert reply.result.images
+        async def call(messages: list[pb.CreateImageEditRequest]) -> None:
+            reply = await stub.CreateImageEdit(messages, timeout=WAIT_S)
+            assert reply.result.images
 
-            # Every path of both shapes warmed up, with small files: a process keeps
-            # the heap a large call freed, and the next one would peak inside it.
-            for messages in (edit(1), edit(16, png(32, 32)), edit(1)):
-                await call(messages)
-            one = await peak_growth(pid, call(edit(1)))
-            sixteen = await peak_growth(pid, call(edit(16)))
+        # Every path of both shapes warmed up, with small files: a process keeps
+        # the heap a large call freed, and the next one would peak inside it.
+        for messages in (edit(1), edit(16, png(32, 32)), edit(1)):
+            await call(messages)
+        one = await peak_growth(pid, call(edit(1)))
+        sixteen = await peak_growth(pid, call(edit(16)))
     # Each file used to keep up to the 1 MiB threshold in memory: 16 files of 0.9 MB,
     # 14-16 MiB more than one, measured. Now the call's files share one threshold
     # (+0.2 to +1.7 MiB more, measured); the bound leaves room for gRPC's buffers
@@ -137,21 +129,17 @@ async def test_an_edit_of_16_files_peaks_like_one_of_a_single_file(
 async def test_8_stalled_uploads_of_16_files_hold_about_the_threshold_each(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    with gateway_process(emulator, tmp_path / "serve", tmp_path / "spool") as server:
-        port = await server.serving()
-        pid = server.process.pid
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = images_service_pb2_grpc.ImagesServiceStub(channel)
-            warm = await stub.CreateImageEdit(edit(16), timeout=WAIT_S)
-            assert warm.result.images
-            calls: list[grpc.aio.StreamUnaryCall] = []  # type: ignore[type-arg]
+    async with gateway_stub(emulator, tmp_path) as (stub, pid):
+        warm = await stub.CreateImageEdit(edit(16), timeout=WAIT_S)
+        assert warm.result.images
+        calls: list[grpc.aio.StreamUnaryCall] = []  # type: ignore[type-arg]
 
-            async def stall_eight() -> None:
-                calls.extend(await asyncio.gather(*(held_upload(stub, edit(16)) for _ in range(8))))
+        async def stall_eight() -> None:
+            calls.extend(await asyncio.gather(*(held_upload(stub, edit(16)) for _ in range(8))))
 
-            growth = await peak_growth(pid, stall_eight())
-            for call in calls:
-                call.cancel()
+        growth = await peak_growth(pid, stall_eight())
+        for call in calls:
+            call.cancel()
     # 8 calls x 16 files of 0.9 MB used to stay in memory (+117 to +132 MiB,
     # measured). Now each call holds its 1 MiB threshold and at most its 256 KiB
     # receive window: 10 MiB (+10 to +14 MiB, measured); the bound leaves as much
@@ -180,7 +168,7 @@ async def test_spool_files_are_gone_after_a_crash_and_a_restart(
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = images_service_pb2_grpc.ImagesServiceStub(channel)
             call = await held_upload(stub, edit(4))
-            held = open_spool_files(server.process.pid, spool)
+            held = open_files_in(spool, server.process.pid)
             assert held and all(target.endswith("(deleted)") for target in held)
             server.kill()  # SIGKILL: no cleanup of its own
             with pytest.raises(grpc.aio.AioRpcError):
@@ -190,9 +178,9 @@ async def test_spool_files_are_gone_after_a_crash_and_a_restart(
     with gateway_process(emulator, tmp_path / "restarted", spool) as server:
         port = await server.serving()
         assert list(spool.iterdir()) == [] and not second.exists()
-        assert open_spool_files(server.process.pid, spool) == []
+        assert open_files_in(spool, server.process.pid) == []
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = images_service_pb2_grpc.ImagesServiceStub(channel)
             reply = await stub.CreateImageEdit(edit(4), timeout=WAIT_S)
             assert reply.result.images
-        assert open_spool_files(server.process.pid, spool) == []
+        assert open_files_in(spool, server.process.pid) == []

@@ -5,7 +5,6 @@ however it ends."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from gateway_support import GatewayFactory, chunks_of, detail
 from google.rpc import error_details_pb2
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2
+from support.descriptors import open_files_in
 from support.images import png
 from tenancy_support import ClientsFile, bearer
 
@@ -59,19 +59,6 @@ def edit(*images: bytes, declare: bool = True) -> list[pb.CreateImageEditRequest
         pb.CreateImageEditRequest(parameters=parameters),
         *(pb.CreateImageEditRequest(chunk=c) for c in chunks),
     ]
-
-
-def spool_files(directory: Path) -> list[str]:
-    """This process's open descriptors on files in ``directory`` (the in-process gateway's)."""
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(f"{directory}/"):
-            found.append(target)
-    return found
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
@@ -209,8 +196,8 @@ async def test_spool_files_are_gone_when_the_call_ends_however_it_ends(
     await call.initial_metadata()
     for message in messages[1:]:
         await call.write(message)
-    await until(lambda: len(spool_files(spool_dir)) >= 1, "a spool file")
-    assert all(target.endswith("(deleted)") for target in spool_files(spool_dir))
+    await until(lambda: len(open_files_in(spool_dir)) >= 1, "a spool file")
+    assert all(target.endswith("(deleted)") for target in open_files_in(spool_dir))
     assert list(spool_dir.iterdir()) == []  # unlinked from the start
     mask_chunks = chunks_of(params_pb2.FILE_ROLE_MASK, mask)
     if ending == "done":
@@ -231,7 +218,7 @@ async def test_spool_files_are_gone_when_the_call_ends_however_it_ends(
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await asyncio.wait_for(call, WAIT_S)
         assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    await until(lambda: not spool_files(spool_dir), "no spool file")
+    await until(lambda: not open_files_in(spool_dir), "no spool file")
     await until(
         lambda: gateway.metrics.registry.get_sample_value("imagegate_upload_spool_bytes") == 0,
         "nothing spooled",

@@ -2,6 +2,7 @@
 #
 #   docker build -t imagegate .        (or buildah bud --format docker, see .ci/docker.sh)
 #   docker run -p 50051:50051 -e IMAGEGATE_OPENAI_API_KEY=... imagegate
+#   (add -v imagegate-data:/var/lib/imagegate to keep spend across new containers)
 #
 # Without an OpenAI key the server runs its embedded emulator, so the image also
 # works offline. Health: grpc.health.v1 on the serving port ("" and
@@ -39,13 +40,20 @@ RUN apt-get update -qq \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --user-group --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin imagegate \
- && install -d -o root -g root -m 0555 /srv/imagegate
+ && install -d -o root -g root -m 0555 /srv/imagegate \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/imagegate
 # Configuration before the COPY: buildah's layer cache keeps these steps across
 # builds (it does not reuse a COPY --from), and with its vfs driver every step
 # costs a copy of the whole file system.
+# The data directory (the limits database: spend, rates, calls in flight) is the
+# one place the app user writes; a volume, so spend outlives the container. On
+# Kubernetes deploy/kubernetes mounts a volume there (its root file system is
+# read-only).
 ENV PATH=/opt/imagegate/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    IMAGEGATE_DATA_DIR=/var/lib/imagegate
+VOLUME ["/var/lib/imagegate"]
 EXPOSE 50051
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["imagegate", "healthcheck", "--target", "127.0.0.1:50051", "--timeout", "4"]

@@ -240,6 +240,11 @@ kind = next((name for prefix, name in magic.items() if data.startswith(prefix)),
 print(f"  CreateImage: 1 image, {len(data)} bytes ({kind}) in {time.monotonic() - start:.2f}s")
 EOF
 
+step "the limits database is in the image's data directory, written by the app user"
+buildah run --isolation chroot "$ctr" -- \
+  sh -c 'test -s "$IMAGEGATE_DATA_DIR/imagegate.sqlite3" && test -O "$IMAGEGATE_DATA_DIR/imagegate.sqlite3"' \
+  || fail "no limits database owned by the app user in the image's IMAGEGATE_DATA_DIR"
+
 step "stop the container (SIGTERM to its main process, as docker stop does)"
 # buildah answers a signal of its own by SIGKILLing the command, so the signal goes
 # to the command itself: the child of buildah-chroot-exec.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,21 @@ SPEC_PATH = Path(
         REPO_ROOT.parent / "shared" / "reference" / "openai-openapi.yaml",
     )
 )
+
+
+_DATA_DIRS = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _own_data_directory(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Every test's gateways keep their local state (the limits database) in a data
+    directory of that test's own, never in the checkout's ``data/`` and never shared
+    with another test. Created only when a gateway opens it."""
+    base = tmp_path_factory.getbasetemp() / "data"
+    monkeypatch.setenv("IMAGEGATE_DATA_DIR", str(base / str(next(_DATA_DIRS))))
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -79,3 +79,41 @@ def test_the_check_sees_heavy_imports() -> None:
     done, modules = _imported_by("healthcheck", "--target", "127.0.0.1:1", "--timeout", "0.1")
     assert done.returncode == 1
     assert "grpc" in _heavy(modules)
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        ([], "the following arguments are required: COMMAND (see imagegate --help)"),
+        (
+            ["generate"],
+            "the following arguments are required: PROMPT (see imagegate generate --help)",
+        ),
+        (
+            ["generate", "p", "-o", "x.png", "--timeout", "0"],
+            "argument --timeout: must be more than 0 seconds (see imagegate generate --help)",
+        ),
+        # Found after parsing, by the command itself: the same one line.
+        (
+            ["edit", "p", "-o", "x.png"],
+            "give at least one IMAGE (or --image-url/--file-id) (see imagegate edit --help)",
+        ),
+        (
+            ["clients", "add"],
+            "the following arguments are required: NAME (see imagegate clients add --help)",
+        ),
+    ],
+)
+def test_a_usage_error_is_one_line_and_a_hint(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Not the usage block: for the client commands it is twenty lines of options above
+    # the one line that says what is wrong.
+    from imagegate_server.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"imagegate: error: {line}\n"

@@ -6,8 +6,9 @@ Every module is imported to build ``--help``, so registering must stay cheap: a
 command module imports the server, the emulator, Pillow or gRPC only inside its
 handler (a test runs ``imagegate --help`` and checks what got imported).
 
-Sub-command parsers are :class:`CommandParser`, so ``add_parser(..., intermixed=True)``
-gives a command whose options may sit between its positionals.
+Every parser is a :class:`CommandParser`: a usage error is one line and a pointer to
+``--help``, and ``add_parser(..., intermixed=True)`` gives a command whose options may
+sit between its positionals.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "imagegate_server.serve",
+    "imagegate_server.config_command",
     "imagegate_server.demo",
     "imagegate_server.emulator.command",
     "imagegate_server.healthcheck",
@@ -31,7 +33,11 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 class CommandParser(argparse.ArgumentParser):
-    """A sub-command parser that can take options between its positionals.
+    """A parser whose usage errors are one line, and that can take options between its
+    positionals.
+
+    argparse prints the whole usage block before its error: for the client commands
+    that is twenty lines of options burying the one line that says what is wrong.
 
     Plain argparse binds positionals in the first run of them it sees, so for
     ``edit a.png b.png --mask m.png PROMPT`` it would make ``b.png`` the prompt and
@@ -46,6 +52,10 @@ class CommandParser(argparse.ArgumentParser):
         self._intermixed = intermixed
         self._intermixing = False
 
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(2, f"imagegate: error: {text} (see {self.prog} --help)\n")
+
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: Any = None
     ) -> tuple[argparse.Namespace, list[str]]:
@@ -59,7 +69,7 @@ class CommandParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="imagegate",
         description="gRPC gateway to OpenAI's Images API, with an offline emulator.",
     )

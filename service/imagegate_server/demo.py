@@ -18,6 +18,7 @@ from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import params_pb2
 
 from imagegate_server import logs
+from imagegate_server.wording import plural
 
 if TYPE_CHECKING:
     from imagegate.v1 import images_service_pb2_grpc
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
 # cli.py imports this module for --help.
 
 CHUNK = 64 * 1024
+# What the demo asks for, printed exactly as sent (a reader compares the two).
+LIGHTHOUSE = "a lighthouse on a cliff at dusk"
+BOAT = "a paper boat on a pond"
+MOON = "add a full moon"
 
 
 def register(subparsers: Any) -> None:
@@ -76,7 +81,7 @@ async def _demo(settings: Settings, out: Path) -> int:
             written = await _make_images(stub, out)
     finally:
         await gateway.stop(1)
-    print(f"\n{len(written)} images written through the gRPC path:")
+    print(f"\n{plural(len(written), 'image')} written through the gRPC path:")
     for path in written:
         print(f"  {path}  ({path.stat().st_size} bytes)")
     return 0
@@ -87,12 +92,10 @@ async def _make_images(
 ) -> list[Path]:
     written: list[Path] = []
 
-    print("CreateImage: 2 images of 'a lighthouse on a cliff at dusk' ...")
+    print(f"CreateImage: 2 images of {LIGHTHOUSE!r} ...")
     reply = await stub.CreateImage(
         pb.CreateImageRequest(
-            parameters=params_pb2.GenerationParameters(
-                prompt="a lighthouse on a cliff at dusk", model="gpt-image-2", n=2
-            )
+            parameters=params_pb2.GenerationParameters(prompt=LIGHTHOUSE, model="gpt-image-2", n=2)
         )
     )
     for index, image in enumerate(reply.result.images):
@@ -100,12 +103,12 @@ async def _make_images(
     usage = reply.result.usage
     print(f"  usage: {usage.input_tokens} input + {usage.output_tokens} output tokens")
 
-    print("CreateImageStream: 'a paper boat', with 2 partial images ...")
+    print(f"CreateImageStream: {BOAT!r}, with 2 partial images ...")
     images: dict[tuple[int, int | None], bytearray] = {}
     async for event in stub.CreateImageStream(
         pb.CreateImageStreamRequest(
             parameters=params_pb2.GenerationParameters(
-                prompt="a paper boat on a pond", model="gpt-image-2", partial_images=2
+                prompt=BOAT, model="gpt-image-2", partial_images=2
             )
         )
     ):
@@ -120,14 +123,17 @@ async def _make_images(
         name = f"boat-{index + 1}" + ("" if partial is None else f"-partial-{partial}")
         written.append(_write(out / f"{name}.png", bytes(data)))
 
-    print("CreateImageEdit: the first lighthouse and a mask, streamed up in 64 KiB chunks ...")
+    print(
+        f"CreateImageEdit: {MOON!r} to the first lighthouse, where its mask is transparent "
+        "(image and mask streamed up in 64 KiB chunks) ..."
+    )
     source = reply.result.images[0].data
     mask = _mask(source)
 
     async def upload() -> Any:
         yield pb.CreateImageEditRequest(
             parameters=params_pb2.EditParameters(
-                prompt="add a full moon",
+                prompt=MOON,
                 model="gpt-image-2",
                 images=[params_pb2.FileInfo(filename="lighthouse.png", size_bytes=len(source))],
                 mask=params_pb2.FileInfo(filename="mask.png", size_bytes=len(mask)),

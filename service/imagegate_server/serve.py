@@ -57,16 +57,14 @@ def run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: cli.py imports this module for --help.
     from pydantic import ValidationError
 
-    from imagegate_server.settings import Settings
+    from imagegate_server.settings import Settings, invalid_fields
 
     options = (("host", args.host), ("port", args.port), ("workers", args.workers))
     overrides = {k: v for k, v in options if v is not None}
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        # Name the settings, never echo their values (one may be the key).
-        names = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
-        print(f"imagegate serve: invalid settings: {names}", file=sys.stderr)
+        print(f"imagegate serve: invalid settings: {invalid_fields(exc)}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
     try:

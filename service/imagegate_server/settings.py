@@ -13,18 +13,25 @@ emulator instead would look like a working gateway to OpenAI.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from imagegate_server.errors import StartupError
 
 MIB = 1024 * 1024
 OPENAI_API_HOST = "api.openai.com"
+
+
+def invalid_fields(error: ValidationError) -> str:
+    """The settings a validation error is about, for one line: names only, never
+    values (one may be the key)."""
+    return ", ".join(".".join(str(part) for part in e["loc"]) for e in error.errors())
 
 
 def _secrets_dir() -> str | None:
@@ -73,8 +80,10 @@ class Settings(BaseSettings):
     the replacement) instead of sending them upstream. ``auto``: on when the upstream
     is OpenAI itself (``api.openai.com``), off for the emulator and other compatible
     servers, which may still serve retired models."""
-    extra_parameters: frozenset[str] = frozenset()
-    """Allowlist of ``extra_parameters`` keys forwarded upstream (JSON list in env)."""
+    # NoDecode: the validator below reads the variable's text itself, so that "a,b"
+    # works; pydantic-settings would otherwise insist on JSON and fail on it.
+    extra_parameters: Annotated[frozenset[str], NoDecode] = frozenset()
+    """Allowlist of ``extra_parameters`` keys forwarded upstream (``a,b`` or a JSON list)."""
 
     upstream_timeout_s: float = Field(default=300.0, gt=0)
     """Upper bound of one upstream call; the caller's deadline may shorten it."""
@@ -181,10 +190,23 @@ class Settings(BaseSettings):
     with Redis, every replica together), so the fleet sheds load itself before
     OpenAI's organisation limit answers 429. Unset: no ceiling."""
 
+    data_dir: Path = Path("data")
+    """Where the gateway keeps its local state: the limits database
+    (``imagegate.sqlite3``, with its ``-wal`` and ``-shm`` files) today. Relative to
+    the working directory; created (mode 0700) if missing. Every worker of one
+    ``serve`` shares it; two separate gateways must not (each would count the
+    other's calls). A directory that cannot be created or written stops ``serve``."""
+    limits_store: Literal["local", "memory"] = "local"
+    """Where limits and spend live when ``IMAGEGATE_REDIS_URL`` is unset. ``local``
+    (the default): the SQLite database in ``IMAGEGATE_DATA_DIR``, shared by every
+    worker of one ``serve`` and kept across restarts. ``memory``: each process's
+    own memory, forgotten on restart and counted per worker (for tests, or a
+    read-only machine without budgets)."""
+
     redis_url: SecretStr | None = None
     """Redis for limits and spend shared by several replicas (``redis://``, ``rediss://``
     or ``unix://``; may hold a password, so it is a secret and never logged). Unset:
-    limits are kept in this process (right for one replica)."""
+    limits are kept by this machine (see ``limits_store``), right for one replica."""
     redis_prefix: str = "imagegate:"
     """Prefix of every limiter key, so several gateways (or other apps) can share one
     Redis. No braces: they would break the per-client hash tags."""
@@ -266,10 +288,17 @@ class Settings(BaseSettings):
     @field_validator("extra_parameters", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
-        # Accept "a,b" as well as the JSON list pydantic-settings expects.
-        if isinstance(value, str) and not value.lstrip().startswith("["):
-            return frozenset(item.strip() for item in value.split(",") if item.strip())
-        return value
+        # Accept "a,b" as well as a JSON list.
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError(
+                    "expected a JSON list of names, or names separated by commas"
+                ) from None
+        return frozenset(item.strip() for item in value.split(",") if item.strip())
 
     @field_validator("redis_prefix")
     @classmethod

@@ -23,10 +23,10 @@ from imagegate_server.bench import command, runner
 from imagegate_server.bench.native import find_tools
 
 # What each scenario compares: the gateway against direct calls, except tenancy, which
-# compares the gateway with authentication and the Redis limiter against without, and
+# compares the gateway with authentication and each limiter backend against without, and
 # soak, which only calls the gateway.
 PATHS = {
-    "tenancy": {"gateway", "tenancy"},
+    "tenancy": {"gateway", "memory", "local", "redis"},
     "soak": {"gateway"},
     "overhead": {"gateway", "direct", "floor"},
 }
@@ -118,10 +118,12 @@ def test_every_scenario_runs_tiny_and_reports_without_errors(tmp_path: Path) -> 
     # OpenAI's 1536x1024 PNGs are megabytes; the emulator's toy ones 40-70 KiB.
     assert all(row["extra"]["kib_per_image"] > 1000 for row in results), results
 
-    # Tenancy: every check is a ratio of both gateways.
+    # Tenancy: every check is a ratio of a backend's gateway to the one without limits.
     targets = [check["target"] for check in scenarios["tenancy"]["checks"]]
-    assert any("CPU per call" in target for target in targets)
-    assert any("p50 latency" in target and "concurrency 1" in target for target in targets)
+    for backend in ("memory", "local", "redis"):
+        mine = [target for target in targets if f"auth + {backend} limiter / none" in target]
+        assert any("CPU per call" in target for target in mine), backend
+        assert any("p50 latency" in t and "concurrency 1" in t for t in mine), backend
 
     # The cost of metrics and traces: each case against plain, and spans really exported.
     observability = {row["case"]: row for row in scenarios["observability"]["rows"]}

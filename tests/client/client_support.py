@@ -21,6 +21,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 # Distinctive, so a test can check that it never reaches a caller.
 OPENAI_KEY = "sk-clienttest-SECRETKEY-0123456789abcdef"
+NEWER_MODEL = "gpt-image-9"
+"""Served by the emulator below but unknown to the gateway's model table (as a model
+OpenAI has just shipped): what the gateway passes through unvalidated."""
 
 
 @contextlib.asynccontextmanager
@@ -30,7 +33,10 @@ async def gateway_on_emulator(**settings: Any) -> AsyncIterator[tuple[str, Emula
     In this process and on the test's event loop, so a test can set the emulator's
     faults (``emulator.set_faults(...)``) and read its journal around a CLI run.
     """
-    async with Emulator(EmulatorConfig(api_key=OPENAI_KEY, cached_renders=True)) as emulator:
+    config = EmulatorConfig(
+        api_key=OPENAI_KEY, cached_renders=True, extra_models=frozenset({NEWER_MODEL})
+    )
+    async with Emulator(config) as emulator:
         gateway = Gateway(gateway_settings(OPENAI_KEY, emulator.base_url, **settings))
         await gateway.start()
         try:

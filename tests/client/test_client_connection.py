@@ -20,6 +20,7 @@ from support.images import png
 from tls.tls_support import CertificateAuthority, Issued  # tests/ is on sys.path (its conftest)
 
 from imagegate_server.cli import main
+from imagegate_server.client.connection import port_tried
 
 IMAGE = png(24, 24)
 TOKEN = "igk_ci_0123456789abcdefSECRET"
@@ -211,8 +212,9 @@ async def test_cert_and_key_go_together(
     )
     assert code == 2
     assert out == ""
-    assert err.splitlines()[-1] == (
-        "imagegate generate: error: --cert and --key go together: give both or neither"
+    assert err == (
+        "imagegate: error: --cert and --key go together: give both or neither "
+        "(see imagegate generate --help)\n"
     )
 
 
@@ -251,9 +253,9 @@ async def test_a_token_that_cannot_be_a_header_is_a_usage_error(
         _generate("127.0.0.1:1", tmp_path / "x.png", "--token", token), capsys
     )
     assert code == 2
-    assert err.splitlines()[-1] == (
-        "imagegate generate: error: the token (--token or $IMAGEGATE_TOKEN) may hold only "
-        "visible ASCII characters"
+    assert err == (
+        "imagegate: error: the token (--token or $IMAGEGATE_TOKEN) may hold only "
+        "visible ASCII characters (see imagegate generate --help)\n"
     )
     assert token not in err
 
@@ -272,3 +274,25 @@ async def test_a_token_quoted_back_by_the_server_is_not_printed(
     assert code == 1
     assert seen.authorization[-1] == f"Bearer {TOKEN}"
     assert err == "imagegate: UNAUTHENTICATED: bad header Bearer [token]\n"
+
+
+@pytest.mark.parametrize(
+    ("target", "port"),
+    [
+        ("myhost", 443),
+        ("myhost:50051", None),
+        ("10.0.0.1", 443),
+        ("10.0.0.1:8443", None),
+        ("::1", 443),  # a bare IPv6 address has no port
+        ("[::1]", 443),
+        ("[::1]:50051", None),
+        ("dns:///myhost", 443),
+        ("dns://8.8.8.8/myhost:50051", None),
+        ("dns:myhost", 443),
+        ("ipv4:10.0.0.1:50051,10.0.0.2:50051", None),
+        ("ipv4:10.0.0.1", 443),
+        ("unix:/run/imagegate.sock", None),
+    ],
+)
+def test_the_port_grpc_falls_back_to(target: str, port: int | None) -> None:
+    assert port_tried(target) == port

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from client_support import OPENAI_KEY, gateway_on_emulator
+from client_support import NEWER_MODEL, OPENAI_KEY, gateway_on_emulator
 from gateway.tenancy_support import ClientsFile
 from imagegate.v1 import images_service_pb2, images_service_pb2_grpc, results_pb2
 from support.images import png, write_png
@@ -142,10 +142,17 @@ GATEWAY_ERRORS = [
     ),
     pytest.param(
         "",
-        ["--model", "new-model", "-n", "12"],  # not validated locally: OpenAI's 400 comes back
+        ["--model", NEWER_MODEL, "-n", "12"],  # not validated locally: OpenAI's 400 comes back
         r"INVALID_ARGUMENT: MESSAGE \(reason integer_above_max_value, param n, "
         r"upstream request {rid}; field n\)",
         id="upstream-400-with-param",
+    ),
+    pytest.param(
+        "",
+        ["--model", "gpt-image2"],  # a typo: refused upstream, as OpenAI refuses it
+        r"NOT_FOUND: The model `gpt-image2` does not exist or you do not have access to it\. "
+        r"\(reason model_not_found, upstream request {rid}\)",
+        id="unknown-model",
     ),
     pytest.param(
         "",
@@ -240,12 +247,14 @@ async def tenant_gateway(
     """A real gateway with a clients file: (target, emulator, token by client name).
 
     ``ci`` may make one image a minute, so a call for two can never pass (and no
-    call of this module uses up its minute); ``open`` has no limits; ``unknown`` is a
-    well-formed token that the file does not hold.
+    call of this module uses up its minute); ``once`` may too, and one test does use
+    up its minute; ``open`` has no limits; ``unknown`` is a well-formed token that the
+    file does not hold.
     """
     clients = ClientsFile(tmp_path_factory.mktemp("tenants") / "clients.toml")
     tokens = {
         "ci": clients.add("ci", images_per_minute=1),
+        "once": clients.add("once", images_per_minute=1),
         "open": clients.add("open"),
         "unknown": generate().token,
     }
@@ -258,8 +267,9 @@ TENANT_ERRORS = [
     pytest.param(
         "ci",
         ["-n", "2"],
-        # The QuotaFailure's description is the status message itself.
-        r"RESOURCE_EXHAUSTED: (?P<m>images_per_minute: [^\n]+) \(quota client:ci: (?P=m)\)",
+        # Said once: the QuotaFailure restates the message for programs, not for people.
+        r"RESOURCE_EXHAUSTED: images_per_minute: 1 per minute \(burst 1\) for client 'ci'; "
+        r"this call needs 2, more than the burst, so it can never pass",
         id="quota",
     ),
     pytest.param(None, [], r"UNAUTHENTICATED: [^()\n]+ \(reason UNAUTHENTICATED\)", id="no-token"),
@@ -292,6 +302,28 @@ async def test_tenant_errors_are_one_line(
     assert emulator.journal.entries == []  # refused before anything went upstream
     assert re.fullmatch("imagegate: " + pattern + "\n", err), err
     assert all(secret not in err for secret in tokens.values())
+
+
+async def test_a_rate_refusal_says_its_reason_and_wait_once(
+    tenant_gateway: tuple[str, Emulator, dict[str, str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The gateway states limit, client and wait in the message, and again in
+    # QuotaFailure and RetryInfo for programs: the line says each once.
+    target, _, tokens = tenant_gateway
+    first, _, err = await run_cli(
+        ["generate", "p", "-o", str(tmp_path / "first.png"), "-q", "--target", target,
+         "--token", tokens["once"]],
+        capsys,
+    )  # fmt: skip
+    assert first == 0, err
+    err = await refused_generate(target, ["--token", tokens["once"]], tmp_path, capsys)
+    pattern = (
+        r"imagegate: RESOURCE_EXHAUSTED: images_per_minute: 1 per minute \(burst 1\) for "
+        r"client 'once'; retry in \d+(\.\d)? s\n"
+    )
+    assert re.fullmatch(pattern, err), err
 
 
 async def test_a_token_reaches_the_real_gateway(
@@ -355,6 +387,23 @@ async def test_unreachable_target(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     assert code == 1
     assert err == f"imagegate: UNAVAILABLE: could not reach 127.0.0.1:{port} (connection refused)\n"
+
+
+async def test_a_target_without_a_port_says_which_port_was_tried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # gRPC connects to 443 when a target names no port, not to the gateway's 50051.
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 443)) == 0:
+            pytest.skip("something listens on 127.0.0.1:443 here")
+    code, _, err = await run_cli(
+        ["generate", "p", "-o", str(tmp_path / "x.png"), "--target", "127.0.0.1"], capsys
+    )
+    assert code == 1
+    assert err == (
+        "imagegate: UNAVAILABLE: could not reach 127.0.0.1:443 (connection refused); the "
+        "target names no port and gRPC's default is 443 (the gateway's is 50051)\n"
+    )
 
 
 async def test_deadline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -440,9 +489,9 @@ def test_a_multi_line_error_message_is_printed_as_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # The catch-all quotes exception text, which may span lines (e.g. a parser's).
-    from imagegate_server.client.command import _fail
+    from imagegate_server.client.command import fail
 
-    assert _fail("imagegate: unexpected error: ValueError: first\n  second\n") == 1
+    assert fail("imagegate: unexpected error: ValueError: first\n  second\n") == 1
     assert capsys.readouterr().err == "imagegate: unexpected error: ValueError: first second\n"
 
 

@@ -334,3 +334,15 @@ def test_missing_input_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 1
     assert err.count("\n") == 1
     assert err.startswith("imagegate: cannot read ") and "No such file" in err
+
+
+def test_edit_help_says_what_a_mask_means(capsys: pytest.CaptureFixture[str]) -> None:
+    # OpenAI's rule, which users guess the wrong way round: transparent = change it.
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["edit", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal
+    assert (
+        "--mask MASK PNG, the size of the first IMAGE, whose fully transparent pixels "
+        "(alpha 0) mark the areas to change" in text
+    )

@@ -235,3 +235,34 @@ def test_bad_option_values_are_usage_errors(
             cli.main(["clients", "add", "a", "--file", str(tmp_path / "c.toml"), *argv])
         assert caught.value.code == 2
     assert not (tmp_path / "c.toml").exists()
+
+
+@pytest.mark.parametrize("expires", ["2020-01-01T00:00:00Z", "2020-01-01T01:00:00+01:00", "0d"])
+def test_an_expiry_in_the_past_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], expires: str
+) -> None:
+    # Such a token would be printed once and never work.
+    path = tmp_path / "clients.toml"
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["clients", "add", "a", "--file", str(path), "--expires", expires])
+    assert caught.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # no token
+    assert err.count("\n") == 1
+    assert err.startswith("imagegate: error: argument --expires: ")
+    assert "is not in the future" in err and err.endswith("(see imagegate clients add --help)\n")
+    assert not path.exists()
+
+
+def test_add_without_a_file_names_both_ways_to_give_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IMAGEGATE_CLIENTS_FILE", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env here
+    code, out, err = run(capsys, "add", "team-a")
+    assert code == 1
+    assert out == ""  # no token made for a file that is not there
+    assert err == (
+        "imagegate clients: no clients file: pass --file or set IMAGEGATE_CLIENTS_FILE\n"
+    )
+    assert list(tmp_path.iterdir()) == []

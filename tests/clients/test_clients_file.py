@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imagegate_server.clients import ClientsFileError, Policy, load_registry, tokens
-from imagegate_server.models import Operation
+from imagegate_server.models import MODEL_RULES, Operation
 
 REPO = Path(__file__).resolve().parents[2]
 SHA = "ab" * 32
@@ -35,7 +35,7 @@ def test_the_documented_examples_load_and_say_the_same_in_toml_and_yaml() -> Non
         images_per_minute=60,  # own
         max_concurrent=4,
         max_n=4,
-        models=("gpt-image-2*", "gpt-image-1.5"),
+        models=("gpt-image-2", "gpt-image-2-*", "gpt-image-1.5"),
         operations=frozenset({Operation.GENERATION, Operation.EDIT}),
         daily_budget_micro_usd=100_000_000,
         monthly_budget_micro_usd=500_000_000,
@@ -50,6 +50,47 @@ def test_the_documented_examples_load_and_say_the_same_in_toml_and_yaml() -> Non
     assert batch.policy.stamp_identity is False
     assert toml.by_identity("spiffe://example.org/ns/team-a/sa/renderer") is renderer
     assert toml.by_identity("BATCH.jobs.svc.cluster.local") is batch  # DNS: any case
+
+
+# Every model the table knows, and names OpenAI may ship next: a later snapshot of
+# gpt-image-2, and other families whose names start the same way.
+CANDIDATE_MODELS = sorted(
+    {
+        *MODEL_RULES,
+        "gpt-image-2-2027-01-01",
+        "gpt-image-2.7-sunburst",
+        "gpt-image-20",
+        "gpt-image-3",
+    }
+)
+GPT_IMAGE_2 = {"gpt-image-2", "gpt-image-2-2026-04-21", "gpt-image-2-2027-01-01"}
+# What each model list in the examples says it allows (in its comments or the text
+# around it). A new list in an example needs its claim here.
+CLAIMED_MODELS: dict[tuple[str, ...], set[str]] = {
+    ("gpt-image-2", "gpt-image-2-*"): GPT_IMAGE_2,
+    ("gpt-image-2", "gpt-image-2-*", "gpt-image-1.5"): GPT_IMAGE_2 | {"gpt-image-1.5"},
+    ("gpt-image-2",): {"gpt-image-2"},
+}
+# The documents whose model lists users copy. docs/clients.md's block is the YAML
+# example (the test below keeps them equal).
+EXAMPLES = ("docs/clients.example.toml", "docs/clients.example.yaml")
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_the_examples_model_patterns_admit_exactly_what_they_claim(example: str) -> None:
+    # "gpt-image-2*" was documented for gpt-image-2 and admitted gpt-image-2.5-sunburst,
+    # another family (and price).
+    registry = load_registry(REPO / example)
+    policies = [registry.defaults, *(client.policy for client in registry.clients.values())]
+    lists = {policy.models for policy in policies}
+    lists.discard(None)
+    assert lists, "the example shows no model list"
+    for patterns in lists:
+        assert patterns is not None
+        assert patterns in CLAIMED_MODELS, f"{example}: say what {patterns} allows"
+        policy = Policy(models=patterns)
+        admitted = {model for model in CANDIDATE_MODELS if policy.allows_model(model)}
+        assert admitted == CLAIMED_MODELS[patterns], patterns
 
 
 def test_the_yaml_in_the_docs_page_is_the_example_file(tmp_path: Path) -> None:

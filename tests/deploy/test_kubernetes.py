@@ -24,7 +24,11 @@ from imagegate_server.metrics import Metrics, exported_names
 from imagegate_server.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-KUSTOMIZATIONS = {"base": "deploy/kubernetes/base", "redis": "deploy/kubernetes/overlays/redis"}
+KUSTOMIZATIONS = {
+    "base": "deploy/kubernetes/base",
+    "redis": "deploy/kubernetes/overlays/redis",
+    "persistent": "deploy/kubernetes/overlays/persistent",
+}
 MARGIN_S = 10  # closing clients and the emulator, exiting
 
 
@@ -203,6 +207,8 @@ def test_services_and_policies_select_the_gateways_pods(
     )
     policy = _one(docs, "NetworkPolicy", "imagegate")
     assert selects(policy["spec"]["podSelector"]["matchLabels"])
+    if not any(d["kind"] == "HorizontalPodAutoscaler" for d in docs):
+        return  # one replica on a volume of its own (overlays/persistent)
     hpa = _one(docs, "HorizontalPodAutoscaler", "imagegate")
     pods_metrics = [
         m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"
@@ -223,3 +229,30 @@ def test_the_redis_overlay_points_the_gateway_at_its_redis() -> None:
     )
     egress = _one(docs, "NetworkPolicy", "imagegate")["spec"]["egress"]
     assert any(int(url.group(2)) in {p["port"] for p in rule["ports"]} for rule in egress)
+
+
+def test_the_data_directory_is_a_writable_volume_where_the_image_expects_it(
+    rendering: tuple[str, list[dict[str, Any]]],
+) -> None:
+    name, docs = rendering
+    settings, _ = _settings(docs)
+    image_env = re.search(r"IMAGEGATE_DATA_DIR=(\S+)", (ROOT / "Dockerfile").read_text())
+    assert image_env is not None
+    assert str(settings.data_dir) == image_env.group(1)
+    deployment = _one(docs, "Deployment", "imagegate")
+    pod = deployment["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    mount = mounts[str(settings.data_dir)]
+    assert not mount.get("readOnly", False) and "subPath" not in mount
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    if name != "persistent":
+        # On disk (not memory: it would count against the memory limit), bounded.
+        assert "medium" not in volume["emptyDir"] and volume["emptyDir"]["sizeLimit"]
+        return
+    # One replica that keeps its database on a claim: nothing may start a second pod
+    # on the same file (no autoscaler; the old pod goes before the new one comes).
+    claim = _one(docs, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert not any(d["kind"] == "HorizontalPodAutoscaler" for d in docs)

@@ -103,6 +103,58 @@ async def test_validation_errors(
     )
 
 
+@pytest.mark.parametrize(
+    ("path", "form"),
+    [
+        ("/images/generations", None),
+        ("/images/edits", {"prompt": "p"}),
+        ("/images/variations", {}),
+    ],
+)
+async def test_unknown_models_are_refused_as_openai_refuses_them(
+    emulator: Emulator, check_schema: SchemaCheck, path: str, form: dict[str, str] | None
+) -> None:
+    # A typo in a model name fails offline as it would against OpenAI: 404,
+    # model_not_found, the name echoed; never an image from a model that does not exist.
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with httpx.AsyncClient(base_url=emulator.base_url, headers=headers) as http:
+        if form is None:
+            response = await http.post(path, json={"model": "gpt-image2", "prompt": "p"})
+        else:
+            response = await http.post(
+                path,
+                data={**form, "model": "gpt-image2"},
+                files={"image": ("a.png", png(64, 64), "image/png")},
+            )
+    assert response.status_code == 404, response.text
+    check_schema("ErrorResponse", response.json())
+    assert response.json() == {
+        "error": {
+            "message": "The model `gpt-image2` does not exist or you do not have access to it.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "model_not_found",
+        }
+    }
+    assert response.headers["x-request-id"].startswith("req_")
+
+
+async def test_the_official_client_sees_not_found(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.images.generate(model="dall-e-4", prompt="p")
+    assert caught.value.code == "model_not_found"
+
+
+async def test_extra_models_are_served_like_the_newest_gpt_model() -> None:
+    config = EmulatorConfig(api_key=API_KEY, extra_models=frozenset({"gpt-image-9"}))
+    async with Emulator(config) as emulator:
+        client = openai.AsyncOpenAI(api_key=API_KEY, base_url=emulator.base_url, max_retries=0)
+        result = await client.images.generate(model="gpt-image-9", prompt="p", output_format="gif")
+        assert result.data and result.data[0].b64_json
+        with pytest.raises(openai.NotFoundError):
+            await client.images.generate(model="gpt-image-8", prompt="p")
+
+
 async def test_file_rules(client: openai.AsyncOpenAI) -> None:
     cases = [
         (
@@ -238,5 +290,9 @@ def test_cli_registers_the_emulator_command() -> None:
         ["emulator", "--host", "127.0.0.1", "--port", "0", "--latency-ms", "5", "--cached-renders"]
     )
     assert callable(args.handler) and args.port == 0 and args.cached_renders
+    extra = build_parser().parse_args(
+        ["emulator", "--extra-model", "gpt-image-9", "--extra-model", "my-model"]
+    )
+    assert extra.extra_model == ["gpt-image-9", "my-model"]
     bad = build_parser().parse_args(["emulator", "--faults", "nonsense"])
     assert bad.handler(bad) == 2

@@ -1,5 +1,6 @@
 """Property tests of the emulator's request parsing: whatever the body, the answer is
-200, OpenAI's 400, or 401 without a key; never a 500.
+200, OpenAI's 400, its 404 for a model it does not serve, or 401 without a key; never
+a 500.
 
 Values are drawn from plausible pools (so many requests get past validation and reach
 the job and the renderer) mixed with arbitrary JSON and text. Sizes and ``n`` stay
@@ -49,8 +50,10 @@ json_values = st.recursive(
     max_leaves=6,
 )
 
+# A model the emulator serves beyond its table (judged like the newest GPT model).
+EXTRA_MODEL = "gpt-image-x"
 PLAUSIBLE: dict[str, list[Any]] = {
-    "model": [*MODEL_RULES, "gpt-image-9", "", 7],
+    "model": [*MODEL_RULES, EXTRA_MODEL, "gpt-image-9", "", 7],
     "prompt": ["a fox", "", "x" * 1001, "\u00e9\u4e2d\U0001f98a"],
     "n": [1, 2, 2.0, "2", 0, 11, 1.5, True],
     "size": ["256x256", "64x64", "96x160", "auto", "1x1", "256X256", "0x0"],
@@ -145,8 +148,9 @@ authorisation = st.sampled_from([True, True, True, False])
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
+    config = EmulatorConfig(api_key=API_KEY, extra_models=frozenset({EXTRA_MODEL}))
     async with (
-        Emulator(EmulatorConfig(api_key=API_KEY)) as emulator,
+        Emulator(config) as emulator,
         httpx.AsyncClient(base_url=emulator.base_url, timeout=60) as client,
     ):
         yield client
@@ -156,15 +160,21 @@ def _headers(authorised: bool) -> dict[str, str]:
     return {"Authorization": f"Bearer {API_KEY}"} if authorised else {}
 
 
-def assert_openai_answer(response: httpx.Response, authorised: bool) -> None:
+def assert_openai_answer(response: httpx.Response, authorised: bool, model: Any) -> None:
+    """``model``: the model the request named (None: it named none)."""
     event(f"HTTP {response.status_code}")  # --hypothesis-show-statistics shows the mix
     if not authorised:
         assert response.status_code == 401, response.text
         return
-    assert response.status_code in (200, 400), response.text
-    if response.status_code == 400:
+    served = model is None or not isinstance(model, str) or model in {*MODEL_RULES, EXTRA_MODEL}
+    # A body that cannot be read is a 400 whatever model it names; one that names a
+    # model the emulator does not serve never makes an image.
+    assert response.status_code in ((200, 400) if served else (400, 404)), response.text
+    if response.status_code != 200:
         error = response.json()["error"]
         assert error["type"] == "invalid_request_error" and error["message"]
+    if response.status_code == 404:
+        assert error["code"] == "model_not_found" and f"`{model[:256]}`" in error["message"]
 
 
 async def post_json(
@@ -177,6 +187,10 @@ async def post_json(
         content=json.dumps(payload).encode(),
         headers={**_headers(authorised), "content-type": "application/json"},
     )
+
+
+def _model(payload: Any) -> Any:
+    return payload.get("model") if isinstance(payload, dict) else None
 
 
 def _form(params: dict[str, Any]) -> list[tuple[str, str]]:
@@ -201,7 +215,7 @@ async def test_generation_bodies(
 ) -> None:
     payload = body["raw"] if set(body) == {"raw"} else body
     response = await post_json(http, "/images/generations", payload, authorised)
-    assert_openai_answer(response, authorised)
+    assert_openai_answer(response, authorised, _model(payload))
 
 
 @SETTINGS
@@ -222,7 +236,9 @@ async def test_multipart_forms(
     response = await http.post(
         path, data=dict(_form(params)), files=multipart or None, headers=_headers(authorised)
     )
-    assert_openai_answer(response, authorised)
+    # A form carries text: whatever the model was, it arrives as its form value.
+    model = dict(_form(params)).get("model")
+    assert_openai_answer(response, authorised, model)
 
 
 def data_url_ref(data: bytes) -> dict[str, str]:
@@ -243,7 +259,7 @@ async def test_json_edit_bodies(
     if mask is not None:
         params["mask"] = mask
     response = await post_json(http, "/images/edits", params, True)
-    assert_openai_answer(response, True)
+    assert_openai_answer(response, True, _model(params))
 
 
 async def test_lone_surrogates_in_json_are_a_400(http: httpx.AsyncClient) -> None:

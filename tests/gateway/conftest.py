@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from gateway_support import OPENAI_KEY, GatewayFactory
+from gateway_support import NEWER_MODEL, OPENAI_KEY, GatewayFactory
 from imagegate.v1 import images_service_pb2_grpc
 from support.gateways import started_gateways
 
@@ -16,7 +16,10 @@ from imagegate_server.gateway.server import Gateway
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator(EmulatorConfig(api_key=OPENAI_KEY, cached_renders=True)) as running:
+    config = EmulatorConfig(
+        api_key=OPENAI_KEY, cached_renders=True, extra_models=frozenset({NEWER_MODEL})
+    )
+    async with Emulator(config) as running:
         yield running
 
 

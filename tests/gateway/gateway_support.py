@@ -20,6 +20,10 @@ from imagegate_server.gateway.server import Gateway
 CHUNK = 64 * 1024
 # Distinctive, so a test can search logs and errors for it.
 OPENAI_KEY = "sk-gatewaytest-SECRETKEY-0123456789abcdef"
+NEWER_MODEL = "gpt-image-9"
+"""A model the tests' emulator serves but the gateway's model table does not know, as
+OpenAI serves a new model before the table lists it: what passes through unvalidated.
+Any other unknown model the emulator refuses, as OpenAI does (404 model_not_found)."""
 
 
 def chunks_of(role: int, data: bytes, index: int = 0) -> list[params_pb2.FileChunk]:

@@ -16,6 +16,7 @@ import grpc
 import pytest
 from aiohttp import web
 from gateway_support import (
+    NEWER_MODEL,
     OPENAI_KEY,
     GatewayFactory,
     detail,
@@ -87,11 +88,12 @@ async def test_upstream_error_statuses_map_to_grpc_codes(
 async def test_an_upstream_400_names_the_param_and_reason(
     start_gateway: GatewayFactory, emulator: Emulator
 ) -> None:
-    # An unknown model is not validated locally, so the emulator's 400 comes back.
+    # A model the gateway's table does not know is not validated locally, so the
+    # upstream's 400 comes back.
     gateway = await start_gateway()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
         client = images_service_pb2_grpc.ImagesServiceStub(channel)
-        parameters = params_pb2.GenerationParameters(prompt="x", model="new-model", n=12)
+        parameters = params_pb2.GenerationParameters(prompt="x", model=NEWER_MODEL, n=12)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await client.CreateImage(pb.CreateImageRequest(parameters=parameters))
     error = caught.value
@@ -99,6 +101,27 @@ async def test_an_upstream_400_names_the_param_and_reason(
     info = _error_info(error)
     assert info.metadata["param"] == "n" and info.metadata["upstream_status"] == "400"
     assert info.reason  # OpenAI's code or type
+
+
+async def test_a_model_the_upstream_does_not_serve_is_not_found(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    # Passed through (the gateway's table does not know it either), then refused
+    # upstream as OpenAI refuses it: NOT_FOUND, OpenAI's code and words, no retry.
+    parameters = params_pb2.GenerationParameters(prompt="x", model="gpt-image2")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.CreateImage(pb.CreateImageRequest(parameters=parameters))
+    error = caught.value
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert error.details() == (
+        "The model `gpt-image2` does not exist or you do not have access to it."
+    )
+    info = _error_info(error)
+    assert info.reason == "model_not_found" and info.domain == "api.openai.com"
+    assert info.metadata["upstream_status"] == "404" and "param" not in info.metadata
+    (entry,) = emulator.journal.by_path(GENERATIONS)
+    assert entry.json["model"] == "gpt-image2"
+    assert not detail(error, error_details_pb2.RetryInfo)
 
 
 async def test_rate_limits_carry_retry_info_when_retries_are_used_up(

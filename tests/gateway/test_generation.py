@@ -6,7 +6,7 @@ import io
 
 import grpc
 import pytest
-from gateway_support import assemble, trailer, violations
+from gateway_support import NEWER_MODEL, assemble, trailer, violations
 from google.protobuf import struct_pb2
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2, results_pb2
@@ -181,10 +181,11 @@ async def test_extra_parameters_off_the_allowlist_are_rejected(
 
 
 async def test_unknown_models_pass_through_unvalidated(stub: object, emulator: Emulator) -> None:
-    parameters = params_pb2.GenerationParameters(prompt="x", model="gpt-image-9", size="1024x1024")
+    # A model newer than the gateway's table, which the upstream serves.
+    parameters = params_pb2.GenerationParameters(prompt="x", model=NEWER_MODEL, size="1024x1024")
     reply = await stub.CreateImage(pb.CreateImageRequest(parameters=parameters))  # type: ignore[attr-defined]
     assert len(reply.result.images) == 1
-    assert emulator.journal.by_path(GENERATIONS)[0].json["model"] == "gpt-image-9"
+    assert emulator.journal.by_path(GENERATIONS)[0].json["model"] == NEWER_MODEL
 
 
 async def test_stream_relays_partial_images_before_the_generation_completes(

@@ -158,9 +158,9 @@ async def test_retired_models_keep_working_against_the_emulator(
     assert entry.json["model"] == "gpt-image-1.5"
 
 
-def test_the_readme_lists_every_shutdown_of_the_table() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme.split("### Models", 1)[1].split("\n### ", 1)[0]
+def test_the_contract_page_lists_every_shutdown_of_the_table() -> None:
+    page = (Path(__file__).parents[2] / "docs" / "contract.md").read_text()
+    section = page.split("## Models", 1)[1].split("\n## ", 1)[0]
     assert LIFECYCLE_TABLE_DATE.isoformat() in section
     for model, rules in MODEL_RULES.items():
         if rules.lifecycle is not None:

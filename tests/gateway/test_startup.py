@@ -62,6 +62,15 @@ def test_key_from_a_dotenv_file(clean_env: object, tmp_path: Path) -> None:
     assert key is not None and key.get_secret_value() == OPENAI_KEY
 
 
+@pytest.mark.parametrize("text", ["seed, tone", '["seed", "tone"]'])
+def test_the_extra_parameters_allowlist_from_the_environment(
+    clean_env: object, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    # Both documented forms; the comma list failed with a traceback in pydantic-settings.
+    monkeypatch.setenv("IMAGEGATE_EXTRA_PARAMETERS", text)
+    assert _settings().extra_parameters == {"seed", "tone"}
+
+
 def test_no_key_anywhere_means_the_emulator(clean_env: object) -> None:
     assert _settings().api_key() is None
 

@@ -108,6 +108,16 @@ async def test_what_the_policy_forbids_is_permission_denied_before_going_upstrea
     await caller.close()
 
 
+@pytest.mark.parametrize(("max_n", "limit"), [(1, "1 image"), (2, "2 images")])
+async def test_the_max_n_refusal_counts_in_words(
+    start_gateway: GatewayFactory, clients: ClientsFile, max_n: int, limit: str
+) -> None:
+    caller = await caller_of(start_gateway, clients, max_n=max_n)
+    error = await caller.refused(generation(n=max_n + 1))
+    assert error.details() == f"client 'team-a' may ask for at most {limit} per call"
+    await caller.close()
+
+
 async def test_requests_per_minute_refuse_with_quota_failure_and_when_it_frees(
     start_gateway: GatewayFactory, emulator: Emulator, clients: ClientsFile
 ) -> None:

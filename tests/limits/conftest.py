@@ -10,7 +10,8 @@ import pytest
 import redis.asyncio
 from redis_support import RedisServer
 
-from imagegate_server.limits import Limiter, MemoryLimiter, RedisLimiter
+from imagegate_server.limits import SCHEMA, Limiter, MemoryLimiter, RedisLimiter, SqliteLimiter
+from imagegate_server.localdb import LocalDatabase
 
 
 @pytest.fixture(scope="session")
@@ -47,14 +48,29 @@ async def redis_limiter(redis_server: RedisServer, prefix: str) -> AsyncIterator
     await limiter.aclose()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture
+async def local_database(tmp_path: Path) -> AsyncIterator[LocalDatabase]:
+    """The gateway's local database in a directory of the test's own."""
+    database = await LocalDatabase.open(tmp_path / "data", SCHEMA)
+    yield database
+    await database.aclose()
+
+
+@pytest.fixture(params=["memory", "local", "redis"])
 async def limiter(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Limiter]:
-    """Each backend in turn: the behaviour users rely on is the same on both."""
+    """Each backend in turn: the behaviour users rely on is the same on all three."""
     backend: Limiter
+    database = None
     if request.param == "memory":
         backend = MemoryLimiter()
+    elif request.param == "local":
+        tmp_path: Path = request.getfixturevalue("tmp_path")
+        database = await LocalDatabase.open(tmp_path / "data", SCHEMA)
+        backend = SqliteLimiter(database)
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         backend = RedisLimiter.from_url(server.url, prefix=prefix)
     yield backend
     await backend.aclose()
+    if database is not None:
+        await database.aclose()

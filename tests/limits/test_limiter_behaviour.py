@@ -427,3 +427,34 @@ def test_an_admission_replaces_only_its_own_clients_ticket() -> None:
     theirs = Ticket("t", "team-b", 0, accounted=True)
     with pytest.raises(ValueError, match="its own client"):
         Admission(CLIENT, replaces=theirs)
+
+
+async def test_the_spend_listing_names_every_client_that_spent_or_has_calls_in_flight(
+    limiter: Limiter,
+) -> None:
+    budget = Budget("daily_budget", "day", DOLLAR)
+    spent = await limiter.admit(Admission("team-b", budgets=(budget,), reserve_micros=300_000))
+    await limiter.settle(spent, 250_000)
+    await limiter.admit(Admission("team-a", budgets=(budget,), reserve_micros=100_000))
+    await limiter.admit(Admission("team-a", max_concurrent=5))
+    await limiter.settle(await limiter.admit(Admission("idle")), 0)  # nothing to show
+    # A call with no limit at all still books its cost.
+    await limiter.settle(await limiter.admit(Admission("unlimited")), 5)
+    await limiter.admit(Admission("rates-only", rates=(requests(client="rates-only"),)))
+
+    listing = await limiter.list_spend()
+    assert [
+        (c.client, c.spent_today_micros, c.spent_this_month_micros, c.reserved_micros, c.in_flight)
+        for c in listing.clients
+    ] == [
+        ("rates-only", 0, 0, 0, 1),
+        ("team-a", 0, 0, 100_000, 2),
+        ("team-b", 250_000, 250_000, 0, 0),
+        ("unlimited", 5, 5, 0, 0),
+    ]
+    assert listing.truncated is False
+    assert abs(listing.as_of.timestamp() - time.time()) < 2
+
+    first = await limiter.list_spend(limit=3)
+    assert len(first.clients) == 3
+    assert first.truncated is True

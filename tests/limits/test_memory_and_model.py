@@ -1,15 +1,27 @@
-"""Values are checked when built; the memory backend across UTC day and month ends."""
+"""Values are checked when built; the memory and local backends across UTC day and
+month ends, on a clock the test moves."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from imagegate_server.errors import LimiterUnavailable, LimitExceeded, LimitRefused
-from imagegate_server.limits import Admission, Budget, MemoryLimiter, RateLimit
+from imagegate_server.limits import (
+    SCHEMA,
+    Admission,
+    Budget,
+    Limiter,
+    MemoryLimiter,
+    RateLimit,
+    SqliteLimiter,
+)
 from imagegate_server.limits.periods import period_end
-from imagegate_server.limits.refusals import format_usd
+from imagegate_server.localdb import LocalDatabase
+from imagegate_server.pricing.money import format_usd
 
 CLIENT = "team-a"
 
@@ -30,6 +42,20 @@ class HandClock:
     def advance(self, seconds: float) -> None:
         self.unix += seconds
         self.mono_us += round(seconds * 1_000_000)
+
+
+Clocked = Callable[[HandClock], Limiter]
+
+
+@pytest.fixture(params=["memory", "local"])
+async def clocked(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Clocked]:
+    """A limiter of each backend that keeps its state in this process, on a hand clock."""
+    if request.param == "memory":
+        yield lambda clock: MemoryLimiter(clock=clock)
+        return
+    database = await LocalDatabase.open(tmp_path, SCHEMA)
+    yield lambda clock: SqliteLimiter(database, clock=clock)
+    await database.aclose()
 
 
 @pytest.mark.parametrize(
@@ -101,9 +127,11 @@ async def test_negative_costs_cannot_be_settled() -> None:
         await limiter.settle(ticket, -1)
 
 
-async def test_a_day_budget_starts_over_at_utc_midnight_and_a_month_budget_at_the_month() -> None:
+async def test_a_day_budget_starts_over_at_utc_midnight_and_a_month_budget_at_the_month(
+    clocked: Clocked,
+) -> None:
     clock = HandClock(datetime(2026, 1, 30, 23, 59, 0, tzinfo=UTC).timestamp())
-    limiter = MemoryLimiter(clock=clock)
+    limiter = clocked(clock)
     day = Budget("daily_budget", "day", 1_000_000)
     month = Budget("monthly_budget", "month", 1_500_000)
     call = Admission(CLIENT, budgets=(day, month), reserve_micros=900_000)
@@ -144,9 +172,9 @@ def test_period_ends_across_the_year_and_a_leap_day() -> None:
     )
 
 
-async def test_rates_refill_with_time() -> None:
+async def test_rates_refill_with_time(clocked: Clocked) -> None:
     clock = HandClock(1_800_000_000)
-    limiter = MemoryLimiter(clock=clock)
+    limiter = clocked(clock)
     call = Admission(CLIENT, rates=(RateLimit("images_per_minute", 10, 10, 5, CLIENT),))
     await limiter.admit(call)
     await limiter.admit(call)
@@ -171,7 +199,7 @@ async def test_idle_clients_are_forgotten_but_this_months_spend_is_kept() -> Non
     assert (await limiter.status("spender", (), None, ())).spent_this_month_micros == 5
 
 
-async def _refused(limiter: MemoryLimiter, call: Admission) -> LimitRefused:
+async def _refused(limiter: Limiter, call: Admission) -> LimitRefused:
     with pytest.raises(LimitRefused) as caught:
         await limiter.admit(call)
     return caught.value

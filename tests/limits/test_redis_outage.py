@@ -23,7 +23,7 @@ from imagegate_server.limits import (
 )
 from imagegate_server.settings import Settings
 
-LOGGER = "imagegate_server.limits.redis_limiter"
+LOGGER = "imagegate_server.limits.outage"
 PASSWORD = "s3cret-redis-PASSWORD"
 CLIENT = "team-a"
 RATES = (
@@ -181,7 +181,7 @@ async def test_a_redis_that_never_answers_times_out_into_the_policy(prefix: str)
 
 
 def test_build_limiter_picks_the_backend_from_the_settings(secured_redis: RedisServer) -> None:
-    assert isinstance(build_limiter(Settings()), MemoryLimiter)
+    assert isinstance(build_limiter(Settings(limits_store="memory")), MemoryLimiter)
     limiter = build_limiter(
         Settings(redis_url=secured_redis.url, redis_prefix="app:", redis_fail_open_budgets=True)
     )

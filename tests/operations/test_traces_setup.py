@@ -111,11 +111,11 @@ TRACING = (
 )
 
 
-def test_a_gateway_without_traces_and_the_help_import_no_opentelemetry() -> None:
+def test_a_gateway_without_traces_and_the_help_import_no_opentelemetry(tmp_path: Path) -> None:
     env = {k: v for k, v in clean_env().items() if not k.startswith("OTEL_")}
     done = subprocess.run(
         [sys.executable, "-c", _GATEWAY_WITHOUT_TRACES.replace("TRACING", repr(TRACING))],
-        env=env, capture_output=True, text=True, timeout=120, check=True,
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     assert done.stdout.strip().splitlines()[-1] == "[]"
     probe = "import sys; from imagegate_server.cli import main\ntry:\n main(['serve', '--help'])\n"

@@ -1,7 +1,8 @@
 """chart.png, drawn with Pillow (already a dependency, so the bench needs no plotting
 library): per scenario and case, p50 latency and throughput of the gateway next to
 its baseline (direct; for the tenancy scenario, the gateway without authentication
-and limits), each pair on its own scale, with the values written out.
+and limits, beside one bar per limiter backend), each pair on its own scale, with the
+values written out.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ WIDTH, ROW_H, TOP, LABEL_W, BAR_W = 1100, 46, 70, 300, 330
 COLOURS = {
     "gateway": (46, 110, 190),
     "direct": (160, 160, 160),
-    "tenancy": (214, 120, 40),
+    "memory": (150, 90, 180),
+    "local": (40, 160, 160),
+    "redis": (214, 120, 40),
     "floor": (90, 170, 90),
 }
 

@@ -135,6 +135,8 @@ async def running_gateways(
                 IMAGEGATE_OPENAI_API_KEY=API_KEY,
                 IMAGEGATE_OPENAI_BASE_URL=emulator_url,
                 IMAGEGATE_SHUTDOWN_GRACE_S="0",
+                # Each gateway's local database of its own, in the run's directory.
+                IMAGEGATE_DATA_DIR=str(workdir / f"{name}.data"),
                 **extra,
             )
             argv = ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from imagegate.v1 import results_pb2
 
+from imagegate_server.wording import plural
+
 
 class StreamProtocolError(Exception):
     """The server's answer broke the contract (gap, duplicate, missing image...)."""
@@ -73,6 +75,6 @@ class ImageAssembler:
         if self._open:
             key, buffer = next(iter(self._open.items()))
             raise StreamProtocolError(
-                f"{_describe(*key)} incomplete: the stream ended after {len(buffer)} bytes "
-                "without its last slice"
+                f"{_describe(*key)} incomplete: the stream ended after "
+                f"{plural(len(buffer), 'byte')} without its last slice"
             )

@@ -29,6 +29,8 @@ from imagegate_server.client.output import (
 )
 from imagegate_server.client.progress import Progress
 from imagegate_server.client.upload import UploadTracker
+from imagegate_server.pricing.money import format_usd
+from imagegate_server.wording import plural
 
 if TYPE_CHECKING:
     from imagegate.v1.images_service_pb2_grpc import ImagesServiceAsyncStub
@@ -86,7 +88,7 @@ class Receiver:
             return "waiting for the images"
         receiving = self.assembler.receiving()
         done = len(self.assembler.finals)
-        text = f"receiving: {done} image{'s' if done != 1 else ''} complete"
+        text = f"receiving: {plural(done, 'image')} complete"
         return text + (f", {human_size(receiving)} of the next" if receiving else "")
 
     def handle(self, response: Message) -> None:
@@ -150,7 +152,7 @@ class Receiver:
             self._check_suffix(path, data)
         if finals:
             raise StreamProtocolError(
-                f"image {min(finals)} was sent but is not in the result ({count} images)"
+                f"image {min(finals)} was sent but is not in the result ({plural(count, 'image')})"
             )
         return saved
 
@@ -179,6 +181,8 @@ def summarize(
             progress.line(f"  revised prompt: {image.revised_prompt}")
     if result.HasField("usage"):
         progress.line("usage: " + _usage(result.usage))
+    if result.HasField("cost"):
+        progress.line("cost: " + _cost(result.cost))
     if result.HasField("svg_usage"):
         svg = result.svg_usage
         progress.line(
@@ -190,6 +194,20 @@ def summarize(
     for image in saved:
         stdout.write(f"{image.path if image.path is not None else image.url}\n")
     stdout.flush()
+
+
+_COST_BASES = {
+    results_pb2.COST_BASIS_USAGE: "from the usage OpenAI reported",
+    results_pb2.COST_BASIS_PER_IMAGE: "per image",
+    results_pb2.COST_BASIS_ESTIMATE: "estimated: OpenAI reported no usage",
+}
+
+
+def _cost(cost: results_pb2.CallCost) -> str:
+    if cost.basis == results_pb2.COST_BASIS_UNPRICED:
+        return f"unknown: the price table ({cost.price_table}) has no price for this model"
+    basis = _COST_BASES.get(cost.basis, "as the gateway computed it")
+    return f"{format_usd(cost.usd_micros)} ({basis}; prices of {cost.price_table})"
 
 
 def _usage(usage: results_pb2.ImageUsage) -> str:

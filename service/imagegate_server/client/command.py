@@ -19,7 +19,7 @@ from imagegate_server.client import call
 from imagegate_server.client.assemble import StreamProtocolError
 from imagegate_server.client.call import Receiver, SavedImage, summarize
 from imagegate_server.client.connection import Connection, CredentialsError, connection_from
-from imagegate_server.client.errors import PROGRAM, describe_rpc_error, one_line
+from imagegate_server.client.errors import PROGRAM, one_line
 from imagegate_server.client.fetch import FetchError
 from imagegate_server.client.option_values import enum_choices
 from imagegate_server.client.options import UsageError
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as error:
         parser.error(str(error))
     except (UploadError, CredentialsError) as error:
-        return _fail(f"{PROGRAM}: {error}")
+        return fail(f"{PROGRAM}: {error}")
     progress = Progress(sys.stderr, enabled=not args.quiet)
     receiver = Receiver(
         progress=progress,
@@ -56,22 +56,14 @@ def run(args: argparse.Namespace) -> int:
         saved = asyncio.run(_call(connection, prepared, receiver))
     except grpc.aio.AioRpcError as error:
         if prepared.uploads is not None and prepared.uploads.error is not None:
-            return _fail(f"{PROGRAM}: {prepared.uploads.error}")
-        line = describe_rpc_error(
-            error,
-            target=connection.target,
-            timeout=connection.timeout,
-            token_given=connection.token is not None,
-            tls=connection.secure,
-            client_certificate=connection.client_cert is not None,
-        )
-        return _fail(line, connection.token)
+            return fail(f"{PROGRAM}: {prepared.uploads.error}")
+        return fail(connection.describe_failure(error), connection.token)
     except StreamProtocolError as error:
-        return _fail(f"{PROGRAM}: bad answer from {connection.target}: {error}", connection.token)
+        return fail(f"{PROGRAM}: bad answer from {connection.target}: {error}", connection.token)
     except (OutputError, UploadError, FetchError) as error:
-        return _fail(f"{PROGRAM}: {error}", connection.token)
+        return fail(f"{PROGRAM}: {error}", connection.token)
     except Exception as error:  # a bug of ours: still one line, never a traceback
-        return _fail(
+        return fail(
             f"{PROGRAM}: unexpected error: {type(error).__name__}: {error}", connection.token
         )
     assert receiver.result is not None  # finish() checked it
@@ -79,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fail(message: str, token: str | None = None) -> int:
+def fail(message: str, token: str | None = None) -> int:
     # One line whatever the message carries: scripts and logs read errors line-wise.
     line = one_line(message)
     if token:

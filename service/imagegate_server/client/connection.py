@@ -17,8 +17,34 @@ from pathlib import Path
 
 import grpc
 
+from imagegate_server.client.errors import describe_rpc_error
 from imagegate_server.client.options import UsageError
 from imagegate_server.client.parsers import DEFAULT_TARGET
+
+GRPC_DEFAULT_PORT = 443
+"""The port gRPC connects to when a target names none (for names and addresses alike)."""
+_SCHEMES_WITHOUT_PORTS = ("unix:", "unix-abstract:", "vsock:")
+
+
+def port_tried(target: str) -> int | None:
+    """The port gRPC falls back to for ``target``, or None when the target names one.
+
+    ``--target myhost`` connects to myhost:443, not to the gateway's 50051: an error
+    that says only "could not reach myhost" leaves the user guessing.
+    """
+    if target.startswith(_SCHEMES_WITHOUT_PORTS):
+        return None
+    address = target
+    if address.startswith("dns:"):
+        address = address.removeprefix("dns:")
+        if address.startswith("//"):  # dns://[authority]/host[:port]
+            address = address[2:].partition("/")[2]
+    elif address.startswith(("ipv4:", "ipv6:")):
+        address = address[5:].split(",")[0]
+    if address.startswith("["):  # [v6 address], with a port after "]:"
+        return None if "]:" in address else GRPC_DEFAULT_PORT
+    # One colon: host:port. None: no port. More: a bare IPv6 address, no port.
+    return None if address.count(":") == 1 else GRPC_DEFAULT_PORT
 
 
 class CredentialsError(Exception):
@@ -37,11 +63,29 @@ class Connection:
     client_key: bytes | None = field(default=None, repr=False)
 
     @property
+    def port_tried(self) -> int | None:
+        """The port gRPC tries because the target names none (see :func:`port_tried`)."""
+        return port_tried(self.target)
+
+    @property
     def secure(self) -> bool:
         return self.tls or self.ca_cert is not None or self.client_cert is not None
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+    def describe_failure(self, error: grpc.aio.AioRpcError) -> str:
+        """The line a command prints for a call that failed on this connection (it may
+        quote a server's text: pass it through :func:`.command.fail`, which redacts)."""
+        return describe_rpc_error(
+            error,
+            target=self.target,
+            timeout=self.timeout,
+            token_given=self.token is not None,
+            tls=self.secure,
+            client_certificate=self.client_cert is not None,
+            port_tried=self.port_tried,
+        )
 
     def channel(self) -> grpc.aio.Channel:
         if self.secure:

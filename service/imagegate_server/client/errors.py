@@ -17,7 +17,11 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from imagegate_server.client.parsers import DEFAULT_PORT
+
 PROGRAM = "imagegate"
+# gRPC's own codes for a gateway it never reached (or that never answered).
+_UNREACHED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 DETAILS_KEY = "grpc-status-details-bin"
 UPSTREAM_REQUEST_ID = "x-upstream-request-id"
 # Metadata of ErrorInfo that is noise on a command line (the HTTP status is implied
@@ -35,6 +39,10 @@ _CONNECT_CAUSES = (
     ("handshake", "TLS handshake failed"),
     ("ssl", "TLS error"),
 )
+
+
+# How a status message says when to retry ("...; retry in 59.9 s").
+_RETRY_STATED = re.compile(r"\bretry (?:in|after) \d")
 
 
 def one_line(text: str) -> str:
@@ -63,8 +71,10 @@ def trailers(error: grpc.aio.AioRpcError) -> list[tuple[str, str | bytes]]:
     return [(str(key), value) for key, value in metadata or ()]
 
 
-def _unpack(detail: any_pb2.Any) -> list[str]:
-    """Compact phrases for one detail; unknown detail types are skipped."""
+def _unpack(detail: any_pb2.Any, message: str) -> list[str]:
+    """Compact phrases for one detail, leaving out what ``message`` already says (the
+    gateway's limiter states the limit, whose it is and when to retry in the message,
+    and again in QuotaFailure and RetryInfo for programs); unknown types are skipped."""
     if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
         bad_request = error_details_pb2.BadRequest()
         detail.Unpack(bad_request)
@@ -84,6 +94,8 @@ def _unpack(detail: any_pb2.Any) -> list[str]:
             parts.append(f"upstream request {info.metadata['upstream_request_id']}")
         return [", ".join(parts)] if parts else []
     if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+        if _RETRY_STATED.search(message):
+            return []
         retry = error_details_pb2.RetryInfo()
         detail.Unpack(retry)
         seconds = retry.retry_delay.ToNanoseconds() / 1e9
@@ -94,6 +106,7 @@ def _unpack(detail: any_pb2.Any) -> list[str]:
         return [
             f"quota {v.subject}" + (f": {one_line(v.description)}" if v.description else "")
             for v in quota.violations
+            if not (v.description and one_line(v.description) in message)
         ]
     if detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
         failure = error_details_pb2.PreconditionFailure()
@@ -131,19 +144,27 @@ def describe_rpc_error(
     token_given: bool,
     tls: bool = False,
     client_certificate: bool = False,
+    port_tried: int | None = None,
 ) -> str:
     """The whole line, ``imagegate: CODE: message (details)``.
 
     ``tls`` and ``client_certificate`` say how the CLI connected, so that a
-    connection the gateway dropped during the handshake can be explained.
+    connection the gateway dropped during the handshake can be explained;
+    ``port_tried``: the port gRPC fell back to because the target named none.
     """
     code = error.code()
     message = one_line(error.details() or "")
     status = rich_status(error)
     if status is None:
-        text = _without_details(code, message, target, timeout, token_given)
+        shown = target if port_tried is None else _with_port(target, port_tried)
+        text = _without_details(code, message, shown, timeout, token_given)
         if code == grpc.StatusCode.UNAVAILABLE and tls and _closed_on_connect(message):
             text = f"{text}; {_handshake_hint(client_certificate)}"
+        if port_tried is not None and code in _UNREACHED and not _unresolved(message):
+            text += (
+                f"; the target names no port and gRPC's default is {port_tried} "
+                f"(the gateway's is {DEFAULT_PORT})"
+            )
         return f"{PROGRAM}: {code.name}: {text}"
     if status.message:
         message = one_line(status.message)
@@ -152,7 +173,7 @@ def describe_rpc_error(
         message = "; ".join([message, *descriptions]) if message else "; ".join(descriptions)
     parts: list[str] = []
     for detail in status.details:
-        parts.extend(p for p in _unpack(detail) if p)
+        parts.extend(p for p in _unpack(detail, message) if p)
     request_id = _trailer(error, UPSTREAM_REQUEST_ID)
     if request_id and not any(request_id in part for part in parts):
         parts.append(f"upstream request {request_id}")
@@ -160,11 +181,26 @@ def describe_rpc_error(
     return f"{PROGRAM}: {code.name}: {message or code.name.lower()}{suffix}"
 
 
+def _with_port(target: str, port: int) -> str:
+    """``myhost`` -> ``myhost:443``; a target with a scheme (``dns:``...) as it is."""
+    if target.startswith(("dns:", "ipv4:", "ipv6:")):
+        return target
+    return (
+        f"[{target}]:{port}" if ":" in target and not target.startswith("[") else f"{target}:{port}"
+    )
+
+
 def _trailer(error: grpc.aio.AioRpcError, key: str) -> str | None:
     for name, value in trailers(error):
         if name == key:
             return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
     return None
+
+
+def _unresolved(message: str) -> bool:
+    # The name did not resolve: no port was tried at all.
+    lowered = message.lower()
+    return "resol" in lowered or "name or service not known" in lowered
 
 
 def _closed_on_connect(message: str) -> bool:

@@ -3,6 +3,7 @@
     imagegate generate PROMPT -o FILE [parameters] [connection]
     imagegate edit IMAGE... [--mask MASK | --markup MARKUP] PROMPT -o FILE [parameters]
     imagegate vary IMAGE -o FILE [parameters]
+    imagegate quota [--json] [connection]
 
 Only the parsers live here. cli.py imports this module to build ``imagegate --help``,
 so it needs nothing heavier than the parameter descriptors; gRPC and the rest of
@@ -18,8 +19,11 @@ from imagegate.v1 import params_pb2
 
 from imagegate_server.client.options import options_for
 
-DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_PORT = 50051
+"""Where ``imagegate serve`` listens unless told otherwise (Settings.port)."""
+DEFAULT_TARGET = f"127.0.0.1:{DEFAULT_PORT}"
 DEFAULT_TIMEOUT = 300.0
+QUOTA_TIMEOUT = 30.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,8 +47,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     edit.add_argument("images", metavar="IMAGE", nargs="*", help="input image files")
     edit.add_argument("prompt", metavar="PROMPT")
-    edit.add_argument("--mask", metavar="MASK", type=Path, help="mask PNG to upload")
-    edit.add_argument("--markup", metavar="FILE", type=Path, help="markup PNG to upload")
+    edit.add_argument(
+        "--mask",
+        metavar="MASK",
+        type=Path,
+        # OpenAI's rule (CreateImageEditRequest.mask): transparent means "change this".
+        help="PNG, the size of the first IMAGE, whose fully transparent pixels (alpha 0) "
+        "mark the areas to change (GPT image models take it as guidance)",
+    )
+    edit.add_argument(
+        "--markup",
+        metavar="FILE",
+        type=Path,
+        help="transparent PNG overlay, the size of the first IMAGE, that guides where "
+        "the edit applies (2.5 and later GPT image models; instead of --mask)",
+    )
     options_for(params_pb2.EditParameters.DESCRIPTOR).add_to(edit)
     _add_output_and_connection(edit, partials=True)
     edit.set_defaults(handler=_run, operation="edit", client_parser=edit)
@@ -59,9 +76,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_output_and_connection(vary, partials=False)
     vary.set_defaults(handler=_run, operation="vary", client_parser=vary)
 
+    quota = subparsers.add_parser(
+        "quota",
+        help="show your own limits, what remains of them and your spend (client)",
+        description="Show the limits the gateway applies to you (the client your token or "
+        "certificate names), what remains of them now, and your spend in the current UTC "
+        "day and month (QuotaService.GetQuota; asking costs nothing).",
+    )
+    quota.add_argument("--json", action="store_true", help="the answer as JSON on stdout")
+    add_connection(quota, QUOTA_TIMEOUT, "deadline of the call (default: %(default)g)")
+    quota.set_defaults(handler=_run_quota, client_parser=quota)
+
 
 def _run(args: argparse.Namespace) -> int:
     from imagegate_server.client.command import run  # gRPC and the call, only now
+
+    return run(args)
+
+
+def _run_quota(args: argparse.Namespace) -> int:
+    from imagegate_server.client.quota import run  # gRPC only now
 
     return run(args)
 
@@ -92,7 +126,19 @@ def _add_output_and_connection(parser: argparse.ArgumentParser, *, partials: boo
             help="also write partial images (FILE.partial-1.ext, ...) as they arrive",
         )
     out.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
-    conn = parser.add_argument_group("connection")
+    add_connection(
+        parser,
+        DEFAULT_TIMEOUT,
+        "deadline of the call (default: %(default)g; high quality takes minutes)",
+    )
+
+
+def add_connection(
+    parser: argparse.ArgumentParser, timeout: float, timeout_help: str, *, title: str = "connection"
+) -> None:
+    """The options every command that calls the gateway takes: target, deadline,
+    token, TLS and mTLS (read by :func:`.connection.connection_from`)."""
+    conn = parser.add_argument_group(title)
     conn.add_argument(
         "--target",
         metavar="HOST:PORT",
@@ -101,9 +147,9 @@ def _add_output_and_connection(parser: argparse.ArgumentParser, *, partials: boo
     conn.add_argument(
         "--timeout",
         type=_positive_seconds,
-        default=DEFAULT_TIMEOUT,
+        default=timeout,
         metavar="SECONDS",
-        help="deadline of the call (default: %(default)g; high quality takes minutes)",
+        help=timeout_help,
     )
     conn.add_argument("--token", help="bearer token for the gateway (default: $IMAGEGATE_TOKEN)")
     conn.add_argument("--tls", action="store_true", help="connect with TLS (system CAs)")

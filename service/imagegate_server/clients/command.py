@@ -50,7 +50,9 @@ def register(subparsers: Any) -> None:
     add.add_argument("name", metavar="NAME", help="client id: letters, digits, '.', '_', '-'")
     add.add_argument("--no-token", action="store_true", help="add no token (certificate-only)")
     add.add_argument(
-        "--expires", type=_expiry, help="token expiry: 90d, 12h, 30m or an ISO 8601 time"
+        "--expires",
+        type=_expiry,
+        help="token expiry, in the future: 90d, 12h, 30m or an ISO 8601 time with a zone",
     )
     add.add_argument(
         "--identity",
@@ -65,7 +67,8 @@ def register(subparsers: Any) -> None:
         action="append",
         dest="models",
         metavar="PATTERN",
-        help="allowed model, name or glob (gpt-image-2*); repeatable; replaces the list",
+        help="allowed model, name or glob (gpt-image-2-*: its snapshots); repeatable; "
+        "replaces the list",
     )
     add.add_argument(
         "--operation",
@@ -90,6 +93,13 @@ def register(subparsers: Any) -> None:
         default=None,
         help="send the client id as OpenAI's safety_identifier/user (default: inherit)",
     )
+    add.add_argument(
+        "--operator",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="may call AdminService: every client's spend, as 'imagegate clients spend' "
+        "shows it through the gateway (default: keep; new clients are not operators)",
+    )
     add.set_defaults(handler=run_add)
 
     listing = commands.add_parser(
@@ -113,6 +123,28 @@ def register(subparsers: Any) -> None:
     revoke.add_argument("name", metavar="NAME")
     revoke.add_argument("--token-id", help="revoke only this token (see 'list')")
     revoke.set_defaults(handler=run_revoke)
+
+    spend = commands.add_parser(
+        "spend",
+        parents=[common],
+        help="show every client's spend today and this month (operator)",
+        description="Show every client's spend in the current UTC day and month, with calls "
+        "in flight, from the store the gateway's limiter uses: the local database "
+        "(IMAGEGATE_DATA_DIR) or Redis (IMAGEGATE_REDIS_URL) read directly, on the gateway's "
+        "host and with its settings; or, with --target (and always for "
+        "IMAGEGATE_LIMITS_STORE=memory), the gateway's AdminService, which needs the token "
+        "of a client marked operator = true. --file adds the clients' budgets.",
+    )
+    spend.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    from imagegate_server.client.parsers import add_connection
+
+    add_connection(
+        spend,
+        30.0,
+        "deadline of the call (default: %(default)g)",
+        title="through the gateway (with --target, or when its limits are in its memory)",
+    )
+    spend.set_defaults(handler=run_spend)
 
 
 def _limit(text: str) -> int | str:
@@ -150,14 +182,21 @@ def _expiry(text: str) -> datetime:
     now = datetime.now(UTC).replace(microsecond=0)
     match = _RELATIVE.fullmatch(text.strip())
     if match:
-        return now + timedelta(**{_UNITS[match[2]]: int(match[1])})
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected 90d, 12h, 30m or an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError("an ISO 8601 time needs a time zone (Z or +01:00)")
-    return moment.astimezone(UTC)
+        moment = now + timedelta(**{_UNITS[match[2]]: int(match[1])})
+    else:
+        try:
+            moment = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected 90d, 12h, 30m or an ISO 8601 time") from None
+        if moment.tzinfo is None:
+            raise argparse.ArgumentTypeError("an ISO 8601 time needs a time zone (Z or +01:00)")
+        moment = moment.astimezone(UTC)
+    if moment <= now:
+        # The token would be printed once and never work: refuse before writing it.
+        raise argparse.ArgumentTypeError(
+            f"{moment:%Y-%m-%dT%H:%M:%SZ} is not in the future (now: {now:%Y-%m-%dT%H:%M:%SZ})"
+        )
+    return moment
 
 
 def _run(action: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:
@@ -179,3 +218,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_revoke(args: argparse.Namespace) -> int:
     return _run(revoke, args)
+
+
+def run_spend(args: argparse.Namespace) -> int:
+    from imagegate_server.clients.spend import show_spend
+
+    return _run(show_spend, args)

@@ -33,13 +33,12 @@ def clients_path(args: argparse.Namespace) -> Path:
         return path
     from pydantic import ValidationError
 
-    from imagegate_server.settings import Settings
+    from imagegate_server.settings import Settings, invalid_fields
 
     try:
         configured = Settings().clients_file
     except ValidationError as exc:
-        names = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
-        raise CommandFailure(f"invalid settings: {names}") from None
+        raise CommandFailure(f"invalid settings: {invalid_fields(exc)}") from None
     if configured is None:
         raise CommandFailure("no clients file: pass --file or set IMAGEGATE_CLIENTS_FILE")
     return configured
@@ -104,6 +103,8 @@ def add(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None:
             client[name] = value
+    if args.operator is not None:
+        client["operator"] = args.operator
     if args.identity:
         identities = list(client.get("identities", []))
         identities.extend(i for i in args.identity if i not in identities)

@@ -94,6 +94,7 @@ def _policy_values(client: Client) -> dict[str, Any]:
         "monthly_budget_usd": dollars(policy.monthly_budget_micro_usd),
         "stamp_identity": policy.stamp_identity,
         "max_spooled_bytes": policy.max_spooled_bytes,
+        "operator": policy.operator,
     }
 
 

@@ -45,6 +45,9 @@ class Policy:
     """Upload bytes the client's calls may hold in spool files at once, per gateway
     process (bytes past each call's in-memory threshold). Unlike the limits above,
     it has a default: disk is no caller's to fill."""
+    operator: bool = False
+    """May call AdminService (the operator's views, such as every client's spend).
+    Set per client (``operator = true``), never inherited from ``[defaults]``."""
 
     def allows_model(self, model: str) -> bool:
         """Whether ``model`` matches one of :attr:`models` (case-sensitive globs)."""

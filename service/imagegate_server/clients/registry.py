@@ -16,7 +16,12 @@ from types import MappingProxyType
 
 from imagegate_server.clients import tokens
 from imagegate_server.clients.policy import UNLIMITED, Policy, micro_usd
-from imagegate_server.clients.schema import ClientsDocument, PolicyFields, normalize_identity
+from imagegate_server.clients.schema import (
+    ClientEntry,
+    ClientsDocument,
+    PolicyFields,
+    normalize_identity,
+)
 from imagegate_server.models import Operation
 
 # Compared against when the token id is unknown or the token malformed, so that
@@ -73,6 +78,7 @@ def effective_policy(defaults: PolicyFields, own: PolicyFields) -> Policy:
         monthly_budget_micro_usd=None if monthly is None else micro_usd(monthly),
         stamp_identity=source("stamp_identity").stamp_identity,
         max_spooled_bytes=source("max_spooled_bytes").max_spooled_bytes,
+        operator=isinstance(own, ClientEntry) and own.operator,
     )
 
 

@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from imagegate_server.clients.policy import DEFAULT_MAX_SPOOLED_BYTES
 from imagegate_server.clients.tokens import TOKEN_ID_PATTERN
+from imagegate_server.wording import plural
 
 CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TOKEN_ID = re.compile(TOKEN_ID_PATTERN)
@@ -230,6 +231,9 @@ class TokenEntry(_Strict):
 class ClientEntry(PolicyFields):
     tokens: tuple[TokenEntry, ...] = ()
     identities: Identities = ()
+    operator: Flag = False
+    """May call AdminService (every client's spend). Per client only: ``[defaults]``
+    has no such field, so no file can make every caller an operator by default."""
 
 
 class ClientsDocument(_Strict):
@@ -281,7 +285,7 @@ def describe(error: ValidationError) -> tuple[str, str]:
     else:
         problem = "is not valid"
     if len(errors) > 1:
-        problem += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        problem += f" (and {plural(len(errors) - 1, 'more problem', 'more problems')})"
     return where, problem
 
 

@@ -40,6 +40,14 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--url-ttl-s", type=float, default=3600, help="lifetime of image URLs")
     parser.add_argument("--public-base-url", default=None, help="origin used in image URLs")
+    parser.add_argument(
+        "--extra-model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also serve this model, like the newest GPT image model (repeatable); any "
+        "model the emulator does not know is otherwise refused as OpenAI refuses it",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -57,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         real_sizes=args.real_sizes,
         url_ttl_s=args.url_ttl_s,
         public_base_url=args.public_base_url,
+        extra_models=frozenset(args.extra_model),
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(_serve(config, args.host, args.port))

@@ -51,3 +51,8 @@ class EmulatorConfig:
     image_too_large like OpenAI) but not stored."""
     render_threads: int = 0
     """Threads rendering images; 0 means one per CPU."""
+    extra_models: frozenset[str] = frozenset()
+    """Models served beyond the model table, judged like its most permissive GPT image
+    model: one OpenAI has shipped that the table does not know yet, or a test's stand-in
+    for it. Any other model is refused as OpenAI refuses it (404 ``model_not_found``),
+    so a misspelt model name fails offline too."""

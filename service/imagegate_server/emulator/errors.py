@@ -32,6 +32,16 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
     return ApiError(400, message, "invalid_request_error", param, code)
 
 
+def model_not_found(model: str) -> ApiError:
+    # OpenAI's wording and shape for a model that does not exist (or is not the
+    # caller's to use): 404, param null. The name is echoed, cut like a long value.
+    return ApiError(
+        404,
+        f"The model `{model[:256]}` does not exist or you do not have access to it.",
+        code="model_not_found",
+    )
+
+
 def missing_api_key() -> ApiError:
     return ApiError(
         401,

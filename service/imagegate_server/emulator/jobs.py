@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image
 
-from imagegate_server.emulator.errors import bad_request
+from imagegate_server.emulator.errors import bad_request, model_not_found
 from imagegate_server.emulator.parsing import (
     FILE_FIELDS,
     Body,
@@ -96,8 +96,19 @@ def _json_object(body: Body) -> dict[str, Any]:
     return body.json
 
 
-def build_job(operation: Operation, body: Body) -> Job:
-    """Raise :class:`ApiError` 400 exactly where OpenAI would."""
+def _check_model(
+    operation: Operation, params: dict[str, Any], extra_models: frozenset[str]
+) -> None:
+    # Before the parameters are judged: they can only be judged by a model's rules.
+    # A model that is not a string is left to validation (OpenAI's 400 invalid_type).
+    model = resolve_model(operation, params)
+    if model is not None and rules_for(model) is None and model not in extra_models:
+        raise model_not_found(model)
+
+
+def build_job(operation: Operation, body: Body, extra_models: frozenset[str] = frozenset()) -> Job:
+    """Raise :class:`ApiError` 400 exactly where OpenAI would (404 for a model it does
+    not serve: one neither in the model table nor in ``extra_models``)."""
     images: list[Upload] = []
     mask: Upload | None = None
     markup: Upload | None = None
@@ -116,6 +127,7 @@ def build_job(operation: Operation, body: Body) -> Job:
                 params[upload.field] = "<file>"
     else:
         params = _json_object(body)
+    _check_model(operation, params, extra_models)
 
     names: list[str] = []
     if operation is Operation.GENERATION:

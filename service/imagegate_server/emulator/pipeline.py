@@ -58,7 +58,7 @@ async def handle_images(request: web.Request, operation: Operation) -> web.Strea
             raise plan.error
         # Off the event loop: building the job decodes every uploaded image.
         job = await asyncio.get_running_loop().run_in_executor(
-            state.executor, build_job, operation, body
+            state.executor, build_job, operation, body, state.config.extra_models
         )
         latency = (plan.latency or state.config.latency).sample(state.rng)
         if job.stream:

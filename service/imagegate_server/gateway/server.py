@@ -36,7 +36,9 @@ from imagegate_server.gateway.services import (
     add_services,
     auth_required,
 )
-from imagegate_server.limits import Limiter, build_limiter
+from imagegate_server.limits import SCHEMA as LIMITS_SCHEMA
+from imagegate_server.limits import Limiter, build_limiter, uses_local_database
+from imagegate_server.localdb import LocalDatabase
 from imagegate_server.metrics import Metrics, MetricsEndpoint
 from imagegate_server.models import replacement_for, retired
 from imagegate_server.pricing import load_price_table
@@ -84,6 +86,7 @@ class Gateway:
         self._own_tracing: Tracing | None = None
         self._upstream: Upstream | None = None
         self._clients: ClientsFile | None = None
+        self._database: LocalDatabase | None = None
         self._limiter: Limiter | None = None
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
@@ -129,7 +132,9 @@ class Gateway:
         self._clients = ClientsFile.from_settings(settings)
         if self._clients is not None:
             await self._clients.start()
-        self._limiter = build_limiter(settings)
+        if uses_local_database(settings):
+            self._database = await LocalDatabase.open(settings.data_dir, LIMITS_SCHEMA)
+        self._limiter = build_limiter(settings, self._database)
         prices = load_price_table(settings)
         log_unsent_answers_as_info()
         server = grpc.aio.server(options=server_options(settings))
@@ -170,6 +175,7 @@ class Gateway:
             "tls": certificates is not None,
             "authentication": "required" if auth_required(settings) else "optional",
             "limiter": self._limiter.backend,
+            **({"database": str(self._database.path)} if self._database is not None else {}),
             "prices": prices.version_label,
             "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
         }
@@ -245,6 +251,9 @@ class Gateway:
         if self._limiter is not None:
             await self._limiter.aclose()
             self._limiter = None
+        if self._database is not None:
+            await self._database.aclose()
+            self._database = None
         if self.emulator is not None:
             await self.emulator.stop()
             self.emulator = None

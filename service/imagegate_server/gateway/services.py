@@ -1,5 +1,5 @@
-"""What the gateway's gRPC server serves: ImagesService, QuotaService, health and
-reflection, each assembled from the parts the :class:`~.server.Gateway` started.
+"""What the gateway's gRPC server serves: ImagesService, QuotaService, AdminService,
+health and reflection, each assembled from the parts the :class:`~.server.Gateway` started.
 
 The names callers and probes address are here too: :data:`SERVICE_NAME` and the
 health service names.
@@ -15,12 +15,18 @@ from grpc_reflection.v1alpha import reflection
 from imagegate.v1 import images_service_pb2
 
 from imagegate_server.clients import ClientsFile
+from imagegate_server.gateway.edge.admin import AdminServicer
 from imagegate_server.gateway.edge.callers import Authenticator
 from imagegate_server.gateway.edge.guard import Guard
 from imagegate_server.gateway.edge.quota import QuotaServicer
 from imagegate_server.gateway.edge.servicer import ImagesServicer
 from imagegate_server.gateway.edge.tenancy import Tenancy
-from imagegate_server.gateway.edge.wire import QUOTA_SERVICE, add_images_service, add_service
+from imagegate_server.gateway.edge.wire import (
+    ADMIN_SERVICE,
+    QUOTA_SERVICE,
+    add_images_service,
+    add_service,
+)
 from imagegate_server.gateway.requests.build import RequestBuilder
 from imagegate_server.limits import Limiter
 from imagegate_server.metrics import Metrics
@@ -86,9 +92,25 @@ def add_services(
         metrics.rpc("GetQuota", QUOTA_SERVICE),
     )
     add_service(server, QUOTA_SERVICE, quota.behaviours())
+    admin_tracer = tracing.rpc_tracer(ADMIN_SERVICE.full_name) if tracing is not None else None
+    admin = AdminServicer(
+        callers,
+        clients,
+        limiter,
+        prices,
+        Guard(settings.upstream_timeout_s, admin_tracer),
+        metrics.rpc("ListClientSpend", ADMIN_SERVICE),
+    )
+    add_service(server, ADMIN_SERVICE, admin.behaviours())
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, QUOTA_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        (
+            SERVICE_NAME,
+            QUOTA_SERVICE.full_name,
+            ADMIN_SERVICE.full_name,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
 

@@ -1,12 +1,16 @@
-"""Per-client limits and spend: one interface, two backends.
+"""Per-client limits and spend: one interface, three backends.
 
 What a call must pass is an :class:`Admission`: its client's rates (requests and
 images per minute), the gateway-wide ceiling, concurrent calls, and spend budgets
 per UTC day and month. :meth:`Limiter.admit` checks and charges all of them, or
 none, and returns a :class:`Ticket`; :meth:`Limiter.settle` frees the ticket's slot
-and reservation and books the call's real cost. :func:`build_limiter` picks
-:class:`MemoryLimiter` (one replica, the default) or :class:`RedisLimiter`
-(``IMAGEGATE_REDIS_URL``, shared by every replica).
+and reservation and books the call's real cost; :meth:`Limiter.list_spend` lists
+every client's spend for the operator. :func:`build_limiter` picks
+:class:`SqliteLimiter` (the default: the local database in ``IMAGEGATE_DATA_DIR``,
+shared by the workers of one ``serve`` and kept across restarts),
+:class:`RedisLimiter` (``IMAGEGATE_REDIS_URL``, shared by every replica) or
+:class:`MemoryLimiter` (``IMAGEGATE_LIMITS_STORE=memory``: one process, forgotten
+on restart).
 
 Algorithms
     Rates are GCRA (:mod:`.gcra`): one theoretical arrival time (TAT) per limit,
@@ -31,6 +35,7 @@ Slots first (uploads)
 
 Clocks
     Memory: the monotonic clock for rates and expiries, UTC wall time for periods.
+    Local database: the wall clock for everything (its state outlives processes).
     Redis: ``redis.call('TIME')`` inside the scripts for everything, so replicas
     with skewed clocks agree; the UTC day and month are computed in Lua from it.
 
@@ -56,9 +61,10 @@ The two-step ceiling
     at most that call's cost charged until it drains (cost x T). The ceiling never
     admits more than its limit. When the ceiling refuses, the client's limits are
     not consulted, so the refusal names the ceiling even if a client limit would
-    also refuse with a longer wait. The memory backend has no such gap.
+    also refuse with a longer wait. The memory and local backends have no such gap.
 
-Outages (Redis only)
+Outages (Redis; the local database alike for its errors: disk full, I/O, a lock
+held past the busy timeout)
     Connection errors and timeouts (``IMAGEGATE_REDIS_TIMEOUT_S``) mark Redis
     unreachable: one warning line when that starts, one info line when it answers
     again, never a line per call; :attr:`RedisLimiter.reachable` shows the state.
@@ -74,27 +80,34 @@ Outages (Redis only)
 
 from imagegate_server.errors import LimiterUnavailable, LimitRefused
 from imagegate_server.limits.base import Limiter
-from imagegate_server.limits.factory import build_limiter
+from imagegate_server.limits.factory import build_limiter, uses_local_database
 from imagegate_server.limits.memory import MemoryLimiter
 from imagegate_server.limits.model import (
     CONCURRENCY_LIMIT,
+    MAX_SPEND_LISTING,
     Admission,
     Budget,
     BudgetStatus,
+    ClientSpend,
     ClientStatus,
     Period,
     RateLimit,
     RateStatus,
+    SpendListing,
     Ticket,
 )
 from imagegate_server.limits.outage import OutagePolicy
 from imagegate_server.limits.redis_limiter import RedisLimiter
+from imagegate_server.limits.sqlite_limiter import SCHEMA, SqliteLimiter
 
 __all__ = [
     "CONCURRENCY_LIMIT",
+    "MAX_SPEND_LISTING",
+    "SCHEMA",
     "Admission",
     "Budget",
     "BudgetStatus",
+    "ClientSpend",
     "ClientStatus",
     "LimitRefused",
     "Limiter",
@@ -105,6 +118,9 @@ __all__ = [
     "RateLimit",
     "RateStatus",
     "RedisLimiter",
+    "SpendListing",
+    "SqliteLimiter",
     "Ticket",
     "build_limiter",
+    "uses_local_database",
 ]

@@ -6,7 +6,15 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from imagegate_server.limits.model import Admission, Budget, ClientStatus, RateLimit, Ticket
+from imagegate_server.limits.model import (
+    MAX_SPEND_LISTING,
+    Admission,
+    Budget,
+    ClientStatus,
+    RateLimit,
+    SpendListing,
+    Ticket,
+)
 
 DONE_RETENTION_S = 10.0
 """How long Redis remembers a settled ticket, so a command that redis-py retries after
@@ -16,7 +24,7 @@ itself knows it was settled, however late a second settle comes."""
 
 class Limiter(Protocol):
     backend: str
-    """"memory" or "redis" (for logs and metrics)."""
+    """"local", "memory" or "redis" (for logs and metrics)."""
 
     @property
     def reachable(self) -> bool:
@@ -30,6 +38,10 @@ class Limiter(Protocol):
         (the one with the longest wait when several refuse), or
         :class:`~imagegate_server.errors.LimiterUnavailable` when the store is down and
         a kind this call needs fails closed.
+
+        An admission with no limit at all may pass without being recorded
+        (``accounted`` False, as the local store does to save a transaction); its
+        cost is still booked when it is settled.
         """
         ...
 
@@ -46,6 +58,12 @@ class Limiter(Protocol):
         budgets: Sequence[Budget],
     ) -> ClientStatus:
         """What remains of the client's limits now; charges nothing."""
+        ...
+
+    async def list_spend(self, limit: int = MAX_SPEND_LISTING) -> SpendListing:
+        """Every client with settled spend this UTC month or calls in flight, by name,
+        at most ``limit`` of them. Raises
+        :class:`~imagegate_server.errors.LimiterUnavailable` when the store cannot be read."""
         ...
 
     async def aclose(self) -> None: ...

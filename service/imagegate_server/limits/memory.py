@@ -1,4 +1,5 @@
-"""The in-process limiter: the default, right for one replica.
+"""The in-process limiter: for tests and ``IMAGEGATE_LIMITS_STORE=memory`` (one
+process; forgotten on restart).
 
 Each operation runs without an ``await`` between reading and writing state, so under
 asyncio it is atomic by construction: no lock, no partial charge. Rates and expiries
@@ -12,25 +13,22 @@ import heapq
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from imagegate_server.limits import gcra
 from imagegate_server.limits.base import Clock, SystemClock
+from imagegate_server.limits.decision import Standing, client_status, decide
 from imagegate_server.limits.model import (
-    CONCURRENCY_LIMIT,
+    MAX_SPEND_LISTING,
     Admission,
     Budget,
-    BudgetStatus,
+    ClientSpend,
     ClientStatus,
     Period,
     RateLimit,
-    RateStatus,
+    SpendListing,
     Ticket,
 )
-from imagegate_server.limits.periods import (
-    period_number,
-    seconds_until_period_end,
-)
-from imagegate_server.limits.refusals import Refusal, to_error, worst
+from imagegate_server.limits.periods import period_number
 
 _GC_EVERY_US = 60_000_000
 
@@ -104,47 +102,20 @@ class MemoryLimiter:
         self._collect(now, unix)
         client = self._clients.get(admission.client) or _Client()
         client.sweep(now)
-
-        refusals: list[Refusal] = []
-        charges: list[tuple[dict[str, int], str, int]] = []
-        for rate in admission.rates:
-            tats = self._gateway if rate.gateway_wide else client.rates
-            verdict = gcra.check(rate, tats.get(rate.name), now)
-            if verdict.new_tat_us is not None:
-                charges.append((tats, rate.name, verdict.new_tat_us))
-            elif verdict.wait_us is None:
-                refusals.append(Refusal(rate.name, "rate", None, permanent=True))
-            else:
-                refusals.append(Refusal(rate.name, "rate", verdict.wait_us / 1_000_000))
+        standing = self._standing(client, admission.rates, unix)
         replaced = admission.replaces
-        # The ticket this one takes over (see Admission.replaces) counts for neither.
         held = client.open.get(replaced.id) if replaced is not None else None
-        in_use = len(client.open) - (held is not None)
-        others_reserved = client.reserved - (held[1] if held is not None else 0)
-        if admission.max_concurrent is not None and in_use >= admission.max_concurrent:
-            refusals.append(
-                Refusal(
-                    CONCURRENCY_LIMIT, "concurrency", None, permanent=not admission.max_concurrent
-                )
-            )
-        reserve = admission.reserve_micros
-        for budget in admission.budgets:
-            spent = client.spend(budget.period).current(period_number(budget.period, unix))
-            if reserve > budget.limit_micros:
-                refusals.append(Refusal(budget.name, "budget", None, permanent=True))
-            elif spent + others_reserved + reserve > budget.limit_micros:
-                wait = seconds_until_period_end(budget.period, unix)
-                refusals.append(Refusal(budget.name, "budget", wait))
-        if refusals:
-            raise to_error(admission, worst(refusals))
-
-        for tats, name, tat in charges:
-            tats[name] = tat
+        if held is not None:
+            standing = standing.without_call(held[1])  # the ticket this one takes over
+        charges = decide(admission, standing, now, unix)
+        for rate, tat in charges:
+            (self._gateway if rate.gateway_wide else client.rates)[rate.name] = tat
         if replaced is not None:
             replaced._settled.claim()
             if held is not None:
                 del client.open[replaced.id]
                 client.reserved -= held[1]
+        reserve = admission.reserve_micros
         ticket = Ticket(secrets.token_hex(10), admission.client, reserve, accounted=True)
         expiry = now + admission.hold_us
         client.open[ticket.id] = (expiry, reserve)
@@ -179,26 +150,37 @@ class MemoryLimiter:
         unix = self._clock.unix_s()
         state = self._clients.get(client) or _Client()
         state.sweep(now)
-        rate_status = []
+        standing = self._standing(state, rates, unix)
+        return client_status(client, rates, max_concurrent, budgets, standing, now, unix)
+
+    async def list_spend(self, limit: int = MAX_SPEND_LISTING) -> SpendListing:
+        now = self._clock.monotonic_us()
+        unix = self._clock.unix_s()
+        day, month = period_number("day", unix), period_number("month", unix)
+        listed = []
+        for name in sorted(self._clients):
+            state = self._clients[name]
+            state.sweep(now)
+            entry = ClientSpend(
+                name, state.day.current(day), state.month.current(month), state.reserved,
+                len(state.open),
+            )  # fmt: skip
+            if entry.spent_this_month_micros or entry.in_flight:
+                listed.append(entry)
+        return SpendListing(tuple(listed[:limit]), len(listed) > limit, _utc(unix))
+
+    def _standing(self, client: _Client, rates: Sequence[RateLimit], unix: float) -> Standing:
+        tats = {}
         for rate in rates:
-            tats = self._gateway if rate.gateway_wide else state.rates
-            units, full_in = gcra.remaining(rate, tats.get(rate.name), now)
-            rate_status.append(
-                RateStatus(rate.name, rate.scope, rate.per_minute, rate.burst, units, full_in)
-            )
-        budget_status = []
-        for budget in budgets:
-            spent = state.spend(budget.period).current(period_number(budget.period, unix))
-            budget_status.append(BudgetStatus.of(budget, spent, state.reserved, unix))
-        return ClientStatus(
-            client=client,
-            rates=tuple(rate_status),
-            concurrent_in_use=len(state.open),
-            max_concurrent=max_concurrent,
-            budgets=tuple(budget_status),
-            spent_today_micros=state.day.current(period_number("day", unix)),
-            spent_this_month_micros=state.month.current(period_number("month", unix)),
-            reserved_micros=state.reserved,
+            tat = (self._gateway if rate.gateway_wide else client.rates).get(rate.name)
+            if tat is not None:
+                tats[rate.name] = tat
+        return Standing(
+            tats,
+            in_use=len(client.open),
+            spent_day=client.day.current(period_number("day", unix)),
+            spent_month=client.month.current(period_number("month", unix)),
+            reserved=client.reserved,
         )
 
     async def aclose(self) -> None:
@@ -218,3 +200,7 @@ class MemoryLimiter:
         for name, tat in list(self._gateway.items()):
             if tat <= now:
                 del self._gateway[name]
+
+
+def _utc(unix: float) -> datetime:
+    return datetime.fromtimestamp(unix, UTC)

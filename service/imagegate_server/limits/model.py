@@ -226,3 +226,33 @@ class ClientStatus:
     spent_this_month_micros: int
     reserved_micros: int
     """Held by the client's calls in flight."""
+
+
+@dataclass(frozen=True)
+class ClientSpend:
+    """One client's spend as the store holds it (for the operator's view of all clients)."""
+
+    client: str
+    spent_today_micros: int
+    """Settled spend in the current UTC day."""
+    spent_this_month_micros: int
+    reserved_micros: int
+    """Held by the client's calls in flight."""
+    in_flight: int
+    """Admitted calls not settled yet (whether or not the client has a concurrency limit)."""
+
+
+MAX_SPEND_LISTING = 10_000
+"""At most this many clients in one spend listing (the rest are counted as left out)."""
+
+
+@dataclass(frozen=True)
+class SpendListing:
+    """Every client with spend this month or calls in flight, by client name."""
+
+    clients: tuple[ClientSpend, ...]
+    truncated: bool
+    """More clients than the listing's limit: memory and the local database list the
+    first ones by name, Redis the first ones its SCAN met."""
+    as_of: datetime
+    """The store's time the figures are for (UTC): 'today' is its UTC day."""

@@ -4,41 +4,44 @@ One round trip admits a call: ``admit.lua`` checks and charges all of one client
 limits at once. Gateway-wide rates live under their own key and are charged first by
 ``ceiling_admit.lua`` (see the package docstring for that two-step trade-off).
 While Redis cannot be reached, :class:`OutagePolicy` (:mod:`.outage`) decides per
-kind of limit. Key naming, the outage state and its log lines live here; the
+kind of limit (:class:`StoreHealth` logs its start and end). Key naming lives here; the
 scripts' text is :mod:`.lua`, their arguments and replies :mod:`.redis_wire`.
 """
 
 from __future__ import annotations
 
-import logging
+import re
 import secrets
-import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from imagegate_server.errors import LimiterUnavailable
 from imagegate_server.limits import lua, redis_wire
 from imagegate_server.limits.base import DONE_RETENTION_S
 from imagegate_server.limits.model import (
+    MAX_SPEND_LISTING,
     Admission,
     Budget,
+    ClientSpend,
     ClientStatus,
     RateLimit,
+    SpendListing,
     Ticket,
 )
-from imagegate_server.limits.outage import OutagePolicy
-
-log = logging.getLogger(__name__)
+from imagegate_server.limits.outage import OutagePolicy, StoreHealth
 
 # What "Redis is unreachable" looks like from redis-py: its own errors (connection,
 # timeout, loading, auth, read-only replica, OOM), plus the OS's and asyncio's.
 _STORE_ERRORS = (RedisError, OSError, TimeoutError)
+# A client's key after the prefix: its hash tag (the name percent-encoded) and kind.
+_CLIENT_KEY = re.compile(r"\{c:([^{}]*)\}:(rates|open|spend|done)")
+_PIPELINE = 500
 
 
 def where(url: str) -> str:
@@ -71,14 +74,8 @@ class RedisLimiter:
             raise ValueError("the key prefix must not contain braces (hash tags)")
         self._redis = client
         self._prefix = prefix
-        self.policy = policy or OutagePolicy()
-        self._probe_interval_s = probe_interval_s
-        self._location = location
+        self._health = StoreHealth("redis", location, policy or OutagePolicy(), probe_interval_s)
         self._scripts = {name: client.register_script(lua.source(name)) for name in lua.NAMES}
-        self._reachable = True
-        self._probe_at = 0.0
-        self.outages = 0
-        """Outages seen since start (for metrics)."""
 
     @classmethod
     def from_url(
@@ -117,7 +114,16 @@ class RedisLimiter:
 
     @property
     def reachable(self) -> bool:
-        return self._reachable
+        return self._health.reachable
+
+    @property
+    def policy(self) -> OutagePolicy:
+        return self._health.policy
+
+    @property
+    def outages(self) -> int:
+        """Outages seen since start (for metrics)."""
+        return self._health.outages
 
     # Keys ---------------------------------------------------------------------------
 
@@ -132,9 +138,9 @@ class RedisLimiter:
     # The interface --------------------------------------------------------------------
 
     async def admit(self, admission: Admission) -> Ticket:
-        started_up = self._reachable
-        if self._skip_store():
-            return self._uncounted(admission)
+        started_up = self._health.reachable
+        if self._health.skip():
+            return self._health.uncounted(admission)
         ceiling = tuple(rate for rate in admission.rates if rate.gateway_wide)
         own = tuple(rate for rate in admission.rates if not rate.gateway_wide)
         ticket = secrets.token_hex(10)
@@ -144,7 +150,7 @@ class RedisLimiter:
                     "ceiling_admit", [self.gateway_key()], redis_wire.rate_args(ceiling)
                 )
                 if reply[0] == 0:
-                    self._up(started_up)
+                    self._health.up(started_up)
                     raise redis_wire.refused(admission, reply)
             reply = await self._run(
                 "admit",
@@ -152,9 +158,9 @@ class RedisLimiter:
                 redis_wire.admit_args(ticket, admission, own),
             )
         except _STORE_ERRORS as error:
-            self._down(error)
-            return self._uncounted(admission)
-        self._up(started_up)
+            self._health.down(error)
+            return self._health.uncounted(admission)
+        self._health.up(started_up)
         if reply[0] == 0:
             if ceiling:
                 await self._refund(ceiling)
@@ -168,12 +174,12 @@ class RedisLimiter:
             raise ValueError("cost_micros must be >= 0")
         if not ticket._settled.claim():
             return
-        if not ticket.accounted and (cost_micros == 0 or not self._reachable):
+        if not ticket.accounted and (cost_micros == 0 or not self._health.reachable):
             # Let through uncounted: nothing to free. Its cost is still recorded when
             # Redis is back by now; while it is down, nothing is probed for it.
             return
-        started_up = self._reachable
-        if self._skip_store():
+        started_up = self._health.reachable
+        if self._health.skip():
             return
         open_key, spend_key, done_key = self.client_keys(ticket.client)[1:]
         try:
@@ -184,9 +190,9 @@ class RedisLimiter:
             )
         except _STORE_ERRORS as error:
             # Its slot and reservation expire on their own (hold_s).
-            self._down(error)
+            self._health.down(error)
             return
-        self._up(started_up)
+        self._health.up(started_up)
 
     async def status(
         self,
@@ -195,12 +201,10 @@ class RedisLimiter:
         max_concurrent: int | None,
         budgets: Sequence[Budget],
     ) -> ClientStatus:
-        started_up = self._reachable
-        if self._skip_store():
-            raise self._unavailable("status")
         own = [rate for rate in rates if not rate.gateway_wide]
         ceiling = [rate for rate in rates if rate.gateway_wide]
-        try:
+
+        async def read() -> ClientStatus:
             reply = await self._run(
                 "status", list(self.client_keys(client)[:3]), [rate.name for rate in own]
             )
@@ -209,11 +213,53 @@ class RedisLimiter:
                 if ceiling
                 else [reply[0]]
             )
-        except _STORE_ERRORS as error:
-            self._down(error)
-            raise self._unavailable("status") from None
-        self._up(started_up)
-        return redis_wire.client_status(client, rates, max_concurrent, budgets, reply, peek)
+            return redis_wire.client_status(client, rates, max_concurrent, budgets, reply, peek)
+
+        return await self._health.read("status", read, _STORE_ERRORS)
+
+    async def list_spend(self, limit: int = MAX_SPEND_LISTING) -> SpendListing:
+        """SCANs the prefix's ``:open`` and ``:spend`` keys (never KEYS) and reads each
+        client's figures with ``status.lua``, pipelined :data:`_PIPELINE` at a time (each
+        command in its client's slot), until more than ``limit`` clients qualify; which
+        ones are listed then is SCAN's order."""
+        return await self._health.read("spend", lambda: self._scan_spend(limit), _STORE_ERRORS)
+
+    async def _scan_spend(self, limit: int) -> SpendListing:
+        found: dict[str, ClientSpend] = {}
+        sha = await self._redis.script_load(lua.source("status"))
+        seen: set[str] = set()
+        batch: list[str] = []
+        async for key in self._redis.scan_iter(match=self._client_pattern(), count=1000):
+            match = _CLIENT_KEY.fullmatch(key[len(self._prefix) :])
+            if match is None or match.group(2) not in ("open", "spend"):
+                continue
+            name = unquote(match.group(1))
+            if name not in seen:
+                seen.add(name)
+                batch.append(name)
+            if len(batch) == _PIPELINE:
+                await self._read_spend(sha, batch, found)
+                batch = []
+                if len(found) > limit:
+                    break
+        if batch and len(found) <= limit:
+            await self._read_spend(sha, batch, found)
+        seconds = int((await self._redis.time())[0])
+        listed = tuple(found[name] for name in sorted(found)[:limit])
+        return SpendListing(listed, len(found) > limit, datetime.fromtimestamp(seconds, UTC))
+
+    def _client_pattern(self) -> str:
+        # The prefix matched literally (it may hold glob characters), then any client.
+        return re.sub(r"([\\*?\[\]])", r"\\\1", self._prefix) + "{c:*}:*"
+
+    async def _read_spend(self, sha: str, clients: list[str], into: dict[str, ClientSpend]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for client in clients:
+            pipe.evalsha(sha, 3, *self.client_keys(client)[:3])
+        for client, reply in zip(clients, await pipe.execute(), strict=True):
+            entry = redis_wire.client_spend(client, reply)
+            if entry.spent_this_month_micros or entry.in_flight:
+                into[client] = entry
 
     async def aclose(self) -> None:
         await self._redis.aclose(close_connection_pool=True)
@@ -231,52 +277,4 @@ class RedisLimiter:
             await self._run("ceiling_refund", [self.gateway_key()], redis_wire.refund_args(ceiling))
         except _STORE_ERRORS as error:
             # The ceiling stays charged for a call that did not run: conservative.
-            self._down(error)
-
-    def _uncounted(self, admission: Admission) -> Ticket:
-        closed = self.policy.closed_kinds(admission)
-        if closed:
-            raise self._unavailable(" and ".join(closed) + " limits")
-        return Ticket(secrets.token_hex(10), admission.client, 0, accounted=False)
-
-    @staticmethod
-    def _unavailable(what: str) -> LimiterUnavailable:
-        return LimiterUnavailable(
-            f"the shared limits store is unreachable, so {what} cannot be checked; retry shortly"
-        )
-
-    # Outage state: one warning when it starts, one info line when it ends ------------
-
-    def _skip_store(self) -> bool:
-        """While Redis is down, only one call per probe interval tries it."""
-        if self._reachable:
-            return False
-        now = time.monotonic()
-        if now < self._probe_at:
-            return True
-        self._probe_at = now + self._probe_interval_s
-        return False
-
-    def _down(self, error: BaseException) -> None:
-        self._probe_at = time.monotonic() + self._probe_interval_s
-        if self._reachable:
-            self._reachable = False
-            self.outages += 1
-            log.warning(
-                "limits store unreachable (%s from %s); until it answers: %s",
-                type(error).__name__,
-                self._location,
-                self.policy.describe(),
-                extra={"limiter": "redis", "error": type(error).__name__},
-            )
-
-    def _up(self, started_up: bool) -> None:
-        # Only a command sent while Redis counted as down proves it is back: a slow
-        # reply to one sent before the outage says nothing about now.
-        if not self._reachable and not started_up:
-            self._reachable = True
-            log.info(
-                "limits store reachable again (%s)",
-                self._location,
-                extra={"limiter": "redis"},
-            )
+            self._health.down(error)

@@ -16,6 +16,7 @@ from imagegate_server.limits.model import (
     Admission,
     Budget,
     BudgetStatus,
+    ClientSpend,
     ClientStatus,
     RateLimit,
     RateStatus,
@@ -125,6 +126,20 @@ def client_status(
         spent_today_micros=spent_today,
         spent_this_month_micros=spent_month,
         reserved_micros=reserved,
+    )
+
+
+def client_spend(client: str, reply: list[Any]) -> ClientSpend:
+    """``status.lua``'s reply (asked for no rates) as the client's spend listing entry."""
+    now_us, in_use = int(reply[0]), int(reply[1])
+    day, day_micros, month, month_micros, reserved_total = (_int(v) for v in reply[2:7])
+    unix = now_us / 1_000_000
+    return ClientSpend(
+        client,
+        (day_micros or 0) if day == period_number("day", unix) else 0,
+        (month_micros or 0) if month == period_number("month", unix) else 0,
+        max(0, (reserved_total or 0) - int(reply[7])),
+        in_use,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from imagegate_server.errors import LimitRefused
 from imagegate_server.limits.model import CONCURRENCY_LIMIT, Admission
+from imagegate_server.pricing.money import format_usd
 
 Kind = Literal["rate", "concurrency", "budget"]
 
@@ -37,14 +38,6 @@ def worst(refusals: list[Refusal]) -> Refusal:
         if _rank(refusal) > _rank(best):
             best = refusal
     return best
-
-
-def format_usd(micros: int) -> str:
-    """Exact dollars from micro-dollars: ``$10.00``, ``$0.0415``."""
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), 1_000_000)
-    cents = f"{frac:06d}".rstrip("0").ljust(2, "0")
-    return f"{sign}${whole:,}.{cents}"
 
 
 def _seconds(wait: float) -> str:

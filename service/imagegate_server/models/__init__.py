@@ -8,7 +8,9 @@ families that only the SDK knows. Retired models stay in the table because the s
 (and OpenAI-compatible servers such as the emulator) still accept them; each carries
 its :class:`Lifecycle`, the only place in the code that knows a shutdown date. A
 model missing from the table is *unknown*: the gateway passes it through
-unvalidated; the emulator treats it like a GPT image model (:data:`GPT_LIKE_DEFAULT`).
+unvalidated; the emulator refuses it as OpenAI does (404 ``model_not_found``) unless
+it was told to serve it, and then judges it like a GPT image model
+(:data:`GPT_LIKE_DEFAULT`).
 
 Where the spec and SDK are silent about a new model (for example whether the 2.6
 family accepts ``input_fidelity``), the table errs on the side of accepting: a

@@ -147,7 +147,8 @@ MODEL_RULES: dict[str, ModelRules] = {
 }
 
 GPT_LIKE_DEFAULT: ModelRules = replace(MODEL_RULES["gpt-image-2.5-sunburst"], name="")
-"""Rules the emulator applies to a model it does not know (the most permissive GPT model)."""
+"""Rules the emulator applies to a model it serves beyond this table (its
+``extra_models``): those of the most permissive GPT model."""
 
 NEWER_GPT_ONLY_GENERATION_PARAMS = _NEWER_GENERATION_EXTRA
 # Parameters no DALL-E model accepts: using one makes the spec's default a GPT model.

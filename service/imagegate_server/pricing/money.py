@@ -31,3 +31,11 @@ def round_cost(micros: Decimal) -> int:
 def round_estimate(micros: Decimal) -> int:
     """An estimate as whole micro-dollars, rounded up."""
     return int(micros.quantize(_ONE, rounding=ROUND_CEILING))
+
+
+def format_usd(micros: int) -> str:
+    """Exact dollars from micro-dollars, for people: ``$10.00``, ``$0.0415``, ``$1,234.50``."""
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), 1_000_000)
+    cents = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"{sign}${whole:,}.{cents}"

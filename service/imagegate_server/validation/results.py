@@ -53,4 +53,5 @@ class UnknownModelPolicy(enum.Enum):
     PASS_THROUGH = "pass_through"  # noqa: S105 (not a secret)
     """Gateway: a model the table does not know is OpenAI's to judge; no violations."""
     GPT_LIKE = "gpt_like"
-    """Emulator: judge unknown models by the most permissive GPT image model's rules."""
+    """Emulator: judge a model it serves beyond the table (its ``extra_models``; any other
+    it refuses before validating) by the most permissive GPT image model's rules."""

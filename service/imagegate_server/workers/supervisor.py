@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from imagegate_server.errors import StartupError
+from imagegate_server.limits import SCHEMA as LIMITS_SCHEMA
+from imagegate_server.limits import uses_local_database
+from imagegate_server.localdb import LocalDatabase
 from imagegate_server.metrics import MetricsEndpoint, multiprocess
 from imagegate_server.settings import Settings
 from imagegate_server.workers import ports
@@ -100,6 +103,7 @@ class Supervisor:
             health = ports.reserve(settings.host, settings.health_port, "health port")
             self._sockets.append(health)
             self.health_port = ports.bound_port(health)
+        await self._check_limits_store()
         if settings.api_key() is None:
             await self._start_emulator()
         if settings.metrics_port is not None:
@@ -120,6 +124,22 @@ class Supervisor:
             self._workers.append(slot)
             self._tasks.append(self._supervise(slot, self._stop))
         await self._until_ready([s.name for s in self._workers])
+
+    async def _check_limits_store(self) -> None:
+        """Opens (and migrates) the workers' shared database once before they start,
+        so a data directory that cannot be used stops ``serve`` with its one line."""
+        settings = self.settings
+        if uses_local_database(settings):
+            database = await LocalDatabase.open(settings.data_dir, LIMITS_SCHEMA)
+            await database.aclose()
+        elif settings.redis_url is None and self.count > 1:
+            log.warning(
+                "IMAGEGATE_LIMITS_STORE=memory: each of the %d workers keeps its own limits "
+                "and spend, so a client gets up to %d times its limits",
+                self.count,
+                self.count,
+                extra={"workers": self.count},
+            )
 
     def _worker_plan(self, index: int) -> Callable[[], bytes]:
         def plan() -> bytes:

@@ -25,6 +25,7 @@ from imagegate_server.bench.procs import StackConfig, running_emulator, running_
 from imagegate_server.bench.report import machine
 from imagegate_server.bench.scenarios.overhead import CASE, direct_phase, gateway_phase
 from imagegate_server.bench.usage import cpu_seconds, process_tree
+from imagegate_server.wording import plural
 
 NAME = "scaling"
 CONCURRENCY = 64
@@ -36,9 +37,7 @@ def variants(cores: int, tiny: bool) -> list[tuple[str, int | None]]:
     """(label, workers) in run order; ``None`` is a plain ``serve`` (no supervisor)."""
     if tiny:
         return [(BASELINE, None), ("2 workers", 2)]
-    return [(BASELINE, None)] + [
-        (f"{n} worker{'s' if n > 1 else ''}", n) for n in range(1, max(cores, 2) + 1)
-    ]
+    return [(BASELINE, None)] + [(plural(n, "worker"), n) for n in range(1, max(cores, 2) + 1)]
 
 
 async def run(ctx: Context) -> ScenarioResult:

@@ -1,17 +1,20 @@
-"""5. tenancy: what authentication and the Redis limiter cost per call.
+"""5. tenancy: what authentication and each limiter backend cost per call.
 
-Two gateways on one emulator, running the overhead scenario's call (a 256x256
+Four gateways on one emulator, running the overhead scenario's call (a 256x256
 dall-e-2 PNG, upstream answering at once): ``gateway``, with neither authentication
-nor limits, and ``tenancy``, with a clients file, a bearer token on every call and
-the Redis limiter on a local redis-server. Its one client has requests and images
-per minute, max_concurrent and a daily and monthly budget, and the gateway a
-gateway-wide images-per-minute ceiling, all far above what the run asks, so every
-call is admitted and every admission runs the Redis scripts (ceiling, admit, settle:
-three round trips). Phases of the two gateways alternate, twice per concurrency
-level, after a warm-up each.
+nor limits (the memory store, which then has nothing to count), and one per limiter
+backend, each with a clients file, a bearer token on every call and its store:
+``memory`` (this process), ``local`` (the SQLite database in its data directory, the
+default: two transactions per call on the database's thread) and ``redis`` (a local
+redis-server: the ceiling, admit and settle scripts, three round trips). Their one
+client has requests and images per minute, max_concurrent and a daily and monthly
+budget, and the gateway a gateway-wide images-per-minute ceiling, all far above what
+the run asks, so every call is admitted and every limit is checked. Phases of the
+gateways alternate, twice per concurrency level, after a warm-up each.
 
-Reported as ratios tenancy / gateway: the gateway process's CPU time per call (from
-/proc/PID/stat, all its threads) and p50 latency at concurrency 1.
+Reported as ratios backend / gateway: the gateway process's CPU time per call (from
+/proc/PID/stat, all its threads, so the database thread too) and p50 latency at
+concurrency 1.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from imagegate_server.bench.usage import cpu_seconds
 NAME = "tenancy"
 CLIENT = "bench"
 TARGET = 1.2
-VERSUS = ", auth + Redis limiter / none"
+BACKENDS = ("memory", "local", "redis")
 # Far above anything the run asks (~8,500 calls in all, at most ~1,000 a second).
 LIMITS = {
     "--requests-per-minute": "1000000",
@@ -132,23 +135,31 @@ async def run(ctx: Context) -> ScenarioResult:
         running_emulator(StackConfig(), workdir) as (url, _emulator_pid),
     ):
         token = await adding
-        tenancy_env = {
+        limited = {
             "IMAGEGATE_CLIENTS_FILE": str(clients_file),
-            "IMAGEGATE_REDIS_URL": redis.url,
             "IMAGEGATE_GATEWAY_IMAGES_PER_MINUTE": GATEWAY_IMAGES_PER_MINUTE,
         }
-        envs = {"gateway": {}, "tenancy": tenancy_env}
+        envs = {
+            "gateway": {"IMAGEGATE_LIMITS_STORE": "memory"},
+            "memory": {**limited, "IMAGEGATE_LIMITS_STORE": "memory"},
+            "local": {**limited, "IMAGEGATE_LIMITS_STORE": "local"},
+            "redis": {**limited, "IMAGEGATE_REDIS_URL": redis.url},
+        }
         async with running_gateways(url, envs, workdir) as gateways:
-            (plain_target, plain_pid), (tenant_target, tenant_pid) = gateways.values()
-            plain_pool, tenant_pool = GrpcPool(plain_target), GrpcPool(tenant_target)
+            pools = {name: GrpcPool(target) for name, (target, _pid) in gateways.items()}
             try:
-                await plain_pool.ready()
-                await tenant_pool.ready()
+                for pool in pools.values():
+                    await pool.ready()
                 bearer = (("authorization", f"Bearer {token}"),)
-                targets = (
-                    Target("gateway", gateway_call(plain_pool, ()), plain_pid),
-                    Target("tenancy", gateway_call(tenant_pool, bearer), tenant_pid, redis.pid),
-                )
+                targets = [
+                    Target(
+                        name,
+                        gateway_call(pools[name], () if name == "gateway" else bearer),
+                        gateways[name][1],
+                        redis.pid if name == "redis" else None,
+                    )
+                    for name in envs
+                ]
                 for target in targets:
                     await closed_loop(target.call, 8, 8 if ctx.tiny else 64, time_limit)
                 for concurrency, calls in levels:
@@ -157,36 +168,45 @@ async def run(ctx: Context) -> ScenarioResult:
                             phases = measured.setdefault((target.path, concurrency), Phases())
                             await target.measure(concurrency, calls, time_limit, phases)
             finally:
-                await plain_pool.close()
-                await tenant_pool.close()
+                for pool in pools.values():
+                    await pool.close()
 
     for (path_name, concurrency), phases in measured.items():
         row = Row.of(NAME, "256x256", path_name, concurrency, phases.load)
         row.gateway_cpu_ms_per_call = phases.per_call_ms(phases.gateway_cpu_s)
         row.generator = PYTHON_GRPC
-        if path_name == "tenancy":
+        if path_name == "redis":
             row.extra["redis_cpu_ms_per_call"] = phases.per_call_ms(phases.redis_cpu_s)
         result.rows.append(row)
-    for concurrency, _calls in levels:
-        plain, tenant = measured["gateway", concurrency], measured["tenancy", concurrency]
-        cpu = _ratio(
-            tenant.per_call_ms(tenant.gateway_cpu_s), plain.per_call_ms(plain.gateway_cpu_s)
+    for backend in BACKENDS:
+        versus = f", auth + {backend} limiter / none"
+        for concurrency, _calls in levels:
+            plain, limited_run = measured["gateway", concurrency], measured[backend, concurrency]
+            cpu = _ratio(
+                limited_run.per_call_ms(limited_run.gateway_cpu_s),
+                plain.per_call_ms(plain.gateway_cpu_s),
+            )
+            result.checks.append(
+                _check(f"gateway CPU per call{versus}, at concurrency {concurrency}", cpu)
+            )
+        plain_1, limited_1 = measured["gateway", 1].load, measured[backend, 1].load
+        # No successful call is no latency at all: judge it as missed, not as 0 ms.
+        p50 = (
+            _ratio(limited_1.percentile_s(50), plain_1.percentile_s(50))
+            if limited_1.ok
+            else math.inf
         )
-        result.checks.append(
-            _check(f"gateway CPU per call{VERSUS}, at concurrency {concurrency}", cpu)
-        )
-    plain_1, tenant_1 = measured["gateway", 1].load, measured["tenancy", 1].load
-    # No successful call is no latency at all: judge it as missed, not as 0 ms.
-    p50 = _ratio(tenant_1.percentile_s(50), plain_1.percentile_s(50)) if tenant_1.ok else math.inf
-    result.checks.append(_check(f"p50 latency{VERSUS}, at concurrency 1", p50))
+        result.checks.append(_check(f"p50 latency{versus}, at concurrency 1", p50))
     result.notes.append(
-        f"gateway = no authentication, no limits; tenancy = clients file + bearer token, Redis "
-        f"limiter (own redis-server on loopback), one client with requests and images per "
-        f"minute, max_concurrent, daily and monthly budget, plus a gateway-wide images-per-"
-        f"minute ceiling; {rounds} alternating rounds per level; CPU from /proc/PID/stat of "
-        f"the gateway process (redis-server's own CPU shown apart); driven by the Python "
-        f"gRPC client whatever is installed: both gateways pay it alike, and the targets "
-        f"are ratios between them"
+        f"gateway = no authentication, no limits; memory, local, redis = clients file + "
+        f"bearer token and that limiter backend (local: the SQLite database in the "
+        f"gateway's data directory; redis: its own redis-server on loopback), one client "
+        f"with requests and images per minute, max_concurrent, daily and monthly budget, "
+        f"plus a gateway-wide images-per-minute ceiling; {rounds} alternating rounds per "
+        f"level; CPU from /proc/PID/stat of the gateway process, all threads "
+        f"(redis-server's own CPU shown apart); driven by the Python gRPC client whatever "
+        f"is installed: every gateway pays it alike, and the targets are ratios between "
+        f"them"
     )
     return result
 

@@ -29,6 +29,7 @@ from imagegate_server.gateway.requests.draft import Draft
 from imagegate_server.limits import Admission, Budget, ClientStatus, Limiter, RateLimit, Ticket
 from imagegate_server.pricing import PriceTable
 from imagegate_server.settings import Settings
+from imagegate_server.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class Tenancy:
         if policy.max_n is not None and draft.n > policy.max_n:
             raise NotPermitted(
                 "N_ABOVE_CLIENT_LIMIT",
-                f"client '{client}' may ask for at most {policy.max_n} images per call",
+                f"client '{client}' may ask for at most {plural(policy.max_n, 'image')} per call",
                 {"client": client, "max_n": str(policy.max_n)},
             )
 

@@ -22,8 +22,8 @@ from typing import Any, Final
 import grpc
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
+from imagegate.v1 import admin_pb2, params_pb2, quota_pb2
 from imagegate.v1 import images_service_pb2 as pb
-from imagegate.v1 import params_pb2, quota_pb2
 
 from imagegate_server.models import Operation
 
@@ -37,6 +37,9 @@ class Malformed:
 MALFORMED: Final = Malformed()
 SERVICE = pb.DESCRIPTOR.services_by_name["ImagesService"]
 QUOTA_SERVICE = quota_pb2.DESCRIPTOR.services_by_name["QuotaService"]
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
+# The generated module of each of our services' files, where its messages are.
+_MESSAGES = {module.DESCRIPTOR.name: module for module in (pb, quota_pb2, admin_pb2)}
 
 _OPERATION_OF_PARAMETERS = {
     params_pb2.GenerationParameters.DESCRIPTOR.full_name: Operation.GENERATION,
@@ -130,7 +133,7 @@ def add_service(
     behaviours: Mapping[str, Callable[..., Any]],
 ) -> None:
     """Register ``service``'s methods with their behaviours, parsing leniently."""
-    messages = pb if service.file is pb.DESCRIPTOR else quota_pb2
+    messages = _MESSAGES[service.file.name]
     handlers: dict[str, Any] = {}
     for method in service.methods:
         kind = _HANDLER_KINDS[method.client_streaming, method.server_streaming]

@@ -17,6 +17,7 @@ Each carries exactly what the caller may see (never an upstream exception's text
     ├── LimiterUnavailable    the limits store is down and this kind fails closed  UNAVAILABLE
     ├── ResultTooLarge        unary result over send limit  RESOURCE_EXHAUSTED
     ├── StoreUnavailable      the result store failed a write UNAVAILABLE + ErrorInfo
+    ├── CallerStalled         an upload's next message late  DEADLINE_EXCEEDED + ErrorInfo
     └── UpstreamFailure       anything from/about OpenAI
         ├── UpstreamError     OpenAI answered with an error status
         ├── UpstreamTimeout   deadline or upstream timeout  DEADLINE_EXCEEDED
@@ -199,6 +200,16 @@ class StoreUnavailable(ImagegateError):
         super().__init__(f"the result store is unavailable ({operation} failed: {kind})")
         self.kind = kind
         self.operation = operation
+
+
+class CallerStalled(ImagegateError):
+    """An upload's caller did not send its next message in time: its first one
+    (``FIRST_MESSAGE_TIMEOUT``) or one mid-upload (``UPLOAD_STALLED``)."""
+
+    def __init__(self, reason: str, message: str, timeout_s: float) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.timeout_s = timeout_s
 
 
 class UpstreamFailure(ImagegateError):

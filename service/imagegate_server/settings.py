@@ -137,7 +137,30 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=50 * MIB, ge=1)
     """Cap per uploaded file when the model is unknown (known models use OpenAI's caps)."""
     spool_threshold_bytes: int = Field(default=1 * MIB, ge=0)
-    """Uploads larger than this go to a temporary file, so memory per call is bounded."""
+    """Upload bytes one call holds in memory, all its files together; past it, its
+    files go to unlinked temporary files in ``spool_dir``."""
+    spool_dir: Path | None = None
+    """Where uploads past ``spool_threshold_bytes`` wait for the upstream call, in files
+    unlinked as they are made (their space is freed when the call ends, however it
+    ends, or the process dies). Created (mode 0700) at start, where leftovers of a
+    crash are removed; shared safely by the workers of one ``serve``. Unset:
+    ``imagegate-spool-<uid>`` in the system's temporary directory (``TMPDIR``, else
+    ``/tmp``): writable with a read-only root file system when ``/tmp`` is a volume."""
+    first_message_timeout_s: float = Field(default=5.0, gt=0)
+    """An upload (edit, variation) must send its first message, the parameters,
+    within this many seconds of its start, else it ends with DEADLINE_EXCEEDED
+    (ErrorInfo ``FIRST_MESSAGE_TIMEOUT``). It holds its caller's concurrency slot
+    meanwhile, so this bounds how long a caller can hold slots with nothing."""
+    upload_idle_timeout_s: float = Field(default=30.0, gt=0)
+    """An upload that sends no message for this many seconds mid-upload ends with
+    DEADLINE_EXCEEDED (ErrorInfo ``UPLOAD_STALLED``); the call's deadline bounds the
+    whole upload as well."""
+    rejected_upload_read_s: float = Field(default=5.0, ge=0)
+    """When the gateway refuses an upload after its go-ahead (a file of the wrong
+    type, say), it first reads and discards what the caller still sends of the bytes
+    it declared, for at most this many seconds, so that the caller has finished
+    writing when the status arrives (gRPC's asyncio Python client loses a status
+    that arrives during its writes: grpc/grpc#36066). 0: answer at once."""
     max_send_message_bytes: int = Field(default=4 * MIB, ge=4 * MIB)
     """Largest unary result; bigger ones are RESOURCE_EXHAUSTED naming the stream RPC.
     The default is gRPC's default receive limit, so that a caller who kept it gets

@@ -203,3 +203,18 @@ def test_a_bad_redis_url_stops_start_up_without_quoting_it(url: str) -> None:
 def test_a_prefix_with_braces_is_a_settings_error() -> None:
     with pytest.raises(ValueError, match="hash tags"):
         Settings(redis_prefix="{x}")
+
+
+async def test_a_slot_replaced_while_redis_is_down_is_left_for_its_caller_to_free(
+    secured_redis: RedisServer, outage_limiter: RedisLimiter
+) -> None:
+    # An upload's slot is taken at authentication; if Redis goes away before its
+    # parameters arrive, the rest of its admission passes uncounted and cannot free
+    # the slot in Redis: the slot stays unsettled, so the caller settles it later.
+    slot = await outage_limiter.admit(Admission(CLIENT, max_concurrent=2))
+    secured_redis.stop()
+    ticket = await outage_limiter.admit(
+        Admission(CLIENT, rates=RATES, max_concurrent=2, replaces=slot)
+    )
+    assert not ticket.accounted
+    assert not slot.settled

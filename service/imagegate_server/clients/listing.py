@@ -93,6 +93,7 @@ def _policy_values(client: Client) -> dict[str, Any]:
         "daily_budget_usd": dollars(policy.daily_budget_micro_usd),
         "monthly_budget_usd": dollars(policy.monthly_budget_micro_usd),
         "stamp_identity": policy.stamp_identity,
+        "max_spooled_bytes": policy.max_spooled_bytes,
         "operator": policy.operator,
     }
 

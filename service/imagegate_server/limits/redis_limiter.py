@@ -165,6 +165,8 @@ class RedisLimiter:
             if ceiling:
                 await self._refund(ceiling)
             raise redis_wire.refused(admission, reply)
+        if admission.replaces is not None:
+            admission.replaces._settled.claim()  # the script freed it with this admission
         return Ticket(ticket, admission.client, admission.reserve_micros, accounted=True)
 
     async def settle(self, ticket: Ticket, cost_micros: int) -> None:

@@ -143,6 +143,8 @@ class SqliteLimiter:
             return self._health.uncounted(admission)
         self._health.up(started_up)
         self._collect()
+        if admission.replaces is not None:
+            admission.replaces._settled.claim()  # the transaction freed it with this one
         return ticket
 
     async def settle(self, ticket: Ticket, cost_micros: int) -> None:
@@ -193,7 +195,19 @@ class SqliteLimiter:
         now_us, unix = self._now()
         db.execute("DELETE FROM limit_calls WHERE client = ? AND expires_us <= ?", (client, now_us))
         standing = self._standing(db, client, admission.rates, now_us, unix)
+        replaced = admission.replaces.id if admission.replaces is not None else None
+        held = (
+            replaced
+            and db.execute(
+                "SELECT reserved_micros FROM limit_calls WHERE ticket = ? AND client = ?",
+                (replaced, client),
+            ).fetchone()
+        )
+        if held:
+            standing = standing.without_call(int(held[0]))  # the ticket this one takes over
         charges = decide(admission, standing, now_us, unix)  # raises LimitRefused
+        if held:
+            db.execute("DELETE FROM limit_calls WHERE ticket = ?", (replaced,))
         db.executemany(
             "INSERT INTO limit_rates (scope, name, tat_us) VALUES (?, ?, ?) "
             "ON CONFLICT (scope, name) DO UPDATE SET tat_us = excluded.tat_us",

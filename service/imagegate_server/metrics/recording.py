@@ -133,6 +133,24 @@ class Metrics:
             "Upload bytes written to temporary files (uploads past the spool threshold).",
             registry=reg,
         )
+        self._spooled_now = Gauge(
+            "imagegate_upload_spool_bytes",
+            "Upload bytes held in spool files now (reserved for declared uploads, or "
+            "written), all clients together.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self._streams_closed = Children(
+            Counter(
+                "imagegate_streams_closed_total",
+                "Upload streams the gateway ended early, by reason: first_message_timeout "
+                "and upload_stalled (the caller sent nothing in time), refused_drained (a "
+                "refusal mid-upload, answered once the caller had sent the rest) and "
+                "refused_cut (answered at the bound while the caller was still sending).",
+                ("reason",),
+                registry=reg,
+            ).labels
+        )
         self._refusals = Children(
             Counter(
                 "imagegate_limit_refusals_total",
@@ -263,6 +281,14 @@ class Metrics:
         """Bytes an upload wrote to its temporary file."""
         if count > 0:
             self._spooled.inc(count)
+
+    def set_spooled_bytes(self, count: int) -> None:
+        """Upload bytes this process holds (or reserved) in spool files now."""
+        self._spooled_now.set(count)
+
+    def stream_closed(self, reason: str) -> None:
+        """An upload stream ended early (see ``imagegate_streams_closed_total``)."""
+        self._streams_closed(labels.stream_close_reason(reason)).inc()
 
     # -- clients, limits, spend ------------------------------------------------------
 

@@ -5,7 +5,8 @@ Where from, in order:
     ``--target`` given          the gateway's AdminService.ListClientSpend, with the
                                 token (or certificate) of an ``operator = true``
                                 client: from any host, whatever the store
-    ``IMAGEGATE_REDIS_URL`` set Redis itself (SCAN of the key prefix)
+    ``IMAGEGATE_REDIS_URL`` set Redis itself (SCAN of the key prefix; on a Cluster,
+                                of every primary)
     the local store (default)   the SQLite file in ``IMAGEGATE_DATA_DIR``, on the
                                 gateway's host (never created if missing)
     ``IMAGEGATE_LIMITS_STORE=memory``
@@ -117,17 +118,20 @@ def _from_local(settings: Settings) -> tuple[SpendListing, str]:
 
 
 async def _from_redis(settings: Settings) -> SpendListing:
-    from imagegate_server.errors import ImagegateError
-    from imagegate_server.limits import build_limiter
+    from imagegate_server.errors import ImagegateError, StartupError
+    from imagegate_server.limits.factory import redis_limiter
 
     try:
-        limiter = build_limiter(settings)
-    except ImagegateError as error:
+        limiter = redis_limiter(settings)
+    except StartupError as error:
         raise CommandFailure(str(error)) from None
     try:
         return await limiter.list_spend(_limit())
     except ImagegateError:
-        raise CommandFailure("cannot reach Redis (IMAGEGATE_REDIS_URL)") from None
+        # The reason says unreachable or refusing, and why (no URL, no password).
+        raise CommandFailure(
+            f"cannot read spend from Redis at {limiter.connection.location}: {limiter.problem}"
+        ) from None
     finally:
         await limiter.aclose()
 

@@ -190,7 +190,7 @@ class ImagesServicer:
             finally:
                 amount = await self._tenancy.settle(charge, error)
                 self._metrics.spend(caller.client, draft.model, amount)
-                self._metrics.set_limiter_up(self._tenancy.limiter_reachable)
+                self._metrics.set_limiter_state(self._tenancy.limiter_state)
 
     async def _admit(self, caller: Caller, draft: Draft) -> Charge:
         try:
@@ -199,7 +199,7 @@ class ImagesServicer:
             self._metrics.limit_refused(refused.limit, caller.client)
             raise
         finally:
-            self._metrics.set_limiter_up(self._tenancy.limiter_reachable)
+            self._metrics.set_limiter_state(self._tenancy.limiter_state)
 
     def _account(
         self, rpc: Rpc, admitted: Admitted, result: results_pb2.ImagesResult, call: RpcCall

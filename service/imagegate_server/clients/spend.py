@@ -51,7 +51,8 @@ class Report:
     truncated: bool
     as_of: datetime
     store: str
-    """Where the figures were read: ``local <path>``, ``redis <host>`` or ``gateway <target>``."""
+    """Where the figures were read: ``local <path>``, ``redis <where>`` (scheme and
+    hosts, no credentials) or ``gateway <target>``."""
 
 
 def show_spend(args: argparse.Namespace) -> None:
@@ -77,7 +78,7 @@ def _settings() -> Settings:
 def _from_store(args: argparse.Namespace) -> Report:
     settings = _settings()
     if settings.redis_url is not None:
-        listing, store = asyncio.run(_from_redis(settings)), "redis"
+        listing, store = asyncio.run(_from_redis(settings))
     elif settings.limits_store == "local":
         listing, store = _from_local(settings)
     else:
@@ -117,7 +118,7 @@ def _from_local(settings: Settings) -> tuple[SpendListing, str]:
     return listing, f"local {where.absolute()}"
 
 
-async def _from_redis(settings: Settings) -> SpendListing:
+async def _from_redis(settings: Settings) -> tuple[SpendListing, str]:
     from imagegate_server.errors import ImagegateError, StartupError
     from imagegate_server.limits.factory import redis_limiter
 
@@ -126,7 +127,7 @@ async def _from_redis(settings: Settings) -> SpendListing:
     except StartupError as error:
         raise CommandFailure(str(error)) from None
     try:
-        return await limiter.list_spend(_limit())
+        return await limiter.list_spend(_limit()), f"redis {limiter.connection.location}"
     except ImagegateError:
         # The reason says unreachable or refusing, and why (no URL, no password).
         raise CommandFailure(

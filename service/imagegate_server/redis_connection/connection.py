@@ -54,6 +54,7 @@ class RedisConnection:
         client: clients.Client,
         *,
         shape: urls.Shape = "single",
+        tls: bool = False,
         location: str = "redis",
         timeout_s: float = 0.5,
         max_connections: int = 64,
@@ -62,6 +63,7 @@ class RedisConnection:
         self.client = client
         """redis-py's client, for tests and tools; the gateway goes through the methods."""
         self.shape = shape
+        self.tls = tls
         self.location = location
         """Where it is, for log lines: no credentials."""
         self.timeout_s = timeout_s
@@ -82,6 +84,7 @@ class RedisConnection:
         return cls(
             client,
             shape=target.shape,
+            tls=target.tls,
             location=target.location,
             timeout_s=options.timeout_s,
             max_connections=options.max_connections,
@@ -163,7 +166,8 @@ class RedisConnection:
             async with asyncio.timeout(self.timeout_s):
                 return await work(self.client)
         except ERRORS as error:
-            failure = classify(error, timeout_s=self.timeout_s, cluster=self.shape == "cluster")
+            cluster = self.shape == "cluster"
+            failure = classify(error, timeout_s=self.timeout_s, cluster=cluster, tls=self.tls)
             if failure.code == "MOVED":
                 self._misdirected = failure
             raise failure from None

@@ -12,6 +12,7 @@ explanation, and for NOPERM and script errors Redis's own (bounded) message.
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 from collections.abc import Iterator
@@ -64,7 +65,8 @@ _REFUSALS: dict[str, str] = {
     "please report it",
     "SENTINEL_AUTH": "the sentinels refused the username or password: check "
     "IMAGEGATE_REDIS_SENTINEL_USERNAME and IMAGEGATE_REDIS_SENTINEL_PASSWORD",
-    "TLS": "the TLS handshake failed",
+    "TLS": "the TLS handshake failed: check IMAGEGATE_REDIS_TLS_CA_FILE (the servers' CA) "
+    "and IMAGEGATE_REDIS_TLS_CERT_FILE (ours, if they require one)",
 }
 
 
@@ -77,7 +79,9 @@ def unreachable(code: str, reason: str) -> StoreFailure:
     return StoreFailure("unreachable", code, reason)
 
 
-def classify(error: BaseException, *, timeout_s: float, cluster: bool) -> StoreFailure:
+def classify(
+    error: BaseException, *, timeout_s: float, cluster: bool = False, tls: bool = False
+) -> StoreFailure:
     """What ``error`` (one of :data:`ERRORS`) means for the store."""
     chain = list(_chain(error))
     for cause in chain:
@@ -86,7 +90,10 @@ def classify(error: BaseException, *, timeout_s: float, cluster: bool) -> StoreF
             return found
     for cause in chain:
         if isinstance(cause, ssl.SSLError):
-            what = getattr(cause, "verify_message", None) or cause.reason or type(cause).__name__
+            # "certificate verify failed"'s detail, or "tlsv13 alert certificate
+            # required" without OpenSSL's code and source line around it.
+            plain = re.sub(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(cause))
+            what = getattr(cause, "verify_message", None) or plain or type(cause).__name__
             return refusal("TLS", str(what)[:120])
     for cause in chain:
         if isinstance(cause, ConnectionRefusedError):
@@ -105,7 +112,17 @@ def classify(error: BaseException, *, timeout_s: float, cluster: bool) -> StoreF
     if isinstance(first, rx.RedisClusterException):
         return unreachable("CLUSTER", "no node of the Redis Cluster could be used")
     if isinstance(first, rx.ConnectionError | OSError):
-        return unreachable("CONNECTION", "the connection failed or was closed")
+        reset = any(isinstance(cause, ConnectionResetError) for cause in chain)
+        reason = "the connection was reset" if reset else "the connection failed or was closed"
+        if tls:
+            # A server that wants a client certificate and gets none closes the
+            # connection after the handshake; what arrives first, its alert or the
+            # reset, is a race.
+            reason += (
+                " (with TLS: does the server require a client certificate? "
+                "IMAGEGATE_REDIS_TLS_CERT_FILE)"
+            )
+        return unreachable("CONNECTION", reason)
     return unreachable("ERROR", type(first).__name__)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote
@@ -30,7 +31,7 @@ from replica_support import (
     replicas,
     token_secret,
 )
-from support.redis_deployments import Cluster
+from support.redis_deployments import Cluster, Sentinels
 from support.serve import MODULE_COMMAND, clean_env, free_port
 
 from imagegate_server.emulator import Emulator
@@ -143,3 +144,51 @@ async def test_a_wrong_redis_password_is_a_refusal_for_callers_the_log_and_the_m
     (line,) = [r["msg"] for r in warnings if r["msg"].startswith("limits store")]
     assert line.startswith(f"limits store refusing commands (redis://127.0.0.1:{server.port}): ")
     assert "WRONGPASS" in line and "unreachable" not in line
+
+
+async def test_gateways_follow_a_sentinel_failover_without_a_restart(
+    tmp_path: Path, emulator: Emulator, clients: ClientsFile
+) -> None:
+    budgeted = bearer(clients.add("budgeted", daily_budget_usd="10"))
+    rated = bearer(clients.add("rated", requests_per_minute=600))
+    with Sentinels(tmp_path / "sentinels", down_after_ms=1000) as sentinels:
+        async with replicas(
+            tmp_path, emulator_url=emulator.base_url, clients_file=clients.path,
+            redis_url=sentinels.url, count=2,
+        ) as fleet:  # fmt: skip
+            for replica in fleet:
+                await replica.create(generation("before"), budgeted)
+            primary = sentinels.current_primary()
+            await asyncio.to_thread(primary.stop, kill=True)
+
+            refused = served = slowest = 0.0
+            deadline = time.monotonic() + 90
+            for i in range(10_000):  # until both replicas use the promoted replica
+                replica = fleet[i % 2]
+                started = time.monotonic()
+                try:
+                    await replica.create(generation(f"during {i}"), budgeted)
+                    served += 1
+                except grpc.aio.AioRpcError as error:
+                    assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+                    assert error_reason(error) == "LIMITER_UNAVAILABLE"
+                    refused += 1
+                # Rates fail open: the other client is served all along.
+                await replica.create(generation(f"rated {i}"), rated)
+                slowest = max(slowest, time.monotonic() - started)
+                if served >= 4 and i % 2 == 1:
+                    break
+                assert time.monotonic() < deadline, "the gateways never used the new primary"
+                await asyncio.sleep(0.05)
+            assert sentinels.current_primary() is not primary
+            for replica in fleet:  # both, without a restart
+                await replica.create(generation("after"), budgeted)
+    print(
+        f"\nsentinel failover: {int(refused)} budgeted calls refused, slowest pair {slowest:.2f} s"
+    )
+    assert refused > 0, "no call met the failover"
+    for replica in fleet:
+        lines = [r["msg"] for r in replica.records() if r.get("msg", "").startswith("limits store")]
+        assert len(lines) == 2, lines
+        assert lines[0].startswith("limits store unreachable (")
+        assert lines[1].startswith("limits store working again (redis+sentinel://")

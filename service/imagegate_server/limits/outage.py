@@ -72,7 +72,12 @@ class StoreHealth:
     one call per probe interval tries the store and the others do not wait for it."""
 
     def __init__(
-        self, backend: str, location: str, policy: OutagePolicy, probe_interval_s: float = 1.0
+        self,
+        backend: str,
+        location: str,
+        policy: OutagePolicy,
+        probe_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
         self.location = location
@@ -90,6 +95,7 @@ class StoreHealth:
         self._code = ""
         self._logged = False
         self._also: list[str] = []
+        self._clock = clock
 
     @property
     def usable(self) -> bool:
@@ -99,7 +105,7 @@ class StoreHealth:
         """True when this call should not try the store (it is down, not probing yet)."""
         if self.usable:
             return False
-        now = time.monotonic()
+        now = self._clock()
         if now < self._probe_at:
             return True
         self._probe_at = now + self.probe_interval_s
@@ -112,7 +118,7 @@ class StoreHealth:
             state, code, reason = error.state, error.code, error.reason
         else:
             state, code, reason = "unreachable", type(error).__name__, type(error).__name__
-        now = time.monotonic()
+        now = self._clock()
         self._probe_at = now + self.probe_interval_s
         if self.usable:
             self.outages += 1
@@ -142,7 +148,7 @@ class StoreHealth:
         # slow reply to one sent before the outage says nothing about now.
         if self.usable or started_up:
             return
-        now = time.monotonic()
+        now = self._clock()
         self.state, self.reason, self._recovered_at = "up", None, now
         if self._logged:
             also = f"; also seen: {'; '.join(self._also)}" if self._also else ""

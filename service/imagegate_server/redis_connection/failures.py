@@ -55,6 +55,10 @@ _REFUSALS: dict[str, str] = {
     "CLUSTERDOWN": "the Redis Cluster is down (CLUSTERDOWN: not every hash slot is served)",
     "MASTERDOWN": "the replica lost its primary (MASTERDOWN)",
     "LOADING": "Redis is loading its data set into memory (LOADING)",
+    "BUSY": "Redis is busy running a long script (BUSY)",
+    "MISCONF": "Redis cannot save to disk and refuses writes until it can (MISCONF)",
+    "NOREPLICAS": "the primary has fewer replicas in sync than min-replicas-to-write "
+    "asks, and refuses writes (NOREPLICAS)",
     "TRYAGAIN": "the Redis Cluster is moving these keys between nodes (TRYAGAIN)",
     "MOVED": "Redis answered MOVED: IMAGEGATE_REDIS_URL names one node of a Redis Cluster; "
     "use redis+cluster:// (rediss+cluster:// with TLS) with that node as a seed",

@@ -393,6 +393,27 @@ async def test_a_tls_cluster(tls: Tls, tmp_path: Path, prefix: str) -> None:
             await limiter.aclose()
 
 
+async def test_a_tls_sentinel_set(tls: Tls, tmp_path: Path, prefix: str) -> None:
+    with Sentinels(tmp_path, tls=tls) as sentinels:  # TLS to the sentinels and the servers
+        limiter = redis_limiter(
+            settings(
+                redis_url=sentinels.url,
+                redis_tls_ca_file=tls.ca_file,
+                redis_tls_cert_file=tls.client_cert,
+                redis_tls_key_file=tls.client_key,
+                redis_prefix=prefix,
+                redis_timeout_s=2.0,
+            )
+        )
+        try:
+            await limiter.settle(await limiter.admit(call("team-a")), 9)
+            listing = await limiter.list_spend()
+            assert [(c.client, c.spent_today_micros) for c in listing.clients] == [("team-a", 9)]
+            assert limiter.connection.location.startswith("rediss+sentinel://")
+        finally:
+            await limiter.aclose()
+
+
 async def test_a_cluster_seed_that_never_answers_times_out_into_the_policy(prefix: str) -> None:
     silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]

@@ -137,6 +137,19 @@ async def test_a_wrong_redis_password_is_a_refusal_for_callers_the_log_and_the_m
             metrics = await asyncio.to_thread(_metrics, metrics_port)
             warnings = [r for r in replica.records() if r.get("level") == "WARNING"]
             assert_never_logged(fleet, [password, budgeted, rated])
+        # The operator's command says the same, with the reason, and exits 1.
+        spend = await asyncio.to_thread(
+            subprocess.run,
+            [*MODULE_COMMAND, "clients", "spend"],
+            cwd=tmp_path, env=clean_env(IMAGEGATE_REDIS_URL=wrong), capture_output=True,
+            text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert spend.returncode == 1
+    assert spend.stderr.startswith(
+        f"imagegate clients: cannot read spend from Redis at redis://127.0.0.1:{server.port}: "
+        "Redis refused the username or password (WRONGPASS)"
+    )
+    assert password not in spend.stderr + spend.stdout
     assert metrics["imagegate_limiter_up"] == 0
     assert metrics["imagegate_limiter_state|refusing"] == 1
     assert metrics["imagegate_limiter_state|unreachable"] == 0

@@ -386,12 +386,14 @@ class Sentinels:
         password: str | None = None,
         sentinel_password: str | None = None,
         down_after_ms: int = 2000,
+        tls: Tls | None = None,
     ) -> None:
         self.service = service
         self.password = password
         self.sentinel_password = sentinel_password
-        self.primary = RedisNode(directory / "primary", "primary", password=password)
-        self.replica = RedisNode(directory / "replica", "replica", password=password)
+        self.tls = tls
+        self.primary = RedisNode(directory / "primary", "primary", password=password, tls=tls)
+        self.replica = RedisNode(directory / "replica", "replica", password=password, tls=tls)
         self.sentinels: list[RedisNode] = []
         self._directory = directory
         self._down_after_ms = down_after_ms
@@ -415,6 +417,7 @@ class Sentinels:
                 f"sentinel-{i}",
                 sentinel=True,
                 password=self.sentinel_password,
+                tls=self.tls,
                 config=monitor,
             )
             sentinel.start()
@@ -425,7 +428,8 @@ class Sentinels:
     @property
     def url(self) -> str:
         hosts = ",".join(sentinel.address for sentinel in self.sentinels)
-        return f"redis+sentinel://{hosts}/{self.service}"
+        scheme = "rediss+sentinel" if self.tls else "redis+sentinel"
+        return f"{scheme}://{hosts}/{self.service}"
 
     def _masters(self, sentinel: RedisNode) -> dict[str, Any]:
         with sentinel.client() as client:

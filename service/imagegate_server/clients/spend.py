@@ -119,9 +119,14 @@ def _from_local(settings: Settings) -> tuple[SpendListing, str]:
 
 
 async def _from_redis(settings: Settings) -> tuple[SpendListing, str]:
+    import logging
+
     from imagegate_server.errors import ImagegateError, StartupError
     from imagegate_server.limits.factory import redis_limiter
 
+    # The limiter's outage line is for a gateway's log; here the failure line below
+    # says the same once (without a handler, Python would print both to stderr).
+    logging.getLogger("imagegate_server.limits").addHandler(logging.NullHandler())
     try:
         limiter = redis_limiter(settings)
     except StartupError as error:

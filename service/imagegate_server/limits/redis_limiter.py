@@ -12,6 +12,7 @@ replies :mod:`.redis_wire`; every command goes through
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from collections.abc import Sequence
@@ -205,19 +206,20 @@ class RedisLimiter:
         found: dict[str, ClientSpend] = {}
         seen: set[str] = set()
         batch: list[str] = []
-        async for key in self._redis.scan(self._client_pattern(), count=1000):
-            match = _CLIENT_KEY.fullmatch(key[len(self._keys.prefix) :])
-            if match is None or match.group(2) not in ("open", "spend"):
-                continue
-            name = unquote(match.group(1))
-            if name not in seen:
-                seen.add(name)
-                batch.append(name)
-            if len(batch) == _PIPELINE:
-                await self._read_spend(batch, found)
-                batch = []
-                if len(found) > limit:
-                    break
+        async with contextlib.aclosing(self._redis.scan(self._client_pattern())) as keys:
+            async for key in keys:
+                match = _CLIENT_KEY.fullmatch(key[len(self._keys.prefix) :])
+                if match is None or match.group(2) not in ("open", "spend"):
+                    continue
+                name = unquote(match.group(1))
+                if name not in seen:
+                    seen.add(name)
+                    batch.append(name)
+                if len(batch) == _PIPELINE:
+                    await self._read_spend(batch, found)
+                    batch = []
+                    if len(found) > limit:
+                        break
         if batch and len(found) <= limit:
             await self._read_spend(batch, found)
         seconds = await self._redis.server_time_s()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -120,7 +120,7 @@ class RedisConnection:
 
         return await self.call(pipelined)
 
-    async def scan(self, match: str, count: int = 1000) -> AsyncIterator[str]:
+    async def scan(self, match: str, count: int = 1000) -> AsyncGenerator[str, None]:
         """Every key matching ``match``, from every primary of a Cluster; each SCAN round
         trip bounded. Keys written meanwhile may or may not be seen (SCAN's promise)."""
         if isinstance(self.client, RedisCluster):

@@ -241,7 +241,7 @@ def _outage_lines(replica: Replica) -> tuple[int, int]:
         for r in records
         if r.get("level") == "WARNING" and r.get("msg", "").startswith("limits store unreachable")
     ]
-    up = [r for r in records if r.get("msg", "").startswith("limits store reachable again")]
+    up = [r for r in records if r.get("msg", "").startswith("limits store working again")]
     return len(down), len(up)
 
 

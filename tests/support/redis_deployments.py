@@ -107,7 +107,8 @@ class RedisNode:
         self.tls = tls
         self.tls_auth_clients = tls_auth_clients
         self.config = list(config)
-        """Extra lines of redis.conf; ``{port}`` in them is this node's port."""
+        """Extra lines of redis.conf; ``{port}`` in them is this node's port,
+        ``{free_port}`` another free port (picked again if starting must be retried)."""
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
@@ -154,13 +155,12 @@ class RedisNode:
                 'save ""',
                 "appendonly no",
                 f"dbfilename {self.name}.rdb",
-                "enable-debug-command local",
             ]
         if self.password is not None:
             lines.append(f"requirepass {self.password}")
             if not self.sentinel:
                 lines.append(f"masterauth {self.password}")
-        lines += [line.format(port=self.port) for line in self.config]
+        lines += [line.format(port=self.port, free_port=free_port()) for line in self.config]
         return "\n".join(lines) + "\n"
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
@@ -255,7 +255,7 @@ class Cluster:
                     "cluster-enabled yes",
                     f"cluster-config-file nodes-{i}.conf",
                     f"cluster-node-timeout {node_timeout_ms}",
-                    f"cluster-port {free_port()}",
+                    "cluster-port {free_port}",
                 ]
                 + (["tls-cluster yes"] if tls is not None else []),
             )

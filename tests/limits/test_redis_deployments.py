@@ -111,7 +111,7 @@ async def test_a_plain_url_at_a_cluster_node_is_refused_saying_use_redis_cluster
     clients = spread(redis_cluster, seeded[0], count=6)
     here = [c for c in clients if redis_cluster.node_of(seeded[0].client_keys(c)[0]) is node]
     elsewhere = [c for c in clients if c not in here]
-    plain = RedisLimiter.from_url(node.url(), prefix=prefix, probe_interval_s=0.05)
+    plain = RedisLimiter.from_url(node.url, prefix=prefix, probe_interval_s=0.05)
     try:
         with pytest.raises(LimiterUnavailable, match="refusing commands"):
             await plain.admit(call(elsewhere[0]))  # Redis answers MOVED
@@ -168,7 +168,7 @@ async def test_an_acl_user_with_the_documented_rights_runs_the_limiter(
 ) -> None:
     for node in redis_cluster.nodes:  # ACLs are per node, also in a Cluster
         _add_user(node, "imagegate", ACL_RIGHTS)
-    for url in (acl_server.url(), redis_cluster.url()):
+    for url in (acl_server.url, redis_cluster.url()):
         limiter = redis_limiter(
             settings(
                 redis_url=url,
@@ -209,7 +209,7 @@ async def test_a_user_redis_refuses_is_named_once_and_budgets_fail_closed(
     caplog.set_level(logging.INFO, logger=LOGGER)
     limiter = redis_limiter(
         settings(
-            redis_url=acl_server.url(),
+            redis_url=acl_server.url,
             redis_username=user,
             redis_password=password,
             redis_prefix="imagegate:",
@@ -270,7 +270,7 @@ async def test_a_url_at_a_replica_is_refused_as_read_only(
     replica = (
         redis_sentinels.replica if primary is redis_sentinels.primary else redis_sentinels.primary
     )
-    limiter = RedisLimiter.from_url(replica.url(), prefix=prefix)
+    limiter = RedisLimiter.from_url(replica.url, prefix=prefix)
     try:
         with pytest.raises(LimiterUnavailable):
             await limiter.admit(call("team-a"))
@@ -307,6 +307,20 @@ async def test_sentinels_with_passwords_of_their_own(
     assert PASSWORD not in caplog.text
 
 
+def tls_limiter(url: str, tls: Tls, prefix: str) -> RedisLimiter:
+    """A limiter on ``url`` trusting the test's CA, presenting its client certificate."""
+    return redis_limiter(
+        settings(
+            redis_url=url,
+            redis_tls_ca_file=tls.ca_file,
+            redis_tls_cert_file=tls.client_cert,
+            redis_tls_key_file=tls.client_key,
+            redis_prefix=prefix,
+            redis_timeout_s=2.0,
+        )
+    )
+
+
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
     return Tls.make(tmp_path_factory.mktemp("tls"))
@@ -324,16 +338,7 @@ def tls_server(tls: Tls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
 async def test_tls_with_a_private_ca_and_a_client_certificate(
     tls: Tls, tls_server: RedisNode, prefix: str
 ) -> None:
-    limiter = redis_limiter(
-        settings(
-            redis_url=tls_server.url("rediss"),
-            redis_tls_ca_file=tls.ca_file,
-            redis_tls_cert_file=tls.client_cert,
-            redis_tls_key_file=tls.client_key,
-            redis_prefix=prefix,
-            redis_timeout_s=2.0,
-        )
-    )
+    limiter = tls_limiter(tls_server.url, tls, prefix)
     try:
         await limiter.settle(await limiter.admit(call("team-a")), 42)
         assert (await limiter.status("team-a", (), None, (BUDGET,))).spent_today_micros == 42
@@ -346,7 +351,7 @@ async def test_tls_that_cannot_be_established_is_named(
     tls: Tls, tls_server: RedisNode, tmp_path: Path, caplog: pytest.LogCaptureFixture, missing: str
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    values: dict[str, Any] = {"redis_url": tls_server.url("rediss"), "redis_timeout_s": 2.0}
+    values: dict[str, Any] = {"redis_url": tls_server.url, "redis_timeout_s": 2.0}
     if missing == "ca":  # the server's certificate cannot be verified
         other = Tls.make(tmp_path / "other")
         values |= {
@@ -371,16 +376,7 @@ async def test_tls_that_cannot_be_established_is_named(
 
 async def test_a_tls_cluster(tls: Tls, tmp_path: Path, prefix: str) -> None:
     with Cluster(tmp_path, tls=tls) as cluster:
-        limiter = redis_limiter(
-            settings(
-                redis_url=cluster.url(cluster.nodes[1]),
-                redis_tls_ca_file=tls.ca_file,
-                redis_tls_cert_file=tls.client_cert,
-                redis_tls_key_file=tls.client_key,
-                redis_prefix=prefix,
-                redis_timeout_s=2.0,
-            )
-        )
+        limiter = tls_limiter(cluster.url(cluster.nodes[1]), tls, prefix)
         try:
             clients = spread(cluster, limiter)
             for client in clients:
@@ -395,16 +391,7 @@ async def test_a_tls_cluster(tls: Tls, tmp_path: Path, prefix: str) -> None:
 
 async def test_a_tls_sentinel_set(tls: Tls, tmp_path: Path, prefix: str) -> None:
     with Sentinels(tmp_path, tls=tls) as sentinels:  # TLS to the sentinels and the servers
-        limiter = redis_limiter(
-            settings(
-                redis_url=sentinels.url,
-                redis_tls_ca_file=tls.ca_file,
-                redis_tls_cert_file=tls.client_cert,
-                redis_tls_key_file=tls.client_key,
-                redis_prefix=prefix,
-                redis_timeout_s=2.0,
-            )
-        )
+        limiter = tls_limiter(sentinels.url, tls, prefix)
         try:
             await limiter.settle(await limiter.admit(call("team-a")), 9)
             listing = await limiter.list_spend()

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 import redis
@@ -87,12 +87,14 @@ class Tls:
 
 
 class RedisNode:
-    """One ``redis-server`` (or, with ``sentinel``, ``redis-sentinel``) process."""
+    """One ``redis-server`` (or, with ``sentinel``, ``redis-sentinel``) process: a free
+    loopback port the first time it starts, no persistence; stopped and restarted on
+    the same port for outage tests."""
 
     def __init__(
         self,
         directory: Path,
-        name: str,
+        name: str = "redis",
         *,
         sentinel: bool = False,
         password: str | None = None,
@@ -166,6 +168,7 @@ class RedisNode:
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Start (or restart, on the same port) and wait until it answers PING."""
         program = binary("redis-sentinel" if self.sentinel else "redis-server")
+        restart = self.port != 0  # a restart keeps its port: clients know it
         for _ in range(5):
             self.port = self.port or free_port()
             conf = self.directory / f"{self.name}.conf"
@@ -182,7 +185,7 @@ class RedisNode:
                     return
                 time.sleep(0.05)
             self.stop(kill=True)
-            if "Address already in use" not in self._log_tail():
+            if restart or "Address already in use" not in self._log_tail():
                 break
             self.port = 0  # taken meanwhile by someone else: another port
         raise RuntimeError(f"{self.name} did not start on {self.address}: {self._log_tail()}")
@@ -211,8 +214,12 @@ class RedisNode:
             kwargs |= self.tls.client_kwargs()
         return redis.Redis(**(kwargs | overrides))
 
-    def url(self, scheme: str = "redis") -> str:
-        return f"{scheme}://127.0.0.1:{self.port}"
+    @property
+    def url(self) -> str:
+        """``redis://`` (``rediss://`` with TLS), with the password if it has one."""
+        assert self.port, "start() first"
+        auth = f":{self.password}@" if self.password else ""
+        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/0"
 
     def stop(self, *, kill: bool = False) -> None:
         """SIGTERM (or SIGKILL, a crash) and wait until it is gone."""
@@ -226,8 +233,40 @@ class RedisNode:
             process.kill()
             process.wait()
 
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
-class Cluster:
+    def __enter__(self) -> RedisNode:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _Deployment:
+    """Several nodes started together and stopped together."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Cluster(_Deployment):
     """A Redis Cluster: ``primaries`` nodes serving the 16384 slots, each with
     ``replicas`` replicas that take over when it fails (after ``node_timeout_ms``)."""
 
@@ -262,7 +301,7 @@ class Cluster:
             for i in range(primaries * (1 + replicas))
         ]
 
-    def start(self) -> Cluster:
+    def start(self) -> None:
         for node in self.nodes:
             node.start()
         command = [binary("redis-cli"), "--cluster", "create"]
@@ -279,7 +318,6 @@ class Cluster:
         if made.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed: {made.stdout[-2000:]}")
         self.wait_healthy()
-        return self
 
     def url(self, *seeds: RedisNode) -> str:
         """``redis+cluster://`` (``rediss+`` with TLS) with the given seeds (default: one)."""
@@ -364,18 +402,8 @@ class Cluster:
         for node in self.nodes:
             node.stop()
 
-    def __enter__(self) -> Cluster:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class Sentinels:
+class Sentinels(_Deployment):
     """A primary and a replica watched by three sentinels under ``service``."""
 
     def __init__(
@@ -398,7 +426,7 @@ class Sentinels:
         self._directory = directory
         self._down_after_ms = down_after_ms
 
-    def start(self) -> Sentinels:
+    def start(self) -> None:
         self.primary.start()
         self.replica.config = [f"replicaof 127.0.0.1 {self.primary.port}"]
         self.replica.start()
@@ -423,7 +451,6 @@ class Sentinels:
             sentinel.start()
             self.sentinels.append(sentinel)
         self.wait_watched()
-        return self
 
     @property
     def url(self) -> str:
@@ -474,13 +501,3 @@ class Sentinels:
     def stop(self) -> None:
         for node in (*self.sentinels, self.replica, self.primary):
             node.stop()
-
-    def __enter__(self) -> Sentinels:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

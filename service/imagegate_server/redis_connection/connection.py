@@ -153,8 +153,11 @@ class RedisConnection:
         if self._misdirected is not None:
             raise self._misdirected
         try:
-            async with asyncio.timeout(max(PERMIT_WAIT_S, self.timeout_s)):
-                await self._permits.acquire()
+            if self._permits.locked():  # all in use: wait, bounded
+                async with asyncio.timeout(max(PERMIT_WAIT_S, self.timeout_s)):
+                    await self._permits.acquire()
+            else:
+                await self._permits.acquire()  # at once
         except TimeoutError:
             raise StoreFailure(
                 "unreachable",

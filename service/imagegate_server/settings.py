@@ -236,27 +236,55 @@ class Settings(BaseSettings):
     read-only machine without budgets)."""
 
     redis_url: SecretStr | None = None
-    """Redis for limits and spend shared by several replicas (``redis://``, ``rediss://``
-    or ``unix://``; may hold a password, so it is a secret and never logged). Unset:
-    limits are kept by this machine (see ``limits_store``), right for one replica."""
+    """Redis for limits and spend shared by several replicas. One server:
+    ``redis://host:6379/0``, ``rediss://`` (TLS) or ``unix:///path/redis.sock``;
+    Redis Cluster: ``redis+cluster://host1:6379,host2:6379`` (``rediss+cluster://``;
+    any nodes as seeds); Sentinel: ``redis+sentinel://host1:26379,host2:26379/mymaster``
+    (``rediss+sentinel://``; the primary's name, then an optional ``/db``). May hold
+    ``user:password@``, so it is a secret and never logged. Unset: limits are kept by
+    this machine (see ``limits_store``), right for one replica."""
+    redis_username: str | None = None
+    """ACL user for the Redis servers (instead of the URL's)."""
+    redis_password: SecretStr | None = None
+    """Password for the Redis servers (instead of the URL's); typically the file
+    ``imagegate_redis_password`` in the secrets directory. Never logged."""
+    redis_sentinel_username: str | None = None
+    """ACL user for the sentinels themselves (``redis+sentinel://``), when they
+    require one."""
+    redis_sentinel_password: SecretStr | None = None
+    """Password for the sentinels themselves (their ``requirepass``), when they
+    require one; the servers' own is ``redis_password``. Never logged."""
+    redis_tls_ca_file: Path | None = None
+    """CA bundle (PEM) that signed the Redis servers' certificates (``rediss*://``);
+    unset: the system's trusted CAs. The host name or IP in the URL must match the
+    certificate."""
+    redis_tls_cert_file: Path | None = None
+    """Client certificate (PEM) for Redis servers that require one
+    (``tls-auth-clients yes``); with ``redis_tls_key_file``."""
+    redis_tls_key_file: Path | None = None
+    """Private key (PEM, unencrypted) of ``redis_tls_cert_file``."""
     redis_prefix: str = "imagegate:"
     """Prefix of every limiter key, so several gateways (or other apps) can share one
     Redis. No braces: they would break the per-client hash tags."""
     redis_timeout_s: float = Field(default=0.5, gt=0)
-    """Connect and reply timeout of one Redis command. Past it Redis counts as
-    unreachable and the outage policy below applies; keep it short, since every
-    call waits for the limiter before going upstream."""
+    """Upper bound of one Redis command, all included: connecting, redis-py's retry,
+    a Cluster's redirections and topology refresh, a Sentinel lookup. Past it Redis
+    counts as unreachable and the outage policy below applies; keep it short, since
+    every call waits for the limiter before going upstream."""
     redis_max_connections: int = Field(default=64, ge=1)
-    """Connections to Redis per process; more calls wait for a free one (up to the
-    timeout), so a burst of thousands of calls cannot exhaust Redis's client limit."""
+    """Commands in flight to Redis per process (and connections per Redis server);
+    more wait for a free one (up to 5 s, then count as an outage), so a burst of
+    thousands of calls cannot exhaust Redis's client limit."""
     redis_fail_open_rates: bool = True
-    """While Redis is unreachable, admit calls without counting their requests and
-    images per minute (the upstream's own 429s still protect the organisation)."""
+    """While Redis is unreachable or refusing commands, admit calls without counting
+    their requests and images per minute (the upstream's own 429s still protect the
+    organisation)."""
     redis_fail_open_concurrency: bool = True
-    """While Redis is unreachable, admit calls without counting concurrent calls."""
+    """While Redis is unreachable or refusing, admit calls without counting concurrent
+    calls."""
     redis_fail_open_budgets: bool = False
-    """While Redis is unreachable, admit calls of clients with a spend budget without
-    checking it. Off (the default): they are refused with UNAVAILABLE, since spend
+    """While Redis is unreachable or refusing, admit calls of clients with a spend
+    budget without checking it. Off (the default): they are refused with UNAVAILABLE, since spend
     cannot be taken back."""
     limit_hold_margin_s: float = Field(default=60.0, gt=0, le=86400)
     """How long an admitted call's concurrency slot and budget reservation outlive

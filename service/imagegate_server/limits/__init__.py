@@ -67,7 +67,7 @@ Outages (Redis; the local database alike for its errors: disk full, I/O, a lock
 held past the busy timeout)
     Connection errors and timeouts (``IMAGEGATE_REDIS_TIMEOUT_S``) mark Redis
     unreachable: one warning line when that starts, one info line when it answers
-    again, never a line per call; :attr:`RedisLimiter.reachable` shows the state.
+    again, never a line per call; :attr:`RedisLimiter.state` shows it.
     Meanwhile one call per second probes it and the others do not wait for it. An
     admission that includes a kind configured to fail closed
     (``IMAGEGATE_REDIS_FAIL_OPEN_*``; by default budgets) raises

@@ -28,6 +28,7 @@ from imagegate_server.limits.model import (
     SpendListing,
     Ticket,
 )
+from imagegate_server.limits.outage import StoreState
 from imagegate_server.limits.periods import period_number
 
 _GC_EVERY_US = 60_000_000
@@ -93,8 +94,8 @@ class MemoryLimiter:
         self._next_gc = self._clock.monotonic_us() + _GC_EVERY_US
 
     @property
-    def reachable(self) -> bool:
-        return True
+    def state(self) -> StoreState:
+        return "up"
 
     async def admit(self, admission: Admission) -> Ticket:
         now = self._clock.monotonic_us()

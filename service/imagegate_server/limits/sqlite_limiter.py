@@ -53,7 +53,7 @@ from imagegate_server.limits.model import (
     SpendListing,
     Ticket,
 )
-from imagegate_server.limits.outage import OutagePolicy, StoreHealth
+from imagegate_server.limits.outage import OutagePolicy, StoreHealth, StoreState
 from imagegate_server.limits.periods import period_number
 from imagegate_server.localdb import LocalDatabase, Schema
 
@@ -110,8 +110,8 @@ class SqliteLimiter:
         self._next_gc = 0
 
     @property
-    def reachable(self) -> bool:
-        return self._health.reachable
+    def state(self) -> StoreState:
+        return self._health.state
 
     def _now(self) -> tuple[int, float]:
         unix = self._clock.unix_s()
@@ -123,7 +123,7 @@ class SqliteLimiter:
         if not (admission.rates or admission.budgets or admission.max_concurrent is not None):
             # Nothing to check or hold: skip the transaction; settle books the cost.
             return Ticket(secrets.token_hex(10), admission.client, 0, accounted=False)
-        started_up = self._health.reachable
+        started_up = self._health.usable
         if self._health.skip():
             return self._health.uncounted(admission)
         ticket = Ticket(
@@ -154,7 +154,7 @@ class SqliteLimiter:
             return
         if not ticket.accounted and cost_micros == 0:
             return  # let through uncounted: nothing to free
-        started_up = self._health.reachable
+        started_up = self._health.usable
         if self._health.skip():
             return
         try:

@@ -26,6 +26,8 @@ from imagegate_server.metrics.rpc import SERVICE, RpcFamilies, RpcMetrics
 from imagegate_server.metrics.series import LONG_BUCKETS, Children
 from imagegate_server.metrics.store import StoreMetrics
 
+LIMITER_STATES = ("up", "refusing", "unreachable")
+
 
 class Metrics:
     """Every metric of one gateway process, in its own registry.
@@ -177,7 +179,19 @@ class Metrics:
         )
         self._limiter_up = Gauge(
             "imagegate_limiter_up",
-            "1 when the limiter's store is reachable (always 1 for the in-memory limiter).",
+            "1 when the limiter's store answers and accepts commands (always 1 for the "
+            "in-memory limiter), else 0: see imagegate_limiter_state for which way it fails.",
+            registry=reg,
+            multiprocess_mode="livemostrecent",
+        )
+        # One series per state, 1 for the current one (a state set): "answering but
+        # refusing" (a wrong password, no permission, out of memory, a Cluster that is
+        # down) needs a person, "unreachable" a network or a server.
+        self._limiter_state = Gauge(
+            "imagegate_limiter_state",
+            "The limiter's store: 1 for its current state (up, refusing: it answers with "
+            "errors, unreachable: no connection or no answer in time), 0 for the others.",
+            ("state",),
             registry=reg,
             multiprocess_mode="livemostrecent",
         )
@@ -213,7 +227,7 @@ class Metrics:
                 registry=reg,
             ).labels
         )
-        self._limiter_up.set(1)
+        self.set_limiter_state("up")
 
     # -- gRPC ----------------------------------------------------------------------
 
@@ -317,8 +331,11 @@ class Metrics:
         if micro_usd > 0:
             self._spend(self.clients(client), labels.model(model)).inc(micro_usd / 1_000_000)
 
-    def set_limiter_up(self, up: bool) -> None:
-        self._limiter_up.set(1 if up else 0)
+    def set_limiter_state(self, state: str) -> None:
+        """``up``, ``refusing`` or ``unreachable`` (the limiter's ``state``)."""
+        self._limiter_up.set(1 if state == "up" else 0)
+        for each in LIMITER_STATES:
+            self._limiter_state.labels(each).set(1 if each == state else 0)
 
     # -- connections -----------------------------------------------------------------
 

@@ -206,7 +206,7 @@ class ImagesServicer:
                 draft.close()  # however the call ended (again, if the request closed it)
                 amount = await self._tenancy.settle(charge, error)
                 self._metrics.spend(caller.client, draft.model, amount)
-                self._metrics.set_limiter_up(self._tenancy.limiter_reachable)
+                self._metrics.set_limiter_state(self._tenancy.limiter_state)
 
     def _upload_stream(self, request: AsyncIterator[Request], call: RpcCall) -> UploadStream:
         settings = self._settings
@@ -244,7 +244,7 @@ class ImagesServicer:
             self._metrics.limit_refused(refused.limit, caller.client)
             raise
         finally:
-            self._metrics.set_limiter_up(self._tenancy.limiter_reachable)
+            self._metrics.set_limiter_state(self._tenancy.limiter_state)
 
     def _account(self, rpc: Rpc, admitted: Admitted, finished: Finished, call: RpcCall) -> None:
         """Price the finished result (into it) and count what it produced."""

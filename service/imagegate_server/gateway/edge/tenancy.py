@@ -95,8 +95,9 @@ class Tenancy:
             )
 
     @property
-    def limiter_reachable(self) -> bool:
-        return self._limiter.reachable
+    def limiter_state(self) -> str:
+        """The limiter's store: ``up``, ``refusing`` or ``unreachable``."""
+        return self._limiter.state
 
     def _estimate_inputs(self, draft: Draft) -> dict[str, Any]:
         params = draft.params

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio
 from conftest import Clock, store_settings
 from limits.redis_support import RedisServer
 
+from imagegate_server.redis_connection import RedisConnection
 from imagegate_server.store import (
     CallInfo,
     Holding,
@@ -53,10 +53,10 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
-    yield client
-    await client.aclose()
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[RedisConnection]:
+    connection = RedisConnection.from_url(redis_server.url)
+    yield connection
+    await connection.aclose()
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ async def _expired_objects(store: ResultStore, clock: Clock, count: int) -> list
 
 
 async def test_the_redis_lease_has_one_holder_and_only_it_releases(
-    redis_client: redis.asyncio.Redis,
+    redis_client: RedisConnection,
 ) -> None:
     prefix = f"t{secrets.token_hex(3)}:"
     first, second = RedisLock(redis_client, prefix), RedisLock(redis_client, prefix)
@@ -91,7 +91,7 @@ async def test_the_redis_lease_has_one_holder_and_only_it_releases(
 
 
 async def test_a_redis_lease_lapses_by_itself_and_a_late_release_keeps_the_new_one(
-    redis_client: redis.asyncio.Redis,
+    redis_client: RedisConnection,
 ) -> None:
     prefix = f"t{secrets.token_hex(3)}:"
     crashed, other = RedisLock(redis_client, prefix), RedisLock(redis_client, prefix)
@@ -99,12 +99,12 @@ async def test_a_redis_lease_lapses_by_itself_and_a_late_release_keeps_the_new_o
     await asyncio.sleep(0.4)
     assert await other.acquire(30)  # the holder vanished: its lease lapsed
     await crashed.release()  # a late release must not free the new holder's lease
-    assert await redis_client.get(other.key) is not None
+    assert await redis_client.client.get(other.key) is not None
     await other.release()
 
 
 async def test_only_one_replica_sweeps_at_a_time(
-    local: RunningStore, clock: Clock, redis_client: redis.asyncio.Redis
+    local: RunningStore, clock: Clock, redis_client: RedisConnection
 ) -> None:
     """Two replicas on one store: while one holds the lease, the other skips."""
     store = ResultStore(local.store.backend, clock=clock)

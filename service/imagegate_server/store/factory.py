@@ -19,6 +19,7 @@ from typing import Any
 from obstore.store import S3Store
 
 from imagegate_server.errors import StartupError
+from imagegate_server.redis_connection import RedisConnection
 from imagegate_server.settings import Settings
 from imagegate_server.store.backend import Backend
 from imagegate_server.store.ledger import StorageLedger
@@ -57,14 +58,14 @@ class RunningStore:
 async def open_store(
     settings: Settings,
     *,
-    redis: Any = None,
+    redis: RedisConnection | None = None,
     ledger: StorageLedger | None = None,
     observer: StoreObserver | None = None,
     tracer: StoreTracer | None = None,
     sweep: bool | None = None,
 ) -> RunningStore:
     """The configured store, serving links (local) and sweeping (unless ``sweep`` or
-    ``store_sweep`` say not to). ``redis``: a ``redis.asyncio`` client whose
+    ``store_sweep`` say not to). ``redis``: the gateway's Redis connection, whose
     replicas share the sweep; None: this process sweeps on its own.
 
     Raises StartupError for a configuration it cannot serve (one line).
@@ -84,7 +85,9 @@ async def open_store(
     store = ResultStore(backend, limits, ledger=ledger, observer=observer, tracer=tracer)
     sweeper: Sweeper | None = None
     if settings.store_sweep if sweep is None else sweep:
-        lock: SweepLock = RedisLock(redis, settings.redis_prefix) if redis else InProcessLock()
+        lock: SweepLock = (
+            RedisLock(redis, settings.redis_prefix) if redis is not None else InProcessLock()
+        )
         sweeper = Sweeper(
             store,
             lock,

@@ -19,9 +19,10 @@ import logging
 import random
 import secrets
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 from imagegate_server.errors import StoreUnavailable
+from imagegate_server.redis_connection import KeySpace, RedisConnection, Script
 from imagegate_server.store.observe import StoreObserver, Unobserved
 from imagegate_server.store.results import ResultStore
 
@@ -29,12 +30,12 @@ log = logging.getLogger(__name__)
 
 # Deletes the lock only when it still holds our token (it may have expired and been
 # taken by another replica since).
-_RELEASE = """
+_RELEASE = Script("""
 if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('del', KEYS[1])
 end
 return 0
-"""
+""")
 
 
 # Full batches swept back to back before the next interval: a backlog (after an
@@ -73,19 +74,18 @@ class RedisLock:
     """The lease across replicas, in Redis: ``<prefix>{store}:sweeper`` (a hash tag,
     so the key has a fixed Cluster slot beside any the store adds later).
 
-    ``client`` is a ``redis.asyncio`` client (single node, Sentinel or Cluster), made
-    and closed by its owner.
+    ``redis`` is the gateway's :class:`~imagegate_server.redis_connection.RedisConnection`
+    (one server, Sentinel or Cluster), made and closed by its owner.
     """
 
-    def __init__(self, client: Any, prefix: str = "imagegate:") -> None:
-        self._client = client
-        self.key = f"{prefix}{{store}}:sweeper"
+    def __init__(self, redis: RedisConnection, prefix: str = "imagegate:") -> None:
+        self._redis = redis
+        (self.key,) = KeySpace(prefix).keys("store", "sweeper")
         self._token: str | None = None
-        self._release = client.register_script(_RELEASE)
 
     async def acquire(self, lease_s: float) -> bool:
-        token = secrets.token_hex(16)
-        taken = await self._client.set(self.key, token, nx=True, px=max(int(lease_s * 1000), 1))
+        token, key, ms = secrets.token_hex(16), self.key, max(int(lease_s * 1000), 1)
+        taken = await self._redis.call(lambda client: client.set(key, token, nx=True, px=ms))
         if taken:
             self._token = token
         return bool(taken)
@@ -93,7 +93,7 @@ class RedisLock:
     async def release(self) -> None:
         token, self._token = self._token, None
         if token is not None:
-            await self._release(keys=[self.key], args=[token])
+            await self._redis.run(_RELEASE, [self.key], [token])
 
 
 class Sweeper:

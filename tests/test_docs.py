@@ -50,7 +50,8 @@ def test_every_docs_page_is_one_click_from_the_readme() -> None:
 
 def test_the_readme_python_snippet_runs_as_written(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
-    (snippet,) = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    stub_section = readme.split("**Call it from a stub.**", 1)[1]
+    snippet = re.findall(r"```python\n(.*?)```", stub_section, flags=re.DOTALL)[0]
     with serve([], clean_env(), tmp_path) as gateway:
         port = gateway.wait_serving()
         # The one edit: the README's default port becomes this gateway's free port.

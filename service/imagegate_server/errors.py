@@ -16,6 +16,8 @@ Each carries exactly what the caller may see (never an upstream exception's text
     │   └── LimitRefused      a per-client or gateway-wide limit of the limiter
     ├── LimiterUnavailable    the limits store is down and this kind fails closed  UNAVAILABLE
     ├── ResultTooLarge        unary result over send limit  RESOURCE_EXHAUSTED
+    ├── StoreUnavailable      the result store failed a write UNAVAILABLE + ErrorInfo
+    ├── CallerStalled         an upload's next message late  DEADLINE_EXCEEDED + ErrorInfo
     └── UpstreamFailure       anything from/about OpenAI
         ├── NoUpstream        no upstream serves the model  NOT_FOUND + ErrorInfo(NO_UPSTREAM)
         ├── UpstreamError     OpenAI answered with an error status
@@ -187,6 +189,28 @@ class LimiterUnavailable(ImagegateError):
 
 class ResultTooLarge(ImagegateError):
     pass
+
+
+class StoreUnavailable(ImagegateError):
+    """The result store is down, too slow or refused an operation; nothing of the
+    object is visible. ``kind`` says which (``unreachable``, ``timeout``,
+    ``denied``, ``not_found``, ``refused``, ``io``), for metrics and logs; the
+    message names no address, bucket or credential."""
+
+    def __init__(self, kind: str, operation: str = "put") -> None:
+        super().__init__(f"the result store is unavailable ({operation} failed: {kind})")
+        self.kind = kind
+        self.operation = operation
+
+
+class CallerStalled(ImagegateError):
+    """An upload's caller did not send its next message in time: its first one
+    (``FIRST_MESSAGE_TIMEOUT``) or one mid-upload (``UPLOAD_STALLED``)."""
+
+    def __init__(self, reason: str, message: str, timeout_s: float) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.timeout_s = timeout_s
 
 
 class UpstreamFailure(ImagegateError):

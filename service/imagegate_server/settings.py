@@ -136,12 +136,56 @@ class Settings(BaseSettings):
     """How much of an upstream error answer's body is read (OpenAI's error JSON is a
     few hundred bytes); the rest is not read and its connection is closed."""
 
+    max_caller_connections: int = Field(default=16384, ge=1, le=1 << 30)
+    """Connections from callers one process holds at once, every address together
+    (with workers: each worker). Past it gRPC closes new connections as they arrive.
+    Whatever this says, callers get at most half the open-file limit (raised to its
+    hard limit at start): the other half stays for the upstream pool, Redis, upload
+    spool files and the health port."""
+    max_connections_per_address: int = Field(default=256, ge=1)
+    """Connections one caller address may hold in one process. Past it, within a
+    second, its newest connections without a call in flight are closed. Callers
+    behind one NAT or proxy share its address: raise it for them."""
+    max_calls_per_connection: int = Field(default=1000, ge=1, le=1 << 30)
+    """Concurrent calls (HTTP/2 streams) on one connection. A gRPC client queues its
+    calls past it; a peer that does not gets them refused (REFUSED_STREAM)."""
+    connection_first_call_timeout_s: float = Field(default=10.0, gt=0, le=86400)
+    """A connection that has started no call this long after it opened is closed
+    (this also bounds its TLS handshake). A gRPC client whose connection was closed
+    so reconnects by itself at its next call."""
+    connection_idle_timeout_s: float = Field(default=300.0, gt=0, le=86400)
+    """A connection with no call in flight for this long is closed (with an HTTP/2
+    GOAWAY; the client reconnects at its next call)."""
+
     max_request_bytes: int = Field(default=256 * MIB, ge=1)
     """Gateway cap of all uploaded bytes of one call (RESOURCE_EXHAUSTED past it)."""
     max_file_bytes: int = Field(default=50 * MIB, ge=1)
     """Cap per uploaded file when the model is unknown (known models use OpenAI's caps)."""
     spool_threshold_bytes: int = Field(default=1 * MIB, ge=0)
-    """Uploads larger than this go to a temporary file, so memory per call is bounded."""
+    """Upload bytes one call holds in memory, all its files together; past it, its
+    files go to unlinked temporary files in ``spool_dir``."""
+    spool_dir: Path | None = None
+    """Where uploads past ``spool_threshold_bytes`` wait for the upstream call, in files
+    unlinked as they are made (their space is freed when the call ends, however it
+    ends, or the process dies). Created (mode 0700) at start, where leftovers of a
+    crash are removed; shared safely by the workers of one ``serve``. Unset:
+    ``imagegate-spool-<uid>`` in the system's temporary directory (``TMPDIR``, else
+    ``/tmp``): writable with a read-only root file system when ``/tmp`` is a volume."""
+    first_message_timeout_s: float = Field(default=5.0, gt=0)
+    """An upload (edit, variation) must send its first message, the parameters,
+    within this many seconds of its start, else it ends with DEADLINE_EXCEEDED
+    (ErrorInfo ``FIRST_MESSAGE_TIMEOUT``). It holds its caller's concurrency slot
+    meanwhile, so this bounds how long a caller can hold slots with nothing."""
+    upload_idle_timeout_s: float = Field(default=30.0, gt=0)
+    """An upload that sends no message for this many seconds mid-upload ends with
+    DEADLINE_EXCEEDED (ErrorInfo ``UPLOAD_STALLED``); the call's deadline bounds the
+    whole upload as well."""
+    rejected_upload_read_s: float = Field(default=5.0, ge=0)
+    """When the gateway refuses an upload after its go-ahead (a file of the wrong
+    type, say), it first reads and discards what the caller still sends of the bytes
+    it declared, for at most this many seconds, so that the caller has finished
+    writing when the status arrives (gRPC's asyncio Python client loses a status
+    that arrives during its writes: grpc/grpc#36066). 0: answer at once."""
     max_send_message_bytes: int = Field(default=4 * MIB, ge=4 * MIB)
     """Largest unary result; bigger ones are RESOURCE_EXHAUSTED naming the stream RPC.
     The default is gRPC's default receive limit, so that a caller who kept it gets
@@ -203,8 +247,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     """Where the gateway keeps its local state: the limits database
-    (``imagegate.sqlite3``, with its ``-wal`` and ``-shm`` files) today. Relative to
-    the working directory; created (mode 0700) if missing. Every worker of one
+    (``imagegate.sqlite3``, with its ``-wal`` and ``-shm`` files), the local result
+    store (``results/``, unless ``store_dir`` says otherwise) and its generated
+    link-signing key (``store-signing-key``). Relative to the working directory;
+    created (mode 0700) if missing. Every worker of one
     ``serve`` shares it; two separate gateways must not (each would count the
     other's calls). A directory that cannot be created or written stops ``serve``."""
     limits_store: Literal["local", "memory"] = "local"
@@ -215,27 +261,55 @@ class Settings(BaseSettings):
     read-only machine without budgets)."""
 
     redis_url: SecretStr | None = None
-    """Redis for limits and spend shared by several replicas (``redis://``, ``rediss://``
-    or ``unix://``; may hold a password, so it is a secret and never logged). Unset:
-    limits are kept by this machine (see ``limits_store``), right for one replica."""
+    """Redis for limits and spend shared by several replicas. One server:
+    ``redis://host:6379/0``, ``rediss://`` (TLS) or ``unix:///path/redis.sock``;
+    Redis Cluster: ``redis+cluster://host1:6379,host2:6379`` (``rediss+cluster://``;
+    any nodes as seeds); Sentinel: ``redis+sentinel://host1:26379,host2:26379/mymaster``
+    (``rediss+sentinel://``; the primary's name, then an optional ``/db``). May hold
+    ``user:password@``, so it is a secret and never logged. Unset: limits are kept by
+    this machine (see ``limits_store``), right for one replica."""
+    redis_username: str | None = None
+    """ACL user for the Redis servers (instead of the URL's)."""
+    redis_password: SecretStr | None = None
+    """Password for the Redis servers (instead of the URL's); typically the file
+    ``imagegate_redis_password`` in the secrets directory. Never logged."""
+    redis_sentinel_username: str | None = None
+    """ACL user for the sentinels themselves (``redis+sentinel://``), when they
+    require one."""
+    redis_sentinel_password: SecretStr | None = None
+    """Password for the sentinels themselves (their ``requirepass``), when they
+    require one; the servers' own is ``redis_password``. Never logged."""
+    redis_tls_ca_file: Path | None = None
+    """CA bundle (PEM) that signed the Redis servers' certificates (``rediss*://``);
+    unset: the system's trusted CAs. The host name or IP in the URL must match the
+    certificate."""
+    redis_tls_cert_file: Path | None = None
+    """Client certificate (PEM) for Redis servers that require one
+    (``tls-auth-clients yes``); with ``redis_tls_key_file``."""
+    redis_tls_key_file: Path | None = None
+    """Private key (PEM, unencrypted) of ``redis_tls_cert_file``."""
     redis_prefix: str = "imagegate:"
     """Prefix of every limiter key, so several gateways (or other apps) can share one
     Redis. No braces: they would break the per-client hash tags."""
     redis_timeout_s: float = Field(default=0.5, gt=0)
-    """Connect and reply timeout of one Redis command. Past it Redis counts as
-    unreachable and the outage policy below applies; keep it short, since every
-    call waits for the limiter before going upstream."""
+    """Upper bound of one Redis command, all included: connecting, redis-py's retry,
+    a Cluster's redirections and topology refresh, a Sentinel lookup. Past it Redis
+    counts as unreachable and the outage policy below applies; keep it short, since
+    every call waits for the limiter before going upstream."""
     redis_max_connections: int = Field(default=64, ge=1)
-    """Connections to Redis per process; more calls wait for a free one (up to the
-    timeout), so a burst of thousands of calls cannot exhaust Redis's client limit."""
+    """Commands in flight to Redis per process (and connections per Redis server);
+    more wait for a free one (up to 5 s, then count as an outage), so a burst of
+    thousands of calls cannot exhaust Redis's client limit."""
     redis_fail_open_rates: bool = True
-    """While Redis is unreachable, admit calls without counting their requests and
-    images per minute (the upstream's own 429s still protect the organisation)."""
+    """While Redis is unreachable or refusing commands, admit calls without counting
+    their requests and images per minute (the upstream's own 429s still protect the
+    organisation)."""
     redis_fail_open_concurrency: bool = True
-    """While Redis is unreachable, admit calls without counting concurrent calls."""
+    """While Redis is unreachable or refusing, admit calls without counting concurrent
+    calls."""
     redis_fail_open_budgets: bool = False
-    """While Redis is unreachable, admit calls of clients with a spend budget without
-    checking it. Off (the default): they are refused with UNAVAILABLE, since spend
+    """While Redis is unreachable or refusing, admit calls of clients with a spend
+    budget without checking it. Off (the default): they are refused with UNAVAILABLE, since spend
     cannot be taken back."""
     limit_hold_margin_s: float = Field(default=60.0, gt=0, le=86400)
     """How long an admitted call's concurrency slot and budget reservation outlive
@@ -288,6 +362,71 @@ class Settings(BaseSettings):
     ``*.db`` files are removed at start. Unset: a private temporary directory. Put it
     on a memory file system (an ``emptyDir`` with ``medium: Memory``)."""
 
+    store_backend: Literal["local", "s3"] = "local"
+    """Where stored results go: ``local``, a directory served by the gateway's own
+    link port (one replica, or replicas sharing the directory); ``s3``, any
+    S3-compatible service (AWS S3, GCS in S3 mode, Ceph, SeaweedFS, MinIO...)."""
+    store_dir: Path | None = None
+    """The local store's directory. Unset: ``<data_dir>/results``."""
+    store_retention_s: float = Field(default=86400.0, ge=60, le=365 * 86400)
+    """How long a stored result is kept unless the call's client says otherwise."""
+    store_link_lifetime_s: float = Field(default=3600.0, ge=1, le=365 * 86400)
+    """Lifetime of a link to a stored result; capped at the result's remaining
+    retention and at the backend's maximum (7 days for S3's presigned URLs)."""
+    store_http_host: str | None = None
+    """Address the local store's link port binds. Unset: the gateway's ``host``."""
+    store_http_port: int = Field(default=50052, ge=0, le=65535)
+    """Port on which the gateway serves local-store links (and nothing else); 0 picks
+    a free one. Unused with ``store_backend=s3`` (links go to the bucket)."""
+    store_public_url: str | None = None
+    """Base URL of local-store links as callers reach them (the gateway may sit
+    behind a proxy), e.g. ``https://images.example.com``. Unset:
+    ``http://<store_http_host>:<port>``."""
+    store_signing_key: SecretStr | None = None
+    """HMAC-SHA256 key of local-store links (also from ``imagegate_store_signing_key``
+    in the secrets directory). Unset: a random key generated once into
+    ``<data_dir>/store-signing-key`` (mode 0600) and read from there by every worker
+    and restart, so links stay valid as long as the directory does."""
+    store_s3_bucket: str | None = None
+    """The bucket of ``store_backend=s3`` (required there)."""
+    store_s3_prefix: str = "imagegate/results/"
+    """Key prefix of every stored result in the bucket (a lifecycle rule filters on it)."""
+    store_s3_endpoint: str | None = None
+    """S3 endpoint URL for non-AWS services (``http://`` is allowed); unset: AWS S3
+    (``AWS_ENDPOINT_URL`` is also read)."""
+    store_s3_region: str | None = None
+    """Region; unset: ``AWS_REGION``/``AWS_DEFAULT_REGION``, else ``us-east-1``."""
+    store_s3_access_key_id: SecretStr | None = None
+    """Access key; unset: ``AWS_ACCESS_KEY_ID``, a web identity (EKS), the container
+    or instance credentials, in the AWS SDKs' order."""
+    store_s3_secret_access_key: SecretStr | None = None
+    """Secret of ``store_s3_access_key_id`` (a secret: the secrets directory's
+    ``imagegate_store_s3_secret_access_key`` serves it)."""
+    store_s3_session_token: SecretStr | None = None
+    """Session token of temporary credentials, if any."""
+    store_s3_virtual_hosted_style: bool = False
+    """Address the bucket as ``<bucket>.<endpoint>`` instead of ``<endpoint>/<bucket>``."""
+    store_write_timeout_s: float = Field(default=120.0, gt=0)
+    """Upper bound of storing one result, from its first byte to its last; past it the
+    write is abandoned (nothing becomes visible) and the call fails UNAVAILABLE."""
+    store_connect_timeout_s: float = Field(default=5.0, gt=0)
+    """Upper bound of connecting to the S3 service."""
+    store_max_concurrent_writes: int = Field(default=64, ge=1)
+    """Results being stored at once per process; more wait (within the write timeout)."""
+    store_part_bytes: int = Field(default=8 * MIB, ge=5 * MIB, le=512 * MIB)
+    """S3 multipart part size: objects larger go up in parts, smaller in one request.
+    With ``store_part_concurrency``, bounds the memory one write holds."""
+    store_part_concurrency: int = Field(default=2, ge=1, le=16)
+    """Parts of one object uploaded at once: a write holds at most
+    ``store_part_bytes * (store_part_concurrency + 1)``."""
+    store_sweep: bool = True
+    """Delete expired results with the gateway's sweeper (with Redis, one replica at a
+    time). Turn off only where a bucket lifecycle rule deletes them instead."""
+    store_sweep_interval_s: float = Field(default=60.0, gt=0)
+    """Time between two sweeps (a full batch sweeps again at once)."""
+    store_sweep_batch: int = Field(default=1000, ge=1, le=100_000)
+    """Most results one sweep deletes (a pass's work is bounded)."""
+
     emulator_cache_renders: bool = False
     """Emulator mode: stamp identities into cached renders (for load tests, where
     rendering must not be the bottleneck); off, images show their prompt."""
@@ -317,6 +456,17 @@ class Settings(BaseSettings):
         if "{" in value or "}" in value:
             raise ValueError("must not contain '{' or '}' (keys carry per-client hash tags)")
         return value
+
+    @field_validator("store_s3_prefix")
+    @classmethod
+    def _key_prefix(cls, value: str) -> str:
+        # "a/b" and "/a/b/" both mean keys "a/b/<...>"; "" means the bucket's root.
+        value = value.strip("/")
+        return f"{value}/" if value else ""
+
+    def store_directory(self) -> Path:
+        """The local store's directory (``store_dir``, else ``<data_dir>/results``)."""
+        return self.store_dir if self.store_dir is not None else self.data_dir / "results"
 
     def refuses_retired_models(self, *, emulator: bool) -> bool:
         """Whether calls for retired models are answered locally (see the field)."""

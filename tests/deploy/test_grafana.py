@@ -97,6 +97,7 @@ def test_the_dashboard_has_the_panels_operators_need() -> None:
         "imagegate_limit_refusals_total",
         "imagegate_upstream_up",
         "imagegate_limiter_up",
+        "imagegate_limiter_state",  # refusing or unreachable
     } <= queried
 
 

@@ -232,13 +232,16 @@ async def test_invalid_fault_syntax_is_a_400(client: openai.AsyncOpenAI) -> None
     assert caught.value.param == FAULT
 
 
-@pytest.mark.parametrize(("status", "code"), [(413, "request_too_large"), (422, "invalid_value")])
-async def test_413_and_422_faults_are_openai_shaped(
+@pytest.mark.parametrize(
+    ("status", "code"), [(400, "invalid_value"), (413, "request_too_large"), (422, "invalid_value")]
+)
+async def test_400_413_and_422_faults_are_openai_shaped(
     client: openai.AsyncOpenAI, check_schema: SchemaCheck, status: int, code: str
 ) -> None:
     with pytest.raises(openai.APIStatusError) as caught:
         await generate(client, str(status))
     assert caught.value.status_code == status and caught.value.code == code
+    assert caught.value.param is None  # the fault's body, not a refusal of its syntax
     check_schema("ErrorResponse", caught.value.response.json())
 
 
@@ -276,20 +279,80 @@ async def test_stream_error_faults_end_the_stream_with_an_error_event(
     assert await _stream_events(emulator, "stream-moderation") == ["event: error"]
 
 
-async def test_stream_moderation_event_carries_openai_error_fields(emulator: Emulator) -> None:
+@pytest.mark.parametrize(
+    ("faults", "code"),
+    [
+        ("stream-moderation", "moderation_blocked"),
+        # A long code reaches the event too (code-len=, for the gateway's bounds).
+        ("stream-moderation;code-len=40", "moderation_blocked_" + "x" * 21),
+    ],
+)
+async def test_stream_moderation_event_carries_openai_error_fields(
+    emulator: Emulator, faults: str, code: str
+) -> None:
     async with httpx.AsyncClient(base_url=emulator.base_url) as http:
         response = await http.post(
             "/images/generations",
-            headers={"Authorization": f"Bearer {API_KEY}", FAULT: "stream-moderation"},
+            headers={"Authorization": f"Bearer {API_KEY}", FAULT: faults},
             json={"model": "gpt-image-1", "prompt": "p", "stream": True},
         )
     data = next(line for line in response.text.splitlines() if line.startswith("data:"))
     error = json.loads(data.removeprefix("data: "))["error"]
-    assert error["code"] == "moderation_blocked"
+    assert error["code"] == code
     assert error["type"] == "image_generation_user_error"
 
 
-@pytest.mark.parametrize("text", ["503;x-should-retry=maybe", "stream-error;after=x", "418"])
+async def test_long_code_and_param_fault_stretches_the_error_fields(
+    client: openai.AsyncOpenAI, check_schema: SchemaCheck
+) -> None:
+    # What an upstream that breaks callers' metadata limits sends (issue 20): a body
+    # that is still OpenAI-shaped, with code and param of exactly the asked length.
+    with pytest.raises(openai.BadRequestError) as caught:
+        await generate(client, "400;code-len=5000;param-len=5000")
+    error = caught.value
+    assert isinstance(error.code, str) and isinstance(error.param, str)
+    assert len(error.code) == 5000 and error.code.startswith("invalid_value_xxx")
+    assert len(error.param) == 5000 and error.param.startswith("prompt_xxx")
+    assert error.response.headers["x-request-id"]
+    check_schema("ErrorResponse", error.response.json())
+
+
+async def test_long_code_of_an_error_without_code_stretches_its_type(
+    client: openai.AsyncOpenAI,
+) -> None:
+    with pytest.raises(openai.InternalServerError) as caught:
+        await generate(client, "500;code-len=300")
+    assert caught.value.code == "server_error_" + "x" * 287
+    assert caught.value.param is None
+
+
+async def test_long_fields_set_as_default_faults_over_http(emulator: Emulator) -> None:
+    # The way a test behind a gateway sets it: the gateway forwards no caller header.
+    async with httpx.AsyncClient(base_url=emulator.origin) as http:
+        response = await http.post("/_emulator/faults", json={"faults": "quota;param-len=64"})
+        assert response.status_code == 200
+        answer = await http.post(
+            "/v1/images/generations",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            json={"model": "gpt-image-1", "prompt": "p"},
+        )
+    assert answer.status_code == 429
+    assert answer.json()["error"]["code"] == "insufficient_quota"
+    assert answer.json()["error"]["param"] == "prompt_" + "x" * 57
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "503;x-should-retry=maybe",
+        "stream-error;after=x",
+        "418",
+        "400;code-len=long",
+        "400;param-len=-1",
+        "400;code-len=1048577",  # over the 1 MiB bound: the emulator holds it per request
+        "delay;ms=1;code-len=10",  # no error to stretch
+    ],
+)
 def test_new_fault_syntax_is_checked(text: str) -> None:
     with pytest.raises(FaultSyntaxError):
         FaultInjector.check(text)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 from redis_support import RedisServer
+from support.redis_deployments import Cluster, Sentinels
 
 from imagegate_server.limits import SCHEMA, Limiter, MemoryLimiter, RedisLimiter, SqliteLimiter
 from imagegate_server.localdb import LocalDatabase
@@ -19,6 +20,21 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     """One redis-server for the session; tests keep apart by key prefix."""
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One three-primary Redis Cluster for the session (no replicas: nothing fails over
+    while it runs); tests keep apart by key prefix."""
+    with Cluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentinels]:
+    """A primary, its replica and three sentinels for the session."""
+    with Sentinels(tmp_path_factory.mktemp("sentinels")) as sentinels:
+        yield sentinels
 
 
 @pytest.fixture
@@ -56,9 +72,13 @@ async def local_database(tmp_path: Path) -> AsyncIterator[LocalDatabase]:
     await database.aclose()
 
 
-@pytest.fixture(params=["memory", "local", "redis"])
+@pytest.fixture(params=["memory", "local", "redis", "redis-cluster", "redis-sentinel"])
 async def limiter(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Limiter]:
-    """Each backend in turn: the behaviour users rely on is the same on all three."""
+    """Each backend in turn: the behaviour users rely on is the same on all of them.
+
+    On a real Redis Cluster (seeded with one of its nodes), every script and
+    multi-key command whose keys are not all in one hash slot fails: redis-py's
+    cluster client refuses to route it, and the Cluster answers CROSSSLOT."""
     backend: Limiter
     database = None
     if request.param == "memory":
@@ -67,9 +87,15 @@ async def limiter(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[
         tmp_path: Path = request.getfixturevalue("tmp_path")
         database = await LocalDatabase.open(tmp_path / "data", SCHEMA)
         backend = SqliteLimiter(database)
-    else:
+    elif request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         backend = RedisLimiter.from_url(server.url, prefix=prefix)
+    elif request.param == "redis-cluster":
+        cluster: Cluster = request.getfixturevalue("redis_cluster")
+        backend = RedisLimiter.from_url(cluster.url(), prefix=prefix, timeout_s=2.0)
+    else:
+        sentinels: Sentinels = request.getfixturevalue("redis_sentinels")
+        backend = RedisLimiter.from_url(sentinels.url, prefix=prefix, timeout_s=2.0)
     yield backend
     await backend.aclose()
     if database is not None:

@@ -357,6 +357,78 @@ async def test_clients_do_not_share_their_own_limits(limiter: Limiter) -> None:
         assert (await refused(limiter, call)).client == client
 
 
+async def test_a_slot_taken_first_counts_at_once_and_passes_to_the_full_admission(
+    limiter: Limiter,
+) -> None:
+    # An upload takes its slot when it is authenticated, before its parameters say
+    # what else it needs: slots alone fill max_concurrent.
+    slot_only = Admission(CLIENT, max_concurrent=2)
+    first = await limiter.admit(slot_only)
+    second = await limiter.admit(slot_only)
+    assert (await refused(limiter, slot_only)).limit == CONCURRENCY_LIMIT
+    # The rest of the admission takes over the slot: no second slot, and the old
+    # ticket counts as settled.
+    budget = Budget("daily_budget", "day", DOLLAR)
+    full = Admission(
+        CLIENT,
+        rates=(images(2),),
+        max_concurrent=2,
+        budgets=(budget,),
+        reserve_micros=300_000,
+        replaces=first,
+    )
+    ticket = await limiter.admit(full)
+    assert first.settled and not ticket.settled
+    status = await limiter.status(CLIENT, (), 2, (budget,))
+    assert status.concurrent_in_use == 2
+    assert status.reserved_micros == 300_000
+    assert (await refused(limiter, slot_only)).limit == CONCURRENCY_LIMIT
+    # Settling the ticket frees the one slot; the replaced one has nothing left to free.
+    await limiter.settle(ticket, 100_000)
+    await limiter.settle(first, 0)
+    status = await limiter.status(CLIENT, (), 2, (budget,))
+    assert status.concurrent_in_use == 1
+    assert status.reserved_micros == 0
+    assert status.spent_today_micros == 100_000
+    await limiter.settle(second, 0)
+    assert (await limiter.status(CLIENT, (), 2, ())).concurrent_in_use == 0
+
+
+async def test_a_refused_full_admission_leaves_the_slot_held_until_settled(
+    limiter: Limiter,
+) -> None:
+    slot = await limiter.admit(Admission(CLIENT, max_concurrent=3))
+    rate = requests(per_minute=1)
+    await limiter.settle(await limiter.admit(Admission(CLIENT, rates=(rate,))), 0)
+    error = await refused(
+        limiter, Admission(CLIENT, rates=(rate,), max_concurrent=3, replaces=slot)
+    )
+    assert error.limit == "requests_per_minute"
+    assert not slot.settled
+    assert (await limiter.status(CLIENT, (), 3, ())).concurrent_in_use == 1
+    await limiter.settle(slot, 0)
+    assert (await limiter.status(CLIENT, (), 3, ())).concurrent_in_use == 0
+
+
+async def test_a_replaced_slot_that_expired_replaces_nothing(limiter: Limiter) -> None:
+    gone = await limiter.admit(Admission(CLIENT, max_concurrent=1, hold_s=0.2))
+    await asyncio.sleep(0.35)
+    other = await limiter.admit(Admission(CLIENT, max_concurrent=1))
+    # The expired slot no longer counts, so it cannot make room for its call.
+    error = await refused(limiter, Admission(CLIENT, max_concurrent=1, replaces=gone))
+    assert error.limit == CONCURRENCY_LIMIT
+    await limiter.settle(other, 0)
+    await limiter.admit(Admission(CLIENT, max_concurrent=1, replaces=gone))
+
+
+def test_an_admission_replaces_only_its_own_clients_ticket() -> None:
+    from imagegate_server.limits import Ticket
+
+    theirs = Ticket("t", "team-b", 0, accounted=True)
+    with pytest.raises(ValueError, match="its own client"):
+        Admission(CLIENT, replaces=theirs)
+
+
 async def test_the_spend_listing_names_every_client_that_spent_or_has_calls_in_flight(
     limiter: Limiter,
 ) -> None:

@@ -112,7 +112,7 @@ async def test_a_locked_database_fails_like_an_outage_rates_open_budgets_closed(
         rates_only = Admission(CLIENT, rates=(RateLimit("requests_per_minute", 1, 1, 1, CLIENT),))
         ticket = await limiter.admit(rates_only)
         assert ticket.accounted is False
-        assert limiter.reachable is False
+        assert limiter.state == "unreachable"
         with pytest.raises(LimiterUnavailable) as closed:
             await limiter.admit(Admission(CLIENT, budgets=(Budget("daily_budget", "day", 1),)))
         assert "budget limits cannot be checked" in str(closed.value)
@@ -121,13 +121,13 @@ async def test_a_locked_database_fails_like_an_outage_rates_open_budgets_closed(
         await asyncio.sleep(1.05)  # the next probe
         counted = await limiter.admit(rates_only)
         assert counted.accounted is True
-        assert limiter.reachable is True
+        assert limiter.state == "up"
         messages = [r.getMessage() for r in caplog.records]
         assert len(messages) == 2
         assert messages[0].startswith(
             f"limits store unreachable (OperationalError from {tmp_path / FILE_NAME})"
         )
-        assert messages[1] == f"limits store reachable again ({tmp_path / FILE_NAME})"
+        assert messages[1].startswith(f"limits store working again ({tmp_path / FILE_NAME}, after ")
     finally:
         holder.close()
         await database.aclose()

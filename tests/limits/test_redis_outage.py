@@ -61,7 +61,7 @@ async def test_redis_down_rates_fail_open_budgets_fail_closed_one_line_each_way(
     caplog.set_level(logging.INFO, logger=LOGGER)
     limiter = outage_limiter
     held = await limiter.admit(WITH_BUDGET)
-    assert held.accounted and limiter.reachable
+    assert held.accounted and limiter.state == "up"
 
     secured_redis.stop()
     for _ in range(20):
@@ -76,7 +76,7 @@ async def test_redis_down_rates_fail_open_budgets_fail_closed_one_line_each_way(
     with pytest.raises(LimiterUnavailable):
         await limiter.status(CLIENT, RATES, None, (BUDGET,))
     await limiter.settle(held, 70_000)  # lost with Redis; never raises
-    assert not limiter.reachable
+    assert limiter.state == "unreachable"
     assert limiter.outages == 1
 
     warnings = lines(caplog, logging.WARNING)
@@ -89,7 +89,7 @@ async def test_redis_down_rates_fail_open_budgets_fail_closed_one_line_each_way(
     secured_redis.start()  # same port, empty: no persistence
     await asyncio.sleep(0.3)  # past the probe interval
     back = await limiter.admit(WITH_BUDGET)
-    assert back.accounted and limiter.reachable
+    assert back.accounted and limiter.state == "up"
     assert len(lines(caplog, logging.INFO)) == 1
     assert len(lines(caplog, logging.WARNING)) == 1
     await limiter.settle(back, 90_000)
@@ -143,24 +143,32 @@ async def test_a_quick_redis_restart_is_not_an_outage(
     assert (await outage_limiter.admit(WITH_BUDGET)).accounted
     secured_redis.restart()  # the pooled connection is now dead
     assert (await outage_limiter.admit(WITH_BUDGET)).accounted
-    assert outage_limiter.reachable
+    assert outage_limiter.state == "up"
     assert lines(caplog, logging.WARNING) == []
 
 
-async def test_a_wrong_password_counts_as_unreachable_and_is_never_logged(
+async def test_a_wrong_password_is_a_refusal_named_once_and_never_logged(
     secured_redis: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
     wrong = f"redis://:wrong-{PASSWORD}@127.0.0.1:{secured_redis.port}/0"
-    limiter = RedisLimiter.from_url(wrong, prefix=prefix)
+    limiter = RedisLimiter.from_url(wrong, prefix=prefix, probe_interval_s=0.05)
     try:
-        assert not (await limiter.admit(RATES_ONLY)).accounted
-        with pytest.raises(LimiterUnavailable):
-            await limiter.admit(WITH_BUDGET)
+        for _ in range(5):
+            assert not (await limiter.admit(RATES_ONLY)).accounted
+            with pytest.raises(LimiterUnavailable) as refused:
+                await limiter.admit(WITH_BUDGET)
+            await asyncio.sleep(0.06)  # each round probes Redis again
+        assert limiter.state == "refusing"
     finally:
         await limiter.aclose()
     (warning,) = lines(caplog, logging.WARNING)
-    assert "AuthenticationError" in warning
+    assert warning.startswith(
+        f"limits store refusing commands (redis://127.0.0.1:{secured_redis.port})"
+    )
+    assert "WRONGPASS" in warning and "IMAGEGATE_REDIS_PASSWORD" in warning
+    assert "unreachable" not in warning
+    assert "refusing commands" in refused.value.message
     assert PASSWORD not in caplog.text
 
 
@@ -203,3 +211,18 @@ def test_a_bad_redis_url_stops_start_up_without_quoting_it(url: str) -> None:
 def test_a_prefix_with_braces_is_a_settings_error() -> None:
     with pytest.raises(ValueError, match="hash tags"):
         Settings(redis_prefix="{x}")
+
+
+async def test_a_slot_replaced_while_redis_is_down_is_left_for_its_caller_to_free(
+    secured_redis: RedisServer, outage_limiter: RedisLimiter
+) -> None:
+    # An upload's slot is taken at authentication; if Redis goes away before its
+    # parameters arrive, the rest of its admission passes uncounted and cannot free
+    # the slot in Redis: the slot stays unsettled, so the caller settles it later.
+    slot = await outage_limiter.admit(Admission(CLIENT, max_concurrent=2))
+    secured_redis.stop()
+    ticket = await outage_limiter.admit(
+        Admission(CLIENT, rates=RATES, max_concurrent=2, replaces=slot)
+    )
+    assert not ticket.accounted
+    assert not slot.settled

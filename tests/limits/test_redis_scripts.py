@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio
 from redis.crc import key_slot
 
-from imagegate_server.limits import Admission, Budget, RateLimit, RedisLimiter, lua
+from imagegate_server.limits import Admission, Budget, RateLimit, RedisLimiter, lua, redis_wire
 from imagegate_server.limits.periods import day_number, month_number
 
 CLIENT = "team-a"
@@ -59,7 +59,8 @@ async def test_an_admit_replayed_for_the_same_ticket_charges_nothing(
     admit = redis_client.register_script(lua.source("admit"))
     keys = list(redis_limiter.client_keys(CLIENT))
     rate = RateLimit("images_per_minute", 10, 10, 4, CLIENT)
-    args = ["ticket-1", 60_000_000, 0, 3, 1, rate.name, rate.emission_us, rate.tolerance_us, 4, 0]
+    admission = Admission(CLIENT, rates=(rate,), max_concurrent=3, hold_s=60)
+    args = redis_wire.admit_args("ticket-1", admission, admission.rates)
     assert (await admit(keys=keys, args=args))[0] == 1
     tat = await redis_client.hget(keys[0], rate.name)
     assert (await admit(keys=keys, args=args))[0] == 2
@@ -173,4 +174,4 @@ async def test_scripts_are_reloaded_when_redis_forgot_them(
     await redis_client.script_flush()  # as after a restart or a failover
     ticket = await redis_limiter.admit(call)
     assert ticket.accounted
-    assert redis_limiter.reachable
+    assert redis_limiter.state == "up"

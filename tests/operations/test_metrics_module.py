@@ -7,6 +7,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from imagegate_server.metrics import LONG_BUCKETS, Metrics, exported_names
+from imagegate_server.metrics.recording import LIMITER_STATES
 from imagegate_server.models import MODEL_RULES
 
 KNOWN_MODEL = next(iter(MODEL_RULES))
@@ -47,6 +48,7 @@ def test_every_metric_the_dashboards_use_is_exported() -> None:
         "imagegate_spend_usd_total",
         "imagegate_upstream_up",
         "imagegate_limiter_up",
+        "imagegate_limiter_state",
     } <= names
 
 
@@ -224,8 +226,25 @@ def test_upstream_up_follows_what_the_upstream_answered() -> None:
         "default", KNOWN_MODEL, 503, 0.1
     )  # an answer, even an error, means reachable
     assert value(metrics, "imagegate_upstream_up", upstream="default") == 1
-    metrics.set_limiter_up(False)
+
+
+def test_the_limiter_state_tells_refusing_from_unreachable_and_up_means_both_fine() -> None:
+    metrics = Metrics()
+
+    def states() -> dict[str, float | None]:
+        return {s: value(metrics, "imagegate_limiter_state", state=s) for s in LIMITER_STATES}
+
+    assert value(metrics, "imagegate_limiter_up") == 1
+    assert states() == {"up": 1, "refusing": 0, "unreachable": 0}
+    metrics.set_limiter_state("refusing")  # it answers, with errors (WRONGPASS, OOM...)
     assert value(metrics, "imagegate_limiter_up") == 0
+    assert states() == {"up": 0, "refusing": 1, "unreachable": 0}
+    metrics.set_limiter_state("unreachable")
+    assert value(metrics, "imagegate_limiter_up") == 0
+    assert states() == {"up": 0, "refusing": 0, "unreachable": 1}
+    metrics.set_limiter_state("up")
+    assert value(metrics, "imagegate_limiter_up") == 1
+    assert states() == {"up": 1, "refusing": 0, "unreachable": 0}
 
 
 def test_counts_that_are_not_positive_record_nothing_and_never_raise() -> None:

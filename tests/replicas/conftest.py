@@ -1,14 +1,17 @@
-"""One real redis-server, one emulator and one clients file per test, for its replicas."""
+"""One real redis-server (or a Redis Cluster), one emulator and one clients file per
+test, for its replicas."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from gateway.tenancy_support import ClientsFile
 from limits.redis_support import RedisServer
-from replica_support import OPENAI_KEY
+from replica_support import OPENAI_KEY, SharedRedis
+from support.redis_deployments import Cluster
 
 from imagegate_server.emulator import Emulator, EmulatorConfig
 
@@ -20,6 +23,25 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     directory.mkdir()
     with RedisServer(directory) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A three-primary Redis Cluster for the session; tests keep apart by key prefix."""
+    with Cluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["single", "cluster"])
+def shared_redis(request: pytest.FixtureRequest) -> SharedRedis:
+    """The replicas' Redis: a server of the test's own, or the session's Cluster seeded
+    with one of its nodes."""
+    prefix = f"t{secrets.token_hex(4)}:"
+    if request.param == "single":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return SharedRedis("single", server.url, prefix)
+    cluster: Cluster = request.getfixturevalue("redis_cluster")
+    return SharedRedis("cluster", cluster.url(cluster.nodes[1]), prefix)
 
 
 @pytest.fixture

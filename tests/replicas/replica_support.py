@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,16 @@ def generation(prompt: str = "a red fox", n: int = 1) -> pb.CreateImageRequest:
         prompt=prompt, model="gpt-image-2", n=n, quality=params_pb2.QUALITY_LOW, size="1024x1024"
     )
     return pb.CreateImageRequest(parameters=parameters)
+
+
+@dataclass(frozen=True)
+class SharedRedis:
+    """What the replicas of a test share: a Redis of some shape, under a prefix."""
+
+    shape: str
+    url: str
+    prefix: str
+    """IMAGEGATE_REDIS_PREFIX for the replicas: the session's Cluster is shared."""
 
 
 @dataclass
@@ -84,29 +94,31 @@ async def replicas(
     *,
     emulator_url: str,
     clients_file: Path,
-    redis_url: str,
+    redis_url: str | Sequence[str],
     count: int = REPLICAS,
     **settings: str,
 ) -> AsyncIterator[list[Replica]]:
-    """``count`` gateway processes sharing one emulator, one clients file and one Redis.
+    """``count`` gateway processes sharing one emulator, one clients file and one Redis
+    (``redis_url``, or one URL per replica: a Cluster seeded differently in each).
 
     ``settings`` are extra ``IMAGEGATE_*`` variables (without the prefix, any case).
     Started together; yielded once every one has written its port file and answers.
     """
+    urls = [redis_url] * count if isinstance(redis_url, str) else list(redis_url)
     env = clean_env(
         IMAGEGATE_OPENAI_API_KEY=OPENAI_KEY,
         IMAGEGATE_OPENAI_BASE_URL=emulator_url,
         IMAGEGATE_CLIENTS_FILE=str(clients_file),
-        IMAGEGATE_REDIS_URL=redis_url,
         IMAGEGATE_SHUTDOWN_GRACE_S="0",
         **{f"IMAGEGATE_{name.upper()}": value for name, value in settings.items()},
     )
     started: list[Replica] = []
     try:
-        for index in range(count):
+        for index, url in zip(range(count), urls, strict=True):
             cwd = workdir / f"replica-{index}"
             cwd.mkdir(parents=True, exist_ok=True)
-            started.append(Replica(index, Serve(["--port", "0"], env, cwd)))
+            own_env = env | {"IMAGEGATE_REDIS_URL": url}
+            started.append(Replica(index, Serve(["--port", "0"], own_env, cwd)))
         # The port-file wait polls with time.sleep: serving() runs it off the loop,
         # so the test's own emulator keeps answering meanwhile.
         ports = await asyncio.gather(*(replica.serve.serving() for replica in started))

@@ -23,6 +23,7 @@ from replica_support import (
     GENERATIONS,
     OPENAI_KEY,
     Replica,
+    SharedRedis,
     assert_never_logged,
     bearer,
     error_reason,
@@ -52,14 +53,14 @@ async def _warm_up(fleet: list[Replica], token: str, emulator: Emulator) -> None
 
 
 async def test_a_burst_over_three_replicas_admits_images_per_minute_within_5_percent(
-    tmp_path: Path, redis_server: RedisServer, emulator: Emulator, clients: ClientsFile
+    tmp_path: Path, shared_redis: SharedRedis, emulator: Emulator, clients: ClientsFile
 ) -> None:
     limit = 60
     token = clients.add("burst", images_per_minute=limit)
     warm = clients.add("warm")
     async with replicas(
         tmp_path, emulator_url=emulator.base_url, clients_file=clients.path,
-        redis_url=redis_server.url,
+        redis_url=shared_redis.url, redis_prefix=shared_redis.prefix,
     ) as fleet:  # fmt: skip
         await _warm_up(fleet, warm, emulator)
         # Sent in turn to each replica, each of which alone is offered 1.2 x the limit
@@ -95,7 +96,8 @@ async def test_a_burst_over_three_replicas_admits_images_per_minute_within_5_per
         for replica in fleet
     ]  # fmt: skip
     print(
-        f"\n{answered} of {offered} images admitted over {window_s:.2f} s (limit {limit}), "
+        f"\n{shared_redis.shape}: {answered} of {offered} images admitted over {window_s:.2f} s "
+        f"(limit {limit}), "
         f"by replica: {by_replica}"
     )
     assert answered <= limit + int(window_s * limit / 60)
@@ -103,7 +105,7 @@ async def test_a_burst_over_three_replicas_admits_images_per_minute_within_5_per
 
 
 async def test_concurrent_calls_on_three_replicas_spend_a_budget_exactly(
-    tmp_path: Path, redis_server: RedisServer, emulator: Emulator, clients: ClientsFile
+    tmp_path: Path, shared_redis: SharedRedis, emulator: Emulator, clients: ClientsFile
 ) -> None:
     # ~5,900 micro-dollars reserved per image, a little less spent, 21 images a wave
     # (~125,000): a budget of 1.6 waves, so the second wave's reservations compete
@@ -112,7 +114,7 @@ async def test_concurrent_calls_on_three_replicas_spend_a_budget_exactly(
     warm = clients.add("warm")
     async with replicas(
         tmp_path, emulator_url=emulator.base_url, clients_file=clients.path,
-        redis_url=redis_server.url,
+        redis_url=shared_redis.url, redis_prefix=shared_redis.prefix,
     ) as fleet:  # fmt: skip
         await _warm_up(fleet, warm, emulator)
         # Held upstream a little, so that reservations of all replicas overlap.
@@ -239,7 +241,7 @@ def _outage_lines(replica: Replica) -> tuple[int, int]:
         for r in records
         if r.get("level") == "WARNING" and r.get("msg", "").startswith("limits store unreachable")
     ]
-    up = [r for r in records if r.get("msg", "").startswith("limits store reachable again")]
+    up = [r for r in records if r.get("msg", "").startswith("limits store working again")]
     return len(down), len(up)
 
 

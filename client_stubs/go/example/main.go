@@ -4,7 +4,10 @@
 //
 //	IMAGEGATE_TARGET=127.0.0.1:50051 [IMAGEGATE_TOKEN=igk_...] go run ./example
 //
-// It exits 1 if any check fails.
+// With IMAGEGATE_LONG_ERROR_TARGET set to a gateway whose upstream answers every
+// call with an error whose code and param are thousands of characters long, it
+// also checks that this default client still gets the gateway's status and
+// x-request-id. It exits 1 if any check fails.
 package main
 
 import (
@@ -17,6 +20,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	imagegatev1 "github.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1"
@@ -98,6 +102,14 @@ func main() {
 	c.run("upload refused mid-way reports the gateway's status", func() error {
 		return refusedUpload(ctx, client)
 	})
+	c.run("GetQuota: the caller's client id and spend today", func() error {
+		return quota(ctx, imagegatev1.NewQuotaServiceClient(conn))
+	})
+	if longErrorTarget := os.Getenv("IMAGEGATE_LONG_ERROR_TARGET"); longErrorTarget != "" {
+		c.run("upstream error with 5,000-character code and param: status and x-request-id", func() error {
+			return longUpstreamError(ctx, longErrorTarget)
+		})
+	}
 	fmt.Printf("go: %d passed, %d failed\n", c.passed, c.failed)
 	if c.failed > 0 {
 		os.Exit(1)
@@ -256,4 +268,59 @@ func refusedUpload(ctx context.Context, client imagegatev1.ImagesServiceClient) 
 	}
 	fmt.Printf("     %v: %s\n", got.Code(), got.Message())
 	return nil
+}
+
+// quota asks QuotaService who the caller is and what it spent today: after the
+// images above, a client with a token must be named and have spent something.
+func quota(ctx context.Context, quotas imagegatev1.QuotaServiceClient) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	answer, err := quotas.GetQuota(ctx, &imagegatev1.GetQuotaRequest{})
+	if err != nil {
+		return err
+	}
+	spent := answer.GetSpentTodayUsdMicros()
+	fmt.Printf("     client %s: $%d.%06d spent today (UTC)\n", answer.GetClient(), spent/1e6, spent%1e6)
+	if os.Getenv("IMAGEGATE_TOKEN") != "" && (answer.GetClient() == "" || answer.GetClient() == "anonymous") {
+		return fmt.Errorf("called with a token, but the gateway says the caller is %q", answer.GetClient())
+	}
+	if spent <= 0 {
+		return fmt.Errorf("spent today is %d micro-dollars after this run's images", spent)
+	}
+	return nil
+}
+
+// longUpstreamError calls a gateway whose upstream refuses every call with an
+// OpenAI error whose code and param are 5,000 characters each, on a new channel
+// with gRPC's default limits (grpc-go's own default header list size). Relayed
+// whole, those fields made a status too large for default clients, which then
+// reported their own error instead of the gateway's status and x-request-id.
+func longUpstreamError(ctx context.Context, target string) error {
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var trailer metadata.MD
+	_, err = imagegatev1.NewImagesServiceClient(conn).CreateImage(ctx, &imagegatev1.CreateImageRequest{
+		Parameters: &imagegatev1.GenerationParameters{Prompt: "a red fox", Model: proto.String("gpt-image-2")},
+	}, grpc.Trailer(&trailer))
+	got := status.Convert(err)
+	if got.Code() != codes.InvalidArgument {
+		return fmt.Errorf("want the upstream's refusal as INVALID_ARGUMENT, got %v: %.200s", got.Code(), got.Message())
+	}
+	requestID := strings.Join(trailer.Get("x-request-id"), ",")
+	if requestID == "" {
+		return fmt.Errorf("no x-request-id in the trailers (%d keys)", trailer.Len())
+	}
+	for _, detail := range got.Details() {
+		if info, ok := detail.(*errdetails.ErrorInfo); ok && info.GetDomain() == "api.openai.com" {
+			fmt.Printf("     %v, x-request-id %s, ErrorInfo reason of %d characters\n",
+				got.Code(), requestID, len(info.GetReason()))
+			return nil
+		}
+	}
+	return fmt.Errorf("no ErrorInfo from api.openai.com in %v", got.Details())
 }

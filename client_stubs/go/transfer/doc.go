@@ -8,5 +8,6 @@
 // github.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1; nothing here is
 // generated. Every function returns the gateway's gRPC status unchanged on
 // failure, so status.FromError and its Details (google.rpc.BadRequest,
-// ErrorInfo, ...) work as usual.
+// ErrorInfo, ...) work as usual; importing this package registers those
+// google.rpc types, so Details decodes them without an import of errdetails.
 package transfer

@@ -6,7 +6,10 @@
  *   npm run build && npm run build:example
  *   IMAGEGATE_TARGET=127.0.0.1:50051 [IMAGEGATE_TOKEN=igk_...] npm run example
  *
- * Exits 1 if any check fails.
+ * With IMAGEGATE_LONG_ERROR_TARGET set to a gateway whose upstream answers every
+ * call with an error whose code and param are thousands of characters long, it
+ * also checks that this default client still gets the gateway's status and
+ * x-request-id. Exits 1 if any check fails.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -15,9 +18,11 @@ import { crc32, deflateSync } from "node:zlib";
 import { credentials, status as grpcStatus } from "@grpc/grpc-js";
 import {
   BadRequestSchema,
+  ErrorInfoSchema,
   OutputFormat,
   bearerMetadata,
   createImagesClient,
+  createQuotaClient,
   edit,
   editStream,
   errorDetail,
@@ -195,6 +200,48 @@ async function refusedUpload(images: ImagesClient): Promise<void> {
   throw new Error("the oversized upload was accepted");
 }
 
+/** Who the gateway says the caller is, and what it spent today (after the images above). */
+async function quota(): Promise<void> {
+  const quotas = createQuotaClient(target, credentials.createInsecure());
+  try {
+    const answer = await quotas.getQuota({}, callOptions(30));
+    const spent = answer.spentTodayUsdMicros;
+    console.log(`     client ${answer.client}: $${spent / 1_000_000n}.${String(spent % 1_000_000n).padStart(6, "0")} spent today (UTC)`);
+    check(!token || (answer.client !== "" && answer.client !== "anonymous"), `called with a token, but the caller is "${answer.client}"`);
+    check(spent > 0n, `spent today is ${spent} micro-dollars after this run's images`);
+  } finally {
+    quotas.close();
+  }
+}
+
+/**
+ * A gateway whose upstream refuses every call with an OpenAI error whose code and
+ * param are 5,000 characters each, called on a new channel with grpc-js's default
+ * limits. Relayed whole, those fields made a status too large for default clients,
+ * which then reported their own error instead of the gateway's status and x-request-id.
+ */
+async function longUpstreamError(longErrorTarget: string): Promise<void> {
+  const failing = createImagesClient(longErrorTarget, credentials.createInsecure());
+  try {
+    await failing.createImage({ parameters: { prompt: "a red fox", model: "gpt-image-2" } }, callOptions(30));
+  } catch (error) {
+    check(isServiceError(error), `not a gRPC error: ${error}`);
+    check(
+      error.code === grpcStatus.INVALID_ARGUMENT,
+      `want the upstream's refusal as INVALID_ARGUMENT, got ${grpcStatus[error.code]}: ${error.details.slice(0, 200)}`,
+    );
+    const [requestId] = error.metadata.get("x-request-id");
+    check(typeof requestId === "string" && requestId !== "", "no x-request-id in the trailers");
+    const info = errorDetail(error, ErrorInfoSchema);
+    check(info?.domain === "api.openai.com", "no ErrorInfo from api.openai.com in the status details");
+    console.log(`     INVALID_ARGUMENT, x-request-id ${requestId}, ErrorInfo reason of ${info.reason.length} characters`);
+    return;
+  } finally {
+    failing.close();
+  }
+  throw new Error("the upstream's refusal came back as a success");
+}
+
 let passed = 0;
 let failed = 0;
 async function run(name: string, body: () => Promise<void>): Promise<void> {
@@ -220,6 +267,13 @@ await run("edit upload with a mask (CreateImageEditStream)", async () => {
 });
 await run("INVALID_ARGUMENT with BadRequest field violations", () => invalidArgument(client));
 await run("upload refused mid-way reports the gateway's status", () => refusedUpload(client));
+await run("GetQuota: the caller's client id and spend today", () => quota());
+const longErrorTarget = process.env.IMAGEGATE_LONG_ERROR_TARGET;
+if (longErrorTarget) {
+  await run("upstream error with 5,000-character code and param: status and x-request-id", () =>
+    longUpstreamError(longErrorTarget),
+  );
+}
 client.close();
 console.log(`typescript: ${passed} passed, ${failed} failed`);
 // No process.exit on success: the process must end by itself, which shows that no

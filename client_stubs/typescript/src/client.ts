@@ -22,6 +22,7 @@ import {
   type MessageShape,
 } from "@bufbuild/protobuf";
 import { ImagesService } from "./gen/imagegate/v1/images_service_pb.js";
+import { QuotaService } from "./gen/imagegate/v1/quota_pb.js";
 
 /** grpc-js call options (deadline, credentials, interceptors...) plus request metadata. */
 export interface CallOptions extends grpc.CallOptions {
@@ -74,6 +75,9 @@ export type GrpcClient<S extends DescService> = {
 
 /** The imagegate.v1.ImagesService client. */
 export type ImagesClient = GrpcClient<typeof ImagesService>;
+
+/** The imagegate.v1.QuotaService client: `getQuota({})`, the caller's limits and spend. */
+export type QuotaClient = GrpcClient<typeof QuotaService>;
 
 /**
  * Creates a client of `service` on a new grpc-js channel. `target` is `host:port`;
@@ -147,6 +151,19 @@ export function createImagesClient(
   options?: grpc.ClientOptions,
 ): ImagesClient {
   return createGrpcClient(ImagesService, target, credentials, options);
+}
+
+/**
+ * A client of imagegate.v1.QuotaService (see {@link createGrpcClient}). It may share
+ * a channel with the images client: pass `{ channelOverride: images.grpcClient.getChannel() }`
+ * as `options`, or open its own as here by default.
+ */
+export function createQuotaClient(
+  target: string,
+  credentials: grpc.ChannelCredentials,
+  options?: grpc.ClientOptions,
+): QuotaClient {
+  return createGrpcClient(QuotaService, target, credentials, options);
 }
 
 /** `authorization: Bearer <token>` metadata, for gateways that require a client token. */

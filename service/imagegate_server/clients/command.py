@@ -88,6 +88,14 @@ def register(subparsers: Any) -> None:
         "repeatable; replaces the list (default: inherit; none set: any upstream)",
     )
     add.add_argument(
+        "--max-spooled-bytes",
+        type=_byte_size,
+        metavar="BYTES",
+        dest="max_spooled_bytes",
+        help='upload bytes its calls may hold on disk at once, per process ("2 GiB", '
+        '"unlimited"; default 1 GiB)',
+    )
+    add.add_argument(
         "--stamp-identity",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -154,6 +162,19 @@ def _limit(text: str) -> int | str:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError('expected an integer or "unlimited"') from None
+
+
+def _byte_size(text: str) -> int | str:
+    from imagegate_server.clients.schema import byte_size
+
+    if text.strip().lower() == "unlimited":
+        return "unlimited"
+    try:
+        return byte_size(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            'expected bytes (1073741824, "2 GiB") or "unlimited"'
+        ) from None
 
 
 def _budget(text: str) -> Decimal | str:

@@ -65,11 +65,15 @@ def _client_text(client: Client) -> str:
     if not client.tokens and not client.identities:
         lines.append("  (no token or identity: cannot authenticate)")
     policy = " ".join(
-        f"{k}={_shown(v, 'all' if k in ('models', 'operations', 'upstreams') else 'unlimited')}"
+        f"{k}={_shown(v, 'all' if k in _ALL_WHEN_ABSENT else 'unlimited')}"
         for k, v in _policy_values(client).items()
     )
     lines.append(f"  policy    {policy}")
     return "\n".join(lines)
+
+
+# Policy fields that, absent, allow everything rather than set no limit.
+_ALL_WHEN_ABSENT = ("models", "operations", "upstreams")
 
 
 def _policy_values(client: Client) -> dict[str, Any]:
@@ -94,6 +98,7 @@ def _policy_values(client: Client) -> dict[str, Any]:
         "monthly_budget_usd": dollars(policy.monthly_budget_micro_usd),
         "stamp_identity": policy.stamp_identity,
         "upstreams": None if policy.upstreams is None else list(policy.upstreams),
+        "max_spooled_bytes": policy.max_spooled_bytes,
         "operator": policy.operator,
     }
 

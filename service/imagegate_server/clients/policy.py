@@ -9,6 +9,9 @@ from fnmatch import fnmatchcase
 from imagegate_server.models import Operation
 
 MICRO_USD_PER_USD = 1_000_000
+DEFAULT_MAX_SPOOLED_BYTES = 1024**3
+"""Upload bytes one client's calls may hold on disk at once, per gateway process,
+unless the clients file says otherwise: four uploads at the default request cap."""
 
 
 def micro_usd(dollars: Decimal) -> int:
@@ -40,6 +43,10 @@ class Policy:
     caller set one."""
     upstreams: tuple[str, ...] | None = None
     """Upstreams of the upstreams file the client's calls may go to (None: any)."""
+    max_spooled_bytes: int | None = DEFAULT_MAX_SPOOLED_BYTES
+    """Upload bytes the client's calls may hold in spool files at once, per gateway
+    process (bytes past each call's in-memory threshold). Unlike the limits above,
+    it has a default: disk is no caller's to fill."""
     operator: bool = False
     """May call AdminService (the operator's views, such as every client's spend).
     Set per client (``operator = true``), never inherited from ``[defaults]``."""
@@ -55,4 +62,5 @@ class Policy:
 
 
 UNLIMITED = Policy()
-"""The policy of a client with no limits at all (and of a file without defaults)."""
+"""The policy of a client with no limits (and of a file without defaults), except the
+default cap of spooled upload bytes."""

@@ -60,7 +60,8 @@ def effective_policy(defaults: PolicyFields, own: PolicyFields) -> Policy:
     """``own``'s fields where it sets them, else ``defaults``' where it does, else unlimited."""
 
     def source(name: str) -> PolicyFields:
-        # A field nobody set has its schema default: None (unlimited) or True.
+        # A field nobody set has its schema default: None (unlimited), True, or the
+        # default spool cap.
         return own if name in own.model_fields_set else defaults
 
     operations = source("operations").operations
@@ -77,6 +78,7 @@ def effective_policy(defaults: PolicyFields, own: PolicyFields) -> Policy:
         monthly_budget_micro_usd=None if monthly is None else micro_usd(monthly),
         stamp_identity=source("stamp_identity").stamp_identity,
         upstreams=source("upstreams").upstreams,
+        max_spooled_bytes=source("max_spooled_bytes").max_spooled_bytes,
         operator=isinstance(own, ClientEntry) and own.operator,
     )
 

@@ -17,6 +17,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
+from imagegate_server.clients.policy import DEFAULT_MAX_SPOOLED_BYTES
 from imagegate_server.clients.tokens import TOKEN_ID_PATTERN
 from imagegate_server.livefiles import documents
 
@@ -43,7 +44,11 @@ POLICY_FIELDS = (
     "monthly_budget_usd",
     "stamp_identity",
     "upstreams",
+    "max_spooled_bytes",
 )
+_BYTE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+               "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}  # fmt: skip
+_BYTE_SIZE = re.compile(r"(\d{1,16})\s*([A-Za-z]{0,3})")
 
 
 def _problem(message: str) -> PydanticCustomError:
@@ -55,6 +60,29 @@ def _limit(value: object) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _problem('must be an integer >= 1 (or "unlimited")')
+    return value
+
+
+def byte_size(text: str) -> int:
+    """Bytes from ``1073741824``, ``"512 MiB"`` or ``"2GB"``; ValueError otherwise."""
+    match = _BYTE_SIZE.fullmatch(text.strip())
+    unit = _BYTE_UNITS.get(match[2].lower()) if match else None
+    if match is None or unit is None:
+        raise ValueError("not a size in bytes")
+    return int(match[1]) * unit
+
+
+def _byte_size(value: object) -> int | None:
+    if value == UNLIMITED:
+        return None
+    problem = 'must be a size in bytes >= 0, e.g. 1073741824 or "1 GiB" (or "unlimited")'
+    if isinstance(value, str):
+        try:
+            return byte_size(value)
+        except ValueError:
+            raise _problem(problem) from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _problem(problem)
     return value
 
 
@@ -167,6 +195,7 @@ def _client_name(value: object) -> str:
 
 Limit = Annotated[int | None, PlainValidator(_limit)]
 Budget = Annotated[Decimal | None, PlainValidator(_budget)]
+ByteSize = Annotated[int | None, PlainValidator(_byte_size)]
 Flag = Annotated[bool, PlainValidator(_flag)]
 Models = Annotated[tuple[str, ...], PlainValidator(_models)]
 Operations = Annotated[frozenset[str], PlainValidator(_operations)]
@@ -198,6 +227,7 @@ class PolicyFields(_Strict):
     upstreams: Upstreams | None = None
     """The upstreams (of the upstreams file) the client's calls may go to, e.g. its
     own OpenAI project for chargeback; absent: any that serves the model."""
+    max_spooled_bytes: ByteSize = DEFAULT_MAX_SPOOLED_BYTES
 
 
 class TokenEntry(_Strict):

@@ -5,7 +5,8 @@ Where from, in order:
     ``--target`` given          the gateway's AdminService.ListClientSpend, with the
                                 token (or certificate) of an ``operator = true``
                                 client: from any host, whatever the store
-    ``IMAGEGATE_REDIS_URL`` set Redis itself (SCAN of the key prefix)
+    ``IMAGEGATE_REDIS_URL`` set Redis itself (SCAN of the key prefix; on a Cluster,
+                                of every primary)
     the local store (default)   the SQLite file in ``IMAGEGATE_DATA_DIR``, on the
                                 gateway's host (never created if missing)
     ``IMAGEGATE_LIMITS_STORE=memory``
@@ -50,7 +51,8 @@ class Report:
     truncated: bool
     as_of: datetime
     store: str
-    """Where the figures were read: ``local <path>``, ``redis <host>`` or ``gateway <target>``."""
+    """Where the figures were read: ``local <path>``, ``redis <where>`` (scheme and
+    hosts, no credentials) or ``gateway <target>``."""
 
 
 def show_spend(args: argparse.Namespace) -> None:
@@ -76,7 +78,7 @@ def _settings() -> Settings:
 def _from_store(args: argparse.Namespace) -> Report:
     settings = _settings()
     if settings.redis_url is not None:
-        listing, store = asyncio.run(_from_redis(settings)), "redis"
+        listing, store = asyncio.run(_from_redis(settings))
     elif settings.limits_store == "local":
         listing, store = _from_local(settings)
     else:
@@ -116,18 +118,26 @@ def _from_local(settings: Settings) -> tuple[SpendListing, str]:
     return listing, f"local {where.absolute()}"
 
 
-async def _from_redis(settings: Settings) -> SpendListing:
-    from imagegate_server.errors import ImagegateError
-    from imagegate_server.limits import build_limiter
+async def _from_redis(settings: Settings) -> tuple[SpendListing, str]:
+    import logging
 
+    from imagegate_server.errors import ImagegateError, StartupError
+    from imagegate_server.limits.factory import redis_limiter
+
+    # The limiter's outage line is for a gateway's log; here the failure line below
+    # says the same once (without a handler, Python would print both to stderr).
+    logging.getLogger("imagegate_server.limits").addHandler(logging.NullHandler())
     try:
-        limiter = build_limiter(settings)
-    except ImagegateError as error:
+        limiter = redis_limiter(settings)
+    except StartupError as error:
         raise CommandFailure(str(error)) from None
     try:
-        return await limiter.list_spend(_limit())
+        return await limiter.list_spend(_limit()), f"redis {limiter.connection.location}"
     except ImagegateError:
-        raise CommandFailure("cannot reach Redis (IMAGEGATE_REDIS_URL)") from None
+        # The reason says unreachable or refusing, and why (no URL, no password).
+        raise CommandFailure(
+            f"cannot read spend from Redis at {limiter.connection.location}: {limiter.problem}"
+        ) from None
     finally:
         await limiter.aclose()
 

@@ -3,8 +3,12 @@ same errors in Azure OpenAI's shape (:func:`azure_body`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+# The longest code or param a fault may ask for (``code-len=N``): enough to break any
+# gRPC client's metadata limit when relayed whole, small enough to hold per request.
+MAX_FIELD_CHARS = 1 << 20
 
 
 @dataclass
@@ -60,6 +64,8 @@ def wrong_api_key(key: str) -> ApiError:
 
 def for_status(status: int) -> ApiError:
     """The canned error body of an injected status fault."""
+    if status == 400:
+        return bad_request("Invalid value for one of the parameters.", code="invalid_value")
     if status == 401:
         return wrong_api_key("")
     if status == 403:
@@ -122,6 +128,24 @@ def moderation_blocked() -> ApiError:
         "image_generation_user_error",
         code="moderation_blocked",
     )
+
+
+def _stretched(word: str, length: int) -> str:
+    """``word`` padded with ``x`` (or cut) to exactly ``length`` characters."""
+    return (word + "_" + "x" * length)[:length] if length > len(word) else word[:length]
+
+
+def with_long_fields(
+    error: ApiError, code_chars: int | None = None, param_chars: int | None = None
+) -> ApiError:
+    """``error`` with its ``code`` and/or ``param`` stretched to that many characters
+    (its own code, or its type, and ``prompt`` padded with ``x``): an upstream whose
+    error fields are far longer than OpenAI's, for the gateway's relaying bounds."""
+    if code_chars is not None:
+        error = replace(error, code=_stretched(error.code or error.type, code_chars))
+    if param_chars is not None:
+        error = replace(error, param=_stretched(error.param or "prompt", param_chars))
+    return error
 
 
 def azure_body(error: ApiError) -> dict[str, Any]:

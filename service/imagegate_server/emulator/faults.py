@@ -6,6 +6,7 @@ Syntax: comma-separated items, each ``NAME[;PARAM=VALUE]...``::
     429;retry-after-ms=1500    ... with retry-after-ms
     quota                      429 insufficient_quota (must not be retried)
     500 | 502 | 503            server_error
+    400                        invalid_value (invalid_request_error)
     401 | 403 | 404            invalid_api_key / permission_denied / model_not_found
     413 | 422                  request_too_large / invalid_value (invalid_request_error)
     moderation                 400 image_generation_user_error, code moderation_blocked
@@ -13,6 +14,10 @@ Syntax: comma-separated items, each ``NAME[;PARAM=VALUE]...``::
                                (true or false)
     503;early=true             any error status, answered before the request body is
                                read (a proxy refusing an upload it never looked at)
+    400;code-len=5000;param-len=5000
+                               any error (status, quota, moderation, stream-error,
+                               stream-moderation) with its code / param stretched to
+                               that many characters (at most 1 MiB each)
     stream-error;after=1       a streamed answer sends 1 event, then an SSE ``error``
                                event (server_error) and ends
     stream-moderation;after=0  ... an ``error`` event with code moderation_blocked
@@ -34,18 +39,22 @@ from dataclasses import dataclass, field
 
 from imagegate_server.emulator.config import LatencyModel
 from imagegate_server.emulator.errors import (
+    MAX_FIELD_CHARS,
     ApiError,
     azure_body,
     for_status,
     insufficient_quota,
     moderation_blocked,
+    with_long_fields,
 )
 
 FAULT_HEADER = "x-emulator-fault"
-_STATUS_CODES = frozenset({401, 403, 404, 413, 422, 429, 500, 502, 503})
+_STATUS_CODES = frozenset({400, 401, 403, 404, 413, 422, 429, 500, 502, 503})
 _STREAM_FAULTS = ("stream-error", "stream-moderation")
 # Parameters whose value is a word, not a number.
 _WORD_PARAMS = {"x-should-retry": ("true", "false"), "early": ("true", "false")}
+# Parameters of every item that sends an OpenAI error: how long its code and param are.
+_LENGTH_PARAMS = ("code-len", "param-len")
 
 
 class FaultSyntaxError(ValueError):
@@ -176,6 +185,8 @@ class FaultInjector:
         }.get(item.name, set())
         if _is_status(item.name):
             known |= set(_WORD_PARAMS)
+        if _is_status(item.name) or item.name in ("quota", "moderation", *_STREAM_FAULTS):
+            known |= set(_LENGTH_PARAMS)
         unknown = set(item.params) - known
         if unknown:
             raise FaultSyntaxError(f"unknown parameter {sorted(unknown)[0]!r} for {item.name!r}")
@@ -198,6 +209,9 @@ class FaultInjector:
             if key in _WORD_PARAMS:
                 if item.params[key].lower() not in _WORD_PARAMS[key]:
                     raise FaultSyntaxError(f"{key}= must be one of {', '.join(_WORD_PARAMS[key])}")
+            elif key in _LENGTH_PARAMS:
+                if _number(item, key) > MAX_FIELD_CHARS:
+                    raise FaultSyntaxError(f"{key}= must be at most {MAX_FIELD_CHARS}")
             else:
                 _number(item, key)
 
@@ -220,9 +234,10 @@ class FaultInjector:
                     plan.error.headers["retry-after"] = item.params["retry-after"]
                 if "retry-after-ms" in item.params:
                     plan.error.headers["retry-after-ms"] = item.params["retry-after-ms"]
+            plan.error = _lengthened(item, plan.error)
         elif name in _STREAM_FAULTS:
-            plan.stream_error = (
-                moderation_blocked() if name == "stream-moderation" else for_status(500)
+            plan.stream_error = _lengthened(
+                item, moderation_blocked() if name == "stream-moderation" else for_status(500)
             )
             plan.stream_error_after = int(_number(item, "after", 0))
         elif name == "reset":
@@ -237,3 +252,9 @@ class FaultInjector:
             plan.latency = LatencyModel(
                 _number(item, "ms", 0) / 1000, _number(item, "jitter-ms", 0) / 1000
             )
+
+
+def _lengthened(item: _Item, error: ApiError) -> ApiError:
+    """``error`` with the code and param lengths the item asks for (if any)."""
+    lengths = [int(_number(item, key)) if key in item.params else None for key in _LENGTH_PARAMS]
+    return with_long_fields(error, *lengths)

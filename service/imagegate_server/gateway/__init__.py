@@ -7,4 +7,6 @@ mapping/      the upstream's answers and events -> results and image slices
 server.py     the running gateway: start-up checks, the upstream or emulator, the drain
 services.py   what its server serves (images, quota, health, reflection) and their names
 listening.py  the servers' channel options, ports and the plaintext health server
+connections/  callers' connections bounded: open files, per address, per connection,
+              first-call and idle deadlines
 """

@@ -1,5 +1,8 @@
 """How the gateway's gRPC servers listen: the main server's channel options, binding
 a port (TLS or plaintext), and the plaintext health-only server for kubelet probes.
+
+Each server is made with its channelz id (:func:`new_server`), by which the guard of
+its connections (:mod:`.connections`) finds them.
 """
 
 from __future__ import annotations
@@ -10,12 +13,21 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from imagegate_server.errors import StartupError
+from imagegate_server.gateway.connections import ConnectionLimits, channelz
 from imagegate_server.settings import Settings
 from imagegate_server.tls import ServerCertificates
 
 
-def server_options(settings: Settings) -> list[tuple[str, int]]:
+def new_server(options: list[tuple[str, int]]) -> tuple[grpc.aio.Server, int | None]:
+    """A server and its channelz id (None if channelz shows none)."""
+    before = channelz.server_ids()
+    server = grpc.aio.server(options=options)
+    return server, channelz.new_server_id(before)
+
+
+def server_options(settings: Settings, limits: ConnectionLimits) -> list[tuple[str, int]]:
     return [
+        *limits.grpc_options(),
         ("grpc.max_send_message_length", settings.max_send_message_bytes),
         ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
         # Several workers share the port only when the supervisor says so.
@@ -56,9 +68,14 @@ def bind(
         ) from None
 
 
-def health_server(servicer: object, reuse_port: bool) -> grpc.aio.Server:
+def health_server(
+    servicer: object, reuse_port: bool, limits: ConnectionLimits
+) -> tuple[grpc.aio.Server, int | None]:
     """grpc.health.v1 alone, always plaintext (kubelets present no certificates),
-    sharing the main port's HealthServicer so that draining shows on both."""
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if reuse_port else 0)])
+    sharing the main port's HealthServicer so that draining shows on both; with its
+    own connection limits, so that probes get through a flood of the main port."""
+    server, server_id = new_server(
+        [("grpc.so_reuseport", 1 if reuse_port else 0), *limits.grpc_options()]
+    )
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    return server
+    return server, server_id

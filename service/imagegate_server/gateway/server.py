@@ -29,8 +29,14 @@ from pydantic import SecretStr
 from imagegate_server.clients import ClientsFile, startup_auth_problem
 from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.errors import StartupError
+from imagegate_server.gateway.connections import (
+    ConnectionGuards,
+    caller_limits,
+    health_limits,
+    raise_open_files_limit,
+)
 from imagegate_server.gateway.edge.guard import log_unsent_answers_as_info
-from imagegate_server.gateway.listening import bind, health_server, server_options
+from imagegate_server.gateway.listening import bind, health_server, new_server, server_options
 from imagegate_server.gateway.services import (
     DRAINED_SERVICES,
     HEALTH_SERVICES,
@@ -102,6 +108,7 @@ class Gateway:
         self._health_server: grpc.aio.Server | None = None
         self._metrics_endpoint: MetricsEndpoint | None = None
         self._probe: asyncio.Task[None] | None = None
+        self._guards = ConnectionGuards(self.metrics)
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
 
     async def start(self) -> int:
@@ -149,7 +156,9 @@ class Gateway:
             self._upstreams_file.on_change = self._router.apply
             await self._upstreams_file.start()
         log_unsent_answers_as_info()
-        server = grpc.aio.server(options=server_options(settings))
+        open_files = raise_open_files_limit()
+        limits = caller_limits(settings, open_files)
+        server, server_id = new_server(server_options(settings, limits))
         add_services(
             server,
             settings=settings,
@@ -165,9 +174,13 @@ class Gateway:
         )
         self._server = server
         self.port = bind(server, settings.host, settings.port, certificates)
+        self._guards.watch("grpc", server_id, self.port, limits)
         if settings.health_port is not None:
-            self._health_server = health_server(self._health, settings.reuse_port)
+            self._health_server, health_id = health_server(
+                self._health, settings.reuse_port, health_limits(settings)
+            )
             self.health_port = bind(self._health_server, settings.host, settings.health_port)
+            self._guards.watch("health", health_id, self.health_port, health_limits(settings))
         if settings.metrics_port is not None:
             self._metrics_endpoint = MetricsEndpoint(self.metrics.registry)
             self.metrics_port = await self._metrics_endpoint.start(
@@ -178,6 +191,7 @@ class Gateway:
             await self._health_server.start()
         for service in HEALTH_SERVICES:
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._guards.start()
         self.metrics.server_started()
         self._probe = asyncio.create_task(
             _probe_upstreams(upstreams, settings.connect_timeout_s, self.metrics)
@@ -190,6 +204,8 @@ class Gateway:
             **({"database": str(self._database.path)} if self._database is not None else {}),
             "prices": prices.version_label,
             "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+            "open_files": open_files,
+            "max_caller_connections": limits.max_connections,
         }
         if self.health_port:
             extra["health_address"] = f"{settings.host}:{self.health_port}"
@@ -268,6 +284,7 @@ class Gateway:
         if self._probe is not None:
             self._probe.cancel()
             self._probe = None
+        await self._guards.stop()
         if self._server is not None and self.port and self.settings.drain_notice_s > 0:
             await asyncio.sleep(self.settings.drain_notice_s)
         if self._server is not None:

@@ -73,7 +73,9 @@ def add_services(
     servicer = ImagesServicer(
         router,
         settings,
-        requests=RequestBuilder(settings, refuse_retired=refuse_retired),
+        requests=RequestBuilder(
+            settings, refuse_retired=refuse_retired, on_spooled=metrics.set_spooled_bytes
+        ),
         callers=callers,
         tenancy=tenancy,
         prices=prices,

@@ -26,6 +26,15 @@ Algorithms
     the real cost (above or below the estimate) to the day's and month's spend at
     settle time; reservations expire with the slot.
 
+Slots first (uploads)
+    An upload's parameters arrive in its first message, after the caller is known,
+    and a caller may never send them. Its concurrency slot is therefore taken when
+    it is authenticated (an admission with only ``max_concurrent``), and the rest of
+    its admission, once its parameters arrive, names that ticket in
+    ``Admission.replaces``: the new ticket takes over the slot atomically (the slot
+    is not counted twice, nor checked again against itself) and the old one counts
+    as settled. Until then the slot is a call in flight like any other.
+
 Clocks
     Memory: the monotonic clock for rates and expiries, UTC wall time for periods.
     Local database: the wall clock for everything (its state outlives processes).
@@ -63,7 +72,7 @@ Outages (Redis; the local database alike for its errors: disk full, I/O, a lock
 held past the busy timeout)
     Connection errors and timeouts (``IMAGEGATE_REDIS_TIMEOUT_S``) mark Redis
     unreachable: one warning line when that starts, one info line when it answers
-    again, never a line per call; :attr:`RedisLimiter.reachable` shows the state.
+    again, never a line per call; :attr:`RedisLimiter.state` shows it.
     Meanwhile one call per second probes it and the others do not wait for it. An
     admission that includes a kind configured to fail closed
     (``IMAGEGATE_REDIS_FAIL_OPEN_*``; by default budgets) raises

@@ -16,6 +16,7 @@ from imagegate_server.limits.model import (
     Ticket,
     UpstreamStatus,
 )
+from imagegate_server.limits.outage import StoreState
 
 DONE_RETENTION_S = 10.0
 """How long Redis remembers a settled ticket, so a command that redis-py retries after
@@ -28,8 +29,10 @@ class Limiter(Protocol):
     """"local", "memory" or "redis" (for logs and metrics)."""
 
     @property
-    def reachable(self) -> bool:
-        """False while the shared store is unreachable (always True in memory)."""
+    def state(self) -> StoreState:
+        """``up``; ``unreachable`` while the store cannot be reached (no connection, no
+        answer in time); ``refusing`` while it answers with errors (a wrong password,
+        no permission, out of memory, a Cluster that is down). Always ``up`` in memory."""
         ...
 
     async def admit(self, admission: Admission) -> Ticket:

@@ -10,7 +10,7 @@ holds all three to the same behaviour.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from imagegate_server.limits import gcra
 from imagegate_server.limits.model import (
@@ -43,6 +43,11 @@ class Standing:
 
     def spent(self, budget: Budget) -> int:
         return self.spent_day if budget.period == "day" else self.spent_month
+
+    def without_call(self, reserved: int) -> Standing:
+        """The standing without one held call: the ticket an admission takes over
+        (``Admission.replaces``) counts for neither its slot nor its reservation."""
+        return replace(self, in_use=self.in_use - 1, reserved=self.reserved - reserved)
 
 
 def decide(

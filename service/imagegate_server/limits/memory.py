@@ -30,6 +30,7 @@ from imagegate_server.limits.model import (
     Ticket,
     UpstreamStatus,
 )
+from imagegate_server.limits.outage import StoreState
 from imagegate_server.limits.periods import period_number
 
 _GC_EVERY_US = 60_000_000
@@ -104,8 +105,8 @@ class MemoryLimiter:
         self._next_gc = self._clock.monotonic_us() + _GC_EVERY_US
 
     @property
-    def reachable(self) -> bool:
-        return True
+    def state(self) -> StoreState:
+        return "up"
 
     async def admit(self, admission: Admission) -> Ticket:
         now = self._clock.monotonic_us()
@@ -113,9 +114,19 @@ class MemoryLimiter:
         self._collect(now, unix)
         client = self._clients.get(admission.client) or _Client()
         client.sweep(now)
-        charges = decide(admission, self._standing(client, admission.rates, unix), now, unix)
+        standing = self._standing(client, admission.rates, unix)
+        replaced = admission.replaces
+        held = client.open.get(replaced.id) if replaced is not None else None
+        if held is not None:
+            standing = standing.without_call(held[1])  # the ticket this one takes over
+        charges = decide(admission, standing, now, unix)
         for rate, tat in charges:
             (self._gateway if rate.gateway_wide else client.rates)[rate.name] = tat
+        if replaced is not None:
+            replaced._settled.claim()
+            if held is not None:
+                del client.open[replaced.id]
+                client.reserved -= held[1]
         reserve = admission.reserve_micros
         ticket = Ticket(secrets.token_hex(10), admission.client, reserve, accounted=True)
         expiry = now + admission.hold_us

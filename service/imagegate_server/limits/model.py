@@ -101,9 +101,21 @@ class Admission:
     hold_s: float = 600.0
     """How long the concurrency slot and the reservation live if never settled (a
     replica that died): the upstream timeout plus a margin."""
+    replaces: Ticket | None = None
+    """A ticket of the same client that this admission takes over: an upload takes
+    its concurrency slot when it is authenticated (an admission with only
+    ``max_concurrent``) and the rest once its parameters arrive. Admitted, the new
+    ticket holds the slot and the replaced one is settled (freed, charged nothing);
+    the replaced ticket's slot and reservation do not count against this admission.
+    Refused, the replaced ticket keeps its slot: settle it to free it. A replaced
+    ticket the store no longer holds (expired, or let through uncounted) replaces
+    nothing. A backend that lets the admission through uncounted (an outage) leaves
+    the replaced ticket unsettled."""
 
     def __post_init__(self) -> None:
         _check_name("client", self.client)
+        if self.replaces is not None and self.replaces.client != self.client:
+            raise ValueError("an admission can only replace a ticket of its own client")
         names = [rate.name for rate in self.rates] + [budget.name for budget in self.budgets]
         if len(set(names)) != len(names) or CONCURRENCY_LIMIT in names:
             raise ValueError(

@@ -44,6 +44,7 @@ def admit_args(ticket: str, admission: Admission, own: Sequence[RateLimit]) -> l
         admission.hold_us,
         admission.reserve_micros,
         -1 if admission.max_concurrent is None else admission.max_concurrent,
+        "" if admission.replaces is None else admission.replaces.id,
         *rate_args(own),
         len(admission.budgets),
     ]

@@ -58,7 +58,7 @@ from imagegate_server.limits.model import (
     Ticket,
     UpstreamStatus,
 )
-from imagegate_server.limits.outage import OutagePolicy, StoreHealth
+from imagegate_server.limits.outage import OutagePolicy, StoreHealth, StoreState
 from imagegate_server.limits.periods import period_number
 from imagegate_server.localdb import LocalDatabase, Schema
 
@@ -124,8 +124,8 @@ class SqliteLimiter:
         self._next_gc = 0
 
     @property
-    def reachable(self) -> bool:
-        return self._health.reachable
+    def state(self) -> StoreState:
+        return self._health.state
 
     def _now(self) -> tuple[int, float]:
         unix = self._clock.unix_s()
@@ -137,7 +137,7 @@ class SqliteLimiter:
         if not (admission.rates or admission.budgets or admission.max_concurrent is not None):
             # Nothing to check or hold: skip the transaction; settle books the cost.
             return Ticket(secrets.token_hex(10), admission.client, 0, accounted=False)
-        started_up = self._health.reachable
+        started_up = self._health.usable
         if self._health.skip():
             return self._health.uncounted(admission)
         ticket = Ticket(
@@ -157,6 +157,8 @@ class SqliteLimiter:
             return self._health.uncounted(admission)
         self._health.up(started_up)
         self._collect()
+        if admission.replaces is not None:
+            admission.replaces._settled.claim()  # the transaction freed it with this one
         return ticket
 
     async def settle(self, ticket: Ticket, cost_micros: int, upstream: str | None = None) -> None:
@@ -166,7 +168,7 @@ class SqliteLimiter:
             return
         if not ticket.accounted and cost_micros == 0:
             return  # let through uncounted: nothing to free
-        started_up = self._health.reachable
+        started_up = self._health.usable
         if self._health.skip():
             return
         try:
@@ -225,7 +227,19 @@ class SqliteLimiter:
         now_us, unix = self._now()
         db.execute("DELETE FROM limit_calls WHERE client = ? AND expires_us <= ?", (client, now_us))
         standing = self._standing(db, client, admission.rates, now_us, unix)
+        replaced = admission.replaces.id if admission.replaces is not None else None
+        held = (
+            replaced
+            and db.execute(
+                "SELECT reserved_micros FROM limit_calls WHERE ticket = ? AND client = ?",
+                (replaced, client),
+            ).fetchone()
+        )
+        if held:
+            standing = standing.without_call(int(held[0]))  # the ticket this one takes over
         charges = decide(admission, standing, now_us, unix)  # raises LimitRefused
+        if held:
+            db.execute("DELETE FROM limit_calls WHERE ticket = ?", (replaced,))
         db.executemany(
             "INSERT INTO limit_rates (scope, name, tat_us) VALUES (?, ?, ?) "
             "ON CONFLICT (scope, name) DO UPDATE SET tat_us = excluded.tat_us",

@@ -2,7 +2,8 @@
 :class:`Metrics` (:mod:`.recording`, the gRPC server metrics in :mod:`.rpc`) and
 recorded only through it.
 
-Public API: :class:`Metrics` (one per process; the edge records through it),
+Public API: :class:`Metrics` (one per process; the edge records through it, the
+result store through its ``store``, :mod:`.store`),
 :class:`RpcMetrics`, :class:`MetricsEndpoint` (``GET /metrics`` on its own port),
 :func:`exported_names` (what a dashboard may query), and the multiprocess helpers
 the worker supervisor uses (:mod:`imagegate_server.metrics.multiprocess`).

@@ -24,6 +24,9 @@ UPSTREAM_FAILURES = frozenset({"connect_error", "timeout", "reset"})
 RETRY_CAUSES = frozenset({"connect", "rate_limited", "should_retry"})
 ANSWER_FAULTS = frozenset(fault.value for fault in AnswerFault)
 USAGE_ANOMALIES = frozenset({"missing", "invalid", "implausible"})
+STREAM_CLOSE_REASONS = frozenset(
+    {"first_message_timeout", "upload_stalled", "refused_drained", "refused_cut"}
+)
 GRPC_CODES = frozenset(code.name for code in grpc.StatusCode)
 # Limit names come from the limiter's code, never from a caller; the pattern keeps
 # a mistake there from turning into unbounded label values.
@@ -57,6 +60,10 @@ def answer_fault(reason: str) -> str:
 
 def usage_anomaly(kind: str) -> str:
     return kind if kind in USAGE_ANOMALIES else OTHER
+
+
+def stream_close_reason(reason: str) -> str:
+    return reason if reason in STREAM_CLOSE_REASONS else OTHER
 
 
 def grpc_code(code: grpc.StatusCode | str) -> str:

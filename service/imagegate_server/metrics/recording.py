@@ -24,6 +24,9 @@ from imagegate_server.metrics import labels
 from imagegate_server.metrics.labels import ClientLabels, UpstreamLabels
 from imagegate_server.metrics.rpc import SERVICE, RpcFamilies, RpcMetrics
 from imagegate_server.metrics.series import LONG_BUCKETS, Children
+from imagegate_server.metrics.store import StoreMetrics
+
+LIMITER_STATES = ("up", "refusing", "unreachable")
 
 
 class Metrics:
@@ -39,6 +42,8 @@ class Metrics:
         self.clients = ClientLabels()
         self.upstreams = UpstreamLabels()
         self._rpc = RpcFamilies(reg)
+        self.store = StoreMetrics(reg)
+        """The result store's metrics (its ``StoreObserver``)."""
 
         self._upstream_requests = Children(
             Counter(
@@ -161,6 +166,24 @@ class Metrics:
             "Upload bytes written to temporary files (uploads past the spool threshold).",
             registry=reg,
         )
+        self._spooled_now = Gauge(
+            "imagegate_upload_spool_bytes",
+            "Upload bytes held in spool files now (reserved for declared uploads, or "
+            "written), all clients together.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self._streams_closed = Children(
+            Counter(
+                "imagegate_streams_closed_total",
+                "Upload streams the gateway ended early, by reason: first_message_timeout "
+                "and upload_stalled (the caller sent nothing in time), refused_drained (a "
+                "refusal mid-upload, answered once the caller had sent the rest) and "
+                "refused_cut (answered at the bound while the caller was still sending).",
+                ("reason",),
+                registry=reg,
+            ).labels
+        )
         self._refusals = Children(
             Counter(
                 "imagegate_limit_refusals_total",
@@ -191,7 +214,19 @@ class Metrics:
         )
         self._limiter_up = Gauge(
             "imagegate_limiter_up",
-            "1 when the limiter's store is reachable (always 1 for the in-memory limiter).",
+            "1 when the limiter's store answers and accepts commands (always 1 for the "
+            "in-memory limiter), else 0: see imagegate_limiter_state for which way it fails.",
+            registry=reg,
+            multiprocess_mode="livemostrecent",
+        )
+        # One series per state, 1 for the current one (a state set): "answering but
+        # refusing" (a wrong password, no permission, out of memory, a Cluster that is
+        # down) needs a person, "unreachable" a network or a server.
+        self._limiter_state = Gauge(
+            "imagegate_limiter_state",
+            "The limiter's store: 1 for its current state (up, refusing: it answers with "
+            "errors, unreachable: no connection or no answer in time), 0 for the others.",
+            ("state",),
             registry=reg,
             multiprocess_mode="livemostrecent",
         )
@@ -200,7 +235,34 @@ class Metrics:
             "Gateway server processes started (a rising rate means workers crash and restart).",
             registry=reg,
         )
-        self._limiter_up.set(1)
+        self._connections_open = Children(
+            Gauge(
+                "imagegate_connections_open",
+                "Connections from callers, by port (grpc, health), at the last sweep.",
+                ("port",),
+                registry=reg,
+                multiprocess_mode="livesum",
+            ).labels
+        )
+        self._connections_limit = Children(
+            Gauge(
+                "imagegate_connections_limit",
+                "Connections a port holds at most; gRPC closes new ones past it.",
+                ("port",),
+                registry=reg,
+                multiprocess_mode="livesum",
+            ).labels
+        )
+        self._connections_closed = Children(
+            Counter(
+                "imagegate_connections_closed_total",
+                "Connections the gateway closed, by port and reason (no_call: no call "
+                "started in time; per_address: past the address's cap).",
+                ("port", "reason"),
+                registry=reg,
+            ).labels
+        )
+        self.set_limiter_state("up")
 
     # -- gRPC ----------------------------------------------------------------------
 
@@ -288,6 +350,14 @@ class Metrics:
         if count > 0:
             self._spooled.inc(count)
 
+    def set_spooled_bytes(self, count: int) -> None:
+        """Upload bytes this process holds (or reserved) in spool files now."""
+        self._spooled_now.set(count)
+
+    def stream_closed(self, reason: str) -> None:
+        """An upload stream ended early (see ``imagegate_streams_closed_total``)."""
+        self._streams_closed(labels.stream_close_reason(reason)).inc()
+
     # -- clients, limits, spend ------------------------------------------------------
 
     def known_clients(self, client_ids: Iterable[str]) -> None:
@@ -319,8 +389,24 @@ class Metrics:
             )
             labelled.inc(micro_usd / 1_000_000)
 
-    def set_limiter_up(self, up: bool) -> None:
-        self._limiter_up.set(1 if up else 0)
+    def set_limiter_state(self, state: str) -> None:
+        """``up``, ``refusing`` or ``unreachable`` (the limiter's ``state``)."""
+        self._limiter_up.set(1 if state == "up" else 0)
+        for each in LIMITER_STATES:
+            self._limiter_state.labels(each).set(1 if each == state else 0)
+
+    # -- connections -----------------------------------------------------------------
+
+    def connections_open(self, port: str, count: int) -> None:
+        """``port``: ``grpc`` or ``health`` (the gateway's names, never a caller's)."""
+        self._connections_open(port).set(count)
+
+    def connections_limit(self, port: str, limit: int) -> None:
+        self._connections_limit(port).set(limit)
+
+    def connections_closed(self, port: str, reason: str, count: int) -> None:
+        if count > 0:
+            self._connections_closed(port, reason).inc(count)
 
     # -- process ---------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""OpenTelemetry traces: a SERVER span per RPC, a CLIENT span per upstream attempt.
+"""OpenTelemetry traces: a SERVER span per RPC, a CLIENT span per upstream attempt,
+a span per result store write.
 
 Off unless the standard variables ask for it (``OTEL_EXPORTER_OTLP_ENDPOINT``,
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or ``OTEL_TRACES_EXPORTER``; see
@@ -11,13 +12,15 @@ The stages define their own seams and know nothing of OpenTelemetry: the edge's
 with the call's status and what it produced) and the upstream's
 :class:`~imagegate_server.upstream.observe.UpstreamTracer` (one span per HTTP
 attempt, whose trace context goes out in the request's ``traceparent`` header).
-:class:`~imagegate_server.tracing.provider.Tracing` implements both.
+The result store's :class:`~imagegate_server.store.observe.StoreTracer` (a span per
+write) is the third. :class:`~imagegate_server.tracing.provider.Tracing` implements
+all of them.
 
 Public API: :func:`tracing_from_environment`, :class:`TraceSettings`; the
 ``Tracing`` type itself lives in :mod:`imagegate_server.tracing.provider` (import
 it only where traces are on, or under ``TYPE_CHECKING``), the spans in
-:mod:`~imagegate_server.tracing.server_spans` and
-:mod:`~imagegate_server.tracing.attempt_spans`.
+:mod:`~imagegate_server.tracing.server_spans`,
+:mod:`~imagegate_server.tracing.attempt_spans` and :mod:`~imagegate_server.tracing.store_spans`.
 """
 
 from __future__ import annotations

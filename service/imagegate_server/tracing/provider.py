@@ -24,6 +24,7 @@ from imagegate_server import __version__
 from imagegate_server.tracing.attempt_spans import AttemptSpans
 from imagegate_server.tracing.config import Exporter, TraceSettings
 from imagegate_server.tracing.server_spans import ServerSpans
+from imagegate_server.tracing.store_spans import StoreSpans
 
 # The "logger" of its lines, unchanged since tracing.spans held this class.
 log = logging.getLogger("imagegate_server.tracing.spans")
@@ -33,13 +34,16 @@ SERVICE_NAME = "imagegate"
 
 class Tracing:
     """One process's traces: its tracer provider and the hooks of the edge
-    (:meth:`rpc_tracer`) and of the upstream (:attr:`upstream`)."""
+    (:meth:`rpc_tracer`), of the upstream (:attr:`upstream`) and of the result store
+    (:attr:`store`)."""
 
     def __init__(self, provider: TracerProvider) -> None:
         self._provider = provider
         self._tracer = provider.get_tracer("imagegate_server", __version__)
         self.upstream = AttemptSpans(self._tracer)
         """The upstream's hook: a CLIENT span per HTTP attempt."""
+        self.store = StoreSpans(self._tracer)
+        """The result store's hook: a span per write."""
 
     @classmethod
     def exporting(cls, settings: TraceSettings, exporters: tuple[Exporter, ...]) -> Tracing:

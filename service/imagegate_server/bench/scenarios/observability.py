@@ -206,7 +206,7 @@ def _in_process_costs(iterations: int) -> tuple[float, float]:
             metrics.images(model, "generation", 1)
             metrics.result_bytes("generation", 6_000)
             metrics.spend(None, model, 42_000, "default")
-            metrics.set_limiter_up(True)
+            metrics.set_limiter_state("up")
         rpc.sent()
         rpc.handled("OK", 0.01)
     recording_us = (time.process_time() - began) * 1e6 / iterations

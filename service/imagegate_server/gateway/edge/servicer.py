@@ -1,6 +1,7 @@
 """ImagesService: every RPC is the same path through the stages, shaped by its table row.
 
-    edge (here)      authenticate the caller, receive the parameters message
+    edge (here)      authenticate the caller; an upload takes its concurrency slot
+                     and must send its parameters message in time
     requests         -> a draft request: parameters mapped and judged
     edge (tenancy)   the caller's policy, then its limits and budgets (admitted or not)
     requests         the uploads received and judged -> a validated ImagesRequest
@@ -16,15 +17,15 @@ the call, slice the finished images.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
 from imagegate.v1 import params_pb2, results_pb2
 
-from imagegate_server.errors import InvalidRequest, LimitRefused, ResultTooLarge
+from imagegate_server.errors import ImagegateError, InvalidRequest, LimitRefused, ResultTooLarge
 from imagegate_server.gateway.edge.callers import ANONYMOUS, Authenticator, Caller
 from imagegate_server.gateway.edge.guard import Context, Guard
 from imagegate_server.gateway.edge.rpc import RpcCall, RpcTracer
@@ -35,8 +36,10 @@ from imagegate_server.gateway.mapping.events import stream_items
 from imagegate_server.gateway.mapping.results import Finished, ImageSlice, images_result
 from imagegate_server.gateway.mapping.serialized import chunk_response_bytes, unary_response_bytes
 from imagegate_server.gateway.requests.build import RequestBuilder
-from imagegate_server.gateway.requests.draft import Draft
-from imagegate_server.gateway.requests.uploads import Upload, receive
+from imagegate_server.gateway.requests.draft import Draft, PreparedRequest
+from imagegate_server.gateway.requests.stream import UploadStream
+from imagegate_server.gateway.requests.uploads import Upload
+from imagegate_server.limits import Ticket
 from imagegate_server.metrics import Metrics
 from imagegate_server.pricing import PriceTable
 from imagegate_server.routing import Router
@@ -162,28 +165,38 @@ class ImagesServicer:
             call.received()  # gRPC read it before the call began, whoever sent it
         caller = self._callers.authenticate(context)
         call.client = caller.client
-        parameters, chunks = await _parameters(rpc, request, call)
-        draft = self._requests.start(rpc.operation, parameters, streaming=rpc.streams)
+        stream = self._upload_stream(request, call) if rpc.uploads else None
+        slot: Ticket | None = None
+        if stream is not None:
+            # An upload's parameters come in its first message, which may be slow or
+            # never come: its slot is taken now, so that waiting counts as a call.
+            with self._refusals_counted(caller):
+                slot = await self._tenancy.hold_slot(caller)
+        try:
+            parameters = await stream.parameters() if stream else _unary_parameters(request)
+            disk = self._requests.disk_account(caller.client, caller.policy.max_spooled_bytes)
+            draft = self._requests.start(
+                rpc.operation, parameters, streaming=rpc.streams, disk=disk
+            )
+        except BaseException:
+            await self._tenancy.release(slot)
+            raise
         call.model, call.requested_images = draft.model, draft.n
         try:
             self._tenancy.check(caller, draft)
             if caller.policy.stamp_identity and caller.client != ANONYMOUS:
                 draft.stamp_identity(caller.client)
-            charge = await self._admit(caller, draft)
+            with self._refusals_counted(caller):
+                draft.reserve_spool()
+                charge = await self._tenancy.admit(caller, draft, slot)
         except BaseException:
             draft.close()
+            await self._tenancy.release(slot)
             raise
         error: BaseException | None = None
         with self._metrics.in_flight(caller.client):
             try:
-                if rpc.uploads:
-                    # "Parameters, credentials and limits accepted: send the files." A
-                    # client that waits for these headers sends no upload bytes into a
-                    # refusal (and grpc's asyncio client reports a refusal that arrives
-                    # while it is still writing wrongly: grpc/grpc#36066). The header
-                    # tells these headers from a refusal's trailers-only answer.
-                    await context.send_initial_metadata(((UPLOAD_ACCEPTED, "accepted"),))
-                prepared = await draft.finish(chunks)
+                prepared = await self._received(context, stream, draft)
                 self._count_upload(rpc, prepared.upload)
                 with prepared as images_request:
                     yield Admitted(caller, draft, images_request, charge)
@@ -191,10 +204,11 @@ class ImagesServicer:
                 error = exc
                 raise
             finally:
+                draft.close()  # however the call ended (again, if the request closed it)
                 amount = await self._tenancy.settle(charge, error)
                 call.upstream = charge.upstream
                 self._metrics.spend(caller.client, draft.model, amount, charge.upstream)
-                self._metrics.set_limiter_up(self._tenancy.limiter_reachable)
+                self._metrics.set_limiter_state(self._tenancy.limiter_state)
 
     def _send(self, admitted: Admitted, call: RpcCall) -> AbstractAsyncContextManager[Reply]:
         """The call, sent where the router picks (:mod:`imagegate_server.routing`)."""
@@ -203,14 +217,43 @@ class ImagesServicer:
             admitted.request, call.deadline, allowed, admitted.charge.attempting
         )
 
-    async def _admit(self, caller: Caller, draft: Draft) -> Charge:
+    def _upload_stream(self, request: AsyncIterator[Request], call: RpcCall) -> UploadStream:
+        settings = self._settings
+        return UploadStream(
+            _each_parsed(request, call),
+            first_message_s=settings.first_message_timeout_s,
+            idle_s=settings.upload_idle_timeout_s,
+            on_closed=self._metrics.stream_closed,
+        )
+
+    async def _received(
+        self, context: Context, stream: UploadStream | None, draft: Draft
+    ) -> PreparedRequest:
+        """The request with its uploads received and judged."""
+        if stream is None:
+            return await draft.finish(_no_chunks())
+        # "Parameters, credentials and limits accepted: send the files." A client that
+        # waits for these headers sends no upload bytes into a refusal, and reads the
+        # refusal while it writes nothing (grpc's asyncio client misreports a status
+        # that arrives during its writes: grpc/grpc#36066). The header tells these
+        # headers from a refusal's trailers-only answer.
+        await context.send_initial_metadata(((UPLOAD_ACCEPTED, "accepted"),))
         try:
-            return await self._tenancy.admit(caller, draft)
+            return await draft.finish(stream.chunks())
+        except ImagegateError:
+            # Refused mid-upload: answer once the caller has sent what it declared.
+            await stream.discard(draft.owed_bytes, self._settings.rejected_upload_read_s)
+            raise
+
+    @contextmanager
+    def _refusals_counted(self, caller: Caller) -> Iterator[None]:
+        try:
+            yield
         except LimitRefused as refused:
             self._metrics.limit_refused(refused.limit, caller.client)
             raise
         finally:
-            self._metrics.set_limiter_up(self._tenancy.limiter_reachable)
+            self._metrics.set_limiter_state(self._tenancy.limiter_state)
 
     def _account(self, rpc: Rpc, admitted: Admitted, finished: Finished, call: RpcCall) -> None:
         """Price the finished result (into it) and count what it produced."""
@@ -243,13 +286,11 @@ class ImagesServicer:
         self._metrics.upload_spooled(upload.spooled_bytes)
 
 
-async def _parameters(rpc: Rpc, request: Any, call: RpcCall) -> tuple[Message, Chunks]:
-    """The call's parameters message, and the file chunks that follow it (if any)."""
-    if rpc.uploads:
-        return await receive(_each_parsed(request, call))
+def _unary_parameters(request: Request) -> Message:
     if isinstance(request, Malformed):
         raise _malformed("request")
-    return request.parameters, _no_chunks()
+    parameters: Message = getattr(request, "parameters")  # noqa: B009 (typed per request type)
+    return parameters
 
 
 async def _no_chunks() -> Chunks:

@@ -14,6 +14,9 @@ The table (also in the contract's service comment and the README):
     NoUpstream                     NOT_FOUND           ErrorInfo(NO_UPSTREAM: model)
     LimitExceeded                  RESOURCE_EXHAUSTED  QuotaFailure
     ResultTooLarge                 RESOURCE_EXHAUSTED
+    StoreUnavailable               UNAVAILABLE         ErrorInfo(STORE_UNAVAILABLE)
+    CallerStalled                  DEADLINE_EXCEEDED   ErrorInfo(FIRST_MESSAGE_TIMEOUT or
+                                                       UPLOAD_STALLED: timeout_s)
     upstream: invalid request      INVALID_ARGUMENT    ErrorInfo(reason=code|type),
       (OpenAI 400/413/422, other 4xx, content policy)  BadRequest(param)
     upstream: authentication (401) INTERNAL            ErrorInfo(UPSTREAM_AUTHENTICATION)
@@ -42,6 +45,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from imagegate_server.errors import (
+    CallerStalled,
     ImagegateError,
     InvalidRequest,
     LimiterUnavailable,
@@ -52,6 +56,7 @@ from imagegate_server.errors import (
     NotPermitted,
     NoUpstream,
     ResultTooLarge,
+    StoreUnavailable,
     Unauthenticated,
     UpstreamError,
     UpstreamErrorKind,
@@ -146,6 +151,11 @@ def _too_large(error: ResultTooLarge) -> Answer:
     return grpc.StatusCode.RESOURCE_EXHAUSTED, None, []
 
 
+def _stalled(error: CallerStalled) -> Answer:
+    details = [_info(error.reason, timeout_s=f"{error.timeout_s:g}")]
+    return grpc.StatusCode.DEADLINE_EXCEEDED, None, details
+
+
 _CODE_OF_KIND = {
     UpstreamErrorKind.INVALID_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
     UpstreamErrorKind.AUTHENTICATION: grpc.StatusCode.INTERNAL,
@@ -213,6 +223,8 @@ _ANSWERS: tuple[tuple[type[Any], Callable[[Any], Answer]], ...] = (
     (ModelRetired, _retired),
     (LimitExceeded, _limit),
     (ResultTooLarge, _too_large),
+    (StoreUnavailable, lambda e: (grpc.StatusCode.UNAVAILABLE, None, [_info("STORE_UNAVAILABLE")])),
+    (CallerStalled, _stalled),
     (UpstreamError, _upstream),
     (NoUpstream, _no_upstream),
     (UpstreamTimeout, _timeout),

@@ -2,6 +2,9 @@
 budgets before the upstream call, and settlement of the real cost after it.
 
     check     the caller's policy: operation, model and n (PERMISSION_DENIED)
+    hold_slot an upload's concurrency slot, taken when it is authenticated (before
+              its parameters arrive), so that uploads that are slow to start, or
+              never do, count against ``max_concurrent``; ``admit`` takes it over
     admit     requests and images per minute (a call costs its n), the gateway-wide
               images-per-minute ceiling, concurrent calls, and the spend budgets, all
               at once or none (RESOURCE_EXHAUSTED with QuotaFailure and RetryInfo);
@@ -51,6 +54,9 @@ class Charge:
     """The real cost, once the answer's usage priced it."""
     upstream_started: bool = field(default=False)
     """The request went upstream: from here on, a failure may have been billed."""
+    slot: Ticket | None = None
+    """The upload's slot from :meth:`Tenancy.hold_slot`: taken over by ``ticket``,
+    unless the limiter let the call through uncounted; then freed at settle."""
     upstream: str | None = None
     """The upstream the call went to last: the one that answered, or that failed."""
 
@@ -109,8 +115,9 @@ class Tenancy:
             )
 
     @property
-    def limiter_reachable(self) -> bool:
-        return self._limiter.reachable
+    def limiter_state(self) -> str:
+        """The limiter's store: ``up``, ``refusing`` or ``unreachable``."""
+        return self._limiter.state
 
     def _estimate_inputs(self, draft: Draft) -> dict[str, Any]:
         params = draft.params
@@ -124,7 +131,30 @@ class Tenancy:
             "input_fidelity": _text(params.get("input_fidelity")),
         }
 
-    async def admit(self, caller: Caller, draft: Draft) -> Charge:
+    @property
+    def _hold_s(self) -> float:
+        # A slot and a reservation outlive the longest call by the margin before they
+        # expire on their own (a replica that died holding them).
+        return self._settings.upstream_timeout_s + self._settings.limit_hold_margin_s
+
+    async def hold_slot(self, caller: Caller) -> Ticket | None:
+        """Take an upload's concurrency slot before its parameters arrive (None: its
+        client has no concurrency limit). Free it with :meth:`release` unless
+        :meth:`admit` took it over."""
+        limit = caller.policy.max_concurrent
+        if limit is None:
+            return None
+        return await self._limiter.admit(
+            Admission(client=caller.client, max_concurrent=limit, hold_s=self._hold_s)
+        )
+
+    async def release(self, slot: Ticket | None) -> None:
+        """Free a slot that no admission took over (a no-op for one that was)."""
+        if slot is not None and not slot.settled:
+            await asyncio.shield(self._limiter.settle(slot, 0))
+
+    async def admit(self, caller: Caller, draft: Draft, slot: Ticket | None = None) -> Charge:
+        """Admit the call all or nothing, taking over ``slot`` (from :meth:`hold_slot`)."""
         policy = caller.policy
         budgets = _budgets(policy)
         inputs = self._estimate_inputs(draft)
@@ -140,12 +170,11 @@ class Tenancy:
             max_concurrent=policy.max_concurrent,
             budgets=budgets,
             reserve_micros=estimate if budgets else 0,
-            # A slot and a reservation outlive the longest call by the margin before
-            # they expire on their own (a replica that died holding them).
-            hold_s=self._settings.upstream_timeout_s + self._settings.limit_hold_margin_s,
+            hold_s=self._hold_s,
+            replaces=slot,
         )
         ticket = await self._limiter.admit(admission)
-        return Charge(caller, ticket, estimate)
+        return Charge(caller, ticket, estimate, slot=slot)
 
     async def status(self, caller: Caller) -> ClientStatus:
         """The caller's limits as they stand (charges nothing)."""
@@ -162,6 +191,7 @@ class Tenancy:
         # Shielded: a settle cut short by a second cancellation would leave the
         # reservation to expire instead of being booked now.
         await asyncio.shield(self._limiter.settle(charge.ticket, amount, upstream))
+        await self.release(charge.slot)
         return amount
 
     def _rates(self, caller: Caller, n: int) -> tuple[RateLimit, ...]:

@@ -11,6 +11,7 @@ Between the two passes a call's request is a :class:`~.draft.Draft`.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 from google.protobuf.message import Message
 from imagegate.v1 import params_pb2
@@ -18,6 +19,8 @@ from imagegate.v1 import params_pb2
 from imagegate_server.errors import ModelRetired
 from imagegate_server.gateway.requests import params as mapping
 from imagegate_server.gateway.requests.draft import Draft
+from imagegate_server.gateway.requests.spool import CallSpool, DiskAccount, DiskQuota
+from imagegate_server.gateway.requests.spool_directory import SpoolDirectory
 from imagegate_server.gateway.requests.uploads import UploadLimits
 from imagegate_server.models import Operation, replacement_for, retired, rules_for
 from imagegate_server.settings import Settings
@@ -27,15 +30,38 @@ from imagegate_server.validation import validate_generation
 class RequestBuilder:
     """Starts a :class:`Draft` per call; the draft finishes once the uploads are in."""
 
-    def __init__(self, settings: Settings, *, refuse_retired: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        refuse_retired: bool = False,
+        on_spooled: Callable[[int], None] | None = None,
+    ) -> None:
+        """Prepares the spool directory (:class:`~imagegate_server.errors.StartupError`
+        when it cannot be used); ``on_spooled`` hears the bytes spooled on disk now."""
         self._settings = settings
         self._refuse_retired = refuse_retired
         self._limits = UploadLimits(settings.max_request_bytes, settings.spool_threshold_bytes)
+        self.spool_directory = SpoolDirectory.prepare(settings.spool_dir)
+        self.disk = DiskQuota(on_spooled)
+        """Spooled bytes per client in this process."""
 
-    def start(self, operation: Operation, parameters: Message, *, streaming: bool) -> Draft:
+    def disk_account(self, client: str, max_spooled_bytes: int | None) -> DiskAccount:
+        """A call's share of its client's spool quota, for :meth:`start`."""
+        return self.disk.account(client, max_spooled_bytes)
+
+    def start(
+        self,
+        operation: Operation,
+        parameters: Message,
+        *,
+        streaming: bool,
+        disk: DiskAccount | None = None,
+    ) -> Draft:
         """Map and judge the parameters before any upload byte is read.
 
         ``streaming``: the caller takes a stream, so OpenAI may stream if it can.
+        ``disk``: where the call's spooled bytes count (None: nowhere).
         """
         params = mapping.to_openai(parameters)
         default = (
@@ -49,7 +75,8 @@ class RequestBuilder:
         if not streaming:
             # The unary RPCs return the whole result; partial images are for streams.
             params.pop("partial_images", None)
-        draft = Draft(self._settings, operation, parameters, params, streaming, self._limits)
+        spool = CallSpool(self._limits.spool_at, self.spool_directory, disk)
+        draft = Draft(self._settings, operation, parameters, params, streaming, self._limits, spool)
         try:
             if operation is Operation.GENERATION:
                 draft.check(validate_generation(params))

@@ -17,6 +17,7 @@ from imagegate.v1 import params_pb2
 
 from imagegate_server.errors import InvalidRequest
 from imagegate_server.gateway.requests import params as mapping
+from imagegate_server.gateway.requests.spool import CallSpool
 from imagegate_server.gateway.requests.uploads import Upload, UploadLimits, drain
 from imagegate_server.models import Operation, rules_for
 from imagegate_server.settings import Settings
@@ -75,6 +76,7 @@ class Draft:
         params: dict[str, Any],
         streaming: bool,
         limits: UploadLimits,
+        spool: CallSpool,
     ) -> None:
         self._settings = settings
         self.operation = operation
@@ -82,7 +84,7 @@ class Draft:
         self.params = params
         """OpenAI's parameters (validated once so far)."""
         self._streaming = streaming
-        self._upload = Upload(limits)
+        self._upload = Upload(limits, spool)
         """Files the parameters declare; a call that declares none takes no chunk."""
 
     @property
@@ -186,6 +188,16 @@ class Draft:
             cap = rules.mask_max_bytes if role == MASK else rules.image_max_bytes
             formats = frozenset({"png"})
         upload.declare(role, index, path, info, cap, formats)
+
+    def reserve_spool(self) -> None:
+        """Reserve the disk the declared files need, before the go-ahead for them
+        (:class:`~imagegate_server.errors.LimitRefused` past the client's quota)."""
+        self._upload.reserve_disk()
+
+    @property
+    def owed_bytes(self) -> int:
+        """File bytes the caller declared and has not sent (yet)."""
+        return self._upload.owed
 
     # -- the second pass: with the uploads --------------------------------------------
 

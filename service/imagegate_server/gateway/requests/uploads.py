@@ -1,10 +1,12 @@
 """Uploaded files, assembled from a client stream with byte caps enforced as they arrive.
 
-Each declared file is spooled: in memory up to a small threshold, then in a
-temporary file, so memory per call stays bounded whatever the upload size. A file
-over its cap, or a request over the gateway's cap, fails the call at the first byte
-over it, without reading the rest of the stream. The file type comes from the
-file's magic bytes, never from its declared type or name.
+Each declared file is spooled (:mod:`.spool`): the call's files in memory up to one
+threshold for all of them together, the rest in unlinked files on disk, counted
+against the client's disk quota; so memory per call stays bounded whatever the
+upload size. A file over its cap or over its declared size, or a request over the
+gateway's cap, fails the call at the first byte over it, without reading the rest
+of the stream; declared sizes over a cap fail it before any byte. The file type
+comes from the file's magic bytes, never from its declared type or name.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from google.protobuf.message import Message
 from imagegate.v1 import params_pb2
 
 from imagegate_server.errors import InvalidRequest, LimitExceeded
-from imagegate_server.gateway.requests.spool import Spool
+from imagegate_server.gateway.requests.spool import CallSpool, Spool
 from imagegate_server.imageformat import (
     HEADER_BYTES,
     MAGIC_BYTES,
@@ -38,7 +39,7 @@ class UploadedFile:
         path: str,
         declared: params_pb2.FileInfo,
         cap: int,
-        spool_at: int,
+        spool: Spool,
         formats: frozenset[str],
     ) -> None:
         self.path = path
@@ -48,19 +49,33 @@ class UploadedFile:
         self.formats = formats
         """The image formats this file may be; judged as soon as its magic bytes arrive."""
         self.size = 0
-        self._head = bytearray()
+        self._magic = bytearray()
         self._typed = False
-        self.spool = Spool(spool_at)
-        if declared.HasField("size_bytes") and declared.size_bytes >= cap:
+        self._info: ImageInfo | None = None
+        self.spool = spool
+        self.expected = declared.size_bytes if declared.HasField("size_bytes") else None
+        """The size the caller declared, if it did."""
+        if self.expected is not None and self.expected >= cap:
             raise _too_large(path, cap)
+
+    @property
+    def owed(self) -> int:
+        """Declared bytes that have not arrived yet (0 for an undeclared size)."""
+        return max(0, self.expected - self.size) if self.expected is not None else 0
 
     def append(self, data: bytes) -> None:
         if self.size + len(data) >= self.cap:
             raise _too_large(self.path, self.cap)
-        if len(self._head) < HEADER_BYTES:
-            self._head += data[: HEADER_BYTES - len(self._head)]
-        if not self._typed and len(self._head) >= MAGIC_BYTES:
-            self._check_type()
+        if self.expected is not None and self.size + len(data) > self.expected:
+            raise InvalidRequest.one(
+                f"{self.path}.size_bytes",
+                f"declared {self.expected} bytes but more arrived",
+                "size_mismatch",
+            )
+        if len(self._magic) < MAGIC_BYTES:
+            self._magic += data[: MAGIC_BYTES - len(self._magic)]
+            if len(self._magic) == MAGIC_BYTES:
+                self._check_type()
         self.spool.write(data)
         self.size += len(data)
 
@@ -68,7 +83,7 @@ class UploadedFile:
         # The first bytes say what the file is: a wrong type fails the call at the
         # chunk that shows it, not after the rest of a large upload is read.
         self._typed = True
-        if sniff_format(bytes(self._head)) not in self.formats:
+        if sniff_format(bytes(self._magic)) not in self.formats:
             allowed = " or ".join(sorted(self.formats))
             raise InvalidRequest.one(
                 self.path,
@@ -81,16 +96,21 @@ class UploadedFile:
             raise InvalidRequest.one(self.path, "declared but no bytes arrived", "missing_file")
         if not self._typed:
             self._check_type()
-        if self.declared.HasField("size_bytes") and self.declared.size_bytes != self.size:
+        if self.expected is not None and self.expected != self.size:
             raise InvalidRequest.one(
                 f"{self.path}.size_bytes",
-                f"declared {self.declared.size_bytes} bytes but {self.size} arrived",
+                f"declared {self.expected} bytes but {self.size} arrived",
                 "size_mismatch",
             )
 
     @property
     def info(self) -> ImageInfo | None:
-        return read_image_info(bytes(self._head))
+        # Read from the spool when first asked (the file is whole by then), not kept
+        # aside as it arrives: 64 KiB per file of a 16-file call would be a second
+        # threshold's worth of memory.
+        if self._info is None:
+            self._info = read_image_info(self.spool.head(HEADER_BYTES))
+        return self._info
 
     def descriptor(self, param: str) -> FileDescriptor:
         return FileDescriptor(
@@ -128,12 +148,15 @@ class UploadLimits:
 
 
 class Upload:
-    """The files of one call, keyed by their role and index."""
+    """The files of one call, keyed by their role and index, and where they wait."""
 
-    def __init__(self, limits: UploadLimits) -> None:
+    def __init__(self, limits: UploadLimits, spool: CallSpool) -> None:
         self._limits = limits
+        self._spool = spool
         self._files: dict[tuple[int, int], UploadedFile] = {}
         self.total = 0
+        self.declared_total = 0
+        """The sizes the caller declared, added up."""
 
     def declare(
         self,
@@ -144,7 +167,21 @@ class Upload:
         cap: int,
         formats: frozenset[str],
     ) -> None:
-        self._files[role, index] = UploadedFile(path, info, cap, self._limits.spool_at, formats)
+        file = UploadedFile(path, info, cap, self._spool.file(), formats)
+        self._files[role, index] = file
+        self.declared_total += file.expected or 0
+        if self.declared_total > self._limits.request_cap:
+            raise _over_request_cap(self._limits.request_cap)
+
+    def reserve_disk(self) -> None:
+        """Reserve the disk the declared sizes need, before any file byte is read
+        (raises :class:`LimitRefused` when the client's disk quota cannot hold them)."""
+        self._spool.reserve(self.declared_total)
+
+    @property
+    def owed(self) -> int:
+        """Bytes the caller declared and has not sent yet."""
+        return sum(file.owed for file in self._files.values())
 
     def get(self, role: int, index: int = 0) -> UploadedFile | None:
         return self._files.get((role, index))
@@ -165,13 +202,10 @@ class Upload:
                 else f"{where}.role",
                 "names a file the parameters did not declare",
             )
-        self.total += len(chunk.data)
-        if self.total > self._limits.request_cap:
-            raise LimitExceeded(
-                "upload bytes per request",
-                f"the upload exceeds this gateway's limit of {self._limits.request_cap} bytes",
-            )
+        if self.total + len(chunk.data) > self._limits.request_cap:
+            raise _over_request_cap(self._limits.request_cap)
         file.append(chunk.data)
+        self.total += len(chunk.data)
 
     def finish(self) -> None:
         for file in self._files.values():
@@ -183,34 +217,16 @@ class Upload:
         return sum(file.size for file in self._files.values() if file.spool.on_disk)
 
     def close(self) -> None:
+        """Free the spools: memory, files, and the client's disk reservation."""
         for file in self._files.values():
             file.close()
+        self._spool.close()
 
 
-async def receive(
-    stream: AsyncIterator[Message],
-) -> tuple[Message, AsyncIterator[params_pb2.FileChunk]]:
-    """Split an upload stream into its parameters message and its chunks.
-
-    Every upload request type has the oneof ``payload {parameters, chunk}``. The
-    chunk iterator enforces the ordering rules: parameters first and only once.
-    """
-    first = await anext(stream, None)
-    if first is None or first.WhichOneof("payload") != "parameters":
-        raise InvalidRequest.one("parameters", "the first message must carry the parameters")
-    parameters: Message = getattr(first, "parameters")  # noqa: B009 (typed per request type)
-
-    async def chunks() -> AsyncIterator[params_pb2.FileChunk]:
-        async for message in stream:
-            kind = message.WhichOneof("payload")
-            if kind == "parameters":
-                raise InvalidRequest.one("parameters", "sent twice; only the first message")
-            if kind is None:
-                raise InvalidRequest.one("payload", "a message must carry parameters or a chunk")
-            chunk: params_pb2.FileChunk = getattr(message, "chunk")  # noqa: B009
-            yield chunk
-
-    return parameters, chunks()
+def _over_request_cap(cap: int) -> LimitExceeded:
+    return LimitExceeded(
+        "upload bytes per request", f"the upload exceeds this gateway's limit of {cap} bytes"
+    )
 
 
 async def drain(chunks: AsyncIterator[params_pb2.FileChunk], upload: Upload) -> None:

@@ -1,8 +1,9 @@
 -- Admit one call of one client: every rate, the concurrency slot and every budget,
 -- all or nothing, on Redis's clock. All keys share the client's hash tag.
 -- KEYS: rates (hash), open (zset ticket -> expiry us), spend (hash), done (zset)
--- ARGV: ticket, hold_us, reserve_micros, max_concurrent (-1: none),
---       rates (see gcra), budget count, then per budget: name, period, limit_micros
+-- ARGV: ticket, hold_us, reserve_micros, max_concurrent (-1: none), replaced ticket
+--       ('' for none: see Admission.replaces), rates (see gcra), budget count, then
+--       per budget: name, period, limit_micros
 -- Reply: {1|2, now} admitted (2: this ticket was admitted before: a retried command),
 --        {0, now, kind, name, wait_us, ...} refused, one triple per refusing limit.
 local rates_key, open_key, spend_key, done_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -10,6 +11,7 @@ local ticket = ARGV[1]
 local hold = tonumber(ARGV[2])
 local reserve = tonumber(ARGV[3])
 local max_concurrent = tonumber(ARGV[4])
+local replaced = ARGV[5]
 local now, seconds = clock()
 
 if redis.call('ZSCORE', open_key, ticket) or redis.call('ZSCORE', done_key, ticket) then
@@ -32,12 +34,22 @@ if #expired > 0 then
   if freed > 0 then redis.call('HINCRBY', spend_key, 'reserved', int_str(-freed)) end
 end
 
-local refusals, charges, i = gcra(rates_key, 5, now)
+-- The ticket this one takes over (an upload's slot, taken at authentication): its
+-- slot and reservation count for neither; an expired one replaces nothing.
+local replaced_held, replaced_reserve = 0, 0
+local replaced_expiry = replaced ~= '' and redis.call('ZSCORE', open_key, replaced)
+if replaced_expiry and tonumber(replaced_expiry) > now then
+  replaced_held = 1
+  replaced_reserve = tonumber(redis.call('HGET', spend_key, 'r:' .. replaced) or '0')
+end
+
+local refusals, charges, i = gcra(rates_key, 6, now)
 
 if max_concurrent >= 0 then
+  local in_use = redis.call('ZCOUNT', open_key, '(' .. int_str(now), '+inf') - replaced_held
   if max_concurrent == 0 then
     refusals[#refusals + 1] = {'concurrency_never', '', '0'}
-  elseif redis.call('ZCOUNT', open_key, '(' .. int_str(now), '+inf') >= max_concurrent then
+  elseif in_use >= max_concurrent then
     refusals[#refusals + 1] = {'concurrency', '', '0'}
   end
 end
@@ -51,7 +63,7 @@ if budgets > 0 then
     'reserved')
   local spent_day = (tonumber(s[1]) == day) and tonumber(s[2]) or 0
   local spent_month = (tonumber(s[3]) == month) and tonumber(s[4]) or 0
-  local reserved = tonumber(s[5]) or 0
+  local reserved = (tonumber(s[5]) or 0) - replaced_reserve
   for _ = 1, budgets do
     local name, period, limit = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
     i = i + 3
@@ -69,6 +81,13 @@ if #refusals > 0 then
 end
 
 store_tats(rates_key, charges, now)
+if replaced_held == 1 then
+  redis.call('ZREM', open_key, replaced)
+  if replaced_reserve > 0 then
+    redis.call('HDEL', spend_key, 'r:' .. replaced)
+    redis.call('HINCRBY', spend_key, 'reserved', int_str(-replaced_reserve))
+  end
+end
 redis.call('ZADD', open_key, int_str(now + hold), ticket)
 keep_for(open_key, hold / 1000 + 1000)
 if reserve > 0 then

@@ -4,6 +4,7 @@ import com.google.protobuf.Any;
 import com.google.protobuf.ByteString;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.rpc.BadRequest;
+import com.google.rpc.ErrorInfo;
 import com.imagegate.transfer.EditFiles;
 import com.imagegate.transfer.ImageTransfers;
 import com.imagegate.transfer.UploadFile;
@@ -11,9 +12,12 @@ import com.imagegate.v1.CreateImageRequest;
 import com.imagegate.v1.EditParameters;
 import com.imagegate.v1.GeneratedImage;
 import com.imagegate.v1.GenerationParameters;
+import com.imagegate.v1.GetQuotaRequest;
+import com.imagegate.v1.GetQuotaResponse;
 import com.imagegate.v1.ImagesResult;
 import com.imagegate.v1.ImagesServiceGrpc;
 import com.imagegate.v1.OutputFormat;
+import com.imagegate.v1.QuotaServiceGrpc;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
 import io.grpc.Metadata;
@@ -34,8 +38,10 @@ import javax.imageio.ImageIO;
 /**
  * Calls a running imagegate gateway the way a Java service would, through the
  * imagegate-client-stubs artifact, and checks what comes back. Target from IMAGEGATE_TARGET;
- * sends {@code authorization: Bearer $IMAGEGATE_TOKEN} when that is set. Exits 1 if any check
- * fails.
+ * sends {@code authorization: Bearer $IMAGEGATE_TOKEN} when that is set. With
+ * IMAGEGATE_LONG_ERROR_TARGET set to a gateway whose upstream answers every call with an error
+ * whose code and param are thousands of characters long, it also checks that this default client
+ * still gets the gateway's status and x-request-id. Exits 1 if any check fails.
  */
 public final class LiveCheck {
   /** gRPC's default receive limit, which this channel keeps. */
@@ -58,25 +64,33 @@ public final class LiveCheck {
     void run() throws Exception;
   }
 
+  private static final Metadata.Key<String> REQUEST_ID =
+      Metadata.Key.of("x-request-id", Metadata.ASCII_STRING_MARSHALLER);
+
   private int passed;
   private int failed;
+  private final String token;
   private final ImagesServiceGrpc.ImagesServiceBlockingStub blocking;
   private final ImagesServiceGrpc.ImagesServiceStub async;
+  private final QuotaServiceGrpc.QuotaServiceBlockingStub quotas;
   private ByteString firstImage;
 
   private LiveCheck(ManagedChannel channel, String token) {
-    ImagesServiceGrpc.ImagesServiceBlockingStub blockingStub =
-        ImagesServiceGrpc.newBlockingStub(channel);
-    ImagesServiceGrpc.ImagesServiceStub asyncStub = ImagesServiceGrpc.newStub(channel);
-    if (token != null && !token.isEmpty()) {
-      Metadata headers = new Metadata();
-      headers.put(
-          Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + token);
-      blockingStub = blockingStub.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(headers));
-      asyncStub = asyncStub.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(headers));
+    this.token = token;
+    this.blocking = withToken(ImagesServiceGrpc.newBlockingStub(channel));
+    this.async = withToken(ImagesServiceGrpc.newStub(channel));
+    this.quotas = withToken(QuotaServiceGrpc.newBlockingStub(channel));
+  }
+
+  /** The stub, sending {@code authorization: Bearer <token>} when a token is set. */
+  private <S extends io.grpc.stub.AbstractStub<S>> S withToken(S stub) {
+    if (token == null || token.isEmpty()) {
+      return stub;
     }
-    this.blocking = blockingStub;
-    this.async = asyncStub;
+    Metadata headers = new Metadata();
+    headers.put(
+        Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + token);
+    return stub.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(headers));
   }
 
   public static void main(String[] args) throws InterruptedException {
@@ -90,6 +104,13 @@ public final class LiveCheck {
       checks.run("edit upload with a mask (CreateImageEditStream)", checks::editWithMask);
       checks.run("INVALID_ARGUMENT with BadRequest field violations", checks::invalidArgument);
       checks.run("upload refused mid-way reports the gateway's status", checks::refusedUpload);
+      checks.run("GetQuota: the caller's client id and spend today", checks::quota);
+      String longErrorTarget = System.getenv("IMAGEGATE_LONG_ERROR_TARGET");
+      if (longErrorTarget != null && !longErrorTarget.isEmpty()) {
+        checks.run(
+            "upstream error with 5,000-character code and param: status and x-request-id",
+            () -> checks.longUpstreamError(longErrorTarget));
+      }
     } finally {
       channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
     }
@@ -261,6 +282,66 @@ public final class LiveCheck {
           status.getCode() == Status.Code.INVALID_ARGUMENT,
           "want INVALID_ARGUMENT, got " + status);
       System.out.printf("     %s: %s%n", status.getCode(), status.getDescription());
+    }
+  }
+
+  /** Who the gateway says the caller is, and what it spent today (after the images above). */
+  private void quota() {
+    GetQuotaResponse answer =
+        quotas.withDeadlineAfter(30, TimeUnit.SECONDS).getQuota(GetQuotaRequest.getDefaultInstance());
+    long spent = answer.getSpentTodayUsdMicros();
+    System.out.printf(
+        "     client %s: $%d.%06d spent today (UTC)%n",
+        answer.getClient(), spent / 1_000_000, spent % 1_000_000);
+    require(
+        token == null
+            || token.isEmpty()
+            || !(answer.getClient().isEmpty() || answer.getClient().equals("anonymous")),
+        "called with a token, but the caller is \"" + answer.getClient() + "\"");
+    require(spent > 0, "spent today is " + spent + " micro-dollars after this run's images");
+  }
+
+  /**
+   * A gateway whose upstream refuses every call with an OpenAI error whose code and param are
+   * 5,000 characters each, called on a new channel with grpc-java's default limits (8 KiB of
+   * metadata). Relayed whole, those fields made a status too large for default clients, which then
+   * reported their own error instead of the gateway's status and x-request-id.
+   */
+  private void longUpstreamError(String target) throws Exception {
+    ManagedChannel channel = ManagedChannelBuilder.forTarget(target).usePlaintext().build();
+    try {
+      withToken(ImagesServiceGrpc.newBlockingStub(channel))
+          .withDeadlineAfter(30, TimeUnit.SECONDS)
+          .createImage(
+              CreateImageRequest.newBuilder()
+                  .setParameters(
+                      GenerationParameters.newBuilder().setPrompt("a red fox").setModel("gpt-image-2"))
+                  .build());
+      throw new IllegalStateException("the upstream's refusal came back as a success");
+    } catch (StatusRuntimeException e) {
+      String description = String.valueOf(e.getStatus().getDescription());
+      require(
+          e.getStatus().getCode() == Status.Code.INVALID_ARGUMENT,
+          "want the upstream's refusal as INVALID_ARGUMENT, got "
+              + e.getStatus().getCode()
+              + ": "
+              + description.substring(0, Math.min(200, description.length())));
+      String requestId = e.getTrailers() == null ? null : e.getTrailers().get(REQUEST_ID);
+      require(requestId != null && !requestId.isEmpty(), "no x-request-id in the trailers");
+      com.google.rpc.Status status = StatusProto.fromThrowable(e);
+      require(status != null, "no google.rpc.Status in the trailers");
+      for (Any detail : status.getDetailsList()) {
+        if (detail.is(ErrorInfo.class)
+            && detail.unpack(ErrorInfo.class).getDomain().equals("api.openai.com")) {
+          System.out.printf(
+              "     INVALID_ARGUMENT, x-request-id %s, ErrorInfo reason of %d characters%n",
+              requestId, detail.unpack(ErrorInfo.class).getReason().length());
+          return;
+        }
+      }
+      throw new IllegalStateException("no ErrorInfo from api.openai.com in the status details");
+    } finally {
+      channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
     }
   }
 }

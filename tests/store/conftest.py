@@ -1,0 +1,98 @@
+"""Result store fixtures: both backends behind one fixture (a local directory with its
+link port, and a real S3-compatible server), real-size images, a settable clock."""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from weed_support import ACCESS_KEY, REGION, SECRET_KEY, WeedServer
+
+from imagegate_server.emulator.render import RenderSpec
+from imagegate_server.emulator.renderer import Renderer
+from imagegate_server.settings import Settings
+from imagegate_server.store import RunningStore, open_store
+
+BUCKET = "results"
+
+
+@pytest.fixture(scope="session")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedServer]:
+    """One SeaweedFS for the session; tests keep apart by key prefix."""
+    with WeedServer(tmp_path_factory.mktemp("weed")) as server:
+        yield server
+
+
+def store_settings(backend: str, tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings of a store on ``backend``: loopback, port 0, a private directory or
+    key prefix, no sweeping unless asked."""
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "data_dir": tmp_path / "data",
+        "store_backend": backend,
+        "store_http_port": 0,
+        "store_sweep": False,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def s3_settings(weed: WeedServer, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "store_s3_bucket": BUCKET,
+        "store_s3_prefix": f"t-{secrets.token_hex(4)}/",
+        "store_s3_endpoint": weed.endpoint,
+        "store_s3_region": REGION,
+        "store_s3_access_key_id": ACCESS_KEY,
+        "store_s3_secret_access_key": SECRET_KEY,
+    }
+    values.update(overrides)
+    return store_settings("s3", tmp_path, **values)
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Each backend in turn: what users rely on is the same on both."""
+    if request.param == "local":
+        return store_settings("local", tmp_path)
+    return s3_settings(request.getfixturevalue("weed"), tmp_path)
+
+
+@pytest.fixture
+async def running(backend_settings: Settings) -> AsyncIterator[RunningStore]:
+    running = await open_store(backend_settings)
+    yield running
+    await running.aclose()
+
+
+class Clock:
+    """A clock tests move (the store's notion of now: expiry, sweeping, links)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.datetime.now(datetime.UTC)
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += datetime.timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(scope="session")
+def real_images() -> list[bytes]:
+    """Four PNGs of gpt-image-2's 1536x1024 at medium quality, as large as OpenAI's
+    (about 2.5 MB each), each different."""
+    renderer = Renderer(cached=True, real_sizes=True)
+    return [
+        renderer.generate(RenderSpec("a lighthouse at dusk", "gpt-image-2", 1536, 1024, index))
+        for index in range(4)
+    ]

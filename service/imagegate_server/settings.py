@@ -121,7 +121,8 @@ class Settings(BaseSettings):
     retry_backoff_max_s: float = Field(default=20.0, ge=0)
     """Cap of one backoff (retry-after beyond it ends retrying)."""
     max_connections: int = Field(default=4096, ge=1)
-    """httpx connection pool size: bounds concurrent upstream calls per process."""
+    """httpx connection pool size: bounds concurrent upstream calls per process (every
+    upstream of the upstreams file together: they share the pool)."""
     max_pending_calls: int = Field(default=20000, ge=1)
     """Calls gRPC may queue while the server is busy accepting (bursts of new calls)."""
     http2: bool = False

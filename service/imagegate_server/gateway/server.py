@@ -61,6 +61,7 @@ from imagegate_server.routing import (
 from imagegate_server.settings import OPENAI_API_HOST, Settings
 from imagegate_server.tls import ServerCertificates
 from imagegate_server.tracing import tracing_from_environment
+from imagegate_server.upstream import Pool
 
 if TYPE_CHECKING:
     from imagegate_server.tracing.provider import Tracing
@@ -151,6 +152,7 @@ class Gateway:
                 settings.upstream_circuit_window_s,
                 settings.upstream_circuit_open_s,
             ),
+            pool=Pool(settings.max_connections, http2=settings.http2),
         )
         if self._upstreams_file is not None:
             self._upstreams_file.on_change = self._router.apply

@@ -27,15 +27,15 @@ Without an upstreams file, the single upstream of ``IMAGEGATE_OPENAI_*`` (``defa
 is the only route, with no breaker and no ceilings: calls go exactly as before there
 were routes (a client pinned to other upstreams is refused: it may use none here).
 
-A new version of the upstreams file (:meth:`apply`) keeps the connections, breaker
-and state of every upstream whose configuration did not change; an upstream removed
-or changed is closed once every call that may still use it has ended.
+A new version of the upstreams file (:meth:`apply`) keeps the breaker of every
+upstream whose configuration did not change; calls already sent to one removed or
+changed finish there. Every upstream's connections are in one pool of the process
+(``IMAGEGATE_MAX_CONNECTIONS`` in all, keyed by host), so nothing needs closing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -59,7 +59,7 @@ from imagegate_server.limits import Limiter
 from imagegate_server.pricing import PriceTable
 from imagegate_server.routing.breaker import BreakerPolicy, CircuitBreaker, Permit, State
 from imagegate_server.routing.upstreams_file import UpstreamSet, UpstreamSpec
-from imagegate_server.upstream import ImagesRequest, Reply, Upstream
+from imagegate_server.upstream import ImagesRequest, Pool, Reply, Upstream
 from imagegate_server.upstream.observe import UpstreamObserver, UpstreamTracer
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,6 @@ class Route:
     spec: UpstreamSpec
     upstream: Upstream
     breaker: CircuitBreaker | None
-    calls: int = 0
-    """Calls using it now (a retired route is closed once none is left)."""
 
     @property
     def name(self) -> str:
@@ -115,7 +113,12 @@ class Router:
         *,
         tracer: UpstreamTracer | None = None,
         breaker: BreakerPolicy | None = None,
+        pool: Pool | None = None,
     ) -> None:
+        """``pool``: the connections every upstream shares (closed with the router), so
+        that ``IMAGEGATE_MAX_CONNECTIONS`` bounds them all together; None: each
+        upstream has a pool of its own (tests)."""
+        self._pool = pool
         self._limiter = limiter
         self._prices = prices
         self._observer = observer
@@ -124,7 +127,6 @@ class Router:
         self._routes: tuple[Route, ...] = ()
         self._by_name: dict[str, Route] = {}
         self._from_file = upstreams.from_file
-        self._retired: list[Route] = []
         self.apply(upstreams)
 
     @property
@@ -155,21 +157,18 @@ class Router:
                 old.spec = spec  # same endpoint and key: same connections, same breaker
                 routes.append(old)
                 continue
-            if old is not None:
-                self._retired.append(old)
+            # New or changed: calls still using the old one finish on it (the pool is
+            # shared, so nothing of it needs closing).
             routes.append(Route(spec, self._upstream(spec), self._new_breaker(spec.name)))
-        self._retired += kept.values()
         self._routes = tuple(routes)
         self._by_name = {route.name: route for route in routes}
         self._observer.known_upstreams([route.name for route in routes])
         for route in routes:
             if route.breaker is not None:
                 self._observer.set_circuit_open(route.name, route.breaker.state is not State.CLOSED)
-        if self._retired:
-            self._close_idle()
 
     def _upstream(self, spec: UpstreamSpec) -> Upstream:
-        return Upstream(spec.config, observer=self._observer, tracer=self._tracer)
+        return Upstream(spec.config, observer=self._observer, tracer=self._tracer, pool=self._pool)
 
     def _new_breaker(self, name: str) -> CircuitBreaker | None:
         if not self._from_file:
@@ -187,24 +186,12 @@ class Router:
 
         return CircuitBreaker(self._breaker, on_change=changed)
 
-    def _close_idle(self) -> None:
-        """Close retired routes' upstreams that no call uses any more (and that no
-        live route shares)."""
-        live = {id(route.upstream) for route in self._routes}
-        still = []
-        for route in self._retired:
-            if route.calls > 0:
-                still.append(route)
-            elif id(route.upstream) not in live:
-                task = asyncio.get_running_loop().create_task(route.upstream.aclose())
-                task.add_done_callback(_log_close_failure)
-        self._retired = still
-
     async def aclose(self) -> None:
-        closing = {id(r.upstream): r.upstream for r in (*self._routes, *self._retired)}
-        self._routes, self._retired, self._by_name = (), [], {}
-        for upstream in closing.values():
-            await upstream.aclose()
+        routes, self._routes, self._by_name = self._routes, (), {}
+        for route in routes:
+            await route.upstream.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
 
     # -- calls -------------------------------------------------------------------------
 
@@ -253,7 +240,6 @@ class Router:
                 continue
             on_attempt(route.name)
             last = position == len(ordered) - 1
-            route.calls += 1
             try:
                 async with AsyncExitStack() as stack:
                     try:
@@ -278,10 +264,6 @@ class Router:
                 if not isinstance(exc, UpstreamFailure):
                     route.breaker.release(permit)
                 raise
-            finally:
-                route.calls -= 1
-                if self._retired:
-                    self._close_idle()
         if failure is not None:
             raise failure
         raise self._nothing_left(request, ordered, waits)
@@ -388,10 +370,3 @@ def _cause(failure: UpstreamFailure) -> str:
     if isinstance(failure, UpstreamError) and failure.status == 429:
         return "rate_limited"
     return "server_error"
-
-
-def _log_close_failure(task: asyncio.Task[None]) -> None:
-    with contextlib.suppress(asyncio.CancelledError):
-        if task.exception() is not None:
-            error = type(task.exception()).__name__
-            log.warning("closing a retired upstream failed", extra={"error": error})

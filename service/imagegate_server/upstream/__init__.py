@@ -13,7 +13,7 @@ through ``observe``. Nothing here knows about gRPC; nothing above it knows about
 from imagegate_server.upstream.answers import ImageEvent, ImageEvents, ImagesAnswer, Reply
 from imagegate_server.upstream.client import Upstream, UpstreamConfig
 from imagegate_server.upstream.observe import AttemptSpan, UpstreamObserver, UpstreamTracer
-from imagegate_server.upstream.pool import POOL_SHARD_CONNECTIONS
+from imagegate_server.upstream.pool import POOL_SHARD_CONNECTIONS, Pool
 from imagegate_server.upstream.request import FileRole, ImagesRequest, UploadFile
 from imagegate_server.upstream.retry import RetryPolicy
 
@@ -25,6 +25,7 @@ __all__ = [
     "ImageEvents",
     "ImagesAnswer",
     "ImagesRequest",
+    "Pool",
     "Reply",
     "RetryPolicy",
     "UploadFile",

@@ -93,14 +93,18 @@ class Upstream:
         config: UpstreamConfig,
         observer: UpstreamObserver | None = None,
         tracer: UpstreamTracer | None = None,
+        pool: Pool | None = None,
     ) -> None:
+        """``pool``: connections shared with other upstreams (their owner closes it);
+        None: a pool of ``config.max_connections`` of its own."""
         self._config = config
         self._observer = observer or Unobserved()
         self._tracer = tracer or Untraced()
         self._base_url = config.base_url.rstrip("/") + "/"
         key = config.api_key.get_secret_value()
         self._errors = ErrorDecoder([key], config.error_body_bytes)
-        self._pool = Pool(config.max_connections, http2=config.http2)
+        self._owns_pool = pool is None
+        self._pool = pool or Pool(config.max_connections, http2=config.http2)
         self._urls = {op: httpx.URL(self._base_url + path) for op, path in wire.PATHS.items()}
         self._azure_urls: dict[tuple[Operation, str], httpx.URL] = {}
         headers = {"user-agent": f"imagegate/{__version__}", "accept": "application/json"}
@@ -136,7 +140,8 @@ class Upstream:
         return azure.violations(request.operation, request.params)
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        if self._owns_pool:
+            await self._pool.aclose()
 
     @asynccontextmanager
     async def send(

@@ -9,6 +9,12 @@ answer at once with cached renders) through two gateway processes:
                      OpenAI-compatible, one Azure-shaped on its deployments route),
                      equal weights, one priority: every call is ordered, checked
                      against the breakers and booked to its upstream's spend
+    three upstreams, one emulator
+                     the same routing, its three upstreams all the first emulator:
+                     the gateway does the same work, but its upstream answers exactly
+                     as the one-upstream gateway's does (a gateway process spends
+                     some CPU for as long as a call waits, so an upstream that
+                     answers a little later costs it a little more per call)
 
 Both use the default local limits store. The two take turns in rounds, at
 concurrency 1 and 16, so that the machine's load falls on both alike. Reported:
@@ -39,7 +45,7 @@ from imagegate_server.bench.scenarios.overhead import gateway_call
 from imagegate_server.bench.usage import cpu_seconds, rss_bytes
 
 NAME = "routing"
-CASES = ("one upstream", "three upstreams")
+CASES = ("one upstream", "three upstreams", "three upstreams, one emulator")
 CONCURRENCY = (1, 16)
 TARGET = 1.05
 DEPLOYMENT = "images"
@@ -81,20 +87,20 @@ async def run(ctx: Context) -> ScenarioResult:
         for case in cases:
             assert case.pool is not None
             await case.pool.close()
-    one, three = cases
+    one = cases[0]
     for case in cases:
         for concurrency in CONCURRENCY:
             load = case.loads[concurrency]
             row = Row.of(NAME, case.name, "gateway", concurrency, load, case.peak_rss)
             row.gateway_cpu_ms_per_call = case.cpu_ms_per_call(concurrency)
             row.generator = PYTHON_GRPC
-            if case is three:
-                ratio = _median_ratio(three.rounds[concurrency], one.rounds[concurrency])
+            if case is not one:
+                ratio = _median_ratio(case.rounds[concurrency], one.rounds[concurrency])
                 row.extra["cpu_ratio"] = ratio
                 result.checks.append(
                     Check(
                         NAME,
-                        f"CPU per call, three upstreams / one, concurrency {concurrency}",
+                        f"CPU per call, {case.name} / one, concurrency {concurrency}",
                         ratio,
                         TARGET,
                         higher_is_better=False,
@@ -120,10 +126,12 @@ async def _stack(workdir: Path) -> AsyncIterator[tuple[list[str], list[_Case]]]:
                 running_emulator(config, workdir, f"emulator-{index}")
             )
             urls.append(url)
-        upstreams = _upstreams_file(workdir, urls)
         envs = {
             "gateway-one": {},
-            "gateway-three": {"IMAGEGATE_UPSTREAMS_FILE": str(upstreams)},
+            "gateway-three": {"IMAGEGATE_UPSTREAMS_FILE": str(_upstreams_file(workdir, urls))},
+            "gateway-three-one-emulator": {
+                "IMAGEGATE_UPSTREAMS_FILE": str(_upstreams_file(workdir, [urls[0]] * 3))
+            },
         }
         gateways = await stack.enter_async_context(running_gateways(urls[0], envs, workdir))
         cases = [_Case(name, *gateways[key]) for name, key in zip(CASES, envs, strict=True)]
@@ -132,16 +140,27 @@ async def _stack(workdir: Path) -> AsyncIterator[tuple[list[str], list[_Case]]]:
 
 
 def _upstreams_file(workdir: Path, urls: list[str]) -> Path:
+    """Two compatible upstreams and an Azure one at ``urls`` (the same URL three times:
+    three compatible upstreams)."""
     key = workdir / "emulator.key"
     key.write_text(API_KEY)
-    path = workdir / "upstreams.toml"
-    path.write_text(
-        f'[upstreams.first]\nkind = "compatible"\nbase_url = "{urls[0]}"\nkey_file = "{key}"\n\n'
-        f'[upstreams.second]\nkind = "compatible"\nbase_url = "{urls[1]}"\nkey_file = "{key}"\n\n'
-        f'[upstreams.azure]\nkind = "azure"\nbase_url = "{urls[2]}"\nkey_file = "{key}"\n'
-        f'api_version = "2025-04-01-preview"\n[upstreams.azure.deployments]\n'
-        f'"dall-e-2" = "{DEPLOYMENT}"\n'
-    )
+    first, second, third = urls
+    entries = [
+        f'[upstreams.first]\nkind = "compatible"\nbase_url = "{first}"\nkey_file = "{key}"\n',
+        f'[upstreams.second]\nkind = "compatible"\nbase_url = "{second}"\nkey_file = "{key}"\n',
+    ]
+    if third == first:
+        entries.append(
+            f'[upstreams.third]\nkind = "compatible"\nbase_url = "{third}"\nkey_file = "{key}"\n'
+        )
+    else:
+        entries.append(
+            f'[upstreams.azure]\nkind = "azure"\nbase_url = "{third}"\nkey_file = "{key}"\n'
+            f'api_version = "2025-04-01-preview"\n[upstreams.azure.deployments]\n'
+            f'"dall-e-2" = "{DEPLOYMENT}"\n'
+        )
+    path = workdir / ("upstreams-one-emulator.toml" if third == first else "upstreams.toml")
+    path.write_text("\n".join(entries))
     return path
 
 
@@ -172,25 +191,24 @@ def _median_ratio(three: list[float], one: list[float]) -> float:
 
 
 def _summary(cases: list[_Case], spread: list[int]) -> str:
-    one, three = cases
+    one = cases[0]
     parts = []
-    for concurrency in CONCURRENCY:
-        whole = three.cpu_ms_per_call(concurrency) / max(one.cpu_ms_per_call(concurrency), 1e-9)
-        per_round = [
-            f"{t / max(o, 1e-9):.2f}"
-            for t, o in zip(three.rounds[concurrency], one.rounds[concurrency], strict=True)
-        ]
-        parts.append(
-            f"concurrency {concurrency}: one upstream {one.cpu_ms_per_call(concurrency):.3f} "
-            f"ms/call, three {three.cpu_ms_per_call(concurrency):.3f} ms/call (whole run "
-            f"{whole:.3f}x; rounds {', '.join(per_round)}; median "
-            f"{_median_ratio(three.rounds[concurrency], one.rounds[concurrency]):.3f}x)"
-        )
+    for case in cases[1:]:
+        for concurrency in CONCURRENCY:
+            mine, base = case.rounds[concurrency], one.rounds[concurrency]
+            whole = case.cpu_ms_per_call(concurrency) / max(one.cpu_ms_per_call(concurrency), 1e-9)
+            per_round = [f"{t / max(o, 1e-9):.2f}" for t, o in zip(mine, base, strict=True)]
+            parts.append(
+                f"{case.name} at concurrency {concurrency}: "
+                f"{case.cpu_ms_per_call(concurrency):.3f} ms/call against "
+                f"{one.cpu_ms_per_call(concurrency):.3f} (whole run {whole:.3f}x; rounds "
+                f"{', '.join(per_round)}; median {_median_ratio(mine, base):.3f}x)"
+            )
     return (
         "; ".join(parts)
-        + f". The emulators behind the three upstreams received {spread[0]}, {spread[1]} "
-        f"and {spread[2]} requests during the measured rounds (the first also serves the "
-        "one-upstream gateway; equal weights spread the other's calls evenly). CPU is read "
+        + f". The three emulators received {spread[0]}, {spread[1]} and {spread[2]} requests "
+        "during the measured rounds (the first also serves the one-upstream gateway and the "
+        "one-emulator case; equal weights spread the other's calls evenly). CPU is read "
         "from /proc in 10 ms ticks: --tiny measures nothing. Driven by the Python gRPC "
         "client whatever is installed: both cases pay it alike, and the figures are ratios."
     )

@@ -105,7 +105,8 @@ class CreateImageStreamResponse(_message.Message):
     @_builtins.property
     def result(self) -> _results_pb2.ImagesResult:
         """Sent once, last: the metadata of the result (created, usage, echoed
-        settings, revised prompts, URLs); GeneratedImage.data is left empty.
+        settings, revised prompts, URLs); GeneratedImage.data is left empty
+        (with DELIVERY_STORED, GeneratedImage.stored is set).
         """
 
     def __init__(

@@ -36,7 +36,9 @@ class ImagesServiceStub:
     for callers that raised theirs): a larger result is RESOURCE_EXHAUSTED with a
     message naming the streaming RPC to use instead. The *Stream RPCs deliver
     partial images as they are generated and every final image in slices of at
-    most 1 MiB, so they work with any client limit.
+    most 1 MiB, so they work with any client limit. With DELIVERY_STORED (the
+    parameters' `delivery`) any RPC returns links to the final images in the
+    gateway's result store instead of their bytes (see Delivery, StoredImage).
 
     Callers authenticate with a bearer token in the `authorization` metadata
     (`Bearer igk_...`) or a client certificate, when the gateway requires it.
@@ -53,11 +55,13 @@ class ImagesServiceStub:
       UNAUTHENTICATED     no valid credentials (one message whatever was wrong).
       PERMISSION_DENIED   the caller's policy forbids the model, the operation or
                           its n (ErrorInfo reason MODEL_NOT_ALLOWED,
-                          OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT), or OpenAI 403.
+                          OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT,
+                          STORE_NOT_ALLOWED for DELIVERY_STORED), or OpenAI 403.
       RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
                           subject `client:<id>` or `gateway`, quota_id the limit,
-                          e.g. `images_per_minute`, `daily_budget`; RetryInfo when
-                          it frees), or the cases below.
+                          e.g. `images_per_minute`, `daily_budget`,
+                          `stored_bytes`; RetryInfo when it frees), or the cases
+                          below.
       FAILED_PRECONDITION the caller has a budget and the model has no price
                           (ErrorInfo MODEL_UNPRICED).
       INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
@@ -76,7 +80,10 @@ class ImagesServiceStub:
       UNAVAILABLE         OpenAI 500/502/503, or OpenAI unreachable; safe to retry
                           only if a second bill is acceptable. Also: the shared
                           limits store is unreachable and budgets fail closed
-                          (ErrorInfo LIMITER_UNAVAILABLE).
+                          (ErrorInfo LIMITER_UNAVAILABLE), or the result store
+                          failed to keep a DELIVERY_STORED result (ErrorInfo
+                          STORE_UNAVAILABLE; OpenAI billed the call and its cost is
+                          booked, but no result is reported).
       DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
       INTERNAL            the gateway's own OpenAI key was rejected (ErrorInfo
                           reason UPSTREAM_AUTHENTICATION): an operator problem.
@@ -120,7 +127,9 @@ class ImagesServiceAsyncStub(ImagesServiceStub):
     for callers that raised theirs): a larger result is RESOURCE_EXHAUSTED with a
     message naming the streaming RPC to use instead. The *Stream RPCs deliver
     partial images as they are generated and every final image in slices of at
-    most 1 MiB, so they work with any client limit.
+    most 1 MiB, so they work with any client limit. With DELIVERY_STORED (the
+    parameters' `delivery`) any RPC returns links to the final images in the
+    gateway's result store instead of their bytes (see Delivery, StoredImage).
 
     Callers authenticate with a bearer token in the `authorization` metadata
     (`Bearer igk_...`) or a client certificate, when the gateway requires it.
@@ -137,11 +146,13 @@ class ImagesServiceAsyncStub(ImagesServiceStub):
       UNAUTHENTICATED     no valid credentials (one message whatever was wrong).
       PERMISSION_DENIED   the caller's policy forbids the model, the operation or
                           its n (ErrorInfo reason MODEL_NOT_ALLOWED,
-                          OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT), or OpenAI 403.
+                          OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT,
+                          STORE_NOT_ALLOWED for DELIVERY_STORED), or OpenAI 403.
       RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
                           subject `client:<id>` or `gateway`, quota_id the limit,
-                          e.g. `images_per_minute`, `daily_budget`; RetryInfo when
-                          it frees), or the cases below.
+                          e.g. `images_per_minute`, `daily_budget`,
+                          `stored_bytes`; RetryInfo when it frees), or the cases
+                          below.
       FAILED_PRECONDITION the caller has a budget and the model has no price
                           (ErrorInfo MODEL_UNPRICED).
       INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
@@ -160,7 +171,10 @@ class ImagesServiceAsyncStub(ImagesServiceStub):
       UNAVAILABLE         OpenAI 500/502/503, or OpenAI unreachable; safe to retry
                           only if a second bill is acceptable. Also: the shared
                           limits store is unreachable and budgets fail closed
-                          (ErrorInfo LIMITER_UNAVAILABLE).
+                          (ErrorInfo LIMITER_UNAVAILABLE), or the result store
+                          failed to keep a DELIVERY_STORED result (ErrorInfo
+                          STORE_UNAVAILABLE; OpenAI billed the call and its cost is
+                          booked, but no result is reported).
       DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
       INTERNAL            the gateway's own OpenAI key was rejected (ErrorInfo
                           reason UPSTREAM_AUTHENTICATION): an operator problem.
@@ -200,7 +214,9 @@ class ImagesServiceServicer(metaclass=_abc_1.ABCMeta):
     for callers that raised theirs): a larger result is RESOURCE_EXHAUSTED with a
     message naming the streaming RPC to use instead. The *Stream RPCs deliver
     partial images as they are generated and every final image in slices of at
-    most 1 MiB, so they work with any client limit.
+    most 1 MiB, so they work with any client limit. With DELIVERY_STORED (the
+    parameters' `delivery`) any RPC returns links to the final images in the
+    gateway's result store instead of their bytes (see Delivery, StoredImage).
 
     Callers authenticate with a bearer token in the `authorization` metadata
     (`Bearer igk_...`) or a client certificate, when the gateway requires it.
@@ -217,11 +233,13 @@ class ImagesServiceServicer(metaclass=_abc_1.ABCMeta):
       UNAUTHENTICATED     no valid credentials (one message whatever was wrong).
       PERMISSION_DENIED   the caller's policy forbids the model, the operation or
                           its n (ErrorInfo reason MODEL_NOT_ALLOWED,
-                          OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT), or OpenAI 403.
+                          OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT,
+                          STORE_NOT_ALLOWED for DELIVERY_STORED), or OpenAI 403.
       RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
                           subject `client:<id>` or `gateway`, quota_id the limit,
-                          e.g. `images_per_minute`, `daily_budget`; RetryInfo when
-                          it frees), or the cases below.
+                          e.g. `images_per_minute`, `daily_budget`,
+                          `stored_bytes`; RetryInfo when it frees), or the cases
+                          below.
       FAILED_PRECONDITION the caller has a budget and the model has no price
                           (ErrorInfo MODEL_UNPRICED).
       INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
@@ -240,7 +258,10 @@ class ImagesServiceServicer(metaclass=_abc_1.ABCMeta):
       UNAVAILABLE         OpenAI 500/502/503, or OpenAI unreachable; safe to retry
                           only if a second bill is acceptable. Also: the shared
                           limits store is unreachable and budgets fail closed
-                          (ErrorInfo LIMITER_UNAVAILABLE).
+                          (ErrorInfo LIMITER_UNAVAILABLE), or the result store
+                          failed to keep a DELIVERY_STORED result (ErrorInfo
+                          STORE_UNAVAILABLE; OpenAI billed the call and its cost is
+                          booked, but no result is reported).
       DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
       INTERNAL            the gateway's own OpenAI key was rejected (ErrorInfo
                           reason UPSTREAM_AUTHENTICATION): an operator problem.

@@ -20,6 +20,65 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _Delivery:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeliveryEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Delivery.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DELIVERY_UNSPECIFIED: _Delivery.ValueType  # 0
+    """The RPC's default: DELIVERY_INLINE for the image RPCs."""
+    DELIVERY_INLINE: _Delivery.ValueType  # 1
+    """The image bytes in the answer: GeneratedImage.data on the unary RPCs,
+    ImageChunk slices on the streaming RPCs. Large results need a raised receive
+    limit or a streaming RPC.
+    """
+    DELIVERY_STORED: _Delivery.ValueType  # 2
+    """Each final image is written to the gateway's result store as it arrives, and
+    the result carries GeneratedImage.stored (an object reference and a link that
+    fetches it with a plain HTTP GET) instead of bytes, so any result fits gRPC's
+    default 4 MiB receive limit. Partial images of a stream still arrive inline.
+    The caller's client must be allowed to store (PERMISSION_DENIED, ErrorInfo
+    STORE_NOT_ALLOWED, otherwise) and within its storage quota
+    (RESOURCE_EXHAUSTED, QuotaFailure quota_id `stored_bytes`). A store that
+    fails is UNAVAILABLE (ErrorInfo STORE_UNAVAILABLE): no result is reported,
+    though OpenAI billed the call (its cost is booked).
+    """
+
+class Delivery(_Delivery, metaclass=_DeliveryEnumTypeWrapper):
+    """The request parameters of OpenAI's three Images operations.
+
+    Field names equal OpenAI's parameter names, so the OpenAI documentation for a
+    parameter applies to the field of the same name. Every optional scalar has
+    explicit presence: an unset field is omitted from the upstream request and
+    OpenAI applies its own default. The gateway sends each parameter only to the
+    models that accept it and validates what OpenAI would reject anyway before any
+    upstream call (INVALID_ARGUMENT with a BadRequest field violation naming the
+    field). Models the gateway does not know pass through unvalidated.
+
+    How a call's final images come back.
+    """
+
+DELIVERY_UNSPECIFIED: Delivery.ValueType  # 0
+"""The RPC's default: DELIVERY_INLINE for the image RPCs."""
+DELIVERY_INLINE: Delivery.ValueType  # 1
+"""The image bytes in the answer: GeneratedImage.data on the unary RPCs,
+ImageChunk slices on the streaming RPCs. Large results need a raised receive
+limit or a streaming RPC.
+"""
+DELIVERY_STORED: Delivery.ValueType  # 2
+"""Each final image is written to the gateway's result store as it arrives, and
+the result carries GeneratedImage.stored (an object reference and a link that
+fetches it with a plain HTTP GET) instead of bytes, so any result fits gRPC's
+default 4 MiB receive limit. Partial images of a stream still arrive inline.
+The caller's client must be allowed to store (PERMISSION_DENIED, ErrorInfo
+STORE_NOT_ALLOWED, otherwise) and within its storage quota
+(RESOURCE_EXHAUSTED, QuotaFailure quota_id `stored_bytes`). A store that
+fails is UNAVAILABLE (ErrorInfo STORE_UNAVAILABLE): no result is reported,
+though OpenAI billed the call (its cost is booked).
+"""
+Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
+
 class _Background:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -36,18 +95,7 @@ class _BackgroundEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Background
     """Opaque background."""
 
 class Background(_Background, metaclass=_BackgroundEnumTypeWrapper):
-    """The request parameters of OpenAI's three Images operations.
-
-    Field names equal OpenAI's parameter names, so the OpenAI documentation for a
-    parameter applies to the field of the same name. Every optional scalar has
-    explicit presence: an unset field is omitted from the upstream request and
-    OpenAI applies its own default. The gateway sends each parameter only to the
-    models that accept it and validates what OpenAI would reject anyway before any
-    upstream call (INVALID_ARGUMENT with a BadRequest field violation naming the
-    field). Models the gateway does not know pass through unvalidated.
-
-    Background of the generated image(s). GPT image models only.
-    """
+    """Background of the generated image(s). GPT image models only."""
 
 BACKGROUND_UNSPECIFIED: Background.ValueType  # 0
 """Omitted upstream; OpenAI's default is `auto`."""
@@ -454,6 +502,7 @@ class GenerationParameters(_message.Message):
     FRAME_COUNT_FIELD_NUMBER: _builtins.int
     FRAME_DURATION_MS_FIELD_NUMBER: _builtins.int
     SVG_FIELD_NUMBER: _builtins.int
+    DELIVERY_FIELD_NUMBER: _builtins.int
     EXTRA_PARAMETERS_FIELD_NUMBER: _builtins.int
     prompt: _builtins.str
     """Required. Text description of the desired image(s). At most 1000 characters
@@ -510,6 +559,10 @@ class GenerationParameters(_message.Message):
     """Delay per GIF frame in milliseconds (OpenAI default 200; rounded to 10 ms).
     output_format gif only.
     """
+    delivery: Global___Delivery.ValueType
+    """Inline bytes (unset: the default) or stored results with links; see Delivery.
+    Not an OpenAI parameter: it is never sent upstream.
+    """
     @_builtins.property
     def svg(self) -> Global___SvgOptions:
         """SVG author settings. output_format svg only."""
@@ -544,11 +597,12 @@ class GenerationParameters(_message.Message):
         frame_count: _builtins.int | None = ...,
         frame_duration_ms: _builtins.int | None = ...,
         svg: Global___SvgOptions | None = ...,
+        delivery: Global___Delivery.ValueType = ...,
         extra_parameters: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_frame_count", b"_frame_count", "_frame_duration_ms", b"_frame_duration_ms", "_model", b"_model", "_n", b"_n", "_output_compression", b"_output_compression", "_partial_images", b"_partial_images", "_safety_identifier", b"_safety_identifier", "_size", b"_size", "_user", b"_user", "frame_count", b"frame_count", "frame_duration_ms", b"frame_duration_ms", "model", b"model", "n", b"n", "output_compression", b"output_compression", "partial_images", b"partial_images", "safety_identifier", b"safety_identifier", "size", b"size", "svg", b"svg", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frame_count", b"_frame_count", "_frame_duration_ms", b"_frame_duration_ms", "_model", b"_model", "_n", b"_n", "_output_compression", b"_output_compression", "_partial_images", b"_partial_images", "_safety_identifier", b"_safety_identifier", "_size", b"_size", "_user", b"_user", "background", b"background", "complexity", b"complexity", "extra_parameters", b"extra_parameters", "frame_count", b"frame_count", "frame_duration_ms", b"frame_duration_ms", "model", b"model", "moderation", b"moderation", "n", b"n", "output_compression", b"output_compression", "output_format", b"output_format", "partial_images", b"partial_images", "prompt", b"prompt", "quality", b"quality", "response_format", b"response_format", "safety_identifier", b"safety_identifier", "size", b"size", "style", b"style", "svg", b"svg", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frame_count", b"_frame_count", "_frame_duration_ms", b"_frame_duration_ms", "_model", b"_model", "_n", b"_n", "_output_compression", b"_output_compression", "_partial_images", b"_partial_images", "_safety_identifier", b"_safety_identifier", "_size", b"_size", "_user", b"_user", "background", b"background", "complexity", b"complexity", "delivery", b"delivery", "extra_parameters", b"extra_parameters", "frame_count", b"frame_count", "frame_duration_ms", b"frame_duration_ms", "model", b"model", "moderation", b"moderation", "n", b"n", "output_compression", b"output_compression", "output_format", b"output_format", "partial_images", b"partial_images", "prompt", b"prompt", "quality", b"quality", "response_format", b"response_format", "safety_identifier", b"safety_identifier", "size", b"size", "style", b"style", "svg", b"svg", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__frame_count: _TypeAlias = _typing.Literal["frame_count"]  # noqa: Y015
     _WhichOneofArgType__frame_count: _TypeAlias = _typing.Literal["_frame_count", b"_frame_count"]  # noqa: Y015
@@ -717,6 +771,7 @@ class EditParameters(_message.Message):
     FRAME_COUNT_FIELD_NUMBER: _builtins.int
     FRAME_DURATION_MS_FIELD_NUMBER: _builtins.int
     SVG_FIELD_NUMBER: _builtins.int
+    DELIVERY_FIELD_NUMBER: _builtins.int
     EXTRA_PARAMETERS_FIELD_NUMBER: _builtins.int
     prompt: _builtins.str
     """Required. Text description of the edit. At most 1000 characters for
@@ -754,6 +809,8 @@ class EditParameters(_message.Message):
     """See GenerationParameters.frame_count."""
     frame_duration_ms: _builtins.int
     """See GenerationParameters.frame_duration_ms."""
+    delivery: Global___Delivery.ValueType
+    """See GenerationParameters.delivery."""
     @_builtins.property
     def images(self) -> _containers.RepeatedCompositeFieldContainer[Global___FileInfo]:
         """Uploaded input images, in order; FileChunk.image_index is the position in
@@ -816,11 +873,12 @@ class EditParameters(_message.Message):
         frame_count: _builtins.int | None = ...,
         frame_duration_ms: _builtins.int | None = ...,
         svg: Global___SvgOptions | None = ...,
+        delivery: Global___Delivery.ValueType = ...,
         extra_parameters: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_frame_count", b"_frame_count", "_frame_duration_ms", b"_frame_duration_ms", "_model", b"_model", "_n", b"_n", "_output_compression", b"_output_compression", "_partial_images", b"_partial_images", "_safety_identifier", b"_safety_identifier", "_size", b"_size", "_user", b"_user", "frame_count", b"frame_count", "frame_duration_ms", b"frame_duration_ms", "markup", b"markup", "mask", b"mask", "mask_reference", b"mask_reference", "model", b"model", "n", b"n", "output_compression", b"output_compression", "partial_images", b"partial_images", "safety_identifier", b"safety_identifier", "size", b"size", "svg", b"svg", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frame_count", b"_frame_count", "_frame_duration_ms", b"_frame_duration_ms", "_model", b"_model", "_n", b"_n", "_output_compression", b"_output_compression", "_partial_images", b"_partial_images", "_safety_identifier", b"_safety_identifier", "_size", b"_size", "_user", b"_user", "background", b"background", "complexity", b"complexity", "extra_parameters", b"extra_parameters", "frame_count", b"frame_count", "frame_duration_ms", b"frame_duration_ms", "image_references", b"image_references", "images", b"images", "input_fidelity", b"input_fidelity", "markup", b"markup", "mask", b"mask", "mask_reference", b"mask_reference", "model", b"model", "moderation", b"moderation", "n", b"n", "output_compression", b"output_compression", "output_format", b"output_format", "partial_images", b"partial_images", "prompt", b"prompt", "quality", b"quality", "response_format", b"response_format", "safety_identifier", b"safety_identifier", "size", b"size", "svg", b"svg", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frame_count", b"_frame_count", "_frame_duration_ms", b"_frame_duration_ms", "_model", b"_model", "_n", b"_n", "_output_compression", b"_output_compression", "_partial_images", b"_partial_images", "_safety_identifier", b"_safety_identifier", "_size", b"_size", "_user", b"_user", "background", b"background", "complexity", b"complexity", "delivery", b"delivery", "extra_parameters", b"extra_parameters", "frame_count", b"frame_count", "frame_duration_ms", b"frame_duration_ms", "image_references", b"image_references", "images", b"images", "input_fidelity", b"input_fidelity", "markup", b"markup", "mask", b"mask", "mask_reference", b"mask_reference", "model", b"model", "moderation", b"moderation", "n", b"n", "output_compression", b"output_compression", "output_format", b"output_format", "partial_images", b"partial_images", "prompt", b"prompt", "quality", b"quality", "response_format", b"response_format", "safety_identifier", b"safety_identifier", "size", b"size", "svg", b"svg", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__frame_count: _TypeAlias = _typing.Literal["frame_count"]  # noqa: Y015
     _WhichOneofArgType__frame_count: _TypeAlias = _typing.Literal["_frame_count", b"_frame_count"]  # noqa: Y015
@@ -896,6 +954,7 @@ class VariationParameters(_message.Message):
     SIZE_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
+    DELIVERY_FIELD_NUMBER: _builtins.int
     EXTRA_PARAMETERS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model name. Unset: `dall-e-2` (the only model OpenAI offers for variations)."""
@@ -907,6 +966,8 @@ class VariationParameters(_message.Message):
     """URL or bytes."""
     user: _builtins.str
     """See GenerationParameters.user."""
+    delivery: Global___Delivery.ValueType
+    """See GenerationParameters.delivery."""
     @_builtins.property
     def image(self) -> Global___FileInfo:
         """Required. The uploaded input: a square PNG under 4 MB. Its bytes follow in
@@ -926,11 +987,12 @@ class VariationParameters(_message.Message):
         size: _builtins.str | None = ...,
         response_format: Global___ResponseFormat.ValueType = ...,
         user: _builtins.str | None = ...,
+        delivery: Global___Delivery.ValueType = ...,
         extra_parameters: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_model", b"_model", "_n", b"_n", "_size", b"_size", "_user", b"_user", "image", b"image", "model", b"model", "n", b"n", "size", b"size", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_model", b"_model", "_n", b"_n", "_size", b"_size", "_user", b"_user", "extra_parameters", b"extra_parameters", "image", b"image", "model", b"model", "n", b"n", "response_format", b"response_format", "size", b"size", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_model", b"_model", "_n", b"_n", "_size", b"_size", "_user", b"_user", "delivery", b"delivery", "extra_parameters", b"extra_parameters", "image", b"image", "model", b"model", "n", b"n", "response_format", b"response_format", "size", b"size", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__model: _TypeAlias = _typing.Literal["model"]  # noqa: Y015
     _WhichOneofArgType__model: _TypeAlias = _typing.Literal["_model", b"_model"]  # noqa: Y015

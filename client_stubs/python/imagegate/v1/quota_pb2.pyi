@@ -109,6 +109,7 @@ class GetQuotaResponse(_message.Message):
     OPERATIONS_FIELD_NUMBER: _builtins.int
     PRICE_TABLE_FIELD_NUMBER: _builtins.int
     UPSTREAMS_FIELD_NUMBER: _builtins.int
+    STORAGE_FIELD_NUMBER: _builtins.int
     client: _builtins.str
     """The client the gateway identified the caller as (`anonymous` when the
     gateway does not require authentication and none was presented).
@@ -153,6 +154,10 @@ class GetQuotaResponse(_message.Message):
         upstreams file); empty when any of them may serve it.
         """
 
+    @_builtins.property
+    def storage(self) -> Global___StorageQuota:
+        """The client's results in the gateway's result store (DELIVERY_STORED)."""
+
     def __init__(
         self,
         *,
@@ -169,16 +174,62 @@ class GetQuotaResponse(_message.Message):
         operations: _abc.Iterable[Global___Operation.ValueType] | None = ...,
         price_table: _builtins.str = ...,
         upstreams: _abc.Iterable[_builtins.str] | None = ...,
+        storage: Global___StorageQuota | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_n", b"_max_n", "concurrency", b"concurrency", "max_n", b"max_n"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_n", b"_max_n", "concurrency", b"concurrency", "max_n", b"max_n", "storage", b"storage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_n", b"_max_n", "all_models", b"all_models", "budgets", b"budgets", "client", b"client", "concurrency", b"concurrency", "max_n", b"max_n", "model_patterns", b"model_patterns", "operations", b"operations", "price_table", b"price_table", "rates", b"rates", "reserved_usd_micros", b"reserved_usd_micros", "spent_this_month_usd_micros", b"spent_this_month_usd_micros", "spent_today_usd_micros", b"spent_today_usd_micros", "upstreams", b"upstreams"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_n", b"_max_n", "all_models", b"all_models", "budgets", b"budgets", "client", b"client", "concurrency", b"concurrency", "max_n", b"max_n", "model_patterns", b"model_patterns", "operations", b"operations", "price_table", b"price_table", "rates", b"rates", "reserved_usd_micros", b"reserved_usd_micros", "spent_this_month_usd_micros", b"spent_this_month_usd_micros", "spent_today_usd_micros", b"spent_today_usd_micros", "storage", b"storage", "upstreams", b"upstreams"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_n: _TypeAlias = _typing.Literal["max_n"]  # noqa: Y015
     _WhichOneofArgType__max_n: _TypeAlias = _typing.Literal["_max_n", b"_max_n"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_n) -> _WhichOneofReturnType__max_n | None: ...
 
 Global___GetQuotaResponse: _TypeAlias = GetQuotaResponse  # noqa: Y015
+
+@_typing.final
+class StorageQuota(_message.Message):
+    """What a client keeps in the gateway's result store, and may keep."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAY_STORE_FIELD_NUMBER: _builtins.int
+    STORED_BYTES_FIELD_NUMBER: _builtins.int
+    STORED_OBJECTS_FIELD_NUMBER: _builtins.int
+    MAX_STORED_BYTES_FIELD_NUMBER: _builtins.int
+    RETENTION_FIELD_NUMBER: _builtins.int
+    may_store: _builtins.bool
+    """True when the client may ask for DELIVERY_STORED."""
+    stored_bytes: _builtins.int
+    """Bytes of the client's stored results that the store still holds."""
+    stored_objects: _builtins.int
+    """The client's stored results that the store still holds."""
+    max_stored_bytes: _builtins.int
+    """The most bytes the client may hold (a call that could go past it is
+    RESOURCE_EXHAUSTED, QuotaFailure quota_id `stored_bytes`); unset when
+    unlimited.
+    """
+    @_builtins.property
+    def retention(self) -> _duration_pb2.Duration:
+        """How long the client's results are kept before the store deletes them."""
+
+    def __init__(
+        self,
+        *,
+        may_store: _builtins.bool = ...,
+        stored_bytes: _builtins.int = ...,
+        stored_objects: _builtins.int = ...,
+        max_stored_bytes: _builtins.int | None = ...,
+        retention: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_stored_bytes", b"_max_stored_bytes", "max_stored_bytes", b"max_stored_bytes", "retention", b"retention"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_stored_bytes", b"_max_stored_bytes", "max_stored_bytes", b"max_stored_bytes", "may_store", b"may_store", "retention", b"retention", "stored_bytes", b"stored_bytes", "stored_objects", b"stored_objects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_stored_bytes: _TypeAlias = _typing.Literal["max_stored_bytes"]  # noqa: Y015
+    _WhichOneofArgType__max_stored_bytes: _TypeAlias = _typing.Literal["_max_stored_bytes", b"_max_stored_bytes"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_stored_bytes) -> _WhichOneofReturnType__max_stored_bytes | None: ...
+
+Global___StorageQuota: _TypeAlias = StorageQuota  # noqa: Y015
 
 @_typing.final
 class RateQuota(_message.Message):

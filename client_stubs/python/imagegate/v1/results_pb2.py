@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from imagegate.v1 import params_pb2 as imagegate_dot_v1_dot_params__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aimagegate/v1/results.proto\x12\x0cimagegate.v1\x1a\x19imagegate/v1/params.proto\"j\n\x0eGeneratedImage\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12\r\n\x03url\x18\x02 \x01(\tH\x00\x12\x1b\n\x0erevised_prompt\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\t\n\x07\x63ontentB\x11\n\x0f_revised_prompt\"?\n\x12InputTokensDetails\x12\x13\n\x0btext_tokens\x18\x01 \x01(\x04\x12\x14\n\x0cimage_tokens\x18\x02 \x01(\x04\"@\n\x13OutputTokensDetails\x12\x14\n\x0cimage_tokens\x18\x01 \x01(\x04\x12\x13\n\x0btext_tokens\x18\x02 \x01(\x04\"\xd1\x01\n\nImageUsage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x04\x12\x15\n\routput_tokens\x18\x02 \x01(\x04\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x04\x12>\n\x14input_tokens_details\x18\x04 \x01(\x0b\x32 .imagegate.v1.InputTokensDetails\x12@\n\x15output_tokens_details\x18\x05 \x01(\x0b\x32!.imagegate.v1.OutputTokensDetails\"v\n\x08SvgUsage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x04\x12\x15\n\routput_tokens\x18\x03 \x01(\x04\x12\x18\n\x10reasoning_tokens\x18\x04 \x01(\x04\x12\x14\n\x0ctotal_tokens\x18\x05 \x01(\x04\"\xb4\x03\n\x0cImagesResult\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x03\x12,\n\x06images\x18\x02 \x03(\x0b\x32\x1c.imagegate.v1.GeneratedImage\x12,\n\nbackground\x18\x03 \x01(\x0e\x32\x18.imagegate.v1.Background\x12\x31\n\routput_format\x18\x04 \x01(\x0e\x32\x1a.imagegate.v1.OutputFormat\x12&\n\x07quality\x18\x05 \x01(\x0e\x32\x15.imagegate.v1.Quality\x12\x11\n\x04size\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\'\n\x05usage\x18\x07 \x01(\x0b\x32\x18.imagegate.v1.ImageUsage\x12)\n\tsvg_usage\x18\x08 \x01(\x0b\x32\x16.imagegate.v1.SvgUsage\x12\x1e\n\x11safety_identifier\x18\t \x01(\tH\x01\x88\x01\x01\x12$\n\x04\x63ost\x18\n \x01(\x0b\x32\x16.imagegate.v1.CallCost\x12\x10\n\x08upstream\x18\x0b \x01(\tB\x07\n\x05_sizeB\x14\n\x12_safety_identifier\"[\n\x08\x43\x61llCost\x12\x12\n\nusd_micros\x18\x01 \x01(\x03\x12\x13\n\x0bprice_table\x18\x02 \x01(\t\x12&\n\x05\x62\x61sis\x18\x03 \x01(\x0e\x32\x17.imagegate.v1.CostBasis\"\x87\x01\n\nImageChunk\x12\x13\n\x0bimage_index\x18\x01 \x01(\r\x12 \n\x13partial_image_index\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0c\n\x04last\x18\x05 \x01(\x08\x42\x16\n\x14_partial_image_index*\x89\x01\n\tCostBasis\x12\x1a\n\x16\x43OST_BASIS_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43OST_BASIS_USAGE\x10\x01\x12\x18\n\x14\x43OST_BASIS_PER_IMAGE\x10\x02\x12\x17\n\x13\x43OST_BASIS_ESTIMATE\x10\x03\x12\x17\n\x13\x43OST_BASIS_UNPRICED\x10\x04\x42o\n\x10\x63om.imagegate.v1B\x0cResultsProtoP\x01ZKgithub.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1;imagegatev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aimagegate/v1/results.proto\x12\x0cimagegate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19imagegate/v1/params.proto\"\x97\x01\n\x0eGeneratedImage\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12\r\n\x03url\x18\x02 \x01(\tH\x00\x12+\n\x06stored\x18\x04 \x01(\x0b\x32\x19.imagegate.v1.StoredImageH\x00\x12\x1b\n\x0erevised_prompt\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\t\n\x07\x63ontentB\x11\n\x0f_revised_prompt\"\xb8\x01\n\x0bStoredImage\x12\x0e\n\x06object\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\x32\n\x0eretained_until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x12InputTokensDetails\x12\x13\n\x0btext_tokens\x18\x01 \x01(\x04\x12\x14\n\x0cimage_tokens\x18\x02 \x01(\x04\"@\n\x13OutputTokensDetails\x12\x14\n\x0cimage_tokens\x18\x01 \x01(\x04\x12\x13\n\x0btext_tokens\x18\x02 \x01(\x04\"\xd1\x01\n\nImageUsage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x04\x12\x15\n\routput_tokens\x18\x02 \x01(\x04\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x04\x12>\n\x14input_tokens_details\x18\x04 \x01(\x0b\x32 .imagegate.v1.InputTokensDetails\x12@\n\x15output_tokens_details\x18\x05 \x01(\x0b\x32!.imagegate.v1.OutputTokensDetails\"v\n\x08SvgUsage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x04\x12\x15\n\routput_tokens\x18\x03 \x01(\x04\x12\x18\n\x10reasoning_tokens\x18\x04 \x01(\x04\x12\x14\n\x0ctotal_tokens\x18\x05 \x01(\x04\"\xb4\x03\n\x0cImagesResult\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x03\x12,\n\x06images\x18\x02 \x03(\x0b\x32\x1c.imagegate.v1.GeneratedImage\x12,\n\nbackground\x18\x03 \x01(\x0e\x32\x18.imagegate.v1.Background\x12\x31\n\routput_format\x18\x04 \x01(\x0e\x32\x1a.imagegate.v1.OutputFormat\x12&\n\x07quality\x18\x05 \x01(\x0e\x32\x15.imagegate.v1.Quality\x12\x11\n\x04size\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\'\n\x05usage\x18\x07 \x01(\x0b\x32\x18.imagegate.v1.ImageUsage\x12)\n\tsvg_usage\x18\x08 \x01(\x0b\x32\x16.imagegate.v1.SvgUsage\x12\x1e\n\x11safety_identifier\x18\t \x01(\tH\x01\x88\x01\x01\x12$\n\x04\x63ost\x18\n \x01(\x0b\x32\x16.imagegate.v1.CallCost\x12\x10\n\x08upstream\x18\x0b \x01(\tB\x07\n\x05_sizeB\x14\n\x12_safety_identifier\"[\n\x08\x43\x61llCost\x12\x12\n\nusd_micros\x18\x01 \x01(\x03\x12\x13\n\x0bprice_table\x18\x02 \x01(\t\x12&\n\x05\x62\x61sis\x18\x03 \x01(\x0e\x32\x17.imagegate.v1.CostBasis\"\x87\x01\n\nImageChunk\x12\x13\n\x0bimage_index\x18\x01 \x01(\r\x12 \n\x13partial_image_index\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0c\n\x04last\x18\x05 \x01(\x08\x42\x16\n\x14_partial_image_index*\x89\x01\n\tCostBasis\x12\x1a\n\x16\x43OST_BASIS_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43OST_BASIS_USAGE\x10\x01\x12\x18\n\x14\x43OST_BASIS_PER_IMAGE\x10\x02\x12\x17\n\x13\x43OST_BASIS_ESTIMATE\x10\x03\x12\x17\n\x13\x43OST_BASIS_UNPRICED\x10\x04\x42o\n\x10\x63om.imagegate.v1B\x0cResultsProtoP\x01ZKgithub.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1;imagegatev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,22 +34,24 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imagegate.v1.results_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\020com.imagegate.v1B\014ResultsProtoP\001ZKgithub.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1;imagegatev1'
-  _globals['_COSTBASIS']._serialized_start=1313
-  _globals['_COSTBASIS']._serialized_end=1450
-  _globals['_GENERATEDIMAGE']._serialized_start=71
-  _globals['_GENERATEDIMAGE']._serialized_end=177
-  _globals['_INPUTTOKENSDETAILS']._serialized_start=179
-  _globals['_INPUTTOKENSDETAILS']._serialized_end=242
-  _globals['_OUTPUTTOKENSDETAILS']._serialized_start=244
-  _globals['_OUTPUTTOKENSDETAILS']._serialized_end=308
-  _globals['_IMAGEUSAGE']._serialized_start=311
-  _globals['_IMAGEUSAGE']._serialized_end=520
-  _globals['_SVGUSAGE']._serialized_start=522
-  _globals['_SVGUSAGE']._serialized_end=640
-  _globals['_IMAGESRESULT']._serialized_start=643
-  _globals['_IMAGESRESULT']._serialized_end=1079
-  _globals['_CALLCOST']._serialized_start=1081
-  _globals['_CALLCOST']._serialized_end=1172
-  _globals['_IMAGECHUNK']._serialized_start=1175
-  _globals['_IMAGECHUNK']._serialized_end=1310
+  _globals['_COSTBASIS']._serialized_start=1579
+  _globals['_COSTBASIS']._serialized_end=1716
+  _globals['_GENERATEDIMAGE']._serialized_start=105
+  _globals['_GENERATEDIMAGE']._serialized_end=256
+  _globals['_STOREDIMAGE']._serialized_start=259
+  _globals['_STOREDIMAGE']._serialized_end=443
+  _globals['_INPUTTOKENSDETAILS']._serialized_start=445
+  _globals['_INPUTTOKENSDETAILS']._serialized_end=508
+  _globals['_OUTPUTTOKENSDETAILS']._serialized_start=510
+  _globals['_OUTPUTTOKENSDETAILS']._serialized_end=574
+  _globals['_IMAGEUSAGE']._serialized_start=577
+  _globals['_IMAGEUSAGE']._serialized_end=786
+  _globals['_SVGUSAGE']._serialized_start=788
+  _globals['_SVGUSAGE']._serialized_end=906
+  _globals['_IMAGESRESULT']._serialized_start=909
+  _globals['_IMAGESRESULT']._serialized_end=1345
+  _globals['_CALLCOST']._serialized_start=1347
+  _globals['_CALLCOST']._serialized_end=1438
+  _globals['_IMAGECHUNK']._serialized_start=1441
+  _globals['_IMAGECHUNK']._serialized_end=1576
 # @@protoc_insertion_point(module_scope)

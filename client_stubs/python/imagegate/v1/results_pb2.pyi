@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from imagegate.v1 import params_pb2 as _params_pb2
@@ -60,6 +61,7 @@ class GeneratedImage(_message.Message):
 
     DATA_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
+    STORED_FIELD_NUMBER: _builtins.int
     REVISED_PROMPT_FIELD_NUMBER: _builtins.int
     data: _builtins.bytes
     """Raw image bytes (PNG, JPEG, WebP, GIF or SVG, as in ImagesResult.
@@ -67,24 +69,29 @@ class GeneratedImage(_message.Message):
     """
     url: _builtins.str
     """A URL to fetch the image from, valid 60 minutes (response_format URL,
-    DALL-E models only).
+    DALL-E models only). Such images stay URLs with DELIVERY_STORED too.
     """
     revised_prompt: _builtins.str
     """The prompt the model actually used (dall-e-3 only)."""
+    @_builtins.property
+    def stored(self) -> Global___StoredImage:
+        """The image in the gateway's result store (DELIVERY_STORED)."""
+
     def __init__(
         self,
         *,
         data: _builtins.bytes = ...,
         url: _builtins.str = ...,
+        stored: Global___StoredImage | None = ...,
         revised_prompt: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_revised_prompt", b"_revised_prompt", "content", b"content", "data", b"data", "revised_prompt", b"revised_prompt", "url", b"url"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_revised_prompt", b"_revised_prompt", "content", b"content", "data", b"data", "revised_prompt", b"revised_prompt", "stored", b"stored", "url", b"url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_revised_prompt", b"_revised_prompt", "content", b"content", "data", b"data", "revised_prompt", b"revised_prompt", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_revised_prompt", b"_revised_prompt", "content", b"content", "data", b"data", "revised_prompt", b"revised_prompt", "stored", b"stored", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__revised_prompt: _TypeAlias = _typing.Literal["revised_prompt"]  # noqa: Y015
     _WhichOneofArgType__revised_prompt: _TypeAlias = _typing.Literal["_revised_prompt", b"_revised_prompt"]  # noqa: Y015
-    _WhichOneofReturnType_content: _TypeAlias = _typing.Literal["data", "url"]  # noqa: Y015
+    _WhichOneofReturnType_content: _TypeAlias = _typing.Literal["data", "url", "stored"]  # noqa: Y015
     _WhichOneofArgType_content: _TypeAlias = _typing.Literal["content", b"content"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__revised_prompt) -> _WhichOneofReturnType__revised_prompt | None: ...
@@ -92,6 +99,64 @@ class GeneratedImage(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_content) -> _WhichOneofReturnType_content | None: ...
 
 Global___GeneratedImage: _TypeAlias = GeneratedImage  # noqa: Y015
+
+@_typing.final
+class StoredImage(_message.Message):
+    """An image kept in the gateway's result store: a reference to the object, and a
+    link that fetches it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBJECT_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    RETAINED_UNTIL_FIELD_NUMBER: _builtins.int
+    object: _builtins.str
+    """The object's reference in the store, opaque to callers (today the object's
+    key, e.g. `2026-12-08/1405/team-a/3f0c9e4b7d1a2e6f8c5b0a9d4e7f1c2b.png`:
+    no bucket, host or credential). StoredImagesService.GetStoredImage takes it
+    to make a fresh link while the object is retained.
+    """
+    url: _builtins.str
+    """Fetches the image with a plain HTTP GET and no other credential until
+    expires_at: a presigned URL of the S3 bucket, or a signed link to the
+    gateway's own link port. Anyone who holds it can fetch the image: pass it on
+    like a password. It carries a signature, never the store's credentials.
+    """
+    size_bytes: _builtins.int
+    """The image's size in bytes."""
+    content_type: _builtins.str
+    """The image's media type: image/png, image/jpeg, image/webp, image/gif or
+    image/svg+xml.
+    """
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When `url` stops working (never after retained_until)."""
+
+    @_builtins.property
+    def retained_until(self) -> _timestamp_pb2.Timestamp:
+        """When the store deletes the object (the end of its retention)."""
+
+    def __init__(
+        self,
+        *,
+        object: _builtins.str = ...,
+        url: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        size_bytes: _builtins.int = ...,
+        content_type: _builtins.str = ...,
+        retained_until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "retained_until", b"retained_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "expires_at", b"expires_at", "object", b"object", "retained_until", b"retained_until", "size_bytes", b"size_bytes", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StoredImage: _TypeAlias = StoredImage  # noqa: Y015
 
 @_typing.final
 class InputTokensDetails(_message.Message):

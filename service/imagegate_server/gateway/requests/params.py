@@ -20,9 +20,19 @@ from imagegate_server.errors import FieldViolation, InvalidRequest
 from imagegate_server.gateway.contract import enum_text
 from imagegate_server.validation import Violation
 
-# Fields that are not OpenAI parameters of the same name.
+# Fields that are not OpenAI parameters of the same name (``delivery`` is the
+# gateway's own: how results come back, never sent upstream).
 NON_PARAMETER_FIELDS = frozenset(
-    {"images", "image", "mask", "markup", "image_references", "mask_reference", "extra_parameters"}
+    {
+        "images",
+        "image",
+        "mask",
+        "markup",
+        "image_references",
+        "mask_reference",
+        "extra_parameters",
+        "delivery",
+    }
 )
 
 

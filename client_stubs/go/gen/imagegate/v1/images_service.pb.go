@@ -239,7 +239,8 @@ type CreateImageStreamResponse_ImageChunk struct {
 
 type CreateImageStreamResponse_Result struct {
 	// Sent once, last: the metadata of the result (created, usage, echoed
-	// settings, revised prompts, URLs); GeneratedImage.data is left empty.
+	// settings, revised prompts, URLs); GeneratedImage.data is left empty
+	// (with DELIVERY_STORED, GeneratedImage.stored is set).
 	Result *ImagesResult `protobuf:"bytes,2,opt,name=result,proto3,oneof"`
 }
 

@@ -22,6 +22,69 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// How a call's final images come back.
+type Delivery int32
+
+const (
+	// The RPC's default: DELIVERY_INLINE for the image RPCs.
+	Delivery_DELIVERY_UNSPECIFIED Delivery = 0
+	// The image bytes in the answer: GeneratedImage.data on the unary RPCs,
+	// ImageChunk slices on the streaming RPCs. Large results need a raised receive
+	// limit or a streaming RPC.
+	Delivery_DELIVERY_INLINE Delivery = 1
+	// Each final image is written to the gateway's result store as it arrives, and
+	// the result carries GeneratedImage.stored (an object reference and a link that
+	// fetches it with a plain HTTP GET) instead of bytes, so any result fits gRPC's
+	// default 4 MiB receive limit. Partial images of a stream still arrive inline.
+	// The caller's client must be allowed to store (PERMISSION_DENIED, ErrorInfo
+	// STORE_NOT_ALLOWED, otherwise) and within its storage quota
+	// (RESOURCE_EXHAUSTED, QuotaFailure quota_id `stored_bytes`). A store that
+	// fails is UNAVAILABLE (ErrorInfo STORE_UNAVAILABLE): no result is reported,
+	// though OpenAI billed the call (its cost is booked).
+	Delivery_DELIVERY_STORED Delivery = 2
+)
+
+// Enum value maps for Delivery.
+var (
+	Delivery_name = map[int32]string{
+		0: "DELIVERY_UNSPECIFIED",
+		1: "DELIVERY_INLINE",
+		2: "DELIVERY_STORED",
+	}
+	Delivery_value = map[string]int32{
+		"DELIVERY_UNSPECIFIED": 0,
+		"DELIVERY_INLINE":      1,
+		"DELIVERY_STORED":      2,
+	}
+)
+
+func (x Delivery) Enum() *Delivery {
+	p := new(Delivery)
+	*p = x
+	return p
+}
+
+func (x Delivery) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Delivery) Descriptor() protoreflect.EnumDescriptor {
+	return file_imagegate_v1_params_proto_enumTypes[0].Descriptor()
+}
+
+func (Delivery) Type() protoreflect.EnumType {
+	return &file_imagegate_v1_params_proto_enumTypes[0]
+}
+
+func (x Delivery) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Delivery.Descriptor instead.
+func (Delivery) EnumDescriptor() ([]byte, []int) {
+	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{0}
+}
+
 // Background of the generated image(s). GPT image models only.
 type Background int32
 
@@ -63,11 +126,11 @@ func (x Background) String() string {
 }
 
 func (Background) Descriptor() protoreflect.EnumDescriptor {
-	return file_imagegate_v1_params_proto_enumTypes[0].Descriptor()
+	return file_imagegate_v1_params_proto_enumTypes[1].Descriptor()
 }
 
 func (Background) Type() protoreflect.EnumType {
-	return &file_imagegate_v1_params_proto_enumTypes[0]
+	return &file_imagegate_v1_params_proto_enumTypes[1]
 }
 
 func (x Background) Number() protoreflect.EnumNumber {
@@ -76,7 +139,7 @@ func (x Background) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Background.Descriptor instead.
 func (Background) EnumDescriptor() ([]byte, []int) {
-	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{0}
+	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{1}
 }
 
 // Content-moderation level. GPT image models only.
@@ -116,11 +179,11 @@ func (x Moderation) String() string {
 }
 
 func (Moderation) Descriptor() protoreflect.EnumDescriptor {
-	return file_imagegate_v1_params_proto_enumTypes[1].Descriptor()
+	return file_imagegate_v1_params_proto_enumTypes[2].Descriptor()
 }
 
 func (Moderation) Type() protoreflect.EnumType {
-	return &file_imagegate_v1_params_proto_enumTypes[1]
+	return &file_imagegate_v1_params_proto_enumTypes[2]
 }
 
 func (x Moderation) Number() protoreflect.EnumNumber {
@@ -129,7 +192,7 @@ func (x Moderation) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Moderation.Descriptor instead.
 func (Moderation) EnumDescriptor() ([]byte, []int) {
-	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{1}
+	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{2}
 }
 
 // Encoding of the returned image bytes. GPT image models only (DALL-E models
@@ -184,11 +247,11 @@ func (x OutputFormat) String() string {
 }
 
 func (OutputFormat) Descriptor() protoreflect.EnumDescriptor {
-	return file_imagegate_v1_params_proto_enumTypes[2].Descriptor()
+	return file_imagegate_v1_params_proto_enumTypes[3].Descriptor()
 }
 
 func (OutputFormat) Type() protoreflect.EnumType {
-	return &file_imagegate_v1_params_proto_enumTypes[2]
+	return &file_imagegate_v1_params_proto_enumTypes[3]
 }
 
 func (x OutputFormat) Number() protoreflect.EnumNumber {
@@ -197,7 +260,7 @@ func (x OutputFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OutputFormat.Descriptor instead.
 func (OutputFormat) EnumDescriptor() ([]byte, []int) {
-	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{2}
+	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{3}
 }
 
 // Rendering quality.
@@ -261,11 +324,11 @@ func (x Quality) String() string {
 }
 
 func (Quality) Descriptor() protoreflect.EnumDescriptor {
-	return file_imagegate_v1_params_proto_enumTypes[3].Descriptor()
+	return file_imagegate_v1_params_proto_enumTypes[4].Descriptor()
 }
 
 func (Quality) Type() protoreflect.EnumType {
-	return &file_imagegate_v1_params_proto_enumTypes[3]
+	return &file_imagegate_v1_params_proto_enumTypes[4]
 }
 
 func (x Quality) Number() protoreflect.EnumNumber {
@@ -274,7 +337,7 @@ func (x Quality) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Quality.Descriptor instead.
 func (Quality) EnumDescriptor() ([]byte, []int) {
-	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{3}
+	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{4}
 }
 
 // How DALL-E models return images. Not accepted by GPT image models, which
@@ -316,11 +379,11 @@ func (x ResponseFormat) String() string {
 }
 
 func (ResponseFormat) Descriptor() protoreflect.EnumDescriptor {
-	return file_imagegate_v1_params_proto_enumTypes[4].Descriptor()
+	return file_imagegate_v1_params_proto_enumTypes[5].Descriptor()
 }
 
 func (ResponseFormat) Type() protoreflect.EnumType {
-	return &file_imagegate_v1_params_proto_enumTypes[4]
+	return &file_imagegate_v1_params_proto_enumTypes[5]
 }
 
 func (x ResponseFormat) Number() protoreflect.EnumNumber {
@@ -329,7 +392,7 @@ func (x ResponseFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResponseFormat.Descriptor instead.
 func (ResponseFormat) EnumDescriptor() ([]byte, []int) {
-	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{4}
+	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{5}
 }
 
 // Style of dall-e-3 images. dall-e-3 only.
@@ -369,11 +432,11 @@ func (x Style) String() string {
 }
 
 func (Style) Descriptor() protoreflect.EnumDescriptor {
-	return file_imagegate_v1_params_proto_enumTypes[5].Descriptor()
+	return file_imagegate_v1_params_proto_enumTypes[6].Descriptor()
 }
 
 func (Style) Type() protoreflect.EnumType {
-	return &file_imagegate_v1_params_proto_enumTypes[5]
+	return &file_imagegate_v1_params_proto_enumTypes[6]
 }
 
 func (x Style) Number() protoreflect.EnumNumber {
@@ -382,7 +445,7 @@ func (x Style) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Style.Descriptor instead.
 func (Style) EnumDescriptor() ([]byte, []int) {
-	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{5}
+	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{6}
 }
 
 // How closely an edit follows the input images (faces in particular).
@@ -423,11 +486,11 @@ func (x InputFidelity) String() string {
 }
 
 func (InputFidelity) Descriptor() protoreflect.EnumDescriptor {
-	return file_imagegate_v1_params_proto_enumTypes[6].Descriptor()
+	return file_imagegate_v1_params_proto_enumTypes[7].Descriptor()
 }
 
 func (InputFidelity) Type() protoreflect.EnumType {
-	return &file_imagegate_v1_params_proto_enumTypes[6]
+	return &file_imagegate_v1_params_proto_enumTypes[7]
 }
 
 func (x InputFidelity) Number() protoreflect.EnumNumber {
@@ -436,7 +499,7 @@ func (x InputFidelity) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use InputFidelity.Descriptor instead.
 func (InputFidelity) EnumDescriptor() ([]byte, []int) {
-	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{6}
+	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{7}
 }
 
 // Computation spent planning the image, independently of rendering quality.
@@ -480,11 +543,11 @@ func (x Complexity) String() string {
 }
 
 func (Complexity) Descriptor() protoreflect.EnumDescriptor {
-	return file_imagegate_v1_params_proto_enumTypes[7].Descriptor()
+	return file_imagegate_v1_params_proto_enumTypes[8].Descriptor()
 }
 
 func (Complexity) Type() protoreflect.EnumType {
-	return &file_imagegate_v1_params_proto_enumTypes[7]
+	return &file_imagegate_v1_params_proto_enumTypes[8]
 }
 
 func (x Complexity) Number() protoreflect.EnumNumber {
@@ -493,7 +556,7 @@ func (x Complexity) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Complexity.Descriptor instead.
 func (Complexity) EnumDescriptor() ([]byte, []int) {
-	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{7}
+	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{8}
 }
 
 // Reasoning effort of the model that authors SVG output.
@@ -553,11 +616,11 @@ func (x SvgReasoningEffort) String() string {
 }
 
 func (SvgReasoningEffort) Descriptor() protoreflect.EnumDescriptor {
-	return file_imagegate_v1_params_proto_enumTypes[8].Descriptor()
+	return file_imagegate_v1_params_proto_enumTypes[9].Descriptor()
 }
 
 func (SvgReasoningEffort) Type() protoreflect.EnumType {
-	return &file_imagegate_v1_params_proto_enumTypes[8]
+	return &file_imagegate_v1_params_proto_enumTypes[9]
 }
 
 func (x SvgReasoningEffort) Number() protoreflect.EnumNumber {
@@ -566,7 +629,7 @@ func (x SvgReasoningEffort) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SvgReasoningEffort.Descriptor instead.
 func (SvgReasoningEffort) EnumDescriptor() ([]byte, []int) {
-	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{8}
+	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{9}
 }
 
 // Which declared file a FileChunk belongs to.
@@ -610,11 +673,11 @@ func (x FileRole) String() string {
 }
 
 func (FileRole) Descriptor() protoreflect.EnumDescriptor {
-	return file_imagegate_v1_params_proto_enumTypes[9].Descriptor()
+	return file_imagegate_v1_params_proto_enumTypes[10].Descriptor()
 }
 
 func (FileRole) Type() protoreflect.EnumType {
-	return &file_imagegate_v1_params_proto_enumTypes[9]
+	return &file_imagegate_v1_params_proto_enumTypes[10]
 }
 
 func (x FileRole) Number() protoreflect.EnumNumber {
@@ -623,7 +686,7 @@ func (x FileRole) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileRole.Descriptor instead.
 func (FileRole) EnumDescriptor() ([]byte, []int) {
-	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{9}
+	return file_imagegate_v1_params_proto_rawDescGZIP(), []int{10}
 }
 
 // Reasoning settings of the SVG author, independent of complexity.
@@ -780,6 +843,9 @@ type GenerationParameters struct {
 	FrameDurationMs *uint32 `protobuf:"varint,17,opt,name=frame_duration_ms,json=frameDurationMs,proto3,oneof" json:"frame_duration_ms,omitempty"`
 	// SVG author settings. output_format svg only.
 	Svg *SvgOptions `protobuf:"bytes,18,opt,name=svg,proto3" json:"svg,omitempty"`
+	// Inline bytes (unset: the default) or stored results with links; see Delivery.
+	// Not an OpenAI parameter: it is never sent upstream.
+	Delivery Delivery `protobuf:"varint,50,opt,name=delivery,proto3,enum=imagegate.v1.Delivery" json:"delivery,omitempty"`
 	// Parameters newer than this contract, forwarded verbatim as JSON values (or,
 	// for multipart uploads, as form fields). Only keys on the operator's allowlist
 	// (IMAGEGATE_EXTRA_PARAMETERS) are accepted; any other key, or a key naming a
@@ -944,6 +1010,13 @@ func (x *GenerationParameters) GetSvg() *SvgOptions {
 		return x.Svg
 	}
 	return nil
+}
+
+func (x *GenerationParameters) GetDelivery() Delivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return Delivery_DELIVERY_UNSPECIFIED
 }
 
 func (x *GenerationParameters) GetExtraParameters() map[string]*structpb.Value {
@@ -1171,6 +1244,8 @@ type EditParameters struct {
 	FrameDurationMs *uint32 `protobuf:"varint,22,opt,name=frame_duration_ms,json=frameDurationMs,proto3,oneof" json:"frame_duration_ms,omitempty"`
 	// See GenerationParameters.svg.
 	Svg *SvgOptions `protobuf:"bytes,23,opt,name=svg,proto3" json:"svg,omitempty"`
+	// See GenerationParameters.delivery.
+	Delivery Delivery `protobuf:"varint,50,opt,name=delivery,proto3,enum=imagegate.v1.Delivery" json:"delivery,omitempty"`
 	// See GenerationParameters.extra_parameters.
 	ExtraParameters map[string]*structpb.Value `protobuf:"bytes,100,rep,name=extra_parameters,json=extraParameters,proto3" json:"extra_parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields   protoimpl.UnknownFields
@@ -1368,6 +1443,13 @@ func (x *EditParameters) GetSvg() *SvgOptions {
 	return nil
 }
 
+func (x *EditParameters) GetDelivery() Delivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return Delivery_DELIVERY_UNSPECIFIED
+}
+
 func (x *EditParameters) GetExtraParameters() map[string]*structpb.Value {
 	if x != nil {
 		return x.ExtraParameters
@@ -1392,6 +1474,8 @@ type VariationParameters struct {
 	ResponseFormat ResponseFormat `protobuf:"varint,5,opt,name=response_format,json=responseFormat,proto3,enum=imagegate.v1.ResponseFormat" json:"response_format,omitempty"`
 	// See GenerationParameters.user.
 	User *string `protobuf:"bytes,6,opt,name=user,proto3,oneof" json:"user,omitempty"`
+	// See GenerationParameters.delivery.
+	Delivery Delivery `protobuf:"varint,50,opt,name=delivery,proto3,enum=imagegate.v1.Delivery" json:"delivery,omitempty"`
 	// See GenerationParameters.extra_parameters.
 	ExtraParameters map[string]*structpb.Value `protobuf:"bytes,100,rep,name=extra_parameters,json=extraParameters,proto3" json:"extra_parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields   protoimpl.UnknownFields
@@ -1468,6 +1552,13 @@ func (x *VariationParameters) GetUser() string {
 		return *x.User
 	}
 	return ""
+}
+
+func (x *VariationParameters) GetDelivery() Delivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return Delivery_DELIVERY_UNSPECIFIED
 }
 
 func (x *VariationParameters) GetExtraParameters() map[string]*structpb.Value {
@@ -1586,7 +1677,7 @@ const file_imagegate_v1_params_proto_rawDesc = "" +
 	"\n" +
 	"SvgOptions\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x128\n" +
-	"\treasoning\x18\x02 \x01(\v2\x1a.imagegate.v1.SvgReasoningR\treasoning\"\xfd\b\n" +
+	"\treasoning\x18\x02 \x01(\v2\x1a.imagegate.v1.SvgReasoningR\treasoning\"\xb1\t\n" +
 	"\x14GenerationParameters\x12\x16\n" +
 	"\x06prompt\x18\x01 \x01(\tR\x06prompt\x12\x19\n" +
 	"\x05model\x18\x02 \x01(\tH\x00R\x05model\x88\x01\x01\x12\x11\n" +
@@ -1613,7 +1704,8 @@ const file_imagegate_v1_params_proto_rawDesc = "" +
 	"\vframe_count\x18\x10 \x01(\rH\aR\n" +
 	"frameCount\x88\x01\x01\x12/\n" +
 	"\x11frame_duration_ms\x18\x11 \x01(\rH\bR\x0fframeDurationMs\x88\x01\x01\x12*\n" +
-	"\x03svg\x18\x12 \x01(\v2\x18.imagegate.v1.SvgOptionsR\x03svg\x12b\n" +
+	"\x03svg\x18\x12 \x01(\v2\x18.imagegate.v1.SvgOptionsR\x03svg\x122\n" +
+	"\bdelivery\x182 \x01(\x0e2\x16.imagegate.v1.DeliveryR\bdelivery\x12b\n" +
 	"\x10extra_parameters\x18d \x03(\v27.imagegate.v1.GenerationParameters.ExtraParametersEntryR\x0fextraParameters\x1aZ\n" +
 	"\x14ExtraParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
@@ -1636,7 +1728,7 @@ const file_imagegate_v1_params_proto_rawDesc = "" +
 	"\x0eImageReference\x12\x1d\n" +
 	"\timage_url\x18\x01 \x01(\tH\x00R\bimageUrl\x12\x19\n" +
 	"\afile_id\x18\x02 \x01(\tH\x00R\x06fileIdB\b\n" +
-	"\x06source\"\xa4\v\n" +
+	"\x06source\"\xd8\v\n" +
 	"\x0eEditParameters\x12\x16\n" +
 	"\x06prompt\x18\x01 \x01(\tR\x06prompt\x12.\n" +
 	"\x06images\x18\x02 \x03(\v2\x16.imagegate.v1.FileInfoR\x06images\x12*\n" +
@@ -1668,7 +1760,8 @@ const file_imagegate_v1_params_proto_rawDesc = "" +
 	"\vframe_count\x18\x15 \x01(\rH\aR\n" +
 	"frameCount\x88\x01\x01\x12/\n" +
 	"\x11frame_duration_ms\x18\x16 \x01(\rH\bR\x0fframeDurationMs\x88\x01\x01\x12*\n" +
-	"\x03svg\x18\x17 \x01(\v2\x18.imagegate.v1.SvgOptionsR\x03svg\x12\\\n" +
+	"\x03svg\x18\x17 \x01(\v2\x18.imagegate.v1.SvgOptionsR\x03svg\x122\n" +
+	"\bdelivery\x182 \x01(\x0e2\x16.imagegate.v1.DeliveryR\bdelivery\x12\\\n" +
 	"\x10extra_parameters\x18d \x03(\v21.imagegate.v1.EditParameters.ExtraParametersEntryR\x0fextraParameters\x1aZ\n" +
 	"\x14ExtraParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
@@ -1681,14 +1774,15 @@ const file_imagegate_v1_params_proto_rawDesc = "" +
 	"\x05_userB\x14\n" +
 	"\x12_safety_identifierB\x0e\n" +
 	"\f_frame_countB\x14\n" +
-	"\x12_frame_duration_ms\"\xcb\x03\n" +
+	"\x12_frame_duration_ms\"\xff\x03\n" +
 	"\x13VariationParameters\x12,\n" +
 	"\x05image\x18\x01 \x01(\v2\x16.imagegate.v1.FileInfoR\x05image\x12\x19\n" +
 	"\x05model\x18\x02 \x01(\tH\x00R\x05model\x88\x01\x01\x12\x11\n" +
 	"\x01n\x18\x03 \x01(\rH\x01R\x01n\x88\x01\x01\x12\x17\n" +
 	"\x04size\x18\x04 \x01(\tH\x02R\x04size\x88\x01\x01\x12E\n" +
 	"\x0fresponse_format\x18\x05 \x01(\x0e2\x1c.imagegate.v1.ResponseFormatR\x0eresponseFormat\x12\x17\n" +
-	"\x04user\x18\x06 \x01(\tH\x03R\x04user\x88\x01\x01\x12a\n" +
+	"\x04user\x18\x06 \x01(\tH\x03R\x04user\x88\x01\x01\x122\n" +
+	"\bdelivery\x182 \x01(\x0e2\x16.imagegate.v1.DeliveryR\bdelivery\x12a\n" +
 	"\x10extra_parameters\x18d \x03(\v26.imagegate.v1.VariationParameters.ExtraParametersEntryR\x0fextraParameters\x1aZ\n" +
 	"\x14ExtraParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
@@ -1701,7 +1795,11 @@ const file_imagegate_v1_params_proto_rawDesc = "" +
 	"\x04role\x18\x01 \x01(\x0e2\x16.imagegate.v1.FileRoleR\x04role\x12\x1f\n" +
 	"\vimage_index\x18\x02 \x01(\rR\n" +
 	"imageIndex\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data*p\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data*N\n" +
+	"\bDelivery\x12\x18\n" +
+	"\x14DELIVERY_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fDELIVERY_INLINE\x10\x01\x12\x13\n" +
+	"\x0fDELIVERY_STORED\x10\x02*p\n" +
 	"\n" +
 	"Background\x12\x1a\n" +
 	"\x16BACKGROUND_UNSPECIFIED\x10\x00\x12\x13\n" +
@@ -1777,70 +1875,74 @@ func file_imagegate_v1_params_proto_rawDescGZIP() []byte {
 	return file_imagegate_v1_params_proto_rawDescData
 }
 
-var file_imagegate_v1_params_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
+var file_imagegate_v1_params_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
 var file_imagegate_v1_params_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_imagegate_v1_params_proto_goTypes = []any{
-	(Background)(0),              // 0: imagegate.v1.Background
-	(Moderation)(0),              // 1: imagegate.v1.Moderation
-	(OutputFormat)(0),            // 2: imagegate.v1.OutputFormat
-	(Quality)(0),                 // 3: imagegate.v1.Quality
-	(ResponseFormat)(0),          // 4: imagegate.v1.ResponseFormat
-	(Style)(0),                   // 5: imagegate.v1.Style
-	(InputFidelity)(0),           // 6: imagegate.v1.InputFidelity
-	(Complexity)(0),              // 7: imagegate.v1.Complexity
-	(SvgReasoningEffort)(0),      // 8: imagegate.v1.SvgReasoningEffort
-	(FileRole)(0),                // 9: imagegate.v1.FileRole
-	(*SvgReasoning)(nil),         // 10: imagegate.v1.SvgReasoning
-	(*SvgOptions)(nil),           // 11: imagegate.v1.SvgOptions
-	(*GenerationParameters)(nil), // 12: imagegate.v1.GenerationParameters
-	(*FileInfo)(nil),             // 13: imagegate.v1.FileInfo
-	(*ImageReference)(nil),       // 14: imagegate.v1.ImageReference
-	(*EditParameters)(nil),       // 15: imagegate.v1.EditParameters
-	(*VariationParameters)(nil),  // 16: imagegate.v1.VariationParameters
-	(*FileChunk)(nil),            // 17: imagegate.v1.FileChunk
-	nil,                          // 18: imagegate.v1.GenerationParameters.ExtraParametersEntry
-	nil,                          // 19: imagegate.v1.EditParameters.ExtraParametersEntry
-	nil,                          // 20: imagegate.v1.VariationParameters.ExtraParametersEntry
-	(*structpb.Value)(nil),       // 21: google.protobuf.Value
+	(Delivery)(0),                // 0: imagegate.v1.Delivery
+	(Background)(0),              // 1: imagegate.v1.Background
+	(Moderation)(0),              // 2: imagegate.v1.Moderation
+	(OutputFormat)(0),            // 3: imagegate.v1.OutputFormat
+	(Quality)(0),                 // 4: imagegate.v1.Quality
+	(ResponseFormat)(0),          // 5: imagegate.v1.ResponseFormat
+	(Style)(0),                   // 6: imagegate.v1.Style
+	(InputFidelity)(0),           // 7: imagegate.v1.InputFidelity
+	(Complexity)(0),              // 8: imagegate.v1.Complexity
+	(SvgReasoningEffort)(0),      // 9: imagegate.v1.SvgReasoningEffort
+	(FileRole)(0),                // 10: imagegate.v1.FileRole
+	(*SvgReasoning)(nil),         // 11: imagegate.v1.SvgReasoning
+	(*SvgOptions)(nil),           // 12: imagegate.v1.SvgOptions
+	(*GenerationParameters)(nil), // 13: imagegate.v1.GenerationParameters
+	(*FileInfo)(nil),             // 14: imagegate.v1.FileInfo
+	(*ImageReference)(nil),       // 15: imagegate.v1.ImageReference
+	(*EditParameters)(nil),       // 16: imagegate.v1.EditParameters
+	(*VariationParameters)(nil),  // 17: imagegate.v1.VariationParameters
+	(*FileChunk)(nil),            // 18: imagegate.v1.FileChunk
+	nil,                          // 19: imagegate.v1.GenerationParameters.ExtraParametersEntry
+	nil,                          // 20: imagegate.v1.EditParameters.ExtraParametersEntry
+	nil,                          // 21: imagegate.v1.VariationParameters.ExtraParametersEntry
+	(*structpb.Value)(nil),       // 22: google.protobuf.Value
 }
 var file_imagegate_v1_params_proto_depIdxs = []int32{
-	8,  // 0: imagegate.v1.SvgReasoning.effort:type_name -> imagegate.v1.SvgReasoningEffort
-	10, // 1: imagegate.v1.SvgOptions.reasoning:type_name -> imagegate.v1.SvgReasoning
-	3,  // 2: imagegate.v1.GenerationParameters.quality:type_name -> imagegate.v1.Quality
-	4,  // 3: imagegate.v1.GenerationParameters.response_format:type_name -> imagegate.v1.ResponseFormat
-	5,  // 4: imagegate.v1.GenerationParameters.style:type_name -> imagegate.v1.Style
-	0,  // 5: imagegate.v1.GenerationParameters.background:type_name -> imagegate.v1.Background
-	1,  // 6: imagegate.v1.GenerationParameters.moderation:type_name -> imagegate.v1.Moderation
-	2,  // 7: imagegate.v1.GenerationParameters.output_format:type_name -> imagegate.v1.OutputFormat
-	7,  // 8: imagegate.v1.GenerationParameters.complexity:type_name -> imagegate.v1.Complexity
-	11, // 9: imagegate.v1.GenerationParameters.svg:type_name -> imagegate.v1.SvgOptions
-	18, // 10: imagegate.v1.GenerationParameters.extra_parameters:type_name -> imagegate.v1.GenerationParameters.ExtraParametersEntry
-	13, // 11: imagegate.v1.EditParameters.images:type_name -> imagegate.v1.FileInfo
-	13, // 12: imagegate.v1.EditParameters.mask:type_name -> imagegate.v1.FileInfo
-	13, // 13: imagegate.v1.EditParameters.markup:type_name -> imagegate.v1.FileInfo
-	14, // 14: imagegate.v1.EditParameters.image_references:type_name -> imagegate.v1.ImageReference
-	14, // 15: imagegate.v1.EditParameters.mask_reference:type_name -> imagegate.v1.ImageReference
-	3,  // 16: imagegate.v1.EditParameters.quality:type_name -> imagegate.v1.Quality
-	4,  // 17: imagegate.v1.EditParameters.response_format:type_name -> imagegate.v1.ResponseFormat
-	0,  // 18: imagegate.v1.EditParameters.background:type_name -> imagegate.v1.Background
-	1,  // 19: imagegate.v1.EditParameters.moderation:type_name -> imagegate.v1.Moderation
-	2,  // 20: imagegate.v1.EditParameters.output_format:type_name -> imagegate.v1.OutputFormat
-	6,  // 21: imagegate.v1.EditParameters.input_fidelity:type_name -> imagegate.v1.InputFidelity
-	7,  // 22: imagegate.v1.EditParameters.complexity:type_name -> imagegate.v1.Complexity
-	11, // 23: imagegate.v1.EditParameters.svg:type_name -> imagegate.v1.SvgOptions
-	19, // 24: imagegate.v1.EditParameters.extra_parameters:type_name -> imagegate.v1.EditParameters.ExtraParametersEntry
-	13, // 25: imagegate.v1.VariationParameters.image:type_name -> imagegate.v1.FileInfo
-	4,  // 26: imagegate.v1.VariationParameters.response_format:type_name -> imagegate.v1.ResponseFormat
-	20, // 27: imagegate.v1.VariationParameters.extra_parameters:type_name -> imagegate.v1.VariationParameters.ExtraParametersEntry
-	9,  // 28: imagegate.v1.FileChunk.role:type_name -> imagegate.v1.FileRole
-	21, // 29: imagegate.v1.GenerationParameters.ExtraParametersEntry.value:type_name -> google.protobuf.Value
-	21, // 30: imagegate.v1.EditParameters.ExtraParametersEntry.value:type_name -> google.protobuf.Value
-	21, // 31: imagegate.v1.VariationParameters.ExtraParametersEntry.value:type_name -> google.protobuf.Value
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	9,  // 0: imagegate.v1.SvgReasoning.effort:type_name -> imagegate.v1.SvgReasoningEffort
+	11, // 1: imagegate.v1.SvgOptions.reasoning:type_name -> imagegate.v1.SvgReasoning
+	4,  // 2: imagegate.v1.GenerationParameters.quality:type_name -> imagegate.v1.Quality
+	5,  // 3: imagegate.v1.GenerationParameters.response_format:type_name -> imagegate.v1.ResponseFormat
+	6,  // 4: imagegate.v1.GenerationParameters.style:type_name -> imagegate.v1.Style
+	1,  // 5: imagegate.v1.GenerationParameters.background:type_name -> imagegate.v1.Background
+	2,  // 6: imagegate.v1.GenerationParameters.moderation:type_name -> imagegate.v1.Moderation
+	3,  // 7: imagegate.v1.GenerationParameters.output_format:type_name -> imagegate.v1.OutputFormat
+	8,  // 8: imagegate.v1.GenerationParameters.complexity:type_name -> imagegate.v1.Complexity
+	12, // 9: imagegate.v1.GenerationParameters.svg:type_name -> imagegate.v1.SvgOptions
+	0,  // 10: imagegate.v1.GenerationParameters.delivery:type_name -> imagegate.v1.Delivery
+	19, // 11: imagegate.v1.GenerationParameters.extra_parameters:type_name -> imagegate.v1.GenerationParameters.ExtraParametersEntry
+	14, // 12: imagegate.v1.EditParameters.images:type_name -> imagegate.v1.FileInfo
+	14, // 13: imagegate.v1.EditParameters.mask:type_name -> imagegate.v1.FileInfo
+	14, // 14: imagegate.v1.EditParameters.markup:type_name -> imagegate.v1.FileInfo
+	15, // 15: imagegate.v1.EditParameters.image_references:type_name -> imagegate.v1.ImageReference
+	15, // 16: imagegate.v1.EditParameters.mask_reference:type_name -> imagegate.v1.ImageReference
+	4,  // 17: imagegate.v1.EditParameters.quality:type_name -> imagegate.v1.Quality
+	5,  // 18: imagegate.v1.EditParameters.response_format:type_name -> imagegate.v1.ResponseFormat
+	1,  // 19: imagegate.v1.EditParameters.background:type_name -> imagegate.v1.Background
+	2,  // 20: imagegate.v1.EditParameters.moderation:type_name -> imagegate.v1.Moderation
+	3,  // 21: imagegate.v1.EditParameters.output_format:type_name -> imagegate.v1.OutputFormat
+	7,  // 22: imagegate.v1.EditParameters.input_fidelity:type_name -> imagegate.v1.InputFidelity
+	8,  // 23: imagegate.v1.EditParameters.complexity:type_name -> imagegate.v1.Complexity
+	12, // 24: imagegate.v1.EditParameters.svg:type_name -> imagegate.v1.SvgOptions
+	0,  // 25: imagegate.v1.EditParameters.delivery:type_name -> imagegate.v1.Delivery
+	20, // 26: imagegate.v1.EditParameters.extra_parameters:type_name -> imagegate.v1.EditParameters.ExtraParametersEntry
+	14, // 27: imagegate.v1.VariationParameters.image:type_name -> imagegate.v1.FileInfo
+	5,  // 28: imagegate.v1.VariationParameters.response_format:type_name -> imagegate.v1.ResponseFormat
+	0,  // 29: imagegate.v1.VariationParameters.delivery:type_name -> imagegate.v1.Delivery
+	21, // 30: imagegate.v1.VariationParameters.extra_parameters:type_name -> imagegate.v1.VariationParameters.ExtraParametersEntry
+	10, // 31: imagegate.v1.FileChunk.role:type_name -> imagegate.v1.FileRole
+	22, // 32: imagegate.v1.GenerationParameters.ExtraParametersEntry.value:type_name -> google.protobuf.Value
+	22, // 33: imagegate.v1.EditParameters.ExtraParametersEntry.value:type_name -> google.protobuf.Value
+	22, // 34: imagegate.v1.VariationParameters.ExtraParametersEntry.value:type_name -> google.protobuf.Value
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_imagegate_v1_params_proto_init() }
@@ -1861,7 +1963,7 @@ func file_imagegate_v1_params_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imagegate_v1_params_proto_rawDesc), len(file_imagegate_v1_params_proto_rawDesc)),
-			NumEnums:      10,
+			NumEnums:      11,
 			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -201,7 +201,9 @@ type GetQuotaResponse struct {
 	PriceTable string `protobuf:"bytes,12,opt,name=price_table,json=priceTable,proto3" json:"price_table,omitempty"`
 	// The upstreams the client's calls may go to (names of the gateway's
 	// upstreams file); empty when any of them may serve it.
-	Upstreams     []string `protobuf:"bytes,13,rep,name=upstreams,proto3" json:"upstreams,omitempty"`
+	Upstreams []string `protobuf:"bytes,13,rep,name=upstreams,proto3" json:"upstreams,omitempty"`
+	// The client's results in the gateway's result store (DELIVERY_STORED).
+	Storage       *StorageQuota `protobuf:"bytes,14,opt,name=storage,proto3" json:"storage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -327,6 +329,97 @@ func (x *GetQuotaResponse) GetUpstreams() []string {
 	return nil
 }
 
+func (x *GetQuotaResponse) GetStorage() *StorageQuota {
+	if x != nil {
+		return x.Storage
+	}
+	return nil
+}
+
+// What a client keeps in the gateway's result store, and may keep.
+type StorageQuota struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when the client may ask for DELIVERY_STORED.
+	MayStore bool `protobuf:"varint,1,opt,name=may_store,json=mayStore,proto3" json:"may_store,omitempty"`
+	// Bytes of the client's stored results that the store still holds.
+	StoredBytes uint64 `protobuf:"varint,2,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`
+	// The client's stored results that the store still holds.
+	StoredObjects uint64 `protobuf:"varint,3,opt,name=stored_objects,json=storedObjects,proto3" json:"stored_objects,omitempty"`
+	// The most bytes the client may hold (a call that could go past it is
+	// RESOURCE_EXHAUSTED, QuotaFailure quota_id `stored_bytes`); unset when
+	// unlimited.
+	MaxStoredBytes *uint64 `protobuf:"varint,4,opt,name=max_stored_bytes,json=maxStoredBytes,proto3,oneof" json:"max_stored_bytes,omitempty"`
+	// How long the client's results are kept before the store deletes them.
+	Retention     *durationpb.Duration `protobuf:"bytes,5,opt,name=retention,proto3" json:"retention,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StorageQuota) Reset() {
+	*x = StorageQuota{}
+	mi := &file_imagegate_v1_quota_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StorageQuota) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StorageQuota) ProtoMessage() {}
+
+func (x *StorageQuota) ProtoReflect() protoreflect.Message {
+	mi := &file_imagegate_v1_quota_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StorageQuota.ProtoReflect.Descriptor instead.
+func (*StorageQuota) Descriptor() ([]byte, []int) {
+	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *StorageQuota) GetMayStore() bool {
+	if x != nil {
+		return x.MayStore
+	}
+	return false
+}
+
+func (x *StorageQuota) GetStoredBytes() uint64 {
+	if x != nil {
+		return x.StoredBytes
+	}
+	return 0
+}
+
+func (x *StorageQuota) GetStoredObjects() uint64 {
+	if x != nil {
+		return x.StoredObjects
+	}
+	return 0
+}
+
+func (x *StorageQuota) GetMaxStoredBytes() uint64 {
+	if x != nil && x.MaxStoredBytes != nil {
+		return *x.MaxStoredBytes
+	}
+	return 0
+}
+
+func (x *StorageQuota) GetRetention() *durationpb.Duration {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
+}
+
 // One rate limit and what remains of it now.
 type RateQuota struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -349,7 +442,7 @@ type RateQuota struct {
 
 func (x *RateQuota) Reset() {
 	*x = RateQuota{}
-	mi := &file_imagegate_v1_quota_proto_msgTypes[2]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +454,7 @@ func (x *RateQuota) String() string {
 func (*RateQuota) ProtoMessage() {}
 
 func (x *RateQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_quota_proto_msgTypes[2]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +467,7 @@ func (x *RateQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateQuota.ProtoReflect.Descriptor instead.
 func (*RateQuota) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{2}
+	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RateQuota) GetName() string {
@@ -432,7 +525,7 @@ type ConcurrencyQuota struct {
 
 func (x *ConcurrencyQuota) Reset() {
 	*x = ConcurrencyQuota{}
-	mi := &file_imagegate_v1_quota_proto_msgTypes[3]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +537,7 @@ func (x *ConcurrencyQuota) String() string {
 func (*ConcurrencyQuota) ProtoMessage() {}
 
 func (x *ConcurrencyQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_quota_proto_msgTypes[3]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +550,7 @@ func (x *ConcurrencyQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConcurrencyQuota.ProtoReflect.Descriptor instead.
 func (*ConcurrencyQuota) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{3}
+	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ConcurrencyQuota) GetMaxConcurrent() uint32 {
@@ -498,7 +591,7 @@ type BudgetQuota struct {
 
 func (x *BudgetQuota) Reset() {
 	*x = BudgetQuota{}
-	mi := &file_imagegate_v1_quota_proto_msgTypes[4]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +603,7 @@ func (x *BudgetQuota) String() string {
 func (*BudgetQuota) ProtoMessage() {}
 
 func (x *BudgetQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_quota_proto_msgTypes[4]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +616,7 @@ func (x *BudgetQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetQuota.ProtoReflect.Descriptor instead.
 func (*BudgetQuota) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{4}
+	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BudgetQuota) GetName() string {
@@ -580,7 +673,7 @@ var File_imagegate_v1_quota_proto protoreflect.FileDescriptor
 const file_imagegate_v1_quota_proto_rawDesc = "" +
 	"\n" +
 	"\x18imagegate/v1/quota.proto\x12\fimagegate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x11\n" +
-	"\x0fGetQuotaRequest\"\xd5\x04\n" +
+	"\x0fGetQuotaRequest\"\x8b\x05\n" +
 	"\x10GetQuotaResponse\x12\x16\n" +
 	"\x06client\x18\x01 \x01(\tR\x06client\x12-\n" +
 	"\x05rates\x18\x02 \x03(\v2\x17.imagegate.v1.RateQuotaR\x05rates\x12@\n" +
@@ -599,8 +692,16 @@ const file_imagegate_v1_quota_proto_rawDesc = "" +
 	"operations\x12\x1f\n" +
 	"\vprice_table\x18\f \x01(\tR\n" +
 	"priceTable\x12\x1c\n" +
-	"\tupstreams\x18\r \x03(\tR\tupstreamsB\b\n" +
-	"\x06_max_n\"\xc9\x01\n" +
+	"\tupstreams\x18\r \x03(\tR\tupstreams\x124\n" +
+	"\astorage\x18\x0e \x01(\v2\x1a.imagegate.v1.StorageQuotaR\astorageB\b\n" +
+	"\x06_max_n\"\xf2\x01\n" +
+	"\fStorageQuota\x12\x1b\n" +
+	"\tmay_store\x18\x01 \x01(\bR\bmayStore\x12!\n" +
+	"\fstored_bytes\x18\x02 \x01(\x04R\vstoredBytes\x12%\n" +
+	"\x0estored_objects\x18\x03 \x01(\x04R\rstoredObjects\x12-\n" +
+	"\x10max_stored_bytes\x18\x04 \x01(\x04H\x00R\x0emaxStoredBytes\x88\x01\x01\x127\n" +
+	"\tretention\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\tretentionB\x13\n" +
+	"\x11_max_stored_bytes\"\xc9\x01\n" +
 	"\tRateQuota\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
@@ -647,33 +748,36 @@ func file_imagegate_v1_quota_proto_rawDescGZIP() []byte {
 }
 
 var file_imagegate_v1_quota_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_imagegate_v1_quota_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_imagegate_v1_quota_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_imagegate_v1_quota_proto_goTypes = []any{
 	(BudgetPeriod)(0),             // 0: imagegate.v1.BudgetPeriod
 	(Operation)(0),                // 1: imagegate.v1.Operation
 	(*GetQuotaRequest)(nil),       // 2: imagegate.v1.GetQuotaRequest
 	(*GetQuotaResponse)(nil),      // 3: imagegate.v1.GetQuotaResponse
-	(*RateQuota)(nil),             // 4: imagegate.v1.RateQuota
-	(*ConcurrencyQuota)(nil),      // 5: imagegate.v1.ConcurrencyQuota
-	(*BudgetQuota)(nil),           // 6: imagegate.v1.BudgetQuota
-	(*durationpb.Duration)(nil),   // 7: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*StorageQuota)(nil),          // 4: imagegate.v1.StorageQuota
+	(*RateQuota)(nil),             // 5: imagegate.v1.RateQuota
+	(*ConcurrencyQuota)(nil),      // 6: imagegate.v1.ConcurrencyQuota
+	(*BudgetQuota)(nil),           // 7: imagegate.v1.BudgetQuota
+	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_imagegate_v1_quota_proto_depIdxs = []int32{
-	4, // 0: imagegate.v1.GetQuotaResponse.rates:type_name -> imagegate.v1.RateQuota
-	5, // 1: imagegate.v1.GetQuotaResponse.concurrency:type_name -> imagegate.v1.ConcurrencyQuota
-	6, // 2: imagegate.v1.GetQuotaResponse.budgets:type_name -> imagegate.v1.BudgetQuota
-	1, // 3: imagegate.v1.GetQuotaResponse.operations:type_name -> imagegate.v1.Operation
-	7, // 4: imagegate.v1.RateQuota.full_in:type_name -> google.protobuf.Duration
-	0, // 5: imagegate.v1.BudgetQuota.period:type_name -> imagegate.v1.BudgetPeriod
-	8, // 6: imagegate.v1.BudgetQuota.period_ends_at:type_name -> google.protobuf.Timestamp
-	2, // 7: imagegate.v1.QuotaService.GetQuota:input_type -> imagegate.v1.GetQuotaRequest
-	3, // 8: imagegate.v1.QuotaService.GetQuota:output_type -> imagegate.v1.GetQuotaResponse
-	8, // [8:9] is the sub-list for method output_type
-	7, // [7:8] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	5,  // 0: imagegate.v1.GetQuotaResponse.rates:type_name -> imagegate.v1.RateQuota
+	6,  // 1: imagegate.v1.GetQuotaResponse.concurrency:type_name -> imagegate.v1.ConcurrencyQuota
+	7,  // 2: imagegate.v1.GetQuotaResponse.budgets:type_name -> imagegate.v1.BudgetQuota
+	1,  // 3: imagegate.v1.GetQuotaResponse.operations:type_name -> imagegate.v1.Operation
+	4,  // 4: imagegate.v1.GetQuotaResponse.storage:type_name -> imagegate.v1.StorageQuota
+	8,  // 5: imagegate.v1.StorageQuota.retention:type_name -> google.protobuf.Duration
+	8,  // 6: imagegate.v1.RateQuota.full_in:type_name -> google.protobuf.Duration
+	0,  // 7: imagegate.v1.BudgetQuota.period:type_name -> imagegate.v1.BudgetPeriod
+	9,  // 8: imagegate.v1.BudgetQuota.period_ends_at:type_name -> google.protobuf.Timestamp
+	2,  // 9: imagegate.v1.QuotaService.GetQuota:input_type -> imagegate.v1.GetQuotaRequest
+	3,  // 10: imagegate.v1.QuotaService.GetQuota:output_type -> imagegate.v1.GetQuotaResponse
+	10, // [10:11] is the sub-list for method output_type
+	9,  // [9:10] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_imagegate_v1_quota_proto_init() }
@@ -682,13 +786,14 @@ func file_imagegate_v1_quota_proto_init() {
 		return
 	}
 	file_imagegate_v1_quota_proto_msgTypes[1].OneofWrappers = []any{}
+	file_imagegate_v1_quota_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imagegate_v1_quota_proto_rawDesc), len(file_imagegate_v1_quota_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

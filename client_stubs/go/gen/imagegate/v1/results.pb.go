@@ -9,6 +9,7 @@ package imagegatev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -87,11 +88,13 @@ type GeneratedImage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The image itself. Unary RPCs set exactly one. Streaming RPCs leave `data`
 	// empty: the bytes arrived earlier in ImageChunk messages with the same index.
+	// With DELIVERY_STORED, `stored` (on every RPC, streaming or not).
 	//
 	// Types that are valid to be assigned to Content:
 	//
 	//	*GeneratedImage_Data
 	//	*GeneratedImage_Url
+	//	*GeneratedImage_Stored
 	Content isGeneratedImage_Content `protobuf_oneof:"content"`
 	// The prompt the model actually used (dall-e-3 only).
 	RevisedPrompt *string `protobuf:"bytes,3,opt,name=revised_prompt,json=revisedPrompt,proto3,oneof" json:"revised_prompt,omitempty"`
@@ -154,6 +157,15 @@ func (x *GeneratedImage) GetUrl() string {
 	return ""
 }
 
+func (x *GeneratedImage) GetStored() *StoredImage {
+	if x != nil {
+		if x, ok := x.Content.(*GeneratedImage_Stored); ok {
+			return x.Stored
+		}
+	}
+	return nil
+}
+
 func (x *GeneratedImage) GetRevisedPrompt() string {
 	if x != nil && x.RevisedPrompt != nil {
 		return *x.RevisedPrompt
@@ -173,13 +185,119 @@ type GeneratedImage_Data struct {
 
 type GeneratedImage_Url struct {
 	// A URL to fetch the image from, valid 60 minutes (response_format URL,
-	// DALL-E models only).
+	// DALL-E models only). Such images stay URLs with DELIVERY_STORED too.
 	Url string `protobuf:"bytes,2,opt,name=url,proto3,oneof"`
+}
+
+type GeneratedImage_Stored struct {
+	// The image in the gateway's result store (DELIVERY_STORED).
+	Stored *StoredImage `protobuf:"bytes,4,opt,name=stored,proto3,oneof"`
 }
 
 func (*GeneratedImage_Data) isGeneratedImage_Content() {}
 
 func (*GeneratedImage_Url) isGeneratedImage_Content() {}
+
+func (*GeneratedImage_Stored) isGeneratedImage_Content() {}
+
+// An image kept in the gateway's result store: a reference to the object, and a
+// link that fetches it.
+type StoredImage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The object's reference in the store, opaque to callers (today the object's
+	// key, e.g. `2026-12-08/1405/team-a/3f0c9e4b7d1a2e6f8c5b0a9d4e7f1c2b.png`:
+	// no bucket, host or credential). StoredImagesService.GetStoredImage takes it
+	// to make a fresh link while the object is retained.
+	Object string `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
+	// Fetches the image with a plain HTTP GET and no other credential until
+	// expires_at: a presigned URL of the S3 bucket, or a signed link to the
+	// gateway's own link port. Anyone who holds it can fetch the image: pass it on
+	// like a password. It carries a signature, never the store's credentials.
+	Url string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	// When `url` stops working (never after retained_until).
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The image's size in bytes.
+	SizeBytes uint64 `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// The image's media type: image/png, image/jpeg, image/webp, image/gif or
+	// image/svg+xml.
+	ContentType string `protobuf:"bytes,5,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// When the store deletes the object (the end of its retention).
+	RetainedUntil *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=retained_until,json=retainedUntil,proto3" json:"retained_until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredImage) Reset() {
+	*x = StoredImage{}
+	mi := &file_imagegate_v1_results_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredImage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredImage) ProtoMessage() {}
+
+func (x *StoredImage) ProtoReflect() protoreflect.Message {
+	mi := &file_imagegate_v1_results_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredImage.ProtoReflect.Descriptor instead.
+func (*StoredImage) Descriptor() ([]byte, []int) {
+	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StoredImage) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *StoredImage) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *StoredImage) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *StoredImage) GetSizeBytes() uint64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *StoredImage) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *StoredImage) GetRetainedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetainedUntil
+	}
+	return nil
+}
 
 // Input token breakdown.
 type InputTokensDetails struct {
@@ -194,7 +312,7 @@ type InputTokensDetails struct {
 
 func (x *InputTokensDetails) Reset() {
 	*x = InputTokensDetails{}
-	mi := &file_imagegate_v1_results_proto_msgTypes[1]
+	mi := &file_imagegate_v1_results_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -206,7 +324,7 @@ func (x *InputTokensDetails) String() string {
 func (*InputTokensDetails) ProtoMessage() {}
 
 func (x *InputTokensDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_results_proto_msgTypes[1]
+	mi := &file_imagegate_v1_results_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -219,7 +337,7 @@ func (x *InputTokensDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InputTokensDetails.ProtoReflect.Descriptor instead.
 func (*InputTokensDetails) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{1}
+	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *InputTokensDetails) GetTextTokens() uint64 {
@@ -249,7 +367,7 @@ type OutputTokensDetails struct {
 
 func (x *OutputTokensDetails) Reset() {
 	*x = OutputTokensDetails{}
-	mi := &file_imagegate_v1_results_proto_msgTypes[2]
+	mi := &file_imagegate_v1_results_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -261,7 +379,7 @@ func (x *OutputTokensDetails) String() string {
 func (*OutputTokensDetails) ProtoMessage() {}
 
 func (x *OutputTokensDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_results_proto_msgTypes[2]
+	mi := &file_imagegate_v1_results_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -274,7 +392,7 @@ func (x *OutputTokensDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputTokensDetails.ProtoReflect.Descriptor instead.
 func (*OutputTokensDetails) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{2}
+	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *OutputTokensDetails) GetImageTokens() uint64 {
@@ -310,7 +428,7 @@ type ImageUsage struct {
 
 func (x *ImageUsage) Reset() {
 	*x = ImageUsage{}
-	mi := &file_imagegate_v1_results_proto_msgTypes[3]
+	mi := &file_imagegate_v1_results_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +440,7 @@ func (x *ImageUsage) String() string {
 func (*ImageUsage) ProtoMessage() {}
 
 func (x *ImageUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_results_proto_msgTypes[3]
+	mi := &file_imagegate_v1_results_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +453,7 @@ func (x *ImageUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageUsage.ProtoReflect.Descriptor instead.
 func (*ImageUsage) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{3}
+	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ImageUsage) GetInputTokens() uint64 {
@@ -392,7 +510,7 @@ type SvgUsage struct {
 
 func (x *SvgUsage) Reset() {
 	*x = SvgUsage{}
-	mi := &file_imagegate_v1_results_proto_msgTypes[4]
+	mi := &file_imagegate_v1_results_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -404,7 +522,7 @@ func (x *SvgUsage) String() string {
 func (*SvgUsage) ProtoMessage() {}
 
 func (x *SvgUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_results_proto_msgTypes[4]
+	mi := &file_imagegate_v1_results_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +535,7 @@ func (x *SvgUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SvgUsage.ProtoReflect.Descriptor instead.
 func (*SvgUsage) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{4}
+	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SvgUsage) GetModel() string {
@@ -490,7 +608,7 @@ type ImagesResult struct {
 
 func (x *ImagesResult) Reset() {
 	*x = ImagesResult{}
-	mi := &file_imagegate_v1_results_proto_msgTypes[5]
+	mi := &file_imagegate_v1_results_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -502,7 +620,7 @@ func (x *ImagesResult) String() string {
 func (*ImagesResult) ProtoMessage() {}
 
 func (x *ImagesResult) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_results_proto_msgTypes[5]
+	mi := &file_imagegate_v1_results_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -515,7 +633,7 @@ func (x *ImagesResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImagesResult.ProtoReflect.Descriptor instead.
 func (*ImagesResult) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{5}
+	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ImagesResult) GetCreated() int64 {
@@ -612,7 +730,7 @@ type CallCost struct {
 
 func (x *CallCost) Reset() {
 	*x = CallCost{}
-	mi := &file_imagegate_v1_results_proto_msgTypes[6]
+	mi := &file_imagegate_v1_results_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +742,7 @@ func (x *CallCost) String() string {
 func (*CallCost) ProtoMessage() {}
 
 func (x *CallCost) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_results_proto_msgTypes[6]
+	mi := &file_imagegate_v1_results_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +755,7 @@ func (x *CallCost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallCost.ProtoReflect.Descriptor instead.
 func (*CallCost) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{6}
+	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CallCost) GetUsdMicros() int64 {
@@ -686,7 +804,7 @@ type ImageChunk struct {
 
 func (x *ImageChunk) Reset() {
 	*x = ImageChunk{}
-	mi := &file_imagegate_v1_results_proto_msgTypes[7]
+	mi := &file_imagegate_v1_results_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +816,7 @@ func (x *ImageChunk) String() string {
 func (*ImageChunk) ProtoMessage() {}
 
 func (x *ImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_results_proto_msgTypes[7]
+	mi := &file_imagegate_v1_results_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -711,7 +829,7 @@ func (x *ImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageChunk.ProtoReflect.Descriptor instead.
 func (*ImageChunk) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{7}
+	return file_imagegate_v1_results_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ImageChunk) GetImageIndex() uint32 {
@@ -753,13 +871,23 @@ var File_imagegate_v1_results_proto protoreflect.FileDescriptor
 
 const file_imagegate_v1_results_proto_rawDesc = "" +
 	"\n" +
-	"\x1aimagegate/v1/results.proto\x12\fimagegate.v1\x1a\x19imagegate/v1/params.proto\"\x84\x01\n" +
+	"\x1aimagegate/v1/results.proto\x12\fimagegate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19imagegate/v1/params.proto\"\xb9\x01\n" +
 	"\x0eGeneratedImage\x12\x14\n" +
 	"\x04data\x18\x01 \x01(\fH\x00R\x04data\x12\x12\n" +
-	"\x03url\x18\x02 \x01(\tH\x00R\x03url\x12*\n" +
+	"\x03url\x18\x02 \x01(\tH\x00R\x03url\x123\n" +
+	"\x06stored\x18\x04 \x01(\v2\x19.imagegate.v1.StoredImageH\x00R\x06stored\x12*\n" +
 	"\x0erevised_prompt\x18\x03 \x01(\tH\x01R\rrevisedPrompt\x88\x01\x01B\t\n" +
 	"\acontentB\x11\n" +
-	"\x0f_revised_prompt\"X\n" +
+	"\x0f_revised_prompt\"\xf7\x01\n" +
+	"\vStoredImage\x12\x16\n" +
+	"\x06object\x18\x01 \x01(\tR\x06object\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x04 \x01(\x04R\tsizeBytes\x12!\n" +
+	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\x12A\n" +
+	"\x0eretained_until\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rretainedUntil\"X\n" +
 	"\x12InputTokensDetails\x12\x1f\n" +
 	"\vtext_tokens\x18\x01 \x01(\x04R\n" +
 	"textTokens\x12!\n" +
@@ -834,37 +962,42 @@ func file_imagegate_v1_results_proto_rawDescGZIP() []byte {
 }
 
 var file_imagegate_v1_results_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_imagegate_v1_results_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_imagegate_v1_results_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_imagegate_v1_results_proto_goTypes = []any{
-	(CostBasis)(0),              // 0: imagegate.v1.CostBasis
-	(*GeneratedImage)(nil),      // 1: imagegate.v1.GeneratedImage
-	(*InputTokensDetails)(nil),  // 2: imagegate.v1.InputTokensDetails
-	(*OutputTokensDetails)(nil), // 3: imagegate.v1.OutputTokensDetails
-	(*ImageUsage)(nil),          // 4: imagegate.v1.ImageUsage
-	(*SvgUsage)(nil),            // 5: imagegate.v1.SvgUsage
-	(*ImagesResult)(nil),        // 6: imagegate.v1.ImagesResult
-	(*CallCost)(nil),            // 7: imagegate.v1.CallCost
-	(*ImageChunk)(nil),          // 8: imagegate.v1.ImageChunk
-	(Background)(0),             // 9: imagegate.v1.Background
-	(OutputFormat)(0),           // 10: imagegate.v1.OutputFormat
-	(Quality)(0),                // 11: imagegate.v1.Quality
+	(CostBasis)(0),                // 0: imagegate.v1.CostBasis
+	(*GeneratedImage)(nil),        // 1: imagegate.v1.GeneratedImage
+	(*StoredImage)(nil),           // 2: imagegate.v1.StoredImage
+	(*InputTokensDetails)(nil),    // 3: imagegate.v1.InputTokensDetails
+	(*OutputTokensDetails)(nil),   // 4: imagegate.v1.OutputTokensDetails
+	(*ImageUsage)(nil),            // 5: imagegate.v1.ImageUsage
+	(*SvgUsage)(nil),              // 6: imagegate.v1.SvgUsage
+	(*ImagesResult)(nil),          // 7: imagegate.v1.ImagesResult
+	(*CallCost)(nil),              // 8: imagegate.v1.CallCost
+	(*ImageChunk)(nil),            // 9: imagegate.v1.ImageChunk
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(Background)(0),               // 11: imagegate.v1.Background
+	(OutputFormat)(0),             // 12: imagegate.v1.OutputFormat
+	(Quality)(0),                  // 13: imagegate.v1.Quality
 }
 var file_imagegate_v1_results_proto_depIdxs = []int32{
-	2,  // 0: imagegate.v1.ImageUsage.input_tokens_details:type_name -> imagegate.v1.InputTokensDetails
-	3,  // 1: imagegate.v1.ImageUsage.output_tokens_details:type_name -> imagegate.v1.OutputTokensDetails
-	1,  // 2: imagegate.v1.ImagesResult.images:type_name -> imagegate.v1.GeneratedImage
-	9,  // 3: imagegate.v1.ImagesResult.background:type_name -> imagegate.v1.Background
-	10, // 4: imagegate.v1.ImagesResult.output_format:type_name -> imagegate.v1.OutputFormat
-	11, // 5: imagegate.v1.ImagesResult.quality:type_name -> imagegate.v1.Quality
-	4,  // 6: imagegate.v1.ImagesResult.usage:type_name -> imagegate.v1.ImageUsage
-	5,  // 7: imagegate.v1.ImagesResult.svg_usage:type_name -> imagegate.v1.SvgUsage
-	7,  // 8: imagegate.v1.ImagesResult.cost:type_name -> imagegate.v1.CallCost
-	0,  // 9: imagegate.v1.CallCost.basis:type_name -> imagegate.v1.CostBasis
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	2,  // 0: imagegate.v1.GeneratedImage.stored:type_name -> imagegate.v1.StoredImage
+	10, // 1: imagegate.v1.StoredImage.expires_at:type_name -> google.protobuf.Timestamp
+	10, // 2: imagegate.v1.StoredImage.retained_until:type_name -> google.protobuf.Timestamp
+	3,  // 3: imagegate.v1.ImageUsage.input_tokens_details:type_name -> imagegate.v1.InputTokensDetails
+	4,  // 4: imagegate.v1.ImageUsage.output_tokens_details:type_name -> imagegate.v1.OutputTokensDetails
+	1,  // 5: imagegate.v1.ImagesResult.images:type_name -> imagegate.v1.GeneratedImage
+	11, // 6: imagegate.v1.ImagesResult.background:type_name -> imagegate.v1.Background
+	12, // 7: imagegate.v1.ImagesResult.output_format:type_name -> imagegate.v1.OutputFormat
+	13, // 8: imagegate.v1.ImagesResult.quality:type_name -> imagegate.v1.Quality
+	5,  // 9: imagegate.v1.ImagesResult.usage:type_name -> imagegate.v1.ImageUsage
+	6,  // 10: imagegate.v1.ImagesResult.svg_usage:type_name -> imagegate.v1.SvgUsage
+	8,  // 11: imagegate.v1.ImagesResult.cost:type_name -> imagegate.v1.CallCost
+	0,  // 12: imagegate.v1.CallCost.basis:type_name -> imagegate.v1.CostBasis
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_imagegate_v1_results_proto_init() }
@@ -876,16 +1009,17 @@ func file_imagegate_v1_results_proto_init() {
 	file_imagegate_v1_results_proto_msgTypes[0].OneofWrappers = []any{
 		(*GeneratedImage_Data)(nil),
 		(*GeneratedImage_Url)(nil),
+		(*GeneratedImage_Stored)(nil),
 	}
-	file_imagegate_v1_results_proto_msgTypes[5].OneofWrappers = []any{}
-	file_imagegate_v1_results_proto_msgTypes[7].OneofWrappers = []any{}
+	file_imagegate_v1_results_proto_msgTypes[6].OneofWrappers = []any{}
+	file_imagegate_v1_results_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imagegate_v1_results_proto_rawDesc), len(file_imagegate_v1_results_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file imagegate/v1/params.proto.
  */
 export const file_imagegate_v1_params: GenFile = /*@__PURE__*/
-  fileDesc("ChlpbWFnZWdhdGUvdjEvcGFyYW1zLnByb3RvEgxpbWFnZWdhdGUudjEiQAoMU3ZnUmVhc29uaW5nEjAKBmVmZm9ydBgBIAEoDjIgLmltYWdlZ2F0ZS52MS5TdmdSZWFzb25pbmdFZmZvcnQiSgoKU3ZnT3B0aW9ucxINCgVtb2RlbBgBIAEoCRItCglyZWFzb25pbmcYAiABKAsyGi5pbWFnZWdhdGUudjEuU3ZnUmVhc29uaW5nIpoHChRHZW5lcmF0aW9uUGFyYW1ldGVycxIOCgZwcm9tcHQYASABKAkSEgoFbW9kZWwYAiABKAlIAIgBARIOCgFuGAMgASgNSAGIAQESEQoEc2l6ZRgEIAEoCUgCiAEBEiYKB3F1YWxpdHkYBSABKA4yFS5pbWFnZWdhdGUudjEuUXVhbGl0eRI1Cg9yZXNwb25zZV9mb3JtYXQYBiABKA4yHC5pbWFnZWdhdGUudjEuUmVzcG9uc2VGb3JtYXQSIgoFc3R5bGUYByABKA4yEy5pbWFnZWdhdGUudjEuU3R5bGUSLAoKYmFja2dyb3VuZBgIIAEoDjIYLmltYWdlZ2F0ZS52MS5CYWNrZ3JvdW5kEiwKCm1vZGVyYXRpb24YCSABKA4yGC5pbWFnZWdhdGUudjEuTW9kZXJhdGlvbhIxCg1vdXRwdXRfZm9ybWF0GAogASgOMhouaW1hZ2VnYXRlLnYxLk91dHB1dEZvcm1hdBIfChJvdXRwdXRfY29tcHJlc3Npb24YCyABKA1IA4gBARIbCg5wYXJ0aWFsX2ltYWdlcxgMIAEoDUgEiAEBEhEKBHVzZXIYDSABKAlIBYgBARIeChFzYWZldHlfaWRlbnRpZmllchgOIAEoCUgGiAEBEiwKCmNvbXBsZXhpdHkYDyABKA4yGC5pbWFnZWdhdGUudjEuQ29tcGxleGl0eRIYCgtmcmFtZV9jb3VudBgQIAEoDUgHiAEBEh4KEWZyYW1lX2R1cmF0aW9uX21zGBEgASgNSAiIAQESJQoDc3ZnGBIgASgLMhguaW1hZ2VnYXRlLnYxLlN2Z09wdGlvbnMSUQoQZXh0cmFfcGFyYW1ldGVycxhkIAMoCzI3LmltYWdlZ2F0ZS52MS5HZW5lcmF0aW9uUGFyYW1ldGVycy5FeHRyYVBhcmFtZXRlcnNFbnRyeRpOChRFeHRyYVBhcmFtZXRlcnNFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWU6AjgBQggKBl9tb2RlbEIECgJfbkIHCgVfc2l6ZUIVChNfb3V0cHV0X2NvbXByZXNzaW9uQhEKD19wYXJ0aWFsX2ltYWdlc0IHCgVfdXNlckIUChJfc2FmZXR5X2lkZW50aWZpZXJCDgoMX2ZyYW1lX2NvdW50QhQKEl9mcmFtZV9kdXJhdGlvbl9tcyJaCghGaWxlSW5mbxIQCghmaWxlbmFtZRgBIAEoCRIUCgxjb250ZW50X3R5cGUYAiABKAkSFwoKc2l6ZV9ieXRlcxgDIAEoBEgAiAEBQg0KC19zaXplX2J5dGVzIkIKDkltYWdlUmVmZXJlbmNlEhMKCWltYWdlX3VybBgBIAEoCUgAEhEKB2ZpbGVfaWQYAiABKAlIAEIICgZzb3VyY2UigwkKDkVkaXRQYXJhbWV0ZXJzEg4KBnByb21wdBgBIAEoCRImCgZpbWFnZXMYAiADKAsyFi5pbWFnZWdhdGUudjEuRmlsZUluZm8SJAoEbWFzaxgDIAEoCzIWLmltYWdlZ2F0ZS52MS5GaWxlSW5mbxImCgZtYXJrdXAYBCABKAsyFi5pbWFnZWdhdGUudjEuRmlsZUluZm8SNgoQaW1hZ2VfcmVmZXJlbmNlcxgFIAMoCzIcLmltYWdlZ2F0ZS52MS5JbWFnZVJlZmVyZW5jZRI0Cg5tYXNrX3JlZmVyZW5jZRgGIAEoCzIcLmltYWdlZ2F0ZS52MS5JbWFnZVJlZmVyZW5jZRISCgVtb2RlbBgHIAEoCUgAiAEBEg4KAW4YCCABKA1IAYgBARIRCgRzaXplGAkgASgJSAKIAQESJgoHcXVhbGl0eRgKIAEoDjIVLmltYWdlZ2F0ZS52MS5RdWFsaXR5EjUKD3Jlc3BvbnNlX2Zvcm1hdBgLIAEoDjIcLmltYWdlZ2F0ZS52MS5SZXNwb25zZUZvcm1hdBIsCgpiYWNrZ3JvdW5kGAwgASgOMhguaW1hZ2VnYXRlLnYxLkJhY2tncm91bmQSLAoKbW9kZXJhdGlvbhgNIAEoDjIYLmltYWdlZ2F0ZS52MS5Nb2RlcmF0aW9uEjEKDW91dHB1dF9mb3JtYXQYDiABKA4yGi5pbWFnZWdhdGUudjEuT3V0cHV0Rm9ybWF0Eh8KEm91dHB1dF9jb21wcmVzc2lvbhgPIAEoDUgDiAEBEhsKDnBhcnRpYWxfaW1hZ2VzGBAgASgNSASIAQESMwoOaW5wdXRfZmlkZWxpdHkYESABKA4yGy5pbWFnZWdhdGUudjEuSW5wdXRGaWRlbGl0eRIRCgR1c2VyGBIgASgJSAWIAQESHgoRc2FmZXR5X2lkZW50aWZpZXIYEyABKAlIBogBARIsCgpjb21wbGV4aXR5GBQgASgOMhguaW1hZ2VnYXRlLnYxLkNvbXBsZXhpdHkSGAoLZnJhbWVfY291bnQYFSABKA1IB4gBARIeChFmcmFtZV9kdXJhdGlvbl9tcxgWIAEoDUgIiAEBEiUKA3N2ZxgXIAEoCzIYLmltYWdlZ2F0ZS52MS5TdmdPcHRpb25zEksKEGV4dHJhX3BhcmFtZXRlcnMYZCADKAsyMS5pbWFnZWdhdGUudjEuRWRpdFBhcmFtZXRlcnMuRXh0cmFQYXJhbWV0ZXJzRW50cnkaTgoURXh0cmFQYXJhbWV0ZXJzRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlOgI4AUIICgZfbW9kZWxCBAoCX25CBwoFX3NpemVCFQoTX291dHB1dF9jb21wcmVzc2lvbkIRCg9fcGFydGlhbF9pbWFnZXNCBwoFX3VzZXJCFAoSX3NhZmV0eV9pZGVudGlmaWVyQg4KDF9mcmFtZV9jb3VudEIUChJfZnJhbWVfZHVyYXRpb25fbXMigQMKE1ZhcmlhdGlvblBhcmFtZXRlcnMSJQoFaW1hZ2UYASABKAsyFi5pbWFnZWdhdGUudjEuRmlsZUluZm8SEgoFbW9kZWwYAiABKAlIAIgBARIOCgFuGAMgASgNSAGIAQESEQoEc2l6ZRgEIAEoCUgCiAEBEjUKD3Jlc3BvbnNlX2Zvcm1hdBgFIAEoDjIcLmltYWdlZ2F0ZS52MS5SZXNwb25zZUZvcm1hdBIRCgR1c2VyGAYgASgJSAOIAQESUAoQZXh0cmFfcGFyYW1ldGVycxhkIAMoCzI2LmltYWdlZ2F0ZS52MS5WYXJpYXRpb25QYXJhbWV0ZXJzLkV4dHJhUGFyYW1ldGVyc0VudHJ5Gk4KFEV4dHJhUGFyYW1ldGVyc0VudHJ5EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZToCOAFCCAoGX21vZGVsQgQKAl9uQgcKBV9zaXplQgcKBV91c2VyIlQKCUZpbGVDaHVuaxIkCgRyb2xlGAEgASgOMhYuaW1hZ2VnYXRlLnYxLkZpbGVSb2xlEhMKC2ltYWdlX2luZGV4GAIgASgNEgwKBGRhdGEYAyABKAwqcAoKQmFja2dyb3VuZBIaChZCQUNLR1JPVU5EX1VOU1BFQ0lGSUVEEAASEwoPQkFDS0dST1VORF9BVVRPEAESGgoWQkFDS0dST1VORF9UUkFOU1BBUkVOVBACEhUKEUJBQ0tHUk9VTkRfT1BBUVVFEAMqUQoKTW9kZXJhdGlvbhIaChZNT0RFUkFUSU9OX1VOU1BFQ0lGSUVEEAASEwoPTU9ERVJBVElPTl9BVVRPEAESEgoOTU9ERVJBVElPTl9MT1cQAiqiAQoMT3V0cHV0Rm9ybWF0Eh0KGU9VVFBVVF9GT1JNQVRfVU5TUEVDSUZJRUQQABIVChFPVVRQVVRfRk9STUFUX1BORxABEhYKEk9VVFBVVF9GT1JNQVRfSlBFRxACEhYKEk9VVFBVVF9GT1JNQVRfV0VCUBADEhUKEU9VVFBVVF9GT1JNQVRfR0lGEAQSFQoRT1VUUFVUX0ZPUk1BVF9TVkcQBSq1AQoHUXVhbGl0eRIXChNRVUFMSVRZX1VOU1BFQ0lGSUVEEAASEAoMUVVBTElUWV9BVVRPEAESFAoQUVVBTElUWV9TVEFOREFSRBACEg4KClFVQUxJVFlfSEQQAxIPCgtRVUFMSVRZX0xPVxAEEhIKDlFVQUxJVFlfTUVESVVNEAUSEAoMUVVBTElUWV9ISUdIEAYSEQoNUVVBTElUWV9YSElHSBAHEg8KC1FVQUxJVFlfTUFYEAgqaAoOUmVzcG9uc2VGb3JtYXQSHwobUkVTUE9OU0VfRk9STUFUX1VOU1BFQ0lGSUVEEAASFwoTUkVTUE9OU0VfRk9STUFUX1VSTBABEhwKGFJFU1BPTlNFX0ZPUk1BVF9CNjRfSlNPThACKkIKBVN0eWxlEhUKEVNUWUxFX1VOU1BFQ0lGSUVEEAASDwoLU1RZTEVfVklWSUQQARIRCg1TVFlMRV9OQVRVUkFMEAIqYAoNSW5wdXRGaWRlbGl0eRIeChpJTlBVVF9GSURFTElUWV9VTlNQRUNJRklFRBAAEhcKE0lOUFVUX0ZJREVMSVRZX0hJR0gQARIWChJJTlBVVF9GSURFTElUWV9MT1cQAipoCgpDb21wbGV4aXR5EhoKFkNPTVBMRVhJVFlfVU5TUEVDSUZJRUQQABISCg5DT01QTEVYSVRZX0xPVxABEhUKEUNPTVBMRVhJVFlfTUVESVVNEAISEwoPQ09NUExFWElUWV9ISUdIEAMqlwIKElN2Z1JlYXNvbmluZ0VmZm9ydBIkCiBTVkdfUkVBU09OSU5HX0VGRk9SVF9VTlNQRUNJRklFRBAAEh0KGVNWR19SRUFTT05JTkdfRUZGT1JUX05PTkUQARIgChxTVkdfUkVBU09OSU5HX0VGRk9SVF9NSU5JTUFMEAISHAoYU1ZHX1JFQVNPTklOR19FRkZPUlRfTE9XEAMSHwobU1ZHX1JFQVNPTklOR19FRkZPUlRfTUVESVVNEAQSHQoZU1ZHX1JFQVNPTklOR19FRkZPUlRfSElHSBAFEh4KGlNWR19SRUFTT05JTkdfRUZGT1JUX1hISUdIEAYSHAoYU1ZHX1JFQVNPTklOR19FRkZPUlRfTUFYEAcqZAoIRmlsZVJvbGUSGQoVRklMRV9ST0xFX1VOU1BFQ0lGSUVEEAASEwoPRklMRV9ST0xFX0lNQUdFEAESEgoORklMRV9ST0xFX01BU0sQAhIUChBGSUxFX1JPTEVfTUFSS1VQEANCbgoQY29tLmltYWdlZ2F0ZS52MUILUGFyYW1zUHJvdG9QAVpLZ2l0aHViLmNvbS9pbWFnZWdhdGUvaW1hZ2VnYXRlL2NsaWVudF9zdHVicy9nby9nZW4vaW1hZ2VnYXRlL3YxO2ltYWdlZ2F0ZXYxYgZwcm90bzM", [file_google_protobuf_struct]);
+  fileDesc("ChlpbWFnZWdhdGUvdjEvcGFyYW1zLnByb3RvEgxpbWFnZWdhdGUudjEiQAoMU3ZnUmVhc29uaW5nEjAKBmVmZm9ydBgBIAEoDjIgLmltYWdlZ2F0ZS52MS5TdmdSZWFzb25pbmdFZmZvcnQiSgoKU3ZnT3B0aW9ucxINCgVtb2RlbBgBIAEoCRItCglyZWFzb25pbmcYAiABKAsyGi5pbWFnZWdhdGUudjEuU3ZnUmVhc29uaW5nIsQHChRHZW5lcmF0aW9uUGFyYW1ldGVycxIOCgZwcm9tcHQYASABKAkSEgoFbW9kZWwYAiABKAlIAIgBARIOCgFuGAMgASgNSAGIAQESEQoEc2l6ZRgEIAEoCUgCiAEBEiYKB3F1YWxpdHkYBSABKA4yFS5pbWFnZWdhdGUudjEuUXVhbGl0eRI1Cg9yZXNwb25zZV9mb3JtYXQYBiABKA4yHC5pbWFnZWdhdGUudjEuUmVzcG9uc2VGb3JtYXQSIgoFc3R5bGUYByABKA4yEy5pbWFnZWdhdGUudjEuU3R5bGUSLAoKYmFja2dyb3VuZBgIIAEoDjIYLmltYWdlZ2F0ZS52MS5CYWNrZ3JvdW5kEiwKCm1vZGVyYXRpb24YCSABKA4yGC5pbWFnZWdhdGUudjEuTW9kZXJhdGlvbhIxCg1vdXRwdXRfZm9ybWF0GAogASgOMhouaW1hZ2VnYXRlLnYxLk91dHB1dEZvcm1hdBIfChJvdXRwdXRfY29tcHJlc3Npb24YCyABKA1IA4gBARIbCg5wYXJ0aWFsX2ltYWdlcxgMIAEoDUgEiAEBEhEKBHVzZXIYDSABKAlIBYgBARIeChFzYWZldHlfaWRlbnRpZmllchgOIAEoCUgGiAEBEiwKCmNvbXBsZXhpdHkYDyABKA4yGC5pbWFnZWdhdGUudjEuQ29tcGxleGl0eRIYCgtmcmFtZV9jb3VudBgQIAEoDUgHiAEBEh4KEWZyYW1lX2R1cmF0aW9uX21zGBEgASgNSAiIAQESJQoDc3ZnGBIgASgLMhguaW1hZ2VnYXRlLnYxLlN2Z09wdGlvbnMSKAoIZGVsaXZlcnkYMiABKA4yFi5pbWFnZWdhdGUudjEuRGVsaXZlcnkSUQoQZXh0cmFfcGFyYW1ldGVycxhkIAMoCzI3LmltYWdlZ2F0ZS52MS5HZW5lcmF0aW9uUGFyYW1ldGVycy5FeHRyYVBhcmFtZXRlcnNFbnRyeRpOChRFeHRyYVBhcmFtZXRlcnNFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWU6AjgBQggKBl9tb2RlbEIECgJfbkIHCgVfc2l6ZUIVChNfb3V0cHV0X2NvbXByZXNzaW9uQhEKD19wYXJ0aWFsX2ltYWdlc0IHCgVfdXNlckIUChJfc2FmZXR5X2lkZW50aWZpZXJCDgoMX2ZyYW1lX2NvdW50QhQKEl9mcmFtZV9kdXJhdGlvbl9tcyJaCghGaWxlSW5mbxIQCghmaWxlbmFtZRgBIAEoCRIUCgxjb250ZW50X3R5cGUYAiABKAkSFwoKc2l6ZV9ieXRlcxgDIAEoBEgAiAEBQg0KC19zaXplX2J5dGVzIkIKDkltYWdlUmVmZXJlbmNlEhMKCWltYWdlX3VybBgBIAEoCUgAEhEKB2ZpbGVfaWQYAiABKAlIAEIICgZzb3VyY2UirQkKDkVkaXRQYXJhbWV0ZXJzEg4KBnByb21wdBgBIAEoCRImCgZpbWFnZXMYAiADKAsyFi5pbWFnZWdhdGUudjEuRmlsZUluZm8SJAoEbWFzaxgDIAEoCzIWLmltYWdlZ2F0ZS52MS5GaWxlSW5mbxImCgZtYXJrdXAYBCABKAsyFi5pbWFnZWdhdGUudjEuRmlsZUluZm8SNgoQaW1hZ2VfcmVmZXJlbmNlcxgFIAMoCzIcLmltYWdlZ2F0ZS52MS5JbWFnZVJlZmVyZW5jZRI0Cg5tYXNrX3JlZmVyZW5jZRgGIAEoCzIcLmltYWdlZ2F0ZS52MS5JbWFnZVJlZmVyZW5jZRISCgVtb2RlbBgHIAEoCUgAiAEBEg4KAW4YCCABKA1IAYgBARIRCgRzaXplGAkgASgJSAKIAQESJgoHcXVhbGl0eRgKIAEoDjIVLmltYWdlZ2F0ZS52MS5RdWFsaXR5EjUKD3Jlc3BvbnNlX2Zvcm1hdBgLIAEoDjIcLmltYWdlZ2F0ZS52MS5SZXNwb25zZUZvcm1hdBIsCgpiYWNrZ3JvdW5kGAwgASgOMhguaW1hZ2VnYXRlLnYxLkJhY2tncm91bmQSLAoKbW9kZXJhdGlvbhgNIAEoDjIYLmltYWdlZ2F0ZS52MS5Nb2RlcmF0aW9uEjEKDW91dHB1dF9mb3JtYXQYDiABKA4yGi5pbWFnZWdhdGUudjEuT3V0cHV0Rm9ybWF0Eh8KEm91dHB1dF9jb21wcmVzc2lvbhgPIAEoDUgDiAEBEhsKDnBhcnRpYWxfaW1hZ2VzGBAgASgNSASIAQESMwoOaW5wdXRfZmlkZWxpdHkYESABKA4yGy5pbWFnZWdhdGUudjEuSW5wdXRGaWRlbGl0eRIRCgR1c2VyGBIgASgJSAWIAQESHgoRc2FmZXR5X2lkZW50aWZpZXIYEyABKAlIBogBARIsCgpjb21wbGV4aXR5GBQgASgOMhguaW1hZ2VnYXRlLnYxLkNvbXBsZXhpdHkSGAoLZnJhbWVfY291bnQYFSABKA1IB4gBARIeChFmcmFtZV9kdXJhdGlvbl9tcxgWIAEoDUgIiAEBEiUKA3N2ZxgXIAEoCzIYLmltYWdlZ2F0ZS52MS5TdmdPcHRpb25zEigKCGRlbGl2ZXJ5GDIgASgOMhYuaW1hZ2VnYXRlLnYxLkRlbGl2ZXJ5EksKEGV4dHJhX3BhcmFtZXRlcnMYZCADKAsyMS5pbWFnZWdhdGUudjEuRWRpdFBhcmFtZXRlcnMuRXh0cmFQYXJhbWV0ZXJzRW50cnkaTgoURXh0cmFQYXJhbWV0ZXJzRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlOgI4AUIICgZfbW9kZWxCBAoCX25CBwoFX3NpemVCFQoTX291dHB1dF9jb21wcmVzc2lvbkIRCg9fcGFydGlhbF9pbWFnZXNCBwoFX3VzZXJCFAoSX3NhZmV0eV9pZGVudGlmaWVyQg4KDF9mcmFtZV9jb3VudEIUChJfZnJhbWVfZHVyYXRpb25fbXMiqwMKE1ZhcmlhdGlvblBhcmFtZXRlcnMSJQoFaW1hZ2UYASABKAsyFi5pbWFnZWdhdGUudjEuRmlsZUluZm8SEgoFbW9kZWwYAiABKAlIAIgBARIOCgFuGAMgASgNSAGIAQESEQoEc2l6ZRgEIAEoCUgCiAEBEjUKD3Jlc3BvbnNlX2Zvcm1hdBgFIAEoDjIcLmltYWdlZ2F0ZS52MS5SZXNwb25zZUZvcm1hdBIRCgR1c2VyGAYgASgJSAOIAQESKAoIZGVsaXZlcnkYMiABKA4yFi5pbWFnZWdhdGUudjEuRGVsaXZlcnkSUAoQZXh0cmFfcGFyYW1ldGVycxhkIAMoCzI2LmltYWdlZ2F0ZS52MS5WYXJpYXRpb25QYXJhbWV0ZXJzLkV4dHJhUGFyYW1ldGVyc0VudHJ5Gk4KFEV4dHJhUGFyYW1ldGVyc0VudHJ5EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZToCOAFCCAoGX21vZGVsQgQKAl9uQgcKBV9zaXplQgcKBV91c2VyIlQKCUZpbGVDaHVuaxIkCgRyb2xlGAEgASgOMhYuaW1hZ2VnYXRlLnYxLkZpbGVSb2xlEhMKC2ltYWdlX2luZGV4GAIgASgNEgwKBGRhdGEYAyABKAwqTgoIRGVsaXZlcnkSGAoUREVMSVZFUllfVU5TUEVDSUZJRUQQABITCg9ERUxJVkVSWV9JTkxJTkUQARITCg9ERUxJVkVSWV9TVE9SRUQQAipwCgpCYWNrZ3JvdW5kEhoKFkJBQ0tHUk9VTkRfVU5TUEVDSUZJRUQQABITCg9CQUNLR1JPVU5EX0FVVE8QARIaChZCQUNLR1JPVU5EX1RSQU5TUEFSRU5UEAISFQoRQkFDS0dST1VORF9PUEFRVUUQAypRCgpNb2RlcmF0aW9uEhoKFk1PREVSQVRJT05fVU5TUEVDSUZJRUQQABITCg9NT0RFUkFUSU9OX0FVVE8QARISCg5NT0RFUkFUSU9OX0xPVxACKqIBCgxPdXRwdXRGb3JtYXQSHQoZT1VUUFVUX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhUKEU9VVFBVVF9GT1JNQVRfUE5HEAESFgoST1VUUFVUX0ZPUk1BVF9KUEVHEAISFgoST1VUUFVUX0ZPUk1BVF9XRUJQEAMSFQoRT1VUUFVUX0ZPUk1BVF9HSUYQBBIVChFPVVRQVVRfRk9STUFUX1NWRxAFKrUBCgdRdWFsaXR5EhcKE1FVQUxJVFlfVU5TUEVDSUZJRUQQABIQCgxRVUFMSVRZX0FVVE8QARIUChBRVUFMSVRZX1NUQU5EQVJEEAISDgoKUVVBTElUWV9IRBADEg8KC1FVQUxJVFlfTE9XEAQSEgoOUVVBTElUWV9NRURJVU0QBRIQCgxRVUFMSVRZX0hJR0gQBhIRCg1RVUFMSVRZX1hISUdIEAcSDwoLUVVBTElUWV9NQVgQCCpoCg5SZXNwb25zZUZvcm1hdBIfChtSRVNQT05TRV9GT1JNQVRfVU5TUEVDSUZJRUQQABIXChNSRVNQT05TRV9GT1JNQVRfVVJMEAESHAoYUkVTUE9OU0VfRk9STUFUX0I2NF9KU09OEAIqQgoFU3R5bGUSFQoRU1RZTEVfVU5TUEVDSUZJRUQQABIPCgtTVFlMRV9WSVZJRBABEhEKDVNUWUxFX05BVFVSQUwQAipgCg1JbnB1dEZpZGVsaXR5Eh4KGklOUFVUX0ZJREVMSVRZX1VOU1BFQ0lGSUVEEAASFwoTSU5QVVRfRklERUxJVFlfSElHSBABEhYKEklOUFVUX0ZJREVMSVRZX0xPVxACKmgKCkNvbXBsZXhpdHkSGgoWQ09NUExFWElUWV9VTlNQRUNJRklFRBAAEhIKDkNPTVBMRVhJVFlfTE9XEAESFQoRQ09NUExFWElUWV9NRURJVU0QAhITCg9DT01QTEVYSVRZX0hJR0gQAyqXAgoSU3ZnUmVhc29uaW5nRWZmb3J0EiQKIFNWR19SRUFTT05JTkdfRUZGT1JUX1VOU1BFQ0lGSUVEEAASHQoZU1ZHX1JFQVNPTklOR19FRkZPUlRfTk9ORRABEiAKHFNWR19SRUFTT05JTkdfRUZGT1JUX01JTklNQUwQAhIcChhTVkdfUkVBU09OSU5HX0VGRk9SVF9MT1cQAxIfChtTVkdfUkVBU09OSU5HX0VGRk9SVF9NRURJVU0QBBIdChlTVkdfUkVBU09OSU5HX0VGRk9SVF9ISUdIEAUSHgoaU1ZHX1JFQVNPTklOR19FRkZPUlRfWEhJR0gQBhIcChhTVkdfUkVBU09OSU5HX0VGRk9SVF9NQVgQBypkCghGaWxlUm9sZRIZChVGSUxFX1JPTEVfVU5TUEVDSUZJRUQQABITCg9GSUxFX1JPTEVfSU1BR0UQARISCg5GSUxFX1JPTEVfTUFTSxACEhQKEEZJTEVfUk9MRV9NQVJLVVAQA0JuChBjb20uaW1hZ2VnYXRlLnYxQgtQYXJhbXNQcm90b1ABWktnaXRodWIuY29tL2ltYWdlZ2F0ZS9pbWFnZWdhdGUvY2xpZW50X3N0dWJzL2dvL2dlbi9pbWFnZWdhdGUvdjE7aW1hZ2VnYXRldjFiBnByb3RvMw", [file_google_protobuf_struct]);
 
 /**
  * Reasoning settings of the SVG author, independent of complexity.
@@ -208,6 +208,14 @@ export type GenerationParameters = Message<"imagegate.v1.GenerationParameters"> 
    * @generated from field: imagegate.v1.SvgOptions svg = 18;
    */
   svg?: SvgOptions | undefined;
+
+  /**
+   * Inline bytes (unset: the default) or stored results with links; see Delivery.
+   * Not an OpenAI parameter: it is never sent upstream.
+   *
+   * @generated from field: imagegate.v1.Delivery delivery = 50;
+   */
+  delivery: Delivery;
 
   /**
    * Parameters newer than this contract, forwarded verbatim as JSON values (or,
@@ -486,6 +494,13 @@ export type EditParameters = Message<"imagegate.v1.EditParameters"> & {
   svg?: SvgOptions | undefined;
 
   /**
+   * See GenerationParameters.delivery.
+   *
+   * @generated from field: imagegate.v1.Delivery delivery = 50;
+   */
+  delivery: Delivery;
+
+  /**
    * See GenerationParameters.extra_parameters.
    *
    * @generated from field: map<string, google.protobuf.Value> extra_parameters = 100;
@@ -549,6 +564,13 @@ export type VariationParameters = Message<"imagegate.v1.VariationParameters"> & 
    * @generated from field: optional string user = 6;
    */
   user?: string | undefined;
+
+  /**
+   * See GenerationParameters.delivery.
+   *
+   * @generated from field: imagegate.v1.Delivery delivery = 50;
+   */
+  delivery: Delivery;
 
   /**
    * See GenerationParameters.extra_parameters.
@@ -635,6 +657,50 @@ export const FileChunkSchema: GenMessage<FileChunk> = /*@__PURE__*/
   messageDesc(file_imagegate_v1_params, 7);
 
 /**
+ * How a call's final images come back.
+ *
+ * @generated from enum imagegate.v1.Delivery
+ */
+export enum Delivery {
+  /**
+   * The RPC's default: DELIVERY_INLINE for the image RPCs.
+   *
+   * @generated from enum value: DELIVERY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The image bytes in the answer: GeneratedImage.data on the unary RPCs,
+   * ImageChunk slices on the streaming RPCs. Large results need a raised receive
+   * limit or a streaming RPC.
+   *
+   * @generated from enum value: DELIVERY_INLINE = 1;
+   */
+  INLINE = 1,
+
+  /**
+   * Each final image is written to the gateway's result store as it arrives, and
+   * the result carries GeneratedImage.stored (an object reference and a link that
+   * fetches it with a plain HTTP GET) instead of bytes, so any result fits gRPC's
+   * default 4 MiB receive limit. Partial images of a stream still arrive inline.
+   * The caller's client must be allowed to store (PERMISSION_DENIED, ErrorInfo
+   * STORE_NOT_ALLOWED, otherwise) and within its storage quota
+   * (RESOURCE_EXHAUSTED, QuotaFailure quota_id `stored_bytes`). A store that
+   * fails is UNAVAILABLE (ErrorInfo STORE_UNAVAILABLE): no result is reported,
+   * though OpenAI billed the call (its cost is booked).
+   *
+   * @generated from enum value: DELIVERY_STORED = 2;
+   */
+  STORED = 2,
+}
+
+/**
+ * Describes the enum imagegate.v1.Delivery.
+ */
+export const DeliverySchema: GenEnum<Delivery> = /*@__PURE__*/
+  enumDesc(file_imagegate_v1_params, 0);
+
+/**
  * Background of the generated image(s). GPT image models only.
  *
  * @generated from enum imagegate.v1.Background
@@ -673,7 +739,7 @@ export enum Background {
  * Describes the enum imagegate.v1.Background.
  */
 export const BackgroundSchema: GenEnum<Background> = /*@__PURE__*/
-  enumDesc(file_imagegate_v1_params, 0);
+  enumDesc(file_imagegate_v1_params, 1);
 
 /**
  * Content-moderation level. GPT image models only.
@@ -707,7 +773,7 @@ export enum Moderation {
  * Describes the enum imagegate.v1.Moderation.
  */
 export const ModerationSchema: GenEnum<Moderation> = /*@__PURE__*/
-  enumDesc(file_imagegate_v1_params, 1);
+  enumDesc(file_imagegate_v1_params, 2);
 
 /**
  * Encoding of the returned image bytes. GPT image models only (DALL-E models
@@ -765,7 +831,7 @@ export enum OutputFormat {
  * Describes the enum imagegate.v1.OutputFormat.
  */
 export const OutputFormatSchema: GenEnum<OutputFormat> = /*@__PURE__*/
-  enumDesc(file_imagegate_v1_params, 2);
+  enumDesc(file_imagegate_v1_params, 3);
 
 /**
  * Rendering quality.
@@ -841,7 +907,7 @@ export enum Quality {
  * Describes the enum imagegate.v1.Quality.
  */
 export const QualitySchema: GenEnum<Quality> = /*@__PURE__*/
-  enumDesc(file_imagegate_v1_params, 3);
+  enumDesc(file_imagegate_v1_params, 4);
 
 /**
  * How DALL-E models return images. Not accepted by GPT image models, which
@@ -877,7 +943,7 @@ export enum ResponseFormat {
  * Describes the enum imagegate.v1.ResponseFormat.
  */
 export const ResponseFormatSchema: GenEnum<ResponseFormat> = /*@__PURE__*/
-  enumDesc(file_imagegate_v1_params, 4);
+  enumDesc(file_imagegate_v1_params, 5);
 
 /**
  * Style of dall-e-3 images. dall-e-3 only.
@@ -911,7 +977,7 @@ export enum Style {
  * Describes the enum imagegate.v1.Style.
  */
 export const StyleSchema: GenEnum<Style> = /*@__PURE__*/
-  enumDesc(file_imagegate_v1_params, 5);
+  enumDesc(file_imagegate_v1_params, 6);
 
 /**
  * How closely an edit follows the input images (faces in particular).
@@ -946,7 +1012,7 @@ export enum InputFidelity {
  * Describes the enum imagegate.v1.InputFidelity.
  */
 export const InputFidelitySchema: GenEnum<InputFidelity> = /*@__PURE__*/
-  enumDesc(file_imagegate_v1_params, 6);
+  enumDesc(file_imagegate_v1_params, 7);
 
 /**
  * Computation spent planning the image, independently of rendering quality.
@@ -987,7 +1053,7 @@ export enum Complexity {
  * Describes the enum imagegate.v1.Complexity.
  */
 export const ComplexitySchema: GenEnum<Complexity> = /*@__PURE__*/
-  enumDesc(file_imagegate_v1_params, 7);
+  enumDesc(file_imagegate_v1_params, 8);
 
 /**
  * Reasoning effort of the model that authors SVG output.
@@ -1056,7 +1122,7 @@ export enum SvgReasoningEffort {
  * Describes the enum imagegate.v1.SvgReasoningEffort.
  */
 export const SvgReasoningEffortSchema: GenEnum<SvgReasoningEffort> = /*@__PURE__*/
-  enumDesc(file_imagegate_v1_params, 8);
+  enumDesc(file_imagegate_v1_params, 9);
 
 /**
  * Which declared file a FileChunk belongs to.
@@ -1097,5 +1163,5 @@ export enum FileRole {
  * Describes the enum imagegate.v1.FileRole.
  */
 export const FileRoleSchema: GenEnum<FileRole> = /*@__PURE__*/
-  enumDesc(file_imagegate_v1_params, 9);
+  enumDesc(file_imagegate_v1_params, 10);
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file imagegate/v1/quota.proto.
  */
 export const file_imagegate_v1_quota: GenFile = /*@__PURE__*/
-  fileDesc("ChhpbWFnZWdhdGUvdjEvcXVvdGEucHJvdG8SDGltYWdlZ2F0ZS52MSIRCg9HZXRRdW90YVJlcXVlc3QirAMKEEdldFF1b3RhUmVzcG9uc2USDgoGY2xpZW50GAEgASgJEiYKBXJhdGVzGAIgAygLMhcuaW1hZ2VnYXRlLnYxLlJhdGVRdW90YRIzCgtjb25jdXJyZW5jeRgDIAEoCzIeLmltYWdlZ2F0ZS52MS5Db25jdXJyZW5jeVF1b3RhEioKB2J1ZGdldHMYBCADKAsyGS5pbWFnZWdhdGUudjEuQnVkZ2V0UXVvdGESHgoWc3BlbnRfdG9kYXlfdXNkX21pY3JvcxgFIAEoAxIjChtzcGVudF90aGlzX21vbnRoX3VzZF9taWNyb3MYBiABKAMSGwoTcmVzZXJ2ZWRfdXNkX21pY3JvcxgHIAEoAxISCgVtYXhfbhgIIAEoDUgAiAEBEhIKCmFsbF9tb2RlbHMYCSABKAgSFgoObW9kZWxfcGF0dGVybnMYCiADKAkSKwoKb3BlcmF0aW9ucxgLIAMoDjIXLmltYWdlZ2F0ZS52MS5PcGVyYXRpb24SEwoLcHJpY2VfdGFibGUYDCABKAkSEQoJdXBzdHJlYW1zGA0gAygJQggKBl9tYXhfbiKRAQoJUmF0ZVF1b3RhEgwKBG5hbWUYASABKAkSEgoKcGVyX21pbnV0ZRgCIAEoDRINCgVidXJzdBgDIAEoDRIRCglyZW1haW5pbmcYBCABKA0SKgoHZnVsbF9pbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxnYXRld2F5X3dpZGUYBiABKAgiOgoQQ29uY3VycmVuY3lRdW90YRIWCg5tYXhfY29uY3VycmVudBgBIAEoDRIOCgZpbl91c2UYAiABKA0i6gEKC0J1ZGdldFF1b3RhEgwKBG5hbWUYASABKAkSKgoGcGVyaW9kGAIgASgOMhouaW1hZ2VnYXRlLnYxLkJ1ZGdldFBlcmlvZBIYChBsaW1pdF91c2RfbWljcm9zGAMgASgDEhgKEHNwZW50X3VzZF9taWNyb3MYBCABKAMSGwoTcmVzZXJ2ZWRfdXNkX21pY3JvcxgFIAEoAxIcChRyZW1haW5pbmdfdXNkX21pY3JvcxgGIAEoAxIyCg5wZXJpb2RfZW5kc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqXQoMQnVkZ2V0UGVyaW9kEh0KGUJVREdFVF9QRVJJT0RfVU5TUEVDSUZJRUQQABIVChFCVURHRVRfUEVSSU9EX0RBWRABEhcKE0JVREdFVF9QRVJJT0RfTU9OVEgQAiptCglPcGVyYXRpb24SGQoVT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGAoUT1BFUkFUSU9OX0dFTkVSQVRJT04QARISCg5PUEVSQVRJT05fRURJVBACEhcKE09QRVJBVElPTl9WQVJJQVRJT04QAzJZCgxRdW90YVNlcnZpY2USSQoIR2V0UXVvdGESHS5pbWFnZWdhdGUudjEuR2V0UXVvdGFSZXF1ZXN0Gh4uaW1hZ2VnYXRlLnYxLkdldFF1b3RhUmVzcG9uc2VCbQoQY29tLmltYWdlZ2F0ZS52MUIKUXVvdGFQcm90b1ABWktnaXRodWIuY29tL2ltYWdlZ2F0ZS9pbWFnZWdhdGUvY2xpZW50X3N0dWJzL2dvL2dlbi9pbWFnZWdhdGUvdjE7aW1hZ2VnYXRldjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChhpbWFnZWdhdGUvdjEvcXVvdGEucHJvdG8SDGltYWdlZ2F0ZS52MSIRCg9HZXRRdW90YVJlcXVlc3Qi2QMKEEdldFF1b3RhUmVzcG9uc2USDgoGY2xpZW50GAEgASgJEiYKBXJhdGVzGAIgAygLMhcuaW1hZ2VnYXRlLnYxLlJhdGVRdW90YRIzCgtjb25jdXJyZW5jeRgDIAEoCzIeLmltYWdlZ2F0ZS52MS5Db25jdXJyZW5jeVF1b3RhEioKB2J1ZGdldHMYBCADKAsyGS5pbWFnZWdhdGUudjEuQnVkZ2V0UXVvdGESHgoWc3BlbnRfdG9kYXlfdXNkX21pY3JvcxgFIAEoAxIjChtzcGVudF90aGlzX21vbnRoX3VzZF9taWNyb3MYBiABKAMSGwoTcmVzZXJ2ZWRfdXNkX21pY3JvcxgHIAEoAxISCgVtYXhfbhgIIAEoDUgAiAEBEhIKCmFsbF9tb2RlbHMYCSABKAgSFgoObW9kZWxfcGF0dGVybnMYCiADKAkSKwoKb3BlcmF0aW9ucxgLIAMoDjIXLmltYWdlZ2F0ZS52MS5PcGVyYXRpb24SEwoLcHJpY2VfdGFibGUYDCABKAkSEQoJdXBzdHJlYW1zGA0gAygJEisKB3N0b3JhZ2UYDiABKAsyGi5pbWFnZWdhdGUudjEuU3RvcmFnZVF1b3RhQggKBl9tYXhfbiKxAQoMU3RvcmFnZVF1b3RhEhEKCW1heV9zdG9yZRgBIAEoCBIUCgxzdG9yZWRfYnl0ZXMYAiABKAQSFgoOc3RvcmVkX29iamVjdHMYAyABKAQSHQoQbWF4X3N0b3JlZF9ieXRlcxgEIAEoBEgAiAEBEiwKCXJldGVudGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkITChFfbWF4X3N0b3JlZF9ieXRlcyKRAQoJUmF0ZVF1b3RhEgwKBG5hbWUYASABKAkSEgoKcGVyX21pbnV0ZRgCIAEoDRINCgVidXJzdBgDIAEoDRIRCglyZW1haW5pbmcYBCABKA0SKgoHZnVsbF9pbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxnYXRld2F5X3dpZGUYBiABKAgiOgoQQ29uY3VycmVuY3lRdW90YRIWCg5tYXhfY29uY3VycmVudBgBIAEoDRIOCgZpbl91c2UYAiABKA0i6gEKC0J1ZGdldFF1b3RhEgwKBG5hbWUYASABKAkSKgoGcGVyaW9kGAIgASgOMhouaW1hZ2VnYXRlLnYxLkJ1ZGdldFBlcmlvZBIYChBsaW1pdF91c2RfbWljcm9zGAMgASgDEhgKEHNwZW50X3VzZF9taWNyb3MYBCABKAMSGwoTcmVzZXJ2ZWRfdXNkX21pY3JvcxgFIAEoAxIcChRyZW1haW5pbmdfdXNkX21pY3JvcxgGIAEoAxIyCg5wZXJpb2RfZW5kc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqXQoMQnVkZ2V0UGVyaW9kEh0KGUJVREdFVF9QRVJJT0RfVU5TUEVDSUZJRUQQABIVChFCVURHRVRfUEVSSU9EX0RBWRABEhcKE0JVREdFVF9QRVJJT0RfTU9OVEgQAiptCglPcGVyYXRpb24SGQoVT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGAoUT1BFUkFUSU9OX0dFTkVSQVRJT04QARISCg5PUEVSQVRJT05fRURJVBACEhcKE09QRVJBVElPTl9WQVJJQVRJT04QAzJZCgxRdW90YVNlcnZpY2USSQoIR2V0UXVvdGESHS5pbWFnZWdhdGUudjEuR2V0UXVvdGFSZXF1ZXN0Gh4uaW1hZ2VnYXRlLnYxLkdldFF1b3RhUmVzcG9uc2VCbQoQY29tLmltYWdlZ2F0ZS52MUIKUXVvdGFQcm90b1ABWktnaXRodWIuY29tL2ltYWdlZ2F0ZS9pbWFnZWdhdGUvY2xpZW50X3N0dWJzL2dvL2dlbi9pbWFnZWdhdGUvdjE7aW1hZ2VnYXRldjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Request of GetQuota: the caller is identified by its credentials.
@@ -128,6 +128,13 @@ export type GetQuotaResponse = Message<"imagegate.v1.GetQuotaResponse"> & {
    * @generated from field: repeated string upstreams = 13;
    */
   upstreams: string[];
+
+  /**
+   * The client's results in the gateway's result store (DELIVERY_STORED).
+   *
+   * @generated from field: imagegate.v1.StorageQuota storage = 14;
+   */
+  storage?: StorageQuota | undefined;
 };
 
 /**
@@ -136,6 +143,57 @@ export type GetQuotaResponse = Message<"imagegate.v1.GetQuotaResponse"> & {
  */
 export const GetQuotaResponseSchema: GenMessage<GetQuotaResponse> = /*@__PURE__*/
   messageDesc(file_imagegate_v1_quota, 1);
+
+/**
+ * What a client keeps in the gateway's result store, and may keep.
+ *
+ * @generated from message imagegate.v1.StorageQuota
+ */
+export type StorageQuota = Message<"imagegate.v1.StorageQuota"> & {
+  /**
+   * True when the client may ask for DELIVERY_STORED.
+   *
+   * @generated from field: bool may_store = 1;
+   */
+  mayStore: boolean;
+
+  /**
+   * Bytes of the client's stored results that the store still holds.
+   *
+   * @generated from field: uint64 stored_bytes = 2;
+   */
+  storedBytes: bigint;
+
+  /**
+   * The client's stored results that the store still holds.
+   *
+   * @generated from field: uint64 stored_objects = 3;
+   */
+  storedObjects: bigint;
+
+  /**
+   * The most bytes the client may hold (a call that could go past it is
+   * RESOURCE_EXHAUSTED, QuotaFailure quota_id `stored_bytes`); unset when
+   * unlimited.
+   *
+   * @generated from field: optional uint64 max_stored_bytes = 4;
+   */
+  maxStoredBytes?: bigint | undefined;
+
+  /**
+   * How long the client's results are kept before the store deletes them.
+   *
+   * @generated from field: google.protobuf.Duration retention = 5;
+   */
+  retention?: Duration | undefined;
+};
+
+/**
+ * Describes the message imagegate.v1.StorageQuota.
+ * Use `create(StorageQuotaSchema)` to create a new message.
+ */
+export const StorageQuotaSchema: GenMessage<StorageQuota> = /*@__PURE__*/
+  messageDesc(file_imagegate_v1_quota, 2);
 
 /**
  * One rate limit and what remains of it now.
@@ -192,7 +250,7 @@ export type RateQuota = Message<"imagegate.v1.RateQuota"> & {
  * Use `create(RateQuotaSchema)` to create a new message.
  */
 export const RateQuotaSchema: GenMessage<RateQuota> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_quota, 2);
+  messageDesc(file_imagegate_v1_quota, 3);
 
 /**
  * Concurrent calls.
@@ -220,7 +278,7 @@ export type ConcurrencyQuota = Message<"imagegate.v1.ConcurrencyQuota"> & {
  * Use `create(ConcurrencyQuotaSchema)` to create a new message.
  */
 export const ConcurrencyQuotaSchema: GenMessage<ConcurrencyQuota> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_quota, 3);
+  messageDesc(file_imagegate_v1_quota, 4);
 
 /**
  * A spend budget for one UTC period.
@@ -284,7 +342,7 @@ export type BudgetQuota = Message<"imagegate.v1.BudgetQuota"> & {
  * Use `create(BudgetQuotaSchema)` to create a new message.
  */
 export const BudgetQuotaSchema: GenMessage<BudgetQuota> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_quota, 4);
+  messageDesc(file_imagegate_v1_quota, 5);
 
 /**
  * The period a budget covers.

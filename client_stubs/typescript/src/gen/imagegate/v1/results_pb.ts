@@ -4,6 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Background, OutputFormat, Quality } from "./params_pb.js";
 import { file_imagegate_v1_params } from "./params_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file imagegate/v1/results.proto.
  */
 export const file_imagegate_v1_results: GenFile = /*@__PURE__*/
-  fileDesc("ChppbWFnZWdhdGUvdjEvcmVzdWx0cy5wcm90bxIMaW1hZ2VnYXRlLnYxImoKDkdlbmVyYXRlZEltYWdlEg4KBGRhdGEYASABKAxIABINCgN1cmwYAiABKAlIABIbCg5yZXZpc2VkX3Byb21wdBgDIAEoCUgBiAEBQgkKB2NvbnRlbnRCEQoPX3JldmlzZWRfcHJvbXB0Ij8KEklucHV0VG9rZW5zRGV0YWlscxITCgt0ZXh0X3Rva2VucxgBIAEoBBIUCgxpbWFnZV90b2tlbnMYAiABKAQiQAoTT3V0cHV0VG9rZW5zRGV0YWlscxIUCgxpbWFnZV90b2tlbnMYASABKAQSEwoLdGV4dF90b2tlbnMYAiABKAQi0QEKCkltYWdlVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgEEhUKDW91dHB1dF90b2tlbnMYAiABKAQSFAoMdG90YWxfdG9rZW5zGAMgASgEEj4KFGlucHV0X3Rva2Vuc19kZXRhaWxzGAQgASgLMiAuaW1hZ2VnYXRlLnYxLklucHV0VG9rZW5zRGV0YWlscxJAChVvdXRwdXRfdG9rZW5zX2RldGFpbHMYBSABKAsyIS5pbWFnZWdhdGUudjEuT3V0cHV0VG9rZW5zRGV0YWlscyJ2CghTdmdVc2FnZRINCgVtb2RlbBgBIAEoCRIUCgxpbnB1dF90b2tlbnMYAiABKAQSFQoNb3V0cHV0X3Rva2VucxgDIAEoBBIYChByZWFzb25pbmdfdG9rZW5zGAQgASgEEhQKDHRvdGFsX3Rva2VucxgFIAEoBCK0AwoMSW1hZ2VzUmVzdWx0Eg8KB2NyZWF0ZWQYASABKAMSLAoGaW1hZ2VzGAIgAygLMhwuaW1hZ2VnYXRlLnYxLkdlbmVyYXRlZEltYWdlEiwKCmJhY2tncm91bmQYAyABKA4yGC5pbWFnZWdhdGUudjEuQmFja2dyb3VuZBIxCg1vdXRwdXRfZm9ybWF0GAQgASgOMhouaW1hZ2VnYXRlLnYxLk91dHB1dEZvcm1hdBImCgdxdWFsaXR5GAUgASgOMhUuaW1hZ2VnYXRlLnYxLlF1YWxpdHkSEQoEc2l6ZRgGIAEoCUgAiAEBEicKBXVzYWdlGAcgASgLMhguaW1hZ2VnYXRlLnYxLkltYWdlVXNhZ2USKQoJc3ZnX3VzYWdlGAggASgLMhYuaW1hZ2VnYXRlLnYxLlN2Z1VzYWdlEh4KEXNhZmV0eV9pZGVudGlmaWVyGAkgASgJSAGIAQESJAoEY29zdBgKIAEoCzIWLmltYWdlZ2F0ZS52MS5DYWxsQ29zdBIQCgh1cHN0cmVhbRgLIAEoCUIHCgVfc2l6ZUIUChJfc2FmZXR5X2lkZW50aWZpZXIiWwoIQ2FsbENvc3QSEgoKdXNkX21pY3JvcxgBIAEoAxITCgtwcmljZV90YWJsZRgCIAEoCRImCgViYXNpcxgDIAEoDjIXLmltYWdlZ2F0ZS52MS5Db3N0QmFzaXMihwEKCkltYWdlQ2h1bmsSEwoLaW1hZ2VfaW5kZXgYASABKA0SIAoTcGFydGlhbF9pbWFnZV9pbmRleBgCIAEoDUgAiAEBEg4KBm9mZnNldBgDIAEoBBIMCgRkYXRhGAQgASgMEgwKBGxhc3QYBSABKAhCFgoUX3BhcnRpYWxfaW1hZ2VfaW5kZXgqiQEKCUNvc3RCYXNpcxIaChZDT1NUX0JBU0lTX1VOU1BFQ0lGSUVEEAASFAoQQ09TVF9CQVNJU19VU0FHRRABEhgKFENPU1RfQkFTSVNfUEVSX0lNQUdFEAISFwoTQ09TVF9CQVNJU19FU1RJTUFURRADEhcKE0NPU1RfQkFTSVNfVU5QUklDRUQQBEJvChBjb20uaW1hZ2VnYXRlLnYxQgxSZXN1bHRzUHJvdG9QAVpLZ2l0aHViLmNvbS9pbWFnZWdhdGUvaW1hZ2VnYXRlL2NsaWVudF9zdHVicy9nby9nZW4vaW1hZ2VnYXRlL3YxO2ltYWdlZ2F0ZXYxYgZwcm90bzM", [file_imagegate_v1_params]);
+  fileDesc("ChppbWFnZWdhdGUvdjEvcmVzdWx0cy5wcm90bxIMaW1hZ2VnYXRlLnYxIpcBCg5HZW5lcmF0ZWRJbWFnZRIOCgRkYXRhGAEgASgMSAASDQoDdXJsGAIgASgJSAASKwoGc3RvcmVkGAQgASgLMhkuaW1hZ2VnYXRlLnYxLlN0b3JlZEltYWdlSAASGwoOcmV2aXNlZF9wcm9tcHQYAyABKAlIAYgBAUIJCgdjb250ZW50QhEKD19yZXZpc2VkX3Byb21wdCK4AQoLU3RvcmVkSW1hZ2USDgoGb2JqZWN0GAEgASgJEgsKA3VybBgCIAEoCRIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpzaXplX2J5dGVzGAQgASgEEhQKDGNvbnRlbnRfdHlwZRgFIAEoCRIyCg5yZXRhaW5lZF91bnRpbBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPwoSSW5wdXRUb2tlbnNEZXRhaWxzEhMKC3RleHRfdG9rZW5zGAEgASgEEhQKDGltYWdlX3Rva2VucxgCIAEoBCJAChNPdXRwdXRUb2tlbnNEZXRhaWxzEhQKDGltYWdlX3Rva2VucxgBIAEoBBITCgt0ZXh0X3Rva2VucxgCIAEoBCLRAQoKSW1hZ2VVc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKAQSFQoNb3V0cHV0X3Rva2VucxgCIAEoBBIUCgx0b3RhbF90b2tlbnMYAyABKAQSPgoUaW5wdXRfdG9rZW5zX2RldGFpbHMYBCABKAsyIC5pbWFnZWdhdGUudjEuSW5wdXRUb2tlbnNEZXRhaWxzEkAKFW91dHB1dF90b2tlbnNfZGV0YWlscxgFIAEoCzIhLmltYWdlZ2F0ZS52MS5PdXRwdXRUb2tlbnNEZXRhaWxzInYKCFN2Z1VzYWdlEg0KBW1vZGVsGAEgASgJEhQKDGlucHV0X3Rva2VucxgCIAEoBBIVCg1vdXRwdXRfdG9rZW5zGAMgASgEEhgKEHJlYXNvbmluZ190b2tlbnMYBCABKAQSFAoMdG90YWxfdG9rZW5zGAUgASgEIrQDCgxJbWFnZXNSZXN1bHQSDwoHY3JlYXRlZBgBIAEoAxIsCgZpbWFnZXMYAiADKAsyHC5pbWFnZWdhdGUudjEuR2VuZXJhdGVkSW1hZ2USLAoKYmFja2dyb3VuZBgDIAEoDjIYLmltYWdlZ2F0ZS52MS5CYWNrZ3JvdW5kEjEKDW91dHB1dF9mb3JtYXQYBCABKA4yGi5pbWFnZWdhdGUudjEuT3V0cHV0Rm9ybWF0EiYKB3F1YWxpdHkYBSABKA4yFS5pbWFnZWdhdGUudjEuUXVhbGl0eRIRCgRzaXplGAYgASgJSACIAQESJwoFdXNhZ2UYByABKAsyGC5pbWFnZWdhdGUudjEuSW1hZ2VVc2FnZRIpCglzdmdfdXNhZ2UYCCABKAsyFi5pbWFnZWdhdGUudjEuU3ZnVXNhZ2USHgoRc2FmZXR5X2lkZW50aWZpZXIYCSABKAlIAYgBARIkCgRjb3N0GAogASgLMhYuaW1hZ2VnYXRlLnYxLkNhbGxDb3N0EhAKCHVwc3RyZWFtGAsgASgJQgcKBV9zaXplQhQKEl9zYWZldHlfaWRlbnRpZmllciJbCghDYWxsQ29zdBISCgp1c2RfbWljcm9zGAEgASgDEhMKC3ByaWNlX3RhYmxlGAIgASgJEiYKBWJhc2lzGAMgASgOMhcuaW1hZ2VnYXRlLnYxLkNvc3RCYXNpcyKHAQoKSW1hZ2VDaHVuaxITCgtpbWFnZV9pbmRleBgBIAEoDRIgChNwYXJ0aWFsX2ltYWdlX2luZGV4GAIgASgNSACIAQESDgoGb2Zmc2V0GAMgASgEEgwKBGRhdGEYBCABKAwSDAoEbGFzdBgFIAEoCEIWChRfcGFydGlhbF9pbWFnZV9pbmRleCqJAQoJQ29zdEJhc2lzEhoKFkNPU1RfQkFTSVNfVU5TUEVDSUZJRUQQABIUChBDT1NUX0JBU0lTX1VTQUdFEAESGAoUQ09TVF9CQVNJU19QRVJfSU1BR0UQAhIXChNDT1NUX0JBU0lTX0VTVElNQVRFEAMSFwoTQ09TVF9CQVNJU19VTlBSSUNFRBAEQm8KEGNvbS5pbWFnZWdhdGUudjFCDFJlc3VsdHNQcm90b1ABWktnaXRodWIuY29tL2ltYWdlZ2F0ZS9pbWFnZWdhdGUvY2xpZW50X3N0dWJzL2dvL2dlbi9pbWFnZWdhdGUvdjE7aW1hZ2VnYXRldjFiBnByb3RvMw", [file_google_protobuf_timestamp, file_imagegate_v1_params]);
 
 /**
  * One image of a result.
@@ -23,6 +25,7 @@ export type GeneratedImage = Message<"imagegate.v1.GeneratedImage"> & {
   /**
    * The image itself. Unary RPCs set exactly one. Streaming RPCs leave `data`
    * empty: the bytes arrived earlier in ImageChunk messages with the same index.
+   * With DELIVERY_STORED, `stored` (on every RPC, streaming or not).
    *
    * @generated from oneof imagegate.v1.GeneratedImage.content
    */
@@ -38,12 +41,20 @@ export type GeneratedImage = Message<"imagegate.v1.GeneratedImage"> & {
   } | {
     /**
      * A URL to fetch the image from, valid 60 minutes (response_format URL,
-     * DALL-E models only).
+     * DALL-E models only). Such images stay URLs with DELIVERY_STORED too.
      *
      * @generated from field: string url = 2;
      */
     value: string;
     case: "url";
+  } | {
+    /**
+     * The image in the gateway's result store (DELIVERY_STORED).
+     *
+     * @generated from field: imagegate.v1.StoredImage stored = 4;
+     */
+    value: StoredImage;
+    case: "stored";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -60,6 +71,70 @@ export type GeneratedImage = Message<"imagegate.v1.GeneratedImage"> & {
  */
 export const GeneratedImageSchema: GenMessage<GeneratedImage> = /*@__PURE__*/
   messageDesc(file_imagegate_v1_results, 0);
+
+/**
+ * An image kept in the gateway's result store: a reference to the object, and a
+ * link that fetches it.
+ *
+ * @generated from message imagegate.v1.StoredImage
+ */
+export type StoredImage = Message<"imagegate.v1.StoredImage"> & {
+  /**
+   * The object's reference in the store, opaque to callers (today the object's
+   * key, e.g. `2026-12-08/1405/team-a/3f0c9e4b7d1a2e6f8c5b0a9d4e7f1c2b.png`:
+   * no bucket, host or credential). StoredImagesService.GetStoredImage takes it
+   * to make a fresh link while the object is retained.
+   *
+   * @generated from field: string object = 1;
+   */
+  object: string;
+
+  /**
+   * Fetches the image with a plain HTTP GET and no other credential until
+   * expires_at: a presigned URL of the S3 bucket, or a signed link to the
+   * gateway's own link port. Anyone who holds it can fetch the image: pass it on
+   * like a password. It carries a signature, never the store's credentials.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * When `url` stops working (never after retained_until).
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 3;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * The image's size in bytes.
+   *
+   * @generated from field: uint64 size_bytes = 4;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * The image's media type: image/png, image/jpeg, image/webp, image/gif or
+   * image/svg+xml.
+   *
+   * @generated from field: string content_type = 5;
+   */
+  contentType: string;
+
+  /**
+   * When the store deletes the object (the end of its retention).
+   *
+   * @generated from field: google.protobuf.Timestamp retained_until = 6;
+   */
+  retainedUntil?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message imagegate.v1.StoredImage.
+ * Use `create(StoredImageSchema)` to create a new message.
+ */
+export const StoredImageSchema: GenMessage<StoredImage> = /*@__PURE__*/
+  messageDesc(file_imagegate_v1_results, 1);
 
 /**
  * Input token breakdown.
@@ -87,7 +162,7 @@ export type InputTokensDetails = Message<"imagegate.v1.InputTokensDetails"> & {
  * Use `create(InputTokensDetailsSchema)` to create a new message.
  */
 export const InputTokensDetailsSchema: GenMessage<InputTokensDetails> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_results, 1);
+  messageDesc(file_imagegate_v1_results, 2);
 
 /**
  * Output token breakdown.
@@ -115,7 +190,7 @@ export type OutputTokensDetails = Message<"imagegate.v1.OutputTokensDetails"> & 
  * Use `create(OutputTokensDetailsSchema)` to create a new message.
  */
 export const OutputTokensDetailsSchema: GenMessage<OutputTokensDetails> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_results, 2);
+  messageDesc(file_imagegate_v1_results, 3);
 
 /**
  * Token usage, as OpenAI bills it (GPT image models only).
@@ -164,7 +239,7 @@ export type ImageUsage = Message<"imagegate.v1.ImageUsage"> & {
  * Use `create(ImageUsageSchema)` to create a new message.
  */
 export const ImageUsageSchema: GenMessage<ImageUsage> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_results, 3);
+  messageDesc(file_imagegate_v1_results, 4);
 
 /**
  * Token usage of SVG authoring, separate from image rendering usage.
@@ -213,7 +288,7 @@ export type SvgUsage = Message<"imagegate.v1.SvgUsage"> & {
  * Use `create(SvgUsageSchema)` to create a new message.
  */
 export const SvgUsageSchema: GenMessage<SvgUsage> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_results, 4);
+  messageDesc(file_imagegate_v1_results, 5);
 
 /**
  * The result of any Images operation (OpenAI's ImagesResponse).
@@ -308,7 +383,7 @@ export type ImagesResult = Message<"imagegate.v1.ImagesResult"> & {
  * Use `create(ImagesResultSchema)` to create a new message.
  */
 export const ImagesResultSchema: GenMessage<ImagesResult> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_results, 5);
+  messageDesc(file_imagegate_v1_results, 6);
 
 /**
  * What a call cost, as this gateway computed it from OpenAI's usage and its
@@ -345,7 +420,7 @@ export type CallCost = Message<"imagegate.v1.CallCost"> & {
  * Use `create(CallCostSchema)` to create a new message.
  */
 export const CallCostSchema: GenMessage<CallCost> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_results, 6);
+  messageDesc(file_imagegate_v1_results, 7);
 
 /**
  * A slice of an image's bytes, on the streaming RPCs. An image's slices arrive
@@ -400,7 +475,7 @@ export type ImageChunk = Message<"imagegate.v1.ImageChunk"> & {
  * Use `create(ImageChunkSchema)` to create a new message.
  */
 export const ImageChunkSchema: GenMessage<ImageChunk> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_results, 7);
+  messageDesc(file_imagegate_v1_results, 8);
 
 /**
  * How a call's cost was found.

@@ -157,3 +157,69 @@ def test_json_beyond_what_the_images_need_is_refused() -> None:
     )
     assert read(answer([PNG], filler=[0] * 300), [], limits)[1] == [PNG]
     assert _fault(answer([PNG], filler=[0] * 2000), limits) is AnswerFault.TOO_LARGE
+
+
+class RecordingSink:
+    """An ImageSink that keeps what it was given, in the order it was given."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def begin(self, image_format: str) -> None:
+        self.events.append(("begin", image_format))
+
+    def write(self, piece: bytes) -> None:
+        self.events.append(("write", piece))
+
+    def end(self) -> None:
+        self.events.append(("end", None))
+
+    async def drain(self) -> None:
+        pass
+
+    def images(self) -> list[bytes]:
+        images: list[bytes] = []
+        for kind, value in self.events:
+            if kind == "begin":
+                images.append(b"")
+            elif kind == "write":
+                assert isinstance(value, bytes)
+                images[-1] += value
+        return images
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    images=st.lists(st.binary(min_size=0, max_size=3000), min_size=1, max_size=4),
+    cuts=st.lists(st.integers(min_value=0, max_value=20000), max_size=30),
+)
+def test_with_a_sink_the_images_go_to_it_and_the_answer_keeps_none(
+    images: list[bytes], cuts: list[int]
+) -> None:
+    images = [PNG + image for image in images]
+    body = answer(images, usage={"input_tokens": 3})
+    sink = RecordingSink()
+    reader = AnswerReader("req_1", ROOMY, sink)
+    points = sorted({min(max(c, 0), len(body)) for c in cuts} | {0, len(body)})
+    for start, end in itertools.pairwise(points):
+        reader.feed(body[start:end])
+    payload, decoded = reader.finish()
+    assert decoded == [b""] * len(images)  # SUNK: nothing of them kept
+    assert sink.images() == images
+    kinds = [kind for kind, _ in sink.events]
+    assert kinds.count("begin") == kinds.count("end") == len(images)
+    assert [value for kind, value in sink.events if kind == "begin"] == ["png"] * len(images)
+    assert payload["usage"] == {"input_tokens": 3}
+
+
+def test_an_image_in_another_format_never_reaches_the_sink() -> None:
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(5000)
+    sink = RecordingSink()
+    reader = AnswerReader("req_1", ROOMY, sink)
+    body = answer([PNG + bytes(100), jpeg])
+    with pytest.raises(UpstreamProtocolError) as raised:
+        reader.feed(body)
+    assert raised.value.fault is AnswerFault.BAD_IMAGE
+    # The PNG went through; of the JPEG, not a byte (its first bytes told its format).
+    assert sink.images() == [PNG + bytes(100)]
+    assert [kind for kind, _ in sink.events].count("begin") == 1

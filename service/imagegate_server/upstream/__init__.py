@@ -10,7 +10,14 @@ safe retries (``retry``), the connections (``pool``: aiohttp's under httpx, in
 through ``observe``. Nothing here knows about gRPC; nothing above it knows about HTTP.
 """
 
-from imagegate_server.upstream.answers import ImageEvent, ImageEvents, ImagesAnswer, Reply
+from imagegate_server.upstream.answers import (
+    SUNK,
+    ImageEvent,
+    ImageEvents,
+    ImagesAnswer,
+    ImageSink,
+    Reply,
+)
 from imagegate_server.upstream.client import Upstream, UpstreamConfig
 from imagegate_server.upstream.observe import AttemptSpan, UpstreamObserver, UpstreamTracer
 from imagegate_server.upstream.pool import POOL_SHARD_CONNECTIONS, Pool
@@ -19,10 +26,12 @@ from imagegate_server.upstream.retry import RetryPolicy
 
 __all__ = [
     "POOL_SHARD_CONNECTIONS",
+    "SUNK",
     "AttemptSpan",
     "FileRole",
     "ImageEvent",
     "ImageEvents",
+    "ImageSink",
     "ImagesAnswer",
     "ImagesRequest",
     "Pool",

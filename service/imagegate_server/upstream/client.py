@@ -38,7 +38,13 @@ from imagegate_server.errors import (
 )
 from imagegate_server.models import Operation
 from imagegate_server.upstream import azure, wire
-from imagegate_server.upstream.answers import ImageEvent, ImageEvents, ImagesAnswer, Reply
+from imagegate_server.upstream.answers import (
+    ImageEvent,
+    ImageEvents,
+    ImagesAnswer,
+    ImageSink,
+    Reply,
+)
 from imagegate_server.upstream.azure import AzureConfig
 from imagegate_server.upstream.bounds import AnswerBounds, answer_bounds, bounded, check_head
 from imagegate_server.upstream.decoding import AnswerReader, aligned_images
@@ -145,9 +151,18 @@ class Upstream:
 
     @asynccontextmanager
     async def send(
-        self, request: ImagesRequest, deadline: float, *, retry: bool = True
+        self,
+        request: ImagesRequest,
+        deadline: float,
+        sink: ImageSink | None = None,
+        *,
+        retry: bool = True,
     ) -> AsyncIterator[Reply]:
         """Send ``request``; yield the whole answer, or its events when it streams.
+
+        ``sink``: where a whole answer's images go as they are decoded (the answer
+        then holds :data:`~imagegate_server.upstream.answers.SUNK` in their places);
+        a streamed answer's events carry their images whatever it is.
 
         Errors raise :class:`UpstreamFailure` subclasses, classified, naming this
         upstream. Failures that billed nothing are retried here with backoff, unless
@@ -172,7 +187,7 @@ class Upstream:
             if request.stream:
                 yield ImageEvents(self._events(response, request_id, bounds), request_id, name)
             else:
-                yield await self._answer(response, request_id, deadline, bounds)
+                yield await self._answer(response, request_id, deadline, bounds, sink)
         except BaseException as exc:
             cause = _broken_off(exc)
             if cause is not None:
@@ -192,12 +207,15 @@ class Upstream:
         request_id: str | None,
         deadline: float,
         bounds: AnswerBounds,
+        sink: ImageSink | None,
     ) -> ImagesAnswer:
-        reader = AnswerReader(request_id, bounds.images)
+        reader = AnswerReader(request_id, bounds.images, sink)
         try:
             async with asyncio.timeout_at(deadline):
                 async for chunk in bounded(response.aiter_raw(), bounds.body_bytes, request_id):
                     reader.feed(chunk)
+                    if sink is not None:
+                        await sink.drain()
         except TimeoutError:
             raise UpstreamTimeout(
                 "the upstream did not finish in time", request_id, may_have_billed=True

@@ -11,8 +11,13 @@ its decoded images plus one chunk.
 
 Each image is checked as it is read, against what the request allows
 (:class:`~imagegate_server.upstream.bounds.ImageLimits`): its decoded size while it
-is decoded, no more images than asked for, and, once whole, its format by its first
-bytes (a format is a few bytes to look at, so no image is copied for it).
+is decoded, no more images than asked for, and its format by its first bytes
+(a format is a few bytes to look at, so no image is copied for it): once the image
+is whole, or, with a sink, as soon as they are decoded.
+
+Given an :class:`~imagegate_server.upstream.answers.ImageSink`, the reader hands
+each image's decoded pieces to it as they come (once the image's format is
+accepted) instead of keeping them: the answer then holds no image at all.
 
 A key is recognised only as a key: inside a JSON string every quote is escaped, so
 the unescaped sequence ``"b64_json"`` followed by ``:`` and ``"`` cannot occur in a
@@ -32,6 +37,7 @@ import orjson
 import pybase64
 
 from imagegate_server.errors import AnswerFault, UpstreamProtocolError
+from imagegate_server.upstream.answers import SUNK, ImageSink
 from imagegate_server.upstream.bounds import ImageLimits, image_format
 
 _KEY = re.compile(rb'"b64_json"\s*:\s*"')
@@ -46,17 +52,26 @@ class AnswerReader:
     streamed event), then :meth:`finish` for (payload, images).
 
     In the payload every streamed ``b64_json`` value is the empty string; ``images``
-    holds their decoded bytes in document order.
+    holds their decoded bytes in document order (:data:`SUNK` for each, with a
+    ``sink``).
     """
 
-    def __init__(self, request_id: str | None, limits: ImageLimits) -> None:
+    def __init__(
+        self, request_id: str | None, limits: ImageLimits, sink: ImageSink | None = None
+    ) -> None:
         self._request_id = request_id
         self._limits = limits
+        self._sink = sink
         self._skeleton = bytearray()
         self._image: list[bytes] | None = None
-        """Decoded pieces of the image being read; None between images."""
+        """Decoded pieces of the image being read (with a sink, only those before
+        its format is known); None between images."""
         self._image_bytes = 0
         """Decoded bytes of the image being read."""
+        self._head = b""
+        """The first bytes of the image being read, until its format is known."""
+        self._format: str | None = None
+        """The format of the image being read, once its first bytes are checked."""
         self._carry = b""
         """Base64 characters short of a 4-character group, for the next chunk."""
         self._images: list[bytes] = []
@@ -85,6 +100,7 @@ class AnswerReader:
             self._skeleton += data[pos:value_start]
             self._skeleton += b'"'  # the value, emptied
             self._image, self._carry, self._image_bytes = [], b"", 0
+            self._head, self._format = b"", None
             pos = value_start
 
     def _image_chars(self, data: bytes, pos: int) -> int:
@@ -132,14 +148,51 @@ class AnswerReader:
 
     def _image_done(self, end: int) -> int:
         assert self._image is not None
-        image = b"".join(self._image)
-        if image_format(image[:_FORMAT_HEAD]) not in self._limits.formats:
+        if self._sink is None:
+            image = b"".join(self._image)
+            self._check_format(image[:_FORMAT_HEAD])
+            self._images.append(image)
+        else:
+            if self._format is None:  # shorter than the head a format check reads
+                self._recognise()
+            self._sink.end()
+            self._images.append(SUNK)
+        self._image, self._carry = None, b""
+        return end + 1  # past the closing quote: the skeleton has its own
+
+    def _take(self, piece: bytes) -> None:
+        """Keep a decoded piece; with a sink, hand it on once the image's format is
+        known (checked as soon as its first bytes are in: nothing of an image in
+        another format reaches the sink)."""
+        assert self._image is not None
+        if self._sink is None:
+            self._image.append(piece)  # its format is checked once it is whole
+        elif self._format is not None:
+            self._sink.write(piece)
+        else:
+            self._image.append(piece)
+            if len(self._head) < _FORMAT_HEAD:
+                self._head += piece[: _FORMAT_HEAD - len(self._head)]
+            if len(self._head) >= _FORMAT_HEAD:
+                self._recognise()
+
+    def _recognise(self) -> None:
+        """The format of the image a sink gets, from its first bytes; then the sink
+        gets the image's pieces so far."""
+        assert self._image is not None and self._sink is not None
+        self._format = self._check_format(self._head)
+        self._sink.begin(self._format)
+        for piece in self._image:
+            self._sink.write(piece)
+        self._image.clear()
+
+    def _check_format(self, head: bytes) -> str:
+        found = image_format(head)
+        if found is None or found not in self._limits.formats:
             raise self._fault(
                 AnswerFault.BAD_IMAGE, "the upstream sent an image not in the format asked for"
             )
-        self._images.append(image)
-        self._image, self._carry = None, b""
-        return end + 1  # past the closing quote: the skeleton has its own
+        return found
 
     def _decode(self, chars: bytes | memoryview) -> None:
         """Decode base64 characters (whole groups) onto the image being read."""
@@ -153,7 +206,7 @@ class AnswerReader:
             raise self._fault(
                 AnswerFault.TOO_LARGE, "the upstream sent an image larger than the request allows"
             )
-        self._image.append(piece)
+        self._take(piece)
 
     def _fault(self, fault: AnswerFault, message: str) -> UpstreamProtocolError:
         return UpstreamProtocolError(message, self._request_id, fault)

@@ -23,15 +23,18 @@ SPEC_PATH = Path(
 
 
 _DATA_DIRS = itertools.count()
+# The result store's link port: a free one for every gateway the tests start, in this
+# process or as subprocesses, whatever a fixture's scope (the default is fixed).
+os.environ["IMAGEGATE_STORE_HTTP_PORT"] = "0"
 
 
 @pytest.fixture(autouse=True)
 def _own_data_directory(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
-    """Every test's gateways keep their local state (the limits database) in a data
-    directory of that test's own, never in the checkout's ``data/`` and never shared
-    with another test. Created only when a gateway opens it."""
+    """Every test's gateways keep their local state (the limits database, the result
+    store) in a data directory of that test's own, never in the checkout's ``data/``
+    and never shared with another test. Created only when a gateway opens it."""
     base = tmp_path_factory.getbasetemp() / "data"
     monkeypatch.setenv("IMAGEGATE_DATA_DIR", str(base / str(next(_DATA_DIRS))))
     yield

@@ -18,6 +18,7 @@ Each carries exactly what the caller may see (never an upstream exception's text
     ├── ResultTooLarge        unary result over send limit  RESOURCE_EXHAUSTED
     ├── StoreUnavailable      the result store failed a write UNAVAILABLE + ErrorInfo
     ├── CallerStalled         an upload's next message late  DEADLINE_EXCEEDED + ErrorInfo
+    ├── StoredImageNotFound   not the caller's stored image NOT_FOUND + ErrorInfo
     └── UpstreamFailure       anything from/about OpenAI
         ├── NoUpstream        no upstream serves the model  NOT_FOUND + ErrorInfo(NO_UPSTREAM)
         ├── UpstreamError     OpenAI answered with an error status
@@ -211,6 +212,14 @@ class CallerStalled(ImagegateError):
         super().__init__(message)
         self.reason = reason
         self.timeout_s = timeout_s
+
+
+class StoredImageNotFound(ImagegateError):
+    """No stored image of the caller's client by that reference: one answer whether it
+    is another client's, expired, deleted or never existed (no oracle)."""
+
+    def __init__(self) -> None:
+        super().__init__("no stored image of this client has that reference (or it expired)")
 
 
 class UpstreamFailure(ImagegateError):

@@ -370,15 +370,22 @@ class Settings(BaseSettings):
     store_dir: Path | None = None
     """The local store's directory. Unset: ``<data_dir>/results``."""
     store_retention_s: float = Field(default=86400.0, ge=60, le=365 * 86400)
-    """How long a stored result is kept unless the call's client says otherwise."""
+    """How long a stored result is kept unless the call's client says otherwise
+    (``result_retention`` in the clients file); capped at ``store_max_retention_s``."""
+    store_max_retention_s: float = Field(default=7 * 86400.0, ge=60, le=365 * 86400)
+    """The longest any stored result is kept: a client's ``result_retention`` above
+    it is cut to it, so the operator bounds what the store holds whatever the
+    clients file says."""
     store_link_lifetime_s: float = Field(default=3600.0, ge=1, le=365 * 86400)
     """Lifetime of a link to a stored result; capped at the result's remaining
     retention and at the backend's maximum (7 days for S3's presigned URLs)."""
     store_http_host: str | None = None
     """Address the local store's link port binds. Unset: the gateway's ``host``."""
-    store_http_port: int = Field(default=50052, ge=0, le=65535)
+    store_http_port: int = Field(default=50053, ge=0, le=65535)
     """Port on which the gateway serves local-store links (and nothing else); 0 picks
-    a free one. Unused with ``store_backend=s3`` (links go to the bucket)."""
+    a free one (with workers: one for all of them). Unused with
+    ``store_backend=s3`` (links go to the bucket). Not 50052: the Kubernetes
+    manifests give that to the health port."""
     store_public_url: str | None = None
     """Base URL of local-store links as callers reach them (the gateway may sit
     behind a proxy), e.g. ``https://images.example.com``. Unset:

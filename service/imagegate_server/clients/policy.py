@@ -12,6 +12,9 @@ MICRO_USD_PER_USD = 1_000_000
 DEFAULT_MAX_SPOOLED_BYTES = 1024**3
 """Upload bytes one client's calls may hold on disk at once, per gateway process,
 unless the clients file says otherwise: four uploads at the default request cap."""
+DEFAULT_MAX_STORED_BYTES = 1024**3
+"""Bytes one client may hold in the result store unless the clients file says
+otherwise: about 400 images of 1536x1024 at once."""
 
 
 def micro_usd(dollars: Decimal) -> int:
@@ -47,6 +50,16 @@ class Policy:
     """Upload bytes the client's calls may hold in spool files at once, per gateway
     process (bytes past each call's in-memory threshold). Unlike the limits above,
     it has a default: disk is no caller's to fill."""
+    store_results: bool = True
+    """May ask for stored delivery (``DELIVERY_STORED``): results written to the
+    result store, bounded by :attr:`max_stored_bytes` and kept for
+    :attr:`result_retention_s`."""
+    result_retention_s: float | None = None
+    """How long the client's stored results are kept; None: the operator's default
+    (``IMAGEGATE_STORE_RETENTION_S``). Either is capped at the operator's maximum."""
+    max_stored_bytes: int | None = DEFAULT_MAX_STORED_BYTES
+    """Bytes the client may hold in the result store at once. Unlike the rate and
+    spend limits it has a default: storage is no caller's to fill."""
     operator: bool = False
     """May call AdminService (the operator's views, such as every client's spend).
     Set per client (``operator = true``), never inherited from ``[defaults]``."""

@@ -1,13 +1,18 @@
 """A running gateway: gRPC server, health, reflection, the router over its upstreams
-(the upstreams file's, or the one of ``IMAGEGATE_OPENAI_*``) and, when neither a key
-nor an upstreams file is configured, the embedded emulator as the upstream.
+(the upstreams file's, or the one of ``IMAGEGATE_OPENAI_*``), the result store and,
+when neither a key nor an upstreams file is configured, the embedded emulator as the
+upstream.
 
 Operations around it: metrics (one :class:`Metrics` per process, exposed on their
 own port unless a worker supervisor exposes them), traces when the ``OTEL_*``
 variables ask for them (each worker process exports its own), an optional
 plaintext health port for kubelet probes, and SO_REUSEPORT only when several
-workers share a port. What the server serves is assembled in :mod:`.services`; how
-its servers listen is :mod:`.listening`.
+workers share a port. The result store is opened at start and closed after the
+last call drained: its ledger lives beside the limiter's state (Redis, the local
+database or memory), and with the local backend each worker serves the link port
+too (SO_REUSEPORT, like the gRPC port), so any of them answers any link. What the
+server serves is assembled in :mod:`.services`; how its servers listen is
+:mod:`.listening`.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from imagegate_server.gateway.services import (
     auth_required,
 )
 from imagegate_server.limits import SCHEMA as LIMITS_SCHEMA
-from imagegate_server.limits import Limiter, build_limiter, uses_local_database
+from imagegate_server.limits import Limiter, RedisLimiter, build_limiter, uses_local_database
 from imagegate_server.localdb import LocalDatabase
 from imagegate_server.metrics import Metrics, MetricsEndpoint
 from imagegate_server.metrics.labels import DEFAULT_UPSTREAM
@@ -59,6 +64,8 @@ from imagegate_server.routing import (
     transport,
 )
 from imagegate_server.settings import OPENAI_API_HOST, Settings
+from imagegate_server.store import SCHEMA as STORE_SCHEMA
+from imagegate_server.store import RunningStore, ledger_for, open_store
 from imagegate_server.tls import ServerCertificates
 from imagegate_server.tracing import tracing_from_environment
 from imagegate_server.upstream import Pool
@@ -87,9 +94,12 @@ class Gateway:
         *,
         shared_emulator: SharedEmulator | None = None,
         tracing: Tracing | None = None,
+        sweeps: bool = True,
     ) -> None:
         """``tracing``: spans go there (the caller stops it); None: traces as the
-        ``OTEL_*`` variables configure them, if at all (stopped with the gateway)."""
+        ``OTEL_*`` variables configure them, if at all (stopped with the gateway).
+        ``sweeps``: this process may sweep expired results (the workers of one
+        ``serve`` without Redis leave it to one of them)."""
         self.settings = settings
         self.port = 0
         self.health_port = 0
@@ -105,6 +115,8 @@ class Gateway:
         self._clients: ClientsFile | None = None
         self._database: LocalDatabase | None = None
         self._limiter: Limiter | None = None
+        self._store: RunningStore | None = None
+        self._sweeps = sweeps
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
         self._metrics_endpoint: MetricsEndpoint | None = None
@@ -138,8 +150,11 @@ class Gateway:
         if self._clients is not None:
             await self._clients.start()
         if uses_local_database(settings):
-            self._database = await LocalDatabase.open(settings.data_dir, LIMITS_SCHEMA)
+            self._database = await LocalDatabase.open(
+                settings.data_dir, LIMITS_SCHEMA, STORE_SCHEMA
+            )
         self._limiter = build_limiter(settings, self._database)
+        store = self._store = await self._open_store()
         prices = load_price_table(settings)
         self._router = Router(
             upstreams,
@@ -167,6 +182,7 @@ class Gateway:
             router=self._router,
             limiter=self._limiter,
             clients=self._clients,
+            store=store.store,
             prices=prices,
             metrics=self.metrics,
             tracing=self._tracing,
@@ -211,6 +227,9 @@ class Gateway:
         }
         if self.health_port:
             extra["health_address"] = f"{settings.host}:{self.health_port}"
+        extra["result_store"] = store.store.backend_name
+        if store.link_port:
+            extra["store_link_port"] = store.link_port
         log.info("serving", extra=extra)
         return self.port
 
@@ -240,6 +259,24 @@ class Gateway:
             project=settings.openai_project,
         )
         return UpstreamSet((UpstreamSpec(config, None),), from_file=False)
+
+    async def _open_store(self) -> RunningStore:
+        settings = self.settings
+        limiter = self._limiter
+        redis = limiter.connection if isinstance(limiter, RedisLimiter) else None
+        return await open_store(
+            settings,
+            redis=redis,
+            ledger=ledger_for(self._database, redis, settings.redis_prefix),
+            observer=self.metrics.store,
+            tracer=self._tracing.store if self._tracing is not None else None,
+            sweep=None if self._sweeps else False,
+        )
+
+    @property
+    def store(self) -> RunningStore | None:
+        """The result store, while the gateway runs."""
+        return self._store
 
     async def _choose_upstream(self, key: SecretStr | None) -> tuple[SecretStr, str]:
         """The key and base URL to call: OpenAI's, or an emulator's (ours, or the
@@ -309,6 +346,9 @@ class Gateway:
         if self._clients is not None:
             await self._clients.stop()
             self._clients = None
+        if self._store is not None:  # before the limiter: it may share its Redis client
+            await self._store.aclose()
+            self._store = None
         if self._limiter is not None:
             await self._limiter.aclose()
             self._limiter = None

@@ -1,5 +1,6 @@
 """What the gateway's gRPC server serves: ImagesService, QuotaService, AdminService,
-health and reflection, each assembled from the parts the :class:`~.server.Gateway` started.
+StoredImagesService, health and reflection, each assembled from the parts the
+:class:`~.server.Gateway` started.
 
 The names callers and probes address are here too: :data:`SERVICE_NAME` and the
 health service names.
@@ -20,10 +21,13 @@ from imagegate_server.gateway.edge.callers import Authenticator
 from imagegate_server.gateway.edge.guard import Guard
 from imagegate_server.gateway.edge.quota import QuotaServicer
 from imagegate_server.gateway.edge.servicer import ImagesServicer
+from imagegate_server.gateway.edge.storage import Storage
+from imagegate_server.gateway.edge.stored import StoredImagesServicer
 from imagegate_server.gateway.edge.tenancy import Tenancy
 from imagegate_server.gateway.edge.wire import (
     ADMIN_SERVICE,
     QUOTA_SERVICE,
+    STORED_SERVICE,
     add_images_service,
     add_service,
 )
@@ -33,6 +37,7 @@ from imagegate_server.metrics import Metrics
 from imagegate_server.pricing import PriceTable
 from imagegate_server.routing import Router
 from imagegate_server.settings import Settings
+from imagegate_server.store import ResultStore
 from imagegate_server.tls import ServerCertificates
 
 if TYPE_CHECKING:
@@ -54,6 +59,7 @@ def add_services(
     router: Router,
     limiter: Limiter,
     clients: ClientsFile | None,
+    store: ResultStore,
     prices: PriceTable,
     metrics: Metrics,
     tracing: Tracing | None,
@@ -70,6 +76,7 @@ def add_services(
         on_reload=metrics.known_clients,
     )
     tenancy = Tenancy(limiter, prices, settings)
+    storage = Storage(store, settings)
     servicer = ImagesServicer(
         router,
         settings,
@@ -78,6 +85,7 @@ def add_services(
         ),
         callers=callers,
         tenancy=tenancy,
+        storage=storage,
         prices=prices,
         metrics=metrics,
         tracer=tracing.rpc_tracer(SERVICE_NAME) if tracing is not None else None,
@@ -87,6 +95,7 @@ def add_services(
     quota = QuotaServicer(
         callers,
         tenancy,
+        storage,
         prices,
         Guard(settings.upstream_timeout_s, quota_tracer),
         metrics.rpc("GetQuota", QUOTA_SERVICE),
@@ -103,12 +112,21 @@ def add_services(
         lambda method: metrics.rpc(method, ADMIN_SERVICE),
     )
     add_service(server, ADMIN_SERVICE, admin.behaviours())
+    stored_tracer = tracing.rpc_tracer(STORED_SERVICE.full_name) if tracing is not None else None
+    stored = StoredImagesServicer(
+        callers,
+        storage,
+        Guard(settings.upstream_timeout_s, stored_tracer),
+        metrics.rpc("GetStoredImage", STORED_SERVICE),
+    )
+    add_service(server, STORED_SERVICE, stored.behaviours())
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (
             SERVICE_NAME,
             QUOTA_SERVICE.full_name,
             ADMIN_SERVICE.full_name,
+            STORED_SERVICE.full_name,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         ),

@@ -59,7 +59,7 @@ from imagegate_server.limits import Limiter
 from imagegate_server.pricing import PriceTable
 from imagegate_server.routing.breaker import BreakerPolicy, CircuitBreaker, Permit, State
 from imagegate_server.routing.upstreams_file import UpstreamSet, UpstreamSpec
-from imagegate_server.upstream import ImagesRequest, Pool, Reply, Upstream
+from imagegate_server.upstream import ImageSink, ImagesRequest, Pool, Reply, Upstream
 from imagegate_server.upstream.observe import UpstreamObserver, UpstreamTracer
 
 log = logging.getLogger(__name__)
@@ -202,11 +202,15 @@ class Router:
         deadline: float,
         allowed: tuple[str, ...] | None,
         on_attempt: Callable[[str], None],
+        sink: ImageSink | None = None,
     ) -> AsyncIterator[Reply]:
         """Send ``request`` to the upstream the rules above pick; yield its reply.
 
         ``allowed``: the upstreams the client's policy names (None: any);
-        ``on_attempt`` hears the name of each upstream as the call goes to it.
+        ``on_attempt`` hears the name of each upstream as the call goes to it;
+        ``sink``: where a whole answer's images go as they are decoded (see
+        :meth:`Upstream.send`: a failover happens only before an answer, so the
+        sink sees the images of one upstream's answer at most).
         Raises what :meth:`Upstream.send` raises, or the refusals above.
         """
         routes = self._routes
@@ -215,7 +219,7 @@ class Router:
             if allowed is not None and route.name not in allowed:
                 raise _not_allowed(request)  # pinned to upstreams this gateway lacks
             on_attempt(route.name)
-            async with route.upstream.send(request, deadline) as reply:
+            async with route.upstream.send(request, deadline, sink) as reply:
                 yield reply
             return
         ordered = self._order(self._candidates(routes, request, allowed))
@@ -244,7 +248,7 @@ class Router:
                 async with AsyncExitStack() as stack:
                     try:
                         reply = await stack.enter_async_context(
-                            route.upstream.send(request, deadline, retry=last)
+                            route.upstream.send(request, deadline, sink, retry=last)
                         )
                     except UpstreamFailure as failed:
                         _judge(route.breaker, permit, failed)

@@ -11,25 +11,32 @@ ledger (:mod:`.ledger`) for storage quotas.
 Public API: :func:`open_store` (the configured store, started), :class:`ResultStore`
 (``put``, ``store_image``, ``link``, ``open``, ``stat``, ``delete``, ``sweep``),
 :class:`CallInfo`, :class:`StoredObject`, :class:`StoredImage`, :class:`Link`,
-the ledger (:class:`StorageLedger`, :class:`MemoryLedger`, :class:`Holding`), the
+the ledger (:class:`StorageLedger`, :class:`Holding`; :class:`MemoryLedger` in this
+process, :class:`LocalLedger` in the local database with its :data:`SCHEMA`,
+:class:`RedisLedger` on Redis), the
 sweep's lease (:class:`SweepLock`, :class:`InProcessLock`, :class:`RedisLock`) and
 the observer seams (:class:`StoreObserver`, :class:`StoreTracer`). Failures are
 :class:`~imagegate_server.errors.StoreUnavailable`.
 """
 
-from imagegate_server.store.factory import RunningStore, open_store
+from imagegate_server.store.factory import RunningStore, ledger_for, open_store
 from imagegate_server.store.ledger import Holding, MemoryLedger, StorageLedger
+from imagegate_server.store.ledger_local import SCHEMA, LocalLedger
+from imagegate_server.store.ledger_redis import RedisLedger
 from imagegate_server.store.objects import CallInfo, Link, StoredImage, StoredObject
 from imagegate_server.store.observe import StoreObserver, StoreSpan, StoreTracer
 from imagegate_server.store.results import ResultStore, StoredReader, StoreLimits, SweepResult
 from imagegate_server.store.retention import InProcessLock, RedisLock, Sweeper, SweepLock
 
 __all__ = [
+    "SCHEMA",
     "CallInfo",
     "Holding",
     "InProcessLock",
     "Link",
+    "LocalLedger",
     "MemoryLedger",
+    "RedisLedger",
     "RedisLock",
     "ResultStore",
     "RunningStore",
@@ -44,5 +51,6 @@ __all__ = [
     "SweepLock",
     "SweepResult",
     "Sweeper",
+    "ledger_for",
     "open_store",
 ]

@@ -19,10 +19,13 @@ from typing import Any
 from obstore.store import S3Store
 
 from imagegate_server.errors import StartupError
+from imagegate_server.localdb import LocalDatabase
 from imagegate_server.redis_connection import RedisConnection
 from imagegate_server.settings import Settings
 from imagegate_server.store.backend import Backend
-from imagegate_server.store.ledger import StorageLedger
+from imagegate_server.store.ledger import MemoryLedger, StorageLedger
+from imagegate_server.store.ledger_local import LocalLedger
+from imagegate_server.store.ledger_redis import RedisLedger
 from imagegate_server.store.link_server import LinkServer
 from imagegate_server.store.local import LocalBackend
 from imagegate_server.store.observe import StoreObserver, StoreTracer
@@ -100,6 +103,19 @@ async def open_store(
     return RunningStore(store, link_server, sweeper)
 
 
+def ledger_for(
+    database: LocalDatabase | None, redis: RedisConnection | None, prefix: str
+) -> StorageLedger:
+    """The ledger kept where the limiter keeps its state, shared as widely: Redis (every
+    replica), else the local database (every worker of one ``serve``, across
+    restarts), else this process's memory (``IMAGEGATE_LIMITS_STORE=memory``)."""
+    if redis is not None:
+        return RedisLedger(redis, prefix)
+    if database is not None:
+        return LocalLedger(database)
+    return MemoryLedger()
+
+
 def s3_backend(settings: Settings) -> S3Backend:
     """The S3 backend of ``settings``; credentials the settings leave unset come from
     the standard ``AWS_*`` variables and the AWS credential chain."""
@@ -170,10 +186,17 @@ async def _local(
         root, signer, stale_after=2 * datetime.timedelta(seconds=settings.store_write_timeout_s)
     )
     server = LinkServer(backend, signer, observer=observer)
-    host = settings.store_http_host or settings.host
+    host = link_host(settings)
     port = await server.start(host, settings.store_http_port, reuse_port=settings.reuse_port)
     backend.base_url = settings.store_public_url or _base_url(host, port)
     return backend, server
+
+
+def link_host(settings: Settings) -> str:
+    """The address the link port binds: ``store_http_host``, else the gateway's host
+    (an IPv6 address without the brackets gRPC's address syntax puts around it)."""
+    host = settings.store_http_host or settings.host
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
 def _base_url(host: str, port: int) -> str:

@@ -20,6 +20,8 @@ class WorkerPlan:
     health_port: int | None
     emulator_url: str | None
     emulator_key: str | None
+    store_http_port: int | None = None
+    """The local result store's link port, reserved for every worker (None: S3)."""
 
     def line(self) -> bytes:
         return json.dumps(asdict(self)).encode() + b"\n"

@@ -2,7 +2,8 @@
 
 It never creates a gRPC object (gRPC does not survive a fork, and the supervisor
 has no calls to serve): workers are fresh interpreters started with exec. What it
-does own: the reserved ports, the multiprocess metrics directory and the
+does own: the reserved ports (gRPC, health, the local result store's link port),
+the multiprocess metrics directory and the
 ``/metrics`` endpoint that sums it, the one emulator process in emulator mode,
 and the signals. SIGTERM or SIGINT is passed to every worker, which drains exactly
 as a single-process gateway does; the supervisor waits for all of them, then
@@ -30,6 +31,8 @@ from imagegate_server.limits import uses_local_database
 from imagegate_server.localdb import LocalDatabase
 from imagegate_server.metrics import MetricsEndpoint, multiprocess
 from imagegate_server.settings import Settings
+from imagegate_server.store import SCHEMA as STORE_SCHEMA
+from imagegate_server.store.factory import link_host
 from imagegate_server.workers import ports
 from imagegate_server.workers.children import ChildFailed, Slot, keep_running, pid
 from imagegate_server.workers.plan import EmulatorPlan, WorkerPlan
@@ -49,6 +52,7 @@ class Supervisor:
         self.port_file = port_file
         self.port = 0
         self.health_port: int | None = None
+        self.store_http_port: int | None = None
         self._stop = asyncio.Event()
         self._emulator_stop = asyncio.Event()
         self._sockets: list[socket.socket] = []
@@ -103,6 +107,10 @@ class Supervisor:
             health = ports.reserve(settings.host, settings.health_port, "health port")
             self._sockets.append(health)
             self.health_port = ports.bound_port(health)
+        if settings.store_backend == "local":
+            links = ports.reserve(link_host(settings), settings.store_http_port, "store link port")
+            self._sockets.append(links)
+            self.store_http_port = ports.bound_port(links)
         await self._check_limits_store()
         if settings.emulated():
             await self._start_emulator()
@@ -130,7 +138,7 @@ class Supervisor:
         so a data directory that cannot be used stops ``serve`` with its one line."""
         settings = self.settings
         if uses_local_database(settings):
-            database = await LocalDatabase.open(settings.data_dir, LIMITS_SCHEMA)
+            database = await LocalDatabase.open(settings.data_dir, LIMITS_SCHEMA, STORE_SCHEMA)
             await database.aclose()
         elif settings.redis_url is None and self.count > 1:
             log.warning(
@@ -150,6 +158,7 @@ class Supervisor:
                 health_port=self.health_port,
                 emulator_url=self._emulator_url,
                 emulator_key=self._emulator_key,
+                store_http_port=self.store_http_port,
             ).line()
 
         return plan

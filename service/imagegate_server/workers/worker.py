@@ -39,14 +39,15 @@ async def _main() -> int:
     pipe = await open_plan_pipe()
     plan = WorkerPlan.parse(await pipe.readline())
     settings = Settings(host=plan.host, port=plan.port)
-    settings = settings.model_copy(
-        update={
-            "health_port": plan.health_port,
-            "reuse_port": True,
-            "metrics_port": None,  # the supervisor serves the sum of all workers
-            "workers": None,
-        }
-    )
+    update: dict[str, object] = {
+        "health_port": plan.health_port,
+        "reuse_port": True,
+        "metrics_port": None,  # the supervisor serves the sum of all workers
+        "workers": None,
+    }
+    if plan.store_http_port is not None:
+        update["store_http_port"] = plan.store_http_port
+    settings = settings.model_copy(update=update)
     logs.configure(settings.log_level)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_WorkerField(plan.index))
@@ -61,9 +62,11 @@ async def _main() -> int:
         sys.stdout.flush()
 
     try:
-        return await serve_gateway(
-            Gateway(settings, shared_emulator=shared), None, stop=stop, on_serving=report
-        )
+        # Without Redis to share the sweep's lease, one worker sweeps: two sweeping
+        # the same directory would both count its deletions in the shared ledger.
+        sweeps = plan.index == 0 or settings.redis_url is not None
+        gateway = Gateway(settings, shared_emulator=shared, sweeps=sweeps)
+        return await serve_gateway(gateway, None, stop=stop, on_serving=report)
     finally:
         orphaned.cancel()
 

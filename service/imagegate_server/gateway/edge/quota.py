@@ -1,4 +1,5 @@
-"""QuotaService: a caller's own limits, what remains of them, and its spend (read-only)."""
+"""QuotaService: a caller's own limits, what remains of them, its spend and what it
+holds in the result store (read-only)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from imagegate.v1 import quota_pb2
 from imagegate_server.gateway.edge.callers import Authenticator, Caller
 from imagegate_server.gateway.edge.guard import Context, Guard
 from imagegate_server.gateway.edge.rpc import RpcCall
+from imagegate_server.gateway.edge.storage import Storage
 from imagegate_server.gateway.edge.tenancy import Tenancy
 from imagegate_server.metrics import RpcMetrics
 from imagegate_server.models import Operation
@@ -29,12 +31,14 @@ class QuotaServicer:
         self,
         callers: Authenticator,
         tenancy: Tenancy,
+        storage: Storage,
         prices: PriceTable,
         guard: Guard,
         metrics: RpcMetrics | None = None,
     ) -> None:
         self._callers = callers
         self._tenancy = tenancy
+        self._storage = storage
         self._prices = prices
         self._guard = guard
         self._metrics = metrics
@@ -82,7 +86,18 @@ class QuotaServicer:
         response.spent_today_usd_micros = status.spent_today_micros
         response.spent_this_month_usd_micros = status.spent_this_month_micros
         response.reserved_usd_micros = status.reserved_micros
+        await self._storage_quota(caller, response.storage)
         return response
+
+    async def _storage_quota(self, caller: Caller, storage: quota_pb2.StorageQuota) -> None:
+        policy = caller.policy
+        held = await self._storage.holding(caller)
+        storage.may_store = policy.store_results
+        storage.stored_bytes = held.size
+        storage.stored_objects = held.objects
+        if policy.max_stored_bytes is not None:
+            storage.max_stored_bytes = policy.max_stored_bytes
+        storage.retention.FromTimedelta(self._storage.retention(policy))
 
 
 def _policy(caller: Caller) -> quota_pb2.GetQuotaResponse:

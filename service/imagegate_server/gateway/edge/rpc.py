@@ -80,6 +80,8 @@ class RpcCall:
     input_tokens: int | None = None
     output_tokens: int | None = None
     """Token usage of the result, when OpenAI reported it."""
+    stored: bool = False
+    """The call asked for its results in the result store (DELIVERY_STORED)."""
     span: CallSpan | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -140,7 +142,10 @@ class RpcCall:
             extra["images"] = self.images
         if self.result_bytes is not None:
             extra["result_bytes"] = self.result_bytes
+        if self.stored:
+            extra["delivery"] = "stored"
         if self.cost_micros is not None:
+            # On a failed call too: a result the store could not keep was billed.
             extra["cost_usd"] = self.cost_micros / 1_000_000
         if self.upstream is not None:
             extra["upstream"] = self.upstream

@@ -17,6 +17,7 @@ The table (also in the contract's service comment and the README):
     StoreUnavailable               UNAVAILABLE         ErrorInfo(STORE_UNAVAILABLE)
     CallerStalled                  DEADLINE_EXCEEDED   ErrorInfo(FIRST_MESSAGE_TIMEOUT or
                                                        UPLOAD_STALLED: timeout_s)
+    StoredImageNotFound            NOT_FOUND           ErrorInfo(STORED_IMAGE_NOT_FOUND)
     upstream: invalid request      INVALID_ARGUMENT    ErrorInfo(reason=code|type),
       (OpenAI 400/413/422, other 4xx, content policy)  BadRequest(param)
     upstream: authentication (401) INTERNAL            ErrorInfo(UPSTREAM_AUTHENTICATION)
@@ -56,6 +57,7 @@ from imagegate_server.errors import (
     NotPermitted,
     NoUpstream,
     ResultTooLarge,
+    StoredImageNotFound,
     StoreUnavailable,
     Unauthenticated,
     UpstreamError,
@@ -225,6 +227,10 @@ _ANSWERS: tuple[tuple[type[Any], Callable[[Any], Answer]], ...] = (
     (ResultTooLarge, _too_large),
     (StoreUnavailable, lambda e: (grpc.StatusCode.UNAVAILABLE, None, [_info("STORE_UNAVAILABLE")])),
     (CallerStalled, _stalled),
+    (
+        StoredImageNotFound,
+        lambda e: (grpc.StatusCode.NOT_FOUND, None, [_info("STORED_IMAGE_NOT_FOUND")]),
+    ),
     (UpstreamError, _upstream),
     (NoUpstream, _no_upstream),
     (UpstreamTimeout, _timeout),

@@ -97,6 +97,12 @@ class Draft:
         return n if isinstance(n, int) and n > 0 else 1
 
     @property
+    def delivery(self) -> int:
+        """The parameters' ``delivery``: a ``Delivery`` number (0: unset), not yet
+        judged (an unknown number is the edge's to refuse)."""
+        return int(getattr(self._parameters, "delivery", 0))
+
+    @property
     def input_images(self) -> int:
         """Images the call sends or references."""
         p = self._parameters

@@ -21,7 +21,6 @@ from imagegate_server.clients.editing import PROG, CommandFailure, add, revoke
 from imagegate_server.clients.listing import list_clients
 
 _RELATIVE = re.compile(r"(\d{1,6})([dhm])")
-_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 
 def register(subparsers: Any) -> None:
@@ -94,6 +93,28 @@ def register(subparsers: Any) -> None:
         dest="max_spooled_bytes",
         help='upload bytes its calls may hold on disk at once, per process ("2 GiB", '
         '"unlimited"; default 1 GiB)',
+    )
+    add.add_argument(
+        "--store-results",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="may ask for stored delivery, results as links in the result store "
+        "(default: inherit; allowed unless [defaults] says otherwise)",
+    )
+    add.add_argument(
+        "--result-retention",
+        type=_retention,
+        metavar="DURATION",
+        dest="result_retention",
+        help='how long its stored results are kept ("24h", "7d", seconds; "default": '
+        "the operator's; capped at IMAGEGATE_STORE_MAX_RETENTION_S)",
+    )
+    add.add_argument(
+        "--max-stored-bytes",
+        type=_byte_size,
+        metavar="BYTES",
+        dest="max_stored_bytes",
+        help='bytes its stored results may take at once ("5 GiB", "unlimited"; default 1 GiB)',
     )
     add.add_argument(
         "--stamp-identity",
@@ -177,6 +198,20 @@ def _byte_size(text: str) -> int | str:
         ) from None
 
 
+def _retention(text: str) -> int | str:
+    from imagegate_server.clients.schema import MAX_RETENTION_S, MIN_RETENTION_S, duration_s
+
+    if text.strip().lower() == "default":
+        return "default"
+    try:
+        seconds = duration_s(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected 24h, 7d, seconds or "default"') from None
+    if not MIN_RETENTION_S <= seconds <= MAX_RETENTION_S:
+        raise argparse.ArgumentTypeError("expected a retention from 60 s to 365 d")
+    return seconds
+
+
 def _budget(text: str) -> Decimal | str:
     if text.strip().lower() == "unlimited":
         return "unlimited"
@@ -187,10 +222,11 @@ def _budget(text: str) -> Decimal | str:
 
 
 def _expiry(text: str) -> datetime:
+    from imagegate_server.clients.schema import duration_s
+
     now = datetime.now(UTC).replace(microsecond=0)
-    match = _RELATIVE.fullmatch(text.strip())
-    if match:
-        moment = now + timedelta(**{_UNITS[match[2]]: int(match[1])})
+    if _RELATIVE.fullmatch(text.strip()):
+        moment = now + timedelta(seconds=duration_s(text))
     else:
         try:
             moment = datetime.fromisoformat(text.strip())

@@ -99,6 +99,9 @@ def _policy_values(client: Client) -> dict[str, Any]:
         "stamp_identity": policy.stamp_identity,
         "upstreams": None if policy.upstreams is None else list(policy.upstreams),
         "max_spooled_bytes": policy.max_spooled_bytes,
+        "store_results": policy.store_results,
+        "result_retention": policy.result_retention_s,
+        "max_stored_bytes": policy.max_stored_bytes,
         "operator": policy.operator,
     }
 

@@ -54,7 +54,7 @@ class Policy:
     """May ask for stored delivery (``DELIVERY_STORED``): results written to the
     result store, bounded by :attr:`max_stored_bytes` and kept for
     :attr:`result_retention_s`."""
-    result_retention_s: float | None = None
+    result_retention_s: int | None = None
     """How long the client's stored results are kept; None: the operator's default
     (``IMAGEGATE_STORE_RETENTION_S``). Either is capped at the operator's maximum."""
     max_stored_bytes: int | None = DEFAULT_MAX_STORED_BYTES

@@ -60,8 +60,8 @@ def effective_policy(defaults: PolicyFields, own: PolicyFields) -> Policy:
     """``own``'s fields where it sets them, else ``defaults``' where it does, else unlimited."""
 
     def source(name: str) -> PolicyFields:
-        # A field nobody set has its schema default: None (unlimited), True, or the
-        # default spool cap.
+        # A field nobody set has its schema default: None (unlimited, or the
+        # operator's retention), True, or the default spool and storage caps.
         return own if name in own.model_fields_set else defaults
 
     operations = source("operations").operations
@@ -79,6 +79,9 @@ def effective_policy(defaults: PolicyFields, own: PolicyFields) -> Policy:
         stamp_identity=source("stamp_identity").stamp_identity,
         upstreams=source("upstreams").upstreams,
         max_spooled_bytes=source("max_spooled_bytes").max_spooled_bytes,
+        store_results=source("store_results").store_results,
+        result_retention_s=source("result_retention").result_retention,
+        max_stored_bytes=source("max_stored_bytes").max_stored_bytes,
         operator=isinstance(own, ClientEntry) and own.operator,
     )
 

@@ -17,7 +17,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
-from imagegate_server.clients.policy import DEFAULT_MAX_SPOOLED_BYTES
+from imagegate_server.clients.policy import DEFAULT_MAX_SPOOLED_BYTES, DEFAULT_MAX_STORED_BYTES
 from imagegate_server.clients.tokens import TOKEN_ID_PATTERN
 from imagegate_server.livefiles import documents
 
@@ -45,10 +45,18 @@ POLICY_FIELDS = (
     "stamp_identity",
     "upstreams",
     "max_spooled_bytes",
+    "store_results",
+    "result_retention",
+    "max_stored_bytes",
 )
 _BYTE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
                "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}  # fmt: skip
 _BYTE_SIZE = re.compile(r"(\d{1,16})\s*([A-Za-z]{0,3})")
+_DURATION = re.compile(r"(\d{1,9})\s*([smhd]?)")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+OPERATOR_DEFAULT = "default"
+MIN_RETENTION_S = 60
+MAX_RETENTION_S = 365 * 86400
 
 
 def _problem(message: str) -> PydanticCustomError:
@@ -82,6 +90,33 @@ def _byte_size(value: object) -> int | None:
         except ValueError:
             raise _problem(problem) from None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _problem(problem)
+    return value
+
+
+def duration_s(text: str) -> int:
+    """Seconds from ``3600``, ``"90m"``, ``"24h"`` or ``"7d"``; ValueError otherwise."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError("not a duration")
+    return int(match[1]) * _SECONDS[match[2]]
+
+
+def _retention(value: object) -> int | None:
+    if value == OPERATOR_DEFAULT:
+        return None
+    problem = (
+        'must be a duration from 60 s to 365 d, e.g. 86400, "24h" or "7d" '
+        '(or "default": the operator\'s)'
+    )
+    if isinstance(value, str):
+        try:
+            value = duration_s(value)
+        except ValueError:
+            raise _problem(problem) from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _problem(problem)
+    if not MIN_RETENTION_S <= value <= MAX_RETENTION_S:
         raise _problem(problem)
     return value
 
@@ -196,6 +231,7 @@ def _client_name(value: object) -> str:
 Limit = Annotated[int | None, PlainValidator(_limit)]
 Budget = Annotated[Decimal | None, PlainValidator(_budget)]
 ByteSize = Annotated[int | None, PlainValidator(_byte_size)]
+Retention = Annotated[int | None, PlainValidator(_retention)]
 Flag = Annotated[bool, PlainValidator(_flag)]
 Models = Annotated[tuple[str, ...], PlainValidator(_models)]
 Operations = Annotated[frozenset[str], PlainValidator(_operations)]
@@ -228,6 +264,9 @@ class PolicyFields(_Strict):
     """The upstreams (of the upstreams file) the client's calls may go to, e.g. its
     own OpenAI project for chargeback; absent: any that serves the model."""
     max_spooled_bytes: ByteSize = DEFAULT_MAX_SPOOLED_BYTES
+    store_results: Flag = True
+    result_retention: Retention = None
+    max_stored_bytes: ByteSize = DEFAULT_MAX_STORED_BYTES
 
 
 class TokenEntry(_Strict):

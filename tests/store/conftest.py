@@ -1,5 +1,6 @@
 """Result store fixtures: both backends behind one fixture (a local directory with its
-link port, and a real S3-compatible server), real-size images, a settable clock."""
+link port, and a real S3-compatible server), real-size images, a settable clock; and
+for stored delivery, gateways storing to either backend in front of an emulator."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from delivery_support import KEY, NEWER_MODEL, store_overrides
+from support.gateways import GatewayFactory, started_gateways
 from weed_support import ACCESS_KEY, REGION, SECRET_KEY, WeedServer
 
+from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.emulator.render import RenderSpec
 from imagegate_server.emulator.renderer import Renderer
 from imagegate_server.settings import Settings
@@ -96,3 +100,26 @@ def real_images() -> list[bytes]:
         renderer.generate(RenderSpec("a lighthouse at dusk", "gpt-image-2", 1536, 1024, index))
         for index in range(4)
     ]
+
+
+@pytest.fixture(params=["local", "s3"])
+def gateway_store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Each backend in turn, as a gateway's settings."""
+    weed = request.getfixturevalue("weed") if request.param == "s3" else None
+    return store_overrides(request.param, tmp_path, weed)
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    config = EmulatorConfig(api_key=KEY, cached_renders=True, extra_models=frozenset({NEWER_MODEL}))
+    async with Emulator(config) as running:
+        yield running
+
+
+@pytest.fixture
+async def start(emulator: Emulator, gateway_store: dict[str, Any]) -> AsyncIterator[GatewayFactory]:
+    """``await start(**settings)``: a gateway storing to the backend of this run."""
+    async with started_gateways(
+        KEY, emulator.base_url, retry_backoff_s=0.01, **gateway_store
+    ) as factory:
+        yield factory

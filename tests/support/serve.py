@@ -33,12 +33,15 @@ def free_port() -> int:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The test's environment without any IMAGEGATE_*, PROMETHEUS_* or OPENAI_* setting
-    (none of the developer's own may leak into the process), plus ``extra``."""
+    (none of the developer's own may leak into the process), plus ``extra``. The
+    result store's link port is a free one (``extra`` may say otherwise): its fixed
+    default would collide between gateways a test runs side by side."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("IMAGEGATE_", "PROMETHEUS_", "OPENAI_"))
     }
+    env["IMAGEGATE_STORE_HTTP_PORT"] = "0"
     env.update(extra)
     return env
 

@@ -143,6 +143,8 @@ async def running_gateways(
                 IMAGEGATE_SHUTDOWN_GRACE_S="0",
                 # Each gateway's local database of its own, in the run's directory.
                 IMAGEGATE_DATA_DIR=str(workdir / f"{name}.data"),
+                # Gateways run side by side: each its own free link port.
+                IMAGEGATE_STORE_HTTP_PORT="0",
                 **extra,
             )
             argv = ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]

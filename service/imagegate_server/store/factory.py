@@ -29,7 +29,7 @@ from imagegate_server.store.ledger_redis import RedisLedger
 from imagegate_server.store.link_server import LinkServer
 from imagegate_server.store.local import LocalBackend
 from imagegate_server.store.observe import StoreObserver, StoreTracer
-from imagegate_server.store.results import ResultStore, StoreLimits
+from imagegate_server.store.results import Clock, ResultStore, StoreLimits, utc_now
 from imagegate_server.store.retention import InProcessLock, RedisLock, Sweeper, SweepLock
 from imagegate_server.store.s3 import S3Backend
 from imagegate_server.store.signing import LinkSigner, signing_key
@@ -66,10 +66,12 @@ async def open_store(
     observer: StoreObserver | None = None,
     tracer: StoreTracer | None = None,
     sweep: bool | None = None,
+    clock: Clock | None = None,
 ) -> RunningStore:
     """The configured store, serving links (local) and sweeping (unless ``sweep`` or
     ``store_sweep`` say not to). ``redis``: the gateway's Redis connection, whose
-    replicas share the sweep; None: this process sweeps on its own.
+    replicas share the sweep; None: this process sweeps on its own. ``clock``: the
+    store's notion of now (expiry, sweeping, links), the system's by default.
 
     Raises StartupError for a configuration it cannot serve (one line).
     """
@@ -85,7 +87,9 @@ async def open_store(
     else:
         local, link_server = await _local(settings, observer)
         backend = local
-    store = ResultStore(backend, limits, ledger=ledger, observer=observer, tracer=tracer)
+    store = ResultStore(
+        backend, limits, ledger=ledger, observer=observer, tracer=tracer, clock=clock or utc_now
+    )
     sweeper: Sweeper | None = None
     if settings.store_sweep if sweep is None else sweep:
         lock: SweepLock = (

@@ -11,6 +11,7 @@ threads, so the event loop never waits on a disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import os
 import re
@@ -83,8 +84,10 @@ class LocalBackend:
             # Cancelled (a timeout) or failed: nothing stays visible.
             if descriptor is not None:
                 close_quietly(descriptor)
-            temporary.unlink(missing_ok=True)
-            meta.unlink(missing_ok=True)
+            for leftover in (temporary, meta):
+                # The directory itself may be what failed (gone, or not a directory).
+                with contextlib.suppress(OSError):
+                    leftover.unlink(missing_ok=True)
             if isinstance(error, OSError):
                 raise StoreUnavailable(error_kind(error)) from None
             raise

@@ -6,10 +6,10 @@
     edge (tenancy)   the caller's policy, then its limits and budgets (admitted or not)
     requests         the uploads received and judged -> a validated ImagesRequest
     routing          -> an upstream: the whole answer, or its events as they arrive
-    mapping          -> the result (priced), or slices then the result; with
-                     DELIVERY_STORED (edge/storage: may the caller store, within its
-                     quota) each final image goes to the result store as it is
-                     decoded and the result carries links instead of bytes
+    mapping          -> the result (priced), or slices then the result
+                     (edge/answering); with DELIVERY_STORED (edge/storage: may the
+                     caller store, within its quota) each final image goes to the
+                     result store as it is decoded and the result carries links
     edge (tenancy)   settle the call's cost
     edge (guard)     the status, trailers, log line and metrics of every ending
 
@@ -22,29 +22,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import (
-    AbstractAsyncContextManager,
     asynccontextmanager,
     contextmanager,
-    nullcontext,
 )
-from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
-from imagegate.v1 import params_pb2, results_pb2
+from imagegate.v1 import params_pb2
 
 from imagegate_server.errors import ImagegateError, InvalidRequest, LimitRefused, ResultTooLarge
+from imagegate_server.gateway.edge.answering import Admitted, Answering, StreamItem
 from imagegate_server.gateway.edge.callers import ANONYMOUS, Authenticator, Caller
 from imagegate_server.gateway.edge.guard import Context, Guard
 from imagegate_server.gateway.edge.rpc import RpcCall, RpcTracer
 from imagegate_server.gateway.edge.storage import Storage
-from imagegate_server.gateway.edge.tenancy import Charge, Tenancy
+from imagegate_server.gateway.edge.tenancy import Tenancy
 from imagegate_server.gateway.edge.wire import UPLOAD_ACCEPTED, Malformed, Rpc
 from imagegate_server.gateway.mapping.cost import Pricer
-from imagegate_server.gateway.mapping.events import stream_items
-from imagegate_server.gateway.mapping.results import Finished, ImageSlice, images_result
-from imagegate_server.gateway.mapping.serialized import chunk_response_bytes, unary_response_bytes
-from imagegate_server.gateway.mapping.stored import StoredDelivery, place
+from imagegate_server.gateway.mapping.results import ImageSlice
+from imagegate_server.gateway.mapping.serialized import chunk_response_bytes
 from imagegate_server.gateway.requests.build import RequestBuilder
 from imagegate_server.gateway.requests.draft import Draft, PreparedRequest
 from imagegate_server.gateway.requests.stream import UploadStream
@@ -54,23 +50,9 @@ from imagegate_server.metrics import Metrics
 from imagegate_server.pricing import PriceTable
 from imagegate_server.routing import Router
 from imagegate_server.settings import Settings
-from imagegate_server.upstream import ImagesAnswer, ImageSink, ImagesRequest, Reply
 
 Request = Message | Malformed
 Chunks = AsyncIterator[params_pb2.FileChunk]
-StreamItem = ImageSlice | results_pb2.ImagesResult
-
-
-@dataclass
-class Admitted:
-    """A call past its caller's policy and limits, its uploads received."""
-
-    caller: Caller
-    draft: Draft
-    request: ImagesRequest
-    charge: Charge
-    stored: bool
-    """Its final images go to the result store (DELIVERY_STORED)."""
 
 
 class ImagesServicer:
@@ -90,13 +72,14 @@ class ImagesServicer:
         metrics: Metrics,
         tracer: RpcTracer | None = None,
     ) -> None:
-        self._router = router
         self._settings = settings
         self._requests = requests
         self._callers = callers
         self._tenancy = tenancy
         self._storage = storage
-        self._pricer = Pricer(router.prices_for, prices, metrics)
+        self._answering = Answering(
+            router, settings, storage, Pricer(router.prices_for, prices, metrics), metrics
+        )
         self._metrics = metrics
         self._guard = Guard(settings.upstream_timeout_s, tracer)
 
@@ -132,12 +115,7 @@ class ImagesServicer:
         image is copied once, from the decoded answer into what gRPC sends."""
         async with self._admitted(rpc, request, call, context) as admitted:
             admitted.charge.upstream_started = True
-            if admitted.stored:
-                data = await self._stored_answer(rpc, admitted, call)
-            else:
-                # Only ``data`` comes back: the images go (with the method's frame)
-                # before gRPC makes its own copy of it.
-                data = await self._inline_answer(rpc, admitted, call)
+            data = await self._answering.unary(rpc, admitted, call)
         call.result_bytes = len(data)
         # The limit applies to the message gRPC sends, i.e. the response around the result.
         limit = self._settings.max_send_message_bytes
@@ -148,61 +126,13 @@ class ImagesServicer:
             )
         return data
 
-    async def _inline_answer(self, rpc: Rpc, admitted: Admitted, call: RpcCall) -> bytes:
-        async with self._send(admitted, call) as reply:
-            call.upstream_answered(reply.request_id)
-            assert isinstance(reply, ImagesAnswer)  # a unary request does not stream
-            finished = images_result(reply)
-            images = reply.images
-        self._account(rpc, admitted, finished, call)
-        image_bytes = sum(len(image) for image in images if image is not None)
-        self._metrics.result_bytes(rpc.operation.value, image_bytes)
-        return unary_response_bytes(rpc.response, finished.result, images)
-
-    async def _stored_answer(self, rpc: Rpc, admitted: Admitted, call: RpcCall) -> bytes:
-        """The result with links: each image stored as it is decoded, never held."""
-        async with self._delivery(admitted, call) as delivery:
-            sink = delivery.sink()
-            async with self._send(admitted, call, sink) as reply:
-                call.upstream_answered(reply.request_id)
-                assert isinstance(reply, ImagesAnswer)
-                finished = images_result(reply)
-            place(finished.result, reply.images, await sink.stored())
-            self._account(rpc, admitted, finished, call)
-            delivery.check()  # a store that failed: UNAVAILABLE, once the call is priced
-        data: bytes = rpc.response(result=finished.result).SerializeToString()
-        return data
-
-    def _delivery(self, admitted: Admitted, call: RpcCall) -> StoredDelivery:
-        return self._storage.delivery(
-            admitted.caller, admitted.draft, request_id=call.request_id, deadline=call.deadline
-        )
-
     async def _stream_items(
         self, rpc: Rpc, request: Any, call: RpcCall, context: Context
     ) -> AsyncGenerator[StreamItem]:
         async with self._admitted(rpc, request, call, context) as admitted:
             admitted.charge.upstream_started = True
-            delivery = self._delivery(admitted, call) if admitted.stored else None
-            # A whole answer (OpenAI cannot stream the call) is stored as it is decoded;
-            # a streamed one image by image, as its events arrive.
-            sink = delivery.sink() if delivery and not admitted.request.stream else None
-            storing: AbstractAsyncContextManager[object] = delivery or nullcontext()
-            async with (
-                storing,
-                self._send(admitted, call, sink) as reply,
-            ):
-                call.upstream_answered(reply.request_id)
-                chunk_bytes = self._settings.result_chunk_bytes
-                async for item in stream_items(reply, chunk_bytes, delivery, sink):
-                    if isinstance(item, Finished):
-                        self._account(rpc, admitted, item, call)
-                        if delivery is not None:
-                            delivery.check()
-                        yield item.result
-                    else:
-                        self._count_slice(rpc, admitted, item)
-                        yield item
+            async for item in self._answering.stream(rpc, admitted, call):
+                yield item
 
     @asynccontextmanager
     async def _admitted(
@@ -260,16 +190,6 @@ class ImagesServicer:
                 self._metrics.spend(caller.client, draft.model, amount, charge.upstream)
                 self._metrics.set_limiter_state(self._tenancy.limiter_state)
 
-    def _send(
-        self, admitted: Admitted, call: RpcCall, sink: ImageSink | None = None
-    ) -> AbstractAsyncContextManager[Reply]:
-        """The call, sent where the router picks (:mod:`imagegate_server.routing`);
-        ``sink``: where a whole answer's images go as they are decoded."""
-        allowed = admitted.caller.policy.upstreams
-        return self._router.send(
-            admitted.request, call.deadline, allowed, admitted.charge.attempting, sink
-        )
-
     def _upload_stream(self, request: AsyncIterator[Request], call: RpcCall) -> UploadStream:
         settings = self._settings
         return UploadStream(
@@ -307,31 +227,6 @@ class ImagesServicer:
             raise
         finally:
             self._metrics.set_limiter_state(self._tenancy.limiter_state)
-
-    def _account(self, rpc: Rpc, admitted: Admitted, finished: Finished, call: RpcCall) -> None:
-        """Price the finished result (into it) and count what it produced."""
-        draft, result = admitted.draft, finished.result
-        cost = self._pricer.price(
-            finished,
-            admitted.request.params,
-            input_images=draft.input_images,
-            estimate_micros=admitted.charge.estimate_micros,
-        )
-        if cost is not None:
-            admitted.charge.cost_micros = cost
-        call.cost_micros = cost
-        call.images = len(result.images)
-        if result.HasField("usage"):
-            call.input_tokens = result.usage.input_tokens
-            call.output_tokens = result.usage.output_tokens
-        operation = rpc.operation.value
-        self._metrics.images(draft.model, operation, len(result.images))
-
-    def _count_slice(self, rpc: Rpc, admitted: Admitted, piece: ImageSlice) -> None:
-        operation = rpc.operation.value
-        self._metrics.result_bytes(operation, len(piece.data))
-        if piece.head.HasField("partial_image_index") and piece.head.last:
-            self._metrics.partial_images(admitted.draft.model, operation)
 
     def _count_upload(self, rpc: Rpc, upload: Upload) -> None:
         operation = rpc.operation.value

@@ -161,3 +161,38 @@ def test_wrong_input_type_is_one_line(target: str, tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1
     assert done.stderr.startswith("imagegate: INVALID_ARGUMENT: ")
+
+
+def test_stored_delivery_writes_the_same_files_with_o(target: str, tmp_path: Path) -> None:
+    done = run(
+        target, tmp_path, "generate", "a lighthouse", "-o", "out", "-n", "2",
+        "--model", "gpt-image-2", "--size", "1024x1024", "--delivery", "stored",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["out-1.png", "out-2.png"]
+    for name in ("out-1.png", "out-2.png"):
+        assert image(tmp_path / name) == ("PNG", (1024, 1024))
+    assert "downloaded from" in done.stderr
+    assert "signature=" not in done.stderr  # a link is a credential: never printed with -o
+
+
+def test_stored_delivery_without_o_prints_the_links(target: str, tmp_path: Path) -> None:
+    import urllib.request
+
+    done = run(target, tmp_path, "generate", "a fox", "--delivery", "stored")
+    assert done.returncode == 0, done.stderr
+    (link,) = done.stdout.splitlines()
+    assert link.startswith("http://127.0.0.1:") and "signature=" in link
+    assert "link valid until" in done.stderr
+    with urllib.request.urlopen(link, timeout=30) as answer:
+        assert answer.read().startswith(b"\x89PNG")
+
+
+def test_an_edit_with_stored_delivery(target: str, tmp_path: Path) -> None:
+    write_png(tmp_path / "in.png", 256, 256)
+    done = run(
+        target, tmp_path, "edit", "in.png", "add a moon", "-o", "moon.png",
+        "--model", "gpt-image-2", "--size", "1024x1024", "--delivery", "stored",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert image(tmp_path / "moon.png") == ("PNG", (1024, 1024))

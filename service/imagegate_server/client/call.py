@@ -18,7 +18,7 @@ from imagegate.v1 import images_service_pb2_grpc, params_pb2, results_pb2
 
 from imagegate_server.client.assemble import ImageAssembler, StreamProtocolError
 from imagegate_server.client.connection import Connection
-from imagegate_server.client.fetch import fetch
+from imagegate_server.client.fetch import fetch, fetch_stored
 from imagegate_server.client.output import (
     OutputPlan,
     describe,
@@ -118,7 +118,8 @@ class Receiver:
     async def finish(self, download_timeout: float) -> list[SavedImage]:
         """After the stream ended: checks completeness and writes the final images.
 
-        URL results are downloaded when ``-o`` was given (see :mod:`.fetch`).
+        URL and stored results are downloaded when ``-o`` was given (see :mod:`.fetch`),
+        so ``-o`` yields files whatever the delivery.
         """
         result = self.result
         if result is None:
@@ -136,6 +137,14 @@ class Receiver:
                     continue
                 self.progress.status(lambda: "downloading the URL results")
                 data = await fetch(url, download_timeout)
+            elif image.HasField("stored"):
+                stored = image.stored
+                if self.plan is None:
+                    saved.append(SavedImage(index, None, stored.url, _stored(stored), revised))
+                    continue
+                self.progress.status(lambda: "downloading the stored results")
+                data = await fetch_stored(stored, download_timeout)
+                url = stored.object
             elif image.HasField("data") and image.data:
                 data = image.data
             elif index in finals:
@@ -164,6 +173,11 @@ class Receiver:
             self.progress.line(f"note: {path} holds {kind} data")
 
 
+def _stored(stored: results_pb2.StoredImage) -> str:
+    expires = stored.expires_at.ToDatetime().strftime("%Y-%m-%d %H:%M UTC")
+    return f"stored, {human_size(stored.size_bytes)}, link valid until {expires}"
+
+
 def summarize(
     saved: list[SavedImage],
     result: results_pb2.ImagesResult,
@@ -176,6 +190,7 @@ def summarize(
         where = str(image.path) if image.path is not None else str(image.url)
         progress.line(f"image {image.index + 1}: {where} ({image.description})")
         if image.path is not None and image.url is not None:
+            # A stored image's object, never its link (the link is a credential).
             progress.line(f"  downloaded from {image.url}")
         if image.revised_prompt:
             progress.line(f"  revised prompt: {image.revised_prompt}")

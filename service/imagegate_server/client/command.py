@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     """The handler of the three client commands (set by :mod:`.parsers`)."""
     parser: argparse.ArgumentParser = args.client_parser
     wants_url = getattr(args, "param__response_format", None) == _url_choice()
-    if args.output is None and not wants_url:
+    wants_links = getattr(args, "param__delivery", None) == "stored"
+    if args.output is None and not (wants_url or wants_links):
         parser.error("the following arguments are required: -o/--output")
     try:
         prepared = prepare(args)

@@ -137,7 +137,8 @@ def _add_output_and_connection(parser: argparse.ArgumentParser, *, partials: boo
         "--output",
         metavar="FILE",
         help="where to write the image; with n > 1: FILE-1.ext, FILE-2.ext, ...; without "
-        "an extension one is added per output format (not needed for URL results)",
+        "an extension one is added per output format (not needed for URL results, nor with "
+        "--delivery stored: without it, the links are printed)",
     )
     if partials:
         out.add_argument(

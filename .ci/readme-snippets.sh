@@ -26,6 +26,9 @@
 #          ErrorInfo reason (invalid_value), and save nothing
 #   quota  prints "client <id>: $D.DDDDDD spent today (UTC)" with the caller's id and a
 #          spend above zero (the examples ran first)
+#   stored (optional) asks for DELIVERY_STORED, fetches the image by its link, saves
+#          stored.png (a PNG) and prints "saved stored.png (N bytes) from a link to
+#          <object>" with the object's reference (<date>/<minute>/<client>/...)
 #
 # Environment: IMAGEGATE_TARGET and IMAGEGATE_TOKEN (the gateway, a client's token),
 # SNIPPETS_CLIENT (that client's id), SNIPPETS_FAILING_TARGET (the refusing gateway),
@@ -196,6 +199,16 @@ check_program() {  # DIR NAME LABEL
       if [ -z "$line" ]; then fail "$label: no 'client $SNIPPETS_CLIENT: \$D.DDDDDD spent today (UTC)'"; show "$out"; return; fi
       if [[ $line =~ \$0\.000000 ]]; then fail "$label: nothing spent today after the examples' images: $line"; return; fi
       echo "ok   $label: $line ($((SECONDS - since))s)"
+      ;;
+    stored)
+      rm -f "$dir/stored.png"
+      run_program "$dir" stored "$IMAGEGATE_TARGET" "$out" || rc=$?
+      if [ "$rc" -ne 0 ]; then fail "$label: exit code $rc"; show "$out"; return; fi
+      grep -Eq "^saved stored\.png \([0-9]+ bytes\) from a link to [0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9]{4}/$SNIPPETS_CLIENT/[0-9a-f]{32}\.png\$" "$out" \
+        || { fail "$label: no 'saved stored.png (N bytes) from a link to <object>'"; show "$out"; return; }
+      [ "$(head -c 8 "$dir/stored.png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] \
+        || { fail "$label: stored.png is not a PNG"; return; }
+      echo "ok   $label: $(grep -E '^saved' "$out") ($((SECONDS - since))s)"
       ;;
     *) fail "$label: no expectation for a program named $name (see the top of $0)" ;;
   esac

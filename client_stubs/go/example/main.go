@@ -87,6 +87,9 @@ func main() {
 		first, err = generateOne(ctx, client)
 		return err
 	})
+	c.run("stored results: links fetched with a plain GET (unary and streamed)", func() error {
+		return storedResults(ctx, client)
+	})
 	c.run("streamed result over 4 MiB at the default receive limit", func() error {
 		return streamLarge(ctx, client)
 	})
@@ -136,6 +139,45 @@ func generateOne(ctx context.Context, client imagegatev1.ImagesServiceClient) ([
 	}
 	fmt.Printf("     1 PNG, %d bytes\n", len(images[0].GetData()))
 	return images[0].GetData(), nil
+}
+
+// storedResults asks for DELIVERY_STORED: the gateway writes each image to its
+// result store and answers with links, which transfer.ImageBytes fetches.
+func storedResults(ctx context.Context, client imagegatev1.ImagesServiceClient) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	parameters := &imagegatev1.GenerationParameters{
+		Prompt:   "a paper boat on a pond",
+		Model:    proto.String("gpt-image-2"),
+		N:        proto.Uint32(2),
+		Size:     proto.String("1024x1024"),
+		Delivery: imagegatev1.Delivery_DELIVERY_STORED,
+	}
+	response, err := client.CreateImage(ctx, &imagegatev1.CreateImageRequest{Parameters: parameters})
+	if err != nil {
+		return err
+	}
+	streamed, err := transfer.GenerateStream(ctx, client, parameters, nil)
+	if err != nil {
+		return err
+	}
+	for _, result := range []*imagegatev1.ImagesResult{response.GetResult(), streamed} {
+		for i, generated := range result.GetImages() {
+			if generated.GetStored() == nil {
+				return fmt.Errorf("image %d is not stored", i)
+			}
+		}
+		images, err := transfer.ImageBytes(ctx, result)
+		if err != nil {
+			return err
+		}
+		if len(images) != 2 || !bytes.HasPrefix(images[0], pngMagic) || !bytes.HasPrefix(images[1], pngMagic) {
+			return fmt.Errorf("want 2 PNGs from the links, got %d images", len(images))
+		}
+	}
+	stored := response.GetResult().GetImages()[0].GetStored()
+	fmt.Printf("     2+2 stored PNGs, e.g. %s (%d bytes)\n", stored.GetObject(), stored.GetSizeBytes())
+	return nil
 }
 
 func streamLarge(ctx context.Context, client imagegatev1.ImagesServiceClient) error {

@@ -79,15 +79,16 @@ func (a *Assembler) Feed(chunk *imagegatev1.ImageChunk) (*Image, error) {
 
 // Finish checks that every image is complete and puts the final images' bytes
 // into result (its GeneratedImage.data, left empty on the streaming RPCs), so a
-// streamed result reads exactly like a unary one. URL images are left as they are.
+// streamed result reads exactly like a unary one. URL and stored images are left as
+// they are (ImageBytes fetches them).
 func (a *Assembler) Finish(result *imagegatev1.ImagesResult) (*imagegatev1.ImagesResult, error) {
 	for key, buffer := range a.open {
 		return nil, fmt.Errorf("%w: %s incomplete: the stream ended after %d bytes without its last slice",
 			ErrStreamProtocol, describe(key), len(buffer))
 	}
 	for index, image := range result.GetImages() {
-		if image.GetUrl() != "" || len(image.GetData()) > 0 {
-			continue
+		if image.GetUrl() != "" || image.GetStored() != nil || len(image.GetData()) > 0 {
+			continue // a URL, a stored image (DELIVERY_STORED), or bytes already
 		}
 		data, ok := a.finals[uint32(index)]
 		if !ok {

@@ -18,6 +18,7 @@ import { crc32, deflateSync } from "node:zlib";
 import { credentials, status as grpcStatus } from "@grpc/grpc-js";
 import {
   BadRequestSchema,
+  Delivery,
   ErrorInfoSchema,
   OutputFormat,
   bearerMetadata,
@@ -29,6 +30,7 @@ import {
   fileFromBytes,
   fileFromPath,
   generateStream,
+  imageBytes,
   isServiceError,
   type CallOptions,
   type ImagesClient,
@@ -83,6 +85,28 @@ async function unary(images: ImagesClient): Promise<Uint8Array> {
   check(startsWith(content.value, PNG_MAGIC), "the image is not a PNG");
   console.log(`     1 PNG, ${content.value.length} bytes`);
   return content.value;
+}
+
+/** DELIVERY_STORED: links into the gateway's result store, fetched by imageBytes. */
+async function stored(images: ImagesClient): Promise<void> {
+  const parameters = {
+    prompt: "a paper boat on a pond",
+    model: "gpt-image-2",
+    n: 2,
+    size: "1024x1024",
+    delivery: Delivery.STORED,
+  };
+  const unaryResult = (await images.createImage({ parameters }, callOptions(60))).result;
+  check(unaryResult !== undefined, "no result");
+  const streamed = await generateStream(images, parameters, callOptions(60));
+  for (const result of [unaryResult, streamed]) {
+    check(result.images.every((image) => image.content.case === "stored"), "an image is not stored");
+    const fetched = await imageBytes(result);
+    check(fetched.length === 2 && fetched.every((data) => startsWith(data, PNG_MAGIC)), "want 2 PNGs from the links");
+  }
+  const first = unaryResult.images[0]?.content;
+  check(first?.case === "stored", "no stored image");
+  console.log(`     2+2 stored PNGs, e.g. ${first.value.object} (${first.value.sizeBytes} bytes)`);
 }
 
 async function streamLarge(images: ImagesClient): Promise<void> {
@@ -260,6 +284,7 @@ let first: Uint8Array | undefined;
 await run("unary CreateImage", async () => {
   first = await unary(client);
 });
+await run("stored results: links fetched with a plain GET (unary and streamed)", () => stored(client));
 await run("streamed result over 4 MiB at the default receive limit", () => streamLarge(client));
 await run("edit upload with a mask (CreateImageEditStream)", async () => {
   check(first !== undefined, "no input image: the unary check failed");

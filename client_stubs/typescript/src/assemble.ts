@@ -81,7 +81,8 @@ export class ImageAssembler {
   /**
    * At the result message: checks every image is complete and returns `result`
    * with each final image's bytes in `images[i].content` (the streaming RPCs leave
-   * it empty), so a streamed result reads like a unary one. URL images stay as sent.
+   * it empty), so a streamed result reads like a unary one. URL and stored images stay
+   * as sent ({@link imageBytes} fetches them).
    */
   finish(result: ImagesResult): ImagesResult {
     for (const [key, image] of this.open) {
@@ -90,7 +91,8 @@ export class ImageAssembler {
       );
     }
     const images = result.images.map((image, index) => {
-      if (image.content.case === "url" || (image.content.case === "data" && image.content.value.length > 0)) {
+      const kind = image.content.case;
+      if (kind === "url" || kind === "stored" || (kind === "data" && image.content.value.length > 0)) {
         return image;
       }
       const data = this.finals.get(index);

@@ -23,6 +23,7 @@ import {
 } from "@bufbuild/protobuf";
 import { ImagesService } from "./gen/imagegate/v1/images_service_pb.js";
 import { QuotaService } from "./gen/imagegate/v1/quota_pb.js";
+import { StoredImagesService } from "./gen/imagegate/v1/stored_pb.js";
 
 /** grpc-js call options (deadline, credentials, interceptors...) plus request metadata. */
 export interface CallOptions extends grpc.CallOptions {
@@ -78,6 +79,12 @@ export type ImagesClient = GrpcClient<typeof ImagesService>;
 
 /** The imagegate.v1.QuotaService client: `getQuota({})`, the caller's limits and spend. */
 export type QuotaClient = GrpcClient<typeof QuotaService>;
+
+/**
+ * The imagegate.v1.StoredImagesService client: `getStoredImage({ object })`, a fresh
+ * link to one of the caller's stored images.
+ */
+export type StoredImagesClient = GrpcClient<typeof StoredImagesService>;
 
 /**
  * Creates a client of `service` on a new grpc-js channel. `target` is `host:port`;
@@ -164,6 +171,15 @@ export function createQuotaClient(
   options?: grpc.ClientOptions,
 ): QuotaClient {
   return createGrpcClient(QuotaService, target, credentials, options);
+}
+
+/** A client of imagegate.v1.StoredImagesService (see {@link createQuotaClient} for sharing a channel). */
+export function createStoredImagesClient(
+  target: string,
+  credentials: grpc.ChannelCredentials,
+  options?: grpc.ClientOptions,
+): StoredImagesClient {
+  return createGrpcClient(StoredImagesService, target, credentials, options);
 }
 
 /** `authorization: Bearer <token>` metadata, for gateways that require a client token. */

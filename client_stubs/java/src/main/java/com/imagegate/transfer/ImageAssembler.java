@@ -55,8 +55,8 @@ public final class ImageAssembler {
 
   /**
    * Checks that every image is complete and returns {@code result} with each final image's
-   * bytes in GeneratedImage.data (left empty by the streaming RPCs). URL images stay as they
-   * are.
+   * bytes in GeneratedImage.data (left empty by the streaming RPCs). URL and stored images stay
+   * as they are ({@link ResultImages} fetches them).
    */
   public ImagesResult finish(ImagesResult result) {
     for (Map.Entry<Key, ByteString> entry : open.entrySet()) {
@@ -69,8 +69,8 @@ public final class ImageAssembler {
     ImagesResult.Builder filled = result.toBuilder();
     for (int i = 0; i < filled.getImagesCount(); i++) {
       GeneratedImage image = filled.getImages(i);
-      if (image.hasUrl() || !image.getData().isEmpty()) {
-        continue;
+      if (image.hasUrl() || image.hasStored() || !image.getData().isEmpty()) {
+        continue; // a URL, a stored image (DELIVERY_STORED), or bytes already
       }
       ByteString data = finals.get(i);
       if (data == null) {

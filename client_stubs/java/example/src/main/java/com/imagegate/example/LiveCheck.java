@@ -7,8 +7,10 @@ import com.google.rpc.BadRequest;
 import com.google.rpc.ErrorInfo;
 import com.imagegate.transfer.EditFiles;
 import com.imagegate.transfer.ImageTransfers;
+import com.imagegate.transfer.ResultImages;
 import com.imagegate.transfer.UploadFile;
 import com.imagegate.v1.CreateImageRequest;
+import com.imagegate.v1.Delivery;
 import com.imagegate.v1.EditParameters;
 import com.imagegate.v1.GeneratedImage;
 import com.imagegate.v1.GenerationParameters;
@@ -31,6 +33,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import javax.imageio.ImageIO;
@@ -100,6 +103,8 @@ public final class LiveCheck {
     LiveCheck checks = new LiveCheck(channel, System.getenv("IMAGEGATE_TOKEN"));
     try {
       checks.run("unary CreateImage", checks::unary);
+      checks.run(
+          "stored results: links fetched with a plain GET (unary and streamed)", checks::stored);
       checks.run("streamed result over 4 MiB at the default receive limit", checks::streamLarge);
       checks.run("edit upload with a mask (CreateImageEditStream)", checks::editWithMask);
       checks.run("INVALID_ARGUMENT with BadRequest field violations", checks::invalidArgument);
@@ -156,6 +161,39 @@ public final class LiveCheck {
     require(data.startsWith(PNG_MAGIC), "the image is not a PNG");
     System.out.printf("     1 PNG, %d bytes%n", data.size());
     firstImage = data;
+  }
+
+  /** DELIVERY_STORED: links into the gateway's result store, fetched by ResultImages. */
+  private void stored() throws Exception {
+    GenerationParameters parameters =
+        GenerationParameters.newBuilder()
+            .setPrompt("a paper boat on a pond")
+            .setModel("gpt-image-2")
+            .setN(2)
+            .setSize("1024x1024")
+            .setDelivery(Delivery.DELIVERY_STORED)
+            .build();
+    ImagesResult unary =
+        blocking
+            .withDeadlineAfter(60, TimeUnit.SECONDS)
+            .createImage(CreateImageRequest.newBuilder().setParameters(parameters).build())
+            .getResult();
+    ImagesResult streamed =
+        ImageTransfers.generateStream(
+                async.withDeadlineAfter(60, TimeUnit.SECONDS), parameters, null)
+            .get(90, TimeUnit.SECONDS);
+    for (ImagesResult result : List.of(unary, streamed)) {
+      for (GeneratedImage image : result.getImagesList()) {
+        require(image.hasStored(), "an image is not stored");
+      }
+      List<ByteString> images = ResultImages.bytes(result);
+      require(
+          images.size() == 2 && images.stream().allMatch(data -> data.startsWith(PNG_MAGIC)),
+          "want 2 PNGs from the links");
+    }
+    System.out.printf(
+        "     2+2 stored PNGs, e.g. %s (%d bytes)%n",
+        unary.getImages(0).getStored().getObject(), unary.getImages(0).getStored().getSizeBytes());
   }
 
   private void streamLarge() throws Exception {

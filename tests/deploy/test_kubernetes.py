@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -28,6 +29,7 @@ KUSTOMIZATIONS = {
     "base": "deploy/kubernetes/base",
     "redis": "deploy/kubernetes/overlays/redis",
     "persistent": "deploy/kubernetes/overlays/persistent",
+    "store": "deploy/kubernetes/overlays/store",
 }
 MARGIN_S = 10  # closing clients and the emulator, exiting
 
@@ -256,3 +258,32 @@ def test_the_data_directory_is_a_writable_volume_where_the_image_expects_it(
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     assert not any(d["kind"] == "HorizontalPodAutoscaler" for d in docs)
+
+
+def test_the_link_port_stays_off_the_health_port_and_off_the_network(
+    rendering: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendering
+    settings, _ = _settings(docs)
+    assert settings.store_http_port != settings.health_port
+    if settings.store_backend == "local":
+        # Each pod's own store: a link to a pod could not be followed from outside it.
+        assert settings.store_http_host == "127.0.0.1"
+
+
+def test_the_store_overlay_stores_in_its_bucket_with_credentials_from_a_secret() -> None:
+    docs = [doc for doc in yaml.safe_load_all(_render("store")) if doc]
+    settings, data = _settings(docs)
+    assert settings.store_backend == "s3"
+    assert settings.store_s3_bucket and settings.store_s3_endpoint
+    # Shared by the replicas: what each client holds, and the sweep, live in Redis.
+    assert data["IMAGEGATE_REDIS_URL"].startswith("redis://")
+    assert settings.store_retention_s <= settings.store_max_retention_s
+    assert settings.store_link_lifetime_s <= settings.store_retention_s
+    env = {e["name"]: e for e in _gateway(docs)["env"]}
+    for name in ("IMAGEGATE_STORE_S3_ACCESS_KEY_ID", "IMAGEGATE_STORE_S3_SECRET_ACCESS_KEY"):
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "imagegate-store"
+    assert not any("SECRET" in key or "ACCESS_KEY" in key for key in data)
+    port = urlsplit(settings.store_s3_endpoint).port
+    egress = _one(docs, "NetworkPolicy", "imagegate")["spec"]["egress"]
+    assert any(port in {p["port"] for p in rule["ports"]} for rule in egress)

@@ -4,7 +4,8 @@
 # language would call it: a unary generation, a streamed result over gRPC's default
 # 4 MiB receive limit, an edit upload with a mask, an INVALID_ARGUMENT whose
 # google.rpc.BadRequest is decoded by that language's own library, an upload the
-# gateway refuses mid-way, and GetQuota. Then, with that language's default limits,
+# gateway refuses mid-way, GetQuota, and a stored result (DELIVERY_STORED) fetched by
+# its link. Then, with that language's default limits,
 # an upstream error whose code and param are 5,000 characters each must still reach
 # the caller as its status with x-request-id (issue 20). Then the programs the
 # package READMEs (and any other *.md) show are built as written, outside the
@@ -76,8 +77,11 @@ step "gateways: one on the embedded emulator, one whose upstream refuses every c
 # its token made by `imagegate clients add` (printed once, stored only hashed).
 IMAGEGATE_TOKEN=$(.venv/bin/imagegate clients add "$CLIENT" --file "$work/clients.toml" 2>/dev/null)
 export IMAGEGATE_TOKEN
+# Two gateways side by side: each its own data directory and result store link port
+# (a free one; the default 50053 would be taken by the first).
 env -u IMAGEGATE_OPENAI_API_KEY -u IMAGEGATE_OPENAI_API_KEY_FILE -u IMAGEGATE_OPENAI_BASE_URL \
   IMAGEGATE_CLIENTS_FILE="$work/clients.toml" \
+  IMAGEGATE_DATA_DIR="$work/data" IMAGEGATE_STORE_HTTP_PORT=0 \
   .venv/bin/imagegate serve --host 127.0.0.1 --port 0 --port-file "$work/port" \
   2>"$work/gateway.log" &
 pids+=($!)
@@ -93,6 +97,7 @@ emulator_url=$(sed -n 's/^imagegate emulator listening on //p' "$work/emulator.o
 [ -n "$emulator_url" ] || abort "reading the emulator's address"
 env -u IMAGEGATE_OPENAI_API_KEY_FILE \
   IMAGEGATE_CLIENTS_FILE="$work/clients.toml" \
+  IMAGEGATE_DATA_DIR="$work/failing-data" IMAGEGATE_STORE_HTTP_PORT=0 \
   IMAGEGATE_OPENAI_BASE_URL="$emulator_url" IMAGEGATE_OPENAI_API_KEY="$emulator_key" \
   .venv/bin/imagegate serve --host 127.0.0.1 --port 0 --port-file "$work/failing-port" \
   2>"$work/failing-gateway.log" &

@@ -29,6 +29,7 @@ PATHS = {
     "tenancy": {"gateway", "memory", "local", "redis"},
     "soak": {"gateway"},
     "overhead": {"gateway", "direct", "floor"},
+    "results": {"gateway", "direct", "stored"},
 }
 # Scenarios whose gateway rows ghz drives when it is installed (the others need what
 # ghz cannot do: ramps, time to a stream's first image, identity checks).
@@ -117,6 +118,13 @@ def test_every_scenario_runs_tiny_and_reports_without_errors(tmp_path: Path) -> 
     assert all(row["extra"]["memory_over_b64"] >= 0 for row in results)
     # OpenAI's 1536x1024 PNGs are megabytes; the emulator's toy ones 40-70 KiB.
     assert all(row["extra"]["kib_per_image"] > 1000 for row in results), results
+    # Stored delivery beside inline: memory against base64, CPU against inline's.
+    stored = [row for row in scenarios["results"]["rows"] if row["path"] == "stored"]
+    assert {row["case"] for row in stored} == {row["case"] for row in results}
+    assert all(row["extra"]["kib_per_image"] > 1000 for row in stored), stored
+    targets = [check["target"] for check in scenarios["results"]["checks"]]
+    assert sum("stored / inline" in target for target in targets) == 2
+    assert sum(target.endswith(", stored") for target in targets) == 2
 
     # Tenancy: every check is a ratio of a backend's gateway to the one without limits.
     targets = [check["target"] for check in scenarios["tenancy"]["checks"]]

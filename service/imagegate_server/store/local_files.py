@@ -59,11 +59,16 @@ def create(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
 
 
+# One write() at most this large: measured on ext4 (Linux 6, a VM), a 2.5 MB image
+# written in one call cost 3.5 ms of CPU, in 1 MiB calls 0.5 ms.
+WRITE_BYTES = 1024 * 1024
+
+
 def write_all(descriptor: int, chunk: bytes | bytearray | memoryview) -> int:
     view = memoryview(chunk).cast("B")
     written = 0
     while written < len(view):
-        written += os.write(descriptor, view[written:])
+        written += os.write(descriptor, view[written : written + WRITE_BYTES])
     return written
 
 

@@ -39,4 +39,6 @@ async def test_the_printed_prompts_are_the_prompts_sent(
     ]
     printed = re.findall(r"^Create\w+: [^']*'([^']*)'", capsys.readouterr().out, re.MULTILINE)
     assert printed == sent
-    assert len(sent) == 3 and len(written) == 6
+    assert len(sent) == 4 and len(written) == 7
+    # The stored image, fetched by its link as printed.
+    assert written[-1].read_bytes().startswith(b"\x89PNG")

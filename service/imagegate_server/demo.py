@@ -2,8 +2,10 @@
 
 Starts the gateway on a free loopback port with no OpenAI key (so it serves from
 the embedded emulator), then makes images through the gRPC path with the
-generated stubs: a generation, a streamed generation with partial images, and an
-edit of the first image. Writes every image under ``--out`` and says where.
+generated stubs: a generation, a streamed generation with partial images, an
+edit of the first image, and a stored generation (its link printed, then fetched
+with a plain GET from the local result store). Writes every image under ``--out``
+and says where.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import params_pb2
 
 from imagegate_server import logs
+from imagegate_server.client.fetch import result_images
 from imagegate_server.wording import plural
 
 if TYPE_CHECKING:
@@ -33,6 +36,7 @@ CHUNK = 64 * 1024
 LIGHTHOUSE = "a lighthouse on a cliff at dusk"
 BOAT = "a paper boat on a pond"
 MOON = "add a full moon"
+HARBOUR = "a harbour at dawn"
 
 
 def register(subparsers: Any) -> None:
@@ -56,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         openai_api_key_file=None,
         host="127.0.0.1",
         port=0,
+        store_http_port=0,  # the link port: a free one, beside any gateway already running
         shutdown_grace_s=1,
     )
     logs.configure("WARNING")
@@ -147,6 +152,23 @@ async def _make_images(
 
     edited = await stub.CreateImageEdit(upload())
     written.append(_write(out / "lighthouse-edited.png", edited.result.images[0].data))
+
+    print(
+        f"CreateImage: {HARBOUR!r}, stored (DELIVERY_STORED: the gateway keeps the image "
+        "in its result store and answers with a link) ..."
+    )
+    kept = await stub.CreateImage(
+        pb.CreateImageRequest(
+            parameters=params_pb2.GenerationParameters(
+                prompt=HARBOUR, model="gpt-image-2", delivery=params_pb2.DELIVERY_STORED
+            )
+        )
+    )
+    stored = kept.result.images[0].stored
+    print(f"  link (a plain GET fetches it until {stored.expires_at.ToJsonString()}):")
+    print(f"    {stored.url}")
+    (image,) = await result_images(kept.result)  # that GET
+    written.append(_write(out / "harbour-stored.png", image))
     return written
 
 

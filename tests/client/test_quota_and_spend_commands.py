@@ -89,10 +89,11 @@ def test_quota_shows_the_callers_limits_and_spend(gateway: Gateway, tmp_path: Pa
     assert lines[4] == (
         "spent $0.016 today, $0.016 this month (UTC), $0.00 reserved by calls in flight"
     )
-    assert lines[5:8] == [
+    assert lines[5:9] == [
         "models all",
         "operations generation, edit, variation",
         "images per call any n",
+        "stored results 0 B in 0 images of 1024.0 MiB, kept 24 h",
     ]
 
     as_json = cli(

@@ -23,7 +23,9 @@ from imagegate_server.client.command import fail
 from imagegate_server.client.connection import Connection, CredentialsError, connection_from
 from imagegate_server.client.errors import PROGRAM
 from imagegate_server.client.options import UsageError
+from imagegate_server.client.output import human_size
 from imagegate_server.pricing.money import format_usd
+from imagegate_server.wording import plural
 
 _OPERATIONS = {
     quota_pb2.OPERATION_GENERATION: "generation",
@@ -112,6 +114,21 @@ def describe(answer: quota_pb2.GetQuotaResponse) -> str:
     operations = [_OPERATIONS.get(op, str(op)) for op in answer.operations]
     rows.append(("operations", ", ".join(operations) or "none"))
     rows.append(("images per call", str(answer.max_n) if answer.HasField("max_n") else "any n"))
+    rows.append(("stored results", _storage(answer.storage)))
     rows.append(("price table", answer.price_table))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {text}" for name, text in rows)
+
+
+def _storage(storage: quota_pb2.StorageQuota) -> str:
+    """What the client holds in the result store, of what it may (DELIVERY_STORED)."""
+    if not storage.may_store:
+        return "not allowed (DELIVERY_STORED is refused)"
+    held = f"{human_size(storage.stored_bytes)} in {plural(storage.stored_objects, 'image')}"
+    limit = (
+        f"of {human_size(storage.max_stored_bytes)}"
+        if storage.HasField("max_stored_bytes")
+        else "(no quota)"
+    )
+    hours = storage.retention.ToTimedelta().total_seconds() / 3600
+    return f"{held} {limit}, kept {hours:g} h"

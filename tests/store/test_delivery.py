@@ -215,3 +215,39 @@ async def test_a_newer_model_stores_its_images_whatever_their_size(start: Gatewa
     async with caller.channel:
         result = await caller.generate(model=NEWER_MODEL, delivery=STORED)
     assert (await fetch(result.images[0].stored.url)).status_code == 200
+
+
+async def test_the_wiring_records_store_metrics_and_a_span_per_write(
+    emulator: Emulator, gateway_store: dict[str, object]
+) -> None:
+    from delivery_support import KEY
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from support.gateways import gateway_settings
+
+    from imagegate_server.tracing.provider import Tracing
+
+    exporter = InMemorySpanExporter()
+    settings = gateway_settings(KEY, emulator.base_url, **gateway_store)
+    gateway = Gateway(settings, tracing=Tracing.with_exporter(exporter))
+    await gateway.start()
+    try:
+        caller = await caller_of(gateway, None)
+        async with caller.channel:
+            result = await caller.generate(n=2, delivery=STORED)
+        backend = settings.store_backend
+        registry = gateway.metrics.registry
+        labels = {"backend": backend}
+        assert registry.get_sample_value("imagegate_store_written_objects_total", labels) == 2
+        written = sum(image.stored.size_bytes for image in result.images)
+        assert registry.get_sample_value("imagegate_store_written_bytes_total", labels) == written
+        spans = exporter.get_finished_spans()
+        writes = [span for span in spans if span.name == f"store put {backend}"]
+        (call,) = [span for span in spans if span.name.endswith("/CreateImage")]
+        assert len(writes) == 2
+        assert all(span.parent is not None for span in writes)
+        assert {span.parent.span_id for span in writes if span.parent} == {call.context.span_id}
+        objects = {span.attributes["imagegate.store.object"] for span in writes if span.attributes}
+        assert objects == {image.stored.object for image in result.images}
+    finally:
+        await gateway.stop(0)
+        exporter.shutdown()

@@ -167,8 +167,8 @@ async def _make_images(
     stored = kept.result.images[0].stored
     print(f"  link (a plain GET fetches it until {stored.expires_at.ToJsonString()}):")
     print(f"    {stored.url}")
-    (image,) = await result_images(kept.result)  # that GET
-    written.append(_write(out / "harbour-stored.png", image))
+    (fetched,) = await result_images(kept.result)  # that GET
+    written.append(_write(out / "harbour-stored.png", fetched))
     return written
 
 

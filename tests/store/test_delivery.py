@@ -37,6 +37,13 @@ async def caller_of(gateway: Gateway, token: str | None) -> Caller:
     return Caller(channel, token)
 
 
+async def team_caller(start: GatewayFactory, tmp_path: Path) -> tuple[Gateway, Caller]:
+    """A gateway with one client, ``team``, and that client's caller."""
+    path, tokens = clients_file(tmp_path, **TEAM)
+    gateway = await start(clients_file=path)
+    return gateway, await caller_of(gateway, tokens["team"])
+
+
 async def check_stored(
     gateway: Gateway, image: results_pb2.GeneratedImage, client: str | None
 ) -> bytes:
@@ -64,9 +71,7 @@ async def check_stored(
 async def test_unary_results_are_links_that_a_plain_get_fetches(
     start: GatewayFactory, tmp_path: Path
 ) -> None:
-    path, tokens = clients_file(tmp_path, **TEAM)
-    gateway = await start(clients_file=path)
-    caller = await caller_of(gateway, tokens["team"])
+    gateway, caller = await team_caller(start, tmp_path)
     async with caller.channel:
         result = await caller.generate(n=2, delivery=STORED)
         assert len(result.images) == 2
@@ -82,9 +87,7 @@ async def test_unary_results_are_links_that_a_plain_get_fetches(
 
 
 async def test_each_object_carries_its_call(start: GatewayFactory, tmp_path: Path) -> None:
-    path, tokens = clients_file(tmp_path, **TEAM)
-    gateway = await start(clients_file=path)
-    caller = await caller_of(gateway, tokens["team"])
+    gateway, caller = await team_caller(start, tmp_path)
     async with caller.channel:
         request = caller.images.CreateImage(
             pb.CreateImageRequest(
@@ -110,9 +113,7 @@ async def test_each_object_carries_its_call(start: GatewayFactory, tmp_path: Pat
 async def test_a_stream_relays_partials_inline_and_final_images_as_links(
     start: GatewayFactory, tmp_path: Path
 ) -> None:
-    path, tokens = clients_file(tmp_path, **TEAM)
-    gateway = await start(clients_file=path)
-    caller = await caller_of(gateway, tokens["team"])
+    gateway, caller = await team_caller(start, tmp_path)
     async with caller.channel:
         messages = await caller.stream(n=2, partial_images=2, delivery=STORED)
     chunks = [m.image_chunk for m in messages if m.HasField("image_chunk")]
@@ -128,9 +129,7 @@ async def test_a_stream_openai_cannot_stream_is_stored_too(
     start: GatewayFactory, tmp_path: Path
 ) -> None:
     # dall-e-2 answers whole: the stream RPC stores the answer's images as they decode.
-    path, tokens = clients_file(tmp_path, **TEAM)
-    gateway = await start(clients_file=path)
-    caller = await caller_of(gateway, tokens["team"])
+    gateway, caller = await team_caller(start, tmp_path)
     async with caller.channel:
         messages = await caller.stream(
             model="dall-e-2",
@@ -148,9 +147,7 @@ async def test_a_stream_openai_cannot_stream_is_stored_too(
 async def test_edits_store_their_results(
     start: GatewayFactory, tmp_path: Path, streamed: bool
 ) -> None:
-    path, tokens = clients_file(tmp_path, **TEAM)
-    gateway = await start(clients_file=path)
-    caller = await caller_of(gateway, tokens["team"])
+    gateway, caller = await team_caller(start, tmp_path)
     async with caller.channel:
         answer = await caller.edit(
             png(256, 256), stream=streamed, model="gpt-image-2", delivery=STORED

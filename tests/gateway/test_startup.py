@@ -27,7 +27,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for name in list(os.environ):
         if name.startswith("IMAGEGATE_"):
             monkeypatch.delenv(name)
-    return {k: v for k, v in os.environ.items() if not k.startswith("IMAGEGATE_")}
+    # But for the result store's link port: a free one, as every test's gateway takes.
+    monkeypatch.setenv("IMAGEGATE_STORE_HTTP_PORT", "0")
+    return {k: v for k, v in os.environ.items() if not k.startswith("IMAGEGATE_")} | {
+        "IMAGEGATE_STORE_HTTP_PORT": "0"
+    }
 
 
 def _settings(**kwargs: object) -> Settings:

@@ -33,15 +33,12 @@ def free_port() -> int:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The test's environment without any IMAGEGATE_*, PROMETHEUS_* or OPENAI_* setting
-    (none of the developer's own may leak into the process), plus ``extra``. The
-    result store's link port is a free one (``extra`` may say otherwise): its fixed
-    default would collide between gateways a test runs side by side."""
+    (none of the developer's own may leak into the process), plus ``extra``."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("IMAGEGATE_", "PROMETHEUS_", "OPENAI_"))
     }
-    env["IMAGEGATE_STORE_HTTP_PORT"] = "0"
     env.update(extra)
     return env
 
@@ -63,6 +60,9 @@ class Serve:
         command: Sequence[str] = MODULE_COMMAND,
     ) -> None:
         self.port_file = cwd / "port"
+        # The result store's link port: a free one unless the test says otherwise (its
+        # fixed default would collide between gateways a test runs side by side).
+        env = {"IMAGEGATE_STORE_HTTP_PORT": "0", **env}
         self.process = subprocess.Popen(
             [*command, "serve", "--host", "127.0.0.1", "--port-file", str(self.port_file),
              *args],

@@ -19,6 +19,12 @@ Each carries exactly what the caller may see (never an upstream exception's text
     ├── StoreUnavailable      the result store failed a write UNAVAILABLE + ErrorInfo
     ├── CallerStalled         an upload's next message late  DEADLINE_EXCEEDED + ErrorInfo
     ├── StoredImageNotFound   not the caller's stored image NOT_FOUND + ErrorInfo
+    ├── AlreadyExists         a request id reused with other parameters  ALREADY_EXISTS + BadRequest
+    ├── OperationNotFound     no such operation (or another client's)    NOT_FOUND
+    ├── OperationNotDone      deleting an operation still running       FAILED_PRECONDITION
+    ├── JobCancelled          the job was cancelled          CANCELLED
+    ├── JobAborted            its replica died after sending it upstream  ABORTED
+    ├── JobTimedOut           queued past the queue timeout  DEADLINE_EXCEEDED
     └── UpstreamFailure       anything from/about OpenAI
         ├── NoUpstream        no upstream serves the model  NOT_FOUND + ErrorInfo(NO_UPSTREAM)
         ├── UpstreamError     OpenAI answered with an error status
@@ -220,6 +226,55 @@ class StoredImageNotFound(ImagegateError):
 
     def __init__(self) -> None:
         super().__init__("no stored image of this client has that reference (or it expired)")
+class AlreadyExists(ImagegateError):
+    """A request id (AIP-155) came back with another request: ``field`` is the first
+    field that differs (``request_id`` itself when it was used on another RPC)."""
+
+    def __init__(self, request_id: str, field: str) -> None:
+        if field == "request_id":
+            message = f"request_id {request_id} was used before on another RPC of this client"
+        else:
+            message = f"request_id {request_id} was used before with a different {field}"
+        super().__init__(message)
+        self.field = field
+
+
+class OperationNotFound(ImagegateError):
+    """No operation of the caller has this name: unknown, expired, or another
+    client's (one answer for all three, so that names cannot be probed)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no operation {name[:60]} for this client")
+
+
+class OperationNotDone(ImagegateError):
+    """DeleteOperation on an operation that has not finished (cancel it first)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"operation {name[:60]} has not finished; cancel it, then delete it")
+
+
+class JobCancelled(ImagegateError):
+    def __init__(self) -> None:
+        super().__init__("the job was cancelled")
+
+
+class JobAborted(ImagegateError):
+    """The replica running the job stopped (killed, out of memory) after its request
+    had gone upstream: it is never re-run, since OpenAI may have billed it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the gateway replica running this job stopped after sending it to OpenAI; "
+            "it was not run again (OpenAI may have billed it: its estimate was charged)"
+        )
+
+
+class JobTimedOut(ImagegateError):
+    """The job waited in its queue longer than the gateway keeps jobs queued."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the job waited in the queue for more than {seconds:g} s")
 
 
 class UpstreamFailure(ImagegateError):

@@ -18,6 +18,12 @@ The table (also in the contract's service comment and the README):
     CallerStalled                  DEADLINE_EXCEEDED   ErrorInfo(FIRST_MESSAGE_TIMEOUT or
                                                        UPLOAD_STALLED: timeout_s)
     StoredImageNotFound            NOT_FOUND           ErrorInfo(STORED_IMAGE_NOT_FOUND)
+    AlreadyExists                  ALREADY_EXISTS      BadRequest(the field that differs)
+    OperationNotFound              NOT_FOUND
+    OperationNotDone               FAILED_PRECONDITION
+    JobCancelled                   CANCELLED
+    JobAborted                     ABORTED             ErrorInfo(JOB_ABORTED)
+    JobTimedOut                    DEADLINE_EXCEEDED   ErrorInfo(JOB_TIMED_OUT)
     upstream: invalid request      INVALID_ARGUMENT    ErrorInfo(reason=code|type),
       (OpenAI 400/413/422, other 4xx, content policy)  BadRequest(param)
     upstream: authentication (401) INTERNAL            ErrorInfo(UPSTREAM_AUTHENTICATION)
@@ -47,8 +53,12 @@ from google.rpc import error_details_pb2, status_pb2
 
 from imagegate_server.errors import (
     CallerStalled,
+    AlreadyExists,
     ImagegateError,
     InvalidRequest,
+    JobAborted,
+    JobCancelled,
+    JobTimedOut,
     LimiterUnavailable,
     LimitExceeded,
     LimitRefused,
@@ -56,6 +66,8 @@ from imagegate_server.errors import (
     ModelUnpriced,
     NotPermitted,
     NoUpstream,
+    OperationNotDone,
+    OperationNotFound,
     ResultTooLarge,
     StoredImageNotFound,
     StoreUnavailable,
@@ -149,6 +161,14 @@ def _limit(error: LimitExceeded) -> Answer:
     return grpc.StatusCode.RESOURCE_EXHAUSTED, None, details
 
 
+def _already_exists(error: AlreadyExists) -> Answer:
+    violation = error_details_pb2.BadRequest.FieldViolation(
+        field=error.field, description=error.message, reason="request_id_reused"
+    )
+    details = [error_details_pb2.BadRequest(field_violations=[violation])]
+    return grpc.StatusCode.ALREADY_EXISTS, None, details
+
+
 def _too_large(error: ResultTooLarge) -> Answer:
     return grpc.StatusCode.RESOURCE_EXHAUSTED, None, []
 
@@ -231,6 +251,15 @@ _ANSWERS: tuple[tuple[type[Any], Callable[[Any], Answer]], ...] = (
         StoredImageNotFound,
         lambda e: (grpc.StatusCode.NOT_FOUND, None, [_info("STORED_IMAGE_NOT_FOUND")]),
     ),
+    (AlreadyExists, _already_exists),
+    (OperationNotFound, lambda e: (grpc.StatusCode.NOT_FOUND, None, [])),
+    (OperationNotDone, lambda e: (grpc.StatusCode.FAILED_PRECONDITION, None, [])),
+    (JobCancelled, lambda e: (grpc.StatusCode.CANCELLED, None, [])),
+    (JobAborted, lambda e: (grpc.StatusCode.ABORTED, None, [_info("JOB_ABORTED")])),
+    (
+        JobTimedOut,
+        lambda e: (grpc.StatusCode.DEADLINE_EXCEEDED, None, [_info("JOB_QUEUE_TIMEOUT")]),
+    ),
     (UpstreamError, _upstream),
     (NoUpstream, _no_upstream),
     (UpstreamTimeout, _timeout),
@@ -239,8 +268,7 @@ _ANSWERS: tuple[tuple[type[Any], Callable[[Any], Answer]], ...] = (
 )
 
 
-def failure(error: ImagegateError) -> RpcFailure:
-    """The gRPC status a caller sees for ``error``."""
+def _status(error: ImagegateError) -> status_pb2.Status:
     answer = next(answer for kind, answer in _ANSWERS if isinstance(error, kind))
     code, message, details = answer(error)
     message = error.message if message is None else message
@@ -249,23 +277,46 @@ def failure(error: ImagegateError) -> RpcFailure:
         any_message = any_pb2.Any()
         any_message.Pack(detail)
         packed.append(any_message)
-    status = status_pb2.Status(code=code.value[0], message=message, details=packed)
-    trailing: list[tuple[str, str | bytes]] = [(DETAILS_KEY, status.SerializeToString())]
+    return status_pb2.Status(code=code.value[0], message=message, details=packed)
+
+
+def failure(error: ImagegateError) -> RpcFailure:
+    """The gRPC status a caller sees for ``error``."""
+    status = _status(error)
     request_id = error.request_id if isinstance(error, UpstreamFailure) else None
+    return _failure_of(status, request_id)
+
+
+def _failure_of(status: status_pb2.Status, request_id: str | None = None) -> RpcFailure:
+    code = _CODES.get(status.code, grpc.StatusCode.UNKNOWN)
+    trailing: list[tuple[str, str | bytes]] = [(DETAILS_KEY, status.SerializeToString())]
     if request_id:
         trailing.append((UPSTREAM_REQUEST_ID, request_id))
-    return RpcFailure(code, message, tuple(trailing))
+    return RpcFailure(code, status.message, tuple(trailing))
 
 
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_bytes(error: BaseException) -> bytes:
+    """The ``google.rpc.Status`` a caller would get for ``error``, serialized (what a
+    job keeps as its Operation.error): INTERNAL for anything but our own errors."""
+    status = _status(error) if isinstance(error, ImagegateError) else INTERNAL_STATUS
+    data: bytes = status.SerializeToString()
+    return data
+
+
+def failure_of_status(data: bytes) -> RpcFailure:
+    """The ending of a call whose outcome is a kept status (a retry collecting a
+    failed call)."""
+    return _failure_of(status_pb2.Status.FromString(data))
+
+
+INTERNAL_STATUS = status_pb2.Status(
+    code=grpc.StatusCode.INTERNAL.value[0], message="internal error"
+)
 INTERNAL = RpcFailure(
     grpc.StatusCode.INTERNAL,
     "internal error",
-    (
-        (
-            DETAILS_KEY,
-            status_pb2.Status(
-                code=grpc.StatusCode.INTERNAL.value[0], message="internal error"
-            ).SerializeToString(),
-        ),
-    ),
+    ((DETAILS_KEY, INTERNAL_STATUS.SerializeToString()),),
 )

@@ -52,7 +52,9 @@ const (
 // Deadlines: the upstream timeout is the smaller of the call's remaining deadline
 // and the gateway's configured timeout (300 s by default; GPT image models can
 // take minutes at high quality, so set generous deadlines). Cancelling the call
-// aborts the upstream request.
+// aborts the upstream request, unless the call carries a request_id: then the
+// request finishes, and a retry with the same request_id collects its result.
+// For work that outlasts any deadline, submit a job (ImageJobsService).
 //
 // Errors: canonical gRPC codes with google.rpc.Status details in the
 // `grpc-status-details-bin` trailer. Never an exception text or stack trace.
@@ -90,6 +92,9 @@ const (
 //	                    STORE_UNAVAILABLE; OpenAI billed the call and its cost is
 //	                    booked, but no result is reported).
 //	DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
+//	ALREADY_EXISTS      the call's request_id was used before with other
+//	                    parameters or other upload bytes (BadRequest naming
+//	                    the first field that differs).
 //	INTERNAL            the gateway's own OpenAI key was rejected (ErrorInfo
 //	                    reason UPSTREAM_AUTHENTICATION): an operator problem.
 //
@@ -228,7 +233,9 @@ type ImagesService_CreateImageVariationStreamClient = grpc.BidiStreamingClient[C
 // Deadlines: the upstream timeout is the smaller of the call's remaining deadline
 // and the gateway's configured timeout (300 s by default; GPT image models can
 // take minutes at high quality, so set generous deadlines). Cancelling the call
-// aborts the upstream request.
+// aborts the upstream request, unless the call carries a request_id: then the
+// request finishes, and a retry with the same request_id collects its result.
+// For work that outlasts any deadline, submit a job (ImageJobsService).
 //
 // Errors: canonical gRPC codes with google.rpc.Status details in the
 // `grpc-status-details-bin` trailer. Never an exception text or stack trace.
@@ -266,6 +273,9 @@ type ImagesService_CreateImageVariationStreamClient = grpc.BidiStreamingClient[C
 //	                    STORE_UNAVAILABLE; OpenAI billed the call and its cost is
 //	                    booked, but no result is reported).
 //	DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
+//	ALREADY_EXISTS      the call's request_id was used before with other
+//	                    parameters or other upload bytes (BadRequest naming
+//	                    the first field that differs).
 //	INTERNAL            the gateway's own OpenAI key was rejected (ErrorInfo
 //	                    reason UPSTREAM_AUTHENTICATION): an operator problem.
 //

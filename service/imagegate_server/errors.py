@@ -399,3 +399,14 @@ class UpstreamProtocolError(UpstreamFailure):
     ) -> None:
         super().__init__(message, request_id, may_have_billed=True)
         self.fault = fault
+
+
+def may_have_billed(error: BaseException | None) -> bool:
+    """Whether a request that went upstream and ended with ``error`` may have been
+    billed by OpenAI (then it costs its estimate, as OpenAI bills generations whose
+    answer is lost)."""
+    if isinstance(error, UpstreamError):
+        return False  # OpenAI answered with an error: it generated nothing
+    if isinstance(error, UpstreamFailure):
+        return error.may_have_billed
+    return True  # cancelled or timed out while OpenAI may have been generating

@@ -61,6 +61,9 @@ class JobRequest:
     """Parameter path -> digest, in the order the contract lists them."""
     traceparent: str = ""
     """The submit's span (W3C ``traceparent``): the run's span links to it."""
+    identity: str = ""
+    """Stamped as OpenAI's end user (``safety_identifier``/``user``) unless the
+    parameters name one: the client id, when its policy says so."""
 
     def encode(self) -> bytes:
         body: dict[str, Any] = {
@@ -69,6 +72,7 @@ class JobRequest:
             "i": self.inline_images,
             "d": self.fields,
             "t": self.traceparent,
+            "u": self.identity,
         }
         if self.reservation is not None:
             r = self.reservation
@@ -86,6 +90,7 @@ class JobRequest:
             reservation=Reservation(*reservation) if reservation else None,
             fields=dict(body.get("d", {})),
             traceparent=str(body.get("t", "")),
+            identity=str(body.get("u", "")),
         )
 
 

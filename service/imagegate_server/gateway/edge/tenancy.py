@@ -24,14 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imagegate_server.clients import Policy
-from imagegate_server.errors import (
-    InvalidRequest,
-    LimitExceeded,
-    ModelUnpriced,
-    NotPermitted,
-    UpstreamError,
-    UpstreamFailure,
-)
+from imagegate_server.errors import ModelUnpriced, NotPermitted, may_have_billed
 from imagegate_server.gateway.edge.callers import Caller
 from imagegate_server.gateway.requests.draft import Draft
 from imagegate_server.limits import Admission, Budget, ClientStatus, Limiter, RateLimit, Ticket
@@ -67,19 +60,9 @@ class Charge:
     def amount_for(self, error: BaseException | None) -> int:
         if self.cost_micros is not None:
             return self.cost_micros
-        if self.upstream_started and _may_have_billed(error):
+        if self.upstream_started and may_have_billed(error):
             return self.estimate_micros
         return 0
-
-
-def _may_have_billed(error: BaseException | None) -> bool:
-    if isinstance(error, UpstreamError):
-        return False  # OpenAI answered with an error: it generated nothing
-    if isinstance(error, InvalidRequest | NotPermitted | LimitExceeded):
-        return False  # refused here (routing found no upstream to take it): nothing sent
-    if isinstance(error, UpstreamFailure):
-        return error.may_have_billed
-    return True  # cancelled or timed out while OpenAI may have been generating
 
 
 class Tenancy:

@@ -1,0 +1,324 @@
+"""Each gateway process's runners: take queued jobs fairly, admit them, run them.
+
+    claim      the next job of the client whose turn it is (the store's fairness),
+               only while this process has a free runner (``max_running``)
+    admit      the client's rates and concurrency, and the gateway-wide ceiling,
+               now that it starts (its budget was reserved at submit); a limit
+               that refuses gives the job back to the head of its queue, its
+               client's turn back when the limit frees (RetryInfo) or one of its
+               jobs ends
+    run        marked sent, then sent (:mod:`.execution`); it ends SUCCEEDED,
+               FAILED with the status a caller would get, or CANCELLED
+    settle     the concurrency slot freed, the reservation settled at its real
+               cost (a failure that may have been billed: the estimate)
+    lease      renewed every third of ``lease_s`` while it runs; a process that
+               dies stops renewing, and any process's reaper then queues the job
+               again (not sent) or fails it ABORTED at its estimate (sent)
+
+A cancel reaches the process running the job as an event and cancels its task,
+which closes its upstream connection (OpenAI stops generating).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Protocol
+
+from imagegate_server.errors import (
+    JobAborted,
+    JobCancelled,
+    JobTimedOut,
+    LimiterUnavailable,
+    LimitRefused,
+    may_have_billed,
+)
+from imagegate_server.jobs.execution import Execution
+from imagegate_server.jobs.model import JobRecord, JobState, now_ms
+from imagegate_server.jobs.payload import JobOutcome, JobRequest, Reservation
+from imagegate_server.jobs.store import JobEvent, JobStore
+from imagegate_server.limits import Ticket
+
+log = logging.getLogger(__name__)
+
+Describe = Callable[[BaseException], bytes]
+"""An error -> the ``google.rpc.Status`` a caller gets for it, serialized."""
+
+
+class JobAdmissions(Protocol):
+    """The limits a job passes when it starts (the edge's tenancy implements it)."""
+
+    async def start(self, client: str, n: int) -> Ticket:
+        """The client's rates and concurrency slot (raises LimitRefused or
+        LimiterUnavailable)."""
+        ...
+
+    async def settle(self, ticket: Ticket, amount_micros: int) -> None: ...
+
+
+class JobObserver(Protocol):
+    """Metrics watch the runners (:class:`~imagegate_server.metrics.Metrics`)."""
+
+    def job_ended(self, state: str) -> None: ...
+
+    def job_lease_expired(self, requeued: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunnerLimits:
+    max_running: int = 64
+    lease_s: float = 30.0
+    queue_timeout_s: float = 3600.0
+    retention_s: float = 86400.0
+    upstream_timeout_s: float = 300.0
+
+
+def reservation_ticket(client: str, reservation: Reservation | None) -> Ticket | None:
+    """The budget reservation made at submit, as a ticket any process can settle."""
+    if reservation is None:
+        return None
+    return Ticket(reservation.ticket, client, reservation.reserved_micros, reservation.accounted)
+
+
+class Runner:
+    def __init__(
+        self,
+        store: JobStore,
+        execution: Execution,
+        admissions: JobAdmissions,
+        describe: Describe,
+        owner: str,
+        limits: RunnerLimits,
+        observer: JobObserver,
+    ) -> None:
+        self._store = store
+        self._execution = execution
+        self._admissions = admissions
+        self._describe = describe
+        self.owner = owner
+        self._limits = limits
+        self._observer = observer
+        self._slots = asyncio.Semaphore(limits.max_running)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._cancel_asked: set[str] = set()
+        self._updates: set[asyncio.Future[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+
+    @property
+    def lease_ms(self) -> int:
+        return round(self._limits.lease_s * 1000)
+
+    def expires_ms(self) -> int:
+        return now_ms() + round(self._limits.retention_s * 1000)
+
+    def start(self) -> None:
+        for loop in (self._claim_loop, self._renew_loop, self._housekeeping_loop):
+            self._loops.append(asyncio.create_task(loop(), name=f"jobs-{loop.__name__}"))
+
+    async def stop(self) -> None:
+        """Stop claiming; jobs running here end now: unsent ones go back to their
+        queue (a restart or another replica runs them), sent ones fail ABORTED."""
+        tasks = [*self._loops, *self._running.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._loops.clear()
+
+    def on_event(self, event: JobEvent) -> None:
+        """A cancel for a job running here: cancel its task (closing its upstream
+        connection)."""
+        if event.kind == "cancel" and event.owner == self.owner:
+            task = self._running.get(event.job_id)
+            if task is not None:
+                self._cancel_asked.add(event.job_id)
+                task.cancel()
+
+    # Loops -------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                record = await self._store.claim(self.owner, self.lease_ms, wait_s=5.0)
+            except asyncio.CancelledError:
+                self._slots.release()
+                raise
+            except Exception as error:  # the store is down: try again shortly
+                self._slots.release()
+                log.warning("jobs: claiming failed", extra={"error": type(error).__name__})
+                await asyncio.sleep(1.0)
+                continue
+            if record is None:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._job(record), name=f"job-{record.id}")
+            self._running[record.id] = task
+            task.add_done_callback(partial(self._ended, record.id))
+
+    def _ended(self, job_id: str, _: object) -> None:
+        self._running.pop(job_id, None)
+        self._cancel_asked.discard(job_id)
+        self._slots.release()
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._limits.lease_s / 3)
+            try:
+                await self._store.renew(self.owner, list(self._running), self.lease_ms)
+            except Exception as error:
+                log.warning("jobs: lease renewal failed", extra={"error": type(error).__name__})
+
+    async def _housekeeping_loop(self) -> None:
+        """Reap lapsed leases every half lease; forget expired jobs every minute."""
+        next_sweep = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._limits.lease_s / 2)
+            try:
+                await self.reap()
+                if loop.time() >= next_sweep:
+                    next_sweep = loop.time() + 60.0
+                    await self.forget_expired()
+            except Exception as error:
+                log.warning("jobs: housekeeping failed", extra={"error": type(error).__name__})
+
+    async def forget_expired(self, limit: int = 1000) -> int:
+        """Delete finished jobs past their retention, with their stored files."""
+        records = await self._store.expired(now_ms(), limit)
+        for record in records:
+            await self.forget_files(record)
+        return len(records)
+
+    async def forget_files(self, record: JobRecord) -> None:
+        """Delete a forgotten job's uploads and images from the result store now."""
+        request = JobRequest.decode(record.request)
+        outcome = JobOutcome.decode(record.outcome)
+        keys = [f.key for f in request.files]
+        keys += [image.key for image in outcome.images if image is not None]
+        for key in keys:
+            with contextlib.suppress(Exception):  # the store's sweeper deletes it anyway
+                await self._execution.results.delete(key)
+
+    async def settle(self, ticket: Ticket, amount_micros: int) -> None:
+        await self._admissions.settle(ticket, amount_micros)
+
+    def ended(self, state: JobState) -> None:
+        self._observer.job_ended(state.value)
+
+    async def reap(self, limit: int = 100) -> int:
+        """Requeue or fail the jobs whose runners stopped renewing (any process may)."""
+        lapsed = await self._store.reap(
+            now_ms(), self.expires_ms(), self._describe(JobAborted()), limit
+        )
+        for item in lapsed:
+            self._observer.job_lease_expired(item.requeued)
+            if not item.requeued:  # sent: OpenAI billed it; charge its estimate
+                request = JobRequest.decode(item.record.request)
+                ticket = reservation_ticket(item.record.client, request.reservation)
+                if ticket is not None:
+                    await self._admissions.settle(ticket, item.record.estimate_micros)
+                self._observer.job_ended(JobState.FAILED.value)
+        return len(lapsed)
+
+    # One job -----------------------------------------------------------------------
+
+    async def _job(self, record: JobRecord) -> None:
+        request = JobRequest.decode(record.request)
+        reservation = reservation_ticket(record.client, request.reservation)
+        waited_s = (now_ms() - record.created_ms) / 1000
+        if record.cancel_requested:
+            await self._end(record, JobState.CANCELLED, JobCancelled(), None, reservation, 0)
+            return
+        if waited_s > self._limits.queue_timeout_s:
+            error = JobTimedOut(self._limits.queue_timeout_s)
+            await self._end(record, JobState.FAILED, error, None, reservation, 0)
+            return
+        try:
+            slot = await self._admissions.start(record.client, record.n)
+        except LimitRefused as refused:
+            if refused.permanent:
+                await self._end(record, JobState.FAILED, refused, None, reservation, 0)
+                return
+            wait_s = refused.retry_after_s if refused.retry_after_s is not None else 1.0
+            await self._store.release(record, now_ms() + round(wait_s * 1000))
+            return
+        except LimiterUnavailable:
+            await self._store.release(record, now_ms() + 1000)
+            return
+        try:
+            await self._send(record, request, reservation)
+        finally:
+            await self._admissions.settle(slot, 0)
+
+    async def _send(
+        self, record: JobRecord, request: JobRequest, reservation: Ticket | None
+    ) -> None:
+        sent = False
+        running: JobRecord | None = record
+        try:
+            prepared, input_images = await self._execution.prepare(record, request)
+            with prepared as images_request:
+                running = await self._store.mark_sent(record, now_ms())
+                if running is None:  # cancelled meanwhile: never sent
+                    self._cancel_asked.add(record.id)
+                    raise asyncio.CancelledError
+                sent = True
+                deadline = asyncio.get_running_loop().time() + self._limits.upstream_timeout_s
+
+                def progress(partials: int) -> None:
+                    update = asyncio.ensure_future(self._store.progress(record, partials))
+                    self._updates.add(update)
+                    update.add_done_callback(self._updates.discard)
+
+                ran = await self._execution.run(
+                    running, images_request, deadline, input_images=input_images,
+                    on_partial=progress,
+                )  # fmt: skip
+        except asyncio.CancelledError:
+            cost = record.estimate_micros if sent else 0
+            if record.id in self._cancel_asked:
+                await self._end(record, JobState.CANCELLED, JobCancelled(), None, reservation, cost)
+                if running is None:
+                    return  # our own refusal, not a cancellation of this task
+            elif sent:  # this process is stopping mid-run: OpenAI may have billed it
+                await self._end(record, JobState.FAILED, JobAborted(), None, reservation, cost)
+            else:  # stopping before it was sent: another runner takes it
+                await asyncio.shield(self._store.release(record, 0))
+            raise
+        except Exception as error:
+            cost = record.estimate_micros if sent and may_have_billed(error) else 0
+            if not sent:
+                log.info("job refused before sending", extra={"error": type(error).__name__})
+            await self._end(record, JobState.FAILED, error, None, reservation, cost)
+            return
+        cost = ran.cost_micros if ran.cost_micros is not None else 0
+        await self._end(record, JobState.SUCCEEDED, None, ran.outcome, reservation, cost)
+
+    async def _end(
+        self,
+        record: JobRecord,
+        state: JobState,
+        error: BaseException | None,
+        outcome: JobOutcome | None,
+        reservation: Ticket | None,
+        cost: int,
+    ) -> None:
+        """End the job (once, whoever else tries) and settle what it cost."""
+        if outcome is None:
+            outcome = JobOutcome(error=self._describe(error) if error else b"")
+
+        async def end() -> None:
+            ended = await self._store.finish(
+                record, state, outcome.encode(), cost, self.expires_ms()
+            )
+            if ended is None:
+                return  # ended elsewhere (a cancel of a queued job, the reaper)
+            if reservation is not None:
+                await self._admissions.settle(reservation, cost)
+            self._observer.job_ended(state.value)
+
+        await asyncio.shield(end())

@@ -59,7 +59,13 @@ def register(subparsers: Any) -> None:
         default=[],
         help="certificate identity (spiffe://... or DNS name); repeatable",
     )
-    for name in ("requests_per_minute", "images_per_minute", "max_concurrent", "max_n"):
+    for name in (
+        "requests_per_minute",
+        "images_per_minute",
+        "max_concurrent",
+        "max_n",
+        "max_queued_jobs",
+    ):
         add.add_argument(f"--{name.replace('_', '-')}", type=_limit, metavar="N", dest=name)
     add.add_argument(
         "--model",

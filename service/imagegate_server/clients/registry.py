@@ -72,6 +72,7 @@ def effective_policy(defaults: PolicyFields, own: PolicyFields) -> Policy:
         images_per_minute=source("images_per_minute").images_per_minute,
         max_concurrent=source("max_concurrent").max_concurrent,
         max_n=source("max_n").max_n,
+        max_queued_jobs=source("max_queued_jobs").max_queued_jobs,
         models=source("models").models,
         operations=None if operations is None else frozenset(map(Operation, operations)),
         daily_budget_micro_usd=None if daily is None else micro_usd(daily),

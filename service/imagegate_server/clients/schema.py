@@ -38,6 +38,7 @@ POLICY_FIELDS = (
     "images_per_minute",
     "max_concurrent",
     "max_n",
+    "max_queued_jobs",
     "models",
     "operations",
     "daily_budget_usd",
@@ -255,6 +256,9 @@ class PolicyFields(_Strict):
     images_per_minute: Limit = None
     max_concurrent: Limit = None
     max_n: Limit = None
+    # Unlike the other limits, set unless a file says "unlimited": a queue that takes
+    # any number of jobs would let one client fill the store.
+    max_queued_jobs: Limit = 100
     models: Models | None = None
     operations: Operations | None = None
     daily_budget_usd: Budget = None

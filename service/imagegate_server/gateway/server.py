@@ -24,7 +24,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -48,6 +48,9 @@ from imagegate_server.gateway.services import (
     add_services,
     auth_required,
 )
+from imagegate_server.jobs.grpc_wiring import job_store, jobs_redis
+from imagegate_server.jobs.local_store import SCHEMA as JOBS_SCHEMA
+from imagegate_server.jobs.service import Jobs
 from imagegate_server.limits import SCHEMA as LIMITS_SCHEMA
 from imagegate_server.limits import Limiter, RedisLimiter, build_limiter, uses_local_database
 from imagegate_server.localdb import LocalDatabase
@@ -117,6 +120,9 @@ class Gateway:
         self._limiter: Limiter | None = None
         self._store: RunningStore | None = None
         self._sweeps = sweeps
+        self._redis: tuple[Any, Any] | None = None
+        self.jobs: Jobs | None = None
+        """The jobs stage (its runners run while the gateway serves)."""
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
         self._metrics_endpoint: MetricsEndpoint | None = None
@@ -149,11 +155,14 @@ class Gateway:
         self._clients = ClientsFile.from_settings(settings)
         if self._clients is not None:
             await self._clients.start()
-        if uses_local_database(settings):
+        if settings.redis_url is None:
+            # Limits (unless kept in memory), the store's ledger (likewise) and jobs:
+            # shared by the workers, kept across restarts.
             self._database = await LocalDatabase.open(
-                settings.data_dir, LIMITS_SCHEMA, STORE_SCHEMA
+                settings.data_dir, LIMITS_SCHEMA, STORE_SCHEMA, JOBS_SCHEMA
             )
         self._limiter = build_limiter(settings, self._database)
+        self._redis = jobs_redis(settings)
         store = self._store = await self._open_store()
         prices = load_price_table(settings)
         self._router = Router(
@@ -176,7 +185,7 @@ class Gateway:
         open_files = raise_open_files_limit()
         limits = caller_limits(settings, open_files)
         server, server_id = new_server(server_options(settings, limits))
-        add_services(
+        jobs = add_services(
             server,
             settings=settings,
             router=self._router,
@@ -188,8 +197,11 @@ class Gateway:
             tracing=self._tracing,
             health_servicer=self._health,
             certificates=certificates,
-            refuse_retired=_refuses_retired(settings, emulated, upstreams),
+            refuse_retired=_refuses_retired(settings, emulated),
+            results=self._store.store,
+            job_store=job_store(settings, self._database, self._redis),
         )
+        self.jobs = jobs
         self._server = server
         self.port = bind(server, settings.host, settings.port, certificates)
         self._guards.watch("grpc", server_id, self.port, limits)
@@ -205,6 +217,7 @@ class Gateway:
                 settings.metrics_host or settings.host, settings.metrics_port
             )
         await server.start()
+        await jobs.start()
         if self._health_server is not None:
             await self._health_server.start()
         for service in HEALTH_SERVICES:
@@ -267,7 +280,11 @@ class Gateway:
         return await open_store(
             settings,
             redis=redis,
-            ledger=ledger_for(self._database, redis, settings.redis_prefix),
+            ledger=ledger_for(
+                self._database if uses_local_database(settings) else None,
+                redis,
+                settings.redis_prefix,
+            ),
             observer=self.metrics.store,
             tracer=self._tracing.store if self._tracing is not None else None,
             sweep=None if self._sweeps else False,
@@ -331,6 +348,11 @@ class Gateway:
                 log.info("draining", extra={"grace_s": grace})
             await self._server.stop(grace)
             self._server = None
+        if self.jobs is not None:
+            # After the drain: jobs still running go back to their queue (unsent) or
+            # fail ABORTED (sent), for a restart or another replica.
+            await self.jobs.stop()
+            self.jobs = None
         if self._health_server is not None:
             await self._health_server.stop(0)
             self._health_server = None

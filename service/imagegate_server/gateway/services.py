@@ -31,7 +31,12 @@ from imagegate_server.gateway.edge.wire import (
     add_images_service,
     add_service,
 )
+from imagegate_server.gateway.mapping.cost import Pricer
 from imagegate_server.gateway.requests.build import RequestBuilder
+from imagegate_server.jobs.grpc_wiring import SERVICE_NAMES as JOBS_SERVICES
+from imagegate_server.jobs.grpc_wiring import add_jobs_services, build_jobs
+from imagegate_server.jobs.service import Jobs
+from imagegate_server.jobs.store import JobStore
 from imagegate_server.limits import Limiter
 from imagegate_server.metrics import Metrics
 from imagegate_server.pricing import PriceTable
@@ -66,9 +71,12 @@ def add_services(
     health_servicer: object,
     certificates: ServerCertificates | None,
     refuse_retired: bool,
-) -> None:
+    results: ResultStore,
+    job_store: JobStore,
+) -> Jobs:
     """``certificates``: the main port's TLS, if any; ``refuse_retired``: calls naming
-    a retired model are refused here rather than sent."""
+    a retired model are refused here rather than sent. Returns the jobs stage, for
+    the gateway to start once it serves."""
     callers = Authenticator(
         clients,
         required=auth_required(settings),
@@ -77,12 +85,18 @@ def add_services(
     )
     tenancy = Tenancy(limiter, prices, settings)
     storage = Storage(store, settings)
+    requests = RequestBuilder(
+        settings, refuse_retired=refuse_retired, on_spooled=metrics.set_spooled_bytes
+    )
+    jobs = build_jobs(
+        settings=settings, store=job_store, upstream=upstream, requests=requests,
+        pricer=Pricer(prices, metrics, upstream.name), results=results, tenancy=tenancy,
+        callers=callers, metrics=metrics,
+    )  # fmt: skip
     servicer = ImagesServicer(
         router,
         settings,
-        requests=RequestBuilder(
-            settings, refuse_retired=refuse_retired, on_spooled=metrics.set_spooled_bytes
-        ),
+        requests=requests,
         callers=callers,
         tenancy=tenancy,
         storage=storage,
@@ -120,6 +134,11 @@ def add_services(
         metrics.rpc("GetStoredImage", STORED_SERVICE),
     )
     add_service(server, STORED_SERVICE, stored.behaviours())
+    jobs_tracer = tracing.rpc_tracer(JOBS_SERVICES[0]) if tracing is not None else None
+    add_jobs_services(
+        server, jobs, settings=settings, results=results, callers=callers, tenancy=tenancy,
+        requests=requests, metrics=metrics, guard=Guard(settings.upstream_timeout_s, jobs_tracer),
+    )  # fmt: skip
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (
@@ -127,11 +146,13 @@ def add_services(
             QUOTA_SERVICE.full_name,
             ADMIN_SERVICE.full_name,
             STORED_SERVICE.full_name,
+            *JOBS_SERVICES,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         ),
         server,
     )
+    return jobs
 
 
 def auth_required(settings: Settings) -> bool:

@@ -59,7 +59,7 @@ def field_digests(
 
 
 def _repeated(descriptor: FieldDescriptor) -> bool:
-    return bool(descriptor.label == FieldDescriptor.LABEL_REPEATED)  # type: ignore[attr-defined]
+    return bool(descriptor.is_repeated)
 
 
 def fingerprint(digests: Mapping[str, str]) -> str:

@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
+from typing import Protocol
 
 from imagegate_server.errors import (
     LimitRefused,
@@ -27,28 +29,58 @@ from imagegate_server.jobs.store import ClientJobs, JobEvent, JobStore, Page, Qu
 
 log = logging.getLogger(__name__)
 
+OBSERVE_S = 10.0
+"""How often each process reads the queue figures for its metrics."""
 MAX_QUEUED_LIMIT = "max_queued_jobs"
 """The QuotaFailure quota_id of a submit refused because its client's queue is full."""
 
 
+class QueueObserver(Protocol):
+    def queues(self, figures: Mapping[str, tuple[int, int, float]]) -> None: ...
+
+
 class Jobs:
-    def __init__(self, store: JobStore, runner: Runner) -> None:
+    def __init__(self, store: JobStore, runner: Runner, observer: QueueObserver) -> None:
         self.store = store
         self.runner = runner
+        self._observer = observer
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._pump: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self._pump = asyncio.create_task(self._read_events(), name="jobs-events")
+        self._tasks = [
+            asyncio.create_task(self._read_events(), name="jobs-events"),
+            asyncio.create_task(self._observe(), name="jobs-observe"),
+        ]
         self.runner.start()
 
     async def stop(self) -> None:
         await self.runner.stop()
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(BaseException):
-                await self._pump
-            self._pump = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _observe(self) -> None:
+        while True:
+            try:
+                figures = await self.store.queue_lengths()
+            except Exception as error:
+                log.warning("jobs: queue figures failed", extra={"error": type(error).__name__})
+                figures = None
+            if figures is not None:
+                now = now_ms()
+                self._observer.queues(
+                    {
+                        client: (
+                            jobs.queued,
+                            jobs.running,
+                            (now - jobs.oldest_queued_ms) / 1000 if jobs.oldest_queued_ms else 0.0,
+                        )
+                        for client, jobs in figures.items()
+                    }
+                )
+            await asyncio.sleep(OBSERVE_S)
 
     async def _read_events(self) -> None:
         while True:

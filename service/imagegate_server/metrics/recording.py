@@ -21,7 +21,8 @@ from google.protobuf.descriptor import ServiceDescriptor
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from imagegate_server.metrics import labels
-from imagegate_server.metrics.labels import ClientLabels, UpstreamLabels
+from imagegate_server.metrics.jobs import JobMetrics
+from imagegate_server.metrics.labels import ClientLabels
 from imagegate_server.metrics.rpc import SERVICE, RpcFamilies, RpcMetrics
 from imagegate_server.metrics.series import LONG_BUCKETS, Children
 from imagegate_server.metrics.store import StoreMetrics
@@ -43,6 +44,8 @@ class Metrics:
         self.upstreams = UpstreamLabels()
         self._rpc = RpcFamilies(reg)
         self.store = StoreMetrics(reg)
+        self.jobs = JobMetrics(reg, self.clients)
+        """The jobs stage's metrics (its ``JobObserver``)."""
         """The result store's metrics (its ``StoreObserver``)."""
 
         self._upstream_requests = Children(

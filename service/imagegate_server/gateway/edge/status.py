@@ -52,8 +52,8 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from imagegate_server.errors import (
-    CallerStalled,
     AlreadyExists,
+    CallerStalled,
     ImagegateError,
     InvalidRequest,
     JobAborted,

@@ -25,6 +25,7 @@ Each carries exactly what the caller may see (never an upstream exception's text
     ├── JobCancelled          the job was cancelled          CANCELLED
     ├── JobAborted            its replica died after sending it upstream  ABORTED
     ├── JobTimedOut           queued past the queue timeout  DEADLINE_EXCEEDED
+    ├── KeptFailure           a request id's call failed before: its status again
     └── UpstreamFailure       anything from/about OpenAI
         ├── NoUpstream        no upstream serves the model  NOT_FOUND + ErrorInfo(NO_UPSTREAM)
         ├── UpstreamError     OpenAI answered with an error status
@@ -268,6 +269,15 @@ class JobAborted(ImagegateError):
             "the gateway replica running this job stopped after sending it to OpenAI; "
             "it was not run again (OpenAI may have billed it: its estimate was charged)"
         )
+
+
+class KeptFailure(ImagegateError):
+    """A call with a request id ended with this status (a serialized
+    ``google.rpc.Status``) before: its retry gets the same status."""
+
+    def __init__(self, status: bytes) -> None:
+        super().__init__("the call with this request_id failed")
+        self.status = status
 
 
 class JobTimedOut(ImagegateError):

@@ -19,6 +19,7 @@ from imagegate_server.clients import ClientsFile
 from imagegate_server.gateway.edge.admin import AdminServicer
 from imagegate_server.gateway.edge.callers import Authenticator
 from imagegate_server.gateway.edge.guard import Guard
+from imagegate_server.gateway.edge.once import OnceCalls
 from imagegate_server.gateway.edge.quota import QuotaServicer
 from imagegate_server.gateway.edge.servicer import ImagesServicer
 from imagegate_server.gateway.edge.storage import Storage
@@ -35,6 +36,7 @@ from imagegate_server.gateway.mapping.cost import Pricer
 from imagegate_server.gateway.requests.build import RequestBuilder
 from imagegate_server.jobs.grpc_wiring import SERVICE_NAMES as JOBS_SERVICES
 from imagegate_server.jobs.grpc_wiring import add_jobs_services, build_jobs
+from imagegate_server.jobs.operation_view import OperationView
 from imagegate_server.jobs.service import Jobs
 from imagegate_server.jobs.store import JobStore
 from imagegate_server.limits import Limiter
@@ -103,7 +105,11 @@ def add_services(
         prices=prices,
         metrics=metrics,
         tracer=tracing.rpc_tracer(SERVICE_NAME) if tracing is not None else None,
-    )
+        once=OnceCalls(
+            jobs, jobs.runner.execution, OperationView(results, settings.max_send_message_bytes),
+            settings.upstream_timeout_s, settings.jobs_retention_s,
+        ),
+    )  # fmt: skip
     add_images_service(servicer.behaviour, server)
     quota_tracer = tracing.rpc_tracer(QUOTA_SERVICE.full_name) if tracing is not None else None
     quota = QuotaServicer(

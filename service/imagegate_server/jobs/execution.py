@@ -144,11 +144,11 @@ class Execution:
             input_images=input_images,
             estimate_micros=record.estimate_micros,
         )
-        stored = await self._store(record, aligned)
+        stored = await self.store_images(record, aligned)
         outcome = JobOutcome(finished.result.SerializeToString(), tuple(stored))
         return Ran(outcome, cost, finished, aligned)
 
-    async def _store(
+    async def store_images(
         self, record: JobRecord, images: Sequence[bytes | None]
     ) -> list[StoredResultImage | None]:
         call = CallInfo(record.client, record.model, record.request_id or record.id)

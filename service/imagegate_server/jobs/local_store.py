@@ -188,7 +188,9 @@ class LocalJobStore:
 
     # Jobs --------------------------------------------------------------------------
 
-    async def create(self, record: JobRecord, max_queued: int | None) -> Created | QueueFull:
+    async def create(
+        self, record: JobRecord, max_queued: int | None, lease_ms: int = 60_000
+    ) -> Created | QueueFull:
         def work(db: sqlite3.Connection) -> Created | QueueFull:
             if record.request_id is not None:
                 row = db.execute(
@@ -226,7 +228,7 @@ class LocalJobStore:
                  r.updated_ms, r.expires_ms, r.model, r.n, r.request_id, r.fingerprint,
                  r.estimate_micros, r.cost_micros, r.started_ms, r.ended_ms, r.partial_images,
                  int(r.sent), r.owner, int(r.cancel_requested), r.request, r.outcome,
-                 queue_seq, None if r.kind is JobKind.JOB else r.updated_ms + 60_000),
+                 queue_seq, None if r.kind is JobKind.JOB else r.updated_ms + lease_ms),
             )  # fmt: skip
             return Created(record, True)
 

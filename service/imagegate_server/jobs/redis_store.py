@@ -136,12 +136,14 @@ class RedisJobStore:
 
     # Jobs --------------------------------------------------------------------------
 
-    async def create(self, record: JobRecord, max_queued: int | None) -> Created | QueueFull:
+    async def create(
+        self, record: JobRecord, max_queued: int | None, lease_ms: int = 60_000
+    ) -> Created | QueueFull:
         ttl = max(1, record.expires_ms - record.created_ms) + 86_400_000
         reply = await self._run(
             "CREATE", record.id, record.client, record.kind.value, record.request_id or "",
             -1 if max_queued is None else max_queued, record.created_ms,
-            record.updated_ms + 60_000, ttl, *_flat(record),
+            record.updated_ms + lease_ms, ttl, *_flat(record),
         )  # fmt: skip
         if reply[0] == 2:
             return QueueFull(int(reply[1]))

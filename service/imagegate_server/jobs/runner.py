@@ -105,8 +105,14 @@ class Runner:
         self._slots = asyncio.Semaphore(limits.max_running)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancel_asked: set[str] = set()
+        self._held: set[str] = set()
+        """Calls with a request id running in this process: leased like jobs."""
         self._updates: set[asyncio.Future[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
+
+    @property
+    def execution(self) -> Execution:
+        return self._execution
 
     @property
     def lease_ms(self) -> int:
@@ -168,7 +174,8 @@ class Runner:
         while True:
             await asyncio.sleep(self._limits.lease_s / 3)
             try:
-                await self._store.renew(self.owner, list(self._running), self.lease_ms)
+                held = [*self._running, *self._held]
+                await self._store.renew(self.owner, held, self.lease_ms)
             except Exception as error:
                 log.warning("jobs: lease renewal failed", extra={"error": type(error).__name__})
 
@@ -205,6 +212,13 @@ class Runner:
 
     async def settle(self, ticket: Ticket, amount_micros: int) -> None:
         await self._admissions.settle(ticket, amount_micros)
+
+    def hold(self, job_id: str) -> None:
+        """Renew the lease of a call running here (until :meth:`let_go`)."""
+        self._held.add(job_id)
+
+    def let_go(self, job_id: str) -> None:
+        self._held.discard(job_id)
 
     def ended(self, state: JobState) -> None:
         self._observer.job_ended(state.value)

@@ -77,10 +77,13 @@ class JobStore(Protocol):
     backend: str
     """``local`` or ``redis``."""
 
-    async def create(self, record: JobRecord, max_queued: int | None) -> Created | QueueFull:
-        """Add ``record`` (a queued job, or a running call), unless its client already
-        has a job with its request id: then that one. A queued job past
-        ``max_queued`` of its client's queued jobs is refused (QueueFull)."""
+    async def create(
+        self, record: JobRecord, max_queued: int | None, lease_ms: int = 60_000
+    ) -> Created | QueueFull:
+        """Add ``record`` (a queued job, or a running call leased for ``lease_ms`` to its
+        ``owner``), unless its client already has a job with its request id: then that
+        one. A queued job past ``max_queued`` of its client's queued jobs is refused
+        (QueueFull)."""
         ...
 
     async def get(self, client: str, job_id: str) -> JobRecord | None:

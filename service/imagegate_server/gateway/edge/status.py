@@ -59,6 +59,7 @@ from imagegate_server.errors import (
     JobAborted,
     JobCancelled,
     JobTimedOut,
+    KeptFailure,
     LimiterUnavailable,
     LimitExceeded,
     LimitRefused,
@@ -282,6 +283,8 @@ def _status(error: ImagegateError) -> status_pb2.Status:
 
 def failure(error: ImagegateError) -> RpcFailure:
     """The gRPC status a caller sees for ``error``."""
+    if isinstance(error, KeptFailure):
+        return failure_of_status(error.status)
     status = _status(error)
     request_id = error.request_id if isinstance(error, UpstreamFailure) else None
     return _failure_of(status, request_id)

@@ -119,6 +119,7 @@ def add_services(
         prices,
         Guard(settings.upstream_timeout_s, quota_tracer),
         metrics.rpc("GetQuota", QUOTA_SERVICE),
+        jobs=jobs,
     )
     add_service(server, QUOTA_SERVICE, quota.behaviours())
     admin_tracer = tracing.rpc_tracer(ADMIN_SERVICE.full_name) if tracing is not None else None

@@ -13,22 +13,23 @@ queue            the job queued (or, for a known request id, the first submit's
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from google.longrunning import operations_pb2
 from google.protobuf.message import Message
 from imagegate.v1 import jobs_pb2, params_pb2
 
-from imagegate_server.errors import InvalidRequest
+from imagegate_server.errors import ImagegateError, InvalidRequest
 from imagegate_server.gateway.edge.callers import ANONYMOUS, Authenticator, Caller
 from imagegate_server.gateway.edge.guard import Context, Guard
 from imagegate_server.gateway.edge.rpc import RpcCall
 from imagegate_server.gateway.edge.tenancy import Charge, Tenancy
 from imagegate_server.gateway.edge.wire import UPLOAD_ACCEPTED, Malformed, add_service
 from imagegate_server.gateway.requests.build import RequestBuilder
+from imagegate_server.gateway.requests.stream import UploadStream
 from imagegate_server.jobs.execution import wants_partials
 from imagegate_server.jobs.fingerprint import field_digests, fingerprint
 from imagegate_server.jobs.model import (
@@ -66,7 +67,6 @@ class Submitted:
     parameters: Message
     request_id: str | None
     inline_images: bool
-    chunks: AsyncIterator[params_pb2.FileChunk]
 
 
 class SubmitServicer:
@@ -116,18 +116,30 @@ class SubmitServicer:
     ) -> bytes:
         caller = self._callers.authenticate(context)
         call.client = caller.client
-        submitted = await (_first_message(request, call) if uploads else _unary(request))
+        stream = self._upload_stream(request, call) if uploads else None
+        submitted = await (_first_message(stream) if stream else _unary(request))
         operation = _OPERATIONS[name]
+        disk = self._requests.disk_account(caller.client, caller.policy.max_spooled_bytes)
         draft = self._requests.start(
-            operation, submitted.parameters, streaming=wants_partials(submitted.parameters)
+            operation,
+            submitted.parameters,
+            streaming=wants_partials(submitted.parameters),
+            disk=disk,
         )
         call.model, call.requested_images = draft.model, draft.n
         try:
             self._tenancy.check(caller, draft)
             files: list[StoredFile] = []
-            if uploads:
+            if stream is not None:
+                draft.reserve_spool()
                 await context.send_initial_metadata(((UPLOAD_ACCEPTED, "accepted"),))
-                prepared = await draft.finish(submitted.chunks)
+                try:
+                    prepared = await draft.finish(stream.chunks())
+                except ImagegateError:
+                    # Refused mid-upload: answer once the caller sent what it declared.
+                    read_s = self._settings.rejected_upload_read_s
+                    await stream.discard(draft.owed_bytes, read_s)
+                    raise
                 with prepared as images_request:
                     files = await self._keep_files(caller, draft.model, images_request.files)
         finally:
@@ -140,6 +152,15 @@ class SubmitServicer:
         call.request_id = record.request_id or call.request_id
         data: bytes = (await self._view.operation(record)).SerializeToString()
         return data
+
+    def _upload_stream(self, request: AsyncIterator[Any], call: RpcCall) -> UploadStream:
+        settings = self._settings
+        return UploadStream(
+            _parsed(request, call),
+            first_message_s=settings.first_message_timeout_s,
+            idle_s=settings.upload_idle_timeout_s,
+            on_closed=self._metrics.stream_closed,
+        )
 
     async def _queue(
         self,
@@ -210,8 +231,6 @@ class SubmitServicer:
                     yield data
 
             content_type = f"image/{file.format}" if file.format else "application/octet-stream"
-            import datetime
-
             stored = await self._results.put(
                 chunks(), content_type=content_type, call=call,
                 retention=datetime.timedelta(seconds=hold),
@@ -235,33 +254,15 @@ async def _unary(request: Any) -> Submitted:
         request.parameters,
         checked_request_id(request.request_id),
         request.inline_images,
-        _no_chunks(),
     )
 
 
-async def _no_chunks() -> AsyncIterator[params_pb2.FileChunk]:
-    return
-    yield
-
-
-async def _first_message(stream: AsyncIterator[Any], call: RpcCall) -> Submitted:
-    """The upload's first message (parameters, request id, delivery); its chunks after."""
-    messages = _parsed(stream, call)
-    first = await anext(messages, None)
-    if first is None or first.WhichOneof("payload") != "parameters":
-        raise InvalidRequest.one("parameters", "the first message must carry the parameters")
+async def _first_message(stream: UploadStream) -> Submitted:
+    """The upload's first message (parameters, request id, delivery); chunks after it."""
+    parameters = await stream.parameters()
+    first: Any = stream.first
     request_id = checked_request_id(first.request_id)
-
-    async def chunks() -> AsyncIterator[params_pb2.FileChunk]:
-        async for message in messages:
-            kind = message.WhichOneof("payload")
-            if kind == "parameters":
-                raise InvalidRequest.one("parameters", "sent twice; only the first message")
-            if kind is None:
-                raise InvalidRequest.one("payload", "a message must carry parameters or a chunk")
-            yield message.chunk
-
-    return Submitted(first.parameters, request_id, first.inline_images, chunks())
+    return Submitted(parameters, request_id, first.inline_images)
 
 
 async def _parsed(stream: AsyncIterator[Any], call: RpcCall) -> AsyncIterator[Any]:
@@ -278,8 +279,3 @@ def _malformed(where: str) -> InvalidRequest:
     return InvalidRequest.one(
         where, "not a valid protobuf message of this RPC's request type", "malformed_message"
     )
-
-
-def operation_bytes(operation: operations_pb2.Operation) -> bytes:
-    data: bytes = operation.SerializeToString()
-    return data

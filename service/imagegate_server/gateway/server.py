@@ -24,7 +24,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import grpc
@@ -58,6 +58,7 @@ from imagegate_server.metrics import Metrics, MetricsEndpoint
 from imagegate_server.metrics.labels import DEFAULT_UPSTREAM
 from imagegate_server.models import replacement_for, retired
 from imagegate_server.pricing import load_price_table
+from imagegate_server.redis_connection import RedisConnection
 from imagegate_server.routing import (
     BreakerPolicy,
     Router,
@@ -120,7 +121,7 @@ class Gateway:
         self._limiter: Limiter | None = None
         self._store: RunningStore | None = None
         self._sweeps = sweeps
-        self._redis: tuple[Any, Any] | None = None
+        self._redis: tuple[RedisConnection, RedisConnection] | None = None
         self.jobs: Jobs | None = None
         """The jobs stage (its runners run while the gateway serves)."""
         self._server: grpc.aio.Server | None = None

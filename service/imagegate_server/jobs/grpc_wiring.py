@@ -7,6 +7,7 @@ import datetime
 import os
 import socket
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from imagegate_server.errors import StartupError
@@ -23,13 +24,14 @@ from imagegate_server.jobs.local_store import LocalJobStore
 from imagegate_server.jobs.operation_view import OperationView
 from imagegate_server.jobs.operations_service import SERVICE as OPERATIONS_SERVICE
 from imagegate_server.jobs.operations_service import OperationsServicer
-from imagegate_server.jobs.redis_store import RedisJobStore
+from imagegate_server.jobs.redis_store import BLOCK_MS, RedisJobStore
 from imagegate_server.jobs.runner import Runner, RunnerLimits
 from imagegate_server.jobs.service import Jobs
 from imagegate_server.jobs.store import JobStore
 from imagegate_server.limits import Ticket
 from imagegate_server.localdb import LocalDatabase
 from imagegate_server.metrics import Metrics
+from imagegate_server.redis_connection import RedisConnection, connect, options_from
 from imagegate_server.settings import Settings
 from imagegate_server.store import ResultStore
 from imagegate_server.upstream import Upstream
@@ -58,30 +60,28 @@ def runner_name() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def jobs_redis(settings: Settings) -> tuple[Any, Any] | None:
-    """Two clients of ``IMAGEGATE_REDIS_URL`` for the jobs (None without Redis): one for
-    scripts and reads (the limiter's timeouts), one without a read timeout for the
-    blocking reads (a turn, an event), which wait by design."""
+def jobs_redis(settings: Settings) -> tuple[RedisConnection, RedisConnection] | None:
+    """Two connections to ``IMAGEGATE_REDIS_URL`` for the jobs (None without Redis): the
+    gateway's (scripts and reads, the limiter's timeouts), and one whose timeout
+    outlasts a blocking read (a turn, an event), which waits by design."""
     if settings.redis_url is None:
         return None
-    import redis.asyncio
-
-    url = settings.redis_url.get_secret_value().strip()
-    timeout = settings.redis_timeout_s
+    blocking = replace(
+        options_from(settings), timeout_s=BLOCK_MS / 1000 + max(2.0, settings.redis_timeout_s),
+        max_connections=4,
+    )  # fmt: skip
     try:
-        client = redis.asyncio.Redis.from_url(
-            url, socket_timeout=max(timeout, 2.0), socket_connect_timeout=timeout,
-            max_connections=settings.redis_max_connections,
-        )  # fmt: skip
-        blocking = redis.asyncio.Redis.from_url(
-            url, socket_timeout=None, socket_connect_timeout=timeout, max_connections=4
-        )
+        url = settings.redis_url.get_secret_value()
+        return connect(settings), RedisConnection.from_url(url, blocking)
     except ValueError:
         raise StartupError("IMAGEGATE_REDIS_URL is not a valid Redis URL") from None
-    return client, blocking
 
 
-def job_store(settings: Settings, database: LocalDatabase | None, redis: Any) -> JobStore:
+def job_store(
+    settings: Settings,
+    database: LocalDatabase | None,
+    redis: tuple[RedisConnection, RedisConnection] | None,
+) -> JobStore:
     if redis is not None:
         client, blocking = redis
         return RedisJobStore(client, blocking, prefix=settings.redis_prefix)

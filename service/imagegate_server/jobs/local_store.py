@@ -66,6 +66,7 @@ SCHEMA = Schema(
             sent INTEGER NOT NULL DEFAULT 0,
             owner TEXT NOT NULL DEFAULT '',
             cancel_requested INTEGER NOT NULL DEFAULT 0,
+            slot TEXT NOT NULL DEFAULT '',
             queue_seq INTEGER,
             lease_ms INTEGER,
             request BLOB NOT NULL,
@@ -100,8 +101,9 @@ _EVENT_KEEP_MS = 60_000
 _COLUMNS = (
     "id, client, kind, operation, state, created_ms, updated_ms, expires_ms, model, n, "
     "request_id, fingerprint, estimate_micros, cost_micros, started_ms, ended_ms, "
-    "partial_images, sent, owner, cancel_requested, request, outcome"
+    "partial_images, sent, owner, cancel_requested, slot, request, outcome"
 )
+_PLACES = ", ".join("?" * 25)
 _DONE = tuple(state.value for state in JobState if state.done)
 _FINISH = (
     "UPDATE jobs SET state = ?, outcome = ?, cost_micros = ?, ended_ms = ?, updated_ms = ?, "
@@ -121,14 +123,20 @@ def _record(row: Sequence[Any]) -> JobRecord:
         created_ms=row[5], updated_ms=row[6], expires_ms=row[7], model=row[8], n=row[9],
         request_id=row[10], fingerprint=row[11], estimate_micros=row[12], cost_micros=row[13],
         started_ms=row[14], ended_ms=row[15], partial_images=row[16], sent=bool(row[17]),
-        owner=row[18], cancel_requested=bool(row[19]), request=bytes(row[20]),
-        outcome=bytes(row[21]),
+        owner=row[18], cancel_requested=bool(row[19]), slot=row[20], request=bytes(row[21]),
+        outcome=bytes(row[22]),
     )  # fmt: skip
 
 
 def _get(db: sqlite3.Connection, job_id: str) -> JobRecord | None:
     row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()  # noqa: S608 (constant columns)
     return None if row is None else _record(row)
+
+
+def _expired(record: JobRecord) -> bool:
+    """Past its retention (the sweep deletes it within a minute; until then it is
+    answered as gone)."""
+    return record.state.done and record.expires_ms <= now_ms()
 
 
 def _events_after(seq: int, db: sqlite3.Connection) -> list[Any]:
@@ -197,10 +205,11 @@ class LocalJobStore:
                     "SELECT id FROM jobs WHERE client = ? AND request_id = ?",
                     (record.client, record.request_id),
                 ).fetchone()
-                if row is not None:
-                    existing = _get(db, row[0])
-                    assert existing is not None
+                existing = _get(db, row[0]) if row is not None else None
+                if existing is not None and not _expired(existing):
                     return Created(existing, False)
+                if existing is not None:  # past its retention: the request id is free
+                    db.execute("DELETE FROM jobs WHERE id = ?", (existing.id,))
             queue_seq = None
             if record.kind is JobKind.JOB:
                 (queued,) = db.execute(
@@ -222,12 +231,11 @@ class LocalJobStore:
                 _event(db, "work")
             r = record
             db.execute(
-                f"INSERT INTO jobs ({_COLUMNS}, queue_seq, lease_ms) "  # noqa: S608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO jobs ({_COLUMNS}, queue_seq, lease_ms) VALUES ({_PLACES})",  # noqa: S608
                 (r.id, r.client, r.kind.value, r.operation, r.state.value, r.created_ms,
                  r.updated_ms, r.expires_ms, r.model, r.n, r.request_id, r.fingerprint,
                  r.estimate_micros, r.cost_micros, r.started_ms, r.ended_ms, r.partial_images,
-                 int(r.sent), r.owner, int(r.cancel_requested), r.request, r.outcome,
+                 int(r.sent), r.owner, int(r.cancel_requested), r.slot, r.request, r.outcome,
                  queue_seq, None if r.kind is JobKind.JOB else r.updated_ms + lease_ms),
             )  # fmt: skip
             return Created(record, True)
@@ -238,7 +246,9 @@ class LocalJobStore:
 
     async def get(self, client: str, job_id: str) -> JobRecord | None:
         record = await self._db.read(lambda db: _get(db, job_id))
-        return record if record is not None and record.client == client else None
+        if record is None or record.client != client or _expired(record):
+            return None
+        return record
 
     async def page(
         self, client: str, page_size: int, page_token: str, state: JobState | None
@@ -339,13 +349,13 @@ class LocalJobStore:
         await self._db.write(lambda db: _requeue(db, record, retry_at_ms))
         self._wake.set()
 
-    async def mark_sent(self, record: JobRecord, now_ms: int) -> JobRecord | None:
+    async def mark_sent(self, record: JobRecord, now_ms: int, slot: str = "") -> JobRecord | None:
         def work(db: sqlite3.Connection) -> JobRecord | None:
             changed = db.execute(
-                "UPDATE jobs SET state = 'running', sent = 1, started_ms = ?, updated_ms = ? "
-                "WHERE id = ? AND owner = ? AND cancel_requested = 0 AND state IN "
+                "UPDATE jobs SET state = 'running', sent = 1, started_ms = ?, updated_ms = ?, "
+                "slot = ? WHERE id = ? AND owner = ? AND cancel_requested = 0 AND state IN "
                 "('queued', 'running')",
-                (now_ms, now_ms, record.id, record.owner),
+                (now_ms, now_ms, slot, record.id, record.owner),
             ).rowcount
             return _get(db, record.id) if changed else None
 

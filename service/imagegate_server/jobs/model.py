@@ -124,6 +124,9 @@ class JobRecord:
     owner: str = ""
     """The runner (replica and process) running it; empty while queued."""
     cancel_requested: bool = False
+    slot: str = ""
+    """The limiter ticket of the concurrency slot it runs under, once sent (the reaper
+    frees it when its process died)."""
     request: bytes = field(default=b"", repr=False)
     """:class:`~.payload.JobRequest`, encoded: written once, at submit."""
     outcome: bytes = field(default=b"", repr=False)

@@ -65,7 +65,12 @@ if rid ~= '' then
   local existing = redis.call('GET', P .. 'rid:' .. client .. ':' .. rid)
   if existing then
     local fields = redis.call('HGETALL', job(existing))
-    if #fields > 0 then return {0, existing, fields} end
+    local expires = tonumber(redis.call('HGET', job(existing), 'ex') or '0')
+    local state = redis.call('HGET', job(existing), 's')
+    local done = state == 'succeeded' or state == 'failed' or state == 'cancelled'
+    if #fields > 0 and not (done and expires <= tonumber(ARGV[7])) then
+      return {0, existing, fields}
+    end
   end
 end
 if kind == 'job' then
@@ -147,7 +152,7 @@ return 1
 """
 )
 
-# ARGV: P, id, owner, now_ms
+# ARGV: P, id, owner, now_ms, slot
 MARK_SENT = (
     _COMMON
     + """
@@ -157,7 +162,8 @@ local live = fields[3] == 'queued' or fields[3] == 'running'
 if fields[1] ~= ARGV[3] or fields[2] == '1' or not live then
   return {}
 end
-redis.call('HSET', job(id), 's', 'running', 'sent', '1', 'st', ARGV[4], 'up', ARGV[4])
+redis.call('HSET', job(id), 's', 'running', 'sent', '1', 'st', ARGV[4], 'up', ARGV[4],
+  'sl', ARGV[5])
 return redis.call('HGETALL', job(id))
 """
 )

@@ -32,14 +32,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from typing import Any
-
-from redis.exceptions import RedisError, ResponseError
 
 from imagegate_server.jobs import redis_scripts as lua
 from imagegate_server.jobs.local_store import page_token_after
 from imagegate_server.jobs.model import JobKind, JobRecord, JobState, now_ms
 from imagegate_server.jobs.store import ClientJobs, Created, JobEvent, Lapsed, Page, QueueFull
+from imagegate_server.redis_connection import KeySpace, RedisConnection, Script, StoreFailure
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ _FIELDS = {
     "up": "updated_ms", "ex": "expires_ms", "m": "model", "n": "n", "rid": "request_id",
     "fp": "fingerprint", "est": "estimate_micros", "cost": "cost_micros", "st": "started_ms",
     "en": "ended_ms", "pi": "partial_images", "sent": "sent", "own": "owner",
-    "cx": "cancel_requested", "req": "request", "out": "outcome",
+    "cx": "cancel_requested", "sl": "slot", "req": "request", "out": "outcome",
 }  # fmt: skip
 _INTS = {"created_ms", "updated_ms", "expires_ms", "n", "estimate_micros", "partial_images"}
 _OPTIONAL_INTS = {"cost_micros", "started_ms", "ended_ms"}
@@ -94,26 +94,34 @@ def _flat(record: JobRecord) -> list[str | int | bytes]:
         "cost": "" if r.cost_micros is None else r.cost_micros,
         "st": "" if r.started_ms is None else r.started_ms,
         "en": "" if r.ended_ms is None else r.ended_ms, "pi": r.partial_images,
-        "sent": int(r.sent), "own": r.owner, "cx": int(r.cancel_requested),
+        "sent": int(r.sent), "own": r.owner, "cx": int(r.cancel_requested), "sl": r.slot,
         "req": r.request, "out": r.outcome,
     }  # fmt: skip
     return [item for pair in values.items() for item in pair]
 
 
+BLOCK_MS = 5000
+"""The longest one blocking read waits (the blocking connection's timeout is longer)."""
+
+
 class RedisJobStore:
-    """:class:`~.store.JobStore` in Redis. ``client``: a ``redis.asyncio`` client
-    (``decode_responses=False``); ``blocking``: one of the same deployment for the
-    blocking reads (no read timeout). Both are closed by their owner."""
+    """:class:`~.store.JobStore` in Redis. ``redis``: the gateway's connection (scripts
+    and reads, its short timeouts); ``blocking``: one to the same deployment whose
+    timeout outlasts :data:`BLOCK_MS`, for the blocking reads. Both are closed by
+    their owner."""
 
     backend = "redis"
 
-    def __init__(self, client: Any, blocking: Any, prefix: str = "imagegate:") -> None:
-        self._client = client
+    def __init__(
+        self, redis: RedisConnection, blocking: RedisConnection, prefix: str = "imagegate:"
+    ) -> None:
+        self._redis = redis
         self._blocking = blocking
-        self._p = f"{prefix}{{jobs}}:"
-        self._ready = self._p + "ready"
+        (self._ready_key,) = KeySpace(prefix).keys("jobs", "ready")
+        self._p = self._ready_key.removesuffix("ready")
+        self._ready = str(self._ready_key)
         self._scripts = {
-            name: client.register_script(getattr(lua, name))
+            name: Script(getattr(lua, name))
             for name in (
                 "CREATE", "TAKE", "UNPARK", "RELEASE", "MARK_SENT", "PROGRESS", "FINISH", "RENEW",
                 "REAP", "CANCEL", "DELETE", "DISCARD", "EXPIRED", "CLIENT_JOBS", "LIST",
@@ -122,16 +130,20 @@ class RedisJobStore:
         self._group_ready = False
 
     async def _run(self, name: str, *args: Any) -> Any:
-        return await self._scripts[name](keys=[self._ready], args=[self._p, *args])
+        return await self._redis.run(self._scripts[name], [self._ready_key], [self._p, *args])
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
             return
-        try:
-            await self._client.xgroup_create(self._ready, GROUP, id="0", mkstream=True)
-        except ResponseError as error:
-            if "BUSYGROUP" not in str(error):
-                raise
+
+        async def create(client: Any) -> None:
+            try:
+                await client.xgroup_create(self._ready, GROUP, id="0", mkstream=True)
+            except Exception as error:  # BUSYGROUP: it exists already
+                if "BUSYGROUP" not in str(error):
+                    raise
+
+        await self._redis.call(create)
         self._group_ready = True
 
     # Jobs --------------------------------------------------------------------------
@@ -152,12 +164,14 @@ class RedisJobStore:
         return Created(record, True)
 
     async def get(self, client: str, job_id: str) -> JobRecord | None:
-        flat = await self._client.hgetall(self._p + "job:" + job_id)
+        key = self._p + "job:" + job_id
+        flat = await self._redis.call(lambda client: client.hgetall(key))
         if not flat:
             return None
         pairs = [item for pair in flat.items() for item in pair]
         record = _record(job_id, pairs)
-        return record if record.client == client else None
+        expired = record.state.done and record.expires_ms <= now_ms()
+        return record if record.client == client and not expired else None
 
     async def page(
         self, client: str, page_size: int, page_token: str, state: JobState | None
@@ -186,22 +200,34 @@ class RedisJobStore:
 
     async def claim(self, owner: str, lease_ms: int, wait_s: float) -> JobRecord | None:
         await self._ensure_group()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            record = await self._claim_once(owner, lease_ms, deadline - loop.time())
+            if record is not None or loop.time() >= deadline:
+                return record
+
+    async def _claim_once(self, owner: str, lease_ms: int, wait_s: float) -> JobRecord | None:
         # A turn handed to a replica that died before taking it: after a lease.
-        _, claimed, *_ = await self._client.xautoclaim(
-            self._ready, GROUP, owner, min_idle_time=lease_ms, start_id="0-0", count=1
+        _, claimed, *_ = await self._redis.call(
+            lambda client: client.xautoclaim(
+                self._ready, GROUP, owner, min_idle_time=lease_ms, start_id="0-0", count=1
+            )
         )
-        entries = [(entry_id, fields) for entry_id, fields in claimed if fields]
+        entries: list[tuple[Any, Any]] = [(i, fields) for i, fields in claimed if fields]
         if not entries:
             next_turn = int(await self._run("UNPARK", now_ms()))
-            block_ms = round(wait_s * 1000)
+            block_ms = max(1, min(BLOCK_MS, round(wait_s * 1000)))
             if next_turn >= 0:
                 block_ms = max(1, min(block_ms, next_turn - now_ms()))
-            reply = await self._blocking.xreadgroup(
-                GROUP, owner, {self._ready: ">"}, count=1, block=block_ms
+            reply: Any = await self._blocking.call(
+                lambda client: client.xreadgroup(
+                    GROUP, owner, {self._ready: ">"}, count=1, block=block_ms
+                )
             )
-            entries = [entry for _, stream in reply or () for entry in stream]
+            entries = [tuple(entry) for _, stream in reply or () for entry in stream]
         for entry_id, fields in entries:
-            client = _text(fields.get(b"c", b""))
+            client = _text(fields.get("c", fields.get(b"c", b"")))
             flat = await self._run("TAKE", _text(entry_id), client, owner, now_ms(), lease_ms)
             if flat:
                 return _record(_id_of(flat), flat)
@@ -210,8 +236,8 @@ class RedisJobStore:
     async def release(self, record: JobRecord, retry_at_ms: int) -> None:
         await self._run("RELEASE", record.id, record.client, retry_at_ms)
 
-    async def mark_sent(self, record: JobRecord, now_ms: int) -> JobRecord | None:
-        flat = await self._run("MARK_SENT", record.id, record.owner, now_ms)
+    async def mark_sent(self, record: JobRecord, now_ms: int, slot: str = "") -> JobRecord | None:
+        flat = await self._run("MARK_SENT", record.id, record.owner, now_ms, slot)
         return _record(record.id, flat) if flat else None
 
     async def progress(self, record: JobRecord, partial_images: int) -> None:
@@ -258,7 +284,8 @@ class RedisJobStore:
         return ClientJobs(int(queued), int(held), int(oldest_text) if oldest_text else None)
 
     async def queue_lengths(self) -> dict[str, ClientJobs]:
-        clients = await self._client.smembers(self._p + "clients")
+        key = self._p + "clients"
+        clients = await self._redis.call(lambda client: client.smembers(key))
         figures = {}
         for client in sorted(_text(c) for c in clients)[:1000]:
             jobs = await self.client_jobs(client)
@@ -275,31 +302,29 @@ class RedisJobStore:
     async def events(self) -> AsyncIterator[JobEvent]:
         """Every replica's job events from now on; after a broken connection, on from
         the last one read (events the stream still holds are not missed)."""
+        events = self._p + "events"
         last = await self._latest_event()
         while True:
             try:
-                reply = await self._blocking.xread({self._p + "events": last}, block=5000)
-            except (RedisError, OSError) as error:
+                reply = await self._blocking.call(partial(_read_events, events, last))
+            except StoreFailure as error:
                 log.warning("jobs event stream unreachable", extra={"error": type(error).__name__})
                 await asyncio.sleep(1.0)
                 continue
             for _, entries in reply or ():
                 for entry_id, fields in entries:
                     last = _text(entry_id)
-                    kind = _text(fields.get(b"t", b""))
+                    field = {_text(k): _text(v) for k, v in fields.items()}
+                    kind = field.get("t", "")
                     if kind in ("done", "cancel"):
-                        yield JobEvent(
-                            kind,  # type: ignore[arg-type]
-                            _text(fields.get(b"id", b"")),
-                            _text(fields.get(b"o", b"")),
-                        )
+                        yield JobEvent(kind, field.get("id", ""), field.get("o", ""))  # type: ignore[arg-type]
 
     async def _latest_event(self) -> str:
         """The id of the newest event (reading on from it misses nothing later)."""
         while True:
             try:
-                newest = await self._client.xrevrange(self._p + "events", count=1)
-            except (RedisError, OSError):
+                newest = await self._redis.call(partial(_newest_event, self._p + "events"))
+            except StoreFailure:
                 await asyncio.sleep(1.0)
                 continue
             return _text(newest[0][0]) if newest else "0-0"
@@ -314,3 +339,11 @@ def _id_of(flat: Sequence[Any]) -> str:
         if _text(flat[i]) == "id":
             return _text(flat[i + 1])
     raise ValueError("a job hash without its id")
+
+
+async def _read_events(key: str, after: str, client: Any) -> Any:
+    return await client.xread({key: after}, block=BLOCK_MS)
+
+
+async def _newest_event(key: str, client: Any) -> Any:
+    return await client.xrevrange(key, count=1)

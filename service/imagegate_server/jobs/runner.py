@@ -231,6 +231,9 @@ class Runner:
         for item in lapsed:
             self._observer.job_lease_expired(item.requeued)
             if not item.requeued:  # sent: OpenAI billed it; charge its estimate
+                if item.record.slot:  # the dead process's concurrency slot, freed now
+                    slot = Ticket(item.record.slot, item.record.client, 0, accounted=True)
+                    await self._admissions.settle(slot, 0)
                 request = JobRequest.decode(item.record.request)
                 ticket = reservation_ticket(item.record.client, request.reservation)
                 if ticket is not None:
@@ -264,19 +267,20 @@ class Runner:
             await self._store.release(record, now_ms() + 1000)
             return
         try:
-            await self._send(record, request, reservation)
+            await self._send(record, request, reservation, slot)
         finally:
             await self._admissions.settle(slot, 0)
 
     async def _send(
-        self, record: JobRecord, request: JobRequest, reservation: Ticket | None
+        self, record: JobRecord, request: JobRequest, reservation: Ticket | None, slot: Ticket
     ) -> None:
         sent = False
         running: JobRecord | None = record
         try:
             prepared, input_images = await self._execution.prepare(record, request)
             with prepared as images_request:
-                running = await self._store.mark_sent(record, now_ms())
+                slot_id = slot.id if slot.accounted else ""
+                running = await self._store.mark_sent(record, now_ms(), slot_id)
                 if running is None:  # cancelled meanwhile: never sent
                     self._cancel_asked.add(record.id)
                     raise asyncio.CancelledError

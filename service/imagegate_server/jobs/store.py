@@ -87,7 +87,7 @@ class JobStore(Protocol):
         ...
 
     async def get(self, client: str, job_id: str) -> JobRecord | None:
-        """The client's job, or None (unknown, expired, or another client's)."""
+        """The client's job, or None (unknown, past its retention, or another client's)."""
         ...
 
     async def page(
@@ -112,9 +112,10 @@ class JobStore(Protocol):
         the client's jobs ends and frees a slot)."""
         ...
 
-    async def mark_sent(self, record: JobRecord, now_ms: int) -> JobRecord | None:
-        """RUNNING and sent, just before its request goes upstream; None when it was
-        cancelled meanwhile (then it is not sent)."""
+    async def mark_sent(self, record: JobRecord, now_ms: int, slot: str = "") -> JobRecord | None:
+        """RUNNING and sent, just before its request goes upstream, under the
+        concurrency ``slot`` (a limiter ticket id); None when it was cancelled meanwhile
+        (then it is not sent)."""
         ...
 
     async def progress(self, record: JobRecord, partial_images: int) -> None: ...

@@ -445,7 +445,7 @@ class Settings(BaseSettings):
     out of memory, its node gone) leaves its jobs for this long at most: then a job
     that had not been sent upstream is queued again, and one that had is failed
     ABORTED and charged its estimate (OpenAI billed it)."""
-    jobs_retention_s: float = Field(default=86400.0, ge=60, le=365 * 86400)
+    jobs_retention_s: float = Field(default=86400.0, ge=1, le=365 * 86400)
     """How long a finished job (its operation, its result, its stored images and
     uploads) is kept, and so how long a request_id keeps answering with the same
     result. Then GetOperation is NOT_FOUND and the request id may be used again."""

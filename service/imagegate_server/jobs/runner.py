@@ -285,6 +285,7 @@ class Runner:
                     self._cancel_asked.add(record.id)
                     raise asyncio.CancelledError
                 sent = True
+                log.info("job started", extra={"job": record.id, "client": record.client})
                 deadline = asyncio.get_running_loop().time() + self._limits.upstream_timeout_s
 
                 def progress(partials: int) -> None:
@@ -335,6 +336,7 @@ class Runner:
             )
             if ended is None:
                 return  # ended elsewhere (a cancel of a queued job, the reaper)
+            log.info("job ended", extra={"job": record.id, "state": state.value, "cost": cost})
             if reservation is not None:
                 await self._admissions.settle(reservation, cost)
             self._observer.job_ended(state.value)

@@ -56,7 +56,7 @@ from imagegate_server.limits.model import (
     RateLimit,
     SpendListing,
     Ticket,
-    UpstreamStatus,
+    new_ticket_id,
 )
 from imagegate_server.limits.outage import OutagePolicy, StoreHealth, StoreState
 from imagegate_server.limits.periods import period_number
@@ -141,7 +141,7 @@ class SqliteLimiter:
         if self._health.skip():
             return self._health.uncounted(admission)
         ticket = Ticket(
-            secrets.token_hex(10), admission.client, admission.reserve_micros, accounted=True
+            new_ticket_id(admission), admission.client, admission.reserve_micros, accounted=True
         )
         future = self._db.submit_write(lambda db: self._admit(db, admission, ticket.id))
         try:
@@ -292,8 +292,10 @@ class SqliteLimiter:
             ).fetchone()
             if row is not None:
                 tats[rate.name] = int(row[0])
+        # Reservations without a slot (RESERVATION_PREFIX) hold budget, not concurrency.
         in_use, reserved = db.execute(
-            "SELECT count(*), coalesce(sum(reserved_micros), 0) FROM limit_calls "
+            "SELECT count(*) FILTER (WHERE ticket NOT LIKE 'r-%'), "
+            "coalesce(sum(reserved_micros), 0) FROM limit_calls "
             "WHERE client = ? AND expires_us > ?",
             (client, now_us),
         ).fetchone()

@@ -174,6 +174,7 @@ class Tenancy:
             budgets=budgets,
             reserve_micros=estimate if budgets else 0,
             hold_s=hold_s,
+            holds_slot=False,  # a queued job is no call in flight; its start takes a slot
         )
         return Charge(caller, await self._limiter.admit(admission), estimate)
 

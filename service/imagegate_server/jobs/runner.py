@@ -225,9 +225,8 @@ class Runner:
 
     async def reap(self, limit: int = 100) -> int:
         """Requeue or fail the jobs whose runners stopped renewing (any process may)."""
-        lapsed = await self._store.reap(
-            now_ms(), self.expires_ms(), self._describe(JobAborted()), limit
-        )
+        aborted = JobOutcome(error=self._describe(JobAborted())).encode()
+        lapsed = await self._store.reap(now_ms(), self.expires_ms(), aborted, limit)
         for item in lapsed:
             self._observer.job_lease_expired(item.requeued)
             if not item.requeued:  # sent: OpenAI billed it; charge its estimate

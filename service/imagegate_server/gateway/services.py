@@ -93,7 +93,7 @@ def add_services(
     jobs = build_jobs(
         settings=settings, store=job_store, upstream=upstream, requests=requests,
         pricer=Pricer(prices, metrics, upstream.name), results=results, tenancy=tenancy,
-        callers=callers, metrics=metrics,
+        callers=callers, metrics=metrics, tracer=tracing.jobs if tracing is not None else None,
     )  # fmt: skip
     servicer = ImagesServicer(
         router,

@@ -192,6 +192,7 @@ class SubmitServicer:
             reservation=Reservation(ticket.id, ticket.reserved_micros, ticket.accounted),
             fields=digests,
             identity=identity,
+            traceparent=tracer.traceparent() if (tracer := self._jobs.runner.tracer) else "",
         )
         record = JobRecord(
             id=new_job_id(), client=caller.client, kind=JobKind.JOB, operation=operation.value,

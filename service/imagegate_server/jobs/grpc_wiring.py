@@ -25,7 +25,7 @@ from imagegate_server.jobs.operation_view import OperationView
 from imagegate_server.jobs.operations_service import SERVICE as OPERATIONS_SERVICE
 from imagegate_server.jobs.operations_service import OperationsServicer
 from imagegate_server.jobs.redis_store import BLOCK_MS, RedisJobStore
-from imagegate_server.jobs.runner import Runner, RunnerLimits
+from imagegate_server.jobs.runner import JobTracer, Runner, RunnerLimits
 from imagegate_server.jobs.service import Jobs
 from imagegate_server.jobs.store import JobStore
 from imagegate_server.limits import Ticket
@@ -101,6 +101,7 @@ def build_jobs(
     tenancy: Tenancy,
     callers: Authenticator,
     metrics: Metrics,
+    tracer: JobTracer | None = None,
 ) -> Jobs:
     execution = Execution(
         upstream, requests, pricer, results,
@@ -116,7 +117,7 @@ def build_jobs(
     )
     runner = Runner(
         store, execution, TenancyAdmissions(tenancy, callers), status_bytes, runner_name(),
-        limits, metrics.jobs,
+        limits, metrics.jobs, tracer,
     )  # fmt: skip
     return Jobs(store, runner, metrics.jobs)
 

@@ -60,6 +60,22 @@ class JobAdmissions(Protocol):
     async def settle(self, ticket: Ticket, amount_micros: int) -> None: ...
 
 
+class RunSpan(Protocol):
+    def end(self, state: str) -> None: ...
+
+
+class JobTracer(Protocol):
+    """Traces watch the runs (:mod:`imagegate_server.tracing.job_spans`)."""
+
+    def traceparent(self) -> str:
+        """The current span's ``traceparent`` (at submit), or ''."""
+        ...
+
+    def run(
+        self, job_id: str, client: str, operation: str, model: str, submitted: str
+    ) -> RunSpan: ...
+
+
 class JobObserver(Protocol):
     """Metrics watch the runners (:class:`~imagegate_server.metrics.Metrics`)."""
 
@@ -94,7 +110,9 @@ class Runner:
         owner: str,
         limits: RunnerLimits,
         observer: JobObserver,
+        tracer: JobTracer | None = None,
     ) -> None:
+        self.tracer = tracer
         self._store = store
         self._execution = execution
         self._admissions = admissions
@@ -275,6 +293,7 @@ class Runner:
     ) -> None:
         sent = False
         running: JobRecord | None = record
+        span: RunSpan | None = None
         try:
             prepared, input_images = await self._execution.prepare(record, request)
             with prepared as images_request:
@@ -285,6 +304,11 @@ class Runner:
                     raise asyncio.CancelledError
                 sent = True
                 log.info("job started", extra={"job": record.id, "client": record.client})
+                if self.tracer is not None:
+                    span = self.tracer.run(
+                        record.id, record.client, record.operation, record.model,
+                        request.traceparent,
+                    )  # fmt: skip
                 deadline = asyncio.get_running_loop().time() + self._limits.upstream_timeout_s
 
                 def progress(partials: int) -> None:
@@ -297,6 +321,7 @@ class Runner:
                     on_partial=progress,
                 )  # fmt: skip
         except asyncio.CancelledError:
+            _end_span(span, "cancelled")
             cost = record.estimate_micros if sent else 0
             if record.id in self._cancel_asked:
                 await self._end(record, JobState.CANCELLED, JobCancelled(), None, reservation, cost)
@@ -308,11 +333,13 @@ class Runner:
                 await asyncio.shield(self._store.release(record, 0))
             raise
         except Exception as error:
+            _end_span(span, "failed")
             cost = record.estimate_micros if sent and may_have_billed(error) else 0
             if not sent:
                 log.info("job refused before sending", extra={"error": type(error).__name__})
             await self._end(record, JobState.FAILED, error, None, reservation, cost)
             return
+        _end_span(span, "succeeded")
         cost = ran.cost_micros if ran.cost_micros is not None else 0
         await self._end(record, JobState.SUCCEEDED, None, ran.outcome, reservation, cost)
 
@@ -341,3 +368,8 @@ class Runner:
             self._observer.job_ended(state.value)
 
         await asyncio.shield(end())
+
+
+def _end_span(span: RunSpan | None, state: str) -> None:
+    if span is not None:
+        span.end(state)

@@ -64,23 +64,25 @@ class Jobs:
     async def _observe(self) -> None:
         while True:
             try:
-                figures = await self.store.queue_lengths()
+                await self.observe()
             except Exception as error:
                 log.warning("jobs: queue figures failed", extra={"error": type(error).__name__})
-                figures = None
-            if figures is not None:
-                now = now_ms()
-                self._observer.queues(
-                    {
-                        client: (
-                            jobs.queued,
-                            jobs.running,
-                            (now - jobs.oldest_queued_ms) / 1000 if jobs.oldest_queued_ms else 0.0,
-                        )
-                        for client, jobs in figures.items()
-                    }
-                )
             await asyncio.sleep(OBSERVE_S)
+
+    async def observe(self) -> None:
+        """Read the queue figures into the metrics (every :data:`OBSERVE_S`)."""
+        figures = await self.store.queue_lengths()
+        now = now_ms()
+        self._observer.queues(
+            {
+                client: (
+                    jobs.queued,
+                    jobs.running,
+                    (now - jobs.oldest_queued_ms) / 1000 if jobs.oldest_queued_ms else 0.0,
+                )
+                for client, jobs in figures.items()
+            }
+        )
 
     async def _read_events(self) -> None:
         while True:

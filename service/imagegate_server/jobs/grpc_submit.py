@@ -22,9 +22,10 @@ from typing import Any
 from google.protobuf.message import Message
 from imagegate.v1 import jobs_pb2, params_pb2
 
-from imagegate_server.errors import ImagegateError, InvalidRequest
+from imagegate_server.errors import ImagegateError
 from imagegate_server.gateway.edge.callers import ANONYMOUS, Authenticator, Caller
 from imagegate_server.gateway.edge.guard import Context, Guard
+from imagegate_server.gateway.edge.messages import each_parsed, malformed
 from imagegate_server.gateway.edge.rpc import RpcCall
 from imagegate_server.gateway.edge.tenancy import Charge, Tenancy
 from imagegate_server.gateway.edge.wire import UPLOAD_ACCEPTED, Malformed, add_service
@@ -156,7 +157,7 @@ class SubmitServicer:
     def _upload_stream(self, request: AsyncIterator[Any], call: RpcCall) -> UploadStream:
         settings = self._settings
         return UploadStream(
-            _parsed(request, call),
+            each_parsed(request, call),
             first_message_s=settings.first_message_timeout_s,
             idle_s=settings.upload_idle_timeout_s,
             on_closed=self._metrics.stream_closed,
@@ -250,7 +251,7 @@ class SubmitServicer:
 
 async def _unary(request: Any) -> Submitted:
     if isinstance(request, Malformed):
-        raise _malformed("request")
+        raise malformed("request")
     return Submitted(
         request.parameters,
         checked_request_id(request.request_id),
@@ -264,19 +265,3 @@ async def _first_message(stream: UploadStream) -> Submitted:
     first: Any = stream.first
     request_id = checked_request_id(first.request_id)
     return Submitted(parameters, request_id, first.inline_images)
-
-
-async def _parsed(stream: AsyncIterator[Any], call: RpcCall) -> AsyncIterator[Any]:
-    position = 0
-    async for message in stream:
-        call.received()
-        if isinstance(message, Malformed):
-            raise _malformed(f"message[{position}]")
-        yield message
-        position += 1
-
-
-def _malformed(where: str) -> InvalidRequest:
-    return InvalidRequest.one(
-        where, "not a valid protobuf message of this RPC's request type", "malformed_message"
-    )

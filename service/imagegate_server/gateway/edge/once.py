@@ -7,7 +7,7 @@ result: no second upstream request and no second charge. The same request id wit
 other parameters or other upload bytes is ALREADY_EXISTS naming the field.
 
 Such a call no longer ends when its caller goes away: its work runs in a task of its
-own (:class:`Detached`) that the caller's handler waits for; once the call is kept
+own (:mod:`.detached`) that the caller's handler waits for; once the call is kept
 (its request id claimed), a caller that leaves or whose deadline passes leaves the
 task running to its end, with the upstream timeout as its deadline, and its result
 stored for the retry. Until then (and for calls without a request id) a caller that
@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TypeVar
 
 from imagegate.v1 import results_pb2
 
 from imagegate_server.errors import KeptFailure, UpstreamTimeout, may_have_billed
-from imagegate_server.gateway.mapping.results import Finished, ImageSlice
+from imagegate_server.gateway.edge.detached import Holder
+from imagegate_server.gateway.edge.status import status_bytes
+from imagegate_server.gateway.mapping.results import Finished, ImageSlice, slices
 from imagegate_server.gateway.requests.draft import Draft
 from imagegate_server.jobs.execution import Execution
 from imagegate_server.jobs.fingerprint import check_same, field_digests, fingerprint
@@ -54,13 +56,6 @@ class Duplicate(Exception):
 
 
 @dataclass
-class Holder:
-    """Whether the work must outlive its caller (set once the call is kept)."""
-
-    keep_running: bool = False
-
-
-@dataclass
 class Kept:
     """A call this process runs under its request id."""
 
@@ -69,6 +64,38 @@ class Kept:
     """The upstream deadline: the upstream timeout, whatever the caller's."""
     sent: bool = field(default=False)
     ended: bool = field(default=False)
+
+
+class KeepRun:
+    """One call's run, kept under its request id or not (``kept`` None: nothing to keep,
+    the caller's deadline bounds the upstream request)."""
+
+    def __init__(self, once: OnceCalls | None, kept: Kept | None, deadline: float) -> None:
+        self._once = once
+        self._kept = kept
+        self.deadline = kept.deadline if kept is not None else deadline
+        self._finals: list[bytes | None] = []
+
+    async def sending(self) -> None:
+        if self._once is not None and self._kept is not None:
+            await self._once.sending(self._kept)
+
+    def slice_passed(self, piece: ImageSlice) -> None:
+        """A stream's slice went by: keep its final images for the store."""
+        if self._kept is not None:
+            keep_final(self._finals, piece)
+
+    async def succeeded(
+        self, finished: Finished, images: Sequence[bytes | None] | None, cost: int | None
+    ) -> None:
+        """``images``: the answer's (None: the finals collected from the slices)."""
+        if self._once is not None and self._kept is not None:
+            kept_images = self._finals if images is None else images
+            await self._once.succeeded(self._kept, finished, kept_images, cost)
+
+    async def failed(self, error: BaseException) -> None:
+        if self._once is not None and self._kept is not None and not self._kept.ended:
+            await self._once.failed(self._kept, error, status_bytes(error))
 
 
 class OnceCalls:
@@ -85,6 +112,25 @@ class OnceCalls:
         self._view = view
         self._upstream_timeout_s = upstream_timeout_s
         self._retention_ms = round(retention_s * 1000)
+
+    async def run(
+        self,
+        holder: Holder | None,
+        client: str,
+        request_id: str | None,
+        operation: Operation,
+        draft: Draft,
+        request: ImagesRequest,
+        estimate_micros: int,
+        deadline: float,
+    ) -> KeepRun:
+        """The call's run: kept under its request id when it has one (claimed now:
+        from then on it outlives its caller), else as before."""
+        if request_id is None or holder is None:
+            return KeepRun(None, None, deadline)
+        kept = await self.claim(client, request_id, operation, draft, request, estimate_micros)
+        holder.keep_running = True
+        return KeepRun(self, kept, deadline)
 
     async def claim(
         self,
@@ -179,6 +225,19 @@ class OnceCalls:
         return result, await self._view.image_bytes(outcome.images)
 
 
+async def collected_items(
+    once: OnceCalls, record: JobRecord, timeout_s: float, chunk_bytes: int
+) -> AsyncIterator[ImageSlice | results_pb2.ImagesResult]:
+    """A kept call's result as a stream RPC sends it: each image's slices, then the
+    result (no partial images: they were the first caller's)."""
+    result, images = await once.collect(record.client, record, timeout_s)
+    for index, data in enumerate(images):
+        if data is not None:
+            for piece in slices(data, chunk_bytes, index):
+                yield piece
+    yield result
+
+
 def keep_final(finals: list[bytes | None], piece: ImageSlice) -> None:
     """Collect a stream's final images as their first slices pass (each slice is a
     view of its whole image)."""
@@ -201,67 +260,3 @@ def _file_digests(request: ImagesRequest) -> dict[tuple[int, int], str]:
             digest.update(data)
         digests[_ROLES[file.role], index] = digest.hexdigest()
     return digests
-
-
-class Detached(Generic[T]):
-    """Work that may outlive its caller: run in a task; the caller waits for it. A
-    caller that leaves cancels it, unless ``holder.keep_running`` says otherwise."""
-
-    def __init__(self, work: Callable[[Holder], Awaitable[T]]) -> None:
-        self.holder = Holder()
-        self._task = asyncio.ensure_future(work(self.holder))
-
-    async def result(self) -> T:
-        try:
-            return await asyncio.shield(self._task)
-        except asyncio.CancelledError:
-            if not self.holder.keep_running:
-                self._task.cancel()
-            else:
-                self._task.add_done_callback(_quietly)
-            raise
-
-
-def _quietly(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved: the task's own log line said what happened
-
-
-async def detached_items(
-    work: Callable[[Holder], AsyncIterator[T]],
-) -> AsyncGenerator[T]:
-    """The items of ``work`` relayed from a task of their own, which a caller that
-    leaves cancels unless ``holder.keep_running`` says otherwise (then the rest of
-    the items are read and dropped, so that the work ends as it would)."""
-    holder = Holder()
-    queue: asyncio.Queue[tuple[bool, object]] = asyncio.Queue()
-    listening = True
-
-    async def pump() -> None:
-        try:
-            async for item in work(holder):
-                if listening:
-                    queue.put_nowait((True, item))
-        except BaseException as error:
-            queue.put_nowait((False, error))
-            raise
-        queue.put_nowait((False, None))
-
-    task = asyncio.ensure_future(pump())
-    try:
-        while True:
-            ok, item = await queue.get()
-            if not ok:
-                if isinstance(item, BaseException):
-                    raise item
-                return
-            yield item  # type: ignore[misc]
-    finally:
-        listening = False
-        if not task.done():
-            if holder.keep_running:
-                task.add_done_callback(_quietly)
-            else:
-                task.cancel()
-        else:
-            _quietly(task)

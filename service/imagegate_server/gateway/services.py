@@ -106,7 +106,9 @@ def add_services(
         metrics=metrics,
         tracer=tracing.rpc_tracer(SERVICE_NAME) if tracing is not None else None,
         once=OnceCalls(
-            jobs, jobs.runner.execution, OperationView(results, settings.max_send_message_bytes),
+            jobs, jobs.runner.execution, OperationView(
+                results, settings.max_send_message_bytes, jobs.runner.execution.recent
+            ),
             settings.upstream_timeout_s, settings.jobs_retention_s,
         ),
     )  # fmt: skip

@@ -11,6 +11,7 @@ image bytes, where each image is stored, and the cost.
 from __future__ import annotations
 
 import datetime
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,29 @@ def wants_partials(parameters: Any) -> bool:
     return bool(getattr(parameters, "partial_images", 0))
 
 
+class RecentImages:
+    """The images this process stored last, by store key, up to ``max_bytes`` in all:
+    an inline result read in the process that ran the job (its waiter, usually) needs
+    no read back from the store."""
+
+    def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self._max_bytes = max_bytes
+        self._images: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+
+    def put(self, key: str, data: bytes) -> None:
+        if len(data) > self._max_bytes:
+            return
+        self._images[key] = data
+        self._bytes += len(data)
+        while self._bytes > self._max_bytes:
+            _, dropped = self._images.popitem(last=False)
+            self._bytes -= len(dropped)
+
+    def get(self, key: str) -> bytes | None:
+        return self._images.get(key)
+
+
 class Execution:
     """What a run needs from the gateway: its upstream, request rules, prices, store."""
 
@@ -76,6 +100,7 @@ class Execution:
         self.results = results
         self.retention = retention
         self._chunk_bytes = chunk_bytes
+        self.recent = RecentImages()
 
     async def prepare(self, record: JobRecord, request: JobRequest) -> tuple[PreparedRequest, int]:
         """The job's request rebuilt from its record and judged again, its uploads
@@ -163,6 +188,7 @@ class Execution:
                 data, content_type=content_type, call=call, retention=self.retention
             )
             stored.append(StoredResultImage(put.key, content_type, put.size))
+            self.recent.put(put.key, bytes(data))
         return stored
 
 

@@ -134,7 +134,7 @@ def add_jobs_services(
     metrics: Metrics,
     guard: Guard,
 ) -> None:
-    view = OperationView(results, settings.max_send_message_bytes)
+    view = OperationView(results, settings.max_send_message_bytes, jobs.runner.execution.recent)
     SubmitServicer(
         jobs, view, callers=callers, tenancy=tenancy, requests=requests, results=results,
         settings=settings, metrics=metrics, guard=guard,

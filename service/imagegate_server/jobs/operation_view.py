@@ -17,6 +17,7 @@ from google.rpc import status_pb2
 from imagegate.v1 import jobs_pb2, quota_pb2, results_pb2
 
 from imagegate_server.errors import ResultTooLarge
+from imagegate_server.jobs.execution import RecentImages
 from imagegate_server.jobs.model import JobRecord, JobState
 from imagegate_server.jobs.payload import JobOutcome, JobRequest, StoredResultImage
 from imagegate_server.store import ResultStore, StoredObject
@@ -68,9 +69,12 @@ def metadata(record: JobRecord) -> jobs_pb2.ImageJobMetadata:
 class OperationView:
     """Builds Operations; reads stored images back for inline results."""
 
-    def __init__(self, results: ResultStore, max_inline_bytes: int) -> None:
+    def __init__(
+        self, results: ResultStore, max_inline_bytes: int, recent: RecentImages | None = None
+    ) -> None:
         self._results = results
         self._max_inline_bytes = max_inline_bytes
+        self._recent = recent if recent is not None else RecentImages(0)
 
     async def operation(self, record: JobRecord) -> operations_pb2.Operation:
         op = operations_pb2.Operation(name=record.name, done=record.state.done)
@@ -118,6 +122,10 @@ class OperationView:
         for item in stored:
             if item is None:
                 images.append(None)
+                continue
+            held = self._recent.get(item.key)
+            if held is not None:
+                images.append(held)
                 continue
             reader = await self._results.open(item.key)
             if reader is None:

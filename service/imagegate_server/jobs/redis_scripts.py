@@ -160,11 +160,11 @@ local id = ARGV[2]
 local fields = redis.call('HMGET', job(id), 'own', 'cx', 's')
 local live = fields[3] == 'queued' or fields[3] == 'running'
 if fields[1] ~= ARGV[3] or fields[2] == '1' or not live then
-  return {}
+  return 0
 end
 redis.call('HSET', job(id), 's', 'running', 'sent', '1', 'st', ARGV[4], 'up', ARGV[4],
   'sl', ARGV[5])
-return redis.call('HGETALL', job(id))
+return 1
 """
 )
 
@@ -187,7 +187,7 @@ local id = ARGV[2]
 local fields = redis.call('HMGET', job(id), 's', 'c', 'rid')
 local state, client = fields[1], fields[2]
 if not state or state == 'succeeded' or state == 'failed' or state == 'cancelled' then
-  return {}
+  return 0
 end
 redis.call('HSET', job(id), 's', ARGV[3], 'out', ARGV[4], 'cost', ARGV[5], 'en', ARGV[6],
   'up', ARGV[6], 'ex', ARGV[7])
@@ -195,7 +195,7 @@ let_go(id, client)
 forget_after(id, fields[3], client, tonumber(ARGV[7]))
 unpark(client)
 event('done', id, '')
-return redis.call('HGETALL', job(id))
+return 1
 """
 )
 

@@ -128,6 +128,7 @@ class RedisJobStore:
             )
         }  # fmt: skip
         self._group_ready = False
+        self._next_autoclaim = 0
 
     async def _run(self, name: str, *args: Any) -> Any:
         return await self._redis.run(self._scripts[name], [self._ready_key], [self._p, *args])
@@ -208,13 +209,17 @@ class RedisJobStore:
                 return record
 
     async def _claim_once(self, owner: str, lease_ms: int, wait_s: float) -> JobRecord | None:
-        # A turn handed to a replica that died before taking it: after a lease.
-        _, claimed, *_ = await self._redis.call(
-            lambda client: client.xautoclaim(
-                self._ready, GROUP, owner, min_idle_time=lease_ms, start_id="0-0", count=1
+        entries: list[tuple[Any, Any]] = []
+        if now_ms() >= self._next_autoclaim:
+            # A turn handed to a replica that died before taking it: after a lease
+            # (looked for every half lease, not on every claim: it is a round trip).
+            self._next_autoclaim = now_ms() + lease_ms // 2
+            _, claimed, *_ = await self._redis.call(
+                lambda client: client.xautoclaim(
+                    self._ready, GROUP, owner, min_idle_time=lease_ms, start_id="0-0", count=1
+                )
             )
-        )
-        entries: list[tuple[Any, Any]] = [(i, fields) for i, fields in claimed if fields]
+            entries = [(i, fields) for i, fields in claimed if fields]
         if not entries:
             next_turn = int(await self._run("UNPARK", now_ms()))
             block_ms = max(1, min(BLOCK_MS, round(wait_s * 1000)))
@@ -237,8 +242,12 @@ class RedisJobStore:
         await self._run("RELEASE", record.id, record.client, retry_at_ms)
 
     async def mark_sent(self, record: JobRecord, now_ms: int, slot: str = "") -> JobRecord | None:
-        flat = await self._run("MARK_SENT", record.id, record.owner, now_ms, slot)
-        return _record(record.id, flat) if flat else None
+        changed = await self._run("MARK_SENT", record.id, record.owner, now_ms, slot)
+        if not changed:
+            return None
+        return record.with_(
+            state=JobState.RUNNING, sent=True, started_ms=now_ms, updated_ms=now_ms, slot=slot
+        )
 
     async def progress(self, record: JobRecord, partial_images: int) -> None:
         await self._run("PROGRESS", record.id, partial_images, now_ms())
@@ -252,10 +261,14 @@ class RedisJobStore:
         expires_ms: int,
     ) -> JobRecord | None:
         cost = "" if cost_micros is None else cost_micros
-        flat = await self._run(
-            "FINISH", record.id, state.value, outcome, cost, now_ms(), expires_ms
-        )
-        return _record(record.id, flat) if flat else None
+        now = now_ms()
+        changed = await self._run("FINISH", record.id, state.value, outcome, cost, now, expires_ms)
+        if not changed:
+            return None
+        return record.with_(
+            state=state, outcome=outcome, cost_micros=cost_micros, ended_ms=now,
+            updated_ms=now, expires_ms=expires_ms, owner="",
+        )  # fmt: skip
 
     async def renew(self, owner: str, job_ids: Sequence[str], lease_ms: int) -> None:
         if job_ids:

@@ -139,7 +139,7 @@ async def run(ctx: Context) -> ScenarioResult:
             gateways = await stack.enter_async_context(
                 running_gateways(url, {"waiting": env}, workdir)
             )
-            await _wake(result, gateways["waiting"][0], url, fast, wakes)
+            await _wake(result, gateways["waiting"], url, fast, wakes)
     result.notes.append(
         "one gateway on Redis (its own redis-server) in front of one emulator; job = "
         "SubmitImageJob with inline images, then WaitOperation; unary = CreateImage of "
@@ -210,6 +210,7 @@ async def _queued(
 ) -> None:
     metadata = (("authorization", f"Bearer {token}"),)
     rss_before, redis_before = rss_bytes(pid), await _redis_memory(redis_url)
+    cpu_before = cpu_seconds(pid)
     async with grpc.aio.insecure_channel(target) as channel:
         submit = jobs_pb2_grpc.ImageJobsServiceStub(channel)
         request = jobs_pb2.SubmitImageJobRequest(parameters=PARAMETERS)
@@ -232,15 +233,20 @@ async def _queued(
         load.elapsed_s = time.perf_counter() - started
     await asyncio.sleep(1.0)
     rss_after, redis_after = rss_bytes(pid), await _redis_memory(redis_url)
-    row = Row.of(NAME, f"{count} queued", "queued", 100, load)
+    row = Row.of(NAME, f"{count} queued", "queued", 100, load, cpu_s=cpu_seconds(pid) - cpu_before)
+    row.generator = PYTHON_GRPC
     row.extra["gateway_rss_bytes_per_queued_job"] = (rss_after - rss_before) / count
     row.extra["redis_bytes_per_queued_job"] = (redis_after - redis_before) / count
     row.extra["submits_per_s"] = load.ok / max(load.elapsed_s, 1e-9)
     result.rows.append(row)
 
 
-async def _wake(result: ScenarioResult, target: str, emulator_url: str, token: str, n: int) -> None:
+async def _wake(
+    result: ScenarioResult, gateway: tuple[str, int], emulator_url: str, token: str, n: int
+) -> None:
+    target, pid = gateway
     metadata = (("authorization", f"Bearer {token}"),)
+    cpu_before = cpu_seconds(pid)
     woke: dict[str, float] = {}
     async with grpc.aio.insecure_channel(target) as channel:
         submit = jobs_pb2_grpc.ImageJobsServiceStub(channel)
@@ -272,5 +278,6 @@ async def _wake(result: ScenarioResult, target: str, emulator_url: str, token: s
     load = LoadResult()
     load.latencies_s = delays
     row = Row.of(NAME, "upstream answer -> waiter", "wake", 1, load)
+    row.gateway_cpu_ms_per_call = 1000 * (cpu_seconds(pid) - cpu_before) / max(n, 1)
     row.generator = PYTHON_GRPC
     result.rows.append(row)

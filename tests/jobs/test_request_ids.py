@@ -133,3 +133,16 @@ async def test_a_stream_call_with_a_request_id_is_collected_by_its_retry(
             data += message.image_chunk.data
     assert bytes(data).startswith(b"\x89PNG")
     assert _generations(emulator) == 1
+
+
+async def test_a_failure_openai_did_not_bill_is_not_kept(
+    stub: images_service_pb2_grpc.ImagesServiceStub, emulator: Emulator
+) -> None:
+    emulator.set_faults("400;first=1")  # OpenAI refuses the first request: nothing billed
+    request_id = new_request_id()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.CreateImage(_create(request_id=request_id), timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    reply = await stub.CreateImage(_create(request_id=request_id), timeout=30)
+    assert reply.result.images[0].data.startswith(b"\x89PNG")
+    assert _generations(emulator) == 2

@@ -284,7 +284,7 @@ class LocalJobStore:
 
     async def discard(self, record: JobRecord) -> None:
         def work(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM jobs WHERE id = ? AND sent = 0", (record.id,))
+            db.execute("DELETE FROM jobs WHERE id = ? AND kind = 'call'", (record.id,))
             _event(db, "done", record.id)
 
         await self._db.write(work)

@@ -133,8 +133,8 @@ class JobStore(Protocol):
         ...
 
     async def discard(self, record: JobRecord) -> None:
-        """Forget a call that never started (its admission was refused), so that its
-        request id can be tried again."""
+        """Forget a call (kind ``call``) whose failure was not billed, or whose result
+        could not be kept, so that its request id runs again."""
         ...
 
     async def renew(self, owner: str, job_ids: Sequence[str], lease_ms: int) -> None: ...

@@ -114,13 +114,11 @@ async def run(ctx: Context) -> ScenarioResult:
     time_limit = 20.0 if ctx.tiny else 120.0
     clients_file = workdir / "clients.toml"
     async with running_redis(workdir / "redis") as redis:
-        fast, queue = await asyncio.gather(
-            _add_client(clients_file, "fast", "--max-queued-jobs", "unlimited"),
-            _add_client(
-                clients_file, "queue", "--requests-per-minute", "1",
-                "--max-queued-jobs", "unlimited",
-            ),
-        )  # fmt: skip
+        # One after the other: each rewrites the whole file.
+        fast = await _add_client(clients_file, "fast", "--max-queued-jobs", "unlimited")
+        queue = await _add_client(
+            clients_file, "queue", "--requests-per-minute", "1", "--max-queued-jobs", "unlimited"
+        )
         env = {
             "IMAGEGATE_REDIS_URL": redis.url,
             "IMAGEGATE_CLIENTS_FILE": str(clients_file),

@@ -43,6 +43,7 @@ from imagegate_server.bench.procs import StackConfig, running_emulator, running_
 from imagegate_server.bench.redis_server import redis_server_binary, running_redis
 from imagegate_server.bench.scenarios.overhead import PARAMETERS, REQUEST
 from imagegate_server.bench.usage import cpu_seconds, rss_bytes
+from imagegate_server.redis_connection import RedisConnection, RedisOptions
 
 NAME = "jobs"
 CPU_TARGET = 1.3
@@ -81,14 +82,12 @@ def job_call(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = 
 
 
 async def _redis_memory(url: str) -> int:
-    import redis.asyncio
-
-    client = redis.asyncio.Redis.from_url(url)
+    connection = RedisConnection.from_url(url, RedisOptions(timeout_s=5.0))
     try:
-        info = await client.info("memory")
+        info = await connection.call(lambda client: client.info("memory"))
         return int(info["used_memory"])
     finally:
-        await client.aclose()
+        await connection.aclose()
 
 
 async def _add_client(clients_file: Path, name: str, *options: str) -> str:

@@ -417,6 +417,8 @@ def may_have_billed(error: BaseException | None) -> bool:
     answer is lost)."""
     if isinstance(error, UpstreamError):
         return False  # OpenAI answered with an error: it generated nothing
+    if isinstance(error, InvalidRequest | NotPermitted | LimitExceeded):
+        return False  # refused here (routing found no upstream to take it): nothing sent
     if isinstance(error, UpstreamFailure):
         return error.may_have_billed
     return True  # cancelled or timed out while OpenAI may have been generating

@@ -198,7 +198,7 @@ class Gateway:
             tracing=self._tracing,
             health_servicer=self._health,
             certificates=certificates,
-            refuse_retired=_refuses_retired(settings, emulated),
+            refuse_retired=_refuses_retired(settings, emulated, upstreams),
             results=self._store.store,
             job_store=job_store(settings, self._database, self._redis),
         )

@@ -91,8 +91,8 @@ def add_services(
         settings, refuse_retired=refuse_retired, on_spooled=metrics.set_spooled_bytes
     )
     jobs = build_jobs(
-        settings=settings, store=job_store, upstream=upstream, requests=requests,
-        pricer=Pricer(prices, metrics, upstream.name), results=results, tenancy=tenancy,
+        settings=settings, store=job_store, router=router, requests=requests,
+        pricer=Pricer(router.prices_for, prices, metrics), results=results, tenancy=tenancy,
         callers=callers, metrics=metrics, tracer=tracing.jobs if tracing is not None else None,
     )  # fmt: skip
     servicer = ImagesServicer(

@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from imagegate.v1 import params_pb2
 
@@ -28,7 +29,7 @@ from imagegate_server.jobs.model import JobRecord
 from imagegate_server.jobs.payload import JobOutcome, JobRequest, StoredFile, StoredResultImage
 from imagegate_server.models import Operation
 from imagegate_server.store import CallInfo, ResultStore
-from imagegate_server.upstream import ImagesRequest, Upstream
+from imagegate_server.upstream import ImagesRequest, Reply
 
 _PARAMETERS: dict[str, Any] = {
     Operation.GENERATION.value: params_pb2.GenerationParameters,
@@ -37,6 +38,15 @@ _PARAMETERS: dict[str, Any] = {
 }
 _CHUNK_BYTES = 1024 * 1024
 Relay = Callable[[MappedItem], None]
+
+
+class Sender(Protocol):
+    """Sends a job's request where the gateway's routing picks, within what its
+    client's policy allows (the edge's router implements it)."""
+
+    def send(
+        self, request: ImagesRequest, deadline: float, client: str
+    ) -> AbstractAsyncContextManager[Reply]: ...
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,7 @@ class Execution:
 
     def __init__(
         self,
-        upstream: Upstream,
+        upstream: Sender,
         requests: RequestBuilder,
         pricer: Pricer,
         results: ResultStore,
@@ -144,7 +154,7 @@ class Execution:
         finished: Finished | None = None
         images: list[bytes | None] = []
         partials = 0
-        async with self.upstream.send(images_request, deadline) as reply:
+        async with self.upstream.send(images_request, deadline, record.client) as reply:
             async for item in stream_items(reply, self._chunk_bytes):
                 if relay is not None:
                     relay(item)

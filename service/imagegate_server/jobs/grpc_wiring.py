@@ -7,6 +7,7 @@ import datetime
 import os
 import socket
 import uuid
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
 
@@ -32,11 +33,31 @@ from imagegate_server.limits import Ticket
 from imagegate_server.localdb import LocalDatabase
 from imagegate_server.metrics import Metrics
 from imagegate_server.redis_connection import RedisConnection, connect, options_from
+from imagegate_server.routing import Router
 from imagegate_server.settings import Settings
 from imagegate_server.store import ResultStore
-from imagegate_server.upstream import Upstream
+from imagegate_server.upstream import ImagesRequest, Reply
 
 SERVICE_NAMES = (SUBMIT_SERVICE.full_name, OPERATIONS_SERVICE.full_name)
+
+
+class RoutedSender:
+    """:class:`~.execution.Sender` through the gateway's router, within the upstreams
+    the job's client may use now."""
+
+    def __init__(self, router: Router, callers: Authenticator) -> None:
+        self._router = router
+        self._callers = callers
+
+    def send(
+        self, request: ImagesRequest, deadline: float, client: str
+    ) -> AbstractAsyncContextManager[Reply]:
+        allowed = self._callers.named(client).policy.upstreams
+        return self._router.send(request, deadline, allowed, _ignored)
+
+
+def _ignored(upstream: str) -> None:
+    """Which upstream a job went to shows in its result (``ImagesResult.upstream``)."""
 
 
 class TenancyAdmissions:
@@ -94,7 +115,7 @@ def build_jobs(
     *,
     settings: Settings,
     store: JobStore,
-    upstream: Upstream,
+    router: Router,
     requests: RequestBuilder,
     pricer: Pricer,
     results: ResultStore,
@@ -104,7 +125,7 @@ def build_jobs(
     tracer: JobTracer | None = None,
 ) -> Jobs:
     execution = Execution(
-        upstream, requests, pricer, results,
+        RoutedSender(router, callers), requests, pricer, results,
         datetime.timedelta(seconds=settings.jobs_retention_s),
         settings.result_chunk_bytes,
     )  # fmt: skip

@@ -27,6 +27,7 @@ from imagegate_server.limits.model import (
     RateLimit,
     SpendListing,
     Ticket,
+    UpstreamStatus,
     holds_slot,
     new_ticket_id,
 )

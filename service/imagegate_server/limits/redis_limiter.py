@@ -30,6 +30,7 @@ from imagegate_server.limits.model import (
     RateLimit,
     SpendListing,
     Ticket,
+    UpstreamStatus,
     new_ticket_id,
 )
 from imagegate_server.limits.outage import OutagePolicy, StoreHealth, StoreState

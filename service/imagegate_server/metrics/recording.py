@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from imagegate_server.metrics import labels
 from imagegate_server.metrics.jobs import JobMetrics
-from imagegate_server.metrics.labels import ClientLabels
+from imagegate_server.metrics.labels import ClientLabels, UpstreamLabels
 from imagegate_server.metrics.rpc import SERVICE, RpcFamilies, RpcMetrics
 from imagegate_server.metrics.series import LONG_BUCKETS, Children
 from imagegate_server.metrics.store import StoreMetrics

@@ -94,6 +94,24 @@ local function reply(status, now, refusals)
   return out
 end
 
+-- Add cost to the current UTC day's and month's spend in the hash `key` (fields day,
+-- day_micros, month, month_micros), starting a period afresh when it changed.
+local function add_spend(key, cost, seconds)
+  local day = day_of(seconds)
+  local month = month_of(day)
+  local s = redis.call('HMGET', key, 'day', 'month')
+  if tonumber(s[1]) == day then
+    redis.call('HINCRBY', key, 'day_micros', int_str(cost))
+  else
+    redis.call('HSET', key, 'day', int_str(day), 'day_micros', int_str(cost))
+  end
+  if tonumber(s[2]) == month then
+    redis.call('HINCRBY', key, 'month_micros', int_str(cost))
+  else
+    redis.call('HSET', key, 'month', int_str(month), 'month_micros', int_str(cost))
+  end
+end
+
 -- Calls holding a concurrency slot: the open tickets not yet expired, but for
 -- reservations that hold budget only (ids starting 'r-': a queued job's).
 local function slots_in_use(open_key, now)

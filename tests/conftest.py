@@ -32,9 +32,10 @@ os.environ["IMAGEGATE_STORE_HTTP_PORT"] = "0"
 def _own_data_directory(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
-    """Every test's gateways keep their local state (the limits database, the result
-    store) in a data directory of that test's own, never in the checkout's ``data/``
-    and never shared with another test. Created only when a gateway opens it."""
+    """Every test's gateways keep their local state (the limits and jobs database, the
+    local result store) in a data directory of that test's own, never in the
+    checkout's ``data/`` and never shared with another test (created only when a
+    gateway opens it)."""
     base = tmp_path_factory.getbasetemp() / "data"
     monkeypatch.setenv("IMAGEGATE_DATA_DIR", str(base / str(next(_DATA_DIRS))))
     yield

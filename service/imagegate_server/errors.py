@@ -227,6 +227,8 @@ class StoredImageNotFound(ImagegateError):
 
     def __init__(self) -> None:
         super().__init__("no stored image of this client has that reference (or it expired)")
+
+
 class AlreadyExists(ImagegateError):
     """A request id (AIP-155) came back with another request: ``field`` is the first
     field that differs (``request_id`` itself when it was used on another RPC)."""

@@ -11,6 +11,8 @@
                      caller store, within its quota) each final image goes to the
                      result store as it is decoded and the result carries links
     edge (tenancy)   settle the call's cost
+    edge (once)      a call with a request_id is kept: it outlives its caller, and
+                     a retry collects its result rather than running again
     edge (guard)     the status, trailers, log line and metrics of every ending
 
 Unary-result RPCs return the whole result; stream RPCs relay OpenAI's events as
@@ -20,38 +22,45 @@ the call, slice the finished images.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from contextlib import (
-    asynccontextmanager,
-    contextmanager,
-)
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 from typing import Any
 
 from google.protobuf.message import Message
-from imagegate.v1 import params_pb2
+from imagegate.v1 import params_pb2, results_pb2
 
-from imagegate_server.errors import ImagegateError, InvalidRequest, LimitRefused, ResultTooLarge
+from imagegate_server.errors import (
+    ImagegateError,
+    LimitRefused,
+    OperationNotFound,
+    ResultTooLarge,
+)
 from imagegate_server.gateway.edge.answering import Admitted, Answering, StreamItem
 from imagegate_server.gateway.edge.callers import ANONYMOUS, Authenticator, Caller
+from imagegate_server.gateway.edge.detached import Detached, Holder, detached_items
 from imagegate_server.gateway.edge.guard import Context, Guard
+from imagegate_server.gateway.edge.messages import Request, each_parsed, no_chunks, unary_parameters
+from imagegate_server.gateway.edge.once import Duplicate, KeepRun, OnceCalls, collected_items
 from imagegate_server.gateway.edge.rpc import RpcCall, RpcTracer
 from imagegate_server.gateway.edge.storage import Storage
 from imagegate_server.gateway.edge.tenancy import Tenancy
-from imagegate_server.gateway.edge.wire import UPLOAD_ACCEPTED, Malformed, Rpc
+from imagegate_server.gateway.edge.wire import UPLOAD_ACCEPTED, Rpc
 from imagegate_server.gateway.mapping.cost import Pricer
 from imagegate_server.gateway.mapping.results import ImageSlice
-from imagegate_server.gateway.mapping.serialized import chunk_response_bytes
+from imagegate_server.gateway.mapping.serialized import chunk_response_bytes, unary_response_bytes
 from imagegate_server.gateway.requests.build import RequestBuilder
 from imagegate_server.gateway.requests.draft import Draft, PreparedRequest
 from imagegate_server.gateway.requests.stream import UploadStream
 from imagegate_server.gateway.requests.uploads import Upload
+from imagegate_server.jobs.model import checked_request_id
 from imagegate_server.limits import Ticket
 from imagegate_server.metrics import Metrics
 from imagegate_server.pricing import PriceTable
 from imagegate_server.routing import Router
 from imagegate_server.settings import Settings
 
-Request = Message | Malformed
 Chunks = AsyncIterator[params_pb2.FileChunk]
 
 
@@ -71,7 +80,11 @@ class ImagesServicer:
         prices: PriceTable,
         metrics: Metrics,
         tracer: RpcTracer | None = None,
+        once: OnceCalls | None = None,
     ) -> None:
+        """``once``: keeps calls that carry a request id (None: request ids are
+        checked, but calls run as if they had none)."""
+        self._once = once
         self._settings = settings
         self._requests = requests
         self._callers = callers
@@ -91,7 +104,11 @@ class ImagesServicer:
                 request: Any, context: Context
             ) -> AsyncIterator[Message | bytes]:
                 call = self._guard.begin(rpc.name, context, self._metrics.rpc(rpc.name))
-                items = self._stream_items(rpc, request, call, context)
+                items: AsyncGenerator[StreamItem]
+                if self._may_keep(rpc, request):
+                    items = detached_items(partial(self._stream_items, rpc, request, call, context))
+                else:
+                    items = self._stream_items(rpc, request, call, context, None)
                 async for item in self._guard.stream(call, context, items):
                     if isinstance(item, ImageSlice):
                         yield chunk_response_bytes(rpc.response, item)
@@ -103,19 +120,57 @@ class ImagesServicer:
 
         async def serve_unary(request: Any, context: Context) -> bytes:
             call = self._guard.begin(rpc.name, context, self._metrics.rpc(rpc.name))
-            work = self._unary(rpc, request, call, context)
+            work: Awaitable[bytes]
+            if self._may_keep(rpc, request):
+                work = Detached(partial(self._unary, rpc, request, call, context)).result()
+            else:
+                work = self._unary(rpc, request, call, context, None)
             response = await self._guard.unary(call, context, work)
             call.sent()
             return response
 
         return serve_unary
 
-    async def _unary(self, rpc: Rpc, request: Any, call: RpcCall, context: Context) -> bytes:
+    def _may_keep(self, rpc: Rpc, request: Any) -> bool:
+        """Whether the call may carry a request id (an upload says so only in its first
+        message), so its work runs detached from its caller."""
+        if self._once is None:
+            return False
+        return rpc.uploads or bool(getattr(request, "request_id", ""))
+
+    async def _unary(
+        self, rpc: Rpc, request: Any, call: RpcCall, context: Context, holder: Holder | None
+    ) -> bytes:
         """The serialized response (gRPC sends bytes as they are, see ``wire``): each
         image is copied once, from the decoded answer into what gRPC sends."""
+        try:
+            return await self._unary_once(rpc, request, call, context, holder)
+        except Duplicate as found:
+            once = self._once_calls
+            try:
+                result, images = await once.collect(found.record.client, found.record, _left(call))
+            except OperationNotFound:
+                # The first call failed before OpenAI billed it and was forgotten: this
+                # one runs instead (a unary request can be read again).
+                return await self._unary_once(rpc, request, call, context, holder)
+            call.images = len(result.images)
+            return self._checked_size(rpc, call, unary_response_bytes(rpc.response, result, images))
+
+    async def _unary_once(
+        self, rpc: Rpc, request: Any, call: RpcCall, context: Context, holder: Holder | None
+    ) -> bytes:
         async with self._admitted(rpc, request, call, context) as admitted:
+            run = await self._run(rpc, admitted, holder, call)
             admitted.charge.upstream_started = True
-            data = await self._answering.unary(rpc, admitted, call)
+            try:
+                await run.sending()
+                data = await self._answering.unary(rpc, admitted, call)
+            except BaseException as error:
+                await run.failed(error)
+                raise
+        return self._checked_size(rpc, call, data)
+
+    def _checked_size(self, rpc: Rpc, call: RpcCall, data: bytes) -> bytes:
         call.result_bytes = len(data)
         # The limit applies to the message gRPC sends, i.e. the response around the result.
         limit = self._settings.max_send_message_bytes
@@ -127,12 +182,47 @@ class ImagesServicer:
         return data
 
     async def _stream_items(
-        self, rpc: Rpc, request: Any, call: RpcCall, context: Context
+        self, rpc: Rpc, request: Any, call: RpcCall, context: Context, holder: Holder | None
     ) -> AsyncGenerator[StreamItem]:
-        async with self._admitted(rpc, request, call, context) as admitted:
-            admitted.charge.upstream_started = True
-            async for item in self._answering.stream(rpc, admitted, call):
-                yield item
+        try:
+            async with self._admitted(rpc, request, call, context) as admitted:
+                run = await self._run(rpc, admitted, holder, call)
+                admitted.charge.upstream_started = True
+                try:
+                    await run.sending()
+                    async for item in self._answering.stream(rpc, admitted, call):
+                        yield item
+                except BaseException as error:
+                    await run.failed(error)
+                    raise
+        except Duplicate as found:
+            chunk_bytes = self._settings.result_chunk_bytes
+            collected = collected_items(self._once_calls, found.record, _left(call), chunk_bytes)
+            async for piece in collected:
+                if isinstance(piece, results_pb2.ImagesResult):
+                    call.images = len(piece.images)
+                yield piece
+
+    @property
+    def _once_calls(self) -> OnceCalls:
+        assert self._once is not None  # only calls it keeps get here
+        return self._once
+
+    async def _run(
+        self, rpc: Rpc, admitted: Admitted, holder: Holder | None, call: RpcCall
+    ) -> KeepRun:
+        """The call's run, kept under its request id if it has one (then its upstream
+        deadline is the upstream timeout, whatever its caller's); raises Duplicate
+        (collect the first call) or AlreadyExists."""
+        if self._once is None:
+            run = KeepRun(None, None, call.deadline)
+        else:
+            run = await self._once.run(
+                holder, admitted.caller.client, admitted.request_id, rpc.operation,
+                admitted.draft, admitted.request, admitted.charge.estimate_micros, call.deadline,
+            )  # fmt: skip
+        admitted.run, admitted.deadline = run, run.deadline
+        return run
 
     @asynccontextmanager
     async def _admitted(
@@ -152,7 +242,9 @@ class ImagesServicer:
             with self._refusals_counted(caller):
                 slot = await self._tenancy.hold_slot(caller)
         try:
-            parameters = await stream.parameters() if stream else _unary_parameters(request)
+            parameters = await stream.parameters() if stream else unary_parameters(request)
+            first = stream.first if stream else request
+            request_id = checked_request_id(getattr(first, "request_id", ""))
             disk = self._requests.disk_account(caller.client, caller.policy.max_spooled_bytes)
             draft = self._requests.start(
                 rpc.operation, parameters, streaming=rpc.streams, disk=disk
@@ -179,7 +271,9 @@ class ImagesServicer:
                 prepared = await self._received(context, stream, draft)
                 self._count_upload(rpc, prepared.upload)
                 with prepared as images_request:
-                    yield Admitted(caller, draft, images_request, charge, stored)
+                    yield Admitted(
+                        caller, draft, images_request, charge, stored, call.deadline, request_id
+                    )
             except BaseException as exc:
                 error = exc
                 raise
@@ -193,7 +287,7 @@ class ImagesServicer:
     def _upload_stream(self, request: AsyncIterator[Request], call: RpcCall) -> UploadStream:
         settings = self._settings
         return UploadStream(
-            _each_parsed(request, call),
+            each_parsed(request, call),
             first_message_s=settings.first_message_timeout_s,
             idle_s=settings.upload_idle_timeout_s,
             on_closed=self._metrics.stream_closed,
@@ -204,7 +298,7 @@ class ImagesServicer:
     ) -> PreparedRequest:
         """The request with its uploads received and judged."""
         if stream is None:
-            return await draft.finish(_no_chunks())
+            return await draft.finish(no_chunks())
         # "Parameters, credentials and limits accepted: send the files." A client that
         # waits for these headers sends no upload bytes into a refusal, and reads the
         # refusal while it writes nothing (grpc's asyncio client misreports a status
@@ -234,29 +328,6 @@ class ImagesServicer:
         self._metrics.upload_spooled(upload.spooled_bytes)
 
 
-def _unary_parameters(request: Request) -> Message:
-    if isinstance(request, Malformed):
-        raise _malformed("request")
-    parameters: Message = getattr(request, "parameters")  # noqa: B009 (typed per request type)
-    return parameters
-
-
-async def _no_chunks() -> Chunks:
-    return
-    yield  # an async generator with nothing to give
-
-
-async def _each_parsed(requests: AsyncIterator[Request], call: RpcCall) -> AsyncIterator[Message]:
-    position = 0
-    async for request in requests:
-        call.received()
-        if isinstance(request, Malformed):
-            raise _malformed(f"message[{position}]")
-        yield request
-        position += 1
-
-
-def _malformed(where: str) -> InvalidRequest:
-    return InvalidRequest.one(
-        where, "not a valid protobuf message of this RPC's request type", "malformed_message"
-    )
+def _left(call: RpcCall) -> float:
+    """What remains of the call's deadline, in seconds."""
+    return max(0.0, call.deadline - asyncio.get_running_loop().time())

@@ -28,11 +28,10 @@ def generation_job(
         n=n,
         quality=params_pb2.QUALITY_LOW,
         size="1024x1024",
+        delivery=params_pb2.DELIVERY_INLINE if inline else params_pb2.DELIVERY_UNSPECIFIED,
         **extra,  # type: ignore[arg-type]
     )
-    return jobs_pb2.SubmitImageJobRequest(
-        parameters=parameters, request_id=request_id, inline_images=inline
-    )
+    return jobs_pb2.SubmitImageJobRequest(parameters=parameters, request_id=request_id)
 
 
 def new_request_id() -> str:

@@ -63,11 +63,11 @@ async def test_a_submitted_job_runs_and_its_result_is_waited_for(
     assert meta.state == jobs_pb2.JOB_STATE_SUCCEEDED
     assert meta.model == "gpt-image-2" and meta.n == 1
     result = result_of(done)
-    assert len(result.images) == 1 and result.images[0].url
+    assert len(result.images) == 1 and result.images[0].stored.url
     again = await operations.GetOperation(
         operations_pb2.GetOperationRequest(name=submitted.name), timeout=10
     )
-    assert again.done and result_of(again).images[0].url
+    assert again.done and result_of(again).images[0].stored.url
     assert sum(e.path.endswith("/generations") for e in emulator.journal.entries) == 1
 
 

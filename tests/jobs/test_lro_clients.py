@@ -50,7 +50,7 @@ def _api_core_session(port: int) -> tuple[bytes, list[str], bool]:
             forgotten = False
         except exceptions.NotFound:
             forgotten = True
-        return result.images[0].url.encode(), [*listed, submitted.name], forgotten
+        return result.images[0].stored.url.encode(), [*listed, submitted.name], forgotten
 
 
 async def test_google_api_core_polls_a_job_to_its_result(gateway: Gateway) -> None:

@@ -16,7 +16,7 @@ many times as ``timeout_s`` needs, since the gateway bounds one wait.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2
 from imagegate.v1 import jobs_pb2, jobs_pb2_grpc, params_pb2, results_pb2
 
-from imagegate_server.client.fetch import fetch
+from imagegate_server.client.fetch import result_images
 from imagegate_server.client.output import OutputPlan, extension_for, write_file
 from imagegate_server.client.upload import Upload, request_stream
 
@@ -75,12 +75,10 @@ class JobsClient:
         parameters: params_pb2.GenerationParameters,
         *,
         request_id: str = "",
-        inline_images: bool = False,
         timeout_s: float = 60,
     ) -> operations_pb2.Operation:
-        request = jobs_pb2.SubmitImageJobRequest(
-            parameters=parameters, request_id=request_id, inline_images=inline_images
-        )
+        """``parameters.delivery``: unset stores the images (links in the result)."""
+        request = jobs_pb2.SubmitImageJobRequest(parameters=parameters, request_id=request_id)
         operation: operations_pb2.Operation = await self._submit.SubmitImageJob(
             request, metadata=self._metadata, timeout=timeout_s
         )
@@ -92,7 +90,6 @@ class JobsClient:
         uploads: list[Upload],
         *,
         request_id: str = "",
-        inline_images: bool = False,
         timeout_s: float = 300,
     ) -> operations_pb2.Operation:
         """An edit or variation job; ``uploads`` as :func:`.upload.declare` makes them,
@@ -104,7 +101,7 @@ class JobsClient:
         else:
             kind = jobs_pb2.SubmitImageVariationJobRequest
             rpc = self._submit.SubmitImageVariationJob
-        first = kind(parameters=parameters, request_id=request_id, inline_images=inline_images)
+        first = kind(parameters=parameters, request_id=request_id)
         requests = request_stream(first, uploads, lambda chunk: kind(chunk=chunk))
         operation: operations_pb2.Operation = await rpc(
             requests, metadata=self._metadata, timeout=timeout_s
@@ -166,11 +163,9 @@ async def collect(
     when there are several), from its bytes or its link; the paths written."""
     plan = OutputPlan(output)
     paths: list[Path] = []
-    images: Iterable[results_pb2.GeneratedImage] = result.images
-    count = len(result.images)
-    for index, image in enumerate(images):
-        data = image.data if image.HasField("data") else await fetch(image.url, download_timeout_s)
-        path = plan.final_path(index, count, extension_for(data, result.output_format))
+    images = await result_images(result, timeout_s=download_timeout_s)
+    for index, data in enumerate(images):
+        path = plan.final_path(index, len(images), extension_for(data, result.output_format))
         write_file(path, data)
         paths.append(path)
     return paths

@@ -199,7 +199,6 @@ class Gateway:
             health_servicer=self._health,
             certificates=certificates,
             refuse_retired=_refuses_retired(settings, emulated, upstreams),
-            results=self._store.store,
             job_store=job_store(settings, self._database, self._redis),
         )
         self.jobs = jobs

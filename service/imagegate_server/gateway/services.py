@@ -73,7 +73,6 @@ def add_services(
     health_servicer: object,
     certificates: ServerCertificates | None,
     refuse_retired: bool,
-    results: ResultStore,
     job_store: JobStore,
 ) -> Jobs:
     """``certificates``: the main port's TLS, if any; ``refuse_retired``: calls naming
@@ -92,7 +91,7 @@ def add_services(
     )
     jobs = build_jobs(
         settings=settings, store=job_store, router=router, requests=requests,
-        pricer=Pricer(router.prices_for, prices, metrics), results=results, tenancy=tenancy,
+        pricer=Pricer(router.prices_for, prices, metrics), results=store, tenancy=tenancy,
         callers=callers, metrics=metrics, tracer=tracing.jobs if tracing is not None else None,
     )  # fmt: skip
     servicer = ImagesServicer(
@@ -107,7 +106,7 @@ def add_services(
         tracer=tracing.rpc_tracer(SERVICE_NAME) if tracing is not None else None,
         once=OnceCalls(
             jobs, jobs.runner.execution, OperationView(
-                results, settings.max_send_message_bytes, jobs.runner.execution.recent
+                store, settings.max_send_message_bytes, jobs.runner.execution.recent
             ),
             settings.upstream_timeout_s, settings.jobs_retention_s,
         ),
@@ -145,8 +144,9 @@ def add_services(
     add_service(server, STORED_SERVICE, stored.behaviours())
     jobs_tracer = tracing.rpc_tracer(JOBS_SERVICES[0]) if tracing is not None else None
     add_jobs_services(
-        server, jobs, settings=settings, results=results, callers=callers, tenancy=tenancy,
-        requests=requests, metrics=metrics, guard=Guard(settings.upstream_timeout_s, jobs_tracer),
+        server, jobs, settings=settings, results=store, callers=callers, tenancy=tenancy,
+        storage=storage, requests=requests, metrics=metrics,
+        guard=Guard(settings.upstream_timeout_s, jobs_tracer),
     )  # fmt: skip
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from imagegate.v1 import params_pb2
 
+from imagegate_server.gateway.edge.storage import store_client
 from imagegate_server.gateway.mapping.cost import Pricer
 from imagegate_server.gateway.mapping.events import MappedItem, stream_items
 from imagegate_server.gateway.mapping.results import Finished, ImageSlice
@@ -186,7 +187,7 @@ class Execution:
     async def store_images(
         self, record: JobRecord, images: Sequence[bytes | None]
     ) -> list[StoredResultImage | None]:
-        call = CallInfo(record.client, record.model, record.request_id or record.id)
+        call = CallInfo(store_client(record.client), record.model, record.request_id or record.id)
         stored: list[StoredResultImage | None] = []
         for data in images:
             if not data:

@@ -6,6 +6,8 @@ policy           the caller's models, operations, n (PERMISSION_DENIED)
 uploads          edits and variations stream their files exactly like
                  CreateImageEdit/CreateImageVariation; each file goes to the
                  result store (so that any replica can run the job), hashed
+delivery         stored unless the parameters say DELIVERY_INLINE: the client
+                 must be allowed to store, within its storage quota (edge/storage)
 budget           the estimate reserved against the client's budgets now
 queue            the job queued (or, for a known request id, the first submit's
                  job: its reservation and files given back)
@@ -27,6 +29,7 @@ from imagegate_server.gateway.edge.callers import ANONYMOUS, Authenticator, Call
 from imagegate_server.gateway.edge.guard import Context, Guard
 from imagegate_server.gateway.edge.messages import each_parsed, malformed
 from imagegate_server.gateway.edge.rpc import RpcCall
+from imagegate_server.gateway.edge.storage import Storage, store_client
 from imagegate_server.gateway.edge.tenancy import Charge, Tenancy
 from imagegate_server.gateway.edge.wire import UPLOAD_ACCEPTED, Malformed, add_service
 from imagegate_server.gateway.requests.build import RequestBuilder
@@ -63,11 +66,10 @@ _READ_BYTES = 1024 * 1024
 
 @dataclass(frozen=True)
 class Submitted:
-    """The first message's fields: parameters, request id, delivery."""
+    """The first message's fields: parameters and request id."""
 
     parameters: Message
     request_id: str | None
-    inline_images: bool
 
 
 class SubmitServicer:
@@ -78,6 +80,7 @@ class SubmitServicer:
         *,
         callers: Authenticator,
         tenancy: Tenancy,
+        storage: Storage,
         requests: RequestBuilder,
         results: ResultStore,
         settings: Settings,
@@ -88,6 +91,7 @@ class SubmitServicer:
         self._view = view
         self._callers = callers
         self._tenancy = tenancy
+        self._storage = storage
         self._requests = requests
         self._results = results
         self._settings = settings
@@ -130,6 +134,7 @@ class SubmitServicer:
         call.model, call.requested_images = draft.model, draft.n
         try:
             self._tenancy.check(caller, draft)
+            stored = await self._storage.check(caller, draft, default=params_pb2.DELIVERY_STORED)
             files: list[StoredFile] = []
             if stream is not None:
                 draft.reserve_spool()
@@ -146,7 +151,7 @@ class SubmitServicer:
         finally:
             draft.close()
         try:
-            record = await self._queue(caller, operation, submitted, draft, files)
+            record = await self._queue(caller, operation, submitted, draft, files, stored)
         except BaseException:
             await self._forget(files)
             raise
@@ -170,6 +175,7 @@ class SubmitServicer:
         submitted: Submitted,
         draft: Any,
         files: list[StoredFile],
+        stored: bool,
     ) -> JobRecord:
         settings = self._settings
         digests = field_digests(
@@ -189,7 +195,7 @@ class SubmitServicer:
         job_request = JobRequest(
             parameters=submitted.parameters.SerializeToString(),
             files=tuple(files),
-            inline_images=submitted.inline_images,
+            stored=stored,
             reservation=Reservation(ticket.id, ticket.reserved_micros, ticket.accounted),
             fields=digests,
             identity=identity,
@@ -219,7 +225,7 @@ class SubmitServicer:
         kept: list[StoredFile] = []
         images = 0
         hold = self._settings.jobs_queue_timeout_s + self._settings.jobs_retention_s
-        call = CallInfo(caller.client, model)
+        call = CallInfo(store_client(caller.client), model)
         for file in files:
             assert isinstance(file, UploadFile)
             index = images if file.role == "image" else 0
@@ -252,16 +258,12 @@ class SubmitServicer:
 async def _unary(request: Any) -> Submitted:
     if isinstance(request, Malformed):
         raise malformed("request")
-    return Submitted(
-        request.parameters,
-        checked_request_id(request.request_id),
-        request.inline_images,
-    )
+    return Submitted(request.parameters, checked_request_id(request.request_id))
 
 
 async def _first_message(stream: UploadStream) -> Submitted:
-    """The upload's first message (parameters, request id, delivery); chunks after it."""
+    """The upload's first message (parameters, request id); chunks after it."""
     parameters = await stream.parameters()
     first: Any = stream.first
     request_id = checked_request_id(first.request_id)
-    return Submitted(parameters, request_id, first.inline_images)
+    return Submitted(parameters, request_id)

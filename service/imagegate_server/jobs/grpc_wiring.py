@@ -15,6 +15,7 @@ from imagegate_server.errors import StartupError
 from imagegate_server.gateway.edge.callers import Authenticator
 from imagegate_server.gateway.edge.guard import Guard
 from imagegate_server.gateway.edge.status import status_bytes
+from imagegate_server.gateway.edge.storage import Storage
 from imagegate_server.gateway.edge.tenancy import Tenancy
 from imagegate_server.gateway.mapping.cost import Pricer
 from imagegate_server.gateway.requests.build import RequestBuilder
@@ -151,14 +152,15 @@ def add_jobs_services(
     results: ResultStore,
     callers: Authenticator,
     tenancy: Tenancy,
+    storage: Storage,
     requests: RequestBuilder,
     metrics: Metrics,
     guard: Guard,
 ) -> None:
     view = OperationView(results, settings.max_send_message_bytes, jobs.runner.execution.recent)
     SubmitServicer(
-        jobs, view, callers=callers, tenancy=tenancy, requests=requests, results=results,
-        settings=settings, metrics=metrics, guard=guard,
+        jobs, view, callers=callers, tenancy=tenancy, storage=storage, requests=requests,
+        results=results, settings=settings, metrics=metrics, guard=guard,
     ).register(server)  # fmt: skip
     OperationsServicer(
         jobs, view, callers=callers, settings=settings, metrics=metrics, guard=guard

@@ -17,10 +17,11 @@ from google.rpc import status_pb2
 from imagegate.v1 import jobs_pb2, quota_pb2, results_pb2
 
 from imagegate_server.errors import ResultTooLarge
+from imagegate_server.gateway.mapping.stored import set_stored
 from imagegate_server.jobs.execution import RecentImages
 from imagegate_server.jobs.model import JobRecord, JobState
 from imagegate_server.jobs.payload import JobOutcome, JobRequest, StoredResultImage
-from imagegate_server.store import ResultStore, StoredObject
+from imagegate_server.store import ResultStore, StoredImage, StoredObject
 
 _STATES = {
     JobState.QUEUED: jobs_pb2.JOB_STATE_QUEUED,
@@ -83,8 +84,8 @@ class OperationView:
             return op
         outcome = JobOutcome.decode(record.outcome)
         if record.state is JobState.SUCCEEDED:
-            inline = JobRequest.decode(record.request).inline_images
-            result = await self.result(record, outcome, inline=inline)
+            stored = JobRequest.decode(record.request).stored
+            result = await self.result(record, outcome, inline=not stored)
             op.response.Pack(result)
         else:
             op.error.CopyFrom(status_pb2.Status.FromString(outcome.error))
@@ -93,7 +94,8 @@ class OperationView:
     async def result(
         self, record: JobRecord, outcome: JobOutcome, *, inline: bool
     ) -> results_pb2.ImagesResult:
-        """The job's result: links to its stored images, or their bytes (``inline``)."""
+        """The job's result: its stored images (reference and link), or their bytes
+        (``inline``)."""
         result = results_pb2.ImagesResult.FromString(outcome.result)
         if inline:
             images = await self.image_bytes(outcome.images)
@@ -104,10 +106,8 @@ class OperationView:
         expires = datetime.datetime.fromtimestamp(record.expires_ms / 1000, datetime.UTC)
         for image, stored in zip(result.images, outcome.images, strict=False):
             if stored is not None:
-                link = await self._results.link(
-                    StoredObject(stored.key, stored.size, stored.content_type, expires)
-                )
-                image.url = link.url
+                found = StoredObject(stored.key, stored.size, stored.content_type, expires)
+                set_stored(image, StoredImage(found, await self._results.link(found)))
         return result
 
     async def image_bytes(self, stored: Sequence[StoredResultImage | None]) -> list[bytes | None]:

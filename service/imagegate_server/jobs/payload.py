@@ -55,7 +55,9 @@ class JobRequest:
     parameters: bytes
     """The parameters message (Generation/Edit/VariationParameters), serialized."""
     files: tuple[StoredFile, ...] = ()
-    inline_images: bool = False
+    stored: bool = True
+    """Its images are delivered stored (links), else inline (DELIVERY_INLINE); either
+    way they are kept in the result store for the job's retention."""
     reservation: Reservation | None = None
     fields: dict[str, str] = field(default_factory=dict)
     """Parameter path -> digest, in the order the contract lists them."""
@@ -69,7 +71,7 @@ class JobRequest:
         body: dict[str, Any] = {
             "p": _b64(self.parameters),
             "f": [[f.role, f.index, f.key, f.size, f.sha256] for f in self.files],
-            "i": self.inline_images,
+            "s": self.stored,
             "d": self.fields,
             "t": self.traceparent,
             "u": self.identity,
@@ -86,7 +88,7 @@ class JobRequest:
         return cls(
             parameters=_unb64(body.get("p")),
             files=tuple(StoredFile(*item) for item in body.get("f", ())),
-            inline_images=bool(body.get("i")),
+            stored=bool(body.get("s", True)),
             reservation=Reservation(*reservation) if reservation else None,
             fields=dict(body.get("d", {})),
             traceparent=str(body.get("t", "")),

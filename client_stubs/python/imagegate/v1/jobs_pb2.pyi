@@ -64,16 +64,9 @@ class SubmitImageJobRequest(_message.Message):
 
     PARAMETERS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
-    INLINE_IMAGES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key (AIP-155): a UUID in its 36-character hyphenated form
     (any version; upper-case hex is taken as lower case). Optional.
-    """
-    inline_images: _builtins.bool
-    """Return the images' bytes inside Operation.response instead of links to
-    the stored images. Either way the images are stored for the job's
-    retention; inline results over the gateway's send limit are
-    RESOURCE_EXHAUSTED on GetOperation and WaitOperation.
     """
     @_builtins.property
     def parameters(self) -> _params_pb2.GenerationParameters:
@@ -84,11 +77,10 @@ class SubmitImageJobRequest(_message.Message):
         *,
         parameters: _params_pb2.GenerationParameters | None = ...,
         request_id: _builtins.str = ...,
-        inline_images: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inline_images", b"inline_images", "parameters", b"parameters", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -103,13 +95,10 @@ class SubmitImageEditJobRequest(_message.Message):
     PARAMETERS_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
-    INLINE_IMAGES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key, as in SubmitImageJobRequest; read from the first message
     only (the one with the parameters).
     """
-    inline_images: _builtins.bool
-    """As in SubmitImageJobRequest; read from the first message only."""
     @_builtins.property
     def parameters(self) -> _params_pb2.EditParameters:
         """The edit parameters, including the declaration of every uploaded file."""
@@ -124,11 +113,10 @@ class SubmitImageEditJobRequest(_message.Message):
         parameters: _params_pb2.EditParameters | None = ...,
         chunk: _params_pb2.FileChunk | None = ...,
         request_id: _builtins.str = ...,
-        inline_images: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "inline_images", b"inline_images", "parameters", b"parameters", "payload", b"payload", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["parameters", "chunk"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
@@ -145,13 +133,10 @@ class SubmitImageVariationJobRequest(_message.Message):
     PARAMETERS_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
-    INLINE_IMAGES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key, as in SubmitImageJobRequest; read from the first message
     only (the one with the parameters).
     """
-    inline_images: _builtins.bool
-    """As in SubmitImageJobRequest; read from the first message only."""
     @_builtins.property
     def parameters(self) -> _params_pb2.VariationParameters:
         """The variation parameters, including the declaration of the input image."""
@@ -166,11 +151,10 @@ class SubmitImageVariationJobRequest(_message.Message):
         parameters: _params_pb2.VariationParameters | None = ...,
         chunk: _params_pb2.FileChunk | None = ...,
         request_id: _builtins.str = ...,
-        inline_images: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "inline_images", b"inline_images", "parameters", b"parameters", "payload", b"payload", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["parameters", "chunk"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015

@@ -43,8 +43,12 @@ class ImageJobsServiceStub:
     A malformed name is INVALID_ARGUMENT naming the field `name`.
 
     Operation.metadata is an ImageJobMetadata; Operation.response, once the job
-    succeeded, an ImagesResult whose images are stored (links, unless the submit
-    asked for inline images); Operation.error, once it failed or was cancelled, a
+    succeeded, an ImagesResult. A job's images are delivered as its parameters'
+    `delivery` says, except that unset means DELIVERY_STORED for a job (each image's
+    `stored` reference and link, with the client's storage policy and quota checked
+    at submit, as for any stored call); DELIVERY_INLINE puts their bytes inside
+    Operation.response (RESOURCE_EXHAUSTED on GetOperation and WaitOperation when
+    they are over the gateway's send limit). Operation.error, once it failed or was cancelled, a
     google.rpc.Status with the same codes and details as the synchronous RPCs.
 
     A job over its client's max_concurrent, or over the gateway's ceilings,
@@ -101,8 +105,12 @@ class ImageJobsServiceServicer:
     A malformed name is INVALID_ARGUMENT naming the field `name`.
 
     Operation.metadata is an ImageJobMetadata; Operation.response, once the job
-    succeeded, an ImagesResult whose images are stored (links, unless the submit
-    asked for inline images); Operation.error, once it failed or was cancelled, a
+    succeeded, an ImagesResult. A job's images are delivered as its parameters'
+    `delivery` says, except that unset means DELIVERY_STORED for a job (each image's
+    `stored` reference and link, with the client's storage policy and quota checked
+    at submit, as for any stored call); DELIVERY_INLINE puts their bytes inside
+    Operation.response (RESOURCE_EXHAUSTED on GetOperation and WaitOperation when
+    they are over the gateway's send limit). Operation.error, once it failed or was cancelled, a
     google.rpc.Status with the same codes and details as the synchronous RPCs.
 
     A job over its client's max_concurrent, or over the gateway's ceilings,
@@ -187,8 +195,12 @@ class ImageJobsService:
     A malformed name is INVALID_ARGUMENT naming the field `name`.
 
     Operation.metadata is an ImageJobMetadata; Operation.response, once the job
-    succeeded, an ImagesResult whose images are stored (links, unless the submit
-    asked for inline images); Operation.error, once it failed or was cancelled, a
+    succeeded, an ImagesResult. A job's images are delivered as its parameters'
+    `delivery` says, except that unset means DELIVERY_STORED for a job (each image's
+    `stored` reference and link, with the client's storage policy and quota checked
+    at submit, as for any stored call); DELIVERY_INLINE puts their bytes inside
+    Operation.response (RESOURCE_EXHAUSTED on GetOperation and WaitOperation when
+    they are over the gateway's send limit). Operation.error, once it failed or was cancelled, a
     google.rpc.Status with the same codes and details as the synchronous RPCs.
 
     A job over its client's max_concurrent, or over the gateway's ceilings,

@@ -33,7 +33,7 @@ import grpc
 import httpx
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2
-from imagegate.v1 import jobs_pb2, jobs_pb2_grpc
+from imagegate.v1 import jobs_pb2, jobs_pb2_grpc, params_pb2
 
 from imagegate_server.bench.clients import GrpcPool
 from imagegate_server.bench.loadgen import PYTHON_GRPC
@@ -66,7 +66,10 @@ def unary_call(pool: GrpcPool, metadata: tuple[tuple[str, str], ...] = ()) -> Ca
 def job_call(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = ()) -> Call:
     submit = jobs_pb2_grpc.ImageJobsServiceStub(channel)
     operations = operations_pb2_grpc.OperationsStub(channel)
-    request = jobs_pb2.SubmitImageJobRequest(parameters=PARAMETERS, inline_images=True)
+    # Inline, as the unary call it is measured against (a job's default is stored).
+    inline = params_pb2.GenerationParameters(delivery=params_pb2.DELIVERY_INLINE)
+    inline.MergeFrom(PARAMETERS)
+    request = jobs_pb2.SubmitImageJobRequest(parameters=inline)
 
     async def call() -> None:
         submitted = await submit.SubmitImageJob(request, metadata=metadata, timeout=30)

@@ -95,12 +95,7 @@ type SubmitImageJobRequest struct {
 	Parameters *GenerationParameters `protobuf:"bytes,1,opt,name=parameters,proto3" json:"parameters,omitempty"`
 	// Idempotency key (AIP-155): a UUID in its 36-character hyphenated form
 	// (any version; upper-case hex is taken as lower case). Optional.
-	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// Return the images' bytes inside Operation.response instead of links to
-	// the stored images. Either way the images are stored for the job's
-	// retention; inline results over the gateway's send limit are
-	// RESOURCE_EXHAUSTED on GetOperation and WaitOperation.
-	InlineImages  bool `protobuf:"varint,3,opt,name=inline_images,json=inlineImages,proto3" json:"inline_images,omitempty"`
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -149,13 +144,6 @@ func (x *SubmitImageJobRequest) GetRequestId() string {
 	return ""
 }
 
-func (x *SubmitImageJobRequest) GetInlineImages() bool {
-	if x != nil {
-		return x.InlineImages
-	}
-	return false
-}
-
 // One message of SubmitImageEditJob's upload stream.
 type SubmitImageEditJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -168,9 +156,7 @@ type SubmitImageEditJobRequest struct {
 	Payload isSubmitImageEditJobRequest_Payload `protobuf_oneof:"payload"`
 	// Idempotency key, as in SubmitImageJobRequest; read from the first message
 	// only (the one with the parameters).
-	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// As in SubmitImageJobRequest; read from the first message only.
-	InlineImages  bool `protobuf:"varint,4,opt,name=inline_images,json=inlineImages,proto3" json:"inline_images,omitempty"`
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -237,13 +223,6 @@ func (x *SubmitImageEditJobRequest) GetRequestId() string {
 	return ""
 }
 
-func (x *SubmitImageEditJobRequest) GetInlineImages() bool {
-	if x != nil {
-		return x.InlineImages
-	}
-	return false
-}
-
 type isSubmitImageEditJobRequest_Payload interface {
 	isSubmitImageEditJobRequest_Payload()
 }
@@ -274,9 +253,7 @@ type SubmitImageVariationJobRequest struct {
 	Payload isSubmitImageVariationJobRequest_Payload `protobuf_oneof:"payload"`
 	// Idempotency key, as in SubmitImageJobRequest; read from the first message
 	// only (the one with the parameters).
-	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// As in SubmitImageJobRequest; read from the first message only.
-	InlineImages  bool `protobuf:"varint,4,opt,name=inline_images,json=inlineImages,proto3" json:"inline_images,omitempty"`
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -341,13 +318,6 @@ func (x *SubmitImageVariationJobRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
-}
-
-func (x *SubmitImageVariationJobRequest) GetInlineImages() bool {
-	if x != nil {
-		return x.InlineImages
-	}
-	return false
 }
 
 type isSubmitImageVariationJobRequest_Payload interface {
@@ -547,32 +517,29 @@ var File_imagegate_v1_jobs_proto protoreflect.FileDescriptor
 
 const file_imagegate_v1_jobs_proto_rawDesc = "" +
 	"\n" +
-	"\x17imagegate/v1/jobs.proto\x12\fimagegate.v1\x1a#google/longrunning/operations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19imagegate/v1/params.proto\x1a\x18imagegate/v1/quota.proto\"\x9f\x01\n" +
+	"\x17imagegate/v1/jobs.proto\x12\fimagegate.v1\x1a#google/longrunning/operations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19imagegate/v1/params.proto\x1a\x18imagegate/v1/quota.proto\"\x8f\x01\n" +
 	"\x15SubmitImageJobRequest\x12B\n" +
 	"\n" +
 	"parameters\x18\x01 \x01(\v2\".imagegate.v1.GenerationParametersR\n" +
 	"parameters\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\x12#\n" +
-	"\rinline_images\x18\x03 \x01(\bR\finlineImages\"\xdb\x01\n" +
+	"request_id\x18\x02 \x01(\tR\trequestIdJ\x04\b\x03\x10\x04R\rinline_images\"\xcb\x01\n" +
 	"\x19SubmitImageEditJobRequest\x12>\n" +
 	"\n" +
 	"parameters\x18\x01 \x01(\v2\x1c.imagegate.v1.EditParametersH\x00R\n" +
 	"parameters\x12/\n" +
 	"\x05chunk\x18\x02 \x01(\v2\x17.imagegate.v1.FileChunkH\x00R\x05chunk\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\x12#\n" +
-	"\rinline_images\x18\x04 \x01(\bR\finlineImagesB\t\n" +
-	"\apayload\"\xe5\x01\n" +
+	"request_id\x18\x03 \x01(\tR\trequestIdB\t\n" +
+	"\apayloadJ\x04\b\x04\x10\x05R\rinline_images\"\xd5\x01\n" +
 	"\x1eSubmitImageVariationJobRequest\x12C\n" +
 	"\n" +
 	"parameters\x18\x01 \x01(\v2!.imagegate.v1.VariationParametersH\x00R\n" +
 	"parameters\x12/\n" +
 	"\x05chunk\x18\x02 \x01(\v2\x17.imagegate.v1.FileChunkH\x00R\x05chunk\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\x12#\n" +
-	"\rinline_images\x18\x04 \x01(\bR\finlineImagesB\t\n" +
-	"\apayload\"\xbe\x05\n" +
+	"request_id\x18\x03 \x01(\tR\trequestIdB\t\n" +
+	"\apayloadJ\x04\b\x04\x10\x05R\rinline_images\"\xbe\x05\n" +
 	"\x10ImageJobMetadata\x12,\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x16.imagegate.v1.JobStateR\x05state\x12;\n" +
 	"\vcreate_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +

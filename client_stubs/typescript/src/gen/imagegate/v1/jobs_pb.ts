@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file imagegate/v1/jobs.proto.
  */
 export const file_imagegate_v1_jobs: GenFile = /*@__PURE__*/
-  fileDesc("ChdpbWFnZWdhdGUvdjEvam9icy5wcm90bxIMaW1hZ2VnYXRlLnYxInoKFVN1Ym1pdEltYWdlSm9iUmVxdWVzdBI2CgpwYXJhbWV0ZXJzGAEgASgLMiIuaW1hZ2VnYXRlLnYxLkdlbmVyYXRpb25QYXJhbWV0ZXJzEhIKCnJlcXVlc3RfaWQYAiABKAkSFQoNaW5saW5lX2ltYWdlcxgDIAEoCCKvAQoZU3VibWl0SW1hZ2VFZGl0Sm9iUmVxdWVzdBIyCgpwYXJhbWV0ZXJzGAEgASgLMhwuaW1hZ2VnYXRlLnYxLkVkaXRQYXJhbWV0ZXJzSAASKAoFY2h1bmsYAiABKAsyFy5pbWFnZWdhdGUudjEuRmlsZUNodW5rSAASEgoKcmVxdWVzdF9pZBgDIAEoCRIVCg1pbmxpbmVfaW1hZ2VzGAQgASgIQgkKB3BheWxvYWQiuQEKHlN1Ym1pdEltYWdlVmFyaWF0aW9uSm9iUmVxdWVzdBI3CgpwYXJhbWV0ZXJzGAEgASgLMiEuaW1hZ2VnYXRlLnYxLlZhcmlhdGlvblBhcmFtZXRlcnNIABIoCgVjaHVuaxgCIAEoCzIXLmltYWdlZ2F0ZS52MS5GaWxlQ2h1bmtIABISCgpyZXF1ZXN0X2lkGAMgASgJEhUKDWlubGluZV9pbWFnZXMYBCABKAhCCQoHcGF5bG9hZCKVBAoQSW1hZ2VKb2JNZXRhZGF0YRIlCgVzdGF0ZRgBIAEoDjIWLmltYWdlZ2F0ZS52MS5Kb2JTdGF0ZRIvCgtjcmVhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCglvcGVyYXRpb24YBiABKA4yFy5pbWFnZWdhdGUudjEuT3BlcmF0aW9uEg0KBW1vZGVsGAcgASgJEgkKAW4YCCABKA0SFgoOcGFydGlhbF9pbWFnZXMYCSABKA0SGwoTZXN0aW1hdGVfdXNkX21pY3JvcxgKIAEoAxIcCg9jb3N0X3VzZF9taWNyb3MYCyABKANIAIgBARIOCgZjbGllbnQYDCABKAkSEgoKcmVxdWVzdF9pZBgNIAEoCRIvCgtleHBpcmVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQY2FuY2VsX3JlcXVlc3RlZBgPIAEoCEISChBfY29zdF91c2RfbWljcm9zKpoBCghKb2JTdGF0ZRIZChVKT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBKT0JfU1RBVEVfUVVFVUVEEAESFQoRSk9CX1NUQVRFX1JVTk5JTkcQAhIXChNKT0JfU1RBVEVfU1VDQ0VFREVEEAMSFAoQSk9CX1NUQVRFX0ZBSUxFRBAEEhcKE0pPQl9TVEFURV9DQU5DRUxMRUQQBTLyAwoQSW1hZ2VKb2JzU2VydmljZRKTAQoOU3VibWl0SW1hZ2VKb2ISIy5pbWFnZWdhdGUudjEuU3VibWl0SW1hZ2VKb2JSZXF1ZXN0Gh0uZ29vZ2xlLmxvbmdydW5uaW5nLk9wZXJhdGlvbiI9ykE6ChlpbWFnZWdhdGUudjEuSW1hZ2VzUmVzdWx0Eh1pbWFnZWdhdGUudjEuSW1hZ2VKb2JNZXRhZGF0YRKdAQoSU3VibWl0SW1hZ2VFZGl0Sm9iEicuaW1hZ2VnYXRlLnYxLlN1Ym1pdEltYWdlRWRpdEpvYlJlcXVlc3QaHS5nb29nbGUubG9uZ3J1bm5pbmcuT3BlcmF0aW9uIj3KQToKGWltYWdlZ2F0ZS52MS5JbWFnZXNSZXN1bHQSHWltYWdlZ2F0ZS52MS5JbWFnZUpvYk1ldGFkYXRhKAESpwEKF1N1Ym1pdEltYWdlVmFyaWF0aW9uSm9iEiwuaW1hZ2VnYXRlLnYxLlN1Ym1pdEltYWdlVmFyaWF0aW9uSm9iUmVxdWVzdBodLmdvb2dsZS5sb25ncnVubmluZy5PcGVyYXRpb24iPcpBOgoZaW1hZ2VnYXRlLnYxLkltYWdlc1Jlc3VsdBIdaW1hZ2VnYXRlLnYxLkltYWdlSm9iTWV0YWRhdGEoAUJsChBjb20uaW1hZ2VnYXRlLnYxQglKb2JzUHJvdG9QAVpLZ2l0aHViLmNvbS9pbWFnZWdhdGUvaW1hZ2VnYXRlL2NsaWVudF9zdHVicy9nby9nZW4vaW1hZ2VnYXRlL3YxO2ltYWdlZ2F0ZXYxYgZwcm90bzM", [file_google_longrunning_operations, file_google_protobuf_timestamp, file_imagegate_v1_params, file_imagegate_v1_quota]);
+  fileDesc("ChdpbWFnZWdhdGUvdjEvam9icy5wcm90bxIMaW1hZ2VnYXRlLnYxIngKFVN1Ym1pdEltYWdlSm9iUmVxdWVzdBI2CgpwYXJhbWV0ZXJzGAEgASgLMiIuaW1hZ2VnYXRlLnYxLkdlbmVyYXRpb25QYXJhbWV0ZXJzEhIKCnJlcXVlc3RfaWQYAiABKAlKBAgDEARSDWlubGluZV9pbWFnZXMirQEKGVN1Ym1pdEltYWdlRWRpdEpvYlJlcXVlc3QSMgoKcGFyYW1ldGVycxgBIAEoCzIcLmltYWdlZ2F0ZS52MS5FZGl0UGFyYW1ldGVyc0gAEigKBWNodW5rGAIgASgLMhcuaW1hZ2VnYXRlLnYxLkZpbGVDaHVua0gAEhIKCnJlcXVlc3RfaWQYAyABKAlCCQoHcGF5bG9hZEoECAQQBVINaW5saW5lX2ltYWdlcyK3AQoeU3VibWl0SW1hZ2VWYXJpYXRpb25Kb2JSZXF1ZXN0EjcKCnBhcmFtZXRlcnMYASABKAsyIS5pbWFnZWdhdGUudjEuVmFyaWF0aW9uUGFyYW1ldGVyc0gAEigKBWNodW5rGAIgASgLMhcuaW1hZ2VnYXRlLnYxLkZpbGVDaHVua0gAEhIKCnJlcXVlc3RfaWQYAyABKAlCCQoHcGF5bG9hZEoECAQQBVINaW5saW5lX2ltYWdlcyKVBAoQSW1hZ2VKb2JNZXRhZGF0YRIlCgVzdGF0ZRgBIAEoDjIWLmltYWdlZ2F0ZS52MS5Kb2JTdGF0ZRIvCgtjcmVhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCglvcGVyYXRpb24YBiABKA4yFy5pbWFnZWdhdGUudjEuT3BlcmF0aW9uEg0KBW1vZGVsGAcgASgJEgkKAW4YCCABKA0SFgoOcGFydGlhbF9pbWFnZXMYCSABKA0SGwoTZXN0aW1hdGVfdXNkX21pY3JvcxgKIAEoAxIcCg9jb3N0X3VzZF9taWNyb3MYCyABKANIAIgBARIOCgZjbGllbnQYDCABKAkSEgoKcmVxdWVzdF9pZBgNIAEoCRIvCgtleHBpcmVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQY2FuY2VsX3JlcXVlc3RlZBgPIAEoCEISChBfY29zdF91c2RfbWljcm9zKpoBCghKb2JTdGF0ZRIZChVKT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBKT0JfU1RBVEVfUVVFVUVEEAESFQoRSk9CX1NUQVRFX1JVTk5JTkcQAhIXChNKT0JfU1RBVEVfU1VDQ0VFREVEEAMSFAoQSk9CX1NUQVRFX0ZBSUxFRBAEEhcKE0pPQl9TVEFURV9DQU5DRUxMRUQQBTLyAwoQSW1hZ2VKb2JzU2VydmljZRKTAQoOU3VibWl0SW1hZ2VKb2ISIy5pbWFnZWdhdGUudjEuU3VibWl0SW1hZ2VKb2JSZXF1ZXN0Gh0uZ29vZ2xlLmxvbmdydW5uaW5nLk9wZXJhdGlvbiI9ykE6ChlpbWFnZWdhdGUudjEuSW1hZ2VzUmVzdWx0Eh1pbWFnZWdhdGUudjEuSW1hZ2VKb2JNZXRhZGF0YRKdAQoSU3VibWl0SW1hZ2VFZGl0Sm9iEicuaW1hZ2VnYXRlLnYxLlN1Ym1pdEltYWdlRWRpdEpvYlJlcXVlc3QaHS5nb29nbGUubG9uZ3J1bm5pbmcuT3BlcmF0aW9uIj3KQToKGWltYWdlZ2F0ZS52MS5JbWFnZXNSZXN1bHQSHWltYWdlZ2F0ZS52MS5JbWFnZUpvYk1ldGFkYXRhKAESpwEKF1N1Ym1pdEltYWdlVmFyaWF0aW9uSm9iEiwuaW1hZ2VnYXRlLnYxLlN1Ym1pdEltYWdlVmFyaWF0aW9uSm9iUmVxdWVzdBodLmdvb2dsZS5sb25ncnVubmluZy5PcGVyYXRpb24iPcpBOgoZaW1hZ2VnYXRlLnYxLkltYWdlc1Jlc3VsdBIdaW1hZ2VnYXRlLnYxLkltYWdlSm9iTWV0YWRhdGEoAUJsChBjb20uaW1hZ2VnYXRlLnYxQglKb2JzUHJvdG9QAVpLZ2l0aHViLmNvbS9pbWFnZWdhdGUvaW1hZ2VnYXRlL2NsaWVudF9zdHVicy9nby9nZW4vaW1hZ2VnYXRlL3YxO2ltYWdlZ2F0ZXYxYgZwcm90bzM", [file_google_longrunning_operations, file_google_protobuf_timestamp, file_imagegate_v1_params, file_imagegate_v1_quota]);
 
 /**
  * Request of SubmitImageJob.
@@ -40,16 +40,6 @@ export type SubmitImageJobRequest = Message<"imagegate.v1.SubmitImageJobRequest"
    * @generated from field: string request_id = 2;
    */
   requestId: string;
-
-  /**
-   * Return the images' bytes inside Operation.response instead of links to
-   * the stored images. Either way the images are stored for the job's
-   * retention; inline results over the gateway's send limit are
-   * RESOURCE_EXHAUSTED on GetOperation and WaitOperation.
-   *
-   * @generated from field: bool inline_images = 3;
-   */
-  inlineImages: boolean;
 };
 
 /**
@@ -95,13 +85,6 @@ export type SubmitImageEditJobRequest = Message<"imagegate.v1.SubmitImageEditJob
    * @generated from field: string request_id = 3;
    */
   requestId: string;
-
-  /**
-   * As in SubmitImageJobRequest; read from the first message only.
-   *
-   * @generated from field: bool inline_images = 4;
-   */
-  inlineImages: boolean;
 };
 
 /**
@@ -147,13 +130,6 @@ export type SubmitImageVariationJobRequest = Message<"imagegate.v1.SubmitImageVa
    * @generated from field: string request_id = 3;
    */
   requestId: string;
-
-  /**
-   * As in SubmitImageJobRequest; read from the first message only.
-   *
-   * @generated from field: bool inline_images = 4;
-   */
-  inlineImages: boolean;
 };
 
 /**
@@ -357,8 +333,12 @@ export const JobStateSchema: GenEnum<JobState> = /*@__PURE__*/
  * A malformed name is INVALID_ARGUMENT naming the field `name`.
  *
  * Operation.metadata is an ImageJobMetadata; Operation.response, once the job
- * succeeded, an ImagesResult whose images are stored (links, unless the submit
- * asked for inline images); Operation.error, once it failed or was cancelled, a
+ * succeeded, an ImagesResult. A job's images are delivered as its parameters'
+ * `delivery` says, except that unset means DELIVERY_STORED for a job (each image's
+ * `stored` reference and link, with the client's storage policy and quota checked
+ * at submit, as for any stored call); DELIVERY_INLINE puts their bytes inside
+ * Operation.response (RESOURCE_EXHAUSTED on GetOperation and WaitOperation when
+ * they are over the gateway's send limit). Operation.error, once it failed or was cancelled, a
  * google.rpc.Status with the same codes and details as the synchronous RPCs.
  *
  * A job over its client's max_concurrent, or over the gateway's ceilings,

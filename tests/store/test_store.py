@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import obstore
 import pytest
-from conftest import BUCKET, Clock, s3_settings
+from store_support import BUCKET, Clock, s3_settings
 from weed_support import WeedServer
 
 from imagegate_server.errors import StoreUnavailable

@@ -57,12 +57,15 @@ class ImagesServiceStub:
     PERMISSION_DENIED   the caller's policy forbids the model, the operation or
     its n (ErrorInfo reason MODEL_NOT_ALLOWED,
     OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT,
-    STORE_NOT_ALLOWED for DELIVERY_STORED), or OpenAI 403.
+    STORE_NOT_ALLOWED for DELIVERY_STORED,
+    UPSTREAM_NOT_ALLOWED when no upstream the client may
+    use serves the model), or OpenAI 403.
     RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
     subject `client:<id>` or `gateway`, quota_id the limit,
     e.g. `images_per_minute`, `daily_budget`,
-    `stored_bytes`; RetryInfo when it frees), or the cases
-    below.
+    `stored_bytes`, or `upstream_ceiling` when every
+    upstream serving the model is at its ceiling;
+    RetryInfo when it frees), or the cases below.
     FAILED_PRECONDITION the caller has a budget and the model has no price
     (ErrorInfo MODEL_UNPRICED).
     INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
@@ -74,7 +77,9 @@ class ImagesServiceStub:
     OpenAI insufficient_quota (no RetryInfo), a local limit
     (QuotaFailure), or a unary result over the send limit.
     PERMISSION_DENIED   OpenAI 403.
-    NOT_FOUND           OpenAI 404 (for example an unknown model), or a model
+    NOT_FOUND           OpenAI 404 (for example an unknown model), no upstream
+    of the gateway serves the model (ErrorInfo
+    NO_UPSTREAM), or a model
     past its OpenAI shutdown date, answered by the gateway
     itself (ErrorInfo reason MODEL_RETIRED, metadata `model`,
     `shutdown_date`, `replacement`).
@@ -84,7 +89,12 @@ class ImagesServiceStub:
     (ErrorInfo LIMITER_UNAVAILABLE), or the result store
     failed to keep a DELIVERY_STORED result (ErrorInfo
     STORE_UNAVAILABLE; OpenAI billed the call and its cost is
-    booked, but no result is reported).
+    booked, but no result is reported), or an answer the
+    gateway would not take (ErrorInfo
+    UPSTREAM_ANSWER_TOO_LARGE, UPSTREAM_BAD_IMAGE,
+    UPSTREAM_ENCODING, UPSTREAM_NO_IMAGES,
+    UPSTREAM_BAD_ANSWER), or every upstream serving the
+    model failing (its circuit open).
     DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
     ALREADY_EXISTS      the call's request_id was used before with other
     parameters or other upload bytes (BadRequest naming
@@ -165,12 +175,15 @@ class ImagesServiceServicer:
     PERMISSION_DENIED   the caller's policy forbids the model, the operation or
     its n (ErrorInfo reason MODEL_NOT_ALLOWED,
     OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT,
-    STORE_NOT_ALLOWED for DELIVERY_STORED), or OpenAI 403.
+    STORE_NOT_ALLOWED for DELIVERY_STORED,
+    UPSTREAM_NOT_ALLOWED when no upstream the client may
+    use serves the model), or OpenAI 403.
     RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
     subject `client:<id>` or `gateway`, quota_id the limit,
     e.g. `images_per_minute`, `daily_budget`,
-    `stored_bytes`; RetryInfo when it frees), or the cases
-    below.
+    `stored_bytes`, or `upstream_ceiling` when every
+    upstream serving the model is at its ceiling;
+    RetryInfo when it frees), or the cases below.
     FAILED_PRECONDITION the caller has a budget and the model has no price
     (ErrorInfo MODEL_UNPRICED).
     INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
@@ -182,7 +195,9 @@ class ImagesServiceServicer:
     OpenAI insufficient_quota (no RetryInfo), a local limit
     (QuotaFailure), or a unary result over the send limit.
     PERMISSION_DENIED   OpenAI 403.
-    NOT_FOUND           OpenAI 404 (for example an unknown model), or a model
+    NOT_FOUND           OpenAI 404 (for example an unknown model), no upstream
+    of the gateway serves the model (ErrorInfo
+    NO_UPSTREAM), or a model
     past its OpenAI shutdown date, answered by the gateway
     itself (ErrorInfo reason MODEL_RETIRED, metadata `model`,
     `shutdown_date`, `replacement`).
@@ -192,7 +207,12 @@ class ImagesServiceServicer:
     (ErrorInfo LIMITER_UNAVAILABLE), or the result store
     failed to keep a DELIVERY_STORED result (ErrorInfo
     STORE_UNAVAILABLE; OpenAI billed the call and its cost is
-    booked, but no result is reported).
+    booked, but no result is reported), or an answer the
+    gateway would not take (ErrorInfo
+    UPSTREAM_ANSWER_TOO_LARGE, UPSTREAM_BAD_IMAGE,
+    UPSTREAM_ENCODING, UPSTREAM_NO_IMAGES,
+    UPSTREAM_BAD_ANSWER), or every upstream serving the
+    model failing (its circuit open).
     DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
     ALREADY_EXISTS      the call's request_id was used before with other
     parameters or other upload bytes (BadRequest naming
@@ -322,12 +342,15 @@ class ImagesService:
     PERMISSION_DENIED   the caller's policy forbids the model, the operation or
     its n (ErrorInfo reason MODEL_NOT_ALLOWED,
     OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT,
-    STORE_NOT_ALLOWED for DELIVERY_STORED), or OpenAI 403.
+    STORE_NOT_ALLOWED for DELIVERY_STORED,
+    UPSTREAM_NOT_ALLOWED when no upstream the client may
+    use serves the model), or OpenAI 403.
     RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
     subject `client:<id>` or `gateway`, quota_id the limit,
     e.g. `images_per_minute`, `daily_budget`,
-    `stored_bytes`; RetryInfo when it frees), or the cases
-    below.
+    `stored_bytes`, or `upstream_ceiling` when every
+    upstream serving the model is at its ceiling;
+    RetryInfo when it frees), or the cases below.
     FAILED_PRECONDITION the caller has a budget and the model has no price
     (ErrorInfo MODEL_UNPRICED).
     INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
@@ -339,7 +362,9 @@ class ImagesService:
     OpenAI insufficient_quota (no RetryInfo), a local limit
     (QuotaFailure), or a unary result over the send limit.
     PERMISSION_DENIED   OpenAI 403.
-    NOT_FOUND           OpenAI 404 (for example an unknown model), or a model
+    NOT_FOUND           OpenAI 404 (for example an unknown model), no upstream
+    of the gateway serves the model (ErrorInfo
+    NO_UPSTREAM), or a model
     past its OpenAI shutdown date, answered by the gateway
     itself (ErrorInfo reason MODEL_RETIRED, metadata `model`,
     `shutdown_date`, `replacement`).
@@ -349,7 +374,12 @@ class ImagesService:
     (ErrorInfo LIMITER_UNAVAILABLE), or the result store
     failed to keep a DELIVERY_STORED result (ErrorInfo
     STORE_UNAVAILABLE; OpenAI billed the call and its cost is
-    booked, but no result is reported).
+    booked, but no result is reported), or an answer the
+    gateway would not take (ErrorInfo
+    UPSTREAM_ANSWER_TOO_LARGE, UPSTREAM_BAD_IMAGE,
+    UPSTREAM_ENCODING, UPSTREAM_NO_IMAGES,
+    UPSTREAM_BAD_ANSWER), or every upstream serving the
+    model failing (its circuit open).
     DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
     ALREADY_EXISTS      the call's request_id was used before with other
     parameters or other upload bytes (BadRequest naming

@@ -58,12 +58,15 @@ class ImagesServiceStub:
       PERMISSION_DENIED   the caller's policy forbids the model, the operation or
                           its n (ErrorInfo reason MODEL_NOT_ALLOWED,
                           OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT,
-                          STORE_NOT_ALLOWED for DELIVERY_STORED), or OpenAI 403.
+                          STORE_NOT_ALLOWED for DELIVERY_STORED,
+                          UPSTREAM_NOT_ALLOWED when no upstream the client may
+                          use serves the model), or OpenAI 403.
       RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
                           subject `client:<id>` or `gateway`, quota_id the limit,
                           e.g. `images_per_minute`, `daily_budget`,
-                          `stored_bytes`; RetryInfo when it frees), or the cases
-                          below.
+                          `stored_bytes`, or `upstream_ceiling` when every
+                          upstream serving the model is at its ceiling;
+                          RetryInfo when it frees), or the cases below.
       FAILED_PRECONDITION the caller has a budget and the model has no price
                           (ErrorInfo MODEL_UNPRICED).
       INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
@@ -75,7 +78,9 @@ class ImagesServiceStub:
                           OpenAI insufficient_quota (no RetryInfo), a local limit
                           (QuotaFailure), or a unary result over the send limit.
       PERMISSION_DENIED   OpenAI 403.
-      NOT_FOUND           OpenAI 404 (for example an unknown model), or a model
+      NOT_FOUND           OpenAI 404 (for example an unknown model), no upstream
+                          of the gateway serves the model (ErrorInfo
+                          NO_UPSTREAM), or a model
                           past its OpenAI shutdown date, answered by the gateway
                           itself (ErrorInfo reason MODEL_RETIRED, metadata `model`,
                           `shutdown_date`, `replacement`).
@@ -85,7 +90,12 @@ class ImagesServiceStub:
                           (ErrorInfo LIMITER_UNAVAILABLE), or the result store
                           failed to keep a DELIVERY_STORED result (ErrorInfo
                           STORE_UNAVAILABLE; OpenAI billed the call and its cost is
-                          booked, but no result is reported).
+                          booked, but no result is reported), or an answer the
+                          gateway would not take (ErrorInfo
+                          UPSTREAM_ANSWER_TOO_LARGE, UPSTREAM_BAD_IMAGE,
+                          UPSTREAM_ENCODING, UPSTREAM_NO_IMAGES,
+                          UPSTREAM_BAD_ANSWER), or every upstream serving the
+                          model failing (its circuit open).
       DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
       ALREADY_EXISTS      the call's request_id was used before with other
                           parameters or other upload bytes (BadRequest naming
@@ -154,12 +164,15 @@ class ImagesServiceAsyncStub(ImagesServiceStub):
       PERMISSION_DENIED   the caller's policy forbids the model, the operation or
                           its n (ErrorInfo reason MODEL_NOT_ALLOWED,
                           OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT,
-                          STORE_NOT_ALLOWED for DELIVERY_STORED), or OpenAI 403.
+                          STORE_NOT_ALLOWED for DELIVERY_STORED,
+                          UPSTREAM_NOT_ALLOWED when no upstream the client may
+                          use serves the model), or OpenAI 403.
       RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
                           subject `client:<id>` or `gateway`, quota_id the limit,
                           e.g. `images_per_minute`, `daily_budget`,
-                          `stored_bytes`; RetryInfo when it frees), or the cases
-                          below.
+                          `stored_bytes`, or `upstream_ceiling` when every
+                          upstream serving the model is at its ceiling;
+                          RetryInfo when it frees), or the cases below.
       FAILED_PRECONDITION the caller has a budget and the model has no price
                           (ErrorInfo MODEL_UNPRICED).
       INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
@@ -171,7 +184,9 @@ class ImagesServiceAsyncStub(ImagesServiceStub):
                           OpenAI insufficient_quota (no RetryInfo), a local limit
                           (QuotaFailure), or a unary result over the send limit.
       PERMISSION_DENIED   OpenAI 403.
-      NOT_FOUND           OpenAI 404 (for example an unknown model), or a model
+      NOT_FOUND           OpenAI 404 (for example an unknown model), no upstream
+                          of the gateway serves the model (ErrorInfo
+                          NO_UPSTREAM), or a model
                           past its OpenAI shutdown date, answered by the gateway
                           itself (ErrorInfo reason MODEL_RETIRED, metadata `model`,
                           `shutdown_date`, `replacement`).
@@ -181,7 +196,12 @@ class ImagesServiceAsyncStub(ImagesServiceStub):
                           (ErrorInfo LIMITER_UNAVAILABLE), or the result store
                           failed to keep a DELIVERY_STORED result (ErrorInfo
                           STORE_UNAVAILABLE; OpenAI billed the call and its cost is
-                          booked, but no result is reported).
+                          booked, but no result is reported), or an answer the
+                          gateway would not take (ErrorInfo
+                          UPSTREAM_ANSWER_TOO_LARGE, UPSTREAM_BAD_IMAGE,
+                          UPSTREAM_ENCODING, UPSTREAM_NO_IMAGES,
+                          UPSTREAM_BAD_ANSWER), or every upstream serving the
+                          model failing (its circuit open).
       DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
       ALREADY_EXISTS      the call's request_id was used before with other
                           parameters or other upload bytes (BadRequest naming
@@ -246,12 +266,15 @@ class ImagesServiceServicer(metaclass=_abc_1.ABCMeta):
       PERMISSION_DENIED   the caller's policy forbids the model, the operation or
                           its n (ErrorInfo reason MODEL_NOT_ALLOWED,
                           OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT,
-                          STORE_NOT_ALLOWED for DELIVERY_STORED), or OpenAI 403.
+                          STORE_NOT_ALLOWED for DELIVERY_STORED,
+                          UPSTREAM_NOT_ALLOWED when no upstream the client may
+                          use serves the model), or OpenAI 403.
       RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
                           subject `client:<id>` or `gateway`, quota_id the limit,
                           e.g. `images_per_minute`, `daily_budget`,
-                          `stored_bytes`; RetryInfo when it frees), or the cases
-                          below.
+                          `stored_bytes`, or `upstream_ceiling` when every
+                          upstream serving the model is at its ceiling;
+                          RetryInfo when it frees), or the cases below.
       FAILED_PRECONDITION the caller has a budget and the model has no price
                           (ErrorInfo MODEL_UNPRICED).
       INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
@@ -263,7 +286,9 @@ class ImagesServiceServicer(metaclass=_abc_1.ABCMeta):
                           OpenAI insufficient_quota (no RetryInfo), a local limit
                           (QuotaFailure), or a unary result over the send limit.
       PERMISSION_DENIED   OpenAI 403.
-      NOT_FOUND           OpenAI 404 (for example an unknown model), or a model
+      NOT_FOUND           OpenAI 404 (for example an unknown model), no upstream
+                          of the gateway serves the model (ErrorInfo
+                          NO_UPSTREAM), or a model
                           past its OpenAI shutdown date, answered by the gateway
                           itself (ErrorInfo reason MODEL_RETIRED, metadata `model`,
                           `shutdown_date`, `replacement`).
@@ -273,7 +298,12 @@ class ImagesServiceServicer(metaclass=_abc_1.ABCMeta):
                           (ErrorInfo LIMITER_UNAVAILABLE), or the result store
                           failed to keep a DELIVERY_STORED result (ErrorInfo
                           STORE_UNAVAILABLE; OpenAI billed the call and its cost is
-                          booked, but no result is reported).
+                          booked, but no result is reported), or an answer the
+                          gateway would not take (ErrorInfo
+                          UPSTREAM_ANSWER_TOO_LARGE, UPSTREAM_BAD_IMAGE,
+                          UPSTREAM_ENCODING, UPSTREAM_NO_IMAGES,
+                          UPSTREAM_BAD_ANSWER), or every upstream serving the
+                          model failing (its circuit open).
       DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
       ALREADY_EXISTS      the call's request_id was used before with other
                           parameters or other upload bytes (BadRequest naming

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,17 +29,45 @@ _DATA_DIRS = itertools.count()
 os.environ["IMAGEGATE_STORE_HTTP_PORT"] = "0"
 
 
+def _new_data_directory(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A data directory under the session's temporary one that nothing else uses
+    (created only when a gateway opens it)."""
+    return str(tmp_path_factory.getbasetemp() / "data" / str(next(_DATA_DIRS)))
+
+
 @pytest.fixture(autouse=True)
 def _own_data_directory(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
-    """Every test's gateways keep their local state (the limits and jobs database, the
-    local result store) in a data directory of that test's own, never in the
-    checkout's ``data/`` and never shared with another test (created only when a
-    gateway opens it)."""
-    base = tmp_path_factory.getbasetemp() / "data"
-    monkeypatch.setenv("IMAGEGATE_DATA_DIR", str(base / str(next(_DATA_DIRS))))
+    """Every test's gateways keep their local state (the limits and jobs database,
+    the result store) in a data directory of that test's own, never in the checkout's ``data/``
+    and never shared with another test."""
+    monkeypatch.setenv("IMAGEGATE_DATA_DIR", _new_data_directory(tmp_path_factory))
     yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_data_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The same for the gateways of a module's module-scoped fixtures, which start
+    before any test's own directory is set: one directory per module, so that no
+    limit a module's clients used up is still counted in the next module (or run)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IMAGEGATE_DATA_DIR", _new_data_directory(tmp_path_factory))
+        yield
+
+
+_CHECKOUT_DATA = REPO_ROOT / "data"
+_CHECKOUT_DATA_EXISTED = _CHECKOUT_DATA.exists()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A run that made the checkout's ``data/`` (the default data directory) fails:
+    some gateway of a test kept its state there, shared with the next run. (A checkout
+    that has one already, from a developer's own ``serve``, is not checked.)"""
+    if not _CHECKOUT_DATA_EXISTED and _CHECKOUT_DATA.exists():
+        print(f"\nerror: the tests wrote into {_CHECKOUT_DATA}: a gateway ignored the "
+              "session's IMAGEGATE_DATA_DIR", file=sys.stderr)  # fmt: skip
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from emulator_support import API_KEY, decode
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2
 from PIL import Image, ImageChops
+from support.environment import clear_settings
 
 from imagegate_server.emulator import Emulator, EmulatorConfig, identity, read_identity
 from imagegate_server.emulator.real_sizes import target_bytes
@@ -220,9 +221,7 @@ async def test_the_cli_flag_serves_real_sizes(tmp_path: Path) -> None:
 
 
 async def test_the_embedded_emulator_follows_its_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("IMAGEGATE_"):
-            monkeypatch.delenv(name)
+    clear_settings(monkeypatch)
     monkeypatch.setenv("IMAGEGATE_EMULATOR_REAL_SIZES", "true")
     settings = Settings(_env_file=None, _secrets_dir=None, port=0, shutdown_grace_s=0)  # type: ignore[call-arg]
     gateway = Gateway(settings)

@@ -13,6 +13,7 @@ import pytest
 from gateway_support import OPENAI_KEY
 from imagegate.v1 import images_service_pb2 as pb
 from imagegate.v1 import images_service_pb2_grpc, params_pb2
+from support.environment import clear_settings
 from support.serve import serve
 
 from imagegate_server.emulator import Emulator
@@ -24,10 +25,8 @@ REQUEST = pb.CreateImageRequest(parameters=params_pb2.GenerationParameters(promp
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name in list(os.environ):
-        if name.startswith("IMAGEGATE_"):
-            monkeypatch.delenv(name)
-    # But for the result store's link port: a free one, as every test's gateway takes.
+    clear_settings(monkeypatch)  # all but the session's data directory and link port
+    # The result store's link port: a free one, as every test's gateway takes.
     monkeypatch.setenv("IMAGEGATE_STORE_HTTP_PORT", "0")
     return {k: v for k, v in os.environ.items() if not k.startswith("IMAGEGATE_")} | {
         "IMAGEGATE_STORE_HTTP_PORT": "0"

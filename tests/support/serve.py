@@ -39,8 +39,6 @@ def clean_env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("IMAGEGATE_", "PROMETHEUS_", "OPENAI_"))
     }
-    # The local result store's link port: any free one (other tests' gateways run at once).
-    env["IMAGEGATE_STORE_HTTP_PORT"] = "0"
     env.update(extra)
     return env
 

@@ -35,11 +35,11 @@ from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Any
 
-from imagegate_server.jobs import redis_scripts as lua
 from imagegate_server.jobs.local_store import page_token_after
 from imagegate_server.jobs.model import JobKind, JobRecord, JobState, now_ms
+from imagegate_server.jobs.redis_scripts import JobScripts
 from imagegate_server.jobs.store import ClientJobs, Created, JobEvent, Lapsed, Page, QueueFull
-from imagegate_server.redis_connection import KeySpace, RedisConnection, Script, StoreFailure
+from imagegate_server.redis_connection import RedisConnection, StoreFailure
 
 log = logging.getLogger(__name__)
 
@@ -117,21 +117,14 @@ class RedisJobStore:
     ) -> None:
         self._redis = redis
         self._blocking = blocking
-        (self._ready_key,) = KeySpace(prefix).keys("jobs", "ready")
-        self._p = self._ready_key.removesuffix("ready")
-        self._ready = str(self._ready_key)
-        self._scripts = {
-            name: Script(getattr(lua, name))
-            for name in (
-                "CREATE", "TAKE", "UNPARK", "RELEASE", "MARK_SENT", "PROGRESS", "FINISH", "RENEW",
-                "REAP", "CANCEL", "DELETE", "DISCARD", "EXPIRED", "CLIENT_JOBS", "LIST",
-            )
-        }  # fmt: skip
+        self._scripts = JobScripts(redis, prefix)
+        self._p = self._scripts.prefix
+        self._ready = str(self._scripts.ready_key)
         self._group_ready = False
         self._next_autoclaim = 0
 
     async def _run(self, name: str, *args: Any) -> Any:
-        return await self._redis.run(self._scripts[name], [self._ready_key], [self._p, *args])
+        return await self._scripts.run(name.lower(), *args)
 
     async def _ensure_group(self) -> None:
         if self._group_ready:

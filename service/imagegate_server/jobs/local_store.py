@@ -38,6 +38,7 @@ from imagegate_server.jobs.store import (
     Lapsed,
     Page,
     QueueFull,
+    page_of,
 )
 from imagegate_server.localdb import LocalDatabase, Schema
 
@@ -144,11 +145,6 @@ def _events_after(seq: int, db: sqlite3.Connection) -> list[Any]:
         "SELECT seq, kind, job_id, owner FROM job_events WHERE seq > ? ORDER BY seq LIMIT 1000",
         (seq,),
     ).fetchall()
-
-
-def page_token_after(record: JobRecord) -> str:
-    """Where the next page starts: after this record (newest first, ties by id)."""
-    return f"{record.created_ms}.{record.id}"
 
 
 def _page_position(token: str) -> tuple[int, str] | None:
@@ -266,9 +262,7 @@ class LocalJobStore:
                 args += [before[0], before[0], before[1]]
             sql += " ORDER BY created_ms DESC, id DESC LIMIT ?"
             rows = db.execute(sql, (*args, page_size + 1)).fetchall()
-            records = tuple(_record(row) for row in rows[:page_size])
-            more = len(rows) > page_size
-            return Page(records, page_token_after(records[-1]) if more and records else "")
+            return page_of([_record(row) for row in rows], page_size)
 
         return await self._db.read(read)
 

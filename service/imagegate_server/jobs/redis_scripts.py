@@ -6,7 +6,7 @@ followed by its own body. Every key is ``<prefix>{jobs}:<name>`` (``P`` below, t
 first argument of every script), so all of them hash to one Cluster slot and a
 script may touch any of them; ``KEYS[1]`` is always ``P .. 'ready'``, which routes
 the script to that slot's node. Job hashes use short field names (``s`` state,
-``c`` client, ``own`` owner...; :mod:`.redis_store` maps them).
+``c`` client, ``own`` owner...; :mod:`.redis_records` maps them).
 
     P job:<id>          hash: the job (expires a day after its retention ends)
     P rid:<client>:<id> the job of a request id

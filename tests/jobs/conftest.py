@@ -11,7 +11,8 @@ import pytest
 from limits.redis_support import RedisServer
 from support.redis_deployments import Cluster
 
-from imagegate_server.jobs.local_store import SCHEMA, LocalJobStore
+from imagegate_server.jobs.local_schema import SCHEMA
+from imagegate_server.jobs.local_store import LocalJobStore
 from imagegate_server.jobs.redis_store import RedisJobStore
 from imagegate_server.jobs.store import JobStore
 from imagegate_server.localdb import LocalDatabase

@@ -49,7 +49,7 @@ from imagegate_server.gateway.services import (
     auth_required,
 )
 from imagegate_server.jobs.grpc_wiring import job_store, jobs_redis
-from imagegate_server.jobs.local_store import SCHEMA as JOBS_SCHEMA
+from imagegate_server.jobs.local_schema import SCHEMA as JOBS_SCHEMA
 from imagegate_server.jobs.service import Jobs
 from imagegate_server.limits import SCHEMA as LIMITS_SCHEMA
 from imagegate_server.limits import Limiter, RedisLimiter, build_limiter, uses_local_database

@@ -23,11 +23,12 @@ from imagegate_server.jobs.execution import Execution
 from imagegate_server.jobs.grpc_submit import SERVICE as SUBMIT_SERVICE
 from imagegate_server.jobs.grpc_submit import SubmitServicer
 from imagegate_server.jobs.local_store import LocalJobStore
+from imagegate_server.jobs.observers import JobTracer
 from imagegate_server.jobs.operation_view import OperationView
 from imagegate_server.jobs.operations_service import SERVICE as OPERATIONS_SERVICE
 from imagegate_server.jobs.operations_service import OperationsServicer
 from imagegate_server.jobs.redis_store import BLOCK_MS, RedisJobStore
-from imagegate_server.jobs.runner import JobTracer, Runner, RunnerLimits
+from imagegate_server.jobs.runner import Runner, RunnerLimits
 from imagegate_server.jobs.service import Jobs
 from imagegate_server.jobs.store import JobStore
 from imagegate_server.limits import Ticket
@@ -62,7 +63,7 @@ def _ignored(upstream: str) -> None:
 
 
 class TenancyAdmissions:
-    """:class:`~.runner.JobAdmissions` through the edge's tenancy, under each client's
+    """:class:`~.admissions.JobAdmissions` through the edge's tenancy, under each client's
     current policy."""
 
     def __init__(self, tenancy: Tenancy, callers: Authenticator) -> None:

@@ -14,6 +14,7 @@ JSON (orjson), bytes in base64: small, and readable with ``redis-cli HGET``.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +104,11 @@ class StoredResultImage:
     key: str
     content_type: str
     size: int
+
+
+Describe = Callable[[BaseException], bytes]
+"""An error -> the ``google.rpc.Status`` a caller gets for it, serialized (a failed
+:class:`JobOutcome`'s ``error``)."""
 
 
 @dataclass(frozen=True)

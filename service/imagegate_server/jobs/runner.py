@@ -12,8 +12,9 @@
     settle     the concurrency slot freed, the reservation settled at its real
                cost (a failure that may have been billed: the estimate)
     lease      renewed every third of ``lease_s`` while it runs; a process that
-               dies stops renewing, and any process's reaper then queues the job
-               again (not sent) or fails it ABORTED at its estimate (sent)
+               dies stops renewing, and any process's reaper (:mod:`.housekeeping`)
+               then queues the job again (not sent) or fails it ABORTED at its
+               estimate (sent)
 
 A cancel reaches the process running the job as an event and cancels its task,
 which closes its upstream connection (OpenAI stops generating).
@@ -22,12 +23,9 @@ which closes its upstream connection (OpenAI stops generating).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
 
 from imagegate_server.errors import (
     JobAborted,
@@ -37,51 +35,16 @@ from imagegate_server.errors import (
     LimitRefused,
     may_have_billed,
 )
+from imagegate_server.jobs.admissions import JobAdmissions, reservation_ticket
 from imagegate_server.jobs.execution import Execution
+from imagegate_server.jobs.housekeeping import Housekeeping
 from imagegate_server.jobs.model import JobRecord, JobState, now_ms
-from imagegate_server.jobs.payload import JobOutcome, JobRequest, Reservation
+from imagegate_server.jobs.observers import JobObserver, JobTracer, RunSpan
+from imagegate_server.jobs.payload import Describe, JobOutcome, JobRequest
 from imagegate_server.jobs.store import JobEvent, JobStore
 from imagegate_server.limits import Ticket
 
 log = logging.getLogger(__name__)
-
-Describe = Callable[[BaseException], bytes]
-"""An error -> the ``google.rpc.Status`` a caller gets for it, serialized."""
-
-
-class JobAdmissions(Protocol):
-    """The limits a job passes when it starts (the edge's tenancy implements it)."""
-
-    async def start(self, client: str, n: int) -> Ticket:
-        """The client's rates and concurrency slot (raises LimitRefused or
-        LimiterUnavailable)."""
-        ...
-
-    async def settle(self, ticket: Ticket, amount_micros: int) -> None: ...
-
-
-class RunSpan(Protocol):
-    def end(self, state: str) -> None: ...
-
-
-class JobTracer(Protocol):
-    """Traces watch the runs (:mod:`imagegate_server.tracing.job_spans`)."""
-
-    def traceparent(self) -> str:
-        """The current span's ``traceparent`` (at submit), or ''."""
-        ...
-
-    def run(
-        self, job_id: str, client: str, operation: str, model: str, submitted: str
-    ) -> RunSpan: ...
-
-
-class JobObserver(Protocol):
-    """Metrics watch the runners (:class:`~imagegate_server.metrics.Metrics`)."""
-
-    def job_ended(self, state: str) -> None: ...
-
-    def job_lease_expired(self, requeued: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -91,13 +54,6 @@ class RunnerLimits:
     queue_timeout_s: float = 3600.0
     retention_s: float = 86400.0
     upstream_timeout_s: float = 300.0
-
-
-def reservation_ticket(client: str, reservation: Reservation | None) -> Ticket | None:
-    """The budget reservation made at submit, as a ticket any process can settle."""
-    if reservation is None:
-        return None
-    return Ticket(reservation.ticket, client, reservation.reserved_micros, reservation.accounted)
 
 
 class Runner:
@@ -127,6 +83,9 @@ class Runner:
         """Calls with a request id running in this process: leased like jobs."""
         self._updates: set[asyncio.Future[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self.housekeeping = Housekeeping(
+            store, execution.results, admissions, describe, observer, self.expires_ms
+        )
 
     @property
     def execution(self) -> Execution:
@@ -198,35 +157,7 @@ class Runner:
                 log.warning("jobs: lease renewal failed", extra={"error": type(error).__name__})
 
     async def _housekeeping_loop(self) -> None:
-        """Reap lapsed leases every half lease; forget expired jobs every minute."""
-        next_sweep = 0.0
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self._limits.lease_s / 2)
-            try:
-                await self.reap()
-                if loop.time() >= next_sweep:
-                    next_sweep = loop.time() + 60.0
-                    await self.forget_expired()
-            except Exception as error:
-                log.warning("jobs: housekeeping failed", extra={"error": type(error).__name__})
-
-    async def forget_expired(self, limit: int = 1000) -> int:
-        """Delete finished jobs past their retention, with their stored files."""
-        records = await self._store.expired(now_ms(), limit)
-        for record in records:
-            await self.forget_files(record)
-        return len(records)
-
-    async def forget_files(self, record: JobRecord) -> None:
-        """Delete a forgotten job's uploads and images from the result store now."""
-        request = JobRequest.decode(record.request)
-        outcome = JobOutcome.decode(record.outcome)
-        keys = [f.key for f in request.files]
-        keys += [image.key for image in outcome.images if image is not None]
-        for key in keys:
-            with contextlib.suppress(Exception):  # the store's sweeper deletes it anyway
-                await self._execution.results.delete(key)
+        await self.housekeeping.loop(self._limits.lease_s)
 
     async def settle(self, ticket: Ticket, amount_micros: int) -> None:
         await self._admissions.settle(ticket, amount_micros)
@@ -240,23 +171,6 @@ class Runner:
 
     def ended(self, state: JobState) -> None:
         self._observer.job_ended(state.value)
-
-    async def reap(self, limit: int = 100) -> int:
-        """Requeue or fail the jobs whose runners stopped renewing (any process may)."""
-        aborted = JobOutcome(error=self._describe(JobAborted())).encode()
-        lapsed = await self._store.reap(now_ms(), self.expires_ms(), aborted, limit)
-        for item in lapsed:
-            self._observer.job_lease_expired(item.requeued)
-            if not item.requeued:  # sent: OpenAI billed it; charge its estimate
-                if item.record.slot:  # the dead process's concurrency slot, freed now
-                    slot = Ticket(item.record.slot, item.record.client, 0, accounted=True)
-                    await self._admissions.settle(slot, 0)
-                request = JobRequest.decode(item.record.request)
-                ticket = reservation_ticket(item.record.client, request.reservation)
-                if ticket is not None:
-                    await self._admissions.settle(ticket, item.record.estimate_micros)
-                self._observer.job_ended(JobState.FAILED.value)
-        return len(lapsed)
 
     # One job -----------------------------------------------------------------------
 

@@ -13,18 +13,18 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
-from typing import Protocol
 
 from imagegate_server.errors import (
     LimitRefused,
     OperationNotDone,
     OperationNotFound,
 )
+from imagegate_server.jobs.admissions import reservation_ticket
 from imagegate_server.jobs.fingerprint import check_same
 from imagegate_server.jobs.model import JobRecord, JobState, now_ms, operation_name
+from imagegate_server.jobs.observers import QueueObserver
 from imagegate_server.jobs.payload import JobOutcome, JobRequest
-from imagegate_server.jobs.runner import Runner, reservation_ticket
+from imagegate_server.jobs.runner import Runner
 from imagegate_server.jobs.store import ClientJobs, JobEvent, JobStore, Page, QueueFull
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,6 @@ OBSERVE_S = 10.0
 """How often each process reads the queue figures for its metrics."""
 MAX_QUEUED_LIMIT = "max_queued_jobs"
 """The QuotaFailure quota_id of a submit refused because its client's queue is full."""
-
-
-class QueueObserver(Protocol):
-    def queues(self, figures: Mapping[str, tuple[int, int, float]]) -> None: ...
 
 
 class Jobs:
@@ -186,5 +182,5 @@ class Jobs:
             raise OperationNotFound(operation_name(job_id))
         if not record.state.done:
             raise OperationNotDone(operation_name(job_id))
-        await self.runner.forget_files(record)
+        await self.runner.housekeeping.forget_files(record)
         return record

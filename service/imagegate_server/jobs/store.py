@@ -63,6 +63,15 @@ class Page:
     """Empty on the last page."""
 
 
+def page_of(records: Sequence[JobRecord], page_size: int) -> Page:
+    """The page of the first ``page_size`` of ``records``, newest first, read one past
+    it: when there is one more, the token says where the next page starts (after the
+    page's last record; equal creation times are ordered by id)."""
+    page = tuple(records[:page_size])
+    more = len(records) > page_size
+    return Page(page, f"{page[-1].created_ms}.{page[-1].id}" if more and page else "")
+
+
 @dataclass(frozen=True)
 class Lapsed:
     """A job whose runner stopped renewing its lease (its replica died), as the

@@ -10,29 +10,24 @@ plaintext health port for kubelet probes, and SO_REUSEPORT only when several
 workers share a port. The result store is opened at start and closed after the
 last call drained: its ledger lives beside the limiter's state (Redis, the local
 database or memory), and with the local backend each worker serves the link port
-too (SO_REUSEPORT, like the gRPC port), so any of them answers any link. What the
-server serves is assembled in :mod:`.services`; how its servers listen is
-:mod:`.listening`.
+too (SO_REUSEPORT, like the gRPC port), so any of them answers any link. Which
+upstreams it calls is chosen in :mod:`.upstream_set`, and judged at start in
+:mod:`.startup_checks`; what the server serves is assembled in :mod:`.services`;
+how its servers listen is :mod:`.listening`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime
 import logging
-import secrets
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import grpc
 from grpc_health.v1 import health, health_pb2
-from pydantic import SecretStr
 
 from imagegate_server.clients import ClientsFile, startup_auth_problem
-from imagegate_server.emulator import Emulator, EmulatorConfig
+from imagegate_server.emulator import Emulator
 from imagegate_server.errors import StartupError
 from imagegate_server.gateway.connections import (
     ConnectionGuards,
@@ -48,6 +43,8 @@ from imagegate_server.gateway.services import (
     add_services,
     auth_required,
 )
+from imagegate_server.gateway.startup_checks import probe_upstreams, refuses_retired
+from imagegate_server.gateway.upstream_set import SharedEmulator, upstream_set
 from imagegate_server.jobs.grpc_wiring import job_store, jobs_redis
 from imagegate_server.jobs.local_schema import SCHEMA as JOBS_SCHEMA
 from imagegate_server.jobs.service import Jobs
@@ -55,19 +52,10 @@ from imagegate_server.limits import SCHEMA as LIMITS_SCHEMA
 from imagegate_server.limits import Limiter, RedisLimiter, build_limiter, uses_local_database
 from imagegate_server.localdb import LocalDatabase
 from imagegate_server.metrics import Metrics, MetricsEndpoint
-from imagegate_server.metrics.labels import DEFAULT_UPSTREAM
-from imagegate_server.models import replacement_for, retired
 from imagegate_server.pricing import load_price_table
 from imagegate_server.redis_connection import RedisConnection
-from imagegate_server.routing import (
-    BreakerPolicy,
-    Router,
-    UpstreamSet,
-    UpstreamsFile,
-    UpstreamSpec,
-    transport,
-)
-from imagegate_server.settings import OPENAI_API_HOST, Settings
+from imagegate_server.routing import BreakerPolicy, Router, UpstreamsFile
+from imagegate_server.settings import Settings
 from imagegate_server.store import SCHEMA as STORE_SCHEMA
 from imagegate_server.store import RunningStore, ledger_for, open_store
 from imagegate_server.tls import ServerCertificates
@@ -78,15 +66,6 @@ if TYPE_CHECKING:
     from imagegate_server.tracing.provider import Tracing
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SharedEmulator:
-    """An emulator that another process runs for several gateways (the worker
-    supervisor's): the gateway uses it instead of starting its own."""
-
-    base_url: str
-    api_key: SecretStr
 
 
 class Gateway:
@@ -151,7 +130,9 @@ class Gateway:
         emulated = not real  # our own emulator, or the supervisor's
         if self._tracing is None:
             self._tracing = self._own_tracing = tracing_from_environment()
-        upstreams = await self._upstream_set(key)
+        upstreams, self.emulator = await upstream_set(
+            settings, key, self._upstreams_file, self._shared_emulator
+        )
         certificates = ServerCertificates.from_settings(settings)
         self._clients = ClientsFile.from_settings(settings)
         if self._clients is not None:
@@ -198,7 +179,7 @@ class Gateway:
             tracing=self._tracing,
             health_servicer=self._health,
             certificates=certificates,
-            refuse_retired=_refuses_retired(settings, emulated, upstreams),
+            refuse_retired=refuses_retired(settings, emulated, upstreams),
             job_store=job_store(settings, self._database, self._redis),
         )
         self.jobs = jobs
@@ -225,7 +206,7 @@ class Gateway:
         self._guards.start()
         self.metrics.server_started()
         self._probe = asyncio.create_task(
-            _probe_upstreams(upstreams, settings.connect_timeout_s, self.metrics)
+            probe_upstreams(upstreams, settings.connect_timeout_s, self.metrics)
         )
         extra: dict[str, object] = {
             "address": f"{settings.host}:{self.port}",
@@ -245,33 +226,6 @@ class Gateway:
             extra["store_link_port"] = store.link_port
         log.info("serving", extra=extra)
         return self.port
-
-    async def _upstream_set(self, key: SecretStr | None) -> UpstreamSet:
-        """The upstreams file's upstreams, or the one upstream of the settings."""
-        settings = self.settings
-        if self._upstreams_file is not None:
-            upstreams = self._upstreams_file.current()
-            log.info(
-                "routing over the upstreams file",
-                extra={"upstreams": [spec.name for spec in upstreams.upstreams]},
-            )
-            if key is not None:
-                log.warning(
-                    "IMAGEGATE_OPENAI_API_KEY is set but unused: IMAGEGATE_UPSTREAMS_FILE "
-                    "names every upstream (reference the key from there if it is one)"
-                )
-            return upstreams
-        key, base_url = await self._choose_upstream(key)
-        config = transport(
-            settings,
-            name=DEFAULT_UPSTREAM,
-            kind="openai",
-            base_url=base_url,
-            api_key=key,
-            organization=settings.openai_organization,
-            project=settings.openai_project,
-        )
-        return UpstreamSet((UpstreamSpec(config, None),), from_file=False)
 
     async def _open_store(self) -> RunningStore:
         settings = self.settings
@@ -294,37 +248,6 @@ class Gateway:
     def store(self) -> RunningStore | None:
         """The result store, while the gateway runs."""
         return self._store
-
-    async def _choose_upstream(self, key: SecretStr | None) -> tuple[SecretStr, str]:
-        """The key and base URL to call: OpenAI's, or an emulator's (ours, or the
-        worker supervisor's) when no key is configured."""
-        settings = self.settings
-        if key is not None:
-            log.info("using the OpenAI API", extra={"upstream": settings.openai_base_url})
-            return key, settings.openai_base_url
-        if self._shared_emulator is not None:
-            shared = self._shared_emulator
-            log.info(
-                "no OpenAI key configured: serving from the supervisor's embedded emulator "
-                "(offline)",
-                extra={"upstream": shared.base_url},
-            )
-            return shared.api_key, shared.base_url
-        # Offline default: a private key between us and our own emulator.
-        key = SecretStr(secrets.token_urlsafe(24))
-        self.emulator = Emulator(
-            EmulatorConfig(
-                api_key=key.get_secret_value(),
-                cached_renders=settings.emulator_cache_renders,
-                real_sizes=settings.emulator_real_sizes,
-            )
-        )
-        base_url = await self.emulator.start("127.0.0.1", 0)
-        log.info(
-            "no OpenAI key configured: serving from the embedded emulator (offline)",
-            extra={"upstream": base_url},
-        )
-        return key, base_url
 
     async def wait(self) -> None:
         if self._server is not None:
@@ -396,53 +319,3 @@ class Gateway:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop(0)
-
-
-def _refuses_retired(settings: Settings, emulated: bool, upstreams: UpstreamSet) -> bool:
-    """Whether calls naming a retired model are refused here; warns at start-up when
-    that includes calls that name no model (the default model is retired). With an
-    upstreams file, ``auto`` refuses them when every upstream is OpenAI's own API
-    (as the file read at start-up says)."""
-    refuse_retired = settings.refuses_retired_models(emulator=emulated)
-    if upstreams.from_file and settings.refuse_retired_models == "auto":
-        refuse_retired = all(
-            spec.config.kind == "openai"
-            and urlsplit(spec.config.base_url).hostname == OPENAI_API_HOST
-            for spec in upstreams.upstreams
-        )
-    if refuse_retired:
-        today = datetime.datetime.now(datetime.UTC).date()
-        default = settings.default_model
-        if retired(default, today) is not None:
-            log.warning(
-                "the default model is retired: calls that name no model will be refused",
-                extra={"model": default, "replacement": replacement_for(default, today)},
-            )
-    return refuse_retired
-
-
-async def _probe_upstreams(upstreams: UpstreamSet, timeout_s: float, metrics: Metrics) -> None:
-    """Start-up value of ``imagegate_upstream_up`` of each upstream: can a TCP
-    connection be made? From then on every upstream request updates it."""
-    await asyncio.gather(
-        *(
-            _probe_upstream(spec.name, spec.config.base_url, timeout_s, metrics)
-            for spec in upstreams.upstreams
-        )
-    )
-
-
-async def _probe_upstream(name: str, base_url: str, timeout_s: float, metrics: Metrics) -> None:
-    parts = urlsplit(base_url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    if parts.hostname is None:
-        return
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout_s)
-    except (OSError, TimeoutError):
-        metrics.set_upstream_up(name, False)
-        return
-    metrics.set_upstream_up(name, True)
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()

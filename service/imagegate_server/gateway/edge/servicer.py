@@ -1,6 +1,6 @@
 """ImagesService: every RPC is the same path through the stages, shaped by its table row.
 
-    edge (here)      authenticate the caller; an upload takes its concurrency slot
+    edge (admission) authenticate the caller; an upload takes its concurrency slot
                      and must send its parameters message in time
     requests         -> a draft request: parameters mapped and judged
     edge (tenancy)   the caller's policy, then its limits and budgets (admitted or not)
@@ -10,58 +10,47 @@
                      (edge/answering); with DELIVERY_STORED (edge/storage: may the
                      caller store, within its quota) each final image goes to the
                      result store as it is decoded and the result carries links
-    edge (tenancy)   settle the call's cost
+    edge (admission) settle the call's cost (edge/tenancy)
     edge (once)      a call with a request_id is kept: it outlives its caller, and
                      a retry collects its result rather than running again
     edge (guard)     the status, trailers, log line and metrics of every ending
 
-Unary-result RPCs return the whole result; stream RPCs relay OpenAI's events as
-they arrive (partial images before the final ones) or, when OpenAI cannot stream
-the call, slice the finished images.
+Here: each RPC's path (unary or stream, detached from its caller when it may be
+kept, a retry collecting its first call's result); admitting a call and settling
+it is edge/admission. Unary-result RPCs return the whole result; stream RPCs relay
+OpenAI's events as they arrive (partial images before the final ones) or, when
+OpenAI cannot stream the call, slice the finished images.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any
 
 from google.protobuf.message import Message
-from imagegate.v1 import params_pb2, results_pb2
+from imagegate.v1 import results_pb2
 
-from imagegate_server.errors import (
-    ImagegateError,
-    LimitRefused,
-    OperationNotFound,
-    ResultTooLarge,
-)
+from imagegate_server.errors import OperationNotFound, ResultTooLarge
+from imagegate_server.gateway.edge.admission import Admission
 from imagegate_server.gateway.edge.answering import Admitted, Answering, StreamItem
-from imagegate_server.gateway.edge.callers import ANONYMOUS, Authenticator, Caller
+from imagegate_server.gateway.edge.callers import Authenticator
 from imagegate_server.gateway.edge.detached import Detached, Holder, detached_items
 from imagegate_server.gateway.edge.guard import Context, Guard
-from imagegate_server.gateway.edge.messages import Request, each_parsed, no_chunks, unary_parameters
 from imagegate_server.gateway.edge.once import Duplicate, KeepRun, OnceCalls, collected_items
 from imagegate_server.gateway.edge.rpc import RpcCall, RpcTracer
 from imagegate_server.gateway.edge.storage import Storage
 from imagegate_server.gateway.edge.tenancy import Tenancy
-from imagegate_server.gateway.edge.wire import UPLOAD_ACCEPTED, Rpc
+from imagegate_server.gateway.edge.wire import Rpc
 from imagegate_server.gateway.mapping.cost import Pricer
 from imagegate_server.gateway.mapping.results import ImageSlice
 from imagegate_server.gateway.mapping.serialized import chunk_response_bytes, unary_response_bytes
 from imagegate_server.gateway.requests.build import RequestBuilder
-from imagegate_server.gateway.requests.draft import Draft, PreparedRequest
-from imagegate_server.gateway.requests.stream import UploadStream
-from imagegate_server.gateway.requests.uploads import Upload
-from imagegate_server.jobs.model import checked_request_id
-from imagegate_server.limits import Ticket
 from imagegate_server.metrics import Metrics
 from imagegate_server.pricing import PriceTable
 from imagegate_server.routing import Router
 from imagegate_server.settings import Settings
-
-Chunks = AsyncIterator[params_pb2.FileChunk]
 
 
 class ImagesServicer:
@@ -86,10 +75,14 @@ class ImagesServicer:
         checked, but calls run as if they had none)."""
         self._once = once
         self._settings = settings
-        self._requests = requests
-        self._callers = callers
-        self._tenancy = tenancy
-        self._storage = storage
+        self._admission = Admission(
+            settings,
+            requests=requests,
+            callers=callers,
+            tenancy=tenancy,
+            storage=storage,
+            metrics=metrics,
+        )
         self._answering = Answering(
             router, settings, storage, Pricer(router.prices_for, prices, metrics), metrics
         )
@@ -159,7 +152,7 @@ class ImagesServicer:
     async def _unary_once(
         self, rpc: Rpc, request: Any, call: RpcCall, context: Context, holder: Holder | None
     ) -> bytes:
-        async with self._admitted(rpc, request, call, context) as admitted:
+        async with self._admission.admitted(rpc, request, call, context) as admitted:
             run = await self._run(rpc, admitted, holder, call)
             admitted.charge.upstream_started = True
             try:
@@ -185,7 +178,7 @@ class ImagesServicer:
         self, rpc: Rpc, request: Any, call: RpcCall, context: Context, holder: Holder | None
     ) -> AsyncGenerator[StreamItem]:
         try:
-            async with self._admitted(rpc, request, call, context) as admitted:
+            async with self._admission.admitted(rpc, request, call, context) as admitted:
                 run = await self._run(rpc, admitted, holder, call)
                 admitted.charge.upstream_started = True
                 try:
@@ -223,109 +216,6 @@ class ImagesServicer:
             )  # fmt: skip
         admitted.run, admitted.deadline = run, run.deadline
         return run
-
-    @asynccontextmanager
-    async def _admitted(
-        self, rpc: Rpc, request: Any, call: RpcCall, context: Context
-    ) -> AsyncIterator[Admitted]:
-        """Authenticate, judge and admit the call, receive its uploads; settle its
-        cost however the block ends."""
-        if not rpc.uploads:
-            call.received()  # gRPC read it before the call began, whoever sent it
-        caller = self._callers.authenticate(context)
-        call.client = caller.client
-        stream = self._upload_stream(request, call) if rpc.uploads else None
-        slot: Ticket | None = None
-        if stream is not None:
-            # An upload's parameters come in its first message, which may be slow or
-            # never come: its slot is taken now, so that waiting counts as a call.
-            with self._refusals_counted(caller):
-                slot = await self._tenancy.hold_slot(caller)
-        try:
-            parameters = await stream.parameters() if stream else unary_parameters(request)
-            first = stream.first if stream else request
-            request_id = checked_request_id(getattr(first, "request_id", ""))
-            disk = self._requests.disk_account(caller.client, caller.policy.max_spooled_bytes)
-            draft = self._requests.start(
-                rpc.operation, parameters, streaming=rpc.streams, disk=disk
-            )
-        except BaseException:
-            await self._tenancy.release(slot)
-            raise
-        call.model, call.requested_images = draft.model, draft.n
-        try:
-            self._tenancy.check(caller, draft)
-            if caller.policy.stamp_identity and caller.client != ANONYMOUS:
-                draft.stamp_identity(caller.client)
-            with self._refusals_counted(caller):
-                stored = call.stored = await self._storage.check(caller, draft)
-                draft.reserve_spool()
-                charge = await self._tenancy.admit(caller, draft, slot)
-        except BaseException:
-            draft.close()
-            await self._tenancy.release(slot)
-            raise
-        error: BaseException | None = None
-        with self._metrics.in_flight(caller.client):
-            try:
-                prepared = await self._received(context, stream, draft)
-                self._count_upload(rpc, prepared.upload)
-                with prepared as images_request:
-                    yield Admitted(
-                        caller, draft, images_request, charge, stored, call.deadline, request_id
-                    )
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                draft.close()  # however the call ended (again, if the request closed it)
-                amount = await self._tenancy.settle(charge, error)
-                call.upstream = charge.upstream
-                self._metrics.spend(caller.client, draft.model, amount, charge.upstream)
-                self._metrics.set_limiter_state(self._tenancy.limiter_state)
-
-    def _upload_stream(self, request: AsyncIterator[Request], call: RpcCall) -> UploadStream:
-        settings = self._settings
-        return UploadStream(
-            each_parsed(request, call),
-            first_message_s=settings.first_message_timeout_s,
-            idle_s=settings.upload_idle_timeout_s,
-            on_closed=self._metrics.stream_closed,
-        )
-
-    async def _received(
-        self, context: Context, stream: UploadStream | None, draft: Draft
-    ) -> PreparedRequest:
-        """The request with its uploads received and judged."""
-        if stream is None:
-            return await draft.finish(no_chunks())
-        # "Parameters, credentials and limits accepted: send the files." A client that
-        # waits for these headers sends no upload bytes into a refusal, and reads the
-        # refusal while it writes nothing (grpc's asyncio client misreports a status
-        # that arrives during its writes: grpc/grpc#36066). The header tells these
-        # headers from a refusal's trailers-only answer.
-        await context.send_initial_metadata(((UPLOAD_ACCEPTED, "accepted"),))
-        try:
-            return await draft.finish(stream.chunks())
-        except ImagegateError:
-            # Refused mid-upload: answer once the caller has sent what it declared.
-            await stream.discard(draft.owed_bytes, self._settings.rejected_upload_read_s)
-            raise
-
-    @contextmanager
-    def _refusals_counted(self, caller: Caller) -> Iterator[None]:
-        try:
-            yield
-        except LimitRefused as refused:
-            self._metrics.limit_refused(refused.limit, caller.client)
-            raise
-        finally:
-            self._metrics.set_limiter_state(self._tenancy.limiter_state)
-
-    def _count_upload(self, rpc: Rpc, upload: Upload) -> None:
-        operation = rpc.operation.value
-        self._metrics.upload_bytes(operation, upload.total)
-        self._metrics.upload_spooled(upload.spooled_bytes)
 
 
 def _left(call: RpcCall) -> float:

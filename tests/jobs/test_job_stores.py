@@ -77,18 +77,32 @@ async def test_a_job_ends_once(store: JobStore) -> None:
 
 
 async def test_cancel_ends_a_queued_job_at_once_and_asks_a_runner(store: JobStore) -> None:
+    """Queued, or claimed by a runner that waits for its client's limits: ended at once
+    (its runner then never sends it, nor puts it back); sent: its runner is asked."""
     queued = await store.create(job("a"), 10)
     held = await store.create(job("a"), 10)
+    running = await store.create(job("a"), 10)
     assert isinstance(queued, Created) and isinstance(held, Created)
+    assert isinstance(running, Created)
     claimed = await store.claim("runner-a", 30_000, 1.0)
     assert claimed is not None and claimed.id == queued.record.id
     expires = now_ms() + 60_000
     answer = await store.request_cancel("a", held.record.id, b"x", now_ms(), expires)
     assert answer is not None and answer[1] and answer[0].state is JobState.CANCELLED
-    asked = await store.request_cancel("a", claimed.id, b"x", now_ms(), expires)
-    assert asked is not None and not asked[1] and asked[0].cancel_requested
+    ended = await store.request_cancel("a", claimed.id, b"x", now_ms(), expires)
+    assert ended is not None and ended[1] and ended[0].state is JobState.CANCELLED
     assert await store.mark_sent(claimed, now_ms()) is None  # never sent after a cancel
+    await store.release(claimed, now_ms())  # its runner's admission was refused meanwhile
+    got = await store.get("a", claimed.id)
+    assert got is not None and got.state is JobState.CANCELLED
+    sending = await store.claim("runner-a", 30_000, 1.0)
+    assert sending is not None and sending.id == running.record.id  # not the cancelled one
+    assert await store.mark_sent(sending, now_ms()) is not None
+    asked = await store.request_cancel("a", sending.id, b"x", now_ms(), expires)
+    assert asked is not None and not asked[1] and asked[0].cancel_requested
+    assert asked[0].state is JobState.RUNNING  # its runner ends it, closing its upstream
     assert await store.request_cancel("b", claimed.id, b"x", now_ms(), expires) is None
+    assert (await store.client_jobs("a")).queued == 0
 
 
 async def test_lapsed_leases_requeue_unsent_jobs_and_fail_sent_ones(store: JobStore) -> None:

@@ -107,12 +107,15 @@ def _take_turn(
 
 
 def requeue(db: sqlite3.Connection, record: JobRecord, retry_at_ms: int) -> None:
-    """Put the job back at the head of its client's queue; the client's turn comes
-    again at ``retry_at_ms``."""
-    db.execute(
-        "UPDATE jobs SET queue_seq = ?, owner = '', lease_ms = NULL, state = 'queued' WHERE id = ?",
+    """Put the job back at the head of its client's queue, unless it ended meanwhile (a
+    cancel); the client's turn comes again at ``retry_at_ms``."""
+    changed = db.execute(
+        "UPDATE jobs SET queue_seq = ?, owner = '', lease_ms = NULL, state = 'queued' "
+        "WHERE id = ? AND state IN ('queued', 'running')",
         (_queue_head(db, record.client), record.id),
-    )
+    ).rowcount
+    if not changed:
+        return
     db.execute(
         "INSERT INTO job_turns (client, served, retry_at_ms) VALUES (?, 0, ?) "
         "ON CONFLICT (client) DO UPDATE SET retry_at_ms = excluded.retry_at_ms",

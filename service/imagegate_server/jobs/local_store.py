@@ -252,7 +252,10 @@ class LocalJobStore:
                 return None
             if record.state.done:
                 return record, False
-            if record.owner == "":  # waiting in its queue: no runner to tell
+            if record.state is JobState.QUEUED:
+                # Not sent: cancelled at once, even while a runner holds it (claimed,
+                # waiting for its client's limits); that runner's mark_sent then
+                # finds it ended and never sends it, and its release leaves it so.
                 db.execute(
                     "UPDATE jobs SET state = 'cancelled', cancel_requested = 1, outcome = ?, "
                     "ended_ms = ?, updated_ms = ?, expires_ms = ?, queue_seq = NULL, "

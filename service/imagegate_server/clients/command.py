@@ -192,7 +192,7 @@ def _limit(text: str) -> int | str:
 
 
 def _byte_size(text: str) -> int | str:
-    from imagegate_server.clients.schema import byte_size
+    from imagegate_server.clients.fields import byte_size
 
     if text.strip().lower() == "unlimited":
         return "unlimited"
@@ -205,7 +205,7 @@ def _byte_size(text: str) -> int | str:
 
 
 def _retention(text: str) -> int | str:
-    from imagegate_server.clients.schema import MAX_RETENTION_S, MIN_RETENTION_S, duration_s
+    from imagegate_server.clients.fields import MAX_RETENTION_S, MIN_RETENTION_S, duration_s
 
     if text.strip().lower() == "default":
         return "default"
@@ -228,7 +228,7 @@ def _budget(text: str) -> Decimal | str:
 
 
 def _expiry(text: str) -> datetime:
-    from imagegate_server.clients.schema import duration_s
+    from imagegate_server.clients.fields import duration_s
 
     now = datetime.now(UTC).replace(microsecond=0)
     if _RELATIVE.fullmatch(text.strip()):

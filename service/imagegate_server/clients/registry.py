@@ -15,13 +15,9 @@ from datetime import datetime
 from types import MappingProxyType
 
 from imagegate_server.clients import tokens
+from imagegate_server.clients.fields import normalize_identity
 from imagegate_server.clients.policy import UNLIMITED, Policy, micro_usd
-from imagegate_server.clients.schema import (
-    ClientEntry,
-    ClientsDocument,
-    PolicyFields,
-    normalize_identity,
-)
+from imagegate_server.clients.schema import ClientEntry, ClientsDocument, PolicyFields
 from imagegate_server.models import Operation
 
 # Compared against when the token id is unknown or the token malformed, so that

@@ -24,14 +24,13 @@ from typing import Any
 from google.protobuf.message import Message
 from imagegate.v1 import jobs_pb2, params_pb2
 
-from imagegate_server.errors import ImagegateError
 from imagegate_server.gateway.edge.callers import ANONYMOUS, Authenticator, Caller
 from imagegate_server.gateway.edge.guard import Context, Guard
-from imagegate_server.gateway.edge.messages import each_parsed, malformed
+from imagegate_server.gateway.edge.messages import malformed, receive_files, upload_stream
 from imagegate_server.gateway.edge.rpc import RpcCall
 from imagegate_server.gateway.edge.storage import Storage, store_client
 from imagegate_server.gateway.edge.tenancy import Charge, Tenancy
-from imagegate_server.gateway.edge.wire import UPLOAD_ACCEPTED, Malformed, add_service
+from imagegate_server.gateway.edge.wire import Malformed, add_service
 from imagegate_server.gateway.requests.build import RequestBuilder
 from imagegate_server.gateway.requests.stream import UploadStream
 from imagegate_server.jobs.execution import wants_partials
@@ -121,7 +120,11 @@ class SubmitServicer:
     ) -> bytes:
         caller = self._callers.authenticate(context)
         call.client = caller.client
-        stream = self._upload_stream(request, call) if uploads else None
+        stream = (
+            upload_stream(request, call, self._settings, self._metrics.stream_closed)
+            if uploads
+            else None
+        )
         submitted = await (_first_message(stream) if stream else _unary(request))
         operation = _OPERATIONS[name]
         disk = self._requests.disk_account(caller.client, caller.policy.max_spooled_bytes)
@@ -138,14 +141,8 @@ class SubmitServicer:
             files: list[StoredFile] = []
             if stream is not None:
                 draft.reserve_spool()
-                await context.send_initial_metadata(((UPLOAD_ACCEPTED, "accepted"),))
-                try:
-                    prepared = await draft.finish(stream.chunks())
-                except ImagegateError:
-                    # Refused mid-upload: answer once the caller sent what it declared.
-                    read_s = self._settings.rejected_upload_read_s
-                    await stream.discard(draft.owed_bytes, read_s)
-                    raise
+                read_s = self._settings.rejected_upload_read_s
+                prepared = await receive_files(context, stream, draft, read_s)
                 with prepared as images_request:
                     files = await self._keep_files(caller, draft.model, images_request.files)
         finally:
@@ -158,15 +155,6 @@ class SubmitServicer:
         call.request_id = record.request_id or call.request_id
         data: bytes = (await self._view.operation(record)).SerializeToString()
         return data
-
-    def _upload_stream(self, request: AsyncIterator[Any], call: RpcCall) -> UploadStream:
-        settings = self._settings
-        return UploadStream(
-            each_parsed(request, call),
-            first_message_s=settings.first_message_timeout_s,
-            idle_s=settings.upload_idle_timeout_s,
-            on_closed=self._metrics.stream_closed,
-        )
 
     async def _queue(
         self,

@@ -9,15 +9,20 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-from imagegate_server.errors import ImagegateError, LimitRefused
+from imagegate_server.errors import LimitRefused
 from imagegate_server.gateway.edge.answering import Admitted
 from imagegate_server.gateway.edge.callers import ANONYMOUS, Authenticator, Caller
 from imagegate_server.gateway.edge.guard import Context
-from imagegate_server.gateway.edge.messages import Request, each_parsed, no_chunks, unary_parameters
+from imagegate_server.gateway.edge.messages import (
+    no_chunks,
+    receive_files,
+    unary_parameters,
+    upload_stream,
+)
 from imagegate_server.gateway.edge.rpc import RpcCall
 from imagegate_server.gateway.edge.storage import Storage
 from imagegate_server.gateway.edge.tenancy import Tenancy
-from imagegate_server.gateway.edge.wire import UPLOAD_ACCEPTED, Rpc
+from imagegate_server.gateway.edge.wire import Rpc
 from imagegate_server.gateway.requests.build import RequestBuilder
 from imagegate_server.gateway.requests.draft import Draft, PreparedRequest
 from imagegate_server.gateway.requests.stream import UploadStream
@@ -59,7 +64,11 @@ class Admission:
             call.received()  # gRPC read it before the call began, whoever sent it
         caller = self._callers.authenticate(context)
         call.client = caller.client
-        stream = self._upload_stream(request, call) if rpc.uploads else None
+        stream = (
+            upload_stream(request, call, self._settings, self._metrics.stream_closed)
+            if rpc.uploads
+            else None
+        )
         slot: Ticket | None = None
         if stream is not None:
             # An upload's parameters come in its first message, which may be slow or
@@ -109,33 +118,13 @@ class Admission:
                 self._metrics.spend(caller.client, draft.model, amount, charge.upstream)
                 self._metrics.set_limiter_state(self._tenancy.limiter_state)
 
-    def _upload_stream(self, request: AsyncIterator[Request], call: RpcCall) -> UploadStream:
-        settings = self._settings
-        return UploadStream(
-            each_parsed(request, call),
-            first_message_s=settings.first_message_timeout_s,
-            idle_s=settings.upload_idle_timeout_s,
-            on_closed=self._metrics.stream_closed,
-        )
-
     async def _received(
         self, context: Context, stream: UploadStream | None, draft: Draft
     ) -> PreparedRequest:
         """The request with its uploads received and judged."""
         if stream is None:
             return await draft.finish(no_chunks())
-        # "Parameters, credentials and limits accepted: send the files." A client that
-        # waits for these headers sends no upload bytes into a refusal, and reads the
-        # refusal while it writes nothing (grpc's asyncio client misreports a status
-        # that arrives during its writes: grpc/grpc#36066). The header tells these
-        # headers from a refusal's trailers-only answer.
-        await context.send_initial_metadata(((UPLOAD_ACCEPTED, "accepted"),))
-        try:
-            return await draft.finish(stream.chunks())
-        except ImagegateError:
-            # Refused mid-upload: answer once the caller has sent what it declared.
-            await stream.discard(draft.owed_bytes, self._settings.rejected_upload_read_s)
-            raise
+        return await receive_files(context, stream, draft, self._settings.rejected_upload_read_s)
 
     @contextmanager
     def _refusals_counted(self, caller: Caller) -> Iterator[None]:

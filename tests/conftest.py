@@ -39,9 +39,9 @@ def _new_data_directory(tmp_path_factory: pytest.TempPathFactory) -> str:
 def _own_data_directory(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
-    """Every test's gateways keep their local state (the limits database, the result
-    store) in a data directory of that test's own, never in the checkout's ``data/``
-    and never shared with another test."""
+    """Every test's gateways keep their local state (the limits and jobs database,
+    the result store) in a data directory of that test's own, never in the checkout's
+    ``data/`` and never shared with another test."""
     monkeypatch.setenv("IMAGEGATE_DATA_DIR", _new_data_directory(tmp_path_factory))
     yield
 

@@ -46,6 +46,25 @@ GOOGLE_PROTOS = NPM_TOOLS / "node_modules" / "google-proto-files"
 # error details (Status, BadRequest, ErrorInfo, RetryInfo, QuotaFailure...). Go
 # and Java take these types from their ecosystems' published packages.
 GOOGLE_RPC_FILES = ("google/rpc/status.proto", "google/rpc/error_details.proto")
+# google.longrunning, which imagegate/v1/jobs.proto imports, and what it imports:
+# copied into protos/third_party/googleapis (so that buf and every language's
+# build resolve the import) from the same pinned package; --check fails on a copy
+# that differs from it. Python, Go and Java take the generated code from their
+# ecosystems' packages (googleapis-common-protos, cloud.google.com/go/longrunning,
+# proto-google-common-protos); TypeScript ships it, like google/rpc.
+GOOGLE_LONGRUNNING_FILES = (
+    "google/longrunning/operations.proto",
+    "google/api/annotations.proto",
+    "google/api/client.proto",
+    "google/api/field_behavior.proto",
+    "google/api/http.proto",
+    "google/api/launch_stage.proto",
+    "google/rpc/status.proto",
+)
+VENDORED_PROTOS = PROTO_ROOT / "third_party" / "googleapis"
+# What each language generates from protos/: our own files (the vendored ones are
+# only imported).
+OWN_PROTOS = ("imagegate",)
 GO_PLUGINS = (
     "google.golang.org/protobuf/cmd/protoc-gen-go",
     "google.golang.org/grpc/cmd/protoc-gen-go-grpc",
@@ -98,6 +117,7 @@ def generate_python(out: Path, scratch: Path) -> None:
             "grpc_tools.protoc",
             f"--proto_path={PROTO_ROOT}",
             f"--proto_path={well_known}",
+            f"--proto_path={VENDORED_PROTOS}",
             f"--plugin=protoc-gen-mypy={plugins / 'protoc-gen-mypy'}",
             f"--plugin=protoc-gen-mypy_grpc={plugins / 'protoc-gen-mypy_grpc'}",
             f"--python_out={tree}",
@@ -152,7 +172,7 @@ def generate_go(out: Path, scratch: Path) -> None:
     plugins = scratch / "go-bin"
     _run(["go", "build", "-o", f"{plugins}{os.sep}", *GO_PLUGINS], cwd=STUBS / "go")
     tree = scratch / "go"
-    _buf_generate("go.yaml", PROTO_ROOT, tree, _buf_env(plugins))
+    _buf_generate("go.yaml", PROTO_ROOT, tree, _buf_env(plugins), *OWN_PROTOS)
     shutil.move(tree / "gen", out)
 
 
@@ -160,8 +180,9 @@ def generate_typescript(out: Path, scratch: Path) -> None:
     _check_protobuf_es_runtime()
     env = _buf_env()
     tree = scratch / "typescript"
-    _buf_generate("typescript.yaml", PROTO_ROOT, tree, env)
-    _buf_generate("typescript.yaml", GOOGLE_PROTOS, tree, env, *GOOGLE_RPC_FILES)
+    _buf_generate("typescript.yaml", PROTO_ROOT, tree, env, *OWN_PROTOS)
+    google = sorted({*GOOGLE_RPC_FILES, *GOOGLE_LONGRUNNING_FILES})
+    _buf_generate("typescript.yaml", GOOGLE_PROTOS, tree, env, *google)
     shutil.move(tree / "src" / "gen", out)
 
 
@@ -194,6 +215,26 @@ def files_under(root: Path) -> set[Path]:
     }
 
 
+def vendor_google_protos(check: bool) -> bool:
+    """Copy (or with ``check``, compare) the google.longrunning files into
+    protos/third_party/googleapis; False when a committed copy is stale."""
+    _npm_tools()
+    stale = []
+    for name in GOOGLE_LONGRUNNING_FILES:
+        source, copy = GOOGLE_PROTOS / name, VENDORED_PROTOS / name
+        if copy.exists() and filecmp.cmp(source, copy, shallow=False):
+            continue
+        if check:
+            stale.append(name)
+            continue
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, copy)
+    if stale:
+        where = VENDORED_PROTOS.relative_to(ROOT)
+        print(f"{where} is stale; run `python tools/gen_stubs.py`:", *stale, sep="\n  ")
+    return not stale
+
+
 def stale_files(fresh: Path, committed: Path) -> list[str]:
     """Files missing, extra or different in ``committed`` compared with ``fresh``."""
     have, want = files_under(committed), files_under(fresh)
@@ -214,7 +255,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     targets = [t for t in TARGETS if not args.only or t.name in args.only]
-    failed = False
+    failed = not vendor_google_protos(args.check)
     with tempfile.TemporaryDirectory() as tmp:
         for target in targets:
             scratch = Path(tmp) / target.name

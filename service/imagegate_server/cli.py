@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "imagegate_server.emulator.command",
     "imagegate_server.healthcheck",
     "imagegate_server.client.parsers",
+    "imagegate_server.client.jobs_parsers",
     "imagegate_server.bench.command",
     "imagegate_server.clients.command",
 )

@@ -30,6 +30,7 @@ PATHS = {
     "soak": {"gateway"},
     "overhead": {"gateway", "direct", "floor"},
     "results": {"gateway", "direct", "stored"},
+    "jobs": {"unary", "job", "queued", "wake"},
 }
 # Scenarios whose gateway rows ghz drives when it is installed (the others need what
 # ghz cannot do: ramps, time to a stream's first image, identity checks).
@@ -132,6 +133,16 @@ def test_every_scenario_runs_tiny_and_reports_without_errors(tmp_path: Path) -> 
         mine = [target for target in targets if f"auth + {backend} limiter / none" in target]
         assert any("CPU per call" in target for target in mine), backend
         assert any("p50 latency" in t and "concurrency 1" in t for t in mine), backend
+
+    # Jobs: CPU per image against the unary call; memory per queued job; wake-ups.
+    jobs = {row["path"]: row for row in scenarios["jobs"]["rows"]}
+    assert {"gateway_rss_bytes_per_queued_job", "redis_bytes_per_queued_job"} <= set(
+        jobs["queued"]["extra"]
+    )
+    assert jobs["queued"]["extra"]["redis_bytes_per_queued_job"] > 0
+    assert jobs["wake"]["calls"] > 0
+    targets = [check["target"] for check in scenarios["jobs"]["checks"]]
+    assert any("job / unary" in target for target in targets)
 
     # The cost of metrics and traces: each case against plain, and spans really exported.
     observability = {row["case"]: row for row in scenarios["observability"]["rows"]}

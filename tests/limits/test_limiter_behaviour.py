@@ -165,6 +165,28 @@ async def test_settle_frees_the_concurrency_slot(limiter: Limiter) -> None:
     assert (await limiter.status(CLIENT, (), 2, ())).concurrent_in_use == 2
 
 
+async def test_a_reservation_without_a_slot_holds_budget_but_no_concurrency(
+    limiter: Limiter,
+) -> None:
+    """A queued job's budget reservation is no call in flight: the client's calls (and
+    its jobs as they start) still get every slot."""
+    budget = Budget("daily_budget", "day", DOLLAR)
+    queued = Admission(
+        CLIENT, budgets=(budget,), reserve_micros=600_000, holds_slot=False, hold_s=60
+    )
+    reservation = await limiter.admit(queued)
+    call = Admission(CLIENT, max_concurrent=1, budgets=(budget,), reserve_micros=300_000)
+    await limiter.admit(call)  # the slot is free despite the reservation
+    another = Admission(CLIENT, max_concurrent=1)
+    assert (await refused(limiter, another)).limit == CONCURRENCY_LIMIT
+    over = Admission(CLIENT, budgets=(budget,), reserve_micros=200_000)
+    assert (await refused(limiter, over)).limit == "daily_budget"  # 600k + 300k held
+    status = await limiter.status(CLIENT, (), 1, (budget,))
+    assert (status.concurrent_in_use, status.reserved_micros) == (1, 900_000)
+    await limiter.settle(reservation, 0)
+    assert (await limiter.status(CLIENT, (), 1, (budget,))).reserved_micros == 300_000
+
+
 async def test_unsettled_slots_and_reservations_expire_after_hold_s(limiter: Limiter) -> None:
     budget = Budget("daily_budget", "day", DOLLAR)
     call = Admission(

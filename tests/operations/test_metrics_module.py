@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from imagegate_server.metrics import LONG_BUCKETS, Metrics, exported_names
-from imagegate_server.metrics.recording import LIMITER_STATES
+from imagegate_server.metrics.limits import LIMITER_STATES
 from imagegate_server.models import MODEL_RULES
 
 KNOWN_MODEL = next(iter(MODEL_RULES))

@@ -131,6 +131,8 @@ def settings(upstreams_file: Path | None, **overrides: Any) -> Settings:
         "shutdown_grace_s": 0,
         "retry_backoff_s": 0.01,
         "upstreams_reload_s": 0.05,
+        # The local result store's link port: any free one (other gateways run at once).
+        "store_http_port": 0,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -4,16 +4,15 @@ for stored delivery, gateways storing to either backend in front of an emulator.
 
 from __future__ import annotations
 
-import datetime
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from delivery_support import KEY, NEWER_MODEL, store_overrides
+from store_support import Clock, s3_settings, store_settings
 from support.gateways import GatewayFactory, started_gateways
-from weed_support import ACCESS_KEY, REGION, SECRET_KEY, WeedServer
+from weed_support import WeedServer
 
 from imagegate_server.emulator import Emulator, EmulatorConfig
 from imagegate_server.emulator.render import RenderSpec
@@ -21,41 +20,12 @@ from imagegate_server.emulator.renderer import Renderer
 from imagegate_server.settings import Settings
 from imagegate_server.store import RunningStore, open_store
 
-BUCKET = "results"
-
 
 @pytest.fixture(scope="session")
 def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedServer]:
     """One SeaweedFS for the session; tests keep apart by key prefix."""
     with WeedServer(tmp_path_factory.mktemp("weed")) as server:
         yield server
-
-
-def store_settings(backend: str, tmp_path: Path, **overrides: Any) -> Settings:
-    """Settings of a store on ``backend``: loopback, port 0, a private directory or
-    key prefix, no sweeping unless asked."""
-    values: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "data_dir": tmp_path / "data",
-        "store_backend": backend,
-        "store_http_port": 0,
-        "store_sweep": False,
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-def s3_settings(weed: WeedServer, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "store_s3_bucket": BUCKET,
-        "store_s3_prefix": f"t-{secrets.token_hex(4)}/",
-        "store_s3_endpoint": weed.endpoint,
-        "store_s3_region": REGION,
-        "store_s3_access_key_id": ACCESS_KEY,
-        "store_s3_secret_access_key": SECRET_KEY,
-    }
-    values.update(overrides)
-    return store_settings("s3", tmp_path, **values)
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -71,19 +41,6 @@ async def running(backend_settings: Settings) -> AsyncIterator[RunningStore]:
     running = await open_store(backend_settings)
     yield running
     await running.aclose()
-
-
-class Clock:
-    """A clock tests move (the store's notion of now: expiry, sweeping, links)."""
-
-    def __init__(self) -> None:
-        self.now = datetime.datetime.now(datetime.UTC)
-
-    def __call__(self) -> datetime.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += datetime.timedelta(**delta)
 
 
 @pytest.fixture

@@ -86,12 +86,14 @@ async def test_links_carry_no_credential(start: GatewayFactory, tmp_path: Path) 
 async def test_a_link_stops_at_its_expiry_and_a_fresh_one_works(
     start: GatewayFactory, tmp_path: Path
 ) -> None:
-    gateway = await start(store_link_lifetime_s=1)
+    # Long enough for the call to answer on a loaded machine before its link expires.
+    gateway = await start(store_link_lifetime_s=3)
     caller = caller_of(gateway, None)
     async with caller.channel:
         stored = (await caller.generate(delivery=STORED)).images[0].stored
         assert (await get(stored.url))[0] == 200
-        await asyncio.sleep(2.2)
+        left = stored.expires_at.ToDatetime(datetime.UTC) - datetime.datetime.now(datetime.UTC)
+        await asyncio.sleep(left.total_seconds() + 1.2)
         status, body = await get(stored.url)
         assert status == 403
         if gateway.settings.store_backend == "local":

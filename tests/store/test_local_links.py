@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from conftest import store_settings
+from store_support import store_settings
 
 from imagegate_server.errors import StartupError
 from imagegate_server.store import CallInfo, RunningStore, StoredImage, open_store
@@ -157,7 +157,7 @@ def test_a_write_failing_on_disk_is_store_unavailable_and_leaves_nothing(
 import asyncio, datetime, resource, signal, sys
 from pathlib import Path
 sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parent.parent)!r}]
-from conftest import store_settings
+from store_support import store_settings
 from imagegate_server.errors import StoreUnavailable
 from imagegate_server.store import CallInfo, open_store
 

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Clock, store_settings
 from limits.redis_support import RedisServer
+from store_support import Clock, store_settings
 
 from imagegate_server.redis_connection import RedisConnection
 from imagegate_server.store import (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import obstore
 import pytest
-from conftest import BUCKET, Clock, s3_settings, store_settings
+from store_support import BUCKET, Clock, s3_settings, store_settings
 from weed_support import ACCESS_KEY, REGION, SECRET_KEY, WeedServer
 
 from imagegate_server.errors import StartupError

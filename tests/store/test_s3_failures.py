@@ -13,7 +13,7 @@ from pathlib import Path
 
 import obstore
 import pytest
-from conftest import BUCKET, s3_settings
+from store_support import BUCKET, s3_settings
 from support.serve import free_port
 from weed_support import WeedServer
 

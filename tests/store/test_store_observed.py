@@ -12,9 +12,9 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from conftest import Clock, store_settings
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from store_support import Clock, store_settings
 
 from imagegate_server.errors import StoreUnavailable
 from imagegate_server.gateway.edge.status import DETAILS_KEY, failure

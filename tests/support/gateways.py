@@ -19,6 +19,9 @@ def gateway_settings(api_key: str, base_url: str, **overrides: Any) -> Settings:
         "openai_api_key": api_key,
         "openai_base_url": base_url,
         "shutdown_grace_s": 0,
+        # The local result store's link port: any free one (gateways of other tests,
+        # or of other checkouts on this machine, may run at once).
+        "store_http_port": 0,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -21,6 +21,7 @@ SCENARIOS = (
     "observability",
     "routing",
     "soak",
+    "jobs",
 )
 MAX_SOAK_CALLS = 1_000_000
 MAX_SOAK_CONCURRENCY = 1024

@@ -13,6 +13,7 @@ from imagegate_server.bench.loadgen import Generators
 from imagegate_server.bench.model import Context, ScenarioResult, SoakOptions
 from imagegate_server.bench.scenarios import (
     capacity,
+    jobs,
     observability,
     overhead,
     results,
@@ -34,10 +35,14 @@ SCENARIOS: dict[str, Scenario] = {
     observability.NAME: observability.run,
     routing.NAME: routing.run,
     soak.NAME: soak.run,
+    jobs.NAME: jobs.run,
 }
 # What a scenario needs from the machine, checked before any scenario starts (raises
 # BenchUnavailable saying what to install).
-PREFLIGHTS: dict[str, Callable[[], None]] = {tenancy.NAME: tenancy.preflight}
+PREFLIGHTS: dict[str, Callable[[], None]] = {
+    tenancy.NAME: tenancy.preflight,
+    jobs.NAME: jobs.preflight,
+}
 
 
 async def run_all(names: list[str], context: Context) -> list[ScenarioResult]:

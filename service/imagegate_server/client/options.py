@@ -62,8 +62,8 @@ _HELP: dict[str, str] = {
     "input_fidelity": "how closely the edit follows the input images",
     "svg.model": "model that authors SVG output (svg output only)",
     "svg.reasoning.effort": "reasoning effort of the SVG author",
-    "delivery": "inline bytes (default) or stored: links into the gateway's result "
-    "store (any size fits the call; -o downloads them all the same)",
+    "delivery": "inline bytes (default; with --detach: stored) or stored: links into the "
+    "gateway's result store (any size fits the call; -o downloads them all the same)",
 }
 
 

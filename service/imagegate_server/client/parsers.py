@@ -18,6 +18,7 @@ from pathlib import Path
 
 from imagegate.v1 import params_pb2
 
+from imagegate_server.client.jobs_parsers import add_detach
 from imagegate_server.client.options import options_for
 
 DEFAULT_PORT = 50051
@@ -36,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     generate.add_argument("prompt", metavar="PROMPT")
     options_for(params_pb2.GenerationParameters.DESCRIPTOR).add_to(generate)
     _add_output_and_connection(generate, partials=True)
+    add_detach(generate)
     generate.set_defaults(handler=_run, operation="generate", client_parser=generate)
 
     edit = subparsers.add_parser(
@@ -65,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     options_for(params_pb2.EditParameters.DESCRIPTOR).add_to(edit)
     _add_output_and_connection(edit, partials=True)
+    add_detach(edit)
     edit.set_defaults(handler=_run, operation="edit", client_parser=edit)
 
     vary = subparsers.add_parser(
@@ -75,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     vary.add_argument("image", metavar="IMAGE", type=Path)
     options_for(params_pb2.VariationParameters.DESCRIPTOR).add_to(vary)
     _add_output_and_connection(vary, partials=False)
+    add_detach(vary)
     vary.set_defaults(handler=_run, operation="vary", client_parser=vary)
 
     quota = subparsers.add_parser(
@@ -103,6 +107,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.detach:
+        from imagegate_server.client.jobs_command import run as submit  # gRPC only now
+
+        return submit(args)
     from imagegate_server.client.command import run  # gRPC and the call, only now
 
     return run(args)

@@ -126,7 +126,7 @@ def prepare(args: argparse.Namespace) -> PreparedCall:
     params = operation.parameters()
     options_for(params.DESCRIPTOR).apply(args, params)
     uploads = operation.inputs(args, params)
-    first = operation.request(parameters=params)
+    first = operation.request(parameters=params, request_id=getattr(args, "request_id", ""))
     partial_format = (
         params.output_format
         if isinstance(params, params_pb2.GenerationParameters | params_pb2.EditParameters)

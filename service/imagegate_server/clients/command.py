@@ -59,7 +59,13 @@ def register(subparsers: Any) -> None:
         default=[],
         help="certificate identity (spiffe://... or DNS name); repeatable",
     )
-    for name in ("requests_per_minute", "images_per_minute", "max_concurrent", "max_n"):
+    for name in (
+        "requests_per_minute",
+        "images_per_minute",
+        "max_concurrent",
+        "max_n",
+        "max_queued_jobs",
+    ):
         add.add_argument(f"--{name.replace('_', '-')}", type=_limit, metavar="N", dest=name)
     add.add_argument(
         "--model",
@@ -186,7 +192,7 @@ def _limit(text: str) -> int | str:
 
 
 def _byte_size(text: str) -> int | str:
-    from imagegate_server.clients.schema import byte_size
+    from imagegate_server.clients.fields import byte_size
 
     if text.strip().lower() == "unlimited":
         return "unlimited"
@@ -199,7 +205,7 @@ def _byte_size(text: str) -> int | str:
 
 
 def _retention(text: str) -> int | str:
-    from imagegate_server.clients.schema import MAX_RETENTION_S, MIN_RETENTION_S, duration_s
+    from imagegate_server.clients.fields import MAX_RETENTION_S, MIN_RETENTION_S, duration_s
 
     if text.strip().lower() == "default":
         return "default"
@@ -222,7 +228,7 @@ def _budget(text: str) -> Decimal | str:
 
 
 def _expiry(text: str) -> datetime:
-    from imagegate_server.clients.schema import duration_s
+    from imagegate_server.clients.fields import duration_s
 
     now = datetime.now(UTC).replace(microsecond=0)
     if _RELATIVE.fullmatch(text.strip()):

@@ -87,7 +87,8 @@ def write_file(path: Path, data: dict[str, Any]) -> None:
 
 def add(args: argparse.Namespace) -> None:
     from imagegate_server.clients import tokens
-    from imagegate_server.clients.schema import CLIENT_NAME, POLICY_FIELDS
+    from imagegate_server.clients.fields import CLIENT_NAME
+    from imagegate_server.clients.schema import POLICY_FIELDS
 
     if not CLIENT_NAME.fullmatch(args.name):
         raise CommandFailure(

@@ -90,6 +90,7 @@ def _policy_values(client: Client) -> dict[str, Any]:
         "images_per_minute": policy.images_per_minute,
         "max_concurrent": policy.max_concurrent,
         "max_n": policy.max_n,
+        "max_queued_jobs": policy.max_queued_jobs,
         "models": None if policy.models is None else list(policy.models),
         "operations": (
             None if policy.operations is None else sorted(op.value for op in policy.operations)

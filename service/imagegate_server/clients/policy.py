@@ -41,6 +41,9 @@ class Policy:
     """Spend per UTC day, in integer micro-dollars."""
     monthly_budget_micro_usd: int | None = None
     """Spend per UTC calendar month, in integer micro-dollars."""
+    max_queued_jobs: int | None = 100
+    """Image jobs of the client waiting in the queue at once; a submit past it is
+    RESOURCE_EXHAUSTED (``max_queued_jobs``). None: unlimited."""
     stamp_identity: bool = True
     """Send the client id as OpenAI's ``safety_identifier`` (or ``user``) unless the
     caller set one."""

@@ -15,13 +15,9 @@ from datetime import datetime
 from types import MappingProxyType
 
 from imagegate_server.clients import tokens
+from imagegate_server.clients.fields import normalize_identity
 from imagegate_server.clients.policy import UNLIMITED, Policy, micro_usd
-from imagegate_server.clients.schema import (
-    ClientEntry,
-    ClientsDocument,
-    PolicyFields,
-    normalize_identity,
-)
+from imagegate_server.clients.schema import ClientEntry, ClientsDocument, PolicyFields
 from imagegate_server.models import Operation
 
 # Compared against when the token id is unknown or the token malformed, so that
@@ -72,6 +68,7 @@ def effective_policy(defaults: PolicyFields, own: PolicyFields) -> Policy:
         images_per_minute=source("images_per_minute").images_per_minute,
         max_concurrent=source("max_concurrent").max_concurrent,
         max_n=source("max_n").max_n,
+        max_queued_jobs=source("max_queued_jobs").max_queued_jobs,
         models=source("models").models,
         operations=None if operations is None else frozenset(map(Operation, operations)),
         daily_budget_micro_usd=None if daily is None else micro_usd(daily),

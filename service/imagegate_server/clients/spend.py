@@ -95,7 +95,7 @@ def _from_store(args: argparse.Namespace) -> Report:
 def _from_local(settings: Settings) -> tuple[SpendListing, str]:
     import sqlite3
 
-    from imagegate_server.limits.sqlite_limiter import read_spend
+    from imagegate_server.limits.sqlite_tables import read_spend
     from imagegate_server.localdb import FILE_NAME, open_existing
 
     where = settings.data_dir / FILE_NAME

@@ -10,29 +10,24 @@ plaintext health port for kubelet probes, and SO_REUSEPORT only when several
 workers share a port. The result store is opened at start and closed after the
 last call drained: its ledger lives beside the limiter's state (Redis, the local
 database or memory), and with the local backend each worker serves the link port
-too (SO_REUSEPORT, like the gRPC port), so any of them answers any link. What the
-server serves is assembled in :mod:`.services`; how its servers listen is
-:mod:`.listening`.
+too (SO_REUSEPORT, like the gRPC port), so any of them answers any link. Which
+upstreams it calls is chosen in :mod:`.upstream_set`, and judged at start in
+:mod:`.startup_checks`; what the server serves is assembled in :mod:`.services`;
+how its servers listen is :mod:`.listening`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime
 import logging
-import secrets
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import grpc
 from grpc_health.v1 import health, health_pb2
-from pydantic import SecretStr
 
 from imagegate_server.clients import ClientsFile, startup_auth_problem
-from imagegate_server.emulator import Emulator, EmulatorConfig
+from imagegate_server.emulator import Emulator
 from imagegate_server.errors import StartupError
 from imagegate_server.gateway.connections import (
     ConnectionGuards,
@@ -48,22 +43,19 @@ from imagegate_server.gateway.services import (
     add_services,
     auth_required,
 )
+from imagegate_server.gateway.startup_checks import probe_upstreams, refuses_retired
+from imagegate_server.gateway.upstream_set import SharedEmulator, upstream_set
+from imagegate_server.jobs.grpc_wiring import job_store, jobs_redis
+from imagegate_server.jobs.local_schema import SCHEMA as JOBS_SCHEMA
+from imagegate_server.jobs.service import Jobs
 from imagegate_server.limits import SCHEMA as LIMITS_SCHEMA
 from imagegate_server.limits import Limiter, RedisLimiter, build_limiter, uses_local_database
 from imagegate_server.localdb import LocalDatabase
 from imagegate_server.metrics import Metrics, MetricsEndpoint
-from imagegate_server.metrics.labels import DEFAULT_UPSTREAM
-from imagegate_server.models import replacement_for, retired
 from imagegate_server.pricing import load_price_table
-from imagegate_server.routing import (
-    BreakerPolicy,
-    Router,
-    UpstreamSet,
-    UpstreamsFile,
-    UpstreamSpec,
-    transport,
-)
-from imagegate_server.settings import OPENAI_API_HOST, Settings
+from imagegate_server.redis_connection import RedisConnection
+from imagegate_server.routing import BreakerPolicy, Router, UpstreamsFile
+from imagegate_server.settings import Settings
 from imagegate_server.store import SCHEMA as STORE_SCHEMA
 from imagegate_server.store import RunningStore, ledger_for, open_store
 from imagegate_server.tls import ServerCertificates
@@ -74,15 +66,6 @@ if TYPE_CHECKING:
     from imagegate_server.tracing.provider import Tracing
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SharedEmulator:
-    """An emulator that another process runs for several gateways (the worker
-    supervisor's): the gateway uses it instead of starting its own."""
-
-    base_url: str
-    api_key: SecretStr
 
 
 class Gateway:
@@ -117,6 +100,9 @@ class Gateway:
         self._limiter: Limiter | None = None
         self._store: RunningStore | None = None
         self._sweeps = sweeps
+        self._redis: tuple[RedisConnection, RedisConnection] | None = None
+        self.jobs: Jobs | None = None
+        """The jobs stage (its runners run while the gateway serves)."""
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
         self._metrics_endpoint: MetricsEndpoint | None = None
@@ -144,16 +130,21 @@ class Gateway:
         emulated = not real  # our own emulator, or the supervisor's
         if self._tracing is None:
             self._tracing = self._own_tracing = tracing_from_environment()
-        upstreams = await self._upstream_set(key)
+        upstreams, self.emulator = await upstream_set(
+            settings, key, self._upstreams_file, self._shared_emulator
+        )
         certificates = ServerCertificates.from_settings(settings)
         self._clients = ClientsFile.from_settings(settings)
         if self._clients is not None:
             await self._clients.start()
-        if uses_local_database(settings):
+        if settings.redis_url is None:
+            # Limits (unless kept in memory), the store's ledger (likewise) and jobs:
+            # shared by the workers, kept across restarts.
             self._database = await LocalDatabase.open(
-                settings.data_dir, LIMITS_SCHEMA, STORE_SCHEMA
+                settings.data_dir, LIMITS_SCHEMA, STORE_SCHEMA, JOBS_SCHEMA
             )
         self._limiter = build_limiter(settings, self._database)
+        self._redis = jobs_redis(settings)
         store = self._store = await self._open_store()
         prices = load_price_table(settings)
         self._router = Router(
@@ -176,7 +167,7 @@ class Gateway:
         open_files = raise_open_files_limit()
         limits = caller_limits(settings, open_files)
         server, server_id = new_server(server_options(settings, limits))
-        add_services(
+        jobs = add_services(
             server,
             settings=settings,
             router=self._router,
@@ -188,8 +179,10 @@ class Gateway:
             tracing=self._tracing,
             health_servicer=self._health,
             certificates=certificates,
-            refuse_retired=_refuses_retired(settings, emulated, upstreams),
+            refuse_retired=refuses_retired(settings, emulated, upstreams),
+            job_store=job_store(settings, self._database, self._redis),
         )
+        self.jobs = jobs
         self._server = server
         self.port = bind(server, settings.host, settings.port, certificates)
         self._guards.watch("grpc", server_id, self.port, limits)
@@ -205,6 +198,7 @@ class Gateway:
                 settings.metrics_host or settings.host, settings.metrics_port
             )
         await server.start()
+        await jobs.start()
         if self._health_server is not None:
             await self._health_server.start()
         for service in HEALTH_SERVICES:
@@ -212,7 +206,7 @@ class Gateway:
         self._guards.start()
         self.metrics.server_started()
         self._probe = asyncio.create_task(
-            _probe_upstreams(upstreams, settings.connect_timeout_s, self.metrics)
+            probe_upstreams(upstreams, settings.connect_timeout_s, self.metrics)
         )
         extra: dict[str, object] = {
             "address": f"{settings.host}:{self.port}",
@@ -233,33 +227,6 @@ class Gateway:
         log.info("serving", extra=extra)
         return self.port
 
-    async def _upstream_set(self, key: SecretStr | None) -> UpstreamSet:
-        """The upstreams file's upstreams, or the one upstream of the settings."""
-        settings = self.settings
-        if self._upstreams_file is not None:
-            upstreams = self._upstreams_file.current()
-            log.info(
-                "routing over the upstreams file",
-                extra={"upstreams": [spec.name for spec in upstreams.upstreams]},
-            )
-            if key is not None:
-                log.warning(
-                    "IMAGEGATE_OPENAI_API_KEY is set but unused: IMAGEGATE_UPSTREAMS_FILE "
-                    "names every upstream (reference the key from there if it is one)"
-                )
-            return upstreams
-        key, base_url = await self._choose_upstream(key)
-        config = transport(
-            settings,
-            name=DEFAULT_UPSTREAM,
-            kind="openai",
-            base_url=base_url,
-            api_key=key,
-            organization=settings.openai_organization,
-            project=settings.openai_project,
-        )
-        return UpstreamSet((UpstreamSpec(config, None),), from_file=False)
-
     async def _open_store(self) -> RunningStore:
         settings = self.settings
         limiter = self._limiter
@@ -267,7 +234,11 @@ class Gateway:
         return await open_store(
             settings,
             redis=redis,
-            ledger=ledger_for(self._database, redis, settings.redis_prefix),
+            ledger=ledger_for(
+                self._database if uses_local_database(settings) else None,
+                redis,
+                settings.redis_prefix,
+            ),
             observer=self.metrics.store,
             tracer=self._tracing.store if self._tracing is not None else None,
             sweep=None if self._sweeps else False,
@@ -277,37 +248,6 @@ class Gateway:
     def store(self) -> RunningStore | None:
         """The result store, while the gateway runs."""
         return self._store
-
-    async def _choose_upstream(self, key: SecretStr | None) -> tuple[SecretStr, str]:
-        """The key and base URL to call: OpenAI's, or an emulator's (ours, or the
-        worker supervisor's) when no key is configured."""
-        settings = self.settings
-        if key is not None:
-            log.info("using the OpenAI API", extra={"upstream": settings.openai_base_url})
-            return key, settings.openai_base_url
-        if self._shared_emulator is not None:
-            shared = self._shared_emulator
-            log.info(
-                "no OpenAI key configured: serving from the supervisor's embedded emulator "
-                "(offline)",
-                extra={"upstream": shared.base_url},
-            )
-            return shared.api_key, shared.base_url
-        # Offline default: a private key between us and our own emulator.
-        key = SecretStr(secrets.token_urlsafe(24))
-        self.emulator = Emulator(
-            EmulatorConfig(
-                api_key=key.get_secret_value(),
-                cached_renders=settings.emulator_cache_renders,
-                real_sizes=settings.emulator_real_sizes,
-            )
-        )
-        base_url = await self.emulator.start("127.0.0.1", 0)
-        log.info(
-            "no OpenAI key configured: serving from the embedded emulator (offline)",
-            extra={"upstream": base_url},
-        )
-        return key, base_url
 
     async def wait(self) -> None:
         if self._server is not None:
@@ -331,6 +271,11 @@ class Gateway:
                 log.info("draining", extra={"grace_s": grace})
             await self._server.stop(grace)
             self._server = None
+        if self.jobs is not None:
+            # After the drain: jobs still running go back to their queue (unsent) or
+            # fail ABORTED (sent), for a restart or another replica.
+            await self.jobs.stop()
+            self.jobs = None
         if self._health_server is not None:
             await self._health_server.stop(0)
             self._health_server = None
@@ -374,53 +319,3 @@ class Gateway:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop(0)
-
-
-def _refuses_retired(settings: Settings, emulated: bool, upstreams: UpstreamSet) -> bool:
-    """Whether calls naming a retired model are refused here; warns at start-up when
-    that includes calls that name no model (the default model is retired). With an
-    upstreams file, ``auto`` refuses them when every upstream is OpenAI's own API
-    (as the file read at start-up says)."""
-    refuse_retired = settings.refuses_retired_models(emulator=emulated)
-    if upstreams.from_file and settings.refuse_retired_models == "auto":
-        refuse_retired = all(
-            spec.config.kind == "openai"
-            and urlsplit(spec.config.base_url).hostname == OPENAI_API_HOST
-            for spec in upstreams.upstreams
-        )
-    if refuse_retired:
-        today = datetime.datetime.now(datetime.UTC).date()
-        default = settings.default_model
-        if retired(default, today) is not None:
-            log.warning(
-                "the default model is retired: calls that name no model will be refused",
-                extra={"model": default, "replacement": replacement_for(default, today)},
-            )
-    return refuse_retired
-
-
-async def _probe_upstreams(upstreams: UpstreamSet, timeout_s: float, metrics: Metrics) -> None:
-    """Start-up value of ``imagegate_upstream_up`` of each upstream: can a TCP
-    connection be made? From then on every upstream request updates it."""
-    await asyncio.gather(
-        *(
-            _probe_upstream(spec.name, spec.config.base_url, timeout_s, metrics)
-            for spec in upstreams.upstreams
-        )
-    )
-
-
-async def _probe_upstream(name: str, base_url: str, timeout_s: float, metrics: Metrics) -> None:
-    parts = urlsplit(base_url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    if parts.hostname is None:
-        return
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout_s)
-    except (OSError, TimeoutError):
-        metrics.set_upstream_up(name, False)
-        return
-    metrics.set_upstream_up(name, True)
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()

@@ -19,6 +19,7 @@ from imagegate_server.clients import ClientsFile
 from imagegate_server.gateway.edge.admin import AdminServicer
 from imagegate_server.gateway.edge.callers import Authenticator
 from imagegate_server.gateway.edge.guard import Guard
+from imagegate_server.gateway.edge.once import OnceCalls
 from imagegate_server.gateway.edge.quota import QuotaServicer
 from imagegate_server.gateway.edge.servicer import ImagesServicer
 from imagegate_server.gateway.edge.storage import Storage
@@ -31,7 +32,13 @@ from imagegate_server.gateway.edge.wire import (
     add_images_service,
     add_service,
 )
+from imagegate_server.gateway.mapping.cost import Pricer
 from imagegate_server.gateway.requests.build import RequestBuilder
+from imagegate_server.jobs.grpc_wiring import SERVICE_NAMES as JOBS_SERVICES
+from imagegate_server.jobs.grpc_wiring import add_jobs_services, build_jobs
+from imagegate_server.jobs.operation_view import OperationView
+from imagegate_server.jobs.service import Jobs
+from imagegate_server.jobs.store import JobStore
 from imagegate_server.limits import Limiter
 from imagegate_server.metrics import Metrics
 from imagegate_server.pricing import PriceTable
@@ -66,9 +73,11 @@ def add_services(
     health_servicer: object,
     certificates: ServerCertificates | None,
     refuse_retired: bool,
-) -> None:
+    job_store: JobStore,
+) -> Jobs:
     """``certificates``: the main port's TLS, if any; ``refuse_retired``: calls naming
-    a retired model are refused here rather than sent."""
+    a retired model are refused here rather than sent. Returns the jobs stage, for
+    the gateway to start once it serves."""
     callers = Authenticator(
         clients,
         required=auth_required(settings),
@@ -77,19 +86,31 @@ def add_services(
     )
     tenancy = Tenancy(limiter, prices, settings)
     storage = Storage(store, settings)
+    requests = RequestBuilder(
+        settings, refuse_retired=refuse_retired, on_spooled=metrics.set_spooled_bytes
+    )
+    jobs = build_jobs(
+        settings=settings, store=job_store, router=router, requests=requests,
+        pricer=Pricer(router.prices_for, prices, metrics), results=store, tenancy=tenancy,
+        callers=callers, metrics=metrics, tracer=tracing.jobs if tracing is not None else None,
+    )  # fmt: skip
     servicer = ImagesServicer(
         router,
         settings,
-        requests=RequestBuilder(
-            settings, refuse_retired=refuse_retired, on_spooled=metrics.set_spooled_bytes
-        ),
+        requests=requests,
         callers=callers,
         tenancy=tenancy,
         storage=storage,
         prices=prices,
         metrics=metrics,
         tracer=tracing.rpc_tracer(SERVICE_NAME) if tracing is not None else None,
-    )
+        once=OnceCalls(
+            jobs, jobs.runner.execution, OperationView(
+                store, settings.max_send_message_bytes, jobs.runner.execution.recent
+            ),
+            settings.upstream_timeout_s, settings.jobs_retention_s,
+        ),
+    )  # fmt: skip
     add_images_service(servicer.behaviour, server)
     quota_tracer = tracing.rpc_tracer(QUOTA_SERVICE.full_name) if tracing is not None else None
     quota = QuotaServicer(
@@ -99,6 +120,7 @@ def add_services(
         prices,
         Guard(settings.upstream_timeout_s, quota_tracer),
         metrics.rpc("GetQuota", QUOTA_SERVICE),
+        jobs=jobs,
     )
     add_service(server, QUOTA_SERVICE, quota.behaviours())
     admin_tracer = tracing.rpc_tracer(ADMIN_SERVICE.full_name) if tracing is not None else None
@@ -120,6 +142,12 @@ def add_services(
         metrics.rpc("GetStoredImage", STORED_SERVICE),
     )
     add_service(server, STORED_SERVICE, stored.behaviours())
+    jobs_tracer = tracing.rpc_tracer(JOBS_SERVICES[0]) if tracing is not None else None
+    add_jobs_services(
+        server, jobs, settings=settings, results=store, callers=callers, tenancy=tenancy,
+        storage=storage, requests=requests, metrics=metrics,
+        guard=Guard(settings.upstream_timeout_s, jobs_tracer),
+    )  # fmt: skip
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (
@@ -127,11 +155,13 @@ def add_services(
             QUOTA_SERVICE.full_name,
             ADMIN_SERVICE.full_name,
             STORED_SERVICE.full_name,
+            *JOBS_SERVICES,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         ),
         server,
     )
+    return jobs
 
 
 def auth_required(settings: Settings) -> bool:

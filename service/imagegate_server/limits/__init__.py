@@ -104,7 +104,8 @@ from imagegate_server.limits.model import (
 )
 from imagegate_server.limits.outage import OutagePolicy
 from imagegate_server.limits.redis_limiter import RedisLimiter
-from imagegate_server.limits.sqlite_limiter import SCHEMA, SqliteLimiter
+from imagegate_server.limits.sqlite_limiter import SqliteLimiter
+from imagegate_server.limits.sqlite_tables import SCHEMA
 
 __all__ = [
     "CONCURRENCY_LIMIT",

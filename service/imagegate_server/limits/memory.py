@@ -10,7 +10,6 @@ reservations are swept lazily, per client, when that client calls again.
 from __future__ import annotations
 
 import heapq
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +28,8 @@ from imagegate_server.limits.model import (
     SpendListing,
     Ticket,
     UpstreamStatus,
+    holds_slot,
+    new_ticket_id,
 )
 from imagegate_server.limits.outage import StoreState
 from imagegate_server.limits.periods import period_number
@@ -128,7 +129,7 @@ class MemoryLimiter:
                 del client.open[replaced.id]
                 client.reserved -= held[1]
         reserve = admission.reserve_micros
-        ticket = Ticket(secrets.token_hex(10), admission.client, reserve, accounted=True)
+        ticket = Ticket(new_ticket_id(admission), admission.client, reserve, accounted=True)
         expiry = now + admission.hold_us
         client.open[ticket.id] = (expiry, reserve)
         heapq.heappush(client.expiries, (expiry, ticket.id))
@@ -212,7 +213,7 @@ class MemoryLimiter:
                 tats[rate.name] = tat
         return Standing(
             tats,
-            in_use=len(client.open),
+            in_use=sum(holds_slot(ticket) for ticket in client.open),
             spent_day=client.day.current(period_number("day", unix)),
             spent_month=client.month.current(period_number("month", unix)),
             reserved=client.reserved,

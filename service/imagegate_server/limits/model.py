@@ -7,6 +7,7 @@ zero or negative cost never reaches a backend (or a Lua script).
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -15,6 +16,20 @@ Period = Literal["day", "month"]
 
 CONCURRENCY_LIMIT = "concurrent_calls"
 """The limit name (QuotaFailure subject) a refusal for too many concurrent calls carries."""
+
+RESERVATION_PREFIX = "r-"
+"""Ticket ids of reservations that hold no concurrency slot (``holds_slot=False``)."""
+
+
+def new_ticket_id(admission: Admission) -> str:
+    """A fresh ticket id for ``admission`` (every backend makes its ids here)."""
+    token = secrets.token_hex(10)
+    return token if admission.holds_slot else RESERVATION_PREFIX + token
+
+
+def holds_slot(ticket_id: str) -> bool:
+    return not ticket_id.startswith(RESERVATION_PREFIX)
+
 
 MAX_PER_MINUTE = 1_000_000
 """Highest rate: the emission interval (60 s / rate) is kept in whole microseconds,
@@ -101,6 +116,10 @@ class Admission:
     hold_s: float = 600.0
     """How long the concurrency slot and the reservation live if never settled (a
     replica that died): the upstream timeout plus a margin."""
+    holds_slot: bool = True
+    """False for a reservation that holds budget only (a queued job's, from its submit
+    until it starts): it does not count as a call in flight against ``max_concurrent``.
+    Its ticket id starts with :data:`RESERVATION_PREFIX`."""
     replaces: Ticket | None = None
     """A ticket of the same client that this admission takes over: an upload takes
     its concurrency slot when it is authenticated (an admission with only

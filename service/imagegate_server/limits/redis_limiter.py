@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +31,7 @@ from imagegate_server.limits.model import (
     SpendListing,
     Ticket,
     UpstreamStatus,
+    new_ticket_id,
 )
 from imagegate_server.limits.outage import OutagePolicy, StoreHealth, StoreState
 from imagegate_server.redis_connection import (
@@ -128,7 +128,7 @@ class RedisLimiter:
             return self._health.uncounted(admission)
         ceiling = tuple(rate for rate in admission.rates if rate.gateway_wide)
         own = tuple(rate for rate in admission.rates if not rate.gateway_wide)
-        ticket = secrets.token_hex(10)
+        ticket = new_ticket_id(admission)
         try:
             if ceiling:
                 reply = await self._run(

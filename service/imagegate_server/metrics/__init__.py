@@ -1,6 +1,7 @@
-"""Prometheus metrics: every metric the service exports is defined in
-:class:`Metrics` (:mod:`.recording`, the gRPC server metrics in :mod:`.rpc`) and
-recorded only through it.
+"""Prometheus metrics: every metric the service exports is recorded only through
+:class:`Metrics` (:mod:`.recording`), defined beside its stage's methods (:mod:`.calls`,
+:mod:`.limits`, :mod:`.upstreams`, :mod:`.server`, :mod:`.store`, :mod:`.jobs`, the
+gRPC server metrics in :mod:`.rpc`).
 
 Public API: :class:`Metrics` (one per process; the edge records through it, the
 result store through its ``store``, :mod:`.store`),

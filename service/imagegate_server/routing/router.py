@@ -27,6 +27,9 @@ Without an upstreams file, the single upstream of ``IMAGEGATE_OPENAI_*`` (``defa
 is the only route, with no breaker and no ceilings: calls go exactly as before there
 were routes (a client pinned to other upstreams is refused: it may use none here).
 
+Picking and ordering the candidates, and the refusals, are :mod:`.candidates`';
+how a call's ending counts for an upstream's circuit is :mod:`.verdicts`'.
+
 A new version of the upstreams file (:meth:`apply`) keeps the breaker of every
 upstream whose configuration did not change; calls already sent to one removed or
 changed finish there. Every upstream's connections are in one pool of the process
@@ -35,47 +38,23 @@ changed finish there. Every upstream's connections are in one pool of the proces
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
-import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from imagegate_server.errors import (
-    InvalidRequest,
-    LimitRefused,
-    NotPermitted,
-    NoUpstream,
-    UpstreamError,
-    UpstreamErrorKind,
-    UpstreamFailure,
-    UpstreamTimeout,
-    UpstreamUnreachable,
-)
+from imagegate_server.errors import UpstreamFailure
 from imagegate_server.limits import Limiter
 from imagegate_server.pricing import PriceTable
-from imagegate_server.routing.breaker import BreakerPolicy, CircuitBreaker, Permit, State
+from imagegate_server.routing.breaker import BreakerPolicy, CircuitBreaker, State
+from imagegate_server.routing.candidates import candidates, not_allowed, nothing_left, order
 from imagegate_server.routing.upstreams_file import UpstreamSet, UpstreamSpec
+from imagegate_server.routing.verdicts import failover_cause, judge
 from imagegate_server.upstream import ImageSink, ImagesRequest, Pool, Reply, Upstream
 from imagegate_server.upstream.observe import UpstreamObserver, UpstreamTracer
 
 log = logging.getLogger(__name__)
-
-CEILING_LIMIT = "upstream_ceiling"
-"""The limit a call refused by every candidate's ceilings is refused for."""
-# Errors about the upstream itself: they count against its circuit. Errors about the
-# request (400, 403, 404, moderation) are an upstream answering: they count for it.
-_UPSTREAM_KINDS = frozenset(
-    {
-        UpstreamErrorKind.SERVER,
-        UpstreamErrorKind.RATE_LIMITED,
-        UpstreamErrorKind.QUOTA,
-        UpstreamErrorKind.AUTHENTICATION,
-    }
-)
 
 
 class RouterObserver(UpstreamObserver, Protocol):
@@ -217,12 +196,12 @@ class Router:
         if not self._from_file:
             (route,) = routes
             if allowed is not None and route.name not in allowed:
-                raise _not_allowed(request)  # pinned to upstreams this gateway lacks
+                raise not_allowed(request)  # pinned to upstreams this gateway lacks
             on_attempt(route.name)
             async with route.upstream.send(request, deadline, sink) as reply:
                 yield reply
             return
-        ordered = self._order(self._candidates(routes, request, allowed))
+        ordered = order(candidates(routes, request, allowed))
         n = request.params.get("n", 1)
         cost = n if isinstance(n, int) and n > 0 else 1
         waits: list[float] = []
@@ -251,16 +230,16 @@ class Router:
                             route.upstream.send(request, deadline, sink, retry=last)
                         )
                     except UpstreamFailure as failed:
-                        _judge(route.breaker, permit, failed)
+                        judge(route.breaker, permit, failed)
                         if last or not failed.generated_nothing:
                             raise
-                        self._observer.upstream_failover(route.name, _cause(failed))
+                        self._observer.upstream_failover(route.name, failover_cause(failed))
                         failure = failed
                         continue
                     try:
                         yield reply
                     except BaseException as exc:
-                        _judge(route.breaker, permit, exc)
+                        judge(route.breaker, permit, exc)
                         raise
                     route.breaker.succeeded(permit)
                     return
@@ -270,107 +249,10 @@ class Router:
                 raise
         if failure is not None:
             raise failure
-        raise self._nothing_left(request, ordered, waits)
-
-    def _candidates(
-        self,
-        routes: Sequence[Route],
-        request: ImagesRequest,
-        allowed: tuple[str, ...] | None,
-    ) -> list[Route]:
-        model = str(request.params.get("model", ""))
-        serving = [route for route in routes if route.spec.serves(model)]
-        if not serving:
-            raise NoUpstream(model)
-        permitted = serving if allowed is None else [r for r in serving if r.name in allowed]
-        if not permitted:
-            raise _not_allowed(request)
-        taking = []
-        refused = []
-        for route in permitted:
-            problems = route.upstream.unsupported(request)
-            if problems:
-                refused += [p for p in problems if p not in refused]
-            else:
-                taking.append(route)
-        if not taking:
-            raise InvalidRequest(refused)
-        return taking
-
-    @staticmethod
-    def _order(candidates: list[Route]) -> list[Route]:
-        if len(candidates) == 1:
-            return candidates
-        # Weighted random order (Efraimidis-Spirakis): u ** (1 / w) per route, largest
-        # first, within each priority.
-        keyed = [
-            (route.spec.priority, -(random.random() ** (1 / route.spec.weight)), index)  # noqa: S311
-            for index, route in enumerate(candidates)
-        ]
-        keyed.sort()
-        return [candidates[index] for _, _, index in keyed]
+        raise nothing_left(request, ordered, waits)
 
     async def _ceilings(self, route: Route, cost: int) -> float:
         rates = route.spec.ceilings(cost)
         if not rates:
             return 0.0
         return await self._limiter.take_upstream(route.name, rates)
-
-    def _nothing_left(
-        self, request: ImagesRequest, ordered: Sequence[Route], waits: Sequence[float]
-    ) -> Exception:
-        model = str(request.params.get("model", ""))[:100]
-        if waits:
-            soonest = min(waits)
-            never = math.isinf(soonest)
-            return LimitRefused(
-                CEILING_LIMIT,
-                f"every upstream that may serve model '{model}' is at its requests or "
-                "images per minute ceiling" + ("" if never else f"; retry in {soonest:.1f} s"),
-                client="",
-                retry_after_s=None if never else soonest,
-                permanent=never,
-                gateway_wide=True,
-            )
-        reopens = [r.breaker.reopens_in() for r in ordered if r.breaker is not None]
-        return UpstreamUnreachable(
-            f"every upstream that may serve model '{model}' is failing (its circuit is "
-            f"open); the first is tried again in {min(reopens, default=0):.0f} s",
-            generated_nothing=True,
-        )
-
-
-def _not_allowed(request: ImagesRequest) -> NotPermitted:
-    model = str(request.params.get("model", ""))[:100]
-    return NotPermitted(
-        "UPSTREAM_NOT_ALLOWED",
-        f"no upstream this client may use serves model '{model}'",
-        {"model": model},
-    )
-
-
-def _judge(breaker: CircuitBreaker | None, permit: Permit, exc: BaseException) -> None:
-    """Count a call's ending against its upstream's circuit, or for it."""
-    if breaker is None:
-        return
-    if isinstance(exc, asyncio.CancelledError | GeneratorExit | UpstreamTimeout):
-        # No verdict: the caller left, or its deadline (perhaps shorter than any
-        # generation takes) ran out.
-        breaker.release(permit)
-    elif isinstance(exc, UpstreamError):
-        if exc.kind in _UPSTREAM_KINDS:
-            breaker.failed(permit)
-        else:
-            breaker.succeeded(permit)
-    elif isinstance(exc, UpstreamFailure):
-        breaker.failed(permit)  # no connection, a broken or unusable answer
-    else:
-        breaker.succeeded(permit)  # the caller's own handling failed: the upstream answered
-
-
-def _cause(failure: UpstreamFailure) -> str:
-    if isinstance(failure, UpstreamUnreachable):
-        return "connect"
-    if isinstance(failure, UpstreamError) and failure.status == 429:
-        return "rate_limited"
-    return "server_error"

@@ -160,6 +160,9 @@ class ResultStore:
         now = self._clock()
         wanted = lifetime if lifetime is not None else self.limits.link_lifetime
         expires = min(now + wanted, now + self.backend.max_link_lifetime, stored.expires)
+        # Whole seconds, as links carry them: the expiry a result states is the one its
+        # link keeps (never later than the object's retention).
+        expires = expires.replace(microsecond=0)
         started = time.perf_counter()
         try:
             url = await self.backend.sign(stored.key, expires)

@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import (
 from imagegate_server import __version__
 from imagegate_server.tracing.attempt_spans import AttemptSpans
 from imagegate_server.tracing.config import Exporter, TraceSettings
+from imagegate_server.tracing.job_spans import JobSpans
 from imagegate_server.tracing.server_spans import ServerSpans
 from imagegate_server.tracing.store_spans import StoreSpans
 
@@ -44,6 +45,8 @@ class Tracing:
         """The upstream's hook: a CLIENT span per HTTP attempt."""
         self.store = StoreSpans(self._tracer)
         """The result store's hook: a span per write."""
+        self.jobs = JobSpans(self._tracer)
+        """The jobs stage's hook: a span per run, linked to its submit's."""
 
     @classmethod
     def exporting(cls, settings: TraceSettings, exporters: tuple[Exporter, ...]) -> Tracing:

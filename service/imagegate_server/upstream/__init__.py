@@ -6,8 +6,9 @@ classified :class:`~imagegate_server.errors.UpstreamFailure`. Everything about H
 lives behind it: paths, JSON or multipart, form encoding, file parts (``wire``), SSE
 framing and event JSON (``sse``, ``events``), error bodies and statuses (``errors``),
 safe retries (``retry``), the connections (``pool``: aiohttp's under httpx, in
-``transport``), the attempt loop and the key (``client``); metrics and traces watch
-through ``observe``. Nothing here knows about gRPC; nothing above it knows about HTTP.
+``transport``), the attempt loop and the key (``attempts``), reading the reply
+(``reading``); metrics and traces watch through ``observe``. Nothing here knows
+about gRPC; nothing above it knows about HTTP.
 """
 
 from imagegate_server.upstream.answers import (
@@ -18,7 +19,8 @@ from imagegate_server.upstream.answers import (
     ImageSink,
     Reply,
 )
-from imagegate_server.upstream.client import Upstream, UpstreamConfig
+from imagegate_server.upstream.client import Upstream
+from imagegate_server.upstream.config import UpstreamConfig
 from imagegate_server.upstream.observe import AttemptSpan, UpstreamObserver, UpstreamTracer
 from imagegate_server.upstream.pool import POOL_SHARD_CONNECTIONS, Pool
 from imagegate_server.upstream.request import FileRole, ImagesRequest, UploadFile

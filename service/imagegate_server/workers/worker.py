@@ -18,7 +18,8 @@ from pydantic import SecretStr
 
 from imagegate_server import eventloop, logs
 from imagegate_server.errors import StartupError
-from imagegate_server.gateway.server import Gateway, SharedEmulator
+from imagegate_server.gateway.server import Gateway
+from imagegate_server.gateway.upstream_set import SharedEmulator
 from imagegate_server.serve import serve_gateway
 from imagegate_server.settings import Settings
 from imagegate_server.workers.plan import WorkerPlan, ready_line

@@ -26,7 +26,7 @@ from imagegate.v1 import params_pb2 as imagegate_dot_v1_dot_params__pb2
 from imagegate.v1 import results_pb2 as imagegate_dot_v1_dot_results__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!imagegate/v1/images_service.proto\x12\x0cimagegate.v1\x1a\x19imagegate/v1/params.proto\x1a\x1aimagegate/v1/results.proto\"L\n\x12\x43reateImageRequest\x12\x36\n\nparameters\x18\x01 \x01(\x0b\x32\".imagegate.v1.GenerationParameters\"A\n\x13\x43reateImageResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.imagegate.v1.ImagesResult\"R\n\x18\x43reateImageStreamRequest\x12\x36\n\nparameters\x18\x01 \x01(\x0b\x32\".imagegate.v1.GenerationParameters\"\x83\x01\n\x19\x43reateImageStreamResponse\x12/\n\x0bimage_chunk\x18\x01 \x01(\x0b\x32\x18.imagegate.v1.ImageChunkH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.imagegate.v1.ImagesResultH\x00\x42\x07\n\x05\x65vent\"\x81\x01\n\x16\x43reateImageEditRequest\x12\x32\n\nparameters\x18\x01 \x01(\x0b\x32\x1c.imagegate.v1.EditParametersH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.imagegate.v1.FileChunkH\x00\x42\t\n\x07payload\"E\n\x17\x43reateImageEditResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.imagegate.v1.ImagesResult\"\x87\x01\n\x1c\x43reateImageEditStreamRequest\x12\x32\n\nparameters\x18\x01 \x01(\x0b\x32\x1c.imagegate.v1.EditParametersH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.imagegate.v1.FileChunkH\x00\x42\t\n\x07payload\"\x87\x01\n\x1d\x43reateImageEditStreamResponse\x12/\n\x0bimage_chunk\x18\x01 \x01(\x0b\x32\x18.imagegate.v1.ImageChunkH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.imagegate.v1.ImagesResultH\x00\x42\x07\n\x05\x65vent\"\x8b\x01\n\x1b\x43reateImageVariationRequest\x12\x37\n\nparameters\x18\x01 \x01(\x0b\x32!.imagegate.v1.VariationParametersH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.imagegate.v1.FileChunkH\x00\x42\t\n\x07payload\"J\n\x1c\x43reateImageVariationResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.imagegate.v1.ImagesResult\"\x91\x01\n!CreateImageVariationStreamRequest\x12\x37\n\nparameters\x18\x01 \x01(\x0b\x32!.imagegate.v1.VariationParametersH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.imagegate.v1.FileChunkH\x00\x42\t\n\x07payload\"\x8c\x01\n\"CreateImageVariationStreamResponse\x12/\n\x0bimage_chunk\x18\x01 \x01(\x0b\x32\x18.imagegate.v1.ImageChunkH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.imagegate.v1.ImagesResultH\x00\x42\x07\n\x05\x65vent2\x9a\x05\n\rImagesService\x12R\n\x0b\x43reateImage\x12 .imagegate.v1.CreateImageRequest\x1a!.imagegate.v1.CreateImageResponse\x12\x66\n\x11\x43reateImageStream\x12&.imagegate.v1.CreateImageStreamRequest\x1a\'.imagegate.v1.CreateImageStreamResponse0\x01\x12`\n\x0f\x43reateImageEdit\x12$.imagegate.v1.CreateImageEditRequest\x1a%.imagegate.v1.CreateImageEditResponse(\x01\x12t\n\x15\x43reateImageEditStream\x12*.imagegate.v1.CreateImageEditStreamRequest\x1a+.imagegate.v1.CreateImageEditStreamResponse(\x01\x30\x01\x12o\n\x14\x43reateImageVariation\x12).imagegate.v1.CreateImageVariationRequest\x1a*.imagegate.v1.CreateImageVariationResponse(\x01\x12\x83\x01\n\x1a\x43reateImageVariationStream\x12/.imagegate.v1.CreateImageVariationStreamRequest\x1a\x30.imagegate.v1.CreateImageVariationStreamResponse(\x01\x30\x01\x42u\n\x10\x63om.imagegate.v1B\x12ImagesServiceProtoP\x01ZKgithub.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1;imagegatev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!imagegate/v1/images_service.proto\x12\x0cimagegate.v1\x1a\x19imagegate/v1/params.proto\x1a\x1aimagegate/v1/results.proto\"`\n\x12\x43reateImageRequest\x12\x36\n\nparameters\x18\x01 \x01(\x0b\x32\".imagegate.v1.GenerationParameters\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"A\n\x13\x43reateImageResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.imagegate.v1.ImagesResult\"f\n\x18\x43reateImageStreamRequest\x12\x36\n\nparameters\x18\x01 \x01(\x0b\x32\".imagegate.v1.GenerationParameters\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x83\x01\n\x19\x43reateImageStreamResponse\x12/\n\x0bimage_chunk\x18\x01 \x01(\x0b\x32\x18.imagegate.v1.ImageChunkH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.imagegate.v1.ImagesResultH\x00\x42\x07\n\x05\x65vent\"\x95\x01\n\x16\x43reateImageEditRequest\x12\x32\n\nparameters\x18\x01 \x01(\x0b\x32\x1c.imagegate.v1.EditParametersH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.imagegate.v1.FileChunkH\x00\x12\x12\n\nrequest_id\x18\x03 \x01(\tB\t\n\x07payload\"E\n\x17\x43reateImageEditResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.imagegate.v1.ImagesResult\"\x9b\x01\n\x1c\x43reateImageEditStreamRequest\x12\x32\n\nparameters\x18\x01 \x01(\x0b\x32\x1c.imagegate.v1.EditParametersH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.imagegate.v1.FileChunkH\x00\x12\x12\n\nrequest_id\x18\x03 \x01(\tB\t\n\x07payload\"\x87\x01\n\x1d\x43reateImageEditStreamResponse\x12/\n\x0bimage_chunk\x18\x01 \x01(\x0b\x32\x18.imagegate.v1.ImageChunkH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.imagegate.v1.ImagesResultH\x00\x42\x07\n\x05\x65vent\"\x9f\x01\n\x1b\x43reateImageVariationRequest\x12\x37\n\nparameters\x18\x01 \x01(\x0b\x32!.imagegate.v1.VariationParametersH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.imagegate.v1.FileChunkH\x00\x12\x12\n\nrequest_id\x18\x03 \x01(\tB\t\n\x07payload\"J\n\x1c\x43reateImageVariationResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.imagegate.v1.ImagesResult\"\xa5\x01\n!CreateImageVariationStreamRequest\x12\x37\n\nparameters\x18\x01 \x01(\x0b\x32!.imagegate.v1.VariationParametersH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.imagegate.v1.FileChunkH\x00\x12\x12\n\nrequest_id\x18\x03 \x01(\tB\t\n\x07payload\"\x8c\x01\n\"CreateImageVariationStreamResponse\x12/\n\x0bimage_chunk\x18\x01 \x01(\x0b\x32\x18.imagegate.v1.ImageChunkH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.imagegate.v1.ImagesResultH\x00\x42\x07\n\x05\x65vent2\x9a\x05\n\rImagesService\x12R\n\x0b\x43reateImage\x12 .imagegate.v1.CreateImageRequest\x1a!.imagegate.v1.CreateImageResponse\x12\x66\n\x11\x43reateImageStream\x12&.imagegate.v1.CreateImageStreamRequest\x1a\'.imagegate.v1.CreateImageStreamResponse0\x01\x12`\n\x0f\x43reateImageEdit\x12$.imagegate.v1.CreateImageEditRequest\x1a%.imagegate.v1.CreateImageEditResponse(\x01\x12t\n\x15\x43reateImageEditStream\x12*.imagegate.v1.CreateImageEditStreamRequest\x1a+.imagegate.v1.CreateImageEditStreamResponse(\x01\x30\x01\x12o\n\x14\x43reateImageVariation\x12).imagegate.v1.CreateImageVariationRequest\x1a*.imagegate.v1.CreateImageVariationResponse(\x01\x12\x83\x01\n\x1a\x43reateImageVariationStream\x12/.imagegate.v1.CreateImageVariationStreamRequest\x1a\x30.imagegate.v1.CreateImageVariationStreamResponse(\x01\x30\x01\x42u\n\x10\x63om.imagegate.v1B\x12ImagesServiceProtoP\x01ZKgithub.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1;imagegatev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,29 +35,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\020com.imagegate.v1B\022ImagesServiceProtoP\001ZKgithub.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1;imagegatev1'
   _globals['_CREATEIMAGEREQUEST']._serialized_start=106
-  _globals['_CREATEIMAGEREQUEST']._serialized_end=182
-  _globals['_CREATEIMAGERESPONSE']._serialized_start=184
-  _globals['_CREATEIMAGERESPONSE']._serialized_end=249
-  _globals['_CREATEIMAGESTREAMREQUEST']._serialized_start=251
-  _globals['_CREATEIMAGESTREAMREQUEST']._serialized_end=333
-  _globals['_CREATEIMAGESTREAMRESPONSE']._serialized_start=336
-  _globals['_CREATEIMAGESTREAMRESPONSE']._serialized_end=467
-  _globals['_CREATEIMAGEEDITREQUEST']._serialized_start=470
-  _globals['_CREATEIMAGEEDITREQUEST']._serialized_end=599
-  _globals['_CREATEIMAGEEDITRESPONSE']._serialized_start=601
-  _globals['_CREATEIMAGEEDITRESPONSE']._serialized_end=670
-  _globals['_CREATEIMAGEEDITSTREAMREQUEST']._serialized_start=673
-  _globals['_CREATEIMAGEEDITSTREAMREQUEST']._serialized_end=808
-  _globals['_CREATEIMAGEEDITSTREAMRESPONSE']._serialized_start=811
-  _globals['_CREATEIMAGEEDITSTREAMRESPONSE']._serialized_end=946
-  _globals['_CREATEIMAGEVARIATIONREQUEST']._serialized_start=949
-  _globals['_CREATEIMAGEVARIATIONREQUEST']._serialized_end=1088
-  _globals['_CREATEIMAGEVARIATIONRESPONSE']._serialized_start=1090
-  _globals['_CREATEIMAGEVARIATIONRESPONSE']._serialized_end=1164
-  _globals['_CREATEIMAGEVARIATIONSTREAMREQUEST']._serialized_start=1167
-  _globals['_CREATEIMAGEVARIATIONSTREAMREQUEST']._serialized_end=1312
-  _globals['_CREATEIMAGEVARIATIONSTREAMRESPONSE']._serialized_start=1315
-  _globals['_CREATEIMAGEVARIATIONSTREAMRESPONSE']._serialized_end=1455
-  _globals['_IMAGESSERVICE']._serialized_start=1458
-  _globals['_IMAGESSERVICE']._serialized_end=2124
+  _globals['_CREATEIMAGEREQUEST']._serialized_end=202
+  _globals['_CREATEIMAGERESPONSE']._serialized_start=204
+  _globals['_CREATEIMAGERESPONSE']._serialized_end=269
+  _globals['_CREATEIMAGESTREAMREQUEST']._serialized_start=271
+  _globals['_CREATEIMAGESTREAMREQUEST']._serialized_end=373
+  _globals['_CREATEIMAGESTREAMRESPONSE']._serialized_start=376
+  _globals['_CREATEIMAGESTREAMRESPONSE']._serialized_end=507
+  _globals['_CREATEIMAGEEDITREQUEST']._serialized_start=510
+  _globals['_CREATEIMAGEEDITREQUEST']._serialized_end=659
+  _globals['_CREATEIMAGEEDITRESPONSE']._serialized_start=661
+  _globals['_CREATEIMAGEEDITRESPONSE']._serialized_end=730
+  _globals['_CREATEIMAGEEDITSTREAMREQUEST']._serialized_start=733
+  _globals['_CREATEIMAGEEDITSTREAMREQUEST']._serialized_end=888
+  _globals['_CREATEIMAGEEDITSTREAMRESPONSE']._serialized_start=891
+  _globals['_CREATEIMAGEEDITSTREAMRESPONSE']._serialized_end=1026
+  _globals['_CREATEIMAGEVARIATIONREQUEST']._serialized_start=1029
+  _globals['_CREATEIMAGEVARIATIONREQUEST']._serialized_end=1188
+  _globals['_CREATEIMAGEVARIATIONRESPONSE']._serialized_start=1190
+  _globals['_CREATEIMAGEVARIATIONRESPONSE']._serialized_end=1264
+  _globals['_CREATEIMAGEVARIATIONSTREAMREQUEST']._serialized_start=1267
+  _globals['_CREATEIMAGEVARIATIONSTREAMREQUEST']._serialized_end=1432
+  _globals['_CREATEIMAGEVARIATIONSTREAMRESPONSE']._serialized_start=1435
+  _globals['_CREATEIMAGEVARIATIONSTREAMRESPONSE']._serialized_end=1575
+  _globals['_IMAGESSERVICE']._serialized_start=1578
+  _globals['_IMAGESSERVICE']._serialized_end=2244
 # @@protoc_insertion_point(module_scope)

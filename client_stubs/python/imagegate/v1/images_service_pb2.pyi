@@ -25,6 +25,15 @@ class CreateImageRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PARAMETERS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (AIP-155): a UUID in its 36-character hyphenated form.
+    Optional. The same client sending the same request_id again (to any
+    replica, while the first call runs or within the retention after it)
+    gets that call's result: no second upstream request, no second charge.
+    With a request_id the upstream request is not aborted when the caller
+    goes away: it finishes and its result is kept for the retry.
+    """
     @_builtins.property
     def parameters(self) -> _params_pb2.GenerationParameters:
         """The generation parameters. Required."""
@@ -33,10 +42,11 @@ class CreateImageRequest(_message.Message):
         self,
         *,
         parameters: _params_pb2.GenerationParameters | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -73,6 +83,9 @@ class CreateImageStreamRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PARAMETERS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), as in CreateImageRequest."""
     @_builtins.property
     def parameters(self) -> _params_pb2.GenerationParameters:
         """The generation parameters. Required."""
@@ -81,10 +94,11 @@ class CreateImageStreamRequest(_message.Message):
         self,
         *,
         parameters: _params_pb2.GenerationParameters | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -133,6 +147,11 @@ class CreateImageEditRequest(_message.Message):
 
     PARAMETERS_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, as in CreateImageRequest; read from the first message
+    only (the one with the parameters).
+    """
     @_builtins.property
     def parameters(self) -> _params_pb2.EditParameters:
         """The edit parameters, including the declaration of every uploaded file."""
@@ -146,10 +165,11 @@ class CreateImageEditRequest(_message.Message):
         *,
         parameters: _params_pb2.EditParameters | None = ...,
         chunk: _params_pb2.FileChunk | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["parameters", "chunk"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
@@ -189,6 +209,11 @@ class CreateImageEditStreamRequest(_message.Message):
 
     PARAMETERS_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, as in CreateImageRequest; read from the first message
+    only (the one with the parameters).
+    """
     @_builtins.property
     def parameters(self) -> _params_pb2.EditParameters:
         """The edit parameters, including the declaration of every uploaded file."""
@@ -202,10 +227,11 @@ class CreateImageEditStreamRequest(_message.Message):
         *,
         parameters: _params_pb2.EditParameters | None = ...,
         chunk: _params_pb2.FileChunk | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["parameters", "chunk"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
@@ -253,6 +279,11 @@ class CreateImageVariationRequest(_message.Message):
 
     PARAMETERS_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, as in CreateImageRequest; read from the first message
+    only (the one with the parameters).
+    """
     @_builtins.property
     def parameters(self) -> _params_pb2.VariationParameters:
         """The variation parameters, including the declaration of the input image."""
@@ -266,10 +297,11 @@ class CreateImageVariationRequest(_message.Message):
         *,
         parameters: _params_pb2.VariationParameters | None = ...,
         chunk: _params_pb2.FileChunk | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["parameters", "chunk"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
@@ -309,6 +341,11 @@ class CreateImageVariationStreamRequest(_message.Message):
 
     PARAMETERS_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, as in CreateImageRequest; read from the first message
+    only (the one with the parameters).
+    """
     @_builtins.property
     def parameters(self) -> _params_pb2.VariationParameters:
         """The variation parameters, including the declaration of the input image."""
@@ -322,10 +359,11 @@ class CreateImageVariationStreamRequest(_message.Message):
         *,
         parameters: _params_pb2.VariationParameters | None = ...,
         chunk: _params_pb2.FileChunk | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "parameters", b"parameters", "payload", b"payload", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["parameters", "chunk"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015

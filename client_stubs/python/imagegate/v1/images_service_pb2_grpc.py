@@ -47,7 +47,9 @@ class ImagesServiceStub:
     Deadlines: the upstream timeout is the smaller of the call's remaining deadline
     and the gateway's configured timeout (300 s by default; GPT image models can
     take minutes at high quality, so set generous deadlines). Cancelling the call
-    aborts the upstream request.
+    aborts the upstream request, unless the call carries a request_id: then the
+    request finishes, and a retry with the same request_id collects its result.
+    For work that outlasts any deadline, submit a job (ImageJobsService).
 
     Errors: canonical gRPC codes with google.rpc.Status details in the
     `grpc-status-details-bin` trailer. Never an exception text or stack trace.
@@ -55,12 +57,15 @@ class ImagesServiceStub:
     PERMISSION_DENIED   the caller's policy forbids the model, the operation or
     its n (ErrorInfo reason MODEL_NOT_ALLOWED,
     OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT,
-    STORE_NOT_ALLOWED for DELIVERY_STORED), or OpenAI 403.
+    STORE_NOT_ALLOWED for DELIVERY_STORED,
+    UPSTREAM_NOT_ALLOWED when no upstream the client may
+    use serves the model), or OpenAI 403.
     RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
     subject `client:<id>` or `gateway`, quota_id the limit,
     e.g. `images_per_minute`, `daily_budget`,
-    `stored_bytes`; RetryInfo when it frees), or the cases
-    below.
+    `stored_bytes`, or `upstream_ceiling` when every
+    upstream serving the model is at its ceiling;
+    RetryInfo when it frees), or the cases below.
     FAILED_PRECONDITION the caller has a budget and the model has no price
     (ErrorInfo MODEL_UNPRICED).
     INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
@@ -72,7 +77,9 @@ class ImagesServiceStub:
     OpenAI insufficient_quota (no RetryInfo), a local limit
     (QuotaFailure), or a unary result over the send limit.
     PERMISSION_DENIED   OpenAI 403.
-    NOT_FOUND           OpenAI 404 (for example an unknown model), or a model
+    NOT_FOUND           OpenAI 404 (for example an unknown model), no upstream
+    of the gateway serves the model (ErrorInfo
+    NO_UPSTREAM), or a model
     past its OpenAI shutdown date, answered by the gateway
     itself (ErrorInfo reason MODEL_RETIRED, metadata `model`,
     `shutdown_date`, `replacement`).
@@ -82,8 +89,16 @@ class ImagesServiceStub:
     (ErrorInfo LIMITER_UNAVAILABLE), or the result store
     failed to keep a DELIVERY_STORED result (ErrorInfo
     STORE_UNAVAILABLE; OpenAI billed the call and its cost is
-    booked, but no result is reported).
+    booked, but no result is reported), or an answer the
+    gateway would not take (ErrorInfo
+    UPSTREAM_ANSWER_TOO_LARGE, UPSTREAM_BAD_IMAGE,
+    UPSTREAM_ENCODING, UPSTREAM_NO_IMAGES,
+    UPSTREAM_BAD_ANSWER), or every upstream serving the
+    model failing (its circuit open).
     DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
+    ALREADY_EXISTS      the call's request_id was used before with other
+    parameters or other upload bytes (BadRequest naming
+    the first field that differs).
     INTERNAL            the gateway's own OpenAI key was rejected (ErrorInfo
     reason UPSTREAM_AUTHENTICATION): an operator problem.
     The upstream `x-request-id` is returned in trailing metadata
@@ -150,7 +165,9 @@ class ImagesServiceServicer:
     Deadlines: the upstream timeout is the smaller of the call's remaining deadline
     and the gateway's configured timeout (300 s by default; GPT image models can
     take minutes at high quality, so set generous deadlines). Cancelling the call
-    aborts the upstream request.
+    aborts the upstream request, unless the call carries a request_id: then the
+    request finishes, and a retry with the same request_id collects its result.
+    For work that outlasts any deadline, submit a job (ImageJobsService).
 
     Errors: canonical gRPC codes with google.rpc.Status details in the
     `grpc-status-details-bin` trailer. Never an exception text or stack trace.
@@ -158,12 +175,15 @@ class ImagesServiceServicer:
     PERMISSION_DENIED   the caller's policy forbids the model, the operation or
     its n (ErrorInfo reason MODEL_NOT_ALLOWED,
     OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT,
-    STORE_NOT_ALLOWED for DELIVERY_STORED), or OpenAI 403.
+    STORE_NOT_ALLOWED for DELIVERY_STORED,
+    UPSTREAM_NOT_ALLOWED when no upstream the client may
+    use serves the model), or OpenAI 403.
     RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
     subject `client:<id>` or `gateway`, quota_id the limit,
     e.g. `images_per_minute`, `daily_budget`,
-    `stored_bytes`; RetryInfo when it frees), or the cases
-    below.
+    `stored_bytes`, or `upstream_ceiling` when every
+    upstream serving the model is at its ceiling;
+    RetryInfo when it frees), or the cases below.
     FAILED_PRECONDITION the caller has a budget and the model has no price
     (ErrorInfo MODEL_UNPRICED).
     INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
@@ -175,7 +195,9 @@ class ImagesServiceServicer:
     OpenAI insufficient_quota (no RetryInfo), a local limit
     (QuotaFailure), or a unary result over the send limit.
     PERMISSION_DENIED   OpenAI 403.
-    NOT_FOUND           OpenAI 404 (for example an unknown model), or a model
+    NOT_FOUND           OpenAI 404 (for example an unknown model), no upstream
+    of the gateway serves the model (ErrorInfo
+    NO_UPSTREAM), or a model
     past its OpenAI shutdown date, answered by the gateway
     itself (ErrorInfo reason MODEL_RETIRED, metadata `model`,
     `shutdown_date`, `replacement`).
@@ -185,8 +207,16 @@ class ImagesServiceServicer:
     (ErrorInfo LIMITER_UNAVAILABLE), or the result store
     failed to keep a DELIVERY_STORED result (ErrorInfo
     STORE_UNAVAILABLE; OpenAI billed the call and its cost is
-    booked, but no result is reported).
+    booked, but no result is reported), or an answer the
+    gateway would not take (ErrorInfo
+    UPSTREAM_ANSWER_TOO_LARGE, UPSTREAM_BAD_IMAGE,
+    UPSTREAM_ENCODING, UPSTREAM_NO_IMAGES,
+    UPSTREAM_BAD_ANSWER), or every upstream serving the
+    model failing (its circuit open).
     DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
+    ALREADY_EXISTS      the call's request_id was used before with other
+    parameters or other upload bytes (BadRequest naming
+    the first field that differs).
     INTERNAL            the gateway's own OpenAI key was rejected (ErrorInfo
     reason UPSTREAM_AUTHENTICATION): an operator problem.
     The upstream `x-request-id` is returned in trailing metadata
@@ -302,7 +332,9 @@ class ImagesService:
     Deadlines: the upstream timeout is the smaller of the call's remaining deadline
     and the gateway's configured timeout (300 s by default; GPT image models can
     take minutes at high quality, so set generous deadlines). Cancelling the call
-    aborts the upstream request.
+    aborts the upstream request, unless the call carries a request_id: then the
+    request finishes, and a retry with the same request_id collects its result.
+    For work that outlasts any deadline, submit a job (ImageJobsService).
 
     Errors: canonical gRPC codes with google.rpc.Status details in the
     `grpc-status-details-bin` trailer. Never an exception text or stack trace.
@@ -310,12 +342,15 @@ class ImagesService:
     PERMISSION_DENIED   the caller's policy forbids the model, the operation or
     its n (ErrorInfo reason MODEL_NOT_ALLOWED,
     OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT,
-    STORE_NOT_ALLOWED for DELIVERY_STORED), or OpenAI 403.
+    STORE_NOT_ALLOWED for DELIVERY_STORED,
+    UPSTREAM_NOT_ALLOWED when no upstream the client may
+    use serves the model), or OpenAI 403.
     RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
     subject `client:<id>` or `gateway`, quota_id the limit,
     e.g. `images_per_minute`, `daily_budget`,
-    `stored_bytes`; RetryInfo when it frees), or the cases
-    below.
+    `stored_bytes`, or `upstream_ceiling` when every
+    upstream serving the model is at its ceiling;
+    RetryInfo when it frees), or the cases below.
     FAILED_PRECONDITION the caller has a budget and the model has no price
     (ErrorInfo MODEL_UNPRICED).
     INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
@@ -327,7 +362,9 @@ class ImagesService:
     OpenAI insufficient_quota (no RetryInfo), a local limit
     (QuotaFailure), or a unary result over the send limit.
     PERMISSION_DENIED   OpenAI 403.
-    NOT_FOUND           OpenAI 404 (for example an unknown model), or a model
+    NOT_FOUND           OpenAI 404 (for example an unknown model), no upstream
+    of the gateway serves the model (ErrorInfo
+    NO_UPSTREAM), or a model
     past its OpenAI shutdown date, answered by the gateway
     itself (ErrorInfo reason MODEL_RETIRED, metadata `model`,
     `shutdown_date`, `replacement`).
@@ -337,8 +374,16 @@ class ImagesService:
     (ErrorInfo LIMITER_UNAVAILABLE), or the result store
     failed to keep a DELIVERY_STORED result (ErrorInfo
     STORE_UNAVAILABLE; OpenAI billed the call and its cost is
-    booked, but no result is reported).
+    booked, but no result is reported), or an answer the
+    gateway would not take (ErrorInfo
+    UPSTREAM_ANSWER_TOO_LARGE, UPSTREAM_BAD_IMAGE,
+    UPSTREAM_ENCODING, UPSTREAM_NO_IMAGES,
+    UPSTREAM_BAD_ANSWER), or every upstream serving the
+    model failing (its circuit open).
     DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
+    ALREADY_EXISTS      the call's request_id was used before with other
+    parameters or other upload bytes (BadRequest naming
+    the first field that differs).
     INTERNAL            the gateway's own OpenAI key was rejected (ErrorInfo
     reason UPSTREAM_AUTHENTICATION): an operator problem.
     The upstream `x-request-id` is returned in trailing metadata

@@ -110,6 +110,7 @@ class GetQuotaResponse(_message.Message):
     PRICE_TABLE_FIELD_NUMBER: _builtins.int
     UPSTREAMS_FIELD_NUMBER: _builtins.int
     STORAGE_FIELD_NUMBER: _builtins.int
+    JOBS_FIELD_NUMBER: _builtins.int
     client: _builtins.str
     """The client the gateway identified the caller as (`anonymous` when the
     gateway does not require authentication and none was presented).
@@ -158,6 +159,10 @@ class GetQuotaResponse(_message.Message):
     def storage(self) -> Global___StorageQuota:
         """The client's results in the gateway's result store (DELIVERY_STORED)."""
 
+    @_builtins.property
+    def jobs(self) -> Global___JobsQuota:
+        """The client's image jobs (ImageJobsService) queued and running now."""
+
     def __init__(
         self,
         *,
@@ -175,10 +180,11 @@ class GetQuotaResponse(_message.Message):
         price_table: _builtins.str = ...,
         upstreams: _abc.Iterable[_builtins.str] | None = ...,
         storage: Global___StorageQuota | None = ...,
+        jobs: Global___JobsQuota | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_n", b"_max_n", "concurrency", b"concurrency", "max_n", b"max_n", "storage", b"storage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_n", b"_max_n", "concurrency", b"concurrency", "jobs", b"jobs", "max_n", b"max_n", "storage", b"storage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_n", b"_max_n", "all_models", b"all_models", "budgets", b"budgets", "client", b"client", "concurrency", b"concurrency", "max_n", b"max_n", "model_patterns", b"model_patterns", "operations", b"operations", "price_table", b"price_table", "rates", b"rates", "reserved_usd_micros", b"reserved_usd_micros", "spent_this_month_usd_micros", b"spent_this_month_usd_micros", "spent_today_usd_micros", b"spent_today_usd_micros", "storage", b"storage", "upstreams", b"upstreams"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_n", b"_max_n", "all_models", b"all_models", "budgets", b"budgets", "client", b"client", "concurrency", b"concurrency", "jobs", b"jobs", "max_n", b"max_n", "model_patterns", b"model_patterns", "operations", b"operations", "price_table", b"price_table", "rates", b"rates", "reserved_usd_micros", b"reserved_usd_micros", "spent_this_month_usd_micros", b"spent_this_month_usd_micros", "spent_today_usd_micros", b"spent_today_usd_micros", "storage", b"storage", "upstreams", b"upstreams"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_n: _TypeAlias = _typing.Literal["max_n"]  # noqa: Y015
     _WhichOneofArgType__max_n: _TypeAlias = _typing.Literal["_max_n", b"_max_n"]  # noqa: Y015
@@ -230,6 +236,44 @@ class StorageQuota(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_stored_bytes) -> _WhichOneofReturnType__max_stored_bytes | None: ...
 
 Global___StorageQuota: _TypeAlias = StorageQuota  # noqa: Y015
+
+@_typing.final
+class JobsQuota(_message.Message):
+    """The client's image jobs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUED_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    MAX_QUEUED_FIELD_NUMBER: _builtins.int
+    OLDEST_QUEUED_AGE_FIELD_NUMBER: _builtins.int
+    queued: _builtins.int
+    """Jobs waiting to start."""
+    running: _builtins.int
+    """Jobs running (sent, or being sent, to OpenAI)."""
+    max_queued: _builtins.int
+    """At most this many jobs may wait at once; unset when unlimited."""
+    @_builtins.property
+    def oldest_queued_age(self) -> _duration_pb2.Duration:
+        """How long the oldest queued job has waited; unset when none waits."""
+
+    def __init__(
+        self,
+        *,
+        queued: _builtins.int = ...,
+        running: _builtins.int = ...,
+        max_queued: _builtins.int | None = ...,
+        oldest_queued_age: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_queued", b"_max_queued", "max_queued", b"max_queued", "oldest_queued_age", b"oldest_queued_age"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_queued", b"_max_queued", "max_queued", b"max_queued", "oldest_queued_age", b"oldest_queued_age", "queued", b"queued", "running", b"running"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_queued: _TypeAlias = _typing.Literal["max_queued"]  # noqa: Y015
+    _WhichOneofArgType__max_queued: _TypeAlias = _typing.Literal["_max_queued", b"_max_queued"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_queued) -> _WhichOneofReturnType__max_queued | None: ...
+
+Global___JobsQuota: _TypeAlias = JobsQuota  # noqa: Y015
 
 @_typing.final
 class RateQuota(_message.Message):

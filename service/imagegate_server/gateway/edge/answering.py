@@ -8,17 +8,20 @@ RPC's answer (inline bytes, or links to the result store), and the result priced
 
 A stored call is priced before it can fail for the store (the answer is read to its
 end whatever the store does), so its cost is booked and logged: OpenAI billed it.
+A call kept under its request id (edge/once) hands its finished result to its run,
+for a retry to collect: inline images as bytes, stored ones as the links they got.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imagegate.v1 import results_pb2
 
 from imagegate_server.gateway.edge.callers import Caller
+from imagegate_server.gateway.edge.once import KeepRun
 from imagegate_server.gateway.edge.rpc import RpcCall
 from imagegate_server.gateway.edge.storage import Storage
 from imagegate_server.gateway.edge.tenancy import Charge
@@ -47,6 +50,13 @@ class Admitted:
     charge: Charge
     stored: bool
     """Its final images go to the result store (DELIVERY_STORED)."""
+    deadline: float
+    """The upstream's deadline, in ``loop.time()``: the caller's, or the upstream
+    timeout for a call kept under its request id (it outlives its caller)."""
+    request_id: str | None = None
+    """The call's AIP-155 request id, validated (None: it has none)."""
+    run: KeepRun = field(default_factory=lambda: KeepRun(None, None, 0.0))
+    """What keeps the call's result for a retry (nothing, without a request id)."""
 
 
 class Answering:
@@ -79,6 +89,7 @@ class Answering:
             finished = images_result(reply)
             images = reply.images
         self._account(rpc, admitted, finished, call)
+        await admitted.run.succeeded(finished, images, admitted.charge.cost_micros)
         image_bytes = sum(len(image) for image in images if image is not None)
         self._metrics.result_bytes(rpc.operation.value, image_bytes)
         return unary_response_bytes(rpc.response, finished.result, images)
@@ -94,6 +105,8 @@ class Answering:
             place(finished.result, reply.images, await sink.stored())
             self._account(rpc, admitted, finished, call)
             delivery.check()  # a store that failed: UNAVAILABLE, once the call is priced
+            kept = [None] * len(finished.result.images)  # the store has them: links kept
+            await admitted.run.succeeded(finished, kept, admitted.charge.cost_micros)
         data: bytes = rpc.response(result=finished.result).SerializeToString()
         return data
 
@@ -104,12 +117,15 @@ class Answering:
         ``sink``: where a whole answer's images go as they are decoded."""
         allowed = admitted.caller.policy.upstreams
         return self._router.send(
-            admitted.request, call.deadline, allowed, admitted.charge.attempting, sink
+            admitted.request, admitted.deadline, allowed, admitted.charge.attempting, sink
         )
 
     def _delivery(self, admitted: Admitted, call: RpcCall) -> StoredDelivery:
         return self._storage.delivery(
-            admitted.caller, admitted.draft, request_id=call.request_id, deadline=call.deadline
+            admitted.caller,
+            admitted.draft,
+            request_id=admitted.request_id or call.request_id,
+            deadline=admitted.deadline,
         )
 
     async def stream(
@@ -132,9 +148,11 @@ class Answering:
                     self._account(rpc, admitted, item, call)
                     if delivery is not None:
                         delivery.check()
+                    await admitted.run.succeeded(item, None, admitted.charge.cost_micros)
                     yield item.result
                 else:
                     self._count_slice(rpc, admitted, item)
+                    admitted.run.slice_passed(item)
                     yield item
 
     def _account(self, rpc: Rpc, admitted: Admitted, finished: Finished, call: RpcCall) -> None:

@@ -61,6 +61,14 @@ class Authenticator:
                 self._on_reload(registry.clients)
         return registry
 
+    def named(self, client: str) -> Caller:
+        """The caller ``client`` as the clients file says now (a job starting long after
+        its submit runs under its client's current policy); a client the file no
+        longer names (or an anonymous or certificate-only one) gets the defaults."""
+        registry = self._registry()
+        known = registry.get(client)
+        return Caller(client, known.policy if known is not None else registry.defaults)
+
     def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         registry = self._registry()
         authorization = _metadata(context, "authorization")

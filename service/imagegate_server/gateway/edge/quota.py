@@ -14,6 +14,8 @@ from imagegate_server.gateway.edge.guard import Context, Guard
 from imagegate_server.gateway.edge.rpc import RpcCall
 from imagegate_server.gateway.edge.storage import Storage
 from imagegate_server.gateway.edge.tenancy import Tenancy
+from imagegate_server.jobs.model import now_ms
+from imagegate_server.jobs.service import Jobs
 from imagegate_server.metrics import RpcMetrics
 from imagegate_server.models import Operation
 from imagegate_server.pricing import PriceTable
@@ -35,7 +37,9 @@ class QuotaServicer:
         prices: PriceTable,
         guard: Guard,
         metrics: RpcMetrics | None = None,
+        jobs: Jobs | None = None,
     ) -> None:
+        self._jobs = jobs
         self._callers = callers
         self._tenancy = tenancy
         self._storage = storage
@@ -87,6 +91,8 @@ class QuotaServicer:
         response.spent_this_month_usd_micros = status.spent_this_month_micros
         response.reserved_usd_micros = status.reserved_micros
         await self._storage_quota(caller, response.storage)
+        if self._jobs is not None:
+            await self._jobs_quota(caller, response.jobs)
         return response
 
     async def _storage_quota(self, caller: Caller, storage: quota_pb2.StorageQuota) -> None:
@@ -98,6 +104,15 @@ class QuotaServicer:
         if policy.max_stored_bytes is not None:
             storage.max_stored_bytes = policy.max_stored_bytes
         storage.retention.FromTimedelta(self._storage.retention(policy))
+
+    async def _jobs_quota(self, caller: Caller, quota: quota_pb2.JobsQuota) -> None:
+        assert self._jobs is not None
+        jobs = await self._jobs.client_jobs(caller.client)
+        quota.queued, quota.running = jobs.queued, jobs.running
+        if caller.policy.max_queued_jobs is not None:
+            quota.max_queued = caller.policy.max_queued_jobs
+        if jobs.oldest_queued_ms is not None:
+            quota.oldest_queued_age.FromMilliseconds(max(0, now_ms() - jobs.oldest_queued_ms))
 
 
 def _policy(caller: Caller) -> quota_pb2.GetQuotaResponse:

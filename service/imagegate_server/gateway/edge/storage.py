@@ -30,7 +30,7 @@ import logging
 from imagegate.v1 import params_pb2
 
 from imagegate_server.clients import Policy
-from imagegate_server.clients.schema import CLIENT_NAME
+from imagegate_server.clients.fields import CLIENT_NAME
 from imagegate_server.errors import InvalidRequest, LimitRefused, NotPermitted
 from imagegate_server.gateway.edge.callers import ANONYMOUS, Caller
 from imagegate_server.gateway.mapping.stored import StoredDelivery

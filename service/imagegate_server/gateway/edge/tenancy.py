@@ -24,14 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imagegate_server.clients import Policy
-from imagegate_server.errors import (
-    InvalidRequest,
-    LimitExceeded,
-    ModelUnpriced,
-    NotPermitted,
-    UpstreamError,
-    UpstreamFailure,
-)
+from imagegate_server.errors import ModelUnpriced, NotPermitted, may_have_billed
 from imagegate_server.gateway.edge.callers import Caller
 from imagegate_server.gateway.requests.draft import Draft
 from imagegate_server.limits import Admission, Budget, ClientStatus, Limiter, RateLimit, Ticket
@@ -67,19 +60,9 @@ class Charge:
     def amount_for(self, error: BaseException | None) -> int:
         if self.cost_micros is not None:
             return self.cost_micros
-        if self.upstream_started and _may_have_billed(error):
+        if self.upstream_started and may_have_billed(error):
             return self.estimate_micros
         return 0
-
-
-def _may_have_billed(error: BaseException | None) -> bool:
-    if isinstance(error, UpstreamError):
-        return False  # OpenAI answered with an error: it generated nothing
-    if isinstance(error, InvalidRequest | NotPermitted | LimitExceeded):
-        return False  # refused here (routing found no upstream to take it): nothing sent
-    if isinstance(error, UpstreamFailure):
-        return error.may_have_billed
-    return True  # cancelled or timed out while OpenAI may have been generating
 
 
 class Tenancy:
@@ -153,10 +136,7 @@ class Tenancy:
         if slot is not None and not slot.settled:
             await asyncio.shield(self._limiter.settle(slot, 0))
 
-    async def admit(self, caller: Caller, draft: Draft, slot: Ticket | None = None) -> Charge:
-        """Admit the call all or nothing, taking over ``slot`` (from :meth:`hold_slot`)."""
-        policy = caller.policy
-        budgets = _budgets(policy)
+    def _estimate(self, caller: Caller, draft: Draft, budgets: tuple[Budget, ...]) -> int:
         inputs = self._estimate_inputs(draft)
         estimate = self._prices.estimate_micros(draft.model, **inputs)
         if estimate is None:
@@ -164,6 +144,13 @@ class Tenancy:
                 raise ModelUnpriced(draft.model)
             # reserve_max: the dearest model the table knows stands in for this one.
             estimate = (self._prices.max_estimate_micros(**inputs) or 0) if budgets else 0
+        return estimate
+
+    async def admit(self, caller: Caller, draft: Draft, slot: Ticket | None = None) -> Charge:
+        """Admit the call all or nothing, taking over ``slot`` (from :meth:`hold_slot`)."""
+        policy = caller.policy
+        budgets = _budgets(policy)
+        estimate = self._estimate(caller, draft, budgets)
         admission = Admission(
             client=caller.client,
             rates=self._rates(caller, draft.n),
@@ -175,6 +162,36 @@ class Tenancy:
         )
         ticket = await self._limiter.admit(admission)
         return Charge(caller, ticket, estimate, slot=slot)
+
+    async def reserve(self, caller: Caller, draft: Draft, hold_s: float) -> Charge:
+        """A job's budget reservation, at submit: its estimate held against the
+        client's budgets for ``hold_s`` (its queue time and run), no rate and no
+        slot yet (those apply when it starts: :meth:`start`)."""
+        budgets = _budgets(caller.policy)
+        estimate = self._estimate(caller, draft, budgets)
+        admission = Admission(
+            client=caller.client,
+            budgets=budgets,
+            reserve_micros=estimate if budgets else 0,
+            hold_s=hold_s,
+            holds_slot=False,  # a queued job is no call in flight; its start takes a slot
+        )
+        return Charge(caller, await self._limiter.admit(admission), estimate)
+
+    async def start(self, caller: Caller, n: int) -> Ticket:
+        """A job starting: the client's rates (a job costs its ``n`` images), the
+        gateway-wide ceiling and a concurrency slot; its budget was reserved at submit."""
+        admission = Admission(
+            client=caller.client,
+            rates=self._rates(caller, n),
+            max_concurrent=caller.policy.max_concurrent,
+            hold_s=self._hold_s,
+        )
+        return await self._limiter.admit(admission)
+
+    async def settle_ticket(self, ticket: Ticket, amount_micros: int) -> None:
+        """Settle a job's ticket (a slot: 0; a reservation: what the job cost)."""
+        await asyncio.shield(self._limiter.settle(ticket, amount_micros))
 
     async def status(self, caller: Caller) -> ClientStatus:
         """The caller's limits as they stand (charges nothing)."""

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import grpc
+from google.longrunning import operations_pb2
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
-from imagegate.v1 import admin_pb2, params_pb2, quota_pb2, stored_pb2
+from imagegate.v1 import admin_pb2, jobs_pb2, params_pb2, quota_pb2, stored_pb2
 from imagegate.v1 import images_service_pb2 as pb
 
 from imagegate_server.models import Operation
@@ -40,7 +41,10 @@ QUOTA_SERVICE = quota_pb2.DESCRIPTOR.services_by_name["QuotaService"]
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
 STORED_SERVICE = stored_pb2.DESCRIPTOR.services_by_name["StoredImagesService"]
 # The generated module of each of our services' files, where its messages are.
-_MESSAGES = {module.DESCRIPTOR.name: module for module in (pb, quota_pb2, admin_pb2, stored_pb2)}
+_MESSAGES = {
+    module.DESCRIPTOR.name: module
+    for module in (pb, quota_pb2, admin_pb2, stored_pb2, jobs_pb2, operations_pb2)
+}
 
 _OPERATION_OF_PARAMETERS = {
     params_pb2.GenerationParameters.DESCRIPTOR.full_name: Operation.GENERATION,

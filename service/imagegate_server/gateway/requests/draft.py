@@ -88,6 +88,11 @@ class Draft:
         """Files the parameters declare; a call that declares none takes no chunk."""
 
     @property
+    def parameters(self) -> Message:
+        """The parameters message as the caller sent it."""
+        return self._parameters
+
+    @property
     def model(self) -> str:
         return str(self.params["model"])
 

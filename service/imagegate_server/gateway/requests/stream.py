@@ -55,6 +55,9 @@ class UploadStream:
         """Reading failed (a timeout, a malformed message): nothing more can be read."""
         self._ended = False
         """The caller half-closed: everything it sent was read."""
+        self.first: Message | None = None
+        """The first message, once :meth:`parameters` read it (its other fields, such
+        as ``request_id``, belong to the whole upload)."""
 
     async def parameters(self) -> Message:
         first = await self._next(
@@ -64,6 +67,7 @@ class UploadStream:
         )
         if first is None or first.WhichOneof("payload") != "parameters":
             raise InvalidRequest.one("parameters", "the first message must carry the parameters")
+        self.first = first
         parameters: Message = getattr(first, "parameters")  # noqa: B009 (typed per request type)
         return parameters
 

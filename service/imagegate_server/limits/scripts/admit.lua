@@ -46,7 +46,7 @@ end
 local refusals, charges, i = gcra(rates_key, 6, now)
 
 if max_concurrent >= 0 then
-  local in_use = redis.call('ZCOUNT', open_key, '(' .. int_str(now), '+inf') - replaced_held
+  local in_use = slots_in_use(open_key, now) - replaced_held
   if max_concurrent == 0 then
     refusals[#refusals + 1] = {'concurrency_never', '', '0'}
   elseif in_use >= max_concurrent then

@@ -111,3 +111,14 @@ local function add_spend(key, cost, seconds)
     redis.call('HSET', key, 'month', int_str(month), 'month_micros', int_str(cost))
   end
 end
+
+-- Calls holding a concurrency slot: the open tickets not yet expired, but for
+-- reservations that hold budget only (ids starting 'r-': a queued job's).
+local function slots_in_use(open_key, now)
+  local live = redis.call('ZRANGEBYSCORE', open_key, '(' .. int_str(now), '+inf')
+  local n = 0
+  for _, id in ipairs(live) do
+    if string.sub(id, 1, 2) ~= 'r-' then n = n + 1 end
+  end
+  return n
+end

@@ -5,7 +5,7 @@
 --         then the TAT per rate name}; missing values are ''.
 local rates_key, open_key, spend_key = KEYS[1], KEYS[2], KEYS[3]
 local now = clock()
-local in_use = redis.call('ZCOUNT', open_key, '(' .. int_str(now), '+inf')
+local in_use = slots_in_use(open_key, now)
 local s = redis.call('HMGET', spend_key, 'day', 'day_micros', 'month', 'month_micros',
   'reserved')
 -- Reservations of dead replicas not yet swept by an admit: not really held.

@@ -25,7 +25,14 @@ const (
 type CreateImageRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The generation parameters. Required.
-	Parameters    *GenerationParameters `protobuf:"bytes,1,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	Parameters *GenerationParameters `protobuf:"bytes,1,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	// Idempotency key (AIP-155): a UUID in its 36-character hyphenated form.
+	// Optional. The same client sending the same request_id again (to any
+	// replica, while the first call runs or within the retention after it)
+	// gets that call's result: no second upstream request, no second charge.
+	// With a request_id the upstream request is not aborted when the caller
+	// goes away: it finishes and its result is kept for the retry.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -65,6 +72,13 @@ func (x *CreateImageRequest) GetParameters() *GenerationParameters {
 		return x.Parameters
 	}
 	return nil
+}
+
+func (x *CreateImageRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // Response of CreateImage.
@@ -117,7 +131,9 @@ func (x *CreateImageResponse) GetResult() *ImagesResult {
 type CreateImageStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The generation parameters. Required.
-	Parameters    *GenerationParameters `protobuf:"bytes,1,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	Parameters *GenerationParameters `protobuf:"bytes,1,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	// Idempotency key (AIP-155), as in CreateImageRequest.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -157,6 +173,13 @@ func (x *CreateImageStreamRequest) GetParameters() *GenerationParameters {
 		return x.Parameters
 	}
 	return nil
+}
+
+func (x *CreateImageStreamRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // One message of CreateImageStream's answer: image slices, then the result.
@@ -257,7 +280,10 @@ type CreateImageEditRequest struct {
 	//
 	//	*CreateImageEditRequest_Parameters
 	//	*CreateImageEditRequest_Chunk
-	Payload       isCreateImageEditRequest_Payload `protobuf_oneof:"payload"`
+	Payload isCreateImageEditRequest_Payload `protobuf_oneof:"payload"`
+	// Idempotency key, as in CreateImageRequest; read from the first message
+	// only (the one with the parameters).
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -315,6 +341,13 @@ func (x *CreateImageEditRequest) GetChunk() *FileChunk {
 		}
 	}
 	return nil
+}
+
+func (x *CreateImageEditRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 type isCreateImageEditRequest_Payload interface {
@@ -390,7 +423,10 @@ type CreateImageEditStreamRequest struct {
 	//
 	//	*CreateImageEditStreamRequest_Parameters
 	//	*CreateImageEditStreamRequest_Chunk
-	Payload       isCreateImageEditStreamRequest_Payload `protobuf_oneof:"payload"`
+	Payload isCreateImageEditStreamRequest_Payload `protobuf_oneof:"payload"`
+	// Idempotency key, as in CreateImageRequest; read from the first message
+	// only (the one with the parameters).
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -448,6 +484,13 @@ func (x *CreateImageEditStreamRequest) GetChunk() *FileChunk {
 		}
 	}
 	return nil
+}
+
+func (x *CreateImageEditStreamRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 type isCreateImageEditStreamRequest_Payload interface {
@@ -564,7 +607,10 @@ type CreateImageVariationRequest struct {
 	//
 	//	*CreateImageVariationRequest_Parameters
 	//	*CreateImageVariationRequest_Chunk
-	Payload       isCreateImageVariationRequest_Payload `protobuf_oneof:"payload"`
+	Payload isCreateImageVariationRequest_Payload `protobuf_oneof:"payload"`
+	// Idempotency key, as in CreateImageRequest; read from the first message
+	// only (the one with the parameters).
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -622,6 +668,13 @@ func (x *CreateImageVariationRequest) GetChunk() *FileChunk {
 		}
 	}
 	return nil
+}
+
+func (x *CreateImageVariationRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 type isCreateImageVariationRequest_Payload interface {
@@ -697,7 +750,10 @@ type CreateImageVariationStreamRequest struct {
 	//
 	//	*CreateImageVariationStreamRequest_Parameters
 	//	*CreateImageVariationStreamRequest_Chunk
-	Payload       isCreateImageVariationStreamRequest_Payload `protobuf_oneof:"payload"`
+	Payload isCreateImageVariationStreamRequest_Payload `protobuf_oneof:"payload"`
+	// Idempotency key, as in CreateImageRequest; read from the first message
+	// only (the one with the parameters).
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -755,6 +811,13 @@ func (x *CreateImageVariationStreamRequest) GetChunk() *FileChunk {
 		}
 	}
 	return nil
+}
+
+func (x *CreateImageVariationStreamRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 type isCreateImageVariationStreamRequest_Payload interface {
@@ -867,54 +930,66 @@ var File_imagegate_v1_images_service_proto protoreflect.FileDescriptor
 
 const file_imagegate_v1_images_service_proto_rawDesc = "" +
 	"\n" +
-	"!imagegate/v1/images_service.proto\x12\fimagegate.v1\x1a\x19imagegate/v1/params.proto\x1a\x1aimagegate/v1/results.proto\"X\n" +
+	"!imagegate/v1/images_service.proto\x12\fimagegate.v1\x1a\x19imagegate/v1/params.proto\x1a\x1aimagegate/v1/results.proto\"w\n" +
 	"\x12CreateImageRequest\x12B\n" +
 	"\n" +
 	"parameters\x18\x01 \x01(\v2\".imagegate.v1.GenerationParametersR\n" +
-	"parameters\"I\n" +
+	"parameters\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"I\n" +
 	"\x13CreateImageResponse\x122\n" +
-	"\x06result\x18\x01 \x01(\v2\x1a.imagegate.v1.ImagesResultR\x06result\"^\n" +
+	"\x06result\x18\x01 \x01(\v2\x1a.imagegate.v1.ImagesResultR\x06result\"}\n" +
 	"\x18CreateImageStreamRequest\x12B\n" +
 	"\n" +
 	"parameters\x18\x01 \x01(\v2\".imagegate.v1.GenerationParametersR\n" +
-	"parameters\"\x97\x01\n" +
+	"parameters\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"\x97\x01\n" +
 	"\x19CreateImageStreamResponse\x12;\n" +
 	"\vimage_chunk\x18\x01 \x01(\v2\x18.imagegate.v1.ImageChunkH\x00R\n" +
 	"imageChunk\x124\n" +
 	"\x06result\x18\x02 \x01(\v2\x1a.imagegate.v1.ImagesResultH\x00R\x06resultB\a\n" +
-	"\x05event\"\x94\x01\n" +
+	"\x05event\"\xb3\x01\n" +
 	"\x16CreateImageEditRequest\x12>\n" +
 	"\n" +
 	"parameters\x18\x01 \x01(\v2\x1c.imagegate.v1.EditParametersH\x00R\n" +
 	"parameters\x12/\n" +
-	"\x05chunk\x18\x02 \x01(\v2\x17.imagegate.v1.FileChunkH\x00R\x05chunkB\t\n" +
+	"\x05chunk\x18\x02 \x01(\v2\x17.imagegate.v1.FileChunkH\x00R\x05chunk\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestIdB\t\n" +
 	"\apayload\"M\n" +
 	"\x17CreateImageEditResponse\x122\n" +
-	"\x06result\x18\x01 \x01(\v2\x1a.imagegate.v1.ImagesResultR\x06result\"\x9a\x01\n" +
+	"\x06result\x18\x01 \x01(\v2\x1a.imagegate.v1.ImagesResultR\x06result\"\xb9\x01\n" +
 	"\x1cCreateImageEditStreamRequest\x12>\n" +
 	"\n" +
 	"parameters\x18\x01 \x01(\v2\x1c.imagegate.v1.EditParametersH\x00R\n" +
 	"parameters\x12/\n" +
-	"\x05chunk\x18\x02 \x01(\v2\x17.imagegate.v1.FileChunkH\x00R\x05chunkB\t\n" +
+	"\x05chunk\x18\x02 \x01(\v2\x17.imagegate.v1.FileChunkH\x00R\x05chunk\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestIdB\t\n" +
 	"\apayload\"\x9b\x01\n" +
 	"\x1dCreateImageEditStreamResponse\x12;\n" +
 	"\vimage_chunk\x18\x01 \x01(\v2\x18.imagegate.v1.ImageChunkH\x00R\n" +
 	"imageChunk\x124\n" +
 	"\x06result\x18\x02 \x01(\v2\x1a.imagegate.v1.ImagesResultH\x00R\x06resultB\a\n" +
-	"\x05event\"\x9e\x01\n" +
+	"\x05event\"\xbd\x01\n" +
 	"\x1bCreateImageVariationRequest\x12C\n" +
 	"\n" +
 	"parameters\x18\x01 \x01(\v2!.imagegate.v1.VariationParametersH\x00R\n" +
 	"parameters\x12/\n" +
-	"\x05chunk\x18\x02 \x01(\v2\x17.imagegate.v1.FileChunkH\x00R\x05chunkB\t\n" +
+	"\x05chunk\x18\x02 \x01(\v2\x17.imagegate.v1.FileChunkH\x00R\x05chunk\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestIdB\t\n" +
 	"\apayload\"R\n" +
 	"\x1cCreateImageVariationResponse\x122\n" +
-	"\x06result\x18\x01 \x01(\v2\x1a.imagegate.v1.ImagesResultR\x06result\"\xa4\x01\n" +
+	"\x06result\x18\x01 \x01(\v2\x1a.imagegate.v1.ImagesResultR\x06result\"\xc3\x01\n" +
 	"!CreateImageVariationStreamRequest\x12C\n" +
 	"\n" +
 	"parameters\x18\x01 \x01(\v2!.imagegate.v1.VariationParametersH\x00R\n" +
 	"parameters\x12/\n" +
-	"\x05chunk\x18\x02 \x01(\v2\x17.imagegate.v1.FileChunkH\x00R\x05chunkB\t\n" +
+	"\x05chunk\x18\x02 \x01(\v2\x17.imagegate.v1.FileChunkH\x00R\x05chunk\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestIdB\t\n" +
 	"\apayload\"\xa0\x01\n" +
 	"\"CreateImageVariationStreamResponse\x12;\n" +
 	"\vimage_chunk\x18\x01 \x01(\v2\x18.imagegate.v1.ImageChunkH\x00R\n" +

@@ -203,7 +203,9 @@ type GetQuotaResponse struct {
 	// upstreams file); empty when any of them may serve it.
 	Upstreams []string `protobuf:"bytes,13,rep,name=upstreams,proto3" json:"upstreams,omitempty"`
 	// The client's results in the gateway's result store (DELIVERY_STORED).
-	Storage       *StorageQuota `protobuf:"bytes,14,opt,name=storage,proto3" json:"storage,omitempty"`
+	Storage *StorageQuota `protobuf:"bytes,14,opt,name=storage,proto3" json:"storage,omitempty"`
+	// The client's image jobs (ImageJobsService) queued and running now.
+	Jobs          *JobsQuota `protobuf:"bytes,15,opt,name=jobs,proto3" json:"jobs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -336,6 +338,13 @@ func (x *GetQuotaResponse) GetStorage() *StorageQuota {
 	return nil
 }
 
+func (x *GetQuotaResponse) GetJobs() *JobsQuota {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
 // What a client keeps in the gateway's result store, and may keep.
 type StorageQuota struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -420,6 +429,79 @@ func (x *StorageQuota) GetRetention() *durationpb.Duration {
 	return nil
 }
 
+// The client's image jobs.
+type JobsQuota struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Jobs waiting to start.
+	Queued uint32 `protobuf:"varint,1,opt,name=queued,proto3" json:"queued,omitempty"`
+	// Jobs running (sent, or being sent, to OpenAI).
+	Running uint32 `protobuf:"varint,2,opt,name=running,proto3" json:"running,omitempty"`
+	// At most this many jobs may wait at once; unset when unlimited.
+	MaxQueued *uint32 `protobuf:"varint,3,opt,name=max_queued,json=maxQueued,proto3,oneof" json:"max_queued,omitempty"`
+	// How long the oldest queued job has waited; unset when none waits.
+	OldestQueuedAge *durationpb.Duration `protobuf:"bytes,4,opt,name=oldest_queued_age,json=oldestQueuedAge,proto3" json:"oldest_queued_age,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *JobsQuota) Reset() {
+	*x = JobsQuota{}
+	mi := &file_imagegate_v1_quota_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobsQuota) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobsQuota) ProtoMessage() {}
+
+func (x *JobsQuota) ProtoReflect() protoreflect.Message {
+	mi := &file_imagegate_v1_quota_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobsQuota.ProtoReflect.Descriptor instead.
+func (*JobsQuota) Descriptor() ([]byte, []int) {
+	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *JobsQuota) GetQueued() uint32 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
+func (x *JobsQuota) GetRunning() uint32 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *JobsQuota) GetMaxQueued() uint32 {
+	if x != nil && x.MaxQueued != nil {
+		return *x.MaxQueued
+	}
+	return 0
+}
+
+func (x *JobsQuota) GetOldestQueuedAge() *durationpb.Duration {
+	if x != nil {
+		return x.OldestQueuedAge
+	}
+	return nil
+}
+
 // One rate limit and what remains of it now.
 type RateQuota struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -442,7 +524,7 @@ type RateQuota struct {
 
 func (x *RateQuota) Reset() {
 	*x = RateQuota{}
-	mi := &file_imagegate_v1_quota_proto_msgTypes[3]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +536,7 @@ func (x *RateQuota) String() string {
 func (*RateQuota) ProtoMessage() {}
 
 func (x *RateQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_quota_proto_msgTypes[3]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +549,7 @@ func (x *RateQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateQuota.ProtoReflect.Descriptor instead.
 func (*RateQuota) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{3}
+	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RateQuota) GetName() string {
@@ -525,7 +607,7 @@ type ConcurrencyQuota struct {
 
 func (x *ConcurrencyQuota) Reset() {
 	*x = ConcurrencyQuota{}
-	mi := &file_imagegate_v1_quota_proto_msgTypes[4]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -537,7 +619,7 @@ func (x *ConcurrencyQuota) String() string {
 func (*ConcurrencyQuota) ProtoMessage() {}
 
 func (x *ConcurrencyQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_quota_proto_msgTypes[4]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -550,7 +632,7 @@ func (x *ConcurrencyQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConcurrencyQuota.ProtoReflect.Descriptor instead.
 func (*ConcurrencyQuota) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{4}
+	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ConcurrencyQuota) GetMaxConcurrent() uint32 {
@@ -591,7 +673,7 @@ type BudgetQuota struct {
 
 func (x *BudgetQuota) Reset() {
 	*x = BudgetQuota{}
-	mi := &file_imagegate_v1_quota_proto_msgTypes[5]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +685,7 @@ func (x *BudgetQuota) String() string {
 func (*BudgetQuota) ProtoMessage() {}
 
 func (x *BudgetQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_quota_proto_msgTypes[5]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +698,7 @@ func (x *BudgetQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetQuota.ProtoReflect.Descriptor instead.
 func (*BudgetQuota) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{5}
+	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BudgetQuota) GetName() string {
@@ -673,7 +755,7 @@ var File_imagegate_v1_quota_proto protoreflect.FileDescriptor
 const file_imagegate_v1_quota_proto_rawDesc = "" +
 	"\n" +
 	"\x18imagegate/v1/quota.proto\x12\fimagegate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x11\n" +
-	"\x0fGetQuotaRequest\"\x8b\x05\n" +
+	"\x0fGetQuotaRequest\"\xb8\x05\n" +
 	"\x10GetQuotaResponse\x12\x16\n" +
 	"\x06client\x18\x01 \x01(\tR\x06client\x12-\n" +
 	"\x05rates\x18\x02 \x03(\v2\x17.imagegate.v1.RateQuotaR\x05rates\x12@\n" +
@@ -693,7 +775,8 @@ const file_imagegate_v1_quota_proto_rawDesc = "" +
 	"\vprice_table\x18\f \x01(\tR\n" +
 	"priceTable\x12\x1c\n" +
 	"\tupstreams\x18\r \x03(\tR\tupstreams\x124\n" +
-	"\astorage\x18\x0e \x01(\v2\x1a.imagegate.v1.StorageQuotaR\astorageB\b\n" +
+	"\astorage\x18\x0e \x01(\v2\x1a.imagegate.v1.StorageQuotaR\astorage\x12+\n" +
+	"\x04jobs\x18\x0f \x01(\v2\x17.imagegate.v1.JobsQuotaR\x04jobsB\b\n" +
 	"\x06_max_n\"\xf2\x01\n" +
 	"\fStorageQuota\x12\x1b\n" +
 	"\tmay_store\x18\x01 \x01(\bR\bmayStore\x12!\n" +
@@ -701,7 +784,14 @@ const file_imagegate_v1_quota_proto_rawDesc = "" +
 	"\x0estored_objects\x18\x03 \x01(\x04R\rstoredObjects\x12-\n" +
 	"\x10max_stored_bytes\x18\x04 \x01(\x04H\x00R\x0emaxStoredBytes\x88\x01\x01\x127\n" +
 	"\tretention\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\tretentionB\x13\n" +
-	"\x11_max_stored_bytes\"\xc9\x01\n" +
+	"\x11_max_stored_bytes\"\xb7\x01\n" +
+	"\tJobsQuota\x12\x16\n" +
+	"\x06queued\x18\x01 \x01(\rR\x06queued\x12\x18\n" +
+	"\arunning\x18\x02 \x01(\rR\arunning\x12\"\n" +
+	"\n" +
+	"max_queued\x18\x03 \x01(\rH\x00R\tmaxQueued\x88\x01\x01\x12E\n" +
+	"\x11oldest_queued_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0foldestQueuedAgeB\r\n" +
+	"\v_max_queued\"\xc9\x01\n" +
 	"\tRateQuota\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
@@ -748,36 +838,39 @@ func file_imagegate_v1_quota_proto_rawDescGZIP() []byte {
 }
 
 var file_imagegate_v1_quota_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_imagegate_v1_quota_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_imagegate_v1_quota_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_imagegate_v1_quota_proto_goTypes = []any{
 	(BudgetPeriod)(0),             // 0: imagegate.v1.BudgetPeriod
 	(Operation)(0),                // 1: imagegate.v1.Operation
 	(*GetQuotaRequest)(nil),       // 2: imagegate.v1.GetQuotaRequest
 	(*GetQuotaResponse)(nil),      // 3: imagegate.v1.GetQuotaResponse
 	(*StorageQuota)(nil),          // 4: imagegate.v1.StorageQuota
-	(*RateQuota)(nil),             // 5: imagegate.v1.RateQuota
-	(*ConcurrencyQuota)(nil),      // 6: imagegate.v1.ConcurrencyQuota
-	(*BudgetQuota)(nil),           // 7: imagegate.v1.BudgetQuota
-	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*JobsQuota)(nil),             // 5: imagegate.v1.JobsQuota
+	(*RateQuota)(nil),             // 6: imagegate.v1.RateQuota
+	(*ConcurrencyQuota)(nil),      // 7: imagegate.v1.ConcurrencyQuota
+	(*BudgetQuota)(nil),           // 8: imagegate.v1.BudgetQuota
+	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 }
 var file_imagegate_v1_quota_proto_depIdxs = []int32{
-	5,  // 0: imagegate.v1.GetQuotaResponse.rates:type_name -> imagegate.v1.RateQuota
-	6,  // 1: imagegate.v1.GetQuotaResponse.concurrency:type_name -> imagegate.v1.ConcurrencyQuota
-	7,  // 2: imagegate.v1.GetQuotaResponse.budgets:type_name -> imagegate.v1.BudgetQuota
+	6,  // 0: imagegate.v1.GetQuotaResponse.rates:type_name -> imagegate.v1.RateQuota
+	7,  // 1: imagegate.v1.GetQuotaResponse.concurrency:type_name -> imagegate.v1.ConcurrencyQuota
+	8,  // 2: imagegate.v1.GetQuotaResponse.budgets:type_name -> imagegate.v1.BudgetQuota
 	1,  // 3: imagegate.v1.GetQuotaResponse.operations:type_name -> imagegate.v1.Operation
 	4,  // 4: imagegate.v1.GetQuotaResponse.storage:type_name -> imagegate.v1.StorageQuota
-	8,  // 5: imagegate.v1.StorageQuota.retention:type_name -> google.protobuf.Duration
-	8,  // 6: imagegate.v1.RateQuota.full_in:type_name -> google.protobuf.Duration
-	0,  // 7: imagegate.v1.BudgetQuota.period:type_name -> imagegate.v1.BudgetPeriod
-	9,  // 8: imagegate.v1.BudgetQuota.period_ends_at:type_name -> google.protobuf.Timestamp
-	2,  // 9: imagegate.v1.QuotaService.GetQuota:input_type -> imagegate.v1.GetQuotaRequest
-	3,  // 10: imagegate.v1.QuotaService.GetQuota:output_type -> imagegate.v1.GetQuotaResponse
-	10, // [10:11] is the sub-list for method output_type
-	9,  // [9:10] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	5,  // 5: imagegate.v1.GetQuotaResponse.jobs:type_name -> imagegate.v1.JobsQuota
+	9,  // 6: imagegate.v1.StorageQuota.retention:type_name -> google.protobuf.Duration
+	9,  // 7: imagegate.v1.JobsQuota.oldest_queued_age:type_name -> google.protobuf.Duration
+	9,  // 8: imagegate.v1.RateQuota.full_in:type_name -> google.protobuf.Duration
+	0,  // 9: imagegate.v1.BudgetQuota.period:type_name -> imagegate.v1.BudgetPeriod
+	10, // 10: imagegate.v1.BudgetQuota.period_ends_at:type_name -> google.protobuf.Timestamp
+	2,  // 11: imagegate.v1.QuotaService.GetQuota:input_type -> imagegate.v1.GetQuotaRequest
+	3,  // 12: imagegate.v1.QuotaService.GetQuota:output_type -> imagegate.v1.GetQuotaResponse
+	12, // [12:13] is the sub-list for method output_type
+	11, // [11:12] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_imagegate_v1_quota_proto_init() }
@@ -787,13 +880,14 @@ func file_imagegate_v1_quota_proto_init() {
 	}
 	file_imagegate_v1_quota_proto_msgTypes[1].OneofWrappers = []any{}
 	file_imagegate_v1_quota_proto_msgTypes[2].OneofWrappers = []any{}
+	file_imagegate_v1_quota_proto_msgTypes[3].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imagegate_v1_quota_proto_rawDesc), len(file_imagegate_v1_quota_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

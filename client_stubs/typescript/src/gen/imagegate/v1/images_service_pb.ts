@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file imagegate/v1/images_service.proto.
  */
 export const file_imagegate_v1_images_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFpbWFnZWdhdGUvdjEvaW1hZ2VzX3NlcnZpY2UucHJvdG8SDGltYWdlZ2F0ZS52MSJMChJDcmVhdGVJbWFnZVJlcXVlc3QSNgoKcGFyYW1ldGVycxgBIAEoCzIiLmltYWdlZ2F0ZS52MS5HZW5lcmF0aW9uUGFyYW1ldGVycyJBChNDcmVhdGVJbWFnZVJlc3BvbnNlEioKBnJlc3VsdBgBIAEoCzIaLmltYWdlZ2F0ZS52MS5JbWFnZXNSZXN1bHQiUgoYQ3JlYXRlSW1hZ2VTdHJlYW1SZXF1ZXN0EjYKCnBhcmFtZXRlcnMYASABKAsyIi5pbWFnZWdhdGUudjEuR2VuZXJhdGlvblBhcmFtZXRlcnMigwEKGUNyZWF0ZUltYWdlU3RyZWFtUmVzcG9uc2USLwoLaW1hZ2VfY2h1bmsYASABKAsyGC5pbWFnZWdhdGUudjEuSW1hZ2VDaHVua0gAEiwKBnJlc3VsdBgCIAEoCzIaLmltYWdlZ2F0ZS52MS5JbWFnZXNSZXN1bHRIAEIHCgVldmVudCKBAQoWQ3JlYXRlSW1hZ2VFZGl0UmVxdWVzdBIyCgpwYXJhbWV0ZXJzGAEgASgLMhwuaW1hZ2VnYXRlLnYxLkVkaXRQYXJhbWV0ZXJzSAASKAoFY2h1bmsYAiABKAsyFy5pbWFnZWdhdGUudjEuRmlsZUNodW5rSABCCQoHcGF5bG9hZCJFChdDcmVhdGVJbWFnZUVkaXRSZXNwb25zZRIqCgZyZXN1bHQYASABKAsyGi5pbWFnZWdhdGUudjEuSW1hZ2VzUmVzdWx0IocBChxDcmVhdGVJbWFnZUVkaXRTdHJlYW1SZXF1ZXN0EjIKCnBhcmFtZXRlcnMYASABKAsyHC5pbWFnZWdhdGUudjEuRWRpdFBhcmFtZXRlcnNIABIoCgVjaHVuaxgCIAEoCzIXLmltYWdlZ2F0ZS52MS5GaWxlQ2h1bmtIAEIJCgdwYXlsb2FkIocBCh1DcmVhdGVJbWFnZUVkaXRTdHJlYW1SZXNwb25zZRIvCgtpbWFnZV9jaHVuaxgBIAEoCzIYLmltYWdlZ2F0ZS52MS5JbWFnZUNodW5rSAASLAoGcmVzdWx0GAIgASgLMhouaW1hZ2VnYXRlLnYxLkltYWdlc1Jlc3VsdEgAQgcKBWV2ZW50IosBChtDcmVhdGVJbWFnZVZhcmlhdGlvblJlcXVlc3QSNwoKcGFyYW1ldGVycxgBIAEoCzIhLmltYWdlZ2F0ZS52MS5WYXJpYXRpb25QYXJhbWV0ZXJzSAASKAoFY2h1bmsYAiABKAsyFy5pbWFnZWdhdGUudjEuRmlsZUNodW5rSABCCQoHcGF5bG9hZCJKChxDcmVhdGVJbWFnZVZhcmlhdGlvblJlc3BvbnNlEioKBnJlc3VsdBgBIAEoCzIaLmltYWdlZ2F0ZS52MS5JbWFnZXNSZXN1bHQikQEKIUNyZWF0ZUltYWdlVmFyaWF0aW9uU3RyZWFtUmVxdWVzdBI3CgpwYXJhbWV0ZXJzGAEgASgLMiEuaW1hZ2VnYXRlLnYxLlZhcmlhdGlvblBhcmFtZXRlcnNIABIoCgVjaHVuaxgCIAEoCzIXLmltYWdlZ2F0ZS52MS5GaWxlQ2h1bmtIAEIJCgdwYXlsb2FkIowBCiJDcmVhdGVJbWFnZVZhcmlhdGlvblN0cmVhbVJlc3BvbnNlEi8KC2ltYWdlX2NodW5rGAEgASgLMhguaW1hZ2VnYXRlLnYxLkltYWdlQ2h1bmtIABIsCgZyZXN1bHQYAiABKAsyGi5pbWFnZWdhdGUudjEuSW1hZ2VzUmVzdWx0SABCBwoFZXZlbnQymgUKDUltYWdlc1NlcnZpY2USUgoLQ3JlYXRlSW1hZ2USIC5pbWFnZWdhdGUudjEuQ3JlYXRlSW1hZ2VSZXF1ZXN0GiEuaW1hZ2VnYXRlLnYxLkNyZWF0ZUltYWdlUmVzcG9uc2USZgoRQ3JlYXRlSW1hZ2VTdHJlYW0SJi5pbWFnZWdhdGUudjEuQ3JlYXRlSW1hZ2VTdHJlYW1SZXF1ZXN0GicuaW1hZ2VnYXRlLnYxLkNyZWF0ZUltYWdlU3RyZWFtUmVzcG9uc2UwARJgCg9DcmVhdGVJbWFnZUVkaXQSJC5pbWFnZWdhdGUudjEuQ3JlYXRlSW1hZ2VFZGl0UmVxdWVzdBolLmltYWdlZ2F0ZS52MS5DcmVhdGVJbWFnZUVkaXRSZXNwb25zZSgBEnQKFUNyZWF0ZUltYWdlRWRpdFN0cmVhbRIqLmltYWdlZ2F0ZS52MS5DcmVhdGVJbWFnZUVkaXRTdHJlYW1SZXF1ZXN0GisuaW1hZ2VnYXRlLnYxLkNyZWF0ZUltYWdlRWRpdFN0cmVhbVJlc3BvbnNlKAEwARJvChRDcmVhdGVJbWFnZVZhcmlhdGlvbhIpLmltYWdlZ2F0ZS52MS5DcmVhdGVJbWFnZVZhcmlhdGlvblJlcXVlc3QaKi5pbWFnZWdhdGUudjEuQ3JlYXRlSW1hZ2VWYXJpYXRpb25SZXNwb25zZSgBEoMBChpDcmVhdGVJbWFnZVZhcmlhdGlvblN0cmVhbRIvLmltYWdlZ2F0ZS52MS5DcmVhdGVJbWFnZVZhcmlhdGlvblN0cmVhbVJlcXVlc3QaMC5pbWFnZWdhdGUudjEuQ3JlYXRlSW1hZ2VWYXJpYXRpb25TdHJlYW1SZXNwb25zZSgBMAFCdQoQY29tLmltYWdlZ2F0ZS52MUISSW1hZ2VzU2VydmljZVByb3RvUAFaS2dpdGh1Yi5jb20vaW1hZ2VnYXRlL2ltYWdlZ2F0ZS9jbGllbnRfc3R1YnMvZ28vZ2VuL2ltYWdlZ2F0ZS92MTtpbWFnZWdhdGV2MWIGcHJvdG8z", [file_imagegate_v1_params, file_imagegate_v1_results]);
+  fileDesc("CiFpbWFnZWdhdGUvdjEvaW1hZ2VzX3NlcnZpY2UucHJvdG8SDGltYWdlZ2F0ZS52MSJgChJDcmVhdGVJbWFnZVJlcXVlc3QSNgoKcGFyYW1ldGVycxgBIAEoCzIiLmltYWdlZ2F0ZS52MS5HZW5lcmF0aW9uUGFyYW1ldGVycxISCgpyZXF1ZXN0X2lkGAIgASgJIkEKE0NyZWF0ZUltYWdlUmVzcG9uc2USKgoGcmVzdWx0GAEgASgLMhouaW1hZ2VnYXRlLnYxLkltYWdlc1Jlc3VsdCJmChhDcmVhdGVJbWFnZVN0cmVhbVJlcXVlc3QSNgoKcGFyYW1ldGVycxgBIAEoCzIiLmltYWdlZ2F0ZS52MS5HZW5lcmF0aW9uUGFyYW1ldGVycxISCgpyZXF1ZXN0X2lkGAIgASgJIoMBChlDcmVhdGVJbWFnZVN0cmVhbVJlc3BvbnNlEi8KC2ltYWdlX2NodW5rGAEgASgLMhguaW1hZ2VnYXRlLnYxLkltYWdlQ2h1bmtIABIsCgZyZXN1bHQYAiABKAsyGi5pbWFnZWdhdGUudjEuSW1hZ2VzUmVzdWx0SABCBwoFZXZlbnQilQEKFkNyZWF0ZUltYWdlRWRpdFJlcXVlc3QSMgoKcGFyYW1ldGVycxgBIAEoCzIcLmltYWdlZ2F0ZS52MS5FZGl0UGFyYW1ldGVyc0gAEigKBWNodW5rGAIgASgLMhcuaW1hZ2VnYXRlLnYxLkZpbGVDaHVua0gAEhIKCnJlcXVlc3RfaWQYAyABKAlCCQoHcGF5bG9hZCJFChdDcmVhdGVJbWFnZUVkaXRSZXNwb25zZRIqCgZyZXN1bHQYASABKAsyGi5pbWFnZWdhdGUudjEuSW1hZ2VzUmVzdWx0IpsBChxDcmVhdGVJbWFnZUVkaXRTdHJlYW1SZXF1ZXN0EjIKCnBhcmFtZXRlcnMYASABKAsyHC5pbWFnZWdhdGUudjEuRWRpdFBhcmFtZXRlcnNIABIoCgVjaHVuaxgCIAEoCzIXLmltYWdlZ2F0ZS52MS5GaWxlQ2h1bmtIABISCgpyZXF1ZXN0X2lkGAMgASgJQgkKB3BheWxvYWQihwEKHUNyZWF0ZUltYWdlRWRpdFN0cmVhbVJlc3BvbnNlEi8KC2ltYWdlX2NodW5rGAEgASgLMhguaW1hZ2VnYXRlLnYxLkltYWdlQ2h1bmtIABIsCgZyZXN1bHQYAiABKAsyGi5pbWFnZWdhdGUudjEuSW1hZ2VzUmVzdWx0SABCBwoFZXZlbnQinwEKG0NyZWF0ZUltYWdlVmFyaWF0aW9uUmVxdWVzdBI3CgpwYXJhbWV0ZXJzGAEgASgLMiEuaW1hZ2VnYXRlLnYxLlZhcmlhdGlvblBhcmFtZXRlcnNIABIoCgVjaHVuaxgCIAEoCzIXLmltYWdlZ2F0ZS52MS5GaWxlQ2h1bmtIABISCgpyZXF1ZXN0X2lkGAMgASgJQgkKB3BheWxvYWQiSgocQ3JlYXRlSW1hZ2VWYXJpYXRpb25SZXNwb25zZRIqCgZyZXN1bHQYASABKAsyGi5pbWFnZWdhdGUudjEuSW1hZ2VzUmVzdWx0IqUBCiFDcmVhdGVJbWFnZVZhcmlhdGlvblN0cmVhbVJlcXVlc3QSNwoKcGFyYW1ldGVycxgBIAEoCzIhLmltYWdlZ2F0ZS52MS5WYXJpYXRpb25QYXJhbWV0ZXJzSAASKAoFY2h1bmsYAiABKAsyFy5pbWFnZWdhdGUudjEuRmlsZUNodW5rSAASEgoKcmVxdWVzdF9pZBgDIAEoCUIJCgdwYXlsb2FkIowBCiJDcmVhdGVJbWFnZVZhcmlhdGlvblN0cmVhbVJlc3BvbnNlEi8KC2ltYWdlX2NodW5rGAEgASgLMhguaW1hZ2VnYXRlLnYxLkltYWdlQ2h1bmtIABIsCgZyZXN1bHQYAiABKAsyGi5pbWFnZWdhdGUudjEuSW1hZ2VzUmVzdWx0SABCBwoFZXZlbnQymgUKDUltYWdlc1NlcnZpY2USUgoLQ3JlYXRlSW1hZ2USIC5pbWFnZWdhdGUudjEuQ3JlYXRlSW1hZ2VSZXF1ZXN0GiEuaW1hZ2VnYXRlLnYxLkNyZWF0ZUltYWdlUmVzcG9uc2USZgoRQ3JlYXRlSW1hZ2VTdHJlYW0SJi5pbWFnZWdhdGUudjEuQ3JlYXRlSW1hZ2VTdHJlYW1SZXF1ZXN0GicuaW1hZ2VnYXRlLnYxLkNyZWF0ZUltYWdlU3RyZWFtUmVzcG9uc2UwARJgCg9DcmVhdGVJbWFnZUVkaXQSJC5pbWFnZWdhdGUudjEuQ3JlYXRlSW1hZ2VFZGl0UmVxdWVzdBolLmltYWdlZ2F0ZS52MS5DcmVhdGVJbWFnZUVkaXRSZXNwb25zZSgBEnQKFUNyZWF0ZUltYWdlRWRpdFN0cmVhbRIqLmltYWdlZ2F0ZS52MS5DcmVhdGVJbWFnZUVkaXRTdHJlYW1SZXF1ZXN0GisuaW1hZ2VnYXRlLnYxLkNyZWF0ZUltYWdlRWRpdFN0cmVhbVJlc3BvbnNlKAEwARJvChRDcmVhdGVJbWFnZVZhcmlhdGlvbhIpLmltYWdlZ2F0ZS52MS5DcmVhdGVJbWFnZVZhcmlhdGlvblJlcXVlc3QaKi5pbWFnZWdhdGUudjEuQ3JlYXRlSW1hZ2VWYXJpYXRpb25SZXNwb25zZSgBEoMBChpDcmVhdGVJbWFnZVZhcmlhdGlvblN0cmVhbRIvLmltYWdlZ2F0ZS52MS5DcmVhdGVJbWFnZVZhcmlhdGlvblN0cmVhbVJlcXVlc3QaMC5pbWFnZWdhdGUudjEuQ3JlYXRlSW1hZ2VWYXJpYXRpb25TdHJlYW1SZXNwb25zZSgBMAFCdQoQY29tLmltYWdlZ2F0ZS52MUISSW1hZ2VzU2VydmljZVByb3RvUAFaS2dpdGh1Yi5jb20vaW1hZ2VnYXRlL2ltYWdlZ2F0ZS9jbGllbnRfc3R1YnMvZ28vZ2VuL2ltYWdlZ2F0ZS92MTtpbWFnZWdhdGV2MWIGcHJvdG8z", [file_imagegate_v1_params, file_imagegate_v1_results]);
 
 /**
  * Request of CreateImage.
@@ -28,6 +28,18 @@ export type CreateImageRequest = Message<"imagegate.v1.CreateImageRequest"> & {
    * @generated from field: imagegate.v1.GenerationParameters parameters = 1;
    */
   parameters?: GenerationParameters | undefined;
+
+  /**
+   * Idempotency key (AIP-155): a UUID in its 36-character hyphenated form.
+   * Optional. The same client sending the same request_id again (to any
+   * replica, while the first call runs or within the retention after it)
+   * gets that call's result: no second upstream request, no second charge.
+   * With a request_id the upstream request is not aborted when the caller
+   * goes away: it finishes and its result is kept for the retry.
+   *
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
 };
 
 /**
@@ -70,6 +82,13 @@ export type CreateImageStreamRequest = Message<"imagegate.v1.CreateImageStreamRe
    * @generated from field: imagegate.v1.GenerationParameters parameters = 1;
    */
   parameters?: GenerationParameters | undefined;
+
+  /**
+   * Idempotency key (AIP-155), as in CreateImageRequest.
+   *
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
 };
 
 /**
@@ -146,6 +165,14 @@ export type CreateImageEditRequest = Message<"imagegate.v1.CreateImageEditReques
     value: FileChunk;
     case: "chunk";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Idempotency key, as in CreateImageRequest; read from the first message
+   * only (the one with the parameters).
+   *
+   * @generated from field: string request_id = 3;
+   */
+  requestId: string;
 };
 
 /**
@@ -204,6 +231,14 @@ export type CreateImageEditStreamRequest = Message<"imagegate.v1.CreateImageEdit
     value: FileChunk;
     case: "chunk";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Idempotency key, as in CreateImageRequest; read from the first message
+   * only (the one with the parameters).
+   *
+   * @generated from field: string request_id = 3;
+   */
+  requestId: string;
 };
 
 /**
@@ -278,6 +313,14 @@ export type CreateImageVariationRequest = Message<"imagegate.v1.CreateImageVaria
     value: FileChunk;
     case: "chunk";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Idempotency key, as in CreateImageRequest; read from the first message
+   * only (the one with the parameters).
+   *
+   * @generated from field: string request_id = 3;
+   */
+  requestId: string;
 };
 
 /**
@@ -336,6 +379,14 @@ export type CreateImageVariationStreamRequest = Message<"imagegate.v1.CreateImag
     value: FileChunk;
     case: "chunk";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Idempotency key, as in CreateImageRequest; read from the first message
+   * only (the one with the parameters).
+   *
+   * @generated from field: string request_id = 3;
+   */
+  requestId: string;
 };
 
 /**
@@ -405,7 +456,9 @@ export const CreateImageVariationStreamResponseSchema: GenMessage<CreateImageVar
  * Deadlines: the upstream timeout is the smaller of the call's remaining deadline
  * and the gateway's configured timeout (300 s by default; GPT image models can
  * take minutes at high quality, so set generous deadlines). Cancelling the call
- * aborts the upstream request.
+ * aborts the upstream request, unless the call carries a request_id: then the
+ * request finishes, and a retry with the same request_id collects its result.
+ * For work that outlasts any deadline, submit a job (ImageJobsService).
  *
  * Errors: canonical gRPC codes with google.rpc.Status details in the
  * `grpc-status-details-bin` trailer. Never an exception text or stack trace.
@@ -413,12 +466,15 @@ export const CreateImageVariationStreamResponseSchema: GenMessage<CreateImageVar
  *   PERMISSION_DENIED   the caller's policy forbids the model, the operation or
  *                       its n (ErrorInfo reason MODEL_NOT_ALLOWED,
  *                       OPERATION_NOT_ALLOWED, N_ABOVE_CLIENT_LIMIT,
- *                       STORE_NOT_ALLOWED for DELIVERY_STORED), or OpenAI 403.
+ *                       STORE_NOT_ALLOWED for DELIVERY_STORED,
+ *                       UPSTREAM_NOT_ALLOWED when no upstream the client may
+ *                       use serves the model), or OpenAI 403.
  *   RESOURCE_EXHAUSTED  a limit of the caller or the gateway (QuotaFailure:
  *                       subject `client:<id>` or `gateway`, quota_id the limit,
  *                       e.g. `images_per_minute`, `daily_budget`,
- *                       `stored_bytes`; RetryInfo when it frees), or the cases
- *                       below.
+ *                       `stored_bytes`, or `upstream_ceiling` when every
+ *                       upstream serving the model is at its ceiling;
+ *                       RetryInfo when it frees), or the cases below.
  *   FAILED_PRECONDITION the caller has a budget and the model has no price
  *                       (ErrorInfo MODEL_UNPRICED).
  *   INVALID_ARGUMENT    local validation or upload protocol (BadRequest field
@@ -430,7 +486,9 @@ export const CreateImageVariationStreamResponseSchema: GenMessage<CreateImageVar
  *                       OpenAI insufficient_quota (no RetryInfo), a local limit
  *                       (QuotaFailure), or a unary result over the send limit.
  *   PERMISSION_DENIED   OpenAI 403.
- *   NOT_FOUND           OpenAI 404 (for example an unknown model), or a model
+ *   NOT_FOUND           OpenAI 404 (for example an unknown model), no upstream
+ *                       of the gateway serves the model (ErrorInfo
+ *                       NO_UPSTREAM), or a model
  *                       past its OpenAI shutdown date, answered by the gateway
  *                       itself (ErrorInfo reason MODEL_RETIRED, metadata `model`,
  *                       `shutdown_date`, `replacement`).
@@ -440,8 +498,16 @@ export const CreateImageVariationStreamResponseSchema: GenMessage<CreateImageVar
  *                       (ErrorInfo LIMITER_UNAVAILABLE), or the result store
  *                       failed to keep a DELIVERY_STORED result (ErrorInfo
  *                       STORE_UNAVAILABLE; OpenAI billed the call and its cost is
- *                       booked, but no result is reported).
+ *                       booked, but no result is reported), or an answer the
+ *                       gateway would not take (ErrorInfo
+ *                       UPSTREAM_ANSWER_TOO_LARGE, UPSTREAM_BAD_IMAGE,
+ *                       UPSTREAM_ENCODING, UPSTREAM_NO_IMAGES,
+ *                       UPSTREAM_BAD_ANSWER), or every upstream serving the
+ *                       model failing (its circuit open).
  *   DEADLINE_EXCEEDED   the deadline or the upstream timeout passed.
+ *   ALREADY_EXISTS      the call's request_id was used before with other
+ *                       parameters or other upload bytes (BadRequest naming
+ *                       the first field that differs).
  *   INTERNAL            the gateway's own OpenAI key was rejected (ErrorInfo
  *                       reason UPSTREAM_AUTHENTICATION): an operator problem.
  * The upstream `x-request-id` is returned in trailing metadata

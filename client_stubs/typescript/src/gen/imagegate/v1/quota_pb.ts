@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file imagegate/v1/quota.proto.
  */
 export const file_imagegate_v1_quota: GenFile = /*@__PURE__*/
-  fileDesc("ChhpbWFnZWdhdGUvdjEvcXVvdGEucHJvdG8SDGltYWdlZ2F0ZS52MSIRCg9HZXRRdW90YVJlcXVlc3Qi2QMKEEdldFF1b3RhUmVzcG9uc2USDgoGY2xpZW50GAEgASgJEiYKBXJhdGVzGAIgAygLMhcuaW1hZ2VnYXRlLnYxLlJhdGVRdW90YRIzCgtjb25jdXJyZW5jeRgDIAEoCzIeLmltYWdlZ2F0ZS52MS5Db25jdXJyZW5jeVF1b3RhEioKB2J1ZGdldHMYBCADKAsyGS5pbWFnZWdhdGUudjEuQnVkZ2V0UXVvdGESHgoWc3BlbnRfdG9kYXlfdXNkX21pY3JvcxgFIAEoAxIjChtzcGVudF90aGlzX21vbnRoX3VzZF9taWNyb3MYBiABKAMSGwoTcmVzZXJ2ZWRfdXNkX21pY3JvcxgHIAEoAxISCgVtYXhfbhgIIAEoDUgAiAEBEhIKCmFsbF9tb2RlbHMYCSABKAgSFgoObW9kZWxfcGF0dGVybnMYCiADKAkSKwoKb3BlcmF0aW9ucxgLIAMoDjIXLmltYWdlZ2F0ZS52MS5PcGVyYXRpb24SEwoLcHJpY2VfdGFibGUYDCABKAkSEQoJdXBzdHJlYW1zGA0gAygJEisKB3N0b3JhZ2UYDiABKAsyGi5pbWFnZWdhdGUudjEuU3RvcmFnZVF1b3RhQggKBl9tYXhfbiKxAQoMU3RvcmFnZVF1b3RhEhEKCW1heV9zdG9yZRgBIAEoCBIUCgxzdG9yZWRfYnl0ZXMYAiABKAQSFgoOc3RvcmVkX29iamVjdHMYAyABKAQSHQoQbWF4X3N0b3JlZF9ieXRlcxgEIAEoBEgAiAEBEiwKCXJldGVudGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkITChFfbWF4X3N0b3JlZF9ieXRlcyKRAQoJUmF0ZVF1b3RhEgwKBG5hbWUYASABKAkSEgoKcGVyX21pbnV0ZRgCIAEoDRINCgVidXJzdBgDIAEoDRIRCglyZW1haW5pbmcYBCABKA0SKgoHZnVsbF9pbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxnYXRld2F5X3dpZGUYBiABKAgiOgoQQ29uY3VycmVuY3lRdW90YRIWCg5tYXhfY29uY3VycmVudBgBIAEoDRIOCgZpbl91c2UYAiABKA0i6gEKC0J1ZGdldFF1b3RhEgwKBG5hbWUYASABKAkSKgoGcGVyaW9kGAIgASgOMhouaW1hZ2VnYXRlLnYxLkJ1ZGdldFBlcmlvZBIYChBsaW1pdF91c2RfbWljcm9zGAMgASgDEhgKEHNwZW50X3VzZF9taWNyb3MYBCABKAMSGwoTcmVzZXJ2ZWRfdXNkX21pY3JvcxgFIAEoAxIcChRyZW1haW5pbmdfdXNkX21pY3JvcxgGIAEoAxIyCg5wZXJpb2RfZW5kc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqXQoMQnVkZ2V0UGVyaW9kEh0KGUJVREdFVF9QRVJJT0RfVU5TUEVDSUZJRUQQABIVChFCVURHRVRfUEVSSU9EX0RBWRABEhcKE0JVREdFVF9QRVJJT0RfTU9OVEgQAiptCglPcGVyYXRpb24SGQoVT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGAoUT1BFUkFUSU9OX0dFTkVSQVRJT04QARISCg5PUEVSQVRJT05fRURJVBACEhcKE09QRVJBVElPTl9WQVJJQVRJT04QAzJZCgxRdW90YVNlcnZpY2USSQoIR2V0UXVvdGESHS5pbWFnZWdhdGUudjEuR2V0UXVvdGFSZXF1ZXN0Gh4uaW1hZ2VnYXRlLnYxLkdldFF1b3RhUmVzcG9uc2VCbQoQY29tLmltYWdlZ2F0ZS52MUIKUXVvdGFQcm90b1ABWktnaXRodWIuY29tL2ltYWdlZ2F0ZS9pbWFnZWdhdGUvY2xpZW50X3N0dWJzL2dvL2dlbi9pbWFnZWdhdGUvdjE7aW1hZ2VnYXRldjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChhpbWFnZWdhdGUvdjEvcXVvdGEucHJvdG8SDGltYWdlZ2F0ZS52MSIRCg9HZXRRdW90YVJlcXVlc3QigAQKEEdldFF1b3RhUmVzcG9uc2USDgoGY2xpZW50GAEgASgJEiYKBXJhdGVzGAIgAygLMhcuaW1hZ2VnYXRlLnYxLlJhdGVRdW90YRIzCgtjb25jdXJyZW5jeRgDIAEoCzIeLmltYWdlZ2F0ZS52MS5Db25jdXJyZW5jeVF1b3RhEioKB2J1ZGdldHMYBCADKAsyGS5pbWFnZWdhdGUudjEuQnVkZ2V0UXVvdGESHgoWc3BlbnRfdG9kYXlfdXNkX21pY3JvcxgFIAEoAxIjChtzcGVudF90aGlzX21vbnRoX3VzZF9taWNyb3MYBiABKAMSGwoTcmVzZXJ2ZWRfdXNkX21pY3JvcxgHIAEoAxISCgVtYXhfbhgIIAEoDUgAiAEBEhIKCmFsbF9tb2RlbHMYCSABKAgSFgoObW9kZWxfcGF0dGVybnMYCiADKAkSKwoKb3BlcmF0aW9ucxgLIAMoDjIXLmltYWdlZ2F0ZS52MS5PcGVyYXRpb24SEwoLcHJpY2VfdGFibGUYDCABKAkSEQoJdXBzdHJlYW1zGA0gAygJEisKB3N0b3JhZ2UYDiABKAsyGi5pbWFnZWdhdGUudjEuU3RvcmFnZVF1b3RhEiUKBGpvYnMYDyABKAsyFy5pbWFnZWdhdGUudjEuSm9ic1F1b3RhQggKBl9tYXhfbiKxAQoMU3RvcmFnZVF1b3RhEhEKCW1heV9zdG9yZRgBIAEoCBIUCgxzdG9yZWRfYnl0ZXMYAiABKAQSFgoOc3RvcmVkX29iamVjdHMYAyABKAQSHQoQbWF4X3N0b3JlZF9ieXRlcxgEIAEoBEgAiAEBEiwKCXJldGVudGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkITChFfbWF4X3N0b3JlZF9ieXRlcyKKAQoJSm9ic1F1b3RhEg4KBnF1ZXVlZBgBIAEoDRIPCgdydW5uaW5nGAIgASgNEhcKCm1heF9xdWV1ZWQYAyABKA1IAIgBARI0ChFvbGRlc3RfcXVldWVkX2FnZRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkINCgtfbWF4X3F1ZXVlZCKRAQoJUmF0ZVF1b3RhEgwKBG5hbWUYASABKAkSEgoKcGVyX21pbnV0ZRgCIAEoDRINCgVidXJzdBgDIAEoDRIRCglyZW1haW5pbmcYBCABKA0SKgoHZnVsbF9pbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxnYXRld2F5X3dpZGUYBiABKAgiOgoQQ29uY3VycmVuY3lRdW90YRIWCg5tYXhfY29uY3VycmVudBgBIAEoDRIOCgZpbl91c2UYAiABKA0i6gEKC0J1ZGdldFF1b3RhEgwKBG5hbWUYASABKAkSKgoGcGVyaW9kGAIgASgOMhouaW1hZ2VnYXRlLnYxLkJ1ZGdldFBlcmlvZBIYChBsaW1pdF91c2RfbWljcm9zGAMgASgDEhgKEHNwZW50X3VzZF9taWNyb3MYBCABKAMSGwoTcmVzZXJ2ZWRfdXNkX21pY3JvcxgFIAEoAxIcChRyZW1haW5pbmdfdXNkX21pY3JvcxgGIAEoAxIyCg5wZXJpb2RfZW5kc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqXQoMQnVkZ2V0UGVyaW9kEh0KGUJVREdFVF9QRVJJT0RfVU5TUEVDSUZJRUQQABIVChFCVURHRVRfUEVSSU9EX0RBWRABEhcKE0JVREdFVF9QRVJJT0RfTU9OVEgQAiptCglPcGVyYXRpb24SGQoVT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGAoUT1BFUkFUSU9OX0dFTkVSQVRJT04QARISCg5PUEVSQVRJT05fRURJVBACEhcKE09QRVJBVElPTl9WQVJJQVRJT04QAzJZCgxRdW90YVNlcnZpY2USSQoIR2V0UXVvdGESHS5pbWFnZWdhdGUudjEuR2V0UXVvdGFSZXF1ZXN0Gh4uaW1hZ2VnYXRlLnYxLkdldFF1b3RhUmVzcG9uc2VCbQoQY29tLmltYWdlZ2F0ZS52MUIKUXVvdGFQcm90b1ABWktnaXRodWIuY29tL2ltYWdlZ2F0ZS9pbWFnZWdhdGUvY2xpZW50X3N0dWJzL2dvL2dlbi9pbWFnZWdhdGUvdjE7aW1hZ2VnYXRldjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Request of GetQuota: the caller is identified by its credentials.
@@ -135,6 +135,13 @@ export type GetQuotaResponse = Message<"imagegate.v1.GetQuotaResponse"> & {
    * @generated from field: imagegate.v1.StorageQuota storage = 14;
    */
   storage?: StorageQuota | undefined;
+
+  /**
+   * The client's image jobs (ImageJobsService) queued and running now.
+   *
+   * @generated from field: imagegate.v1.JobsQuota jobs = 15;
+   */
+  jobs?: JobsQuota | undefined;
 };
 
 /**
@@ -196,6 +203,48 @@ export const StorageQuotaSchema: GenMessage<StorageQuota> = /*@__PURE__*/
   messageDesc(file_imagegate_v1_quota, 2);
 
 /**
+ * The client's image jobs.
+ *
+ * @generated from message imagegate.v1.JobsQuota
+ */
+export type JobsQuota = Message<"imagegate.v1.JobsQuota"> & {
+  /**
+   * Jobs waiting to start.
+   *
+   * @generated from field: uint32 queued = 1;
+   */
+  queued: number;
+
+  /**
+   * Jobs running (sent, or being sent, to OpenAI).
+   *
+   * @generated from field: uint32 running = 2;
+   */
+  running: number;
+
+  /**
+   * At most this many jobs may wait at once; unset when unlimited.
+   *
+   * @generated from field: optional uint32 max_queued = 3;
+   */
+  maxQueued?: number | undefined;
+
+  /**
+   * How long the oldest queued job has waited; unset when none waits.
+   *
+   * @generated from field: google.protobuf.Duration oldest_queued_age = 4;
+   */
+  oldestQueuedAge?: Duration | undefined;
+};
+
+/**
+ * Describes the message imagegate.v1.JobsQuota.
+ * Use `create(JobsQuotaSchema)` to create a new message.
+ */
+export const JobsQuotaSchema: GenMessage<JobsQuota> = /*@__PURE__*/
+  messageDesc(file_imagegate_v1_quota, 3);
+
+/**
  * One rate limit and what remains of it now.
  *
  * @generated from message imagegate.v1.RateQuota
@@ -250,7 +299,7 @@ export type RateQuota = Message<"imagegate.v1.RateQuota"> & {
  * Use `create(RateQuotaSchema)` to create a new message.
  */
 export const RateQuotaSchema: GenMessage<RateQuota> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_quota, 3);
+  messageDesc(file_imagegate_v1_quota, 4);
 
 /**
  * Concurrent calls.
@@ -278,7 +327,7 @@ export type ConcurrencyQuota = Message<"imagegate.v1.ConcurrencyQuota"> & {
  * Use `create(ConcurrencyQuotaSchema)` to create a new message.
  */
 export const ConcurrencyQuotaSchema: GenMessage<ConcurrencyQuota> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_quota, 4);
+  messageDesc(file_imagegate_v1_quota, 5);
 
 /**
  * A spend budget for one UTC period.
@@ -342,7 +391,7 @@ export type BudgetQuota = Message<"imagegate.v1.BudgetQuota"> & {
  * Use `create(BudgetQuotaSchema)` to create a new message.
  */
 export const BudgetQuotaSchema: GenMessage<BudgetQuota> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_quota, 5);
+  messageDesc(file_imagegate_v1_quota, 6);
 
 /**
  * The period a budget covers.

@@ -1,0 +1,3 @@
+"""The unit the settings' sizes are written in."""
+
+MIB = 1024 * 1024

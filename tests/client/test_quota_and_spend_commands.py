@@ -89,7 +89,9 @@ def test_quota_shows_the_callers_limits_and_spend(gateway: Gateway, tmp_path: Pa
     assert lines[4] == (
         "spent $0.016 today, $0.016 this month (UTC), $0.00 reserved by calls in flight"
     )
-    assert lines[5:9] == [
+    # Without an upstreams file every call went to the one upstream, `default`.
+    assert lines[5] == "on default $0.016 today, $0.016 this month"
+    assert lines[6:10] == [
         "models all",
         "operations generation, edit, variation",
         "images per call any n",
@@ -103,6 +105,13 @@ def test_quota_shows_the_callers_limits_and_spend(gateway: Gateway, tmp_path: Pa
     assert answer["client"] == "team-a"
     assert answer["spent_today_usd_micros"] == "16000"  # int64 in proto3 JSON: a string
     assert answer["budgets"][0]["remaining_usd_micros"] == "4984000"
+    assert answer["upstream_spend"] == [
+        {
+            "upstream": "default",
+            "spent_today_usd_micros": "16000",
+            "spent_this_month_usd_micros": "16000",
+        }
+    ]
 
 
 def test_quota_with_a_wrong_token_fails_with_one_line_and_never_shows_it(

@@ -9,12 +9,14 @@ import redis.asyncio
 from redis_support import RedisServer
 
 from imagegate_server.limits import (
+    MAX_CLIENT_UPSTREAMS,
     Admission,
     Limiter,
     LimiterUnavailable,
     OutagePolicy,
     RateLimit,
     RedisLimiter,
+    UpstreamSpend,
 )
 
 
@@ -104,3 +106,67 @@ async def test_while_redis_is_down_ceilings_follow_the_rates_outage_policy(
     finally:
         await opened.aclose()
         await closed.aclose()
+
+
+async def test_each_client_sees_its_own_spend_per_upstream(limiter: Limiter) -> None:
+    for client, cost, upstream in (("c1", 700, "a"), ("c2", 300, "a"), ("c1", 50, "b")):
+        ticket = await limiter.admit(Admission(client=client))
+        await limiter.settle(ticket, cost, upstream)
+    ticket = await limiter.admit(Admission(client="c1"))
+    await limiter.settle(ticket, 0, "b")  # a call that cost nothing books nothing
+    ticket = await limiter.admit(Admission(client="c1"))
+    await limiter.settle(ticket, 9, None)  # no upstream named: the client's total only
+    assert await limiter.client_upstream_spend("c1") == (
+        UpstreamSpend("a", 700, 700),
+        UpstreamSpend("b", 50, 50),
+    )
+    assert await limiter.client_upstream_spend("c2") == (UpstreamSpend("a", 300, 300),)
+    assert await limiter.client_upstream_spend("never-called") == ()
+    status = await limiter.status("c1", (), None, ())
+    assert status.spent_today_micros == 759
+
+
+async def test_a_client_books_at_most_its_bound_of_upstreams(limiter: Limiter) -> None:
+    for index in range(MAX_CLIENT_UPSTREAMS + 3):
+        ticket = await limiter.admit(Admission(client="c"))
+        await limiter.settle(ticket, 1, f"u{index:04d}")
+    ticket = await limiter.admit(Admission(client="c"))
+    await limiter.settle(ticket, 5, "u0000")  # one it holds still counts
+    spends = await limiter.client_upstream_spend("c")
+    assert len(spends) == MAX_CLIENT_UPSTREAMS
+    assert spends[0] == UpstreamSpend("u0000", 6, 6)
+    status = await limiter.status("c", (), None, ())
+    assert status.spent_this_month_micros == MAX_CLIENT_UPSTREAMS + 3 + 5  # the total has all
+
+
+async def test_redis_keeps_a_clients_spend_per_upstream_in_its_slot_and_books_it_once(
+    redis_limiter: RedisLimiter, redis_client: redis.asyncio.Redis, prefix: str
+) -> None:
+    ticket = await redis_limiter.admit(Admission(client="team a"))
+    await redis_limiter.settle(ticket, 10, "azure/eu")
+    keys = sorted(await redis_client.keys(f"{prefix}{{c:team%20a}}:up*"))
+    assert keys == [f"{prefix}{{c:team%20a}}:upday", f"{prefix}{{c:team%20a}}:upmonth"]
+    day_ttl = await redis_client.pttl(keys[0])
+    month_ttl = await redis_client.pttl(keys[1])
+    assert 0 < day_ttl <= 2 * 86400 * 1000 < month_ttl <= 33 * 86400 * 1000
+    # A settle retried after a lost reply books the cost once.
+    await redis_limiter._run(
+        "settle",
+        [*redis_limiter.client_keys("team a")[1:], *redis_limiter.client_upstream_keys("team a")],
+        [ticket.id, 10, 10_000_000, "azure/eu", MAX_CLIENT_UPSTREAMS],
+    )
+    assert await redis_limiter.client_upstream_spend("team a") == (
+        UpstreamSpend("azure/eu", 10, 10),
+    )
+
+
+async def test_while_redis_is_down_spend_per_upstream_cannot_be_read(
+    own_redis: RedisServer, prefix: str
+) -> None:
+    limiter = RedisLimiter.from_url(own_redis.url, prefix=prefix, timeout_s=0.3)
+    try:
+        own_redis.stop()
+        with pytest.raises(LimiterUnavailable):
+            await limiter.client_upstream_spend("c")
+    finally:
+        await limiter.aclose()

@@ -23,8 +23,9 @@ from imagegate_server.limits import (
     RateLimit,
     RedisLimiter,
     SqliteLimiter,
+    UpstreamSpend,
 )
-from imagegate_server.localdb import FILE_NAME, LocalDatabase
+from imagegate_server.localdb import FILE_NAME, LocalDatabase, Schema
 
 CLIENT = "team-a"
 DOLLAR = 1_000_000
@@ -155,3 +156,24 @@ async def _refused(limiter: SqliteLimiter, call: Admission) -> LimitRefused:
     with pytest.raises(LimitRefused) as caught:
         await limiter.admit(call)
     return caught.value
+
+
+async def test_a_database_of_the_release_before_keeps_its_spend_and_books_per_upstream(
+    tmp_path: Path,
+) -> None:
+    older = Schema(SCHEMA.component, SCHEMA.steps[:2])  # before spend per client and upstream
+    database = await LocalDatabase.open(tmp_path, older)
+    limiter = SqliteLimiter(database)
+    await limiter.settle(await limiter.admit(Admission(CLIENT, max_concurrent=1)), 500)
+    await database.aclose()
+
+    database = await LocalDatabase.open(tmp_path, SCHEMA)
+    try:
+        limiter = SqliteLimiter(database)
+        await limiter.settle(await limiter.admit(Admission(CLIENT, max_concurrent=1)), 70, "a")
+        status = await limiter.status(CLIENT, (), None, ())
+        assert status.spent_today_micros == 570
+        assert await limiter.client_upstream_spend(CLIENT) == (UpstreamSpend("a", 70, 70),)
+        assert limiter.state == "up"
+    finally:
+        await database.aclose()

@@ -110,6 +110,14 @@ def describe(answer: quota_pb2.GetQuotaResponse) -> str:
             f"{format_usd(answer.reserved_usd_micros)} reserved by calls in flight",
         )
     )
+    for spend in answer.upstream_spend:
+        rows.append(
+            (
+                f"  on {spend.upstream}",
+                f"{format_usd(spend.spent_today_usd_micros)} today, "
+                f"{format_usd(spend.spent_this_month_usd_micros)} this month",
+            )
+        )
     rows.append(("models", "all" if answer.all_models else ", ".join(answer.model_patterns)))
     operations = [_OPERATIONS.get(op, str(op)) for op in answer.operations]
     rows.append(("operations", ", ".join(operations) or "none"))

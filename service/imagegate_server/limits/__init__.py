@@ -47,7 +47,10 @@ Redis keys (prefix ``IMAGEGATE_REDIS_PREFIX``, default ``imagegate:``)
     ``:open`` (sorted set: ticket -> expiry us; admitted calls in flight),
     ``:spend`` (hash: ``day``/``day_micros``, ``month``/``month_micros`` for the
     current periods, ``reserved`` total, ``r:<ticket>`` per reservation) and
-    ``:done`` (sorted set of recently settled tickets). The gateway-wide rates are
+    ``:done`` (sorted set of recently settled tickets), and with an upstreams file
+    ``:upday`` and ``:upmonth`` (hashes: ``period`` number, ``u:<upstream>`` micros:
+    the client's spend per upstream, booked by ``settle.lua``; the day's expires two
+    days after its last write). The gateway-wide rates are
     the hash ``{gateway}:rates``. Per upstream of the upstreams file, under the hash
     tag ``{u:<name, percent-encoded>}``: ``:rates`` (its own ceilings), ``:spend``
     and ``:done`` (its spend, booked once per ticket): see :mod:`.ceilings`. Every
@@ -89,6 +92,7 @@ from imagegate_server.limits.factory import build_limiter, uses_local_database
 from imagegate_server.limits.memory import MemoryLimiter
 from imagegate_server.limits.model import (
     CONCURRENCY_LIMIT,
+    MAX_CLIENT_UPSTREAMS,
     MAX_SPEND_LISTING,
     Admission,
     Budget,
@@ -100,6 +104,7 @@ from imagegate_server.limits.model import (
     RateStatus,
     SpendListing,
     Ticket,
+    UpstreamSpend,
     UpstreamStatus,
 )
 from imagegate_server.limits.outage import OutagePolicy
@@ -109,6 +114,7 @@ from imagegate_server.limits.sqlite_tables import SCHEMA
 
 __all__ = [
     "CONCURRENCY_LIMIT",
+    "MAX_CLIENT_UPSTREAMS",
     "MAX_SPEND_LISTING",
     "SCHEMA",
     "Admission",
@@ -128,6 +134,7 @@ __all__ = [
     "SpendListing",
     "SqliteLimiter",
     "Ticket",
+    "UpstreamSpend",
     "UpstreamStatus",
     "build_limiter",
     "uses_local_database",

@@ -14,6 +14,7 @@ from imagegate_server.limits.model import (
     RateLimit,
     SpendListing,
     Ticket,
+    UpstreamSpend,
     UpstreamStatus,
 )
 from imagegate_server.limits.outage import StoreState
@@ -52,7 +53,16 @@ class Limiter(Protocol):
     async def settle(self, ticket: Ticket, cost_micros: int, upstream: str | None = None) -> None:
         """Free the call's slot and reservation and add its real cost to today's and
         this month's spend (0 = release), and to ``upstream``'s when given (the
-        upstream that answered the call). Idempotent; never raises for store outages."""
+        upstream that answered the call), both the upstream's own and the client's
+        spend on it. Idempotent; never raises for store outages."""
+        ...
+
+    async def client_upstream_spend(self, client: str) -> tuple[UpstreamSpend, ...]:
+        """``client``'s settled spend per upstream this UTC day and month (upstreams
+        with spend this month, by name, at most
+        :data:`~imagegate_server.limits.model.MAX_CLIENT_UPSTREAMS`); charges nothing.
+        Raises :class:`~imagegate_server.errors.LimiterUnavailable` when the store
+        cannot be read."""
         ...
 
     async def take_upstream(self, upstream: str, rates: Sequence[RateLimit]) -> float:

@@ -18,6 +18,7 @@ NAMES = (
     "peek_rates",
     "upstream_spend",
     "upstream_status",
+    "client_upstreams",
 )
 
 

@@ -18,6 +18,7 @@ from imagegate_server.limits import ceilings
 from imagegate_server.limits.base import Clock, SystemClock
 from imagegate_server.limits.decision import Standing, client_status, decide
 from imagegate_server.limits.model import (
+    MAX_CLIENT_UPSTREAMS,
     MAX_SPEND_LISTING,
     Admission,
     Budget,
@@ -27,6 +28,7 @@ from imagegate_server.limits.model import (
     RateLimit,
     SpendListing,
     Ticket,
+    UpstreamSpend,
     UpstreamStatus,
     holds_slot,
     new_ticket_id,
@@ -70,6 +72,9 @@ class _Client:
     reserved: int = 0
     day: _Spend = field(default_factory=_Spend)
     month: _Spend = field(default_factory=_Spend)
+    upstreams: dict[str, _Upstream] = field(default_factory=dict)
+    """Upstream name -> the client's spend on it (its ``rates`` unused); names come
+    from the upstreams file, and past months' are dropped when the client books more."""
 
     def spend(self, period: Period) -> _Spend:
         return self.day if period == "day" else self.month
@@ -155,8 +160,11 @@ class MemoryLimiter:
             client.reserved -= held[1]
         if cost_micros:
             # A late settle (after its reservation expired) still counts: the bill is real.
-            client.day.add(period_number("day", unix), cost_micros)
-            client.month.add(period_number("month", unix), cost_micros)
+            day, month = period_number("day", unix), period_number("month", unix)
+            client.day.add(day, cost_micros)
+            client.month.add(month, cost_micros)
+            if upstream is not None:
+                _book(client.upstreams, upstream, day, month, cost_micros)
 
     async def take_upstream(self, upstream: str, rates: Sequence[RateLimit]) -> float:
         state = self._upstreams.setdefault(upstream, _Upstream())
@@ -174,6 +182,19 @@ class MemoryLimiter:
             state.day.current(period_number("day", unix)),
             state.month.current(period_number("month", unix)),
         )
+
+    async def client_upstream_spend(self, client: str) -> tuple[UpstreamSpend, ...]:
+        state = self._clients.get(client)
+        if state is None:
+            return ()
+        unix = self._clock.unix_s()
+        day, month = period_number("day", unix), period_number("month", unix)
+        spends = [
+            UpstreamSpend(name, spend.day.current(day), spend.month.current(month))
+            for name, spend in sorted(state.upstreams.items())
+            if spend.month.current(month)
+        ]
+        return tuple(spends[:MAX_CLIENT_UPSTREAMS])
 
     async def status(
         self,
@@ -237,6 +258,19 @@ class MemoryLimiter:
         for name, tat in list(self._gateway.items()):
             if tat <= now:
                 del self._gateway[name]
+
+
+def _book(spends: dict[str, _Upstream], upstream: str, day: int, month: int, cost: int) -> None:
+    """Add ``cost`` to the client's spend on ``upstream``, forgetting upstreams that
+    cost it nothing this month first (upstreams renamed or removed from the file)."""
+    if upstream not in spends and len(spends) >= MAX_CLIENT_UPSTREAMS:
+        for name in [name for name, spend in spends.items() if not spend.month.current(month)]:
+            del spends[name]
+        if len(spends) >= MAX_CLIENT_UPSTREAMS:
+            return  # more upstreams this month than a file can name: the client total has it
+    spend = spends.setdefault(upstream, _Upstream())
+    spend.day.add(day, cost)
+    spend.month.add(month, cost)
 
 
 def _utc(unix: float) -> datetime:

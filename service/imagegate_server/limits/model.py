@@ -287,3 +287,19 @@ class UpstreamStatus:
     spent_today_micros: int
     """Settled spend of calls it answered in the current UTC day."""
     spent_this_month_micros: int
+
+
+MAX_CLIENT_UPSTREAMS = 256
+"""At most this many upstreams in one client's spend per upstream (a file names at most
+64; the rest is room for upstreams renamed within a month). Names come from the
+operator's upstreams file, never from callers; a reader never lists more than this."""
+
+
+@dataclass(frozen=True)
+class UpstreamSpend:
+    """What calls answered by one upstream cost one client (read-only)."""
+
+    upstream: str
+    spent_today_micros: int
+    """Settled spend in the current UTC day."""
+    spent_this_month_micros: int

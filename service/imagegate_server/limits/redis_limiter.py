@@ -22,6 +22,7 @@ from urllib.parse import quote, unquote
 from imagegate_server.limits import lua, redis_wire
 from imagegate_server.limits.base import DONE_RETENTION_S
 from imagegate_server.limits.model import (
+    MAX_CLIENT_UPSTREAMS,
     MAX_SPEND_LISTING,
     Admission,
     Budget,
@@ -30,6 +31,7 @@ from imagegate_server.limits.model import (
     RateLimit,
     SpendListing,
     Ticket,
+    UpstreamSpend,
     UpstreamStatus,
     new_ticket_id,
 )
@@ -112,6 +114,11 @@ class RedisLimiter:
         """rates, open, spend, done: one hash tag per client, so one Cluster slot."""
         return self._keys.keys(f"c:{quote(client, safe='')}", "rates", "open", "spend", "done")
 
+    def client_upstream_keys(self, client: str) -> tuple[Key, ...]:
+        """The client's spend per upstream, this day's and this month's: in the
+        client's hash tag, so its settle books them in the same script."""
+        return self._keys.keys(f"c:{quote(client, safe='')}", "upday", "upmonth")
+
     def gateway_key(self) -> Key:
         (key,) = self._keys.keys("gateway", "rates")
         return key
@@ -159,11 +166,11 @@ class RedisLimiter:
             raise ValueError("cost_micros must be >= 0")
         if not ticket._settled.claim():
             return
-        await self._settle_client(ticket, cost_micros)
+        await self._settle_client(ticket, cost_micros, upstream)
         if upstream is not None and cost_micros > 0:
             await self._book_upstream(ticket, cost_micros, upstream)
 
-    async def _settle_client(self, ticket: Ticket, cost_micros: int) -> None:
+    async def _settle_client(self, ticket: Ticket, cost_micros: int, upstream: str | None) -> None:
         if not ticket.accounted and (cost_micros == 0 or not self._health.usable):
             # Let through uncounted: nothing to free. Its cost is still recorded when
             # Redis is back by now; while it is down, nothing is probed for it.
@@ -171,13 +178,13 @@ class RedisLimiter:
         started_up = self._health.usable
         if self._health.skip():
             return
-        open_key, spend_key, done_key = self.client_keys(ticket.client)[1:]
+        keys = list(self.client_keys(ticket.client)[1:])  # open, spend, done
+        args: list[str | int] = [ticket.id, cost_micros, round(DONE_RETENTION_S * 1_000_000)]
+        if upstream is not None and cost_micros > 0:
+            keys += self.client_upstream_keys(ticket.client)
+            args += [upstream, MAX_CLIENT_UPSTREAMS]
         try:
-            await self._run(
-                "settle",
-                [open_key, spend_key, done_key],
-                [ticket.id, cost_micros, round(DONE_RETENTION_S * 1_000_000)],
-            )
+            await self._run("settle", keys, args)
         except StoreFailure as error:
             # Its slot and reservation expire on their own (hold_s).
             self._health.down(error)
@@ -211,6 +218,13 @@ class RedisLimiter:
             return redis_wire.upstream_status(upstream, rates, reply)
 
         return await self._health.read("upstreams", read, (StoreFailure,))
+
+    async def client_upstream_spend(self, client: str) -> tuple[UpstreamSpend, ...]:
+        async def read() -> tuple[UpstreamSpend, ...]:
+            reply = await self._run("client_upstreams", self.client_upstream_keys(client), ())
+            return redis_wire.client_upstreams(reply, MAX_CLIENT_UPSTREAMS)
+
+        return await self._health.read("spend", read, (StoreFailure,))
 
     async def status(
         self,

@@ -21,6 +21,7 @@ from imagegate_server.limits.model import (
     ClientStatus,
     RateLimit,
     RateStatus,
+    UpstreamSpend,
     UpstreamStatus,
 )
 from imagegate_server.limits.periods import (
@@ -169,3 +170,20 @@ def upstream_status(upstream: str, rates: Sequence[RateLimit], reply: list[Any])
     return UpstreamStatus(
         upstream, ceilings.rate_status(rates, tats, now_us), int(reply[1]), int(reply[2])
     )
+
+
+def client_upstreams(reply: list[Any], most: int) -> tuple[UpstreamSpend, ...]:
+    """``client_upstreams.lua``'s reply: upstreams with spend this month, by name."""
+    today = _upstream_fields(reply[0])
+    month = _upstream_fields(reply[1])
+    names = sorted(name for name, micros in month.items() if micros > 0)[:most]
+    return tuple(UpstreamSpend(name, today.get(name, 0), month[name]) for name in names)
+
+
+def _upstream_fields(flat: list[Any]) -> dict[str, int]:
+    pairs = zip(flat[::2], flat[1::2], strict=True)
+    return {_text(field)[2:]: int(value) for field, value in pairs if _text(field).startswith("u:")}
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

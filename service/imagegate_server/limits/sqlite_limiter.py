@@ -42,6 +42,7 @@ from imagegate_server.limits.model import (
     RateLimit,
     SpendListing,
     Ticket,
+    UpstreamSpend,
     UpstreamStatus,
     new_ticket_id,
 )
@@ -143,6 +144,12 @@ class SqliteLimiter:
             return tables.upstream_status(db, upstream, rates, *self._now())
 
         return await self._health.read("upstreams", lambda: self._db.read(read), _STORE_ERRORS)
+
+    async def client_upstream_spend(self, client: str) -> tuple[UpstreamSpend, ...]:
+        def read(db: sqlite3.Connection) -> tuple[UpstreamSpend, ...]:
+            return tables.client_upstream_spend(db, client, self._clock.unix_s())
+
+        return await self._health.read("spend", lambda: self._db.read(read), _STORE_ERRORS)
 
     async def status(
         self,

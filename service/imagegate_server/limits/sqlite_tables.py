@@ -5,7 +5,7 @@ submits them).
 Times are microseconds since 1970 (``now_us``) and seconds (``unix``, for the UTC
 day and month), read by the caller inside the transaction.
 
-Tables (schema ``limits``, version 2)
+Tables (schema ``limits``, version 3)
     ``limit_rates``   (scope, name) -> TAT; scope is the client, '' for the
                       gateway-wide ceiling, or ``upstream:<name>`` for an upstream's
                       ceilings (:mod:`.ceilings`); a row is deleted once drained.
@@ -17,6 +17,9 @@ Tables (schema ``limits``, version 2)
                       are deleted.
     ``limit_upstream_spend``  (upstream, 'day'|'month') -> the same, per upstream
                       (step 2), booked in the settle's transaction.
+    ``limit_client_upstream_spend``  (client, upstream, 'day'|'month') -> the
+                      same, per client and upstream that answered it (step 3), booked
+                      in the settle's transaction.
 Rows are bounded: calls by the calls in flight, rates and spend by the clients
 active this minute and this month; :func:`delete_stale` deletes what is stale.
 """
@@ -30,11 +33,13 @@ from datetime import UTC, datetime
 from imagegate_server.limits import ceilings
 from imagegate_server.limits.decision import Standing, decide
 from imagegate_server.limits.model import (
+    MAX_CLIENT_UPSTREAMS,
     Admission,
     ClientSpend,
     RateLimit,
     SpendListing,
     Ticket,
+    UpstreamSpend,
     UpstreamStatus,
 )
 from imagegate_server.limits.periods import period_number
@@ -73,6 +78,16 @@ SCHEMA = Schema(
             number INTEGER NOT NULL,
             micros INTEGER NOT NULL,
             PRIMARY KEY (upstream, period)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE limit_client_upstream_spend (
+            client TEXT NOT NULL,
+            upstream TEXT NOT NULL,
+            period TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            micros INTEGER NOT NULL,
+            PRIMARY KEY (client, upstream, period)
         ) WITHOUT ROWID
         """,
     ),
@@ -123,6 +138,7 @@ def settle(
     _add_spend(db, "limit_spend", "client", ticket.client, cost, unix)
     if upstream is not None:
         _add_spend(db, "limit_upstream_spend", "upstream", upstream, cost, unix)
+        _add_client_upstream_spend(db, ticket.client, upstream, cost, unix)
 
 
 def take_upstream(
@@ -149,6 +165,23 @@ def upstream_status(
     return UpstreamStatus(
         upstream, ceilings.rate_status(rates, tats, now_us), spent["day"], spent["month"]
     )
+
+
+def client_upstream_spend(
+    db: sqlite3.Connection, client: str, unix: float
+) -> tuple[UpstreamSpend, ...]:
+    """``client``'s spend per upstream with spend this month, by name."""
+    day, month = period_number("day", unix), period_number("month", unix)
+    rows = db.execute(
+        "SELECT m.upstream, coalesce(d.micros, 0), m.micros "
+        "FROM limit_client_upstream_spend m LEFT JOIN limit_client_upstream_spend d "
+        "ON d.client = m.client AND d.upstream = m.upstream AND d.period = 'day' "
+        "AND d.number = ? "
+        "WHERE m.client = ? AND m.period = 'month' AND m.number = ? AND m.micros > 0 "
+        "ORDER BY m.upstream LIMIT ?",
+        (day, client, month, MAX_CLIENT_UPSTREAMS),
+    )
+    return tuple(UpstreamSpend(name, int(today), int(total)) for name, today, total in rows)
 
 
 def standing(
@@ -178,7 +211,7 @@ def delete_stale(db: sqlite3.Connection, now_us: int, unix: float) -> None:
     """Delete drained rates, expired calls and past periods."""
     db.execute("DELETE FROM limit_rates WHERE tat_us <= ?", (now_us,))
     db.execute("DELETE FROM limit_calls WHERE expires_us <= ?", (now_us,))
-    for table in ("limit_spend", "limit_upstream_spend"):
+    for table in ("limit_spend", "limit_upstream_spend", "limit_client_upstream_spend"):
         db.execute(
             f"DELETE FROM {table} WHERE (period = 'day' AND number < ?) "  # noqa: S608 (ours)
             "OR (period = 'month' AND number < ?)",
@@ -239,6 +272,29 @@ def _add_spend(
         "micros = CASE WHEN number = excluded.number THEN micros + excluded.micros "
         "ELSE excluded.micros END, number = excluded.number",
         [(owner, p, period_number(p, unix), cost) for p in ("day", "month")],
+    )
+
+
+def _add_client_upstream_spend(
+    db: sqlite3.Connection, client: str, upstream: str, cost: int, unix: float
+) -> None:
+    """Book ``cost`` to the client's spend on ``upstream``, unless the client already
+    holds :data:`MAX_CLIENT_UPSTREAMS` other upstreams this month (its total has it)."""
+    month = period_number("month", unix)
+    held, others = db.execute(
+        "SELECT count(*) FILTER (WHERE upstream = ?), count(*) FROM limit_client_upstream_spend "
+        "WHERE client = ? AND period = 'month' AND number = ?",
+        (upstream, client, month),
+    ).fetchone()
+    if not held and others >= MAX_CLIENT_UPSTREAMS:
+        return
+    db.executemany(
+        "INSERT INTO limit_client_upstream_spend "
+        "(client, upstream, period, number, micros) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (client, upstream, period) DO UPDATE SET "
+        "micros = CASE WHEN number = excluded.number THEN micros + excluded.micros "
+        "ELSE excluded.micros END, number = excluded.number",
+        [(client, upstream, p, period_number(p, unix), cost) for p in ("day", "month")],
     )
 
 

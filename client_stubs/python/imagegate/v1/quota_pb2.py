@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imagegate/v1/quota.proto\x12\x0cimagegate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x11\n\x0fGetQuotaRequest\"\x80\x04\n\x10GetQuotaResponse\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12&\n\x05rates\x18\x02 \x03(\x0b\x32\x17.imagegate.v1.RateQuota\x12\x33\n\x0b\x63oncurrency\x18\x03 \x01(\x0b\x32\x1e.imagegate.v1.ConcurrencyQuota\x12*\n\x07\x62udgets\x18\x04 \x03(\x0b\x32\x19.imagegate.v1.BudgetQuota\x12\x1e\n\x16spent_today_usd_micros\x18\x05 \x01(\x03\x12#\n\x1bspent_this_month_usd_micros\x18\x06 \x01(\x03\x12\x1b\n\x13reserved_usd_micros\x18\x07 \x01(\x03\x12\x12\n\x05max_n\x18\x08 \x01(\rH\x00\x88\x01\x01\x12\x12\n\nall_models\x18\t \x01(\x08\x12\x16\n\x0emodel_patterns\x18\n \x03(\t\x12+\n\noperations\x18\x0b \x03(\x0e\x32\x17.imagegate.v1.Operation\x12\x13\n\x0bprice_table\x18\x0c \x01(\t\x12\x11\n\tupstreams\x18\r \x03(\t\x12+\n\x07storage\x18\x0e \x01(\x0b\x32\x1a.imagegate.v1.StorageQuota\x12%\n\x04jobs\x18\x0f \x01(\x0b\x32\x17.imagegate.v1.JobsQuotaB\x08\n\x06_max_n\"\xb1\x01\n\x0cStorageQuota\x12\x11\n\tmay_store\x18\x01 \x01(\x08\x12\x14\n\x0cstored_bytes\x18\x02 \x01(\x04\x12\x16\n\x0estored_objects\x18\x03 \x01(\x04\x12\x1d\n\x10max_stored_bytes\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12,\n\tretention\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x13\n\x11_max_stored_bytes\"\x8a\x01\n\tJobsQuota\x12\x0e\n\x06queued\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\r\x12\x17\n\nmax_queued\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x34\n\x11oldest_queued_age\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\r\n\x0b_max_queued\"\x91\x01\n\tRateQuota\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nper_minute\x18\x02 \x01(\r\x12\r\n\x05\x62urst\x18\x03 \x01(\r\x12\x11\n\tremaining\x18\x04 \x01(\r\x12*\n\x07\x66ull_in\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cgateway_wide\x18\x06 \x01(\x08\":\n\x10\x43oncurrencyQuota\x12\x16\n\x0emax_concurrent\x18\x01 \x01(\r\x12\x0e\n\x06in_use\x18\x02 \x01(\r\"\xea\x01\n\x0b\x42udgetQuota\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x06period\x18\x02 \x01(\x0e\x32\x1a.imagegate.v1.BudgetPeriod\x12\x18\n\x10limit_usd_micros\x18\x03 \x01(\x03\x12\x18\n\x10spent_usd_micros\x18\x04 \x01(\x03\x12\x1b\n\x13reserved_usd_micros\x18\x05 \x01(\x03\x12\x1c\n\x14remaining_usd_micros\x18\x06 \x01(\x03\x12\x32\n\x0eperiod_ends_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*]\n\x0c\x42udgetPeriod\x12\x1d\n\x19\x42UDGET_PERIOD_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42UDGET_PERIOD_DAY\x10\x01\x12\x17\n\x13\x42UDGET_PERIOD_MONTH\x10\x02*m\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\x18\n\x14OPERATION_GENERATION\x10\x01\x12\x12\n\x0eOPERATION_EDIT\x10\x02\x12\x17\n\x13OPERATION_VARIATION\x10\x03\x32Y\n\x0cQuotaService\x12I\n\x08GetQuota\x12\x1d.imagegate.v1.GetQuotaRequest\x1a\x1e.imagegate.v1.GetQuotaResponseBm\n\x10\x63om.imagegate.v1B\nQuotaProtoP\x01ZKgithub.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1;imagegatev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imagegate/v1/quota.proto\x12\x0cimagegate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x11\n\x0fGetQuotaRequest\"\xb5\x04\n\x10GetQuotaResponse\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12&\n\x05rates\x18\x02 \x03(\x0b\x32\x17.imagegate.v1.RateQuota\x12\x33\n\x0b\x63oncurrency\x18\x03 \x01(\x0b\x32\x1e.imagegate.v1.ConcurrencyQuota\x12*\n\x07\x62udgets\x18\x04 \x03(\x0b\x32\x19.imagegate.v1.BudgetQuota\x12\x1e\n\x16spent_today_usd_micros\x18\x05 \x01(\x03\x12#\n\x1bspent_this_month_usd_micros\x18\x06 \x01(\x03\x12\x1b\n\x13reserved_usd_micros\x18\x07 \x01(\x03\x12\x12\n\x05max_n\x18\x08 \x01(\rH\x00\x88\x01\x01\x12\x12\n\nall_models\x18\t \x01(\x08\x12\x16\n\x0emodel_patterns\x18\n \x03(\t\x12+\n\noperations\x18\x0b \x03(\x0e\x32\x17.imagegate.v1.Operation\x12\x13\n\x0bprice_table\x18\x0c \x01(\t\x12\x11\n\tupstreams\x18\r \x03(\t\x12+\n\x07storage\x18\x0e \x01(\x0b\x32\x1a.imagegate.v1.StorageQuota\x12%\n\x04jobs\x18\x0f \x01(\x0b\x32\x17.imagegate.v1.JobsQuota\x12\x33\n\x0eupstream_spend\x18\x10 \x03(\x0b\x32\x1b.imagegate.v1.UpstreamSpendB\x08\n\x06_max_n\"f\n\rUpstreamSpend\x12\x10\n\x08upstream\x18\x01 \x01(\t\x12\x1e\n\x16spent_today_usd_micros\x18\x02 \x01(\x03\x12#\n\x1bspent_this_month_usd_micros\x18\x03 \x01(\x03\"\xb1\x01\n\x0cStorageQuota\x12\x11\n\tmay_store\x18\x01 \x01(\x08\x12\x14\n\x0cstored_bytes\x18\x02 \x01(\x04\x12\x16\n\x0estored_objects\x18\x03 \x01(\x04\x12\x1d\n\x10max_stored_bytes\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12,\n\tretention\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x13\n\x11_max_stored_bytes\"\x8a\x01\n\tJobsQuota\x12\x0e\n\x06queued\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\r\x12\x17\n\nmax_queued\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x34\n\x11oldest_queued_age\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\r\n\x0b_max_queued\"\x91\x01\n\tRateQuota\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nper_minute\x18\x02 \x01(\r\x12\r\n\x05\x62urst\x18\x03 \x01(\r\x12\x11\n\tremaining\x18\x04 \x01(\r\x12*\n\x07\x66ull_in\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cgateway_wide\x18\x06 \x01(\x08\":\n\x10\x43oncurrencyQuota\x12\x16\n\x0emax_concurrent\x18\x01 \x01(\r\x12\x0e\n\x06in_use\x18\x02 \x01(\r\"\xea\x01\n\x0b\x42udgetQuota\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x06period\x18\x02 \x01(\x0e\x32\x1a.imagegate.v1.BudgetPeriod\x12\x18\n\x10limit_usd_micros\x18\x03 \x01(\x03\x12\x18\n\x10spent_usd_micros\x18\x04 \x01(\x03\x12\x1b\n\x13reserved_usd_micros\x18\x05 \x01(\x03\x12\x1c\n\x14remaining_usd_micros\x18\x06 \x01(\x03\x12\x32\n\x0eperiod_ends_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*]\n\x0c\x42udgetPeriod\x12\x1d\n\x19\x42UDGET_PERIOD_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42UDGET_PERIOD_DAY\x10\x01\x12\x17\n\x13\x42UDGET_PERIOD_MONTH\x10\x02*m\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\x18\n\x14OPERATION_GENERATION\x10\x01\x12\x12\n\x0eOPERATION_EDIT\x10\x02\x12\x17\n\x13OPERATION_VARIATION\x10\x03\x32Y\n\x0cQuotaService\x12I\n\x08GetQuota\x12\x1d.imagegate.v1.GetQuotaRequest\x1a\x1e.imagegate.v1.GetQuotaResponseBm\n\x10\x63om.imagegate.v1B\nQuotaProtoP\x01ZKgithub.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1;imagegatev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,24 +34,26 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imagegate.v1.quota_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\020com.imagegate.v1B\nQuotaProtoP\001ZKgithub.com/imagegate/imagegate/client_stubs/go/gen/imagegate/v1;imagegatev1'
-  _globals['_BUDGETPERIOD']._serialized_start=1407
-  _globals['_BUDGETPERIOD']._serialized_end=1500
-  _globals['_OPERATION']._serialized_start=1502
-  _globals['_OPERATION']._serialized_end=1611
+  _globals['_BUDGETPERIOD']._serialized_start=1564
+  _globals['_BUDGETPERIOD']._serialized_end=1657
+  _globals['_OPERATION']._serialized_start=1659
+  _globals['_OPERATION']._serialized_end=1768
   _globals['_GETQUOTAREQUEST']._serialized_start=107
   _globals['_GETQUOTAREQUEST']._serialized_end=124
   _globals['_GETQUOTARESPONSE']._serialized_start=127
-  _globals['_GETQUOTARESPONSE']._serialized_end=639
-  _globals['_STORAGEQUOTA']._serialized_start=642
-  _globals['_STORAGEQUOTA']._serialized_end=819
-  _globals['_JOBSQUOTA']._serialized_start=822
-  _globals['_JOBSQUOTA']._serialized_end=960
-  _globals['_RATEQUOTA']._serialized_start=963
-  _globals['_RATEQUOTA']._serialized_end=1108
-  _globals['_CONCURRENCYQUOTA']._serialized_start=1110
-  _globals['_CONCURRENCYQUOTA']._serialized_end=1168
-  _globals['_BUDGETQUOTA']._serialized_start=1171
-  _globals['_BUDGETQUOTA']._serialized_end=1405
-  _globals['_QUOTASERVICE']._serialized_start=1613
-  _globals['_QUOTASERVICE']._serialized_end=1702
+  _globals['_GETQUOTARESPONSE']._serialized_end=692
+  _globals['_UPSTREAMSPEND']._serialized_start=694
+  _globals['_UPSTREAMSPEND']._serialized_end=796
+  _globals['_STORAGEQUOTA']._serialized_start=799
+  _globals['_STORAGEQUOTA']._serialized_end=976
+  _globals['_JOBSQUOTA']._serialized_start=979
+  _globals['_JOBSQUOTA']._serialized_end=1117
+  _globals['_RATEQUOTA']._serialized_start=1120
+  _globals['_RATEQUOTA']._serialized_end=1265
+  _globals['_CONCURRENCYQUOTA']._serialized_start=1267
+  _globals['_CONCURRENCYQUOTA']._serialized_end=1325
+  _globals['_BUDGETQUOTA']._serialized_start=1328
+  _globals['_BUDGETQUOTA']._serialized_end=1562
+  _globals['_QUOTASERVICE']._serialized_start=1770
+  _globals['_QUOTASERVICE']._serialized_end=1859
 # @@protoc_insertion_point(module_scope)

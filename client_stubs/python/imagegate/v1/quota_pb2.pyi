@@ -111,6 +111,7 @@ class GetQuotaResponse(_message.Message):
     UPSTREAMS_FIELD_NUMBER: _builtins.int
     STORAGE_FIELD_NUMBER: _builtins.int
     JOBS_FIELD_NUMBER: _builtins.int
+    UPSTREAM_SPEND_FIELD_NUMBER: _builtins.int
     client: _builtins.str
     """The client the gateway identified the caller as (`anonymous` when the
     gateway does not require authentication and none was presented).
@@ -163,6 +164,16 @@ class GetQuotaResponse(_message.Message):
     def jobs(self) -> Global___JobsQuota:
         """The client's image jobs (ImageJobsService) queued and running now."""
 
+    @_builtins.property
+    def upstream_spend(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpstreamSpend]:
+        """The client's settled spend per upstream that answered its calls, in the
+        current UTC day and month, ordered by name (the names of the gateway's
+        upstreams file; a single `default` without one). Upstreams that cost the
+        client nothing this month are left out. With an upstreams file, the spend
+        of image jobs (ImageJobsService) is booked to no upstream, so the entries
+        may add up to less than spent_today_usd_micros.
+        """
+
     def __init__(
         self,
         *,
@@ -181,16 +192,47 @@ class GetQuotaResponse(_message.Message):
         upstreams: _abc.Iterable[_builtins.str] | None = ...,
         storage: Global___StorageQuota | None = ...,
         jobs: Global___JobsQuota | None = ...,
+        upstream_spend: _abc.Iterable[Global___UpstreamSpend] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_n", b"_max_n", "concurrency", b"concurrency", "jobs", b"jobs", "max_n", b"max_n", "storage", b"storage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_n", b"_max_n", "all_models", b"all_models", "budgets", b"budgets", "client", b"client", "concurrency", b"concurrency", "jobs", b"jobs", "max_n", b"max_n", "model_patterns", b"model_patterns", "operations", b"operations", "price_table", b"price_table", "rates", b"rates", "reserved_usd_micros", b"reserved_usd_micros", "spent_this_month_usd_micros", b"spent_this_month_usd_micros", "spent_today_usd_micros", b"spent_today_usd_micros", "storage", b"storage", "upstreams", b"upstreams"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_n", b"_max_n", "all_models", b"all_models", "budgets", b"budgets", "client", b"client", "concurrency", b"concurrency", "jobs", b"jobs", "max_n", b"max_n", "model_patterns", b"model_patterns", "operations", b"operations", "price_table", b"price_table", "rates", b"rates", "reserved_usd_micros", b"reserved_usd_micros", "spent_this_month_usd_micros", b"spent_this_month_usd_micros", "spent_today_usd_micros", b"spent_today_usd_micros", "storage", b"storage", "upstream_spend", b"upstream_spend", "upstreams", b"upstreams"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_n: _TypeAlias = _typing.Literal["max_n"]  # noqa: Y015
     _WhichOneofArgType__max_n: _TypeAlias = _typing.Literal["_max_n", b"_max_n"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_n) -> _WhichOneofReturnType__max_n | None: ...
 
 Global___GetQuotaResponse: _TypeAlias = GetQuotaResponse  # noqa: Y015
+
+@_typing.final
+class UpstreamSpend(_message.Message):
+    """What one upstream cost the client."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPSTREAM_FIELD_NUMBER: _builtins.int
+    SPENT_TODAY_USD_MICROS_FIELD_NUMBER: _builtins.int
+    SPENT_THIS_MONTH_USD_MICROS_FIELD_NUMBER: _builtins.int
+    upstream: _builtins.str
+    """The upstream's name in the gateway's upstreams file (`default` without one)."""
+    spent_today_usd_micros: _builtins.int
+    """Settled spend in the current UTC day, in US dollars in millionths."""
+    spent_this_month_usd_micros: _builtins.int
+    """Settled spend in the current UTC month, in US dollars in millionths."""
+    def __init__(
+        self,
+        *,
+        upstream: _builtins.str = ...,
+        spent_today_usd_micros: _builtins.int = ...,
+        spent_this_month_usd_micros: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spent_this_month_usd_micros", b"spent_this_month_usd_micros", "spent_today_usd_micros", b"spent_today_usd_micros", "upstream", b"upstream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpstreamSpend: _TypeAlias = UpstreamSpend  # noqa: Y015
 
 @_typing.final
 class StorageQuota(_message.Message):

@@ -90,6 +90,12 @@ class QuotaServicer:
         response.spent_today_usd_micros = status.spent_today_micros
         response.spent_this_month_usd_micros = status.spent_this_month_micros
         response.reserved_usd_micros = status.reserved_micros
+        for spend in await self._tenancy.upstream_spend(caller, status):
+            response.upstream_spend.add(
+                upstream=spend.upstream,
+                spent_today_usd_micros=spend.spent_today_micros,
+                spent_this_month_usd_micros=spend.spent_this_month_micros,
+            )
         await self._storage_quota(caller, response.storage)
         if self._jobs is not None:
             await self._jobs_quota(caller, response.jobs)

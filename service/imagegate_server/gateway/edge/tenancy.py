@@ -27,7 +27,16 @@ from imagegate_server.clients import Policy
 from imagegate_server.errors import ModelUnpriced, NotPermitted, may_have_billed
 from imagegate_server.gateway.edge.callers import Caller
 from imagegate_server.gateway.requests.draft import Draft
-from imagegate_server.limits import Admission, Budget, ClientStatus, Limiter, RateLimit, Ticket
+from imagegate_server.limits import (
+    Admission,
+    Budget,
+    ClientStatus,
+    Limiter,
+    RateLimit,
+    Ticket,
+    UpstreamSpend,
+)
+from imagegate_server.metrics.labels import DEFAULT_UPSTREAM
 from imagegate_server.pricing import PriceTable
 from imagegate_server.settings import Settings
 from imagegate_server.wording import plural
@@ -199,6 +208,22 @@ class Tenancy:
         rates = self._rates(caller, 1)
         return await self._limiter.status(
             caller.client, rates, policy.max_concurrent, _budgets(policy)
+        )
+
+    async def upstream_spend(
+        self, caller: Caller, status: ClientStatus
+    ) -> tuple[UpstreamSpend, ...]:
+        """The caller's spend per upstream that answered it (charges nothing). With no
+        upstreams file every call went to the one upstream, so its spend is the
+        client's (``status``), and nothing per upstream is stored to read."""
+        if self._per_upstream:
+            return await self._limiter.client_upstream_spend(caller.client)
+        if not status.spent_this_month_micros:
+            return ()
+        return (
+            UpstreamSpend(
+                DEFAULT_UPSTREAM, status.spent_today_micros, status.spent_this_month_micros
+            ),
         )
 
     async def settle(self, charge: Charge, error: BaseException | None) -> int:

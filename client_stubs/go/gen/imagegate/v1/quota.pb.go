@@ -205,7 +205,14 @@ type GetQuotaResponse struct {
 	// The client's results in the gateway's result store (DELIVERY_STORED).
 	Storage *StorageQuota `protobuf:"bytes,14,opt,name=storage,proto3" json:"storage,omitempty"`
 	// The client's image jobs (ImageJobsService) queued and running now.
-	Jobs          *JobsQuota `protobuf:"bytes,15,opt,name=jobs,proto3" json:"jobs,omitempty"`
+	Jobs *JobsQuota `protobuf:"bytes,15,opt,name=jobs,proto3" json:"jobs,omitempty"`
+	// The client's settled spend per upstream that answered its calls, in the
+	// current UTC day and month, ordered by name (the names of the gateway's
+	// upstreams file; a single `default` without one). Upstreams that cost the
+	// client nothing this month are left out. With an upstreams file, the spend
+	// of image jobs (ImageJobsService) is booked to no upstream, so the entries
+	// may add up to less than spent_today_usd_micros.
+	UpstreamSpend []*UpstreamSpend `protobuf:"bytes,16,rep,name=upstream_spend,json=upstreamSpend,proto3" json:"upstream_spend,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -345,6 +352,77 @@ func (x *GetQuotaResponse) GetJobs() *JobsQuota {
 	return nil
 }
 
+func (x *GetQuotaResponse) GetUpstreamSpend() []*UpstreamSpend {
+	if x != nil {
+		return x.UpstreamSpend
+	}
+	return nil
+}
+
+// What one upstream cost the client.
+type UpstreamSpend struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The upstream's name in the gateway's upstreams file (`default` without one).
+	Upstream string `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	// Settled spend in the current UTC day, in US dollars in millionths.
+	SpentTodayUsdMicros int64 `protobuf:"varint,2,opt,name=spent_today_usd_micros,json=spentTodayUsdMicros,proto3" json:"spent_today_usd_micros,omitempty"`
+	// Settled spend in the current UTC month, in US dollars in millionths.
+	SpentThisMonthUsdMicros int64 `protobuf:"varint,3,opt,name=spent_this_month_usd_micros,json=spentThisMonthUsdMicros,proto3" json:"spent_this_month_usd_micros,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *UpstreamSpend) Reset() {
+	*x = UpstreamSpend{}
+	mi := &file_imagegate_v1_quota_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpstreamSpend) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpstreamSpend) ProtoMessage() {}
+
+func (x *UpstreamSpend) ProtoReflect() protoreflect.Message {
+	mi := &file_imagegate_v1_quota_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpstreamSpend.ProtoReflect.Descriptor instead.
+func (*UpstreamSpend) Descriptor() ([]byte, []int) {
+	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UpstreamSpend) GetUpstream() string {
+	if x != nil {
+		return x.Upstream
+	}
+	return ""
+}
+
+func (x *UpstreamSpend) GetSpentTodayUsdMicros() int64 {
+	if x != nil {
+		return x.SpentTodayUsdMicros
+	}
+	return 0
+}
+
+func (x *UpstreamSpend) GetSpentThisMonthUsdMicros() int64 {
+	if x != nil {
+		return x.SpentThisMonthUsdMicros
+	}
+	return 0
+}
+
 // What a client keeps in the gateway's result store, and may keep.
 type StorageQuota struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -366,7 +444,7 @@ type StorageQuota struct {
 
 func (x *StorageQuota) Reset() {
 	*x = StorageQuota{}
-	mi := &file_imagegate_v1_quota_proto_msgTypes[2]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +456,7 @@ func (x *StorageQuota) String() string {
 func (*StorageQuota) ProtoMessage() {}
 
 func (x *StorageQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_quota_proto_msgTypes[2]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +469,7 @@ func (x *StorageQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageQuota.ProtoReflect.Descriptor instead.
 func (*StorageQuota) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{2}
+	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StorageQuota) GetMayStore() bool {
@@ -446,7 +524,7 @@ type JobsQuota struct {
 
 func (x *JobsQuota) Reset() {
 	*x = JobsQuota{}
-	mi := &file_imagegate_v1_quota_proto_msgTypes[3]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +536,7 @@ func (x *JobsQuota) String() string {
 func (*JobsQuota) ProtoMessage() {}
 
 func (x *JobsQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_quota_proto_msgTypes[3]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +549,7 @@ func (x *JobsQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobsQuota.ProtoReflect.Descriptor instead.
 func (*JobsQuota) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{3}
+	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *JobsQuota) GetQueued() uint32 {
@@ -524,7 +602,7 @@ type RateQuota struct {
 
 func (x *RateQuota) Reset() {
 	*x = RateQuota{}
-	mi := &file_imagegate_v1_quota_proto_msgTypes[4]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +614,7 @@ func (x *RateQuota) String() string {
 func (*RateQuota) ProtoMessage() {}
 
 func (x *RateQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_quota_proto_msgTypes[4]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +627,7 @@ func (x *RateQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateQuota.ProtoReflect.Descriptor instead.
 func (*RateQuota) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{4}
+	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RateQuota) GetName() string {
@@ -607,7 +685,7 @@ type ConcurrencyQuota struct {
 
 func (x *ConcurrencyQuota) Reset() {
 	*x = ConcurrencyQuota{}
-	mi := &file_imagegate_v1_quota_proto_msgTypes[5]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +697,7 @@ func (x *ConcurrencyQuota) String() string {
 func (*ConcurrencyQuota) ProtoMessage() {}
 
 func (x *ConcurrencyQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_quota_proto_msgTypes[5]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +710,7 @@ func (x *ConcurrencyQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConcurrencyQuota.ProtoReflect.Descriptor instead.
 func (*ConcurrencyQuota) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{5}
+	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ConcurrencyQuota) GetMaxConcurrent() uint32 {
@@ -673,7 +751,7 @@ type BudgetQuota struct {
 
 func (x *BudgetQuota) Reset() {
 	*x = BudgetQuota{}
-	mi := &file_imagegate_v1_quota_proto_msgTypes[6]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +763,7 @@ func (x *BudgetQuota) String() string {
 func (*BudgetQuota) ProtoMessage() {}
 
 func (x *BudgetQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_imagegate_v1_quota_proto_msgTypes[6]
+	mi := &file_imagegate_v1_quota_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +776,7 @@ func (x *BudgetQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetQuota.ProtoReflect.Descriptor instead.
 func (*BudgetQuota) Descriptor() ([]byte, []int) {
-	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{6}
+	return file_imagegate_v1_quota_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BudgetQuota) GetName() string {
@@ -755,7 +833,7 @@ var File_imagegate_v1_quota_proto protoreflect.FileDescriptor
 const file_imagegate_v1_quota_proto_rawDesc = "" +
 	"\n" +
 	"\x18imagegate/v1/quota.proto\x12\fimagegate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x11\n" +
-	"\x0fGetQuotaRequest\"\xb8\x05\n" +
+	"\x0fGetQuotaRequest\"\xfc\x05\n" +
 	"\x10GetQuotaResponse\x12\x16\n" +
 	"\x06client\x18\x01 \x01(\tR\x06client\x12-\n" +
 	"\x05rates\x18\x02 \x03(\v2\x17.imagegate.v1.RateQuotaR\x05rates\x12@\n" +
@@ -776,8 +854,13 @@ const file_imagegate_v1_quota_proto_rawDesc = "" +
 	"priceTable\x12\x1c\n" +
 	"\tupstreams\x18\r \x03(\tR\tupstreams\x124\n" +
 	"\astorage\x18\x0e \x01(\v2\x1a.imagegate.v1.StorageQuotaR\astorage\x12+\n" +
-	"\x04jobs\x18\x0f \x01(\v2\x17.imagegate.v1.JobsQuotaR\x04jobsB\b\n" +
-	"\x06_max_n\"\xf2\x01\n" +
+	"\x04jobs\x18\x0f \x01(\v2\x17.imagegate.v1.JobsQuotaR\x04jobs\x12B\n" +
+	"\x0eupstream_spend\x18\x10 \x03(\v2\x1b.imagegate.v1.UpstreamSpendR\rupstreamSpendB\b\n" +
+	"\x06_max_n\"\x9e\x01\n" +
+	"\rUpstreamSpend\x12\x1a\n" +
+	"\bupstream\x18\x01 \x01(\tR\bupstream\x123\n" +
+	"\x16spent_today_usd_micros\x18\x02 \x01(\x03R\x13spentTodayUsdMicros\x12<\n" +
+	"\x1bspent_this_month_usd_micros\x18\x03 \x01(\x03R\x17spentThisMonthUsdMicros\"\xf2\x01\n" +
 	"\fStorageQuota\x12\x1b\n" +
 	"\tmay_store\x18\x01 \x01(\bR\bmayStore\x12!\n" +
 	"\fstored_bytes\x18\x02 \x01(\x04R\vstoredBytes\x12%\n" +
@@ -838,39 +921,41 @@ func file_imagegate_v1_quota_proto_rawDescGZIP() []byte {
 }
 
 var file_imagegate_v1_quota_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_imagegate_v1_quota_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_imagegate_v1_quota_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_imagegate_v1_quota_proto_goTypes = []any{
 	(BudgetPeriod)(0),             // 0: imagegate.v1.BudgetPeriod
 	(Operation)(0),                // 1: imagegate.v1.Operation
 	(*GetQuotaRequest)(nil),       // 2: imagegate.v1.GetQuotaRequest
 	(*GetQuotaResponse)(nil),      // 3: imagegate.v1.GetQuotaResponse
-	(*StorageQuota)(nil),          // 4: imagegate.v1.StorageQuota
-	(*JobsQuota)(nil),             // 5: imagegate.v1.JobsQuota
-	(*RateQuota)(nil),             // 6: imagegate.v1.RateQuota
-	(*ConcurrencyQuota)(nil),      // 7: imagegate.v1.ConcurrencyQuota
-	(*BudgetQuota)(nil),           // 8: imagegate.v1.BudgetQuota
-	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*UpstreamSpend)(nil),         // 4: imagegate.v1.UpstreamSpend
+	(*StorageQuota)(nil),          // 5: imagegate.v1.StorageQuota
+	(*JobsQuota)(nil),             // 6: imagegate.v1.JobsQuota
+	(*RateQuota)(nil),             // 7: imagegate.v1.RateQuota
+	(*ConcurrencyQuota)(nil),      // 8: imagegate.v1.ConcurrencyQuota
+	(*BudgetQuota)(nil),           // 9: imagegate.v1.BudgetQuota
+	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_imagegate_v1_quota_proto_depIdxs = []int32{
-	6,  // 0: imagegate.v1.GetQuotaResponse.rates:type_name -> imagegate.v1.RateQuota
-	7,  // 1: imagegate.v1.GetQuotaResponse.concurrency:type_name -> imagegate.v1.ConcurrencyQuota
-	8,  // 2: imagegate.v1.GetQuotaResponse.budgets:type_name -> imagegate.v1.BudgetQuota
+	7,  // 0: imagegate.v1.GetQuotaResponse.rates:type_name -> imagegate.v1.RateQuota
+	8,  // 1: imagegate.v1.GetQuotaResponse.concurrency:type_name -> imagegate.v1.ConcurrencyQuota
+	9,  // 2: imagegate.v1.GetQuotaResponse.budgets:type_name -> imagegate.v1.BudgetQuota
 	1,  // 3: imagegate.v1.GetQuotaResponse.operations:type_name -> imagegate.v1.Operation
-	4,  // 4: imagegate.v1.GetQuotaResponse.storage:type_name -> imagegate.v1.StorageQuota
-	5,  // 5: imagegate.v1.GetQuotaResponse.jobs:type_name -> imagegate.v1.JobsQuota
-	9,  // 6: imagegate.v1.StorageQuota.retention:type_name -> google.protobuf.Duration
-	9,  // 7: imagegate.v1.JobsQuota.oldest_queued_age:type_name -> google.protobuf.Duration
-	9,  // 8: imagegate.v1.RateQuota.full_in:type_name -> google.protobuf.Duration
-	0,  // 9: imagegate.v1.BudgetQuota.period:type_name -> imagegate.v1.BudgetPeriod
-	10, // 10: imagegate.v1.BudgetQuota.period_ends_at:type_name -> google.protobuf.Timestamp
-	2,  // 11: imagegate.v1.QuotaService.GetQuota:input_type -> imagegate.v1.GetQuotaRequest
-	3,  // 12: imagegate.v1.QuotaService.GetQuota:output_type -> imagegate.v1.GetQuotaResponse
-	12, // [12:13] is the sub-list for method output_type
-	11, // [11:12] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	5,  // 4: imagegate.v1.GetQuotaResponse.storage:type_name -> imagegate.v1.StorageQuota
+	6,  // 5: imagegate.v1.GetQuotaResponse.jobs:type_name -> imagegate.v1.JobsQuota
+	4,  // 6: imagegate.v1.GetQuotaResponse.upstream_spend:type_name -> imagegate.v1.UpstreamSpend
+	10, // 7: imagegate.v1.StorageQuota.retention:type_name -> google.protobuf.Duration
+	10, // 8: imagegate.v1.JobsQuota.oldest_queued_age:type_name -> google.protobuf.Duration
+	10, // 9: imagegate.v1.RateQuota.full_in:type_name -> google.protobuf.Duration
+	0,  // 10: imagegate.v1.BudgetQuota.period:type_name -> imagegate.v1.BudgetPeriod
+	11, // 11: imagegate.v1.BudgetQuota.period_ends_at:type_name -> google.protobuf.Timestamp
+	2,  // 12: imagegate.v1.QuotaService.GetQuota:input_type -> imagegate.v1.GetQuotaRequest
+	3,  // 13: imagegate.v1.QuotaService.GetQuota:output_type -> imagegate.v1.GetQuotaResponse
+	13, // [13:14] is the sub-list for method output_type
+	12, // [12:13] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_imagegate_v1_quota_proto_init() }
@@ -879,15 +964,15 @@ func file_imagegate_v1_quota_proto_init() {
 		return
 	}
 	file_imagegate_v1_quota_proto_msgTypes[1].OneofWrappers = []any{}
-	file_imagegate_v1_quota_proto_msgTypes[2].OneofWrappers = []any{}
 	file_imagegate_v1_quota_proto_msgTypes[3].OneofWrappers = []any{}
+	file_imagegate_v1_quota_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imagegate_v1_quota_proto_rawDesc), len(file_imagegate_v1_quota_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

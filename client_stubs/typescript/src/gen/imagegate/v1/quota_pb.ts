@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file imagegate/v1/quota.proto.
  */
 export const file_imagegate_v1_quota: GenFile = /*@__PURE__*/
-  fileDesc("ChhpbWFnZWdhdGUvdjEvcXVvdGEucHJvdG8SDGltYWdlZ2F0ZS52MSIRCg9HZXRRdW90YVJlcXVlc3QigAQKEEdldFF1b3RhUmVzcG9uc2USDgoGY2xpZW50GAEgASgJEiYKBXJhdGVzGAIgAygLMhcuaW1hZ2VnYXRlLnYxLlJhdGVRdW90YRIzCgtjb25jdXJyZW5jeRgDIAEoCzIeLmltYWdlZ2F0ZS52MS5Db25jdXJyZW5jeVF1b3RhEioKB2J1ZGdldHMYBCADKAsyGS5pbWFnZWdhdGUudjEuQnVkZ2V0UXVvdGESHgoWc3BlbnRfdG9kYXlfdXNkX21pY3JvcxgFIAEoAxIjChtzcGVudF90aGlzX21vbnRoX3VzZF9taWNyb3MYBiABKAMSGwoTcmVzZXJ2ZWRfdXNkX21pY3JvcxgHIAEoAxISCgVtYXhfbhgIIAEoDUgAiAEBEhIKCmFsbF9tb2RlbHMYCSABKAgSFgoObW9kZWxfcGF0dGVybnMYCiADKAkSKwoKb3BlcmF0aW9ucxgLIAMoDjIXLmltYWdlZ2F0ZS52MS5PcGVyYXRpb24SEwoLcHJpY2VfdGFibGUYDCABKAkSEQoJdXBzdHJlYW1zGA0gAygJEisKB3N0b3JhZ2UYDiABKAsyGi5pbWFnZWdhdGUudjEuU3RvcmFnZVF1b3RhEiUKBGpvYnMYDyABKAsyFy5pbWFnZWdhdGUudjEuSm9ic1F1b3RhQggKBl9tYXhfbiKxAQoMU3RvcmFnZVF1b3RhEhEKCW1heV9zdG9yZRgBIAEoCBIUCgxzdG9yZWRfYnl0ZXMYAiABKAQSFgoOc3RvcmVkX29iamVjdHMYAyABKAQSHQoQbWF4X3N0b3JlZF9ieXRlcxgEIAEoBEgAiAEBEiwKCXJldGVudGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkITChFfbWF4X3N0b3JlZF9ieXRlcyKKAQoJSm9ic1F1b3RhEg4KBnF1ZXVlZBgBIAEoDRIPCgdydW5uaW5nGAIgASgNEhcKCm1heF9xdWV1ZWQYAyABKA1IAIgBARI0ChFvbGRlc3RfcXVldWVkX2FnZRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkINCgtfbWF4X3F1ZXVlZCKRAQoJUmF0ZVF1b3RhEgwKBG5hbWUYASABKAkSEgoKcGVyX21pbnV0ZRgCIAEoDRINCgVidXJzdBgDIAEoDRIRCglyZW1haW5pbmcYBCABKA0SKgoHZnVsbF9pbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxnYXRld2F5X3dpZGUYBiABKAgiOgoQQ29uY3VycmVuY3lRdW90YRIWCg5tYXhfY29uY3VycmVudBgBIAEoDRIOCgZpbl91c2UYAiABKA0i6gEKC0J1ZGdldFF1b3RhEgwKBG5hbWUYASABKAkSKgoGcGVyaW9kGAIgASgOMhouaW1hZ2VnYXRlLnYxLkJ1ZGdldFBlcmlvZBIYChBsaW1pdF91c2RfbWljcm9zGAMgASgDEhgKEHNwZW50X3VzZF9taWNyb3MYBCABKAMSGwoTcmVzZXJ2ZWRfdXNkX21pY3JvcxgFIAEoAxIcChRyZW1haW5pbmdfdXNkX21pY3JvcxgGIAEoAxIyCg5wZXJpb2RfZW5kc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqXQoMQnVkZ2V0UGVyaW9kEh0KGUJVREdFVF9QRVJJT0RfVU5TUEVDSUZJRUQQABIVChFCVURHRVRfUEVSSU9EX0RBWRABEhcKE0JVREdFVF9QRVJJT0RfTU9OVEgQAiptCglPcGVyYXRpb24SGQoVT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGAoUT1BFUkFUSU9OX0dFTkVSQVRJT04QARISCg5PUEVSQVRJT05fRURJVBACEhcKE09QRVJBVElPTl9WQVJJQVRJT04QAzJZCgxRdW90YVNlcnZpY2USSQoIR2V0UXVvdGESHS5pbWFnZWdhdGUudjEuR2V0UXVvdGFSZXF1ZXN0Gh4uaW1hZ2VnYXRlLnYxLkdldFF1b3RhUmVzcG9uc2VCbQoQY29tLmltYWdlZ2F0ZS52MUIKUXVvdGFQcm90b1ABWktnaXRodWIuY29tL2ltYWdlZ2F0ZS9pbWFnZWdhdGUvY2xpZW50X3N0dWJzL2dvL2dlbi9pbWFnZWdhdGUvdjE7aW1hZ2VnYXRldjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChhpbWFnZWdhdGUvdjEvcXVvdGEucHJvdG8SDGltYWdlZ2F0ZS52MSIRCg9HZXRRdW90YVJlcXVlc3QitQQKEEdldFF1b3RhUmVzcG9uc2USDgoGY2xpZW50GAEgASgJEiYKBXJhdGVzGAIgAygLMhcuaW1hZ2VnYXRlLnYxLlJhdGVRdW90YRIzCgtjb25jdXJyZW5jeRgDIAEoCzIeLmltYWdlZ2F0ZS52MS5Db25jdXJyZW5jeVF1b3RhEioKB2J1ZGdldHMYBCADKAsyGS5pbWFnZWdhdGUudjEuQnVkZ2V0UXVvdGESHgoWc3BlbnRfdG9kYXlfdXNkX21pY3JvcxgFIAEoAxIjChtzcGVudF90aGlzX21vbnRoX3VzZF9taWNyb3MYBiABKAMSGwoTcmVzZXJ2ZWRfdXNkX21pY3JvcxgHIAEoAxISCgVtYXhfbhgIIAEoDUgAiAEBEhIKCmFsbF9tb2RlbHMYCSABKAgSFgoObW9kZWxfcGF0dGVybnMYCiADKAkSKwoKb3BlcmF0aW9ucxgLIAMoDjIXLmltYWdlZ2F0ZS52MS5PcGVyYXRpb24SEwoLcHJpY2VfdGFibGUYDCABKAkSEQoJdXBzdHJlYW1zGA0gAygJEisKB3N0b3JhZ2UYDiABKAsyGi5pbWFnZWdhdGUudjEuU3RvcmFnZVF1b3RhEiUKBGpvYnMYDyABKAsyFy5pbWFnZWdhdGUudjEuSm9ic1F1b3RhEjMKDnVwc3RyZWFtX3NwZW5kGBAgAygLMhsuaW1hZ2VnYXRlLnYxLlVwc3RyZWFtU3BlbmRCCAoGX21heF9uImYKDVVwc3RyZWFtU3BlbmQSEAoIdXBzdHJlYW0YASABKAkSHgoWc3BlbnRfdG9kYXlfdXNkX21pY3JvcxgCIAEoAxIjChtzcGVudF90aGlzX21vbnRoX3VzZF9taWNyb3MYAyABKAMisQEKDFN0b3JhZ2VRdW90YRIRCgltYXlfc3RvcmUYASABKAgSFAoMc3RvcmVkX2J5dGVzGAIgASgEEhYKDnN0b3JlZF9vYmplY3RzGAMgASgEEh0KEG1heF9zdG9yZWRfYnl0ZXMYBCABKARIAIgBARIsCglyZXRlbnRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CEwoRX21heF9zdG9yZWRfYnl0ZXMiigEKCUpvYnNRdW90YRIOCgZxdWV1ZWQYASABKA0SDwoHcnVubmluZxgCIAEoDRIXCgptYXhfcXVldWVkGAMgASgNSACIAQESNAoRb2xkZXN0X3F1ZXVlZF9hZ2UYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDQoLX21heF9xdWV1ZWQikQEKCVJhdGVRdW90YRIMCgRuYW1lGAEgASgJEhIKCnBlcl9taW51dGUYAiABKA0SDQoFYnVyc3QYAyABKA0SEQoJcmVtYWluaW5nGAQgASgNEioKB2Z1bGxfaW4YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMZ2F0ZXdheV93aWRlGAYgASgIIjoKEENvbmN1cnJlbmN5UXVvdGESFgoObWF4X2NvbmN1cnJlbnQYASABKA0SDgoGaW5fdXNlGAIgASgNIuoBCgtCdWRnZXRRdW90YRIMCgRuYW1lGAEgASgJEioKBnBlcmlvZBgCIAEoDjIaLmltYWdlZ2F0ZS52MS5CdWRnZXRQZXJpb2QSGAoQbGltaXRfdXNkX21pY3JvcxgDIAEoAxIYChBzcGVudF91c2RfbWljcm9zGAQgASgDEhsKE3Jlc2VydmVkX3VzZF9taWNyb3MYBSABKAMSHAoUcmVtYWluaW5nX3VzZF9taWNyb3MYBiABKAMSMgoOcGVyaW9kX2VuZHNfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKl0KDEJ1ZGdldFBlcmlvZBIdChlCVURHRVRfUEVSSU9EX1VOU1BFQ0lGSUVEEAASFQoRQlVER0VUX1BFUklPRF9EQVkQARIXChNCVURHRVRfUEVSSU9EX01PTlRIEAIqbQoJT3BlcmF0aW9uEhkKFU9QRVJBVElPTl9VTlNQRUNJRklFRBAAEhgKFE9QRVJBVElPTl9HRU5FUkFUSU9OEAESEgoOT1BFUkFUSU9OX0VESVQQAhIXChNPUEVSQVRJT05fVkFSSUFUSU9OEAMyWQoMUXVvdGFTZXJ2aWNlEkkKCEdldFF1b3RhEh0uaW1hZ2VnYXRlLnYxLkdldFF1b3RhUmVxdWVzdBoeLmltYWdlZ2F0ZS52MS5HZXRRdW90YVJlc3BvbnNlQm0KEGNvbS5pbWFnZWdhdGUudjFCClF1b3RhUHJvdG9QAVpLZ2l0aHViLmNvbS9pbWFnZWdhdGUvaW1hZ2VnYXRlL2NsaWVudF9zdHVicy9nby9nZW4vaW1hZ2VnYXRlL3YxO2ltYWdlZ2F0ZXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Request of GetQuota: the caller is identified by its credentials.
@@ -142,6 +142,18 @@ export type GetQuotaResponse = Message<"imagegate.v1.GetQuotaResponse"> & {
    * @generated from field: imagegate.v1.JobsQuota jobs = 15;
    */
   jobs?: JobsQuota | undefined;
+
+  /**
+   * The client's settled spend per upstream that answered its calls, in the
+   * current UTC day and month, ordered by name (the names of the gateway's
+   * upstreams file; a single `default` without one). Upstreams that cost the
+   * client nothing this month are left out. With an upstreams file, the spend
+   * of image jobs (ImageJobsService) is booked to no upstream, so the entries
+   * may add up to less than spent_today_usd_micros.
+   *
+   * @generated from field: repeated imagegate.v1.UpstreamSpend upstream_spend = 16;
+   */
+  upstreamSpend: UpstreamSpend[];
 };
 
 /**
@@ -150,6 +162,41 @@ export type GetQuotaResponse = Message<"imagegate.v1.GetQuotaResponse"> & {
  */
 export const GetQuotaResponseSchema: GenMessage<GetQuotaResponse> = /*@__PURE__*/
   messageDesc(file_imagegate_v1_quota, 1);
+
+/**
+ * What one upstream cost the client.
+ *
+ * @generated from message imagegate.v1.UpstreamSpend
+ */
+export type UpstreamSpend = Message<"imagegate.v1.UpstreamSpend"> & {
+  /**
+   * The upstream's name in the gateway's upstreams file (`default` without one).
+   *
+   * @generated from field: string upstream = 1;
+   */
+  upstream: string;
+
+  /**
+   * Settled spend in the current UTC day, in US dollars in millionths.
+   *
+   * @generated from field: int64 spent_today_usd_micros = 2;
+   */
+  spentTodayUsdMicros: bigint;
+
+  /**
+   * Settled spend in the current UTC month, in US dollars in millionths.
+   *
+   * @generated from field: int64 spent_this_month_usd_micros = 3;
+   */
+  spentThisMonthUsdMicros: bigint;
+};
+
+/**
+ * Describes the message imagegate.v1.UpstreamSpend.
+ * Use `create(UpstreamSpendSchema)` to create a new message.
+ */
+export const UpstreamSpendSchema: GenMessage<UpstreamSpend> = /*@__PURE__*/
+  messageDesc(file_imagegate_v1_quota, 2);
 
 /**
  * What a client keeps in the gateway's result store, and may keep.
@@ -200,7 +247,7 @@ export type StorageQuota = Message<"imagegate.v1.StorageQuota"> & {
  * Use `create(StorageQuotaSchema)` to create a new message.
  */
 export const StorageQuotaSchema: GenMessage<StorageQuota> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_quota, 2);
+  messageDesc(file_imagegate_v1_quota, 3);
 
 /**
  * The client's image jobs.
@@ -242,7 +289,7 @@ export type JobsQuota = Message<"imagegate.v1.JobsQuota"> & {
  * Use `create(JobsQuotaSchema)` to create a new message.
  */
 export const JobsQuotaSchema: GenMessage<JobsQuota> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_quota, 3);
+  messageDesc(file_imagegate_v1_quota, 4);
 
 /**
  * One rate limit and what remains of it now.
@@ -299,7 +346,7 @@ export type RateQuota = Message<"imagegate.v1.RateQuota"> & {
  * Use `create(RateQuotaSchema)` to create a new message.
  */
 export const RateQuotaSchema: GenMessage<RateQuota> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_quota, 4);
+  messageDesc(file_imagegate_v1_quota, 5);
 
 /**
  * Concurrent calls.
@@ -327,7 +374,7 @@ export type ConcurrencyQuota = Message<"imagegate.v1.ConcurrencyQuota"> & {
  * Use `create(ConcurrencyQuotaSchema)` to create a new message.
  */
 export const ConcurrencyQuotaSchema: GenMessage<ConcurrencyQuota> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_quota, 5);
+  messageDesc(file_imagegate_v1_quota, 6);
 
 /**
  * A spend budget for one UTC period.
@@ -391,7 +438,7 @@ export type BudgetQuota = Message<"imagegate.v1.BudgetQuota"> & {
  * Use `create(BudgetQuotaSchema)` to create a new message.
  */
 export const BudgetQuotaSchema: GenMessage<BudgetQuota> = /*@__PURE__*/
-  messageDesc(file_imagegate_v1_quota, 6);
+  messageDesc(file_imagegate_v1_quota, 7);
 
 /**
  * The period a budget covers.

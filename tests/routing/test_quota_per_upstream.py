@@ -12,7 +12,9 @@ from pathlib import Path
 import grpc
 import pytest
 from gateway.tenancy_support import ClientsFile
-from imagegate.v1 import quota_pb2, quota_pb2_grpc
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.protobuf import duration_pb2
+from imagegate.v1 import jobs_pb2, jobs_pb2_grpc, params_pb2, quota_pb2, quota_pb2_grpc
 from routing_support import Upstreams, gateway, generation, metadata, stub_for
 from support.redis_deployments import Cluster, RedisNode
 from support.serve import MODULE_COMMAND, clean_env
@@ -90,3 +92,36 @@ async def test_get_quota_shows_the_clients_spend_on_each_upstream_that_served_it
     a_usd, b_usd = (format_usd(s.spent_today_usd_micros) for s in (a, b))
     assert f"on openai-a {a_usd} today, {a_usd} this month" in lines, printed.stdout
     assert f"on openai-b {b_usd} today, {b_usd} this month" in lines
+
+
+async def test_a_jobs_cost_is_booked_to_the_upstream_that_ran_it(
+    upstreams: Upstreams, tmp_path: Path
+) -> None:
+    upstreams.write(upstreams.entry("openai-a"), upstreams.entry("openai-b", priority=1))
+    clients = ClientsFile(tmp_path / "clients.toml")
+    team = clients.add("team-a")
+    async with gateway(upstreams.file, clients_file=clients.path, limits_store="local") as running:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            parameters = generation("a queued fox").parameters
+            parameters.delivery = params_pb2.DELIVERY_INLINE
+            submitted = await jobs_pb2_grpc.ImageJobsServiceStub(channel).SubmitImageJob(
+                jobs_pb2.SubmitImageJobRequest(parameters=parameters),
+                metadata=metadata(team),
+                timeout=30,
+            )
+            done = await operations_pb2_grpc.OperationsStub(channel).WaitOperation(
+                operations_pb2.WaitOperationRequest(
+                    name=submitted.name, timeout=duration_pb2.Duration(seconds=30)
+                ),
+                metadata=metadata(team),
+                timeout=40,
+            )
+            assert done.done and not done.HasField("error"), done.error
+            quota = await quota_pb2_grpc.QuotaServiceStub(channel).GetQuota(
+                quota_pb2.GetQuotaRequest(), metadata=metadata(team), timeout=30
+            )
+    assert (upstreams.generations("openai-a"), upstreams.generations("openai-b")) == (1, 0)
+    assert quota.spent_today_usd_micros > 0
+    assert [(s.upstream, s.spent_today_usd_micros) for s in quota.upstream_spend] == [
+        ("openai-a", quota.spent_today_usd_micros)
+    ]

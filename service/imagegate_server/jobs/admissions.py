@@ -18,7 +18,10 @@ class JobAdmissions(Protocol):
         LimiterUnavailable)."""
         ...
 
-    async def settle(self, ticket: Ticket, amount_micros: int) -> None: ...
+    async def settle(self, ticket: Ticket, amount_micros: int, upstream: str | None = None) -> None:
+        """``upstream``: the one that answered (or was sent) the job, its cost booked
+        to it too (None: not known, as for a job never sent)."""
+        ...
 
 
 def reservation_ticket(client: str, reservation: Reservation | None) -> Ticket | None:

@@ -46,8 +46,14 @@ class Sender(Protocol):
     client's policy allows (the edge's router implements it)."""
 
     def send(
-        self, request: ImagesRequest, deadline: float, client: str
-    ) -> AbstractAsyncContextManager[Reply]: ...
+        self,
+        request: ImagesRequest,
+        deadline: float,
+        client: str,
+        attempting: Callable[[str], None],
+    ) -> AbstractAsyncContextManager[Reply]:
+        """``attempting(upstream)``: each upstream the request goes to, in turn."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -149,13 +155,16 @@ class Execution:
         input_images: int,
         on_partial: Callable[[int], None] | None = None,
         relay: Relay | None = None,
+        attempting: Callable[[str], None] = lambda upstream: None,
     ) -> Ran:
         """Send, map, price and store. ``relay``: each slice (and the result) as it
-        arrives, for a caller on a stream RPC."""
+        arrives, for a caller on a stream RPC; ``attempting``: each upstream the
+        request goes to (the last one is what the job's cost is booked to)."""
         finished: Finished | None = None
         images: list[bytes | None] = []
         partials = 0
-        async with self.upstream.send(images_request, deadline, record.client) as reply:
+        send = self.upstream.send(images_request, deadline, record.client, attempting)
+        async with send as reply:
             async for item in stream_items(reply, self._chunk_bytes):
                 if relay is not None:
                     relay(item)

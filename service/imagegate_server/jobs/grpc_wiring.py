@@ -7,6 +7,7 @@ import datetime
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
@@ -52,14 +53,14 @@ class RoutedSender:
         self._callers = callers
 
     def send(
-        self, request: ImagesRequest, deadline: float, client: str
+        self,
+        request: ImagesRequest,
+        deadline: float,
+        client: str,
+        attempting: Callable[[str], None],
     ) -> AbstractAsyncContextManager[Reply]:
         allowed = self._callers.named(client).policy.upstreams
-        return self._router.send(request, deadline, allowed, _ignored)
-
-
-def _ignored(upstream: str) -> None:
-    """Which upstream a job went to shows in its result (``ImagesResult.upstream``)."""
+        return self._router.send(request, deadline, allowed, attempting)
 
 
 class TenancyAdmissions:
@@ -73,8 +74,8 @@ class TenancyAdmissions:
     async def start(self, client: str, n: int) -> Ticket:
         return await self._tenancy.start(self._callers.named(client), n)
 
-    async def settle(self, ticket: Ticket, amount_micros: int) -> None:
-        await self._tenancy.settle_ticket(ticket, amount_micros)
+    async def settle(self, ticket: Ticket, amount_micros: int, upstream: str | None = None) -> None:
+        await self._tenancy.settle_ticket(ticket, amount_micros, upstream)
 
 
 def runner_name() -> str:

@@ -208,6 +208,7 @@ class Runner:
         sent = False
         running: JobRecord | None = record
         span: RunSpan | None = None
+        went_to: list[str] = []  # each upstream it was sent to, in turn: its cost's
         try:
             prepared, input_images = await self._execution.prepare(record, request)
             with prepared as images_request:
@@ -232,17 +233,23 @@ class Runner:
 
                 ran = await self._execution.run(
                     running, images_request, deadline, input_images=input_images,
-                    on_partial=progress,
+                    on_partial=progress, attempting=went_to.append,
                 )  # fmt: skip
         except asyncio.CancelledError:
             _end_span(span, "cancelled")
             cost = record.estimate_micros if sent else 0
             if record.id in self._cancel_asked:
-                await self._end(record, JobState.CANCELLED, JobCancelled(), None, reservation, cost)
+                await self._end(
+                    record, JobState.CANCELLED, JobCancelled(), None, reservation, cost,
+                    _last(went_to),
+                )  # fmt: skip
                 if running is None:
                     return  # our own refusal, not a cancellation of this task
             elif sent:  # this process is stopping mid-run: OpenAI may have billed it
-                await self._end(record, JobState.FAILED, JobAborted(), None, reservation, cost)
+                await self._end(
+                    record, JobState.FAILED, JobAborted(), None, reservation, cost,
+                    _last(went_to),
+                )  # fmt: skip
             else:  # stopping before it was sent: another runner takes it
                 await asyncio.shield(self._store.release(record, 0))
             raise
@@ -251,11 +258,13 @@ class Runner:
             cost = record.estimate_micros if sent and may_have_billed(error) else 0
             if not sent:
                 log.info("job refused before sending", extra={"error": type(error).__name__})
-            await self._end(record, JobState.FAILED, error, None, reservation, cost)
+            await self._end(record, JobState.FAILED, error, None, reservation, cost, _last(went_to))
             return
         _end_span(span, "succeeded")
         cost = ran.cost_micros if ran.cost_micros is not None else 0
-        await self._end(record, JobState.SUCCEEDED, None, ran.outcome, reservation, cost)
+        await self._end(
+            record, JobState.SUCCEEDED, None, ran.outcome, reservation, cost, _last(went_to)
+        )
 
     async def _end(
         self,
@@ -265,8 +274,10 @@ class Runner:
         outcome: JobOutcome | None,
         reservation: Ticket | None,
         cost: int,
+        upstream: str | None = None,
     ) -> None:
-        """End the job (once, whoever else tries) and settle what it cost."""
+        """End the job (once, whoever else tries) and settle what it cost (booked to
+        ``upstream`` too: the one it was sent to last)."""
         if outcome is None:
             outcome = JobOutcome(error=self._describe(error) if error else b"")
 
@@ -278,10 +289,14 @@ class Runner:
                 return  # ended elsewhere (a cancel of a queued job, the reaper)
             log.info("job ended", extra={"job": record.id, "state": state.value, "cost": cost})
             if reservation is not None:
-                await self._admissions.settle(reservation, cost)
+                await self._admissions.settle(reservation, cost, upstream)
             self._observer.job_ended(state.value)
 
         await asyncio.shield(end())
+
+
+def _last(upstreams: list[str]) -> str | None:
+    return upstreams[-1] if upstreams else None
 
 
 def _end_span(span: RunSpan | None, state: str) -> None:

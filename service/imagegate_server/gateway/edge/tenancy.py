@@ -198,9 +198,12 @@ class Tenancy:
         )
         return await self._limiter.admit(admission)
 
-    async def settle_ticket(self, ticket: Ticket, amount_micros: int) -> None:
-        """Settle a job's ticket (a slot: 0; a reservation: what the job cost)."""
-        await asyncio.shield(self._limiter.settle(ticket, amount_micros))
+    async def settle_ticket(
+        self, ticket: Ticket, amount_micros: int, upstream: str | None = None
+    ) -> None:
+        """Settle a job's ticket (a slot: 0; a reservation: what the job cost, booked
+        to ``upstream`` too when it is known)."""
+        await asyncio.shield(self._limiter.settle(ticket, amount_micros, upstream))
 
     async def status(self, caller: Caller) -> ClientStatus:
         """The caller's limits as they stand (charges nothing)."""

@@ -209,9 +209,9 @@ type GetQuotaResponse struct {
 	// The client's settled spend per upstream that answered its calls, in the
 	// current UTC day and month, ordered by name (the names of the gateway's
 	// upstreams file; a single `default` without one). Upstreams that cost the
-	// client nothing this month are left out. With an upstreams file, the spend
-	// of image jobs (ImageJobsService) is booked to no upstream, so the entries
-	// may add up to less than spent_today_usd_micros.
+	// client nothing this month are left out. The entries add up to its spend
+	// (image jobs included), unless one client used more than 256 upstreams in a
+	// month.
 	UpstreamSpend []*UpstreamSpend `protobuf:"bytes,16,rep,name=upstream_spend,json=upstreamSpend,proto3" json:"upstream_spend,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

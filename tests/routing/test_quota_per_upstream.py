@@ -100,26 +100,28 @@ async def test_a_jobs_cost_is_booked_to_the_upstream_that_ran_it(
     upstreams.write(upstreams.entry("openai-a"), upstreams.entry("openai-b", priority=1))
     clients = ClientsFile(tmp_path / "clients.toml")
     team = clients.add("team-a")
-    async with gateway(upstreams.file, clients_file=clients.path, limits_store="local") as running:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            parameters = generation("a queued fox").parameters
-            parameters.delivery = params_pb2.DELIVERY_INLINE
-            submitted = await jobs_pb2_grpc.ImageJobsServiceStub(channel).SubmitImageJob(
-                jobs_pb2.SubmitImageJobRequest(parameters=parameters),
-                metadata=metadata(team),
-                timeout=30,
-            )
-            done = await operations_pb2_grpc.OperationsStub(channel).WaitOperation(
-                operations_pb2.WaitOperationRequest(
-                    name=submitted.name, timeout=duration_pb2.Duration(seconds=30)
-                ),
-                metadata=metadata(team),
-                timeout=40,
-            )
-            assert done.done and not done.HasField("error"), done.error
-            quota = await quota_pb2_grpc.QuotaServiceStub(channel).GetQuota(
-                quota_pb2.GetQuotaRequest(), metadata=metadata(team), timeout=30
-            )
+    async with (
+        gateway(upstreams.file, clients_file=clients.path, limits_store="local") as running,
+        grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+    ):
+        parameters = generation("a queued fox").parameters
+        parameters.delivery = params_pb2.DELIVERY_INLINE
+        submitted = await jobs_pb2_grpc.ImageJobsServiceStub(channel).SubmitImageJob(
+            jobs_pb2.SubmitImageJobRequest(parameters=parameters),
+            metadata=metadata(team),
+            timeout=30,
+        )
+        done = await operations_pb2_grpc.OperationsStub(channel).WaitOperation(
+            operations_pb2.WaitOperationRequest(
+                name=submitted.name, timeout=duration_pb2.Duration(seconds=30)
+            ),
+            metadata=metadata(team),
+            timeout=40,
+        )
+        assert done.done and not done.HasField("error"), done.error
+        quota = await quota_pb2_grpc.QuotaServiceStub(channel).GetQuota(
+            quota_pb2.GetQuotaRequest(), metadata=metadata(team), timeout=30
+        )
     assert (upstreams.generations("openai-a"), upstreams.generations("openai-b")) == (1, 0)
     assert quota.spent_today_usd_micros > 0
     assert [(s.upstream, s.spent_today_usd_micros) for s in quota.upstream_spend] == [

@@ -79,6 +79,37 @@ def close_synced(descriptor: int) -> None:
         os.close(descriptor)
 
 
+def open_temporary(path: Path, temporary: Path) -> int:
+    """The hidden temporary file an object at ``path`` is written to (its directory
+    made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return create(temporary)
+
+
+def publish(
+    descriptor: int, temporary: Path, path: Path, size: int, attributes: Attributes
+) -> None:
+    """Flush and close the object's temporary file (closed whatever happens), write its
+    sidecar, and make it visible at ``path`` with one rename."""
+    close_synced(descriptor)
+    write_sidecar(sidecar(path), size, attributes)
+    os.rename(temporary, path)
+
+
+def write_whole(
+    path: Path, temporary: Path, data: bytes | bytearray | memoryview, attributes: Attributes
+) -> int:
+    """An object whose bytes are all here, in one call (one thread hop)."""
+    descriptor = open_temporary(path, temporary)
+    try:
+        size = write_all(descriptor, data)
+    except BaseException:
+        close_quietly(descriptor)
+        raise
+    publish(descriptor, temporary, path, size, attributes)
+    return size
+
+
 def close_quietly(descriptor: int) -> None:
     with contextlib.suppress(OSError):
         os.close(descriptor)

@@ -55,6 +55,17 @@ async def outage_limiter(secured_redis: RedisServer, prefix: str) -> AsyncIterat
     await limiter.aclose()
 
 
+async def test_a_call_with_no_limit_needs_no_round_trip(
+    secured_redis: RedisServer, outage_limiter: RedisLimiter
+) -> None:
+    """Nothing to check or hold: Redis is not asked (a stopped Redis is not even
+    noticed), and the ticket's cost is booked at settle once Redis answers."""
+    secured_redis.stop()
+    ticket = await outage_limiter.admit(Admission(CLIENT))
+    assert ticket.accounted is False
+    assert outage_limiter.state == "up"
+
+
 async def test_redis_down_rates_fail_open_budgets_fail_closed_one_line_each_way(
     secured_redis: RedisServer, outage_limiter: RedisLimiter, caplog: pytest.LogCaptureFixture
 ) -> None:

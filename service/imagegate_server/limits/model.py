@@ -156,6 +156,15 @@ class Admission:
     def hold_us(self) -> int:
         return max(1, round(self.hold_s * 1_000_000))
 
+    @property
+    def checks_nothing(self) -> bool:
+        """No rate, no concurrency limit, no budget and no ticket to take over: there
+        is nothing to check or hold, so no backend needs its store for it (its ticket
+        is unaccounted; settling it still books the cost)."""
+        return not (self.rates or self.budgets or self.max_concurrent is not None) and (
+            self.replaces is None
+        )
+
 
 class _Latch:
     """Set once; tells the first caller. Makes settle idempotent per ticket (no await

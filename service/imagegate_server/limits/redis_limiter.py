@@ -130,6 +130,8 @@ class RedisLimiter:
     # The interface --------------------------------------------------------------------
 
     async def admit(self, admission: Admission) -> Ticket:
+        if admission.checks_nothing:  # no round trip; settle books the cost
+            return Ticket(new_ticket_id(admission), admission.client, 0, accounted=False)
         started_up = self._health.usable
         if self._health.skip():
             return self._health.uncounted(admission)

@@ -26,7 +26,6 @@ is handled like a Redis outage: :class:`OutagePolicy` decides per kind of limit.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -82,9 +81,8 @@ class SqliteLimiter:
         return round(unix * 1_000_000), unix
 
     async def admit(self, admission: Admission) -> Ticket:
-        if not (admission.rates or admission.budgets or admission.max_concurrent is not None):
-            # Nothing to check or hold: skip the transaction; settle books the cost.
-            return Ticket(secrets.token_hex(10), admission.client, 0, accounted=False)
+        if admission.checks_nothing:  # no transaction; settle books the cost
+            return Ticket(new_ticket_id(admission), admission.client, 0, accounted=False)
         started_up = self._health.usable
         if self._health.skip():
             return self._health.uncounted(admission)

@@ -202,8 +202,9 @@ class Tenancy:
         self, ticket: Ticket, amount_micros: int, upstream: str | None = None
     ) -> None:
         """Settle a job's ticket (a slot: 0; a reservation: what the job cost, booked
-        to ``upstream`` too when it is known)."""
-        await asyncio.shield(self._limiter.settle(ticket, amount_micros, upstream))
+        to ``upstream`` too when it is known and there are several, as :meth:`settle`)."""
+        booked_to = upstream if self._per_upstream else None
+        await asyncio.shield(self._limiter.settle(ticket, amount_micros, booked_to))
 
     async def status(self, caller: Caller) -> ClientStatus:
         """The caller's limits as they stand (charges nothing)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from imagegate_server.jobs.model import JobKind, JobRecord, JobState, new_job_id, now_ms
-from imagegate_server.jobs.store import Created, JobStore, QueueFull
+from imagegate_server.jobs.store import ClientJobs, Created, JobStore, QueueFull
 
 REQUEST_ID = "0b0f3c8e-5a4d-4c7e-9a57-2f2d3c4b5a69"
 
@@ -49,6 +49,36 @@ async def test_clients_take_turns(store: JobStore) -> None:
         assert claimed is not None
         order.append(claimed.client)
     assert order[:2] == ["busy", "quiet"] and order[2:] == ["busy", "busy"]
+
+
+async def test_a_free_runner_takes_a_new_job_at_once_only_when_nobody_waits(
+    store: JobStore,
+) -> None:
+    """Claimed at its submit: leased to the runner, in no queue, and it passes no one."""
+    first = await store.create(job("a"), 10, 30_000, claim_for="runner-a")
+    assert isinstance(first, Created) and first.claimed and first.record.owner == "runner-a"
+    assert await store.claim("runner-b", 30_000, 0.1) is None  # in no queue
+    assert await store.mark_sent(first.record, now_ms()) is not None  # its lease is its runner's
+    assert (await store.client_jobs("a")) == ClientJobs(queued=0, running=1, oldest_queued_ms=None)
+
+    waiting = await store.create(job("b"), 10)  # no free runner claimed it: it queues
+    assert isinstance(waiting, Created) and not waiting.claimed
+    later = await store.create(job("c"), 10, 30_000, claim_for="runner-a")
+    assert isinstance(later, Created) and not later.claimed  # b waits: c queues behind it
+    order = [await store.claim("runner-b", 30_000, 1.0) for _ in range(2)]
+    assert [claimed.client for claimed in order if claimed] == ["b", "c"]
+
+
+async def test_a_job_claimed_at_submit_runs_elsewhere_when_its_runner_dies(
+    store: JobStore,
+) -> None:
+    created = await store.create(job("a"), 10, 1, claim_for="dead-runner")
+    assert isinstance(created, Created) and created.claimed
+    await asyncio.sleep(0.05)
+    lapsed = await store.reap(now_ms(), now_ms() + 60_000, b"aborted", 10)
+    assert [(item.record.id, item.requeued) for item in lapsed] == [(created.record.id, True)]
+    again = await store.claim("live-runner", 30_000, 1.0)
+    assert again is not None and again.id == created.record.id
 
 
 async def test_a_released_job_waits_for_its_clients_turn(store: JobStore) -> None:

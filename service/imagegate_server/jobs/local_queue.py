@@ -26,15 +26,23 @@ _FIGURES = (
 )
 
 
-def enqueue(db: sqlite3.Connection, client: str, max_queued: int | None) -> int | QueueFull:
-    """A new job's place at the end of its client's queue (its ``queue_seq``), the
-    client's turn given; QueueFull at ``max_queued`` queued jobs."""
+def queue_full(db: sqlite3.Connection, client: str, max_queued: int | None) -> QueueFull | None:
+    """QueueFull when the client has ``max_queued`` jobs queued already."""
     (queued,) = db.execute(
         "SELECT count(*) FROM jobs WHERE client = ? AND state = 'queued'",
         (client,),
     ).fetchone()
-    if max_queued is not None and queued >= max_queued:
-        return QueueFull(int(queued))
+    return QueueFull(int(queued)) if max_queued is not None and queued >= max_queued else None
+
+
+def nothing_queued(db: sqlite3.Connection) -> bool:
+    """No job of any client waits for its turn."""
+    return db.execute("SELECT 1 FROM jobs WHERE queue_seq IS NOT NULL LIMIT 1").fetchone() is None
+
+
+def enqueue(db: sqlite3.Connection, client: str) -> int:
+    """A new job's place at the end of its client's queue (its ``queue_seq``), the
+    client's turn given."""
     (last,) = db.execute(
         "SELECT coalesce(max(queue_seq), 0) FROM jobs WHERE client = ?",
         (client,),

@@ -25,6 +25,8 @@ from imagegate_server.jobs.local_queue import (
     enqueue,
     figures_by_client,
     forget_idle_turns,
+    nothing_queued,
+    queue_full,
     requeue,
     turn_now,
 )
@@ -75,7 +77,11 @@ class LocalJobStore:
     # Jobs --------------------------------------------------------------------------
 
     async def create(
-        self, record: JobRecord, max_queued: int | None, lease_ms: int = 60_000
+        self,
+        record: JobRecord,
+        max_queued: int | None,
+        lease_ms: int = 60_000,
+        claim_for: str = "",
     ) -> Created | QueueFull:
         def work(db: sqlite3.Connection) -> Created | QueueFull:
             if record.request_id is not None:
@@ -88,14 +94,17 @@ class LocalJobStore:
                     return Created(existing, False)
                 if existing is not None:  # past its retention: the request id is free
                     db.execute("DELETE FROM jobs WHERE id = ?", (existing.id,))
-            queue_seq = None
-            if record.kind is JobKind.JOB:
-                place = enqueue(db, record.client, max_queued)
-                if isinstance(place, QueueFull):
-                    return place
-                queue_seq = place
-            lease = None if record.kind is JobKind.JOB else record.updated_ms + lease_ms
-            insert(db, record, queue_seq, lease)
+            if record.kind is not JobKind.JOB:
+                insert(db, record, None, record.updated_ms + lease_ms)
+                return Created(record, True)
+            full = queue_full(db, record.client, max_queued)
+            if full is not None:
+                return full
+            if claim_for and nothing_queued(db):
+                claimed = record.with_(owner=claim_for)
+                insert(db, claimed, None, record.updated_ms + lease_ms)
+                return Created(claimed, True, claimed=True)
+            insert(db, record, enqueue(db, record.client), None)
             return Created(record, True)
 
         created = await self._db.write(work)

@@ -4,11 +4,13 @@
 Why these primitives
     The turns of clients with queued work are a Redis stream read by a consumer
     group (:mod:`.redis_queue`): no polling, each turn to exactly one replica, round
-    robin across clients. Each job's own lease (a sorted set by expiry) outlives its
-    runner only by the lease period; any replica's reaper then re-queues it or fails
-    it, in a script that checks what it changes. Job ends and cancels go out on one
-    capped stream that each replica reads with one blocking ``XREAD``
-    (:mod:`.redis_events`).
+    robin across clients; a job submitted while no turn waits goes straight to a
+    free runner of the submitting replica, in the script that creates it
+    (``create.lua``), skipping a turn's round trips. Each job's own lease (a sorted
+    set by expiry) outlives its runner only by the lease period; any replica's
+    reaper then re-queues it or fails it, in a script that checks what it changes.
+    Job ends and cancels go out on one capped stream that each replica reads with
+    one blocking ``XREAD`` (:mod:`.redis_events`).
 One slot
     Every key has the hash tag ``{jobs}`` (:mod:`.redis_scripts`), so every script
     is atomic on a Cluster too. Jobs are long and few next to calls (a job is
@@ -66,18 +68,24 @@ class RedisJobStore:
     # Jobs --------------------------------------------------------------------------
 
     async def create(
-        self, record: JobRecord, max_queued: int | None, lease_ms: int = 60_000
+        self,
+        record: JobRecord,
+        max_queued: int | None,
+        lease_ms: int = 60_000,
+        claim_for: str = "",
     ) -> Created | QueueFull:
         ttl = max(1, record.expires_ms - record.created_ms) + 86_400_000
         reply = await self._run(
             "create", record.id, record.client, record.kind.value, record.request_id or "",
             -1 if max_queued is None else max_queued, record.created_ms,
-            record.updated_ms + lease_ms, ttl, *flat_fields(record),
+            record.updated_ms + lease_ms, ttl, claim_for, *flat_fields(record),
         )  # fmt: skip
         if reply[0] == 2:
             return QueueFull(int(reply[1]))
         if reply[0] == 0:
             return Created(record_of(text(reply[1]), reply[2]), False)
+        if reply[0] == 3:
+            return Created(record.with_(owner=claim_for), True, claimed=True)
         return Created(record, True)
 
     async def get(self, client: str, job_id: str) -> JobRecord | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -78,11 +79,14 @@ class Runner:
         self._observer = observer
         self._slots = asyncio.Semaphore(limits.max_running)
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._clients: dict[str, str] = {}
+        """The client of each job running here."""
         self._cancel_asked: set[str] = set()
         self._held: set[str] = set()
         """Calls with a request id running in this process: leased like jobs."""
         self._updates: set[asyncio.Future[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._finished: Callable[[str, JobRecord | None], None] = lambda job_id, record: None
         self.housekeeping = Housekeeping(
             store, execution.results, admissions, describe, observer, self.expires_ms
         )
@@ -138,14 +142,42 @@ class Runner:
             if record is None:
                 self._slots.release()
                 continue
-            task = asyncio.create_task(self._job(record), name=f"job-{record.id}")
-            self._running[record.id] = task
-            task.add_done_callback(partial(self._ended, record.id))
+            self.run_claimed(record)
+
+    async def take_runner(self) -> bool:
+        """A free runner for a job being submitted here (False: none is free). Hand it
+        the job with :meth:`run_claimed` or give it back with :meth:`give_back_runner`."""
+        if self._slots.locked():
+            return False
+        return await self._slots.acquire()  # free: it returns at once
+
+    def give_back_runner(self) -> None:
+        self._slots.release()
+
+    def run_claimed(self, record: JobRecord) -> None:
+        """Run a job leased to this process, on a runner taken for it."""
+        task = asyncio.create_task(self._job(record), name=f"job-{record.id}")
+        self._running[record.id] = task
+        self._clients[record.id] = record.client
+        task.add_done_callback(partial(self._ended, record.id))
+
+    def runs(self, client: str, job_id: str) -> bool:
+        """The client's job is running here (its end will be told to :meth:`on_finished`'s
+        callback, unless someone else ends it: then the store's event tells)."""
+        return self._clients.get(job_id) == client
+
+    def on_finished(self, callback: Callable[[str, JobRecord | None], None]) -> None:
+        """``callback(job_id, record)`` when this process ends a job (its waiters here
+        need not read it back from the store), and ``(job_id, None)`` when a job stops
+        running here however it went (ended elsewhere, given back to its queue)."""
+        self._finished = callback
 
     def _ended(self, job_id: str, _: object) -> None:
         self._running.pop(job_id, None)
+        self._clients.pop(job_id, None)
         self._cancel_asked.discard(job_id)
         self._slots.release()
+        self._finished(job_id, None)
 
     async def _renew_loop(self) -> None:
         while True:
@@ -227,6 +259,9 @@ class Runner:
                 deadline = asyncio.get_running_loop().time() + self._limits.upstream_timeout_s
 
                 def progress(partials: int) -> None:
+                    nonlocal running
+                    if running is not None:
+                        running = running.with_(partial_images=partials)
                     update = asyncio.ensure_future(self._store.progress(record, partials))
                     self._updates.add(update)
                     update.add_done_callback(self._updates.discard)
@@ -238,18 +273,16 @@ class Runner:
         except asyncio.CancelledError:
             _end_span(span, "cancelled")
             cost = record.estimate_micros if sent else 0
+            last = running or record  # as it was sent (started, partial images)
             if record.id in self._cancel_asked:
-                await self._end(
-                    record, JobState.CANCELLED, JobCancelled(), None, reservation, cost,
-                    _last(went_to),
-                )  # fmt: skip
+                cancelled = JobCancelled()
+                await self._end(last, JobState.CANCELLED, cancelled, None, reservation, cost,
+                                _last(went_to))  # fmt: skip
                 if running is None:
                     return  # our own refusal, not a cancellation of this task
             elif sent:  # this process is stopping mid-run: OpenAI may have billed it
-                await self._end(
-                    record, JobState.FAILED, JobAborted(), None, reservation, cost,
-                    _last(went_to),
-                )  # fmt: skip
+                await self._end(last, JobState.FAILED, JobAborted(), None, reservation, cost,
+                                _last(went_to))  # fmt: skip
             else:  # stopping before it was sent: another runner takes it
                 await asyncio.shield(self._store.release(record, 0))
             raise
@@ -258,12 +291,14 @@ class Runner:
             cost = record.estimate_micros if sent and may_have_billed(error) else 0
             if not sent:
                 log.info("job refused before sending", extra={"error": type(error).__name__})
-            await self._end(record, JobState.FAILED, error, None, reservation, cost, _last(went_to))
+            last = running or record
+            await self._end(last, JobState.FAILED, error, None, reservation, cost, _last(went_to))
             return
         _end_span(span, "succeeded")
         cost = ran.cost_micros if ran.cost_micros is not None else 0
+        last = running or record
         await self._end(
-            record, JobState.SUCCEEDED, None, ran.outcome, reservation, cost, _last(went_to)
+            last, JobState.SUCCEEDED, None, ran.outcome, reservation, cost, _last(went_to)
         )
 
     async def _end(
@@ -291,6 +326,7 @@ class Runner:
             if reservation is not None:
                 await self._admissions.settle(reservation, cost, upstream)
             self._observer.job_ended(state.value)
+            self._finished(ended.id, ended)
 
         await asyncio.shield(end())
 

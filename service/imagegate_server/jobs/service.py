@@ -4,7 +4,12 @@ One :class:`Jobs` per process: its store, its runners, and one reader of the
 store's events that wakes this process's waiters (``WaitOperation``, a retried
 call waiting for the first) and tells its runners of cancels. Waiting never polls
 the store: a waiter registers, reads the job once, then sleeps until an event
-for the job (or its timeout).
+for the job (or its timeout). A job that runs in this process is not read at all:
+its runner hands its end to the waiters here.
+
+A submit hands the new job to a free runner of this process in the step that
+creates it, when no job waits for its turn (the store decides, see
+``JobStore.create``): no round trip through the queue.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from imagegate_server.jobs.model import JobRecord, JobState, now_ms, operation_n
 from imagegate_server.jobs.observers import QueueObserver
 from imagegate_server.jobs.payload import JobOutcome, JobRequest
 from imagegate_server.jobs.runner import Runner
-from imagegate_server.jobs.store import ClientJobs, JobEvent, JobStore, Page, QueueFull
+from imagegate_server.jobs.store import ClientJobs, Created, JobEvent, JobStore, Page, QueueFull
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +40,25 @@ MAX_QUEUED_LIMIT = "max_queued_jobs"
 """The QuotaFailure quota_id of a submit refused because its client's queue is full."""
 
 
+class _Waiter:
+    """One waiting caller: woken by an event for its job, or handed the job as it
+    ended here."""
+
+    __slots__ = ("ended", "woken")
+
+    def __init__(self) -> None:
+        self.woken = asyncio.Event()
+        self.ended: JobRecord | None = None
+
+
 class Jobs:
     def __init__(self, store: JobStore, runner: Runner, observer: QueueObserver) -> None:
         self.store = store
         self.runner = runner
         self._observer = observer
-        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._waiters: dict[str, set[_Waiter]] = defaultdict(set)
         self._tasks: list[asyncio.Task[None]] = []
+        runner.on_finished(self._finished_here)
 
     async def start(self) -> None:
         self._tasks = [
@@ -94,7 +111,15 @@ class Jobs:
     def _deliver(self, event: JobEvent) -> None:
         self.runner.on_event(event)
         for waiter in self._waiters.get(event.job_id, ()):
-            waiter.set()
+            waiter.woken.set()
+
+    def _finished_here(self, job_id: str, record: JobRecord | None) -> None:
+        """A job ended by this process's runner (``record``): its waiters here have it
+        as it ended, with no read back from the store. None: it stopped running here
+        otherwise; they read it."""
+        for waiter in self._waiters.get(job_id, ()):
+            waiter.ended = waiter.ended or record
+            waiter.woken.set()
 
     # Submitting --------------------------------------------------------------------
 
@@ -104,7 +129,19 @@ class Jobs:
         """Queue ``record``, or find the job its request id already made: (the job,
         whether it is new). Raises AlreadyExists when the request id came with other
         parameters, LimitRefused (``max_queued_jobs``) when the client's queue is full."""
-        created = await self.store.create(record, max_queued)
+        runner = self.runner
+        free = await runner.take_runner()
+        try:
+            claim_for = runner.owner if free else ""
+            created = await self.store.create(record, max_queued, runner.lease_ms, claim_for)
+        except BaseException:
+            if free:
+                runner.give_back_runner()
+            raise
+        if isinstance(created, Created) and created.claimed:
+            runner.run_claimed(created.record)  # nobody waits: it starts now, here
+        elif free:
+            runner.give_back_runner()
         if isinstance(created, QueueFull):
             raise LimitRefused(
                 MAX_QUEUED_LIMIT,
@@ -132,19 +169,23 @@ class Jobs:
 
     async def wait(self, client: str, job_id: str, timeout_s: float) -> JobRecord:
         """The job once it is done, or as it is when ``timeout_s`` passes."""
-        waiter = asyncio.Event()
+        waiter = _Waiter()
         self._waiters[job_id].add(waiter)
         try:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + max(0.0, timeout_s)
             while True:
-                waiter.clear()
-                record = await self.get(client, job_id)
-                if record.state.done or loop.time() >= deadline:
+                waiter.woken.clear()
+                record = waiter.ended
+                if record is None and not (
+                    loop.time() < deadline and self.runner.runs(client, job_id)
+                ):  # else it runs here: its end is handed to this waiter
+                    record = await self.get(client, job_id)
+                if record is not None and (record.state.done or loop.time() >= deadline):
                     return record
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout_at(deadline):
-                        await waiter.wait()
+                        await waiter.woken.wait()
         finally:
             waiters = self._waiters.get(job_id)
             if waiters is not None:

@@ -40,6 +40,8 @@ class Created:
     record: JobRecord
     created: bool
     """False: the request id was known; ``record`` is the first submit's job."""
+    claimed: bool = False
+    """The new job went straight to the runner it was created for (``claim_for``)."""
 
 
 @dataclass(frozen=True)
@@ -87,12 +89,19 @@ class JobStore(Protocol):
     """``local`` or ``redis``."""
 
     async def create(
-        self, record: JobRecord, max_queued: int | None, lease_ms: int = 60_000
+        self,
+        record: JobRecord,
+        max_queued: int | None,
+        lease_ms: int = 60_000,
+        claim_for: str = "",
     ) -> Created | QueueFull:
         """Add ``record`` (a queued job, or a running call leased for ``lease_ms`` to its
         ``owner``), unless its client already has a job with its request id: then that
         one. A queued job past ``max_queued`` of its client's queued jobs is refused
-        (QueueFull)."""
+        (QueueFull). A job created with ``claim_for`` (a runner with a free slot) is
+        leased to that runner at once, in the same step, when no job of any client
+        waits for its turn (``Created.claimed``): nobody is passed over, and the job
+        skips the round trips of a turn."""
         ...
 
     async def get(self, client: str, job_id: str) -> JobRecord | None:

@@ -30,7 +30,7 @@ PATHS = {
     "soak": {"gateway"},
     "overhead": {"gateway", "direct", "floor"},
     "results": {"gateway", "direct", "stored"},
-    "jobs": {"unary", "job", "queued", "wake"},
+    "jobs": {"unary", "job", "rpc", "queued", "wake"},
 }
 # Scenarios whose gateway rows ghz drives when it is installed (the others need what
 # ghz cannot do: ramps, time to a stream's first image, identity checks).

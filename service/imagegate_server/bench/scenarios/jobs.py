@@ -7,6 +7,9 @@ once), its jobs and idempotency in Redis, its result store a local directory:
 ``unary``    CreateImage of the overhead scenario's call (a 256x256 dall-e-2 PNG)
 ``job``      the same call as SubmitImageJob (inline images) then WaitOperation,
              which returns the result: a job's whole life, its image stored
+``rpc``      GetOperation of a finished job: the least a job's second RPC costs
+             (one RPC of the gateway's with one read), for the reader to see how
+             much of ``job`` - ``unary`` is the second RPC rather than the jobs
 Phases alternate, at concurrency 1 and 16; the gateway's CPU per image (from
 /proc/PID/stat, every thread) is compared (target: job <= 1.3x unary); Redis's own
 CPU per image is reported beside it.
@@ -26,6 +29,7 @@ import math
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -63,7 +67,11 @@ def unary_call(pool: GrpcPool, metadata: tuple[tuple[str, str], ...] = ()) -> Ca
     return call
 
 
-def job_call(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = ()) -> Call:
+def job_call(
+    channel: grpc.aio.Channel,
+    metadata: tuple[tuple[str, str], ...] = (),
+    finished: Callable[[str], None] = lambda name: None,
+) -> Call:
     submit = jobs_pb2_grpc.ImageJobsServiceStub(channel)
     operations = operations_pb2_grpc.OperationsStub(channel)
     # Inline, as the unary call it is measured against (a job's default is stored).
@@ -80,6 +88,23 @@ def job_call(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = 
         )
         if not done.done or done.HasField("error"):
             raise ValueError(f"job not succeeded: {done.error.message}")
+        finished(done.name)
+
+    return call
+
+
+async def get_call(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]) -> Call:
+    """GetOperation of one finished job (submitted and waited for here)."""
+    finished: list[str] = []
+    job = job_call(channel, metadata, finished.append)
+    await job()
+    request = operations_pb2.GetOperationRequest(name=finished[0])
+    operations = operations_pb2_grpc.OperationsStub(channel)
+
+    async def call() -> None:
+        reply = await operations.GetOperation(request, metadata=metadata, timeout=30)
+        if not reply.done:
+            raise ValueError("the finished job is not done")
 
     return call
 
@@ -143,7 +168,8 @@ async def run(ctx: Context) -> ScenarioResult:
     result.notes.append(
         "one gateway on Redis (its own redis-server) in front of one emulator; job = "
         "SubmitImageJob with inline images, then WaitOperation; unary = CreateImage of "
-        "the same call; CPU from /proc/PID/stat of the gateway process, all threads; "
+        "the same call; rpc = GetOperation of a finished job (the least a second RPC "
+        "costs); CPU from /proc/PID/stat of the gateway process, all threads; "
         "Redis's CPU apart; driven by the Python gRPC client"
     )
     return result
@@ -166,6 +192,7 @@ async def _compare(
     paths: dict[str, Call] = {
         "unary": unary_call(pool, metadata),
         "job": job_call(pool.channel(), metadata),
+        "rpc": await get_call(pool.channel(), metadata),
     }
     measured: dict[tuple[str, int], list[float]] = {}
     loads: dict[tuple[str, int], LoadResult] = {}

@@ -15,6 +15,7 @@ queue            the job queued (or, for a known request id, the first submit's
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 from collections.abc import AsyncIterator, Callable
@@ -147,10 +148,19 @@ class SubmitServicer:
                     files = await self._keep_files(caller, draft.model, images_request.files)
         finally:
             draft.close()
+        # To its end even if the caller goes away meanwhile: a job its store made keeps
+        # its reservation and uploads (and runs; its request id's retry finds it), one
+        # not made gives them back.
+        queueing = asyncio.ensure_future(
+            self._queue(caller, operation, submitted, draft, files, stored)
+        )
         try:
-            record = await self._queue(caller, operation, submitted, draft, files, stored)
+            record = await asyncio.shield(queueing)
         except BaseException:
-            await self._forget(files)
+            if not queueing.done():
+                await asyncio.wait([queueing])
+            if queueing.cancelled() or queueing.exception() is not None:
+                await self._forget(files)
             raise
         call.request_id = record.request_id or call.request_id
         data: bytes = (await self._view.operation(record)).SerializeToString()

@@ -104,7 +104,9 @@ def test_every_scenario_runs_tiny_and_reports_without_errors(tmp_path: Path) -> 
     # ... beside the floor of the fixed stack, measured in the same run.
     floor = [row for row in scenarios["overhead"]["rows"] if row["path"] == "floor"]
     assert sorted(row["concurrency"] for row in floor) == [1, 64]
-    assert all(row["gateway_cpu_ms_per_call"] > 0 for row in floor)
+    # Together (one row of a tiny run can fall under a 10 ms kernel tick: CI saw 0).
+    assert all(row["gateway_cpu_ms_per_call"] >= 0 for row in floor)
+    assert sum(row["gateway_cpu_ms_per_call"] * row["calls"] for row in floor) > 0
     assert "stack floor" in scenarios["overhead"]["checks"][0]["note"]
 
     # Scaling: one process, then serve --workers 2 (a supervisor and two workers).

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from imagegate_server.jobs.model import JobKind, JobRecord, JobState, new_job_id, now_ms
 from imagegate_server.jobs.store import ClientJobs, Created, JobStore, QueueFull
 
@@ -151,7 +153,27 @@ async def test_lapsed_leases_requeue_unsent_jobs_and_fail_sent_ones(store: JobSt
     assert again is not None and again.id == unsent.id
 
 
-async def test_events_reach_a_reader(store: JobStore) -> None:
+async def test_the_end_of_a_watched_job_reaches_a_reader(store: JobStore) -> None:
+    events = store.events()
+    reader = asyncio.ensure_future(anext(events))
+    await asyncio.sleep(0.3)  # the reader has started reading
+    await store.create(job("a"), 10)
+    claimed = await store.claim("runner-a", 30_000, 1.0)
+    assert claimed is not None
+    assert await store.watch("b", claimed.id, 10_000) is None  # not b's job
+    watched = await store.watch("a", claimed.id, 10_000)
+    assert watched is not None and watched.id == claimed.id
+    await store.finish(claimed, JobState.SUCCEEDED, b"{}", 0, now_ms() + 60_000)
+    event = await asyncio.wait_for(reader, 5.0)
+    assert (event.kind, event.job_id) == ("done", claimed.id)
+    await events.aclose()
+
+
+async def test_on_redis_an_end_nobody_watches_is_sent_to_no_replica(store: JobStore) -> None:
+    """Every replica reads every event: the end of a job no waiter watches is not one
+    (the local database tells its few worker processes of every end)."""
+    if store.backend != "redis":
+        pytest.skip("Redis only")
     events = store.events()
     reader = asyncio.ensure_future(anext(events))
     await asyncio.sleep(0.3)  # the reader has started reading
@@ -159,8 +181,10 @@ async def test_events_reach_a_reader(store: JobStore) -> None:
     claimed = await store.claim("runner-a", 30_000, 1.0)
     assert claimed is not None
     await store.finish(claimed, JobState.SUCCEEDED, b"{}", 0, now_ms() + 60_000)
-    event = await asyncio.wait_for(reader, 5.0)
-    assert (event.kind, event.job_id) == ("done", claimed.id)
+    done, _ = await asyncio.wait([reader], timeout=1.0)
+    assert not done, "an unwatched end went out as an event"
+    reader.cancel()
+    await asyncio.gather(reader, return_exceptions=True)
     await events.aclose()
 
 

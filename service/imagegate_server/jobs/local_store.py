@@ -117,6 +117,9 @@ class LocalJobStore:
             return None
         return record
 
+    async def watch(self, client: str, job_id: str, for_ms: int) -> JobRecord | None:
+        return await self.get(client, job_id)  # every end is an event here
+
     async def page(
         self, client: str, page_size: int, page_token: str, state: JobState | None
     ) -> Page:

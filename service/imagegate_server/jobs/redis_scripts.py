@@ -21,8 +21,10 @@ the script to that slot's node. Job hashes use short field names (``s`` state,
                         refused its last job; a job of it ending brings it back)
     P leases            sorted set: job id -> when its runner's lease lapses
     P expiry            sorted set: finished job id -> when it is forgotten
+    P watched:<id>      flag (expiring): a process waits for the job's end, so its
+                        end goes out on ``events``; unwatched ends are not sent
     P clients           set: clients with queued or held jobs (metrics)
-    P events            stream (capped): job ended / cancel asked for
+    P events            stream (capped): a watched job ended / cancel asked for
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from imagegate_server.redis_connection import KeySpace, RedisConnection, Script
 
 NAMES = (
     "create", "take", "unpark", "release", "mark_sent", "progress", "finish", "renew",
-    "reap", "cancel", "delete", "discard", "expired", "client_jobs", "list",
+    "reap", "cancel", "delete", "discard", "expired", "client_jobs", "list", "watch",
 )  # fmt: skip
 
 

@@ -9,8 +9,10 @@ Why these primitives
     (``create.lua``), skipping a turn's round trips. Each job's own lease (a sorted
     set by expiry) outlives its runner only by the lease period; any replica's
     reaper then re-queues it or fails it, in a script that checks what it changes.
-    Job ends and cancels go out on one capped stream that each replica reads with
-    one blocking ``XREAD`` (:mod:`.redis_events`).
+    Cancels, and the ends of jobs a waiter watches (``watch.lua``), go out on one
+    capped stream that each replica reads with one blocking ``XREAD``
+    (:mod:`.redis_events`); an end nobody watches goes nowhere, so no replica reads
+    every job's end.
 One slot
     Every key has the hash tag ``{jobs}`` (:mod:`.redis_scripts`), so every script
     is atomic on a Cluster too. Jobs are long and few next to calls (a job is
@@ -97,6 +99,13 @@ class RedisJobStore:
         record = record_of(job_id, pairs)
         expired = record.state.done and record.expires_ms <= now_ms()
         return record if record.client == client and not expired else None
+
+    async def watch(self, client: str, job_id: str, for_ms: int) -> JobRecord | None:
+        flat = await self._run("watch", client, job_id, max(1, for_ms))
+        if not flat:
+            return None
+        record = record_of(job_id, flat)
+        return None if record.state.done and record.expires_ms <= now_ms() else record
 
     async def page(
         self, client: str, page_size: int, page_token: str, state: JobState | None

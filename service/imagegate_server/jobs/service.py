@@ -3,9 +3,10 @@
 One :class:`Jobs` per process: its store, its runners, and one reader of the
 store's events that wakes this process's waiters (``WaitOperation``, a retried
 call waiting for the first) and tells its runners of cancels. Waiting never polls
-the store: a waiter registers, reads the job once, then sleeps until an event
-for the job (or its timeout). A job that runs in this process is not read at all:
-its runner hands its end to the waiters here.
+the store: a waiter registers, reads the job once (watching it: its end is then
+sent to every process), then sleeps until an event for the job (or its timeout). A
+job that runs in this process is not read at all: its runner hands its end to the
+waiters here.
 
 A submit hands the new job to a free runner of this process in the step that
 creates it, when no job waits for its turn (the store decides, see
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 OBSERVE_S = 10.0
 """How often each process reads the queue figures for its metrics."""
+WATCH_MARGIN_S = 5.0
+"""A waiter's watch outlasts its timeout by this (its last read comes after it)."""
 MAX_QUEUED_LIMIT = "max_queued_jobs"
 """The QuotaFailure quota_id of a submit refused because its client's queue is full."""
 
@@ -180,7 +183,10 @@ class Jobs:
                 if record is None and not (
                     loop.time() < deadline and self.runner.runs(client, job_id)
                 ):  # else it runs here: its end is handed to this waiter
-                    record = await self.get(client, job_id)
+                    watch_ms = round((deadline - loop.time() + WATCH_MARGIN_S) * 1000)
+                    record = await self.store.watch(client, job_id, watch_ms)
+                    if record is None:
+                        raise OperationNotFound(operation_name(job_id))
                 if record is not None and (record.state.done or loop.time() >= deadline):
                     return record
                 with contextlib.suppress(TimeoutError):

@@ -13,7 +13,7 @@ replica. Both make the same promises:
   from, so a job ends exactly once (and is settled once), whoever ends it: its
   runner, a cancel, or the reaper of an expired lease.
 - ``events`` tells every process of the deployment, without polling, that a job
-  ended or was asked to cancel.
+  one of them watches ended, or that a job was asked to cancel.
 """
 
 from __future__ import annotations
@@ -106,6 +106,12 @@ class JobStore(Protocol):
 
     async def get(self, client: str, job_id: str) -> JobRecord | None:
         """The client's job, or None (unknown, past its retention, or another client's)."""
+        ...
+
+    async def watch(self, client: str, job_id: str, for_ms: int) -> JobRecord | None:
+        """:meth:`get`, for a waiter: while the job is not done, its end goes out to
+        every process as an event for at least ``for_ms`` (an end nobody watches may
+        tell no other process: the one that ended it tells its own waiters)."""
         ...
 
     async def page(

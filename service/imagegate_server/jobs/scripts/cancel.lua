@@ -14,7 +14,7 @@ if f[2] == 'queued' then
   redis.call('HSET', job(id), 's', 'cancelled', 'cx', '1', 'out', ARGV[4], 'en', ARGV[5],
     'up', ARGV[5], 'ex', ARGV[6], 'cost', '0')
   forget_after(id, f[4], client, tonumber(ARGV[6]))
-  event('done', id, '')
+  ended(id)
   return {1, redis.call('HGETALL', job(id))}
 end
 redis.call('HSET', job(id), 'cx', '1', 'up', ARGV[5])

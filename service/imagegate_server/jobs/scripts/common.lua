@@ -5,6 +5,11 @@ local function job(id) return P .. 'job:' .. id end
 local function event(kind, id, owner)
   redis.call('XADD', P .. 'events', 'MAXLEN', '~', 10000, '*', 't', kind, 'id', id, 'o', owner)
 end
+-- A job ended: every process is told only if one waits for it (watch.lua's flag); the
+-- process that ended it tells its own waiters itself.
+local function ended(id)
+  if redis.call('DEL', P .. 'watched:' .. id) == 1 then event('done', id, '') end
+end
 local function turn(client)
   if redis.call('HSETNX', P .. 'tokened', client, 1) == 1 then
     redis.call('XADD', P .. 'ready', '*', 'c', client)

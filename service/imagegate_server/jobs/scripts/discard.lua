@@ -6,5 +6,5 @@ local f = redis.call('HMGET', job(id), 'c', 'rid', 'k')
 if not f[1] or f[3] ~= 'call' then return 0 end
 let_go(id, f[1])
 redis.call('DEL', job(id), P .. 'rid:' .. f[1] .. ':' .. (f[2] or ''))
-event('done', id, '')
+ended(id)
 return 1

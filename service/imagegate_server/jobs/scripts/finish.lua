@@ -12,5 +12,5 @@ redis.call('HSET', job(id), 's', ARGV[3], 'out', ARGV[4], 'cost', ARGV[5], 'en',
 let_go(id, client)
 forget_after(id, fields[3], client, tonumber(ARGV[7]))
 unpark(client)
-event('done', id, '')
+ended(id)
 return 1

@@ -22,14 +22,14 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIM
     table.insert(out, 1)
     table.insert(out, redis.call('HGETALL', job(id)))
     redis.call('DEL', job(id), P .. 'rid:' .. client .. ':' .. (f[4] or ''))
-    event('done', id, '')
+    ended(id)
   else
     let_go(id, client)
     redis.call('HSET', job(id), 's', 'failed', 'out', ARGV[4], 'en', now, 'up', now,
       'ex', expires, 'cost', f[5])
     forget_after(id, f[4], client, expires)
     unpark(client)
-    event('done', id, '')
+    ended(id)
     table.insert(out, 0)
     table.insert(out, redis.call('HGETALL', job(id)))
   end

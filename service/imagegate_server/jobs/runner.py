@@ -1,7 +1,9 @@
 """Each gateway process's runners: take queued jobs fairly, admit them, run them.
 
     claim      the next job of the client whose turn it is (the store's fairness),
-               only while this process has a free runner (``max_running``)
+               only while this process has a free runner (``max_running``); or,
+               at its submit here, a new job the store leased to a free runner
+               because nothing waited (:meth:`Runner.run_claimed`)
     admit      the client's rates and concurrency, and the gateway-wide ceiling,
                now that it starts (its budget was reserved at submit); a limit
                that refuses gives the job back to the head of its queue, its
@@ -17,7 +19,8 @@
                estimate (sent)
 
 A cancel reaches the process running the job as an event and cancels its task,
-which closes its upstream connection (OpenAI stops generating).
+which closes its upstream connection (OpenAI stops generating). A job's end is
+handed to the waiters in this process (:meth:`Runner.on_finished`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
-"""A submit whose caller leaves while the store is making its job: the job it made is
-kept whole (it runs at once, its reservation is its own), so the request id's retry
-finds it done and booked, with one upstream request. A real redis-server, paused with
-SIGSTOP while the create is on its way, in front of a real gateway and emulator."""
+"""Callers that leave while the store is making their job or claiming their request id,
+with a real redis-server paused by SIGSTOP while that round trip is on its way (in
+front of a real gateway and emulator):
+
+- a submit: the job it made is kept whole (it runs at once, its reservation is its
+  own), so the request id's retry finds it done and booked;
+- a synchronous call: it was not kept yet, so a claim that landed anyway is
+  forgotten and the retry runs the call at once, instead of waiting for a call that
+  nobody runs until its lease lapses."""
 
 from __future__ import annotations
 
@@ -16,7 +21,14 @@ import pytest
 from gateway.tenancy_support import ClientsFile, bearer
 from google.longrunning import operations_pb2
 from google.protobuf import duration_pb2
-from imagegate.v1 import jobs_pb2, quota_pb2, quota_pb2_grpc
+from imagegate.v1 import images_service_pb2 as pb
+from imagegate.v1 import (
+    images_service_pb2_grpc,
+    jobs_pb2,
+    params_pb2,
+    quota_pb2,
+    quota_pb2_grpc,
+)
 from jobs_support import OPENAI_KEY, generation_job, metadata_of, new_request_id, stubs
 from limits.redis_support import RedisServer
 from support.gateways import started_gateways
@@ -85,3 +97,40 @@ async def test_a_job_made_while_its_caller_left_runs_and_keeps_its_reservation(
     warm_cost = metadata_of(warmed).cost_usd_micros
     assert shown.spent_today_usd_micros == warm_cost + meta.cost_usd_micros
     assert shown.reserved_usd_micros == 0  # nothing left held by the submit that was left
+
+
+async def test_a_call_whose_caller_left_before_it_was_kept_runs_on_its_retry(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    clients = ClientsFile(tmp_path / "clients.toml")
+    token = clients.add("team-a")
+    parameters = params_pb2.GenerationParameters(
+        prompt="a kept call", model="gpt-image-2", quality=params_pb2.QUALITY_LOW,
+        size="1024x1024",
+    )  # fmt: skip
+    request = pb.CreateImageRequest(parameters=parameters, request_id=new_request_id())
+    with RedisServer(tmp_path / "redis") as redis:
+        assert redis.process is not None
+        async with started_gateways(
+            OPENAI_KEY, emulator.base_url, clients_file=clients.path,
+            redis_url=redis.url, redis_timeout_s=10.0, jobs_lease_s=60.0,
+        ) as start:  # fmt: skip
+            gateway = await start()
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+                images = images_service_pb2_grpc.ImagesServiceStub(channel)
+                # A first call with a request id loads the scripts into Redis.
+                warm = pb.CreateImageRequest(parameters=parameters, request_id=new_request_id())
+                await images.CreateImage(warm, metadata=bearer(token), timeout=10)
+                os.kill(redis.process.pid, signal.SIGSTOP)
+                try:
+                    with pytest.raises(grpc.aio.AioRpcError) as left:
+                        await images.CreateImage(request, metadata=bearer(token), timeout=0.5)
+                    assert left.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                    await asyncio.sleep(0.5)  # the caller is gone; the claim still waits
+                finally:
+                    os.kill(redis.process.pid, signal.SIGCONT)
+                await asyncio.sleep(0.5)  # the claim landed, and was forgotten
+                reply = await images.CreateImage(request, metadata=bearer(token), timeout=10)
+
+    assert reply.result.images[0].data.startswith(b"\x89PNG")
+    assert sum(e.path.endswith("/generations") for e in emulator.journal.entries) == 2

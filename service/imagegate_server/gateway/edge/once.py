@@ -128,9 +128,25 @@ class OnceCalls:
         from then on it outlives its caller), else as before."""
         if request_id is None or holder is None:
             return KeepRun(None, None, deadline)
-        kept = await self.claim(client, request_id, operation, draft, request, estimate_micros)
+        claiming = asyncio.ensure_future(
+            self.claim(client, request_id, operation, draft, request, estimate_micros)
+        )
+        try:
+            kept = await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            # The caller left before the call was kept: a claim that landed anyway is
+            # forgotten, so that the retry runs the call instead of waiting for one
+            # that nobody runs until its lease lapses.
+            await asyncio.wait([claiming])
+            if not claiming.cancelled() and claiming.exception() is None:
+                await asyncio.shield(self._forget(claiming.result()))
+            raise
         holder.keep_running = True
         return KeepRun(self, kept, deadline)
+
+    async def _forget(self, kept: Kept) -> None:
+        self._jobs.runner.let_go(kept.record.id)
+        await self._jobs.store.discard(kept.record)
 
     async def claim(
         self,

@@ -289,11 +289,13 @@ async def test_a_presigned_link_lasts_at_most_seven_days(weed: WeedServer, tmp_p
 async def test_an_expired_link_is_refused(running: RunningStore) -> None:
     store = running.store
     stored = await store.put(b"secret image", content_type=PNG, call=CALL, retention=DAY)
-    # Two seconds: a SigV4 link's clock starts at its signing time cut to the second.
-    link = await store.link(stored, datetime.timedelta(seconds=2))
+    # Five seconds: a link's expiry is whole seconds, and a SigV4 link's clock starts
+    # at its signing time cut to the second, so a short link may be good for a second
+    # less than asked (2 s failed once in CI: the first GET came too late).
+    link = await store.link(stored, datetime.timedelta(seconds=5))
     async with httpx.AsyncClient(timeout=30) as http:
         assert (await http.get(link.url)).status_code == 200
-        await asyncio.sleep(3.2)  # past the link's expiry (S3 and our port use real time)
+        await asyncio.sleep(6.2)  # past the link's expiry (S3 and our port use real time)
         answer = await http.get(link.url)
     assert answer.status_code == 403
     assert b"secret image" not in answer.content

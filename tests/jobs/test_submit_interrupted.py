@@ -11,9 +11,10 @@ front of a real gateway and emulator):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -46,6 +47,38 @@ async def emulator() -> AsyncIterator[Emulator]:
         yield running
 
 
+@contextlib.asynccontextmanager
+async def _gateway_on_redis(
+    emulator: Emulator, clients: ClientsFile, directory: Path
+) -> AsyncIterator[tuple[RedisServer, grpc.aio.Channel]]:
+    """A gateway on its own redis-server (a 60 s lease: a job left to its lease would
+    not run within the tests' waits), and a channel to it."""
+    with RedisServer(directory) as redis:
+        async with started_gateways(
+            OPENAI_KEY, emulator.base_url, clients_file=clients.path,
+            redis_url=redis.url, redis_timeout_s=10.0, jobs_lease_s=60.0,
+        ) as start:  # fmt: skip
+            gateway = await start()
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+                yield redis, channel
+
+
+async def _caller_leaves_while_redis_waits(
+    redis: RedisServer, call: Callable[[], Awaitable[object]]
+) -> None:
+    """``call`` (a 0.5 s deadline) with Redis stopped: the caller leaves while the
+    gateway's round trip waits in Redis, which runs it once it goes on."""
+    assert redis.process is not None
+    os.kill(redis.process.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as left:
+            await call()
+        assert left.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        await asyncio.sleep(0.5)  # the caller is gone; the round trip still waits
+    finally:
+        os.kill(redis.process.pid, signal.SIGCONT)
+
+
 @pytest.mark.parametrize("budget", [False, True], ids=["no-budget", "budget"])
 async def test_a_job_made_while_its_caller_left_runs_and_keeps_its_reservation(
     emulator: Emulator, tmp_path: Path, budget: bool
@@ -55,38 +88,22 @@ async def test_a_job_made_while_its_caller_left_runs_and_keeps_its_reservation(
     caller leaves before the job is made, and what was reserved must not stay held."""
     clients = ClientsFile(tmp_path / "clients.toml")
     token = clients.add("team-a", **({"daily_budget_usd": 100} if budget else {}))
-    request_id = new_request_id()
-    with RedisServer(tmp_path / "redis") as redis:
-        assert redis.process is not None
-        async with started_gateways(
-            OPENAI_KEY, emulator.base_url, clients_file=clients.path,
-            redis_url=redis.url, redis_timeout_s=10.0, jobs_lease_s=60.0,
-        ) as start:  # fmt: skip
-            gateway = await start()
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
-                jobs, operations = stubs(channel)
-                # One job first, so that Redis has the scripts (a script's first run
-                # loads it: interrupted, nothing would be made at all).
-                warm = await jobs.SubmitImageJob(
-                    generation_job("warm", inline=True), metadata=bearer(token)
-                )
-                warmed = await operations.WaitOperation(_wait(warm.name), metadata=bearer(token))
-                request = generation_job("a kept job", request_id=request_id, inline=True)
-                os.kill(redis.process.pid, signal.SIGSTOP)
-                try:
-                    with pytest.raises(grpc.aio.AioRpcError) as left:
-                        await jobs.SubmitImageJob(request, metadata=bearer(token), timeout=0.5)
-                    assert left.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-                    await asyncio.sleep(0.5)  # the caller is gone; the create still waits
-                finally:
-                    os.kill(redis.process.pid, signal.SIGCONT)
-
-                again = await jobs.SubmitImageJob(request, metadata=bearer(token), timeout=10)
-                done = await operations.WaitOperation(
-                    _wait(again.name), metadata=bearer(token), timeout=15
-                )
-                quota = quota_pb2_grpc.QuotaServiceStub(channel)
-                shown = await quota.GetQuota(quota_pb2.GetQuotaRequest(), metadata=bearer(token))
+    request = generation_job("a kept job", request_id=new_request_id(), inline=True)
+    async with _gateway_on_redis(emulator, clients, tmp_path / "redis") as (redis, channel):
+        jobs, operations = stubs(channel)
+        # One job first, so that Redis has the scripts (a script's first run loads it:
+        # interrupted, nothing would be made at all).
+        warm = await jobs.SubmitImageJob(
+            generation_job("warm", inline=True), metadata=bearer(token)
+        )
+        warmed = await operations.WaitOperation(_wait(warm.name), metadata=bearer(token))
+        await _caller_leaves_while_redis_waits(
+            redis, lambda: jobs.SubmitImageJob(request, metadata=bearer(token), timeout=0.5)
+        )
+        again = await jobs.SubmitImageJob(request, metadata=bearer(token), timeout=10)
+        done = await operations.WaitOperation(_wait(again.name), metadata=bearer(token), timeout=15)
+        quota = quota_pb2_grpc.QuotaServiceStub(channel)
+        shown = await quota.GetQuota(quota_pb2.GetQuotaRequest(), metadata=bearer(token))
 
     # Run at once by the runner it was made for (not after its lease of 60 s lapsed).
     assert done.done, "the job made for a caller that left did not run"
@@ -109,28 +126,16 @@ async def test_a_call_whose_caller_left_before_it_was_kept_runs_on_its_retry(
         size="1024x1024",
     )  # fmt: skip
     request = pb.CreateImageRequest(parameters=parameters, request_id=new_request_id())
-    with RedisServer(tmp_path / "redis") as redis:
-        assert redis.process is not None
-        async with started_gateways(
-            OPENAI_KEY, emulator.base_url, clients_file=clients.path,
-            redis_url=redis.url, redis_timeout_s=10.0, jobs_lease_s=60.0,
-        ) as start:  # fmt: skip
-            gateway = await start()
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
-                images = images_service_pb2_grpc.ImagesServiceStub(channel)
-                # A first call with a request id loads the scripts into Redis.
-                warm = pb.CreateImageRequest(parameters=parameters, request_id=new_request_id())
-                await images.CreateImage(warm, metadata=bearer(token), timeout=10)
-                os.kill(redis.process.pid, signal.SIGSTOP)
-                try:
-                    with pytest.raises(grpc.aio.AioRpcError) as left:
-                        await images.CreateImage(request, metadata=bearer(token), timeout=0.5)
-                    assert left.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-                    await asyncio.sleep(0.5)  # the caller is gone; the claim still waits
-                finally:
-                    os.kill(redis.process.pid, signal.SIGCONT)
-                await asyncio.sleep(0.5)  # the claim landed, and was forgotten
-                reply = await images.CreateImage(request, metadata=bearer(token), timeout=10)
+    async with _gateway_on_redis(emulator, clients, tmp_path / "redis") as (redis, channel):
+        images = images_service_pb2_grpc.ImagesServiceStub(channel)
+        # A first call with a request id loads the scripts into Redis.
+        warm = pb.CreateImageRequest(parameters=parameters, request_id=new_request_id())
+        await images.CreateImage(warm, metadata=bearer(token), timeout=10)
+        await _caller_leaves_while_redis_waits(
+            redis, lambda: images.CreateImage(request, metadata=bearer(token), timeout=0.5)
+        )
+        await asyncio.sleep(0.5)  # the claim landed, and was forgotten
+        reply = await images.CreateImage(request, metadata=bearer(token), timeout=10)
 
     assert reply.result.images[0].data.startswith(b"\x89PNG")
     assert sum(e.path.endswith("/generations") for e in emulator.journal.entries) == 2

@@ -51,6 +51,7 @@ from imagegate_server.metrics import Metrics
 from imagegate_server.models import Operation
 from imagegate_server.settings import Settings
 from imagegate_server.store import CallInfo, ResultStore
+from imagegate_server.uninterrupted import to_its_end
 from imagegate_server.upstream import UploadFile
 
 SERVICE = jobs_pb2.DESCRIPTOR.services_by_name["ImageJobsService"]
@@ -155,11 +156,9 @@ class SubmitServicer:
             self._queue(caller, operation, submitted, draft, files, stored)
         )
         try:
-            record = await asyncio.shield(queueing)
+            record = await to_its_end(queueing)
         except BaseException:
-            if not queueing.done():
-                await asyncio.wait([queueing])
-            if queueing.cancelled() or queueing.exception() is not None:
+            if queueing.done() and (queueing.cancelled() or queueing.exception() is not None):
                 await self._forget(files)
             raise
         call.request_id = record.request_id or call.request_id

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from imagegate_server.store.backend import Attributes
+from imagegate_server.uninterrupted import to_its_end
 
 SIDECAR = ".meta"
 T = TypeVar("T")
@@ -30,12 +31,7 @@ async def blocking(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     call still finishes before the cancellation goes on, so cleanup never closes a
     descriptor that a thread is writing to (its number could be reused)."""
     call = functools.partial(function, *args, **kwargs)
-    future = asyncio.get_running_loop().run_in_executor(None, call)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        await asyncio.wait([future])
-        raise
+    return await to_its_end(asyncio.get_running_loop().run_in_executor(None, call))
 
 
 def read_attributes(path: Path) -> Attributes:

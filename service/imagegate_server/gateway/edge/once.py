@@ -41,6 +41,7 @@ from imagegate_server.jobs.payload import JobOutcome, JobRequest
 from imagegate_server.jobs.service import Jobs
 from imagegate_server.jobs.store import Created
 from imagegate_server.models import Operation
+from imagegate_server.uninterrupted import to_its_end
 from imagegate_server.upstream import ImagesRequest
 
 T = TypeVar("T")
@@ -132,13 +133,13 @@ class OnceCalls:
             self.claim(client, request_id, operation, draft, request, estimate_micros)
         )
         try:
-            kept = await asyncio.shield(claiming)
+            kept = await to_its_end(claiming)
         except asyncio.CancelledError:
             # The caller left before the call was kept: a claim that landed anyway is
             # forgotten, so that the retry runs the call instead of waiting for one
             # that nobody runs until its lease lapses.
-            await asyncio.wait([claiming])
-            if not claiming.cancelled() and claiming.exception() is None:
+            landed = claiming.done() and not claiming.cancelled()
+            if landed and claiming.exception() is None:
                 await asyncio.shield(self._forget(claiming.result()))
             raise
         holder.keep_running = True
